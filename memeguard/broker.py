@@ -1,0 +1,37 @@
+"""The Celery app configuration shared by producers (which only publish) and workers (which consume)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from memeguard.queue import TASK_NAME
+from memeguard.settings import Settings
+
+SWEEP_TASK = "memeguard.sweep"
+
+
+def make_celery(settings: Settings) -> Any:
+    """Late acks + reject on worker loss + prefetch 1: a message leaves Redis only after its job's outcome
+    is committed, so a worker killed mid-job gets its job redelivered instead of lost."""
+    if settings.is_inline:
+        raise ValueError("the inline (embedded) deployment has no broker; set MEMEGUARD_BROKER_URL=redis://…")
+    app = Celery("memeguard", broker=settings.broker_url)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=settings.queue_name,
+        task_routes={TASK_NAME: {"queue": settings.queue_name}, SWEEP_TASK: {"queue": settings.queue_name}},
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": 60.0}},
+    )
+    return app

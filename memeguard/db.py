@@ -1,0 +1,159 @@
+"""SQLAlchemy 2 models: one ``Base``, typed ``Mapped[]`` columns, enums stored by their value.
+
+Migrations in ``migrations/`` are the only schema source; these classes must mirror them (a test compares).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import Session as OrmSession
+
+from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def value_enum(enum_cls: type[StrEnum], name: str) -> sa.Enum:
+    """A VARCHAR + CHECK enum storing ``.value`` (never the member name), portable to SQLite."""
+    return sa.Enum(
+        enum_cls, name=name, native_enum=False, create_constraint=True, length=32,
+        values_callable=lambda members: [m.value for m in members], validate_strings=True,
+    )
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out on every dialect (SQLite stores naive values and drops the zone)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime()}
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("tenant", "content_id", name="uq_jobs_tenant_content"),
+        Index("ix_jobs_status_updated", "status", "updated_at"),
+        Index("ix_jobs_image_sha256", "image_sha256"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    tenant: Mapped[str] = mapped_column(String(64))
+    content_id: Mapped[str] = mapped_column(String(256))
+    image_sha256: Mapped[str | None] = mapped_column(String(64))
+    media_type: Mapped[str | None] = mapped_column(String(32))
+    width: Mapped[int | None]
+    height: Mapped[int | None]
+    frames: Mapped[int | None]
+    post_text: Mapped[str] = mapped_column(Text, default="")
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[JobStatus] = mapped_column(value_enum(JobStatus, "job_status"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    timings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class VerdictRow(Base):
+    __tablename__ = "verdicts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    emotion: Mapped[Emotion] = mapped_column(value_enum(Emotion, "emotion"))
+    intent: Mapped[Intent] = mapped_column(value_enum(Intent, "intent"))
+    harm_type: Mapped[HarmType] = mapped_column(value_enum(HarmType, "harm_type"))
+    confidence: Mapped[float]
+    explanation: Mapped[str] = mapped_column(Text)
+    ocr_text: Mapped[str] = mapped_column(Text, default="")
+    signals: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    analyzer: Mapped[str] = mapped_column(String(64))
+    analyzer_version: Mapped[str] = mapped_column(String(64))
+    latency_ms: Mapped[float]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ActionRow(Base):
+    """Actions are appended; the newest row of a job is its current action (policy first, reviews later)."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    verdict_id: Mapped[int | None] = mapped_column(ForeignKey("verdicts.id", ondelete="CASCADE"))
+    action: Mapped[ModerationAction] = mapped_column(value_enum(ModerationAction, "moderation_action"))
+    source: Mapped[str] = mapped_column(String(32), default="policy")
+    policy_name: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Append-only: the migration installs triggers that refuse UPDATE and DELETE."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    tenant: Mapped[str | None] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    event: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+def make_engine(url: str) -> Engine:
+    """Engine with the per-dialect settings memeguard relies on (SQLite: WAL + busy timeout)."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    return engine
+
+
+def make_sessions(engine: Engine) -> sessionmaker[OrmSession]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,94 @@
+"""Prometheus metrics shared by the API and the workers.
+
+Prefork workers set ``PROMETHEUS_MULTIPROC_DIR`` before this module is imported (``memeguard worker`` does
+it), so counters from every child process are summed at scrape time. Gauges that describe the outside
+world (queue depth, GPU memory) are computed on scrape by collectors instead of being pushed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector, Metric
+
+STAGES = ("validate", "hash", "queue_wait", "decode", "ocr", "kb", "model", "policy", "store")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+JOBS = Counter("memeguard_jobs_total", "Jobs by outcome and tenant", ["status", "tenant"])
+STAGE_SECONDS = Histogram(
+    "memeguard_stage_seconds", "Per-stage latency of a job", ["stage"], buckets=LATENCY_BUCKETS)
+BATCH_SIZE = Histogram(
+    "memeguard_batch_size", "Items per batch", ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+CACHE_HITS = Counter("memeguard_cache_hits_total", "Work avoided by a cache or idempotency", ["cache"])
+ANALYZER_ERRORS = Counter("memeguard_analyzer_errors_total", "Analyzer failures", ["analyzer", "kind"])
+RETRIES = Counter("memeguard_task_retries_total", "Transient failures retried with backoff", ["reason"])
+
+
+def observe_stages(timings_ms: dict[str, float]) -> None:
+    """Record the ``<stage>_ms`` entries of a job's timings in the stage histogram."""
+    for key, value in timings_ms.items():
+        stage = key.removesuffix("_ms")
+        if stage in STAGES:
+            STAGE_SECONDS.labels(stage).observe(value / 1000.0)
+
+
+class QueueDepthCollector(Collector):
+    """``memeguard_queue_depth``: messages waiting in the broker, read on every scrape."""
+
+    def __init__(self, queues: Callable[[], dict[str, int]]) -> None:
+        self._queues = queues
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("memeguard_queue_depth", "Messages waiting in the broker", labels=["queue"])
+        try:
+            depths = self._queues()
+        except Exception:  # noqa: BLE001 - a scrape must not fail because the broker is down
+            depths = {}
+        for queue, depth in depths.items():
+            family.add_metric([queue], depth)
+        yield family
+
+
+class GpuMemoryCollector(Collector):
+    """``memeguard_gpu_memory_bytes`` per device, only where torch is loaded and sees a GPU."""
+
+    def collect(self) -> Iterable[Metric]:
+        torch = sys.modules.get("torch")
+        family = GaugeMetricFamily("memeguard_gpu_memory_bytes", "GPU memory allocated", labels=["device"])
+        if torch is not None and torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                family.add_metric([str(index)], float(torch.cuda.memory_allocated(index)))
+        yield family
+
+
+def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None) -> CollectorRegistry:
+    """The registry to expose: process-local metrics, or the multiprocess aggregate when enabled."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+
+        registry = CollectorRegistry()
+        registry.register(_Forward(REGISTRY))
+    if queue_depths is not None:
+        registry.register(QueueDepthCollector(queue_depths))
+    registry.register(GpuMemoryCollector())
+    return registry
+
+
+class _Forward(Collector):
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self._source.collect()
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,49 @@
+"""How a committed job reaches a worker: Celery over Redis in the fleet, a direct call when embedded."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+TASK_NAME = "memeguard.analyze"
+
+
+class QueueUnavailable(RuntimeError):
+    """The broker refused the message; the job stays ``queued`` and is re-published later."""
+
+
+class JobQueue(Protocol):
+    def enqueue(self, job_id: uuid.UUID) -> None: ...
+    def depths(self) -> dict[str, int]: ...
+
+
+class CeleryQueue:
+    """Publishes ``memeguard.analyze(job_id)`` by name, so producers never import worker code."""
+
+    def __init__(self, app: Any, queue_name: str) -> None:
+        self.app, self.queue_name = app, queue_name
+
+    def enqueue(self, job_id: uuid.UUID) -> None:
+        try:
+            self.app.send_task(TASK_NAME, args=[str(job_id)], queue=self.queue_name)
+        except Exception as exc:  # kombu raises many types for one fact: the broker is unreachable
+            raise QueueUnavailable(f"could not publish job {job_id}: {exc}") from exc
+
+    def depths(self) -> dict[str, int]:
+        with self.app.connection_for_write() as conn:
+            client = conn.default_channel.client
+            return {self.queue_name: int(client.llen(self.queue_name))}
+
+
+class InlineQueue:
+    """The embedded deployment's queue: run the job right away, in this process."""
+
+    def __init__(self, run: Callable[[uuid.UUID], object]) -> None:
+        self._run = run
+
+    def enqueue(self, job_id: uuid.UUID) -> None:
+        self._run(job_id)
+
+    def depths(self) -> dict[str, int]:
+        return {"inline": 0}

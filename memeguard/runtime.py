@@ -1,0 +1,98 @@
+"""The composition root: turn ``Settings`` into wired collaborators for the CLI, the API and the demo.
+
+Producer-only nodes (the API in the fleet) never build an analyzer, so they never load OCR or torch.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard.blobs import BlobStore, open_blob_store
+from memeguard.db import make_engine, make_sessions
+from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
+from memeguard.settings import Settings
+from policies import Policy, load_policy
+
+if TYPE_CHECKING:
+    from producer.service import Producer
+    from worker.analyzers import Analyzer
+    from worker.pipeline import Deps
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = make_sessions(make_engine(self.settings.effective_database_url))
+
+    @cached_property
+    def blobs(self) -> BlobStore:
+        return open_blob_store(self.settings.effective_blob_store)
+
+    @cached_property
+    def policy(self) -> Policy:
+        return load_policy(self.settings.policy_file)
+
+    @cached_property
+    def analyzer(self) -> Analyzer:
+        from worker.analyzers import build_analyzer
+
+        return build_analyzer(self.settings.analyzer)
+
+    @cached_property
+    def deps(self) -> Deps:
+        from worker.pipeline import Deps
+
+        return Deps(self.sessions, self.blobs, self.analyzer, self.policy, self.settings.max_attempts,
+                    self.settings.max_frames)
+
+    @cached_property
+    def queue(self) -> JobQueue:
+        if self.settings.is_inline:
+            return InlineQueue(self._run_inline)
+        from memeguard.broker import make_celery
+
+        return CeleryQueue(make_celery(self.settings), self.settings.queue_name)
+
+    def _run_inline(self, job_id: uuid.UUID) -> None:
+        """Embedded deployments have no broker to retry through: a transient error dead-letters the job
+        with its reason (visible in ``jobs show``) instead of leaving it queued forever."""
+        from worker.pipeline import dead_letter, is_transient, process_job
+
+        try:
+            process_job(job_id, self.deps)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            dead_letter(job_id, self.sessions, "transient_error", f"{type(exc).__name__}: {exc}")
+
+    @cached_property
+    def producer(self) -> Producer:
+        from producer.service import Producer
+        from producer.validation import Limits
+
+        return Producer(self.sessions, self.blobs, self.queue, Limits.from_settings(self.settings))
+
+    def readiness(self) -> dict[str, str]:
+        """Database and broker reachable; each check reports its own error instead of raising."""
+        checks: dict[str, str] = {}
+        try:
+            with self.sessions() as session:
+                session.execute(sa.text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"error: {type(exc).__name__}"
+        try:
+            self.queue.depths()
+            checks["broker"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["broker"] = f"error: {type(exc).__name__}"
+        return checks

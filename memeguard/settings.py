@@ -1,0 +1,114 @@
+"""The one ``Settings`` object: every knob of every node, read from ``MEMEGUARD_*`` environment variables.
+
+Defaults are the embedded deployment (SQLite file, in-process queue, CPU analyzer) so that a fresh checkout
+runs without any service. Secrets that look like placeholders fail at start-up, not in production traffic.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "password", "placeholder", "example", "todo",
+     "xxx", "test", "dev", "default", "key", "apikey", "api-key"}
+)
+MIN_API_KEY_LENGTH = 16
+INLINE_BROKER = "inline"
+
+
+def is_placeholder(secret: str) -> bool:
+    """A secret is a placeholder when it is a well-known dummy word (case-insensitive) or empty."""
+    return not secret or secret.strip().lower() in PLACEHOLDER_SECRETS
+
+
+class Settings(BaseSettings):
+    """Effective configuration. ``memeguard config`` prints it with secrets masked."""
+
+    model_config = SettingsConfigDict(env_prefix="MEMEGUARD_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default=Path(".memeguard"), description="root for the embedded defaults")
+    database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
+    broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process) or a redis:// URL")
+    queue_name: str = "memeguard.analyze"
+    blob_store: str = Field(default="", description="file:///path or a path; empty = data_dir/blobs")
+    analyzer: str = Field(default="embedded", description="embedded | noop")
+    policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
+
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 25_000_000
+    max_frames: int = 8
+    max_text_chars: int = 2000
+    max_context_bytes: int = 4096
+    max_batch_items: int = 256
+
+    max_attempts: int = Field(default=5, ge=1, description="deliveries before a job is dead-lettered")
+    retry_backoff_s: float = 2.0
+    retry_backoff_max_s: float = 120.0
+    visibility_timeout_s: int = Field(default=3600, description="Redis redelivery delay of unacked jobs")
+    requeue_after_s: int = Field(default=600, description="sweeper re-publishes jobs stuck this long")
+    stream_wait_s: float = 30.0
+
+    worker_ops_port: int = Field(default=9108, description="worker /metrics /healthz /readyz; 0 = off")
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("api_keys")
+    @classmethod
+    def _api_keys_are_real(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        for tenant, key in keys.items():
+            raw = key.get_secret_value()
+            if is_placeholder(raw) or len(raw) < MIN_API_KEY_LENGTH:
+                raise ValueError(
+                    f"API key of tenant {tenant!r} is a placeholder or shorter than "
+                    f"{MIN_API_KEY_LENGTH} characters; generate one with `openssl rand -hex 24`"
+                )
+        return keys
+
+    @model_validator(mode="after")
+    def _database_password_is_real(self) -> Settings:
+        password = urlsplit(self.effective_database_url).password
+        if password is not None and is_placeholder(password):
+            raise ValueError("database password in MEMEGUARD_DATABASE_URL is a placeholder; set a real one")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'memeguard.db'}"
+
+    @property
+    def effective_blob_store(self) -> str:
+        return self.blob_store or str(self.data_dir / "blobs")
+
+    @property
+    def is_inline(self) -> bool:
+        return self.broker_url == INLINE_BROKER
+
+    def masked(self) -> dict[str, Any]:
+        """Settings as plain data with every secret (API keys, URL passwords) replaced by ``***``."""
+        data = self.model_dump(mode="json")
+        data["api_keys"] = {tenant: "***" for tenant in self.api_keys}
+        data["database_url"] = mask_url(self.effective_database_url)
+        data["broker_url"] = mask_url(self.broker_url)
+        data["blob_store"] = self.effective_blob_store
+        return data
+
+
+def mask_url(url: str) -> str:
+    """Replace the password of a URL by ``***`` so it can be printed or logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once. Tests build ``Settings(...)`` directly instead."""
+    return Settings()

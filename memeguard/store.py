@@ -1,0 +1,285 @@
+"""The storage edge: every query lives here, and rows leave as plain frozen dataclasses.
+
+Callers pass the ``Session`` and own the transaction, so a whole job outcome (verdict + action + status +
+audit entry) commits or rolls back together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from memeguard.db import ActionRow, AuditEntry, Job, VerdictRow, utcnow
+from memeguard.schemas import JobStatus, ModerationAction, Signal, Verdict
+from policies import Decision
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: uuid.UUID
+    tenant: str
+    content_id: str
+    status: JobStatus
+    image_sha256: str | None
+    media_type: str | None
+    width: int | None
+    height: int | None
+    frames: int | None
+    post_text: str
+    context: dict[str, Any]
+    callback_url: str | None
+    attempts: int
+    error_code: str | None
+    error: str | None
+    timings: dict[str, Any]
+    created_at: datetime
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    action: ModerationAction
+    source: str
+    policy_name: str
+    policy_version: str
+    rule_id: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job with its verdict and current action: what the API and the CLI show."""
+
+    job: JobRecord
+    verdict: Verdict | None
+    action: ActionRecord | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    tenant: str
+    content_id: str
+    status: JobStatus
+    image_sha256: str | None = None
+    media_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    post_text: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+    callback_url: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    timings: dict[str, Any] = field(default_factory=dict)
+
+
+def _record(job: Job) -> JobRecord:
+    return JobRecord(
+        id=job.id, tenant=job.tenant, content_id=job.content_id, status=JobStatus(job.status),
+        image_sha256=job.image_sha256, media_type=job.media_type, width=job.width, height=job.height,
+        frames=job.frames, post_text=job.post_text, context=dict(job.context or {}),
+        callback_url=job.callback_url, attempts=job.attempts, error_code=job.error_code, error=job.error,
+        timings=dict(job.timings or {}), created_at=job.created_at, enqueued_at=job.enqueued_at,
+        started_at=job.started_at, finished_at=job.finished_at,
+    )
+
+
+def insert_job(session: Session, new: NewJob) -> JobRecord:
+    """Insert a job; a duplicate (tenant, content_id) raises ``IntegrityError`` for the caller to resolve."""
+    now = utcnow()
+    enqueued = now if new.status is JobStatus.QUEUED else None
+    finished = now if new.status.is_final else None
+    job = Job(**new.__dict__, created_at=now, updated_at=now, enqueued_at=enqueued, finished_at=finished)
+    session.add(job)
+    session.flush()
+    return _record(job)
+
+
+def get_job(session: Session, job_id: uuid.UUID) -> JobRecord | None:
+    job = session.get(Job, job_id)
+    return _record(job) if job else None
+
+
+def find_job(session: Session, tenant: str, content_id: str) -> JobRecord | None:
+    job = session.scalars(sa.select(Job).filter_by(tenant=tenant, content_id=content_id)).one_or_none()
+    return _record(job) if job else None
+
+
+def replace_rejected(session: Session, job_id: uuid.UUID, new: NewJob) -> JobRecord:
+    """A rejected upload may be re-submitted under the same content id: the row takes the new upload."""
+    job = session.get_one(Job, job_id, with_for_update=True)
+    now = utcnow()
+    for key, value in new.__dict__.items():
+        setattr(job, key, value)
+    job.attempts, job.created_at = 0, now
+    job.enqueued_at = now if new.status is JobStatus.QUEUED else None
+    job.finished_at = now if new.status.is_final else None
+    session.flush()
+    return _record(job)
+
+
+def mark_enqueued(session: Session, job_id: uuid.UUID) -> None:
+    session.execute(sa.update(Job).where(Job.id == job_id).values(enqueued_at=utcnow(), updated_at=utcnow()))
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Outcome of trying to start a job: ``job`` is set only when this delivery should run it."""
+
+    job: JobRecord | None
+    reason: str
+
+
+def claim_job(session: Session, job_id: uuid.UUID, max_attempts: int) -> Claim:
+    """Mark a job running and count the attempt, unless it is final or out of attempts.
+
+    A ``running`` job is claimed again on purpose: it is the redelivery of a delivery whose worker died.
+    """
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None:
+        return Claim(None, "missing")
+    if JobStatus(job.status).is_final:
+        return Claim(None, f"already {job.status}")
+    if job.attempts >= max_attempts:
+        _fail(job, "max_attempts", f"gave up after {job.attempts} attempts (worker lost or crashed)")
+        return Claim(None, "max_attempts")
+    job.status, job.attempts, job.started_at = JobStatus.RUNNING, job.attempts + 1, utcnow()
+    session.flush()
+    return Claim(_record(job), "claimed")
+
+
+def _fail(job: Job, code: str, message: str) -> None:
+    job.status, job.error_code, job.error, job.finished_at = JobStatus.FAILED, code, message, utcnow()
+
+
+def fail_job(session: Session, job_id: uuid.UUID, code: str, message: str) -> bool:
+    """Dead-letter a job with its reason; a job that already ended keeps its outcome."""
+    job = session.get(Job, job_id, with_for_update=True)
+    if job is None or JobStatus(job.status).is_final:
+        return False
+    _fail(job, code, message)
+    return True
+
+
+def has_verdict(session: Session, job_id: uuid.UUID) -> bool:
+    return session.scalar(sa.select(sa.func.count()).where(VerdictRow.job_id == job_id)) != 0
+
+
+def finish_job(
+    session: Session, job_id: uuid.UUID, verdict: Verdict, decision: Decision, timings: dict[str, Any]
+) -> None:
+    """Store verdict + policy action and mark the job done. ``verdicts.job_id`` is unique, so a
+    concurrent duplicate delivery fails with ``IntegrityError`` instead of writing twice."""
+    row = VerdictRow(job_id=job_id, **_verdict_columns(verdict))
+    session.add(row)
+    session.flush()
+    session.add(ActionRow(
+        job_id=job_id, verdict_id=row.id, action=decision.action, source="policy",
+        policy_name=decision.policy_name, policy_version=decision.policy_version,
+        rule_id=decision.rule_id, reason=decision.reason,
+    ))
+    job = session.get_one(Job, job_id)
+    job.status, job.finished_at, job.timings = JobStatus.DONE, utcnow(), timings
+    job.error_code = job.error = None
+    session.flush()
+
+
+def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
+    data = verdict.model_dump(mode="json")
+    data["signals"] = [s.model_dump(mode="json") for s in verdict.signals]
+    return {k: data[k] for k in (
+        "emotion", "intent", "harm_type", "confidence", "explanation", "ocr_text", "signals",
+        "analyzer", "analyzer_version", "latency_ms")}
+
+
+def _verdict(row: VerdictRow) -> Verdict:
+    return Verdict(
+        emotion=row.emotion, intent=row.intent, harm_type=row.harm_type, confidence=row.confidence,
+        explanation=row.explanation, ocr_text=row.ocr_text,
+        signals=[Signal.model_validate(s) for s in row.signals or []], analyzer=row.analyzer,
+        analyzer_version=row.analyzer_version, latency_ms=row.latency_ms,
+    )
+
+
+def _action(row: ActionRow) -> ActionRecord:
+    return ActionRecord(
+        action=ModerationAction(row.action), source=row.source, policy_name=row.policy_name,
+        policy_version=row.policy_version, rule_id=row.rule_id, reason=row.reason, created_at=row.created_at,
+    )
+
+
+def current_action(session: Session, job_id: uuid.UUID) -> ActionRecord | None:
+    query = sa.select(ActionRow).where(ActionRow.job_id == job_id).order_by(ActionRow.id.desc()).limit(1)
+    row = session.scalars(query).first()
+    return _action(row) if row else None
+
+
+def job_view(session: Session, job_id: uuid.UUID) -> JobView | None:
+    job = get_job(session, job_id)
+    if job is None:
+        return None
+    row = session.scalars(sa.select(VerdictRow).where(VerdictRow.job_id == job_id)).one_or_none()
+    return JobView(job, _verdict(row) if row else None, current_action(session, job_id))
+
+
+def count_verdicts(session: Session, job_id: uuid.UUID) -> tuple[int, int]:
+    """(verdicts, actions) stored for a job — exactly-once checks use it."""
+    verdicts = session.scalar(sa.select(sa.func.count()).where(VerdictRow.job_id == job_id)) or 0
+    actions = session.scalar(sa.select(sa.func.count()).where(ActionRow.job_id == job_id)) or 0
+    return verdicts, actions
+
+
+def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[tuple[uuid.UUID, Verdict, ActionRecord | None]]:
+    """Every stored verdict with its job's current action, for policy replay (read-only)."""
+    latest = sa.select(sa.func.max(ActionRow.id)).group_by(ActionRow.job_id).scalar_subquery()
+    query = (
+        sa.select(VerdictRow, ActionRow)
+        .outerjoin(ActionRow, sa.and_(ActionRow.job_id == VerdictRow.job_id, ActionRow.id.in_(latest)))
+        .order_by(VerdictRow.id)
+        .execution_options(yield_per=batch)
+    )
+    for verdict_row, action_row in session.execute(query).tuples():
+        yield verdict_row.job_id, _verdict(verdict_row), _action(action_row) if action_row else None
+
+
+def stale_jobs(session: Session, older_than: timedelta, limit: int = 1000) -> list[uuid.UUID]:
+    """Queued or running jobs untouched for ``older_than``: their message may be lost; re-publish them."""
+    cutoff = utcnow() - older_than
+    query = (
+        sa.select(Job.id)
+        .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.updated_at < cutoff)
+        .order_by(Job.updated_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def touch_jobs(session: Session, job_ids: list[uuid.UUID]) -> None:
+    session.execute(sa.update(Job).where(Job.id.in_(job_ids)).values(updated_at=utcnow(), enqueued_at=utcnow()))
+
+
+def audit(
+    session: Session, event: str, *, actor: str, tenant: str | None = None,
+    job_id: uuid.UUID | None = None, detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one audit entry (the table refuses updates and deletes)."""
+    session.add(AuditEntry(actor=actor, tenant=tenant, job_id=job_id, event=event, detail=detail or {}))
+
+
+def audit_events(session: Session, job_id: uuid.UUID) -> list[str]:
+    query = sa.select(AuditEntry.event).where(AuditEntry.job_id == job_id).order_by(AuditEntry.id)
+    return list(session.scalars(query))
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(sa.select(Job.status, sa.func.count()).group_by(Job.status)).tuples()
+    return {str(status): count for status, count in rows}

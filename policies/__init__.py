@@ -1,0 +1,13 @@
+"""The pure policy engine: verdict + thresholds -> a frozen ``Decision``.
+
+No SQLAlchemy, Celery or Redis here (a test enforces it): the engine decides, the worker carries out.
+"""
+
+from policies.engine import Decision, evaluate
+from policies.loader import PolicyError, PolicyIssue, default_policy_path, load_policy, parse_policy
+from policies.model import Condition, ConfidenceRange, Policy, Rule
+
+__all__ = [
+    "ConfidenceRange", "Condition", "Decision", "Policy", "PolicyError", "PolicyIssue", "Rule",
+    "default_policy_path", "evaluate", "load_policy", "parse_policy",
+]

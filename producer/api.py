@@ -1,0 +1,220 @@
+"""The HTTP ingestion API (FastAPI; OpenAPI docs at /docs).
+
+One API key per tenant; a tenant never sees another tenant's jobs (unknown and foreign ids are both 404).
+Validation happens before anything is enqueued, and every refusal carries a stable error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from memeguard import __version__, store
+from memeguard.views import job_json
+from memeguard.metrics import BATCH_SIZE, build_registry, render
+from memeguard.queue import QueueUnavailable
+from memeguard.runtime import Runtime
+from producer.service import JobRef, Rejection, SubmitRejected, reject_item
+
+POLL_S = 0.05
+
+
+class BatchItem(BaseModel):
+    content_id: str
+    image_base64: str = Field(description="the image bytes, base64-encoded")
+    post_text: str = ""
+    context: dict[str, Any] | None = None
+    callback_url: str | None = None
+
+
+class BatchIn(BaseModel):
+    items: list[BatchItem]
+
+
+def _ref_json(ref: JobRef) -> dict[str, Any]:
+    return {"job_id": str(ref.job_id), "content_id": ref.content_id, "status": ref.status.value,
+            "created": ref.created}
+
+
+def _rejection_json(rej: Rejection | SubmitRejected, content_id: str) -> dict[str, Any]:
+    job_id = rej.job_id
+    return {"error": rej.code, "message": rej.message, "content_id": content_id,
+            "job_id": str(job_id) if job_id else None}
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """Build the API around a runtime. Refuses to start without API keys: no key, no access."""
+    settings = runtime.settings
+    if not settings.api_keys:
+        raise ValueError("no API keys configured: set MEMEGUARD_API_KEYS='{\"tenant\": \"<key>\"}'")
+    keys = [(key.get_secret_value().encode(), tenant) for tenant, key in settings.api_keys.items()]
+    registry = build_registry(runtime.queue.depths)
+    app = FastAPI(title="memeguard ingestion API", version=__version__,
+                  description="Submit memes for moderation; read verdicts and actions.")
+
+    def tenant_of(authorization: Annotated[str | None, Header()] = None,
+                  x_api_key: Annotated[str | None, Header()] = None) -> str:
+        presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
+        tenant = next((t for key, t in keys if hmac.compare_digest(key, presented.encode())), None)
+        if not presented or tenant is None:
+            raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key"},
+                                headers={"WWW-Authenticate": "Bearer"})
+        return tenant
+
+    Tenant = Annotated[str, Depends(tenant_of)]
+
+    def submit(tenant: str, data: bytes, **fields: Any) -> JobRef | Rejection:
+        try:
+            return runtime.producer.submit(data, tenant=tenant, **fields)
+        except SubmitRejected as exc:
+            return Rejection(fields["content_id"], exc.code, exc.message, exc.job_id, exc.http_status)
+
+    def submit_item(tenant: str, item: BatchItem) -> JobRef | Rejection:
+        try:
+            data = base64.b64decode(item.image_base64, validate=True)
+        except (binascii.Error, ValueError):
+            return reject_item(runtime.producer, tenant, item.content_id, "invalid_encoding",
+                               "image_base64 is not valid base64")
+        return submit(tenant, data, content_id=item.content_id, post_text=item.post_text,
+                      context=item.context, callback_url=item.callback_url)
+
+    @app.exception_handler(QueueUnavailable)
+    def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
+        return JSONResponse({"error": "queue_unavailable", "message": str(exc)}, status_code=503)
+
+    @app.exception_handler(HTTPException)
+    def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": exc.detail}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)")
+    def create_job(
+        tenant: Tenant, image: Annotated[UploadFile, File()], content_id: Annotated[str, Form()],
+        post_text: Annotated[str, Form()] = "", context: Annotated[str | None, Form()] = None,
+        callback_url: Annotated[str | None, Form()] = None,
+    ) -> JSONResponse:
+        data = image.file.read(settings.max_upload_bytes + 1)
+        result = submit(tenant, data, content_id=content_id, post_text=post_text, context=context,
+                        callback_url=callback_url)
+        if isinstance(result, Rejection):
+            return JSONResponse(_rejection_json(result, content_id), status_code=result.http_status)
+        return JSONResponse(_ref_json(result), status_code=201 if result.created else 200)
+
+    @app.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results")
+    def create_batch(tenant: Tenant, body: BatchIn) -> dict[str, Any]:
+        if len(body.items) > settings.max_batch_items:
+            raise HTTPException(413, {"error": "too_many_items",
+                                      "message": f"{len(body.items)} items; max {settings.max_batch_items}"})
+        results = [submit_item(tenant, item) for item in body.items]
+        BATCH_SIZE.labels("api_batch").observe(len(results))
+        out = [_ref_json(r) if isinstance(r, JobRef) else _rejection_json(r, r.content_id) for r in results]
+        accepted = sum(isinstance(r, JobRef) for r in results)
+        return {"results": out, "accepted": accepted, "rejected": len(results) - accepted}
+
+    async def wait_final(job_id: uuid.UUID) -> dict[str, Any]:
+        deadline = time.monotonic() + settings.stream_wait_s
+        while True:
+            view = await run_in_threadpool(_view, runtime, job_id)
+            if view is None:
+                return {"job_id": str(job_id), "status": "missing"}
+            if view.job.status.is_final or time.monotonic() > deadline:
+                return {**job_json(view), "timeout": not view.job.status.is_final}
+            await asyncio.sleep(POLL_S)
+
+    async def stream_line(tenant: str, number: int, line: bytes) -> dict[str, Any]:
+        try:
+            item = BatchItem.model_validate_json(line)
+        except ValueError as exc:
+            return {"line": number, "error": "invalid_line", "message": f"not a valid item: {exc}"[:500]}
+        result = await run_in_threadpool(submit_item, tenant, item)
+        if isinstance(result, Rejection):
+            return {"line": number, **_rejection_json(result, item.content_id)}
+        return {"line": number, **await wait_final(result.job_id)}
+
+    @app.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes")
+    async def create_stream(tenant: Tenant, request: Request) -> StreamingResponse:
+        results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        tasks: list[asyncio.Task[None]] = []
+
+        async def run(number: int, line: bytes) -> None:
+            await results.put(await stream_line(tenant, number, line))
+
+        async for number, line in _ndjson_lines(request.stream()):
+            tasks.append(asyncio.create_task(run(number, line)))
+        BATCH_SIZE.labels("api_stream").observe(len(tasks))
+
+        async def body() -> AsyncIterator[str]:
+            for _ in tasks:
+                yield json.dumps(await results.get(), ensure_ascii=False) + "\n"
+
+        return StreamingResponse(body(), media_type="application/x-ndjson")
+
+    @app.get("/v1/jobs/{job_id}", summary="Status, verdict and action of a job")
+    def get_job(tenant: Tenant, job_id: str) -> dict[str, Any]:
+        view = _owned(runtime, tenant, job_id)
+        return job_json(view)
+
+    @app.get("/v1/jobs", summary="Find a job by the platform's content id")
+    def find_job(tenant: Tenant, content_id: Annotated[str, Query()]) -> dict[str, Any]:
+        with runtime.sessions() as session:
+            job = store.find_job(session, tenant, content_id)
+        return job_json(_owned(runtime, tenant, str(job.id) if job else ""))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        checks = runtime.readiness()
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics_endpoint() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _view(runtime: Runtime, job_id: uuid.UUID) -> store.JobView | None:
+    with runtime.sessions() as session:
+        return store.job_view(session, job_id)
+
+
+def _owned(runtime: Runtime, tenant: str, job_id: str) -> store.JobView:
+    """The job if it exists and belongs to ``tenant``; otherwise 404 (never reveal foreign ids)."""
+    try:
+        view = _view(runtime, uuid.UUID(job_id))
+    except ValueError:
+        view = None
+    if view is None or view.job.tenant != tenant:
+        raise HTTPException(404, {"error": "not_found", "message": "no such job for this tenant"})
+    return view
+
+
+async def _ndjson_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """Split a byte stream into numbered non-empty lines."""
+    buffer, number = b"", 0
+    async for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            number += 1
+            if line.strip():
+                yield number, line
+    if buffer.strip():
+        yield number + 1, buffer

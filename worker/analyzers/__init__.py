@@ -1,0 +1,23 @@
+"""Analyzers turn an image + its post text into a ``Verdict``. Pick one by name with ``build_analyzer``."""
+
+from __future__ import annotations
+
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
+
+ANALYZERS = ("embedded", "noop")
+
+
+def build_analyzer(name: str) -> Analyzer:
+    """The analyzer called ``name``. Unknown names are an error, never a silent fallback."""
+    if name == "embedded":
+        from worker.analyzers.embedded import EmbeddedAnalyzer
+
+        return EmbeddedAnalyzer.default()
+    if name == "noop":
+        from worker.analyzers.noop import NoopAnalyzer
+
+        return NoopAnalyzer()
+    raise ValueError(f"unknown analyzer {name!r}; available: {', '.join(ANALYZERS)}")
+
+
+__all__ = ["ANALYZERS", "AnalysisInput", "AnalysisResult", "Analyzer", "AnalyzerError", "build_analyzer"]

@@ -1,0 +1,104 @@
+"""The meme/slang knowledge base: load entries from YAML and find them in noisy text.
+
+Matching runs on normalised text (NFKC: full-width to half-width, lower case; whitespace and punctuation
+removed) so OCR spacing and inserted symbols do not hide a phrase.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from memeguard.schemas import Emotion, HarmType, Intent
+
+KEEP_SYMBOLS = {"🐶", "?", "？"}
+
+
+def normalize(text: str) -> str:
+    """NFKC + lower case, dropping whitespace, punctuation and symbols (emoji that carry meaning stay)."""
+    out = []
+    for char in unicodedata.normalize("NFKC", text).lower():
+        category = unicodedata.category(char)
+        if char in KEEP_SYMBOLS or not (category[0] in "PZC" or category in ("Sm", "Sk")):
+            out.append(char)
+    return "".join(out).replace("?", "？")
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    phrases: tuple[str, ...]
+    patterns: tuple[re.Pattern[str], ...]
+    emotion: Emotion | None
+    intent: Intent | None
+    harm: HarmType | None
+    weight: float
+    softener: bool
+    note: str
+    examples: tuple[str, ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class Match:
+    entry: Entry
+    text: str
+
+
+class KnowledgeBase:
+    def __init__(self, entries: list[Entry], version: str) -> None:
+        self.entries, self.version = entries, version
+        self._phrases = [(normalize(p), e) for e in entries for p in e.phrases if normalize(p)]
+
+    @classmethod
+    def bundled(cls) -> KnowledgeBase:
+        return cls.load(Path(str(resources.files("worker").joinpath("kb/memes.yaml"))))
+
+    @classmethod
+    def load(cls, path: Path) -> KnowledgeBase:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entries = [_entry(raw, str(path)) for raw in data["entries"]]
+        ids = [e.id for e in entries]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"{path}: duplicate entry ids")
+        return cls(entries, str(data.get("version", "0")))
+
+    def match(self, text: str) -> list[Match]:
+        """Entries found in ``text``, one match per entry, in knowledge-base order."""
+        norm = normalize(text)
+        found: dict[str, Match] = {}
+        for phrase, entry in self._phrases:
+            if entry.id not in found and phrase in norm:
+                found[entry.id] = Match(entry, phrase)
+        for entry in self.entries:
+            for pattern in entry.patterns:
+                hit = pattern.search(norm)
+                if entry.id not in found and hit:
+                    found[entry.id] = Match(entry, hit.group(0))
+        return sorted(found.values(), key=lambda m: self.entries.index(m.entry))
+
+
+def _entry(raw: dict[str, Any], source: str) -> Entry:
+    """Build one entry; unknown enum values fail loudly with the entry id."""
+    try:
+        return Entry(
+            id=str(raw["id"]),
+            phrases=tuple(str(p) for p in raw.get("phrases", [])),
+            patterns=tuple(re.compile(p) for p in raw.get("patterns", [])),
+            emotion=Emotion(raw["emotion"]) if raw.get("emotion") else None,
+            intent=Intent(raw["intent"]) if raw.get("intent") else None,
+            harm=HarmType(raw["harm"]) if raw.get("harm") else None,
+            weight=float(raw.get("weight", 0.5)),
+            softener=bool(raw.get("softener", False)),
+            note=str(raw.get("note", "")),
+            examples=tuple(str(x) for x in raw.get("examples", [])),
+            source=source,
+        )
+    except (KeyError, ValueError, re.error) as exc:
+        raise ValueError(f"{source}: bad knowledge-base entry {raw.get('id')!r}: {exc}") from exc

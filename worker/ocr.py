@@ -1,0 +1,45 @@
+"""Chinese OCR with RapidOCR (ONNX Runtime; the models ship inside the wheel, nothing is downloaded)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from PIL import Image
+
+from worker.analyzers.base import AnalyzerError
+
+MIN_SCORE = 0.5
+MAX_SIDE = 1280
+
+
+class ChineseOcr:
+    """Reads the text lines of meme frames, top to bottom, de-duplicated across animation frames."""
+
+    def __init__(self) -> None:
+        try:
+            import numpy
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as exc:
+            raise AnalyzerError(
+                "the embedded analyzer needs OCR: install the CPU extra, `pip install 'memeguard[cpu]'`"
+            ) from exc
+        self._np: Any = numpy
+        self._engine = RapidOCR()
+        self._lock = threading.Lock()
+
+    def read(self, frames: list[Image.Image]) -> str:
+        lines: list[str] = []
+        for frame in frames:
+            for line in self._read_frame(frame):
+                if line not in lines:
+                    lines.append(line)
+        return "\n".join(lines)
+
+    def _read_frame(self, frame: Image.Image) -> list[str]:
+        frame = frame.copy()
+        frame.thumbnail((MAX_SIDE, MAX_SIDE))
+        with self._lock:
+            result, _ = self._engine(self._np.asarray(frame.convert("RGB")))
+        boxes = [(box[0][1], box[0][0], text) for box, text, score in result or [] if float(score) >= MIN_SCORE]
+        return [text.strip() for _, _, text in sorted(boxes) if text.strip()]

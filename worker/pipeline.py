@@ -1,0 +1,182 @@
+"""The job pipeline as plain functions: load job -> analyzer -> policy -> store verdict + action in one
+transaction. Celery tasks and the embedded queue both call ``process_job`` with their collaborators.
+
+Idempotency: a job that already ended is skipped; ``verdicts.job_id`` is unique, so two deliveries racing
+on the same job store one verdict and one action, never two.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions
+import sqlalchemy.exc
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import metrics, store
+from memeguard.blobs import BlobNotFound, BlobStore
+from memeguard.imaging import decode_frames
+from memeguard.logs import job_context
+from memeguard.schemas import Verdict
+from policies import Decision, Policy, evaluate
+from worker.analyzers import AnalysisInput, Analyzer, AnalyzerError
+
+log = logging.getLogger(__name__)
+ACTOR = "worker"
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    verdict: Verdict
+    decision: Decision
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: uuid.UUID
+    status: str  # done | skipped | failed | duplicate
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Deps:
+    """Everything ``process_job`` needs; built once per worker process."""
+
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    analyzer: Analyzer
+    policy: Policy
+    max_attempts: int
+    max_frames: int
+
+
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying with backoff: the database, broker or network hiccuped, or the analyzer said so."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, AnalyzerError) and exc.transient)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
+                  policy: Policy, max_frames: int) -> PipelineResult:
+    """Decode -> analyze -> decide. ``memeguard analyze`` calls this too, so the CLI is the same pipeline."""
+    started = time.perf_counter()
+    frames = decode_frames(data, max_frames)
+    timings = {"decode_ms": _ms(started)}
+    started = time.perf_counter()
+    result = analyzer.analyze(AnalysisInput(frames, post_text, context))
+    timings["model_ms"] = _ms(started)
+    timings.update({k: round(v, 3) for k, v in result.timings.items()})
+    verdict = result.verdict.model_copy(update={"latency_ms": timings["model_ms"]})
+    started = time.perf_counter()
+    decision = evaluate(policy, verdict)
+    timings["policy_ms"] = _ms(started)
+    return PipelineResult(verdict, decision, timings)
+
+
+def process_job(job_id: uuid.UUID, deps: Deps) -> Outcome:
+    """Run one job to its end state. Transient errors propagate (the caller retries); anything else
+    dead-letters the job with its reason, so no job is ever silently dropped."""
+    with job_context(job_id):
+        with deps.sessions() as session:
+            claim = store.claim_job(session, job_id, deps.max_attempts)
+            session.commit()
+        if claim.job is None:
+            return _unclaimed(job_id, claim.reason, deps)
+        job = claim.job
+        timings = dict(job.timings)
+        if job.enqueued_at and job.started_at:
+            timings["queue_wait_ms"] = round((job.started_at - job.enqueued_at).total_seconds() * 1000, 3)
+        try:
+            result = _run(job, deps)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            return dead_letter(job_id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}",
+                               analyzer=deps.analyzer.name)
+        return _store(job, result, {**timings, **result.timings}, deps.sessions)
+
+
+def _unclaimed(job_id: uuid.UUID, reason: str, deps: Deps) -> Outcome:
+    if reason == "max_attempts":
+        with deps.sessions() as session:
+            store.audit(session, "job.failed", actor=ACTOR, job_id=job_id, detail={"code": "max_attempts"})
+            session.commit()
+        metrics.JOBS.labels("failed", "unknown").inc()
+        log.error("job dead-lettered after max attempts")
+        return Outcome(job_id, "failed", reason)
+    log.info("job not run: %s", reason)
+    return Outcome(job_id, "skipped", reason)
+
+
+def _run(job: store.JobRecord, deps: Deps) -> PipelineResult:
+    if job.image_sha256 is None:
+        raise BlobNotFound("job has no image")
+    data = deps.blobs.get(job.image_sha256)
+    return analyze_bytes(data, job.post_text, job.context, analyzer=deps.analyzer, policy=deps.policy,
+                         max_frames=deps.max_frames)
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, BlobNotFound):
+        return "blob_missing"
+    if isinstance(exc, OSError):
+        return "corrupt_image"
+    return "analyzer_error"
+
+
+def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, float],
+           sessions: sessionmaker[Session]) -> Outcome:
+    started = time.perf_counter()
+    with sessions() as session:
+        if store.has_verdict(session, job.id):
+            return _duplicate(job.id)
+        store.finish_job(session, job.id, result.verdict, result.decision, timings)
+        store.audit(session, "job.done", actor=ACTOR, tenant=job.tenant, job_id=job.id, detail={
+            "action": result.decision.action.value, "policy": f"{result.decision.policy_name}@"
+            f"{result.decision.policy_version}", "rule_id": result.decision.rule_id})
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            return _duplicate(job.id)
+    timings["store_ms"] = _ms(started)
+    metrics.observe_stages(timings)
+    metrics.JOBS.labels("done", job.tenant).inc()
+    log.info("job done", extra={"action": result.decision.action.value, "rule_id": result.decision.rule_id})
+    return Outcome(job.id, "done", result.decision.action.value)
+
+
+def _duplicate(job_id: uuid.UUID) -> Outcome:
+    metrics.CACHE_HITS.labels("duplicate_delivery").inc()
+    log.warning("duplicate delivery: verdict already stored")
+    return Outcome(job_id, "duplicate", "verdict already stored")
+
+
+def dead_letter(job_id: uuid.UUID, sessions: sessionmaker[Session], code: str, message: str,
+                *, analyzer: str = "") -> Outcome:
+    """End a job as ``failed`` with its reason and an audit entry (the dead-letter state)."""
+    with sessions() as session:
+        changed = store.fail_job(session, job_id, code, message)
+        if changed:
+            store.audit(session, "job.failed", actor=ACTOR, job_id=job_id, detail={"code": code, "error": message})
+        session.commit()
+    if analyzer:
+        metrics.ANALYZER_ERRORS.labels(analyzer, code).inc()
+    metrics.JOBS.labels("failed", "unknown").inc()
+    log.error("job failed", extra={"code": code, "error": message})
+    return Outcome(job_id, "failed", f"{code}: {message}")
