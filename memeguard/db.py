@@ -51,7 +51,7 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime()}
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UtcDateTime(), float: sa.Float()}
 
 
 class Job(Base):

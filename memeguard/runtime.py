@@ -28,10 +28,11 @@ if TYPE_CHECKING:
 @dataclass
 class Runtime:
     settings: Settings
-    sessions: sessionmaker[Session] = field(init=False)
+    sessions: sessionmaker[Session] = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.sessions = make_sessions(make_engine(self.settings.effective_database_url))
+        if self.sessions is None:
+            self.sessions = make_sessions(make_engine(self.settings.effective_database_url))
 
     @cached_property
     def blobs(self) -> BlobStore:

@@ -44,6 +44,21 @@ class BatchIn(BaseModel):
     items: list[BatchItem]
 
 
+def tenant_of(request: Request, authorization: Annotated[str | None, Header()] = None,
+              x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """The tenant owning the presented API key (constant-time comparison); 401 otherwise."""
+    presented = (x_api_key or (authorization or "").removeprefix("Bearer ")).strip().encode()
+    keys: list[tuple[bytes, str]] = request.app.state.api_keys
+    tenant = next((t for key, t in keys if hmac.compare_digest(key, presented)), None)
+    if not presented or tenant is None:
+        raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key"},
+                            headers={"WWW-Authenticate": "Bearer"})
+    return tenant
+
+
+Tenant = Annotated[str, Depends(tenant_of)]
+
+
 def _ref_json(ref: JobRef) -> dict[str, Any]:
     return {"job_id": str(ref.job_id), "content_id": ref.content_id, "status": ref.status.value,
             "created": ref.created}
@@ -65,16 +80,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPI(title="memeguard ingestion API", version=__version__,
                   description="Submit memes for moderation; read verdicts and actions.")
 
-    def tenant_of(authorization: Annotated[str | None, Header()] = None,
-                  x_api_key: Annotated[str | None, Header()] = None) -> str:
-        presented = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
-        tenant = next((t for key, t in keys if hmac.compare_digest(key, presented.encode())), None)
-        if not presented or tenant is None:
-            raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key"},
-                                headers={"WWW-Authenticate": "Bearer"})
-        return tenant
-
-    Tenant = Annotated[str, Depends(tenant_of)]
+    app.state.api_keys = keys
 
     def submit(tenant: str, data: bytes, **fields: Any) -> JobRef | Rejection:
         try:

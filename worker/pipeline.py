@@ -145,11 +145,11 @@ def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, floa
     with sessions() as session:
         if store.has_verdict(session, job.id):
             return _duplicate(job.id)
-        store.finish_job(session, job.id, result.verdict, result.decision, timings)
-        store.audit(session, "job.done", actor=ACTOR, tenant=job.tenant, job_id=job.id, detail={
-            "action": result.decision.action.value, "policy": f"{result.decision.policy_name}@"
-            f"{result.decision.policy_version}", "rule_id": result.decision.rule_id})
         try:
+            store.finish_job(session, job.id, result.verdict, result.decision, timings)
+            store.audit(session, "job.done", actor=ACTOR, tenant=job.tenant, job_id=job.id, detail={
+                "action": result.decision.action.value, "rule_id": result.decision.rule_id,
+                "policy": f"{result.decision.policy_name}@{result.decision.policy_version}"})
             session.commit()
         except IntegrityError:
             session.rollback()

@@ -1,0 +1,71 @@
+"""Migrations are the only schema source: they must produce exactly what the models describe, on both
+dialects, and the audit log must refuse changes at the database."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from memeguard.db import Base, make_engine
+from memeguard.migrate import downgrade, upgrade
+
+
+def _diff(engine: Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return [d for d in compare_metadata(context, Base.metadata) if not _ignorable(d)]
+
+
+def _ignorable(diff: object) -> bool:
+    """Check constraints of non-native enums are not compared by Alembic either way."""
+    return isinstance(diff, tuple) and diff[0] in ("add_constraint", "remove_constraint")
+
+
+def test_models_match_migrations_on_postgres(pg_engine: Engine) -> None:
+    assert _diff(pg_engine) == []
+
+
+def test_models_match_migrations_on_sqlite(sqlite_url: str) -> None:
+    assert _diff(make_engine(sqlite_url)) == []
+
+
+def _append_only(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO audit_log (at, actor, event, detail) VALUES (CURRENT_TIMESTAMP, 't', 'e', '{}')"))
+    for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"):
+        try:
+            with engine.begin() as conn:
+                conn.execute(sa.text(statement))
+        except sa.exc.DatabaseError as exc:
+            assert "append-only" in str(exc)
+        else:
+            raise AssertionError(f"{statement} was allowed")
+
+
+def test_audit_log_is_append_only_on_sqlite(sqlite_url: str) -> None:
+    _append_only(make_engine(sqlite_url))
+
+
+def test_audit_log_is_append_only_on_postgres(pg_engine: Engine) -> None:
+    with pg_engine.begin() as conn:
+        before = conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one()
+    _append_only(pg_engine)
+    with pg_engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM audit_log")).scalar_one() == before + 1
+
+
+def test_downgrade_to_base_and_back(sqlite_url: str) -> None:
+    downgrade(sqlite_url, "base")
+    assert "jobs" not in sa.inspect(make_engine(sqlite_url)).get_table_names()
+    upgrade(sqlite_url)
+    assert {"jobs", "verdicts", "actions", "audit_log"} <= set(sa.inspect(make_engine(sqlite_url)).get_table_names())
+
+
+def test_enums_are_stored_by_value(pg_engine: Engine) -> None:
+    with pg_engine.connect() as conn:
+        checks = conn.execute(sa.text(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_status'")).scalars().all()
+    assert checks and "'queued'" in checks[0] and "'QUEUED'" not in checks[0]

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from memeguard.cli import app
+from memeguard.settings import Settings, mask_url
+
+GOOD_KEY = "k" * 20
+
+
+def test_defaults_are_the_embedded_deployment() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.is_inline
+    assert settings.effective_database_url == f"sqlite:///{Path('.memeguard') / 'memeguard.db'}"
+    assert settings.analyzer == "embedded"
+
+
+def test_reads_memeguard_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMEGUARD_BROKER_URL", "redis://127.0.0.1:6379/3")
+    monkeypatch.setenv("MEMEGUARD_API_KEYS", json.dumps({"acme": GOOD_KEY}))
+    monkeypatch.setenv("MEMEGUARD_MAX_FRAMES", "4")
+    settings = Settings()
+    assert not settings.is_inline
+    assert settings.api_keys["acme"].get_secret_value() == GOOD_KEY
+    assert settings.max_frames == 4
+
+
+@pytest.mark.parametrize("key", ["changeme", "secret", "CHANGEME", "short-key"])
+def test_placeholder_or_short_api_keys_fail_fast(key: str) -> None:
+    with pytest.raises(ValidationError, match="placeholder or shorter"):
+        Settings(api_keys={"acme": key})
+
+
+def test_placeholder_database_password_fails_fast() -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings(database_url="postgresql+psycopg://memeguard:changeme@db/memeguard")
+
+
+def test_masked_hides_every_secret() -> None:
+    settings = Settings(api_keys={"acme": GOOD_KEY}, database_url="postgresql://u:s3cr3t-pw@db/x",
+                        broker_url="redis://:redispw-123@redis:6379/0")
+    text = json.dumps(settings.masked())
+    assert GOOD_KEY not in text and "s3cr3t-pw" not in text and "redispw-123" not in text
+    assert settings.masked()["api_keys"] == {"acme": "***"}
+    assert mask_url("postgresql://u:pw@h/d") == "postgresql://u:***@h/d"
+
+
+def test_config_command_prints_masked_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMEGUARD_API_KEYS", json.dumps({"acme": GOOD_KEY}))
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["api_keys"] == {"acme": "***"}
+    assert GOOD_KEY not in result.output
+
+
+def test_bad_configuration_exits_2_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMEGUARD_API_KEYS", json.dumps({"acme": "changeme"}))
+    result = CliRunner().invoke(app, ["config"])
+    assert result.exit_code == 2
+    assert "placeholder" in result.output

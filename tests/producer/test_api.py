@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from memeguard import store
+from memeguard.runtime import Runtime
+from memeguard.samples import render_meme
+from memeguard.settings import Settings
+from producer.api import create_app
+from tests.conftest import API_KEYS
+from tests.images import SVG, png_bomb, solid
+
+A = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
+B = {"X-API-Key": API_KEYS["tenant-b"]}
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, sqlite_url: str, embedded_analyzer) -> Runtime:  # type: ignore[no-untyped-def]
+    """The embedded deployment (SQLite file, inline queue): the API serves requests from a thread pool,
+    so it needs a real connection pool, not the single rolled-back test connection."""
+    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
+                        max_upload_bytes=300_000, max_batch_items=5)
+    rt = Runtime(settings)
+    rt.analyzer = embedded_analyzer  # share the loaded OCR models across tests
+    return rt
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> TestClient:
+    return TestClient(create_app(runtime))
+
+
+def post(client: TestClient, data: bytes, content_id: str, headers: dict[str, str] = A, **form: str):  # type: ignore[no-untyped-def]
+    return client.post("/v1/jobs", headers=headers, data={"content_id": content_id, **form},
+                       files={"image": ("meme.png", data, "image/png")})
+
+
+def test_submit_runs_the_pipeline_and_get_returns_verdict_and_action(client: TestClient) -> None:
+    meme = render_meme("你个sb赶紧去死")
+    created = post(client, meme, "p1", post_text="", context=json.dumps({"scene": "评论"}))
+    assert created.status_code == 201, created.text
+    body = client.get(f"/v1/jobs/{created.json()['job_id']}", headers=A).json()
+    assert body["status"] == "done"
+    assert body["verdict"]["harm_type"] in ("targeted_harm", "general_offense")
+    assert body["verdict"]["harm_type_zh"] and "sb" in body["verdict"]["ocr_text"]
+    assert body["action"]["action"] == "block" and body["action"]["policy"] == "default@1"
+    assert "ocr_ms" in body["timings"]
+
+
+def test_resubmit_is_idempotent(client: TestClient) -> None:
+    first = post(client, solid("PNG"), "p1")
+    again = post(client, solid("PNG"), "p1")
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert first.json()["job_id"] == again.json()["job_id"] and again.json()["created"] is False
+
+
+def test_no_key_or_a_wrong_key_is_refused(client: TestClient) -> None:
+    assert post(client, solid("PNG"), "p1", headers={}).status_code == 401
+    wrong = post(client, solid("PNG"), "p1", headers={"Authorization": "Bearer " + "x" * 30})
+    assert wrong.status_code == 401 and wrong.json()["error"] == "unauthorized"
+    assert client.get("/v1/jobs?content_id=p1").status_code == 401
+
+
+def test_a_tenant_never_sees_another_tenants_jobs(client: TestClient) -> None:
+    job_id = post(client, solid("PNG"), "p1").json()["job_id"]
+    assert client.get(f"/v1/jobs/{job_id}", headers=B).status_code == 404
+    assert client.get("/v1/jobs", params={"content_id": "p1"}, headers=B).status_code == 404
+    assert client.get("/v1/jobs", params={"content_id": "p1"}, headers=A).json()["job_id"] == job_id
+    assert client.get("/v1/jobs/not-a-uuid", headers=A).status_code == 404
+
+
+@pytest.mark.parametrize(("data", "status", "code"), [
+    (SVG, 415, "unsupported_type"), (png_bomb(), 413, "too_many_pixels"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 50, 422,
+     "corrupt_image"), (solid("PNG", (600, 600)) + b"\0" * 400_000, 413, "too_large")])
+def test_rejections_are_4xx_with_a_code_and_stored(client: TestClient, runtime: Runtime, data: bytes,
+                                                   status: int, code: str) -> None:
+    response = post(client, data, "bad")
+    assert response.status_code == status
+    body = response.json()
+    assert body["error"] == code and body["message"]
+    with runtime.sessions() as session:
+        job = store.find_job(session, "tenant-a", "bad")
+    assert job is not None and job.status.value == "rejected" and job.error_code == code
+    assert client.get(f"/v1/jobs/{body['job_id']}", headers=A).json()["error"]["code"] == code
+
+
+def test_batch_returns_per_item_results(client: TestClient) -> None:
+    items = [
+        {"content_id": "b1", "image_base64": base64.b64encode(solid("PNG")).decode()},
+        {"content_id": "b2", "image_base64": base64.b64encode(SVG).decode()},
+        {"content_id": "b3", "image_base64": "%%% not base64"},
+        {"content_id": "b4", "image_base64": base64.b64encode(solid("WEBP")).decode(), "post_text": "早上好"},
+    ]
+    body = client.post("/v1/jobs:batch", headers=A, json={"items": items}).json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert [r.get("error") for r in body["results"]] == [None, "unsupported_type", "invalid_encoding", None]
+    assert body["results"][2]["job_id"]  # even an undecodable item is stored as a rejected job
+
+
+def test_batch_over_the_item_limit_is_refused(client: TestClient) -> None:
+    item = {"content_id": "x", "image_base64": base64.b64encode(solid("PNG")).decode()}
+    response = client.post("/v1/jobs:batch", headers=A, json={"items": [item] * 6})
+    assert response.status_code == 413 and response.json()["error"] == "too_many_items"
+
+
+def test_stream_answers_one_line_per_item(client: TestClient) -> None:
+    lines = [json.dumps({"content_id": f"s{i}", "image_base64": base64.b64encode(solid("PNG", (40 + i, 40))).decode()})
+             for i in range(3)]
+    lines += ["{broken json", json.dumps({"content_id": "s-svg", "image_base64": base64.b64encode(SVG).decode()})]
+    response = client.post("/v1/jobs:stream", headers={**A, "Content-Type": "application/x-ndjson"},
+                           content="\n".join(lines).encode())
+    assert response.status_code == 200
+    results = [json.loads(line) for line in response.text.splitlines()]
+    assert len(results) == 5
+    done = [r for r in results if r.get("status") == "done"]
+    assert {r["content_id"] for r in done} == {"s0", "s1", "s2"}
+    assert all(r["verdict"] and r["action"] for r in done)
+    errors = {r["line"]: r["error"] for r in results if "error" in r and r["error"]}
+    assert errors == {4: "invalid_line", 5: "unsupported_type"}
+
+
+def test_health_readiness_metrics_and_docs(client: TestClient) -> None:
+    post(client, solid("PNG"), "m1")
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    metrics = client.get("/metrics").text
+    for name in ("memeguard_jobs_total", "memeguard_stage_seconds_bucket", "memeguard_queue_depth",
+                 "memeguard_batch_size"):
+        assert name in metrics
+    assert 'stage="validate"' in metrics
+    assert client.get("/docs").status_code == 200
+    assert "/v1/jobs:stream" in client.get("/openapi.json").json()["paths"]
+
+
+def test_api_refuses_to_start_without_keys(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no API keys"):
+        create_app(Runtime(Settings(data_dir=tmp_path)))

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import store
+from memeguard.blobs import LocalBlobStore
+from memeguard.queue import InlineQueue
+from memeguard.schemas import JobStatus
+from producer.service import JobRef, Producer, Rejection, Submission, SubmitRejected
+from producer.validation import Limits
+from tests.images import SVG, solid
+
+LIMITS = Limits(max_bytes=1_000_000, max_pixels=4_000_000, max_frames=4, max_text_chars=200, max_context_bytes=512)
+
+
+@pytest.fixture
+def published() -> list[uuid.UUID]:
+    return []
+
+
+@pytest.fixture
+def producer(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, published: list[uuid.UUID]) -> Producer:
+    return Producer(pg_sessions, blobs, InlineQueue(published.append), LIMITS)
+
+
+def test_submit_stores_blob_and_queued_job_then_publishes(
+        producer: Producer, pg_session: Session, blobs: LocalBlobStore, published: list[uuid.UUID]) -> None:
+    data = solid("PNG")
+    ref = producer.submit(data, "post-1", tenant="acme", post_text="哈哈", context={"scene": "弹幕"})
+    assert ref.created and ref.status is JobStatus.QUEUED
+    job = store.get_job(pg_session, ref.job_id)
+    assert job is not None and job.media_type == "image/png" and job.context == {"scene": "弹幕"}
+    assert blobs.get(job.image_sha256 or "") == data
+    assert "validate_ms" in job.timings
+    assert published == [ref.job_id]
+    assert store.audit_events(pg_session, ref.job_id) == ["job.submitted"]
+
+
+def test_resubmitting_returns_the_same_job_and_republishes_while_queued(
+        producer: Producer, published: list[uuid.UUID]) -> None:
+    first = producer.submit(solid("PNG"), "post-1", tenant="acme")
+    again = producer.submit(solid("PNG"), "post-1", tenant="acme")
+    assert again == JobRef(first.job_id, "acme", "post-1", JobStatus.QUEUED, created=False)
+    assert published == [first.job_id, first.job_id]
+
+
+def test_same_content_id_in_another_tenant_is_another_job(producer: Producer) -> None:
+    a = producer.submit(solid("PNG"), "post-1", tenant="acme")
+    b = producer.submit(solid("PNG"), "post-1", tenant="other")
+    assert a.job_id != b.job_id
+
+
+def test_reusing_a_content_id_with_other_bytes_is_a_conflict(producer: Producer) -> None:
+    producer.submit(solid("PNG"), "post-1", tenant="acme")
+    with pytest.raises(SubmitRejected) as info:
+        producer.submit(solid("JPEG"), "post-1", tenant="acme")
+    assert info.value.code == "content_id_conflict" and info.value.http_status == 409
+
+
+def test_rejection_is_stored_as_a_rejected_job_and_never_published(
+        producer: Producer, pg_session: Session, published: list[uuid.UUID]) -> None:
+    with pytest.raises(SubmitRejected) as info:
+        producer.submit(SVG, "post-svg", tenant="acme")
+    assert info.value.code == "unsupported_type" and info.value.job_id is not None
+    job = store.get_job(pg_session, info.value.job_id)
+    assert job is not None and job.status is JobStatus.REJECTED and job.error_code == "unsupported_type"
+    assert published == []
+
+
+def test_a_rejected_content_id_can_be_fixed_by_resubmitting(producer: Producer, published: list[uuid.UUID]) -> None:
+    with pytest.raises(SubmitRejected) as info:
+        producer.submit(SVG, "post-x", tenant="acme")
+    fixed = producer.submit(solid("PNG"), "post-x", tenant="acme")
+    assert fixed.job_id == info.value.job_id and fixed.status is JobStatus.QUEUED
+    assert published == [fixed.job_id]
+
+
+def test_submit_many_rejects_items_independently(producer: Producer) -> None:
+    results = producer.submit_many([
+        Submission(solid("PNG"), "a"), Submission(b"nope", "b"), Submission(solid("GIF"), "c")], tenant="acme")
+    assert [type(r) for r in results] == [JobRef, Rejection, JobRef]
+    rejection = results[1]
+    assert isinstance(rejection, Rejection) and rejection.code == "unsupported_type"
+
+
+def test_concurrent_submits_of_one_content_id_create_one_job(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from memeguard.db import make_engine, make_sessions
+
+    sessions = make_sessions(make_engine(pg_url))
+    published: list[uuid.UUID] = []
+    producer = Producer(sessions, LocalBlobStore(tmp_path), InlineQueue(published.append), LIMITS)
+    content_id = f"race-{uuid.uuid4().hex}"
+    refs: list[JobRef] = []
+    barrier = threading.Barrier(6)
+
+    def go() -> None:
+        barrier.wait()
+        refs.append(producer.submit(solid("PNG"), content_id, tenant="race"))
+
+    threads = [threading.Thread(target=go) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({r.job_id for r in refs}) == 1
+    assert sum(r.created for r in refs) == 1

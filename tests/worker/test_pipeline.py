@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import sqlalchemy.exc
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import store
+from memeguard.blobs import LocalBlobStore
+from memeguard.db import make_engine, make_sessions
+from memeguard.queue import InlineQueue
+from memeguard.schemas import JobStatus
+from policies import load_policy
+from producer.service import Producer
+from producer.validation import Limits
+from tests.images import solid
+from worker.analyzers.noop import NoopAnalyzer
+from worker.pipeline import Deps, is_transient, process_job
+
+LIMITS = Limits(1_000_000, 4_000_000, 4, 200, 512)
+
+
+def submit(sessions: sessionmaker[Session], blobs: LocalBlobStore, data: bytes, content_id: str = "c1",
+           post_text: str = "") -> uuid.UUID:
+    return Producer(sessions, blobs, InlineQueue(lambda _: None), LIMITS).submit(
+        data, content_id, tenant="acme", post_text=post_text).job_id
+
+
+@pytest.fixture
+def deps(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_analyzer) -> Deps:  # type: ignore[no-untyped-def]
+    return Deps(pg_sessions, blobs, embedded_analyzer, load_policy(), max_attempts=3, max_frames=4)
+
+
+def test_job_runs_to_done_with_verdict_action_audit_and_timings(
+        deps: Deps, pg_session: Session, meme_png: bytes) -> None:
+    job_id = submit(deps.sessions, deps.blobs, meme_png, post_text="手动狗头")
+    outcome = process_job(job_id, deps)
+    assert outcome.status == "done"
+    view = store.job_view(pg_session, job_id)
+    assert view is not None and view.verdict is not None and view.action is not None
+    assert view.job.status is JobStatus.DONE and view.job.attempts == 1
+    assert "你说得对" in view.verdict.ocr_text
+    assert view.verdict.intent.value == "sarcasm"
+    assert view.action.policy_name == "default" and view.action.rule_id
+    assert {"validate_ms", "queue_wait_ms", "decode_ms", "ocr_ms", "kb_ms", "model_ms", "policy_ms"} <= set(
+        view.job.timings)
+    assert store.audit_events(pg_session, job_id) == ["job.submitted", "job.done"]
+
+
+def test_redelivery_of_a_finished_job_is_a_no_op(deps: Deps, pg_session: Session, meme_png: bytes) -> None:
+    job_id = submit(deps.sessions, deps.blobs, meme_png)
+    assert process_job(job_id, deps).status == "done"
+    assert process_job(job_id, deps).status == "skipped"
+    assert store.count_verdicts(pg_session, job_id) == (1, 1)
+
+
+def test_redelivery_after_a_crash_mid_job_runs_it_again_once(deps: Deps, pg_session: Session, meme_png: bytes) -> None:
+    """A worker died after claiming: the job is ``running`` with one attempt; redelivery finishes it."""
+    job_id = submit(deps.sessions, deps.blobs, meme_png)
+    with deps.sessions() as session:
+        store.claim_job(session, job_id, 3)
+        session.commit()
+    assert process_job(job_id, deps).status == "done"
+    job = store.get_job(pg_session, job_id)
+    assert job is not None and job.attempts == 2
+    assert store.count_verdicts(pg_session, job_id) == (1, 1)
+
+
+def test_job_out_of_attempts_is_dead_lettered(deps: Deps, pg_session: Session, meme_png: bytes) -> None:
+    job_id = submit(deps.sessions, deps.blobs, meme_png)
+    for _ in range(3):
+        with deps.sessions() as session:
+            store.claim_job(session, job_id, 3)
+            session.commit()
+    assert process_job(job_id, deps).status == "failed"
+    job = store.get_job(pg_session, job_id)
+    assert job is not None and job.status is JobStatus.FAILED and job.error_code == "max_attempts"
+    assert "job.failed" in store.audit_events(pg_session, job_id)
+
+
+def test_missing_blob_fails_the_job_with_its_reason(deps: Deps, pg_session: Session, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    job_id = submit(deps.sessions, LocalBlobStore(tmp_path / "elsewhere"), solid("PNG"))
+    outcome = process_job(job_id, deps)
+    assert outcome.status == "failed"
+    job = store.get_job(pg_session, job_id)
+    assert job is not None and job.error_code == "blob_missing"
+
+
+def test_unknown_job_is_skipped(deps: Deps) -> None:
+    assert process_job(uuid.uuid4(), deps).detail == "missing"
+
+
+def test_database_outage_is_transient_and_propagates(deps: Deps, meme_png: bytes) -> None:
+    """A real connection failure (nothing listens on port 1) must reach the task so it retries."""
+    down = make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
+    broken = Deps(down, deps.blobs, deps.analyzer, deps.policy, 3, 4)
+    with pytest.raises(sqlalchemy.exc.OperationalError) as info:
+        process_job(uuid.uuid4(), broken)
+    assert is_transient(info.value)
+    assert not is_transient(ValueError("bug"))
+
+
+def test_racing_deliveries_store_exactly_one_verdict(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two workers get the same job at once (a redelivery while the first still runs)."""
+    sessions = make_sessions(make_engine(pg_url))
+    blobs = LocalBlobStore(tmp_path)
+    deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), max_attempts=5, max_frames=4)
+    job_id = submit(sessions, blobs, solid("PNG"), content_id=f"race-{uuid.uuid4().hex}")
+    outcomes: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def deliver() -> None:
+        barrier.wait()
+        outcomes.append(process_job(job_id, deps).status)
+
+    threads = [threading.Thread(target=deliver) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with sessions() as session:
+        assert store.count_verdicts(session, job_id) == (1, 1)
+        assert store.get_job(session, job_id).status is JobStatus.DONE  # type: ignore[union-attr]
+    assert outcomes.count("done") == 1
