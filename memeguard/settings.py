@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     retry_backoff_s: float = 2.0
     retry_backoff_max_s: float = 120.0
     visibility_timeout_s: int = Field(default=3600, description="Redis redelivery delay of unacked jobs")
+    redelivery_check_s: int = Field(default=10, ge=1, description="how often workers look for expired unacked jobs")
+    broker_timeout_s: float = Field(default=10.0, description="socket timeout talking to the broker")
     requeue_after_s: int = Field(default=600, description="sweeper re-publishes jobs stuck this long")
     stream_wait_s: float = 30.0
 

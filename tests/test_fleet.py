@@ -1,0 +1,188 @@
+"""The fleet for real: API -> Redis -> `memeguard worker` processes -> PostgreSQL.
+
+These tests start real worker processes (prefork pool) against the real Redis and a fresh PostgreSQL
+database, and one of them kills a worker with SIGKILL in the middle of a job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from memeguard import store
+from memeguard.db import make_engine, make_sessions
+from memeguard.runtime import Runtime
+from memeguard.samples import render_meme
+from memeguard.schemas import JobStatus
+from memeguard.settings import Settings
+from producer.api import create_app
+from tests.conftest import API_KEYS, REDIS_URL, create_pg_database, drop_pg_database
+
+pytestmark = pytest.mark.integration
+AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
+CAPTIONS = ["你说得对，但是我不听", "前方高能预警", "我破防了", "你个sb", "早上好", "不想活了", "笑死我了", "你认真的？"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def fleet_db() -> Iterator[str]:
+    url = create_pg_database("memeguard_fleet")
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def env(fleet_db: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    queue = f"memeguard.test.{uuid.uuid4().hex[:8]}"
+    values = {
+        "MEMEGUARD_DATABASE_URL": fleet_db, "MEMEGUARD_BROKER_URL": REDIS_URL, "MEMEGUARD_QUEUE_NAME": queue,
+        "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"), "MEMEGUARD_ANALYZER": "embedded",
+        "MEMEGUARD_VISIBILITY_TIMEOUT_S": "3", "MEMEGUARD_REDELIVERY_CHECK_S": "1",
+        "MEMEGUARD_WORKER_OPS_PORT": str(free_port()), "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+    }
+    yield values
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete(queue)
+
+
+class Worker:
+    """A `memeguard worker` process in its own process group, so SIGKILL takes the pool children too."""
+
+    def __init__(self, env: dict[str, str], log: Path, name: str) -> None:
+        self.log, self.port = log, int(env["MEMEGUARD_WORKER_OPS_PORT"])
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", "prefork", "-n", f"{name}@%h"],
+            env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text(errors="replace")[-3000:]
+            if b"ready." in self.log.read_bytes():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"worker not ready:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+
+def api_client(env: dict[str, str]) -> tuple[TestClient, Runtime]:
+    values = {k.removeprefix("MEMEGUARD_").lower(): v for k, v in env.items()}
+    settings = Settings(**{**values, "api_keys": json.loads(values["api_keys"])})
+    runtime = Runtime(settings)
+    return TestClient(create_app(runtime)), runtime
+
+
+def submit_all(client: TestClient, prefix: str) -> list[str]:
+    ids = []
+    for i, caption in enumerate(CAPTIONS):
+        response = client.post("/v1/jobs", headers=AUTH, data={"content_id": f"{prefix}-{i}"},
+                               files={"image": ("m.png", render_meme(caption, "doge"), "image/png")})
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["job_id"])
+    return ids
+
+
+def wait_all_done(client: TestClient, job_ids: list[str], timeout: float) -> list[dict]:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs = [client.get(f"/v1/jobs/{j}", headers=AUTH).json() for j in job_ids]
+        if all(j["status"] in ("done", "failed") for j in jobs):
+            return jobs
+        time.sleep(0.2)
+    raise AssertionError(f"not done in {timeout}s: {[j['status'] for j in jobs]}")
+
+
+def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path) -> None:
+    client, runtime = api_client(env)
+    worker = Worker(env, tmp_path / "worker.log", "w1")
+    try:
+        job_ids = submit_all(client, "fleet")
+        jobs = wait_all_done(client, job_ids, timeout=90)
+        assert [j["status"] for j in jobs] == ["done"] * len(CAPTIONS)
+        assert all(j["verdict"]["ocr_text"] and j["action"]["policy"] == "default@1" for j in jobs)
+        assert jobs[3]["action"]["action"] in ("block", "tag")  # 你个sb
+        assert "queue_wait_ms" in jobs[0]["timings"] and "store_ms" not in jobs[0]["timings"]
+        metrics = worker.get("/metrics").text
+        assert 'memeguard_jobs_total{status="done",tenant="tenant-a"} 8.0' in metrics
+        assert 'memeguard_stage_seconds_count{stage="ocr"} 8.0' in metrics
+        assert f'memeguard_queue_depth{{queue="{env["MEMEGUARD_QUEUE_NAME"]}"}} 0.0' in metrics
+        assert worker.get("/readyz").json()["ready"] is True
+        logged = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
+                  if line.startswith("{")]
+        assert {r["job_id"] for r in logged if r.get("message") == "job done"} == set(job_ids)
+        assert client.get("/readyz").json()["checks"]["broker"] == "ok"
+    finally:
+        worker.stop()
+        runtime.sessions.kw["bind"].dispose()
+
+
+def test_kill_9_mid_job_every_job_ends_done_exactly_once(env: dict[str, str], tmp_path: Path) -> None:
+    client, runtime = api_client(env)
+    sessions = make_sessions(make_engine(env["MEMEGUARD_DATABASE_URL"]))
+    first = Worker(env, tmp_path / "w1.log", "w1")
+    job_ids = submit_all(client, f"kill-{uuid.uuid4().hex[:6]}")
+    killed = _kill_while_running(first, sessions, job_ids)
+    with sessions() as session:
+        victim = store.get_job(session, killed)
+        assert victim is not None and victim.status is JobStatus.RUNNING and victim.attempts == 1
+    second = Worker(env, tmp_path / "w2.log", "w2")
+    try:
+        jobs = wait_all_done(client, job_ids, timeout=120)
+    finally:
+        second.stop()
+    assert [j["status"] for j in jobs] == ["done"] * len(CAPTIONS)
+    with sessions() as session:
+        for job_id in job_ids:
+            assert store.count_verdicts(session, uuid.UUID(job_id)) == (1, 1), job_id
+        victim = store.get_job(session, killed)
+        assert victim is not None and victim.attempts == 2
+        assert store.audit_events(session, killed).count("job.done") == 1
+
+
+def _kill_while_running(worker: Worker, sessions, job_ids: list[str]) -> uuid.UUID:  # type: ignore[no-untyped-def]
+    """SIGKILL the worker group at a moment when a job is claimed (running) but not finished."""
+    deadline = time.monotonic() + 60
+    ids = [uuid.UUID(j) for j in job_ids]
+    while time.monotonic() < deadline:
+        with sessions() as session:
+            running = [j for j in ids if (job := store.get_job(session, j)) and job.status is JobStatus.RUNNING]
+            done = [j for j in ids if (job := store.get_job(session, j)) and job.status is JobStatus.DONE]
+        if running and done:
+            worker.kill9()
+            return running[0]
+        time.sleep(0.02)
+    raise AssertionError("never saw a running job")
