@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import Collector, Metric
+from prometheus_client.registry import Collector
 
 STAGES = ("validate", "hash", "queue_wait", "decode", "ocr", "kb", "model", "policy", "store")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -47,7 +48,7 @@ class QueueDepthCollector(Collector):
         family = GaugeMetricFamily("memeguard_queue_depth", "Messages waiting in the broker", labels=["queue"])
         try:
             depths = self._queues()
-        except Exception:  # noqa: BLE001 - a scrape must not fail because the broker is down
+        except Exception:
             depths = {}
         for queue, depth in depths.items():
             family.add_metric([queue], depth)
@@ -70,7 +71,7 @@ def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None) -> 
     """The registry to expose: process-local metrics, or the multiprocess aggregate when enabled."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         from prometheus_client import REGISTRY
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @dataclass
 class Runtime:
     settings: Settings
-    sessions: sessionmaker[Session] = field(default=None)  # type: ignore[assignment]
+    sessions: sessionmaker[Session] = field(default=None)  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         if self.sessions is None:
@@ -89,11 +89,11 @@ class Runtime:
             with self.sessions() as session:
                 session.execute(sa.text("SELECT 1"))
             checks["database"] = "ok"
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             checks["database"] = f"error: {type(exc).__name__}"
         try:
             self.queue.depths()
             checks["broker"] = "ok"
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
         return checks

@@ -48,7 +48,7 @@ def _face(draw: ImageDraw.ImageDraw, template: str, box: tuple[int, int, int, in
 def render_meme(caption: str, template: str = "plain", size: tuple[int, int] = (480, 400),
                 fmt: str = "PNG", font_size: int = 34, seed_colour: int = 0) -> bytes:
     """A meme image: a face template on top, the caption (wrapped) below. Returns encoded bytes."""
-    width, height = size
+    width = size[0]
     image = Image.new("RGB", size, (255, 255 - seed_colour % 50, 255))
     draw = ImageDraw.Draw(image)
     _face(draw, template, (width // 2 - 90, 20, width // 2 + 90, 200))

@@ -8,6 +8,15 @@ from policies.loader import PolicyError, PolicyIssue, default_policy_path, load_
 from policies.model import Condition, ConfidenceRange, Policy, Rule
 
 __all__ = [
-    "ConfidenceRange", "Condition", "Decision", "Policy", "PolicyError", "PolicyIssue", "Rule",
-    "default_policy_path", "evaluate", "load_policy", "parse_policy",
+    "Condition",
+    "ConfidenceRange",
+    "Decision",
+    "Policy",
+    "PolicyError",
+    "PolicyIssue",
+    "Rule",
+    "default_policy_path",
+    "evaluate",
+    "load_policy",
+    "parse_policy",
 ]

@@ -16,7 +16,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from memeguard.schemas import Emotion, HarmType, Intent, ModerationAction
-from policies.model import ConfidenceRange, Condition, Policy, Rule
+from policies.model import Condition, ConfidenceRange, Policy, Rule
 
 ENUMS: dict[str, type[StrEnum]] = {"emotion": Emotion, "intent": Intent, "harm_type": HarmType}
 TOP_KEYS = {"name", "version", "description", "default", "rules"}

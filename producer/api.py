@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from memeguard import __version__, store
-from memeguard.views import job_json
 from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
 from memeguard.runtime import Runtime
+from memeguard.views import job_json
 from producer.service import JobRef, Rejection, SubmitRejected, reject_item
 
 POLL_S = 0.05

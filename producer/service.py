@@ -132,7 +132,9 @@ class Producer:
             metrics.STAGE_SECONDS.labels("validate").observe(timings["validate_ms"] / 1000)
         return image, context
 
-    def _store_rejected(self, tenant: str, item: Submission, exc: UploadRejected, timings: dict[str, float]) -> uuid.UUID:
+    def _store_rejected(
+        self, tenant: str, item: Submission, exc: UploadRejected, timings: dict[str, float]
+    ) -> uuid.UUID:
         new = store.NewJob(
             tenant=tenant, content_id=item.content_id, status=JobStatus.REJECTED,
             image_sha256=sha256_hex(item.image) if item.image else None,

@@ -22,7 +22,7 @@ HTTP_STATUS = {
 }
 
 
-class UploadRejected(Exception):  # noqa: N818 - reads as the event it is
+class UploadRejected(Exception):
     """A refused upload. ``code`` is stable (clients branch on it); ``message`` says why in words."""
 
     def __init__(self, code: str, message: str) -> None:

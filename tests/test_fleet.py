@@ -33,7 +33,9 @@ from tests.conftest import API_KEYS, REDIS_URL, create_pg_database, drop_pg_data
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
-CAPTIONS = ["你说得对，但是我不听", "前方高能预警", "我破防了", "你个sb", "早上好", "不想活了", "笑死我了", "你认真的？"]
+CAPTIONS = [
+    "你说得对，但是我不听", "前方高能预警", "我破防了", "你个sb", "早上好", "不想活了", "笑死我了", "你认真的？",
+]
 
 
 def free_port() -> int:
@@ -151,7 +153,7 @@ def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path)
 
 
 def test_kill_9_mid_job_every_job_ends_done_exactly_once(env: dict[str, str], tmp_path: Path) -> None:
-    client, runtime = api_client(env)
+    client, _ = api_client(env)
     sessions = make_sessions(make_engine(env["MEMEGUARD_DATABASE_URL"]))
     first = Worker(env, tmp_path / "w1.log", "w1")
     job_ids = submit_all(client, f"kill-{uuid.uuid4().hex[:6]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
@@ -28,7 +29,7 @@ class ChineseOcr:
         self._engine = RapidOCR()
         self._lock = threading.Lock()
 
-    def read(self, frames: list[Image.Image]) -> str:
+    def read(self, frames: Sequence[Image.Image]) -> str:
         lines: list[str] = []
         for frame in frames:
             for line in self._read_frame(frame):

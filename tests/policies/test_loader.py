@@ -20,7 +20,8 @@ def test_bundled_default_policy_is_valid() -> None:
 
 
 def test_errors_name_line_and_column() -> None:
-    text = 'name: x\nversion: "1"\ndefault: allow\nrules:\n  - id: r1\n    when:\n      intent: sarcastic\n    action: tag\n'
+    text = ('name: x\nversion: "1"\ndefault: allow\nrules:\n  - id: r1\n    when:\n'
+            '      intent: sarcastic\n    action: tag\n')
     with pytest.raises(PolicyError) as info:
         parse_policy(text, source="p.yaml")
     assert str(info.value).startswith("p.yaml:7:15: unknown intent 'sarcastic'")

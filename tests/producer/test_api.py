@@ -120,7 +120,7 @@ def test_stream_answers_one_line_per_item(client: TestClient) -> None:
     done = [r for r in results if r.get("status") == "done"]
     assert {r["content_id"] for r in done} == {"s0", "s1", "s2"}
     assert all(r["verdict"] and r["action"] for r in done)
-    errors = {r["line"]: r["error"] for r in results if "error" in r and r["error"]}
+    errors = {r["line"]: r["error"] for r in results if r.get("error")}
     assert errors == {4: "invalid_line", 5: "unsupported_type"}
 
 

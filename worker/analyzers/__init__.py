@@ -17,6 +17,9 @@ def build_analyzer(name: str) -> Analyzer:
         from worker.analyzers.noop import NoopAnalyzer
 
         return NoopAnalyzer()
+    if name in ("vlm", "cascade"):
+        raise ValueError(f"analyzer {name!r} (the GLM-4.6V-Flash GPU tier) is not implemented yet; "
+                         f"available: {', '.join(ANALYZERS)}")
     raise ValueError(f"unknown analyzer {name!r}; available: {', '.join(ANALYZERS)}")
 
 

@@ -1,0 +1,115 @@
+"""The command line, run as a user runs it (a real subprocess for the console script)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memeguard.samples import render_meme
+from tests.images import SVG, png_bomb
+
+REQUIRED_KEYS = {"emotion", "intent", "harm_type", "confidence", "explanation", "ocr_text", "action", "policy",
+                 "signals"}
+
+
+def memeguard(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "MEMEGUARD_DATA_DIR": str(data_dir), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "memeguard.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=120, check=False)
+
+
+def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
+    image = tmp_path / "m.png"
+    image.write_bytes(render_meme("你说得对，但是我不听", "doge"))
+    result = memeguard("analyze", str(image), "--text", "手动狗头", "--json", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert set(payload) >= REQUIRED_KEYS
+    assert payload["intent"] == "sarcasm" and payload["policy"] == "default@1"
+    assert payload["action"] in ("allow", "throttle", "tag", "block")
+
+
+def test_analyze_human_output(tmp_path: Path) -> None:
+    image = tmp_path / "m.png"
+    image.write_bytes(render_meme("前方高能预警", "panda"))
+    result = memeguard("analyze", str(image), data_dir=tmp_path)
+    assert result.returncode == 0 and "highlight" in result.stdout and "解释" in result.stdout
+
+
+@pytest.mark.parametrize(("data", "code"), [
+    (SVG, "unsupported_type"), (png_bomb(), "too_many_pixels"), (b"\xff\xd8\xff" + b"\0" * 40, "corrupt_image")])
+def test_analyze_rejects_with_exit_2_and_a_code(tmp_path: Path, data: bytes, code: str) -> None:
+    image = tmp_path / "bad.bin"
+    image.write_bytes(data)
+    result = memeguard("analyze", str(image), "--json", data_dir=tmp_path)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["error"] == code
+
+
+def test_too_large_is_refused_by_limit(tmp_path: Path) -> None:
+    image = tmp_path / "m.png"
+    image.write_bytes(render_meme("早上好"))
+    result = memeguard("analyze", str(image), data_dir=tmp_path, env={"MEMEGUARD_MAX_UPLOAD_BYTES": "1000"})
+    assert result.returncode == 2 and json.loads(result.stdout)["error"] == "too_large"
+
+
+def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
+    demo = memeguard("demo", data_dir=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert "caption" in demo.stdout and "block" in demo.stdout and "sarcasm" in demo.stdout
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 8
+    shown = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path),
+                      data_dir=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    job = json.loads(shown.stdout)
+    assert job["status"] == "done" and job["audit"] == ["job.submitted", "job.done"]
+    strict = tmp_path / "strict.yaml"
+    strict.write_text('name: strict\nversion: "2"\ndefault: tag\nrules: []\n', encoding="utf-8")
+    replay = memeguard("policy", "replay", str(strict), "--json", data_dir=tmp_path)
+    report = json.loads(replay.stdout)
+    assert report["items"] == 8 and report["policy"] == "strict@2"
+    not_tagged = sum(t["count"] for t in report["transitions"] if t["from"] != "tag")
+    assert report["moved"] == not_tagged > 0
+    assert all(t["to"] == "tag" for t in report["transitions"])
+    again = memeguard("jobs", "show", job["job_id"], data_dir=tmp_path)
+    assert json.loads(again.stdout)["action"]["policy"] == "default@1"  # replay wrote nothing
+
+
+def _demo_content_id(data_dir: Path) -> str:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'memeguard.db'}")
+    with engine.connect() as conn:
+        return str(conn.execute(sa.text("SELECT content_id FROM jobs LIMIT 1")).scalar_one())
+
+
+def test_policy_check_reports_line_numbers(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('name: x\nversion: "1"\ndefault: allow\nrules:\n  - id: r\n    action: ban\n', encoding="utf-8")
+    result = memeguard("policy", "check", str(bad), data_dir=tmp_path)
+    assert result.returncode == 1
+    assert f"{bad}:6:13: unknown action 'ban'" in result.stderr
+    good = memeguard("policy", "check", "policies/default.yaml", data_dir=tmp_path)
+    assert good.returncode == 0 and "default@1" in good.stdout
+
+
+def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
+    result = memeguard("db", "upgrade", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "memeguard.db").exists()
+
+
+def test_worker_refuses_the_inline_broker(tmp_path: Path) -> None:
+    result = memeguard("worker", data_dir=tmp_path)
+    assert result.returncode == 2 and "needs a broker" in result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "memeguard"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "analyze" in result.stdout

@@ -1,0 +1,68 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so check it as thoroughly as text allows:
+structure, ordering, health, GPU reservation, secrets, and that every command it runs exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from memeguard.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+SERVICES = COMPOSE["services"]
+APP_SERVICES = ("api", "worker-cpu", "worker-gpu", "beat")
+
+
+def test_all_services_are_present() -> None:
+    assert set(SERVICES) == {"redis", "postgres", "migrate", "api", "worker-cpu", "worker-gpu", "beat", "flower"}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_wait_for_a_successful_migration(name: str) -> None:
+    depends = SERVICES[name]["depends_on"]
+    assert depends["migrate"] == {"condition": "service_completed_successfully"}
+    assert depends["redis"]["condition"] == depends["postgres"]["condition"] == "service_healthy"
+
+
+def test_migrate_is_one_shot_after_postgres_is_healthy() -> None:
+    migrate = SERVICES["migrate"]
+    assert migrate["restart"] == "no" and migrate["command"] == ["memeguard", "db", "upgrade"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", ["redis", "postgres", "api", "worker-cpu", "worker-gpu", "flower"])
+def test_long_running_services_have_healthchecks(name: str) -> None:
+    assert SERVICES[name]["healthcheck"]["test"]
+
+
+def test_gpu_worker_reserves_a_gpu_and_does_not_fork_the_model() -> None:
+    gpu = SERVICES["worker-gpu"]
+    device = gpu["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
+    assert gpu["command"][gpu["command"].index("--pool") + 1] == "solo"
+    assert "vlm" in gpu["build"]["args"]["EXTRAS"]
+
+
+def test_secrets_are_required_not_defaulted() -> None:
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    assert "${POSTGRES_PASSWORD:?" in text and "${MEMEGUARD_API_KEYS:?" in text
+    assert "changeme" not in text.lower()
+
+
+@pytest.mark.parametrize("name", [n for n, s in SERVICES.items() if s.get("command", [None])[0] == "memeguard"])
+def test_every_memeguard_command_exists(name: str) -> None:
+    args = SERVICES[name]["command"][1:]
+    subcommand = [a for a in args if not a.startswith("-")][:2 if args[0] == "db" else 1]
+    result = CliRunner().invoke(app, [*subcommand, "--help"])
+    assert result.exit_code == 0, result.output
+    for option in (a for a in args if a.startswith("--")):
+        assert option in result.output, f"{name}: {option} is not an option of memeguard {subcommand}"
+
+
+def test_celery_app_module_used_by_beat_and_flower_exists() -> None:
+    assert (ROOT / "worker" / "celery_app.py").exists()
+    assert SERVICES["beat"]["command"][:3] == ["celery", "-A", "worker.celery_app"]

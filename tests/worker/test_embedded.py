@@ -1,0 +1,79 @@
+"""The embedded analyzer on memes rendered with a real CJK font and read by the real OCR."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from memeguard.imaging import decode_frames
+from memeguard.samples import render_meme
+from worker.analyzers import AnalysisInput, build_analyzer
+from worker.analyzers.embedded import EmbeddedAnalyzer
+
+
+def analyze(analyzer: EmbeddedAnalyzer, caption: str, post_text: str = "", template: str = "plain"):  # type: ignore[no-untyped-def]
+    frames = decode_frames(render_meme(caption, template), 4)
+    return analyzer.analyze(AnalysisInput(frames, post_text)).verdict
+
+
+@pytest.mark.parametrize(("caption", "post_text", "template", "emotion", "intent", "harm"), [
+    ("你说得对，但是这版本就是不行", "", "doge", "contempt", "sarcasm", "none"),
+    ("前方高能预警", "", "panda", "excitement", "highlight", "none"),
+    ("你认真的？", "", "question", "disbelief", "neutral", "none"),
+    ("笑死我了", "狗头保命", "doge", "amusement", "humor", "none"),
+    ("你个sb赶紧去死", "", "plain", "anger", "explicit_attack", "targeted_harm"),
+    ("我直接躺平摆烂了", "", "crying_cat", "disappointment", "venting", "dispirited_culture"),
+    ("早上好，今天也要开心", "", "plain", "joy", "greeting", "none"),
+])
+def test_reads_rendered_memes(embedded_analyzer: EmbeddedAnalyzer, caption: str, post_text: str, template: str,
+                              emotion: str, intent: str, harm: str) -> None:
+    verdict = analyze(embedded_analyzer, caption, post_text, template)
+    assert (verdict.emotion.value, verdict.intent.value, verdict.harm_type.value) == (emotion, intent, harm)
+    assert verdict.ocr_text, "OCR read nothing"
+
+
+def test_explanation_is_chinese_and_cites_what_matched(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    verdict = analyze(embedded_analyzer, "你说得对，但是我不听")
+    assert "命中知识库" in verdict.explanation and "你说得对但是" in verdict.explanation
+    assert "讽刺" in verdict.explanation
+    sources = {s.source: s for s in verdict.signals}
+    assert set(sources) >= {"ocr", "kb"}
+    assert "intent" in sources["kb"].decided
+    assert any(e.startswith("sarcasm.nishuodedui-danshi") for e in sources["kb"].evidence)
+
+
+def test_softener_turns_an_attack_into_sarcasm_and_lowers_confidence(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    harsh = analyze(embedded_analyzer, "你就是个废物")
+    softened = analyze(embedded_analyzer, "你就是个废物", post_text="手动狗头")
+    assert harsh.intent.value == "explicit_attack"
+    assert softened.intent.value == "sarcasm"
+    assert softened.confidence < harsh.confidence
+    assert "玩笑" in softened.explanation
+
+
+def test_no_evidence_is_neutral_with_low_confidence(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    verdict = analyze(embedded_analyzer, "今天的天气")
+    assert (verdict.intent.value, verdict.harm_type.value, verdict.confidence) == ("neutral", "none", 0.5)
+    assert "证据不足" in verdict.explanation
+    assert any(s.source == "embedded" for s in verdict.signals)
+
+
+def test_post_text_is_read_as_well_as_the_image(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    verdict = analyze(embedded_analyzer, "今天的天气", post_text="nmsl")
+    assert verdict.harm_type.value == "targeted_harm"
+
+
+def test_unknown_analyzer_name_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown analyzer 'gpt'"):
+        build_analyzer("gpt")
+
+
+def test_embedded_analyzer_runs_without_torch() -> None:
+    code = ("import sys; from memeguard.samples import render_meme; from memeguard.imaging import decode_frames;"
+            "from worker.analyzers import build_analyzer, AnalysisInput;"
+            "v = build_analyzer('embedded').analyze(AnalysisInput(decode_frames(render_meme('笑死'), 1))).verdict;"
+            "assert v.intent.value == 'humor', v; assert 'torch' not in sys.modules; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -1,0 +1,77 @@
+"""Task functions called directly (the broker is not under test here); the sweeper with a real database."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import store
+from memeguard.queue import InlineQueue
+from memeguard.schemas import JobStatus
+from memeguard.settings import get_settings
+from producer.service import Producer
+from producer.validation import Limits
+from tests.images import solid
+from worker.sweeper import requeue_stale
+
+
+@pytest.fixture
+def tasks(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MEMEGUARD_BROKER_URL", "redis://127.0.0.1:6379/0")
+    monkeypatch.setenv("MEMEGUARD_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("MEMEGUARD_BLOB_STORE", str(tmp_path / "blobs"))
+    monkeypatch.setenv("MEMEGUARD_ANALYZER", "noop")
+    get_settings.cache_clear()
+    import worker.tasks as module
+
+    module.worker_deps.cache_clear()
+    yield module
+    module.worker_deps.cache_clear()
+    get_settings.cache_clear()
+
+
+def test_analyze_task_runs_a_job_and_is_idempotent(tasks) -> None:  # type: ignore[no-untyped-def]
+    deps = tasks.worker_deps()
+    producer = Producer(deps.sessions, deps.blobs, InlineQueue(lambda _: None), Limits(10**6, 10**7, 4, 100, 100))
+    job_id = producer.submit(solid("PNG"), "t1", tenant="acme").job_id
+    assert tasks.analyze(str(job_id)) == "done"
+    assert tasks.analyze(str(job_id)) == "skipped"
+    with deps.sessions() as session:
+        assert store.count_verdicts(session, job_id) == (1, 1)
+
+
+def test_malformed_payload_is_dropped_with_a_log(tasks, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    assert tasks.analyze("not-a-uuid") == "invalid_payload"
+    assert "malformed task payload" in caplog.text
+
+
+def test_backoff_grows_exponentially_and_is_capped(tasks) -> None:  # type: ignore[no-untyped-def]
+    assert [tasks.backoff_s(n) for n in range(4)] == [2.0, 4.0, 8.0, 16.0]
+    assert tasks.backoff_s(30) == 120.0
+
+
+def test_task_options_protect_against_loss(tasks) -> None:  # type: ignore[no-untyped-def]
+    assert tasks.analyze.acks_late is True and tasks.analyze.reject_on_worker_lost is True
+    conf = tasks.app.conf
+    assert conf.worker_prefetch_multiplier == 1 and conf.task_acks_late is True
+
+
+def test_sweeper_republishes_stale_jobs_only(pg_sessions: sessionmaker[Session], blobs) -> None:  # type: ignore[no-untyped-def]
+    published: list[uuid.UUID] = []
+    producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(10**6, 10**7, 4, 100, 100))
+    stale = producer.submit(solid("PNG"), "old", tenant="acme").job_id
+    fresh = producer.submit(solid("GIF"), "new", tenant="acme").job_id
+    with pg_sessions() as session:
+        session.execute(store.sa.update(store.Job).where(store.Job.id == stale).values(
+            updated_at=store.utcnow() - timedelta(hours=1)))
+        session.commit()
+    assert requeue_stale(pg_sessions, InlineQueue(published.append), timedelta(minutes=10)) == [stale]
+    assert published == [stale] and fresh not in published
+    with pg_sessions() as session:
+        assert store.get_job(session, stale).status is JobStatus.QUEUED  # type: ignore[union-attr]
+        assert "job.requeued" in store.audit_events(session, stale)
+    assert requeue_stale(pg_sessions, InlineQueue(published.append), timedelta(minutes=10)) == []
