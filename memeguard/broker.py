@@ -36,8 +36,10 @@ def make_celery(settings: Settings) -> Any:
         },
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost a Redis publish per state change; off unless ops asks (Flower can turn them on
+        # at run time with `celery control enable_events`).
+        worker_send_task_events=settings.task_events,
+        task_send_sent_event=settings.task_events,
         beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": 60.0}},
     )
     return app

@@ -138,7 +138,9 @@ def make_engine(url: str) -> Engine:
     """Engine with the per-dialect settings memeguard relies on (SQLite: WAL + busy timeout)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # No pre-ping: it costs a round trip per checkout. A dropped connection surfaces as OperationalError,
+    # which the worker retries as transient; recycling bounds the age of pooled connections.
+    return sa.create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
 
 
 def _sqlite_engine(url: str) -> Engine:

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     requeue_after_s: int = Field(default=600, description="sweeper re-publishes jobs stuck this long")
     stream_wait_s: float = 30.0
 
+    task_events: bool = Field(default=False, description="Celery task events (for Flower); cost per job")
     worker_ops_port: int = Field(default=9108, description="worker /metrics /healthz /readyz; 0 = off")
     log_level: str = "INFO"
     log_json: bool = True

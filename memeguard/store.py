@@ -104,6 +104,20 @@ def insert_job(session: Session, new: NewJob) -> JobRecord:
     return _record(job)
 
 
+def insert_jobs(session: Session, news: list[NewJob]) -> list[JobRecord]:
+    """Insert many jobs in one round trip (a batch upload); duplicates raise ``IntegrityError``."""
+    now = utcnow()
+    rows = [Job(**new.__dict__, created_at=now, updated_at=now, enqueued_at=now) for new in news]
+    session.add_all(rows)
+    session.flush()
+    return [_record(row) for row in rows]
+
+
+def find_jobs(session: Session, tenant: str, content_ids: list[str]) -> dict[str, JobRecord]:
+    query = sa.select(Job).where(Job.tenant == tenant, Job.content_id.in_(content_ids))
+    return {job.content_id: _record(job) for job in session.scalars(query)}
+
+
 def get_job(session: Session, job_id: uuid.UUID) -> JobRecord | None:
     job = session.get(Job, job_id)
     return _record(job) if job else None
@@ -144,17 +158,28 @@ def claim_job(session: Session, job_id: uuid.UUID, max_attempts: int) -> Claim:
 
     A ``running`` job is claimed again on purpose: it is the redelivery of a delivery whose worker died.
     """
+    now = utcnow()
+    claimed = session.scalars(
+        sa.update(Job)
+        .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.attempts < max_attempts)
+        .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, started_at=now, updated_at=now)
+        .returning(Job)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if claimed is not None:
+        return Claim(_record(claimed), "claimed")
+    return _why_unclaimed(session, job_id)
+
+
+def _why_unclaimed(session: Session, job_id: uuid.UUID) -> Claim:
+    """The slow path of a claim: say why the job cannot run, dead-lettering it when out of attempts."""
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         return Claim(None, "missing")
     if JobStatus(job.status).is_final:
         return Claim(None, f"already {job.status}")
-    if job.attempts >= max_attempts:
-        _fail(job, "max_attempts", f"gave up after {job.attempts} attempts (worker lost or crashed)")
-        return Claim(None, "max_attempts")
-    job.status, job.attempts, job.started_at = JobStatus.RUNNING, job.attempts + 1, utcnow()
-    session.flush()
-    return Claim(_record(job), "claimed")
+    _fail(job, "max_attempts", f"gave up after {job.attempts} attempts (worker lost or crashed)")
+    return Claim(None, "max_attempts")
 
 
 def _fail(job: Job, code: str, message: str) -> None:
@@ -187,10 +212,11 @@ def finish_job(
         policy_name=decision.policy_name, policy_version=decision.policy_version,
         rule_id=decision.rule_id, reason=decision.reason,
     ))
-    job = session.get_one(Job, job_id)
-    job.status, job.finished_at, job.timings = JobStatus.DONE, utcnow(), timings
-    job.error_code = job.error = None
-    session.flush()
+    now = utcnow()
+    session.execute(
+        sa.update(Job).where(Job.id == job_id)
+        .values(status=JobStatus.DONE, finished_at=now, updated_at=now, timings=timings, error_code=None, error=None)
+        .execution_options(synchronize_session=False))
 
 
 def _verdict_columns(verdict: Verdict) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
 from memeguard.runtime import Runtime
 from memeguard.views import job_json
-from producer.service import JobRef, Rejection, SubmitRejected, reject_item
+from producer.service import JobRef, Rejection, Submission, SubmitRejected
 
 POLL_S = 0.05
 
@@ -57,6 +57,15 @@ def tenant_of(request: Request, authorization: Annotated[str | None, Header()] =
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
+
+
+def _submission(item: BatchItem) -> Submission:
+    """A JSON item as a submission; undecodable base64 becomes a pre-decided ``invalid_encoding``."""
+    try:
+        data, invalid = base64.b64decode(item.image_base64, validate=True), None
+    except (binascii.Error, ValueError):
+        data, invalid = b"", ("invalid_encoding", "image_base64 is not valid base64")
+    return Submission(data, item.content_id, item.post_text, item.context, item.callback_url, invalid)
 
 
 def _ref_json(ref: JobRef) -> dict[str, Any]:
@@ -89,13 +98,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             return Rejection(fields["content_id"], exc.code, exc.message, exc.job_id, exc.http_status)
 
     def submit_item(tenant: str, item: BatchItem) -> JobRef | Rejection:
-        try:
-            data = base64.b64decode(item.image_base64, validate=True)
-        except (binascii.Error, ValueError):
-            return reject_item(runtime.producer, tenant, item.content_id, "invalid_encoding",
-                               "image_base64 is not valid base64")
-        return submit(tenant, data, content_id=item.content_id, post_text=item.post_text,
-                      context=item.context, callback_url=item.callback_url)
+        return runtime.producer.submit_many([_submission(item)], tenant=tenant)[0]
 
     @app.exception_handler(QueueUnavailable)
     def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
@@ -124,7 +127,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         if len(body.items) > settings.max_batch_items:
             raise HTTPException(413, {"error": "too_many_items",
                                       "message": f"{len(body.items)} items; max {settings.max_batch_items}"})
-        results = [submit_item(tenant, item) for item in body.items]
+        results = runtime.producer.submit_many([_submission(i) for i in body.items], tenant=tenant)
         BATCH_SIZE.labels("api_batch").observe(len(results))
         out = [_ref_json(r) if isinstance(r, JobRef) else _rejection_json(r, r.content_id) for r in results]
         accepted = sum(isinstance(r, JobRef) for r in results)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ class Submission:
     post_text: str = ""
     context: dict[str, Any] | str | None = None
     callback_url: str | None = None
+    invalid: tuple[str, str] | None = None  # (code, message) decided before the bytes could be read
 
 
 @dataclass
@@ -60,6 +60,8 @@ class SubmitRejected(UploadRejected):
 
 
 class Producer:
+    """Validate, store and enqueue uploads. One database transaction per call, whatever the batch size."""
+
     def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, queue: JobQueue, limits: Limits) -> None:
         self.sessions, self.blobs, self.queue, self.limits = sessions, blobs, queue, limits
 
@@ -70,125 +72,169 @@ class Producer:
         """Submit one upload. Re-submitting a content id returns the existing job (and re-publishes it if it
         is still queued, which recovers a message the broker lost). Raises ``SubmitRejected``."""
         data = image.read_bytes() if isinstance(image, Path) else image
-        item = Submission(data, content_id, post_text, context, callback_url)
-        try:
-            validate_fields(tenant, content_id, "", None, None, self.limits)
-        except UploadRejected as exc:
-            raise SubmitRejected(exc, None) from exc
-        existing = self._existing(tenant, item)
-        if existing is not None:
-            return existing
-        return self._create(tenant, item)
+        [result] = self.submit_many([Submission(data, content_id, post_text, context, callback_url)], tenant=tenant)
+        if isinstance(result, Rejection):
+            raise SubmitRejected(UploadRejected(result.code, result.message), result.job_id)
+        return result
 
-    def submit_many(self, items: Iterable[Submission], *, tenant: str) -> list[JobRef | Rejection]:
-        """Submit independently: one bad item is rejected on its own and never fails the others."""
-        results: list[JobRef | Rejection] = []
-        for item in items:
+    def submit_many(self, items: list[Submission], *, tenant: str) -> list[JobRef | Rejection]:
+        """Submit independently: one bad item is rejected on its own and never fails the others. A race with
+        a concurrent submitter of the same content id is settled by the unique constraint, then retried."""
+        for attempt in range(3):
             try:
-                results.append(self.submit(item.image, item.content_id, tenant=tenant, post_text=item.post_text,
-                                           context=item.context, callback_url=item.callback_url))
-            except SubmitRejected as exc:
-                results.append(Rejection(item.content_id, exc.code, exc.message, exc.job_id, exc.http_status))
-        metrics.BATCH_SIZE.labels("submit").observe(len(results))
+                results, publish = self._submit_batch(items, tenant)
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        for job_id in publish:
+            self.queue.enqueue(job_id)
+        metrics.BATCH_SIZE.labels("submit").observe(len(items))
         return results
 
-    def _existing(self, tenant: str, item: Submission) -> JobRef | None:
+    def _submit_batch(self, items: list[Submission], tenant: str) -> tuple[list[JobRef | Rejection], list[uuid.UUID]]:
+        plan = _Plan(tenant)
         with self.sessions() as session:
-            job = store.find_job(session, tenant, item.content_id)
-        if job is None or job.status is JobStatus.REJECTED:
-            return None
-        if job.image_sha256 != sha256_hex(item.image):
-            raise SubmitRejected(UploadRejected(
-                "content_id_conflict",
-                f"content_id {item.content_id!r} was already submitted with different image bytes"), job.id)
-        metrics.CACHE_HITS.labels("idempotent_resubmit").inc()
-        if job.status is JobStatus.QUEUED:
-            self.queue.enqueue(job.id)
-        return JobRef(job.id, tenant, item.content_id, job.status, created=False)
+            keyed = [item for item in items if self._key_ok(tenant, item, plan)]
+            plan.existing = store.find_jobs(session, tenant, [i.content_id for i in keyed]) if keyed else {}
+            for item in keyed:
+                self._plan_item(item, plan)
+            plan.write(session)
+            session.commit()
+        return plan.results(items), plan.publish
 
-    def _create(self, tenant: str, item: Submission) -> JobRef:
+    def _key_ok(self, tenant: str, item: Submission, plan: _Plan) -> bool:
+        try:
+            validate_fields(tenant, item.content_id, "", None, None, self.limits)
+        except UploadRejected as exc:
+            plan.rejected_unstored[id(item)] = Rejection(item.content_id, exc.code, exc.message, None, exc.http_status)
+            return False
+        return True
+
+    def _plan_item(self, item: Submission, plan: _Plan) -> None:
+        if item.content_id in plan.planned:
+            plan.duplicates[id(item)] = sha256_hex(item.image)
+            return
+        plan.planned[item.content_id] = sha256_hex(item.image)
+        current = plan.existing.get(item.content_id)
+        if current is not None and current.status is not JobStatus.REJECTED:
+            plan.resubmitted(item, current, sha256_hex(item.image))
+            return
         timings: dict[str, float] = {}
         try:
-            image, context = self._validate(tenant, item, timings)
+            image, context = self._validate(plan.tenant, item, timings)
         except UploadRejected as exc:
-            job_id = self._store_rejected(tenant, item, exc, timings)
-            raise SubmitRejected(exc, job_id) from exc
+            plan.reject(item, exc, self._rejected_job(plan.tenant, item, exc, timings), current)
+            return
         self.blobs.put(item.image)
-        ref = self._store_queued(tenant, item, image, context, timings)
-        if ref.created:
-            self.queue.enqueue(ref.job_id)
-        return ref
+        plan.accept(item, self._queued_job(plan.tenant, item, image, context, timings), current)
 
     def _validate(
         self, tenant: str, item: Submission, timings: dict[str, float]
     ) -> tuple[ValidatedImage, dict[str, Any]]:
         started = time.perf_counter()
         try:
+            if item.invalid is not None:
+                raise UploadRejected(*item.invalid)
             context = validate_fields(tenant, item.content_id, item.post_text, item.context,
                                       item.callback_url, self.limits)
             image = validate_image(item.image, self.limits)
         finally:
-            timings["validate_ms"] = (time.perf_counter() - started) * 1000
+            timings["validate_ms"] = round((time.perf_counter() - started) * 1000, 3)
             metrics.STAGE_SECONDS.labels("validate").observe(timings["validate_ms"] / 1000)
         return image, context
 
-    def _store_rejected(
+    def _rejected_job(
         self, tenant: str, item: Submission, exc: UploadRejected, timings: dict[str, float]
-    ) -> uuid.UUID:
-        new = store.NewJob(
+    ) -> store.NewJob:
+        log.info("upload rejected", extra={"tenant": tenant, "content_id": item.content_id, "code": exc.code})
+        return store.NewJob(
             tenant=tenant, content_id=item.content_id, status=JobStatus.REJECTED,
             image_sha256=sha256_hex(item.image) if item.image else None,
             post_text=item.post_text[: self.limits.max_text_chars], error_code=exc.code, error=exc.message,
             timings=timings,
         )
-        metrics.JOBS.labels("rejected", tenant).inc()
-        log.info("upload rejected", extra={"tenant": tenant, "content_id": item.content_id, "code": exc.code})
-        return self._write(tenant, new, event="job.rejected").job_id
 
-    def _store_queued(
-        self, tenant: str, item: Submission, image: ValidatedImage, context: dict[str, Any], timings: dict[str, float],
-    ) -> JobRef:
-        new = store.NewJob(
+    @staticmethod
+    def _queued_job(tenant: str, item: Submission, image: ValidatedImage, context: dict[str, Any],
+                    timings: dict[str, float]) -> store.NewJob:
+        return store.NewJob(
             tenant=tenant, content_id=item.content_id, status=JobStatus.QUEUED, image_sha256=image.sha256,
             media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
             post_text=item.post_text, context=context, callback_url=item.callback_url, timings=timings,
         )
-        ref = self._write(tenant, new, event="job.submitted")
-        if ref.created:
-            metrics.JOBS.labels("queued", tenant).inc()
-        return ref
-
-    def _write(self, tenant: str, new: store.NewJob, *, event: str) -> JobRef:
-        """Insert the job (or take over a rejected one). A concurrent submit of the same content id wins the
-        unique constraint; this one then returns that job instead of failing."""
-        with self.sessions() as session:
-            try:
-                job = self._upsert(session, tenant, new)
-                store.audit(session, event, actor=f"tenant:{tenant}", tenant=tenant, job_id=job.id,
-                            detail={"content_id": new.content_id, "error_code": new.error_code})
-                session.commit()
-                return JobRef(job.id, tenant, new.content_id, job.status, created=True)
-            except IntegrityError:
-                session.rollback()
-        with self.sessions() as session:
-            winner = store.find_job(session, tenant, new.content_id)
-        assert winner is not None, "unique violation without a winning row"
-        return JobRef(winner.id, tenant, new.content_id, winner.status, created=False)
-
-    @staticmethod
-    def _upsert(session: Session, tenant: str, new: store.NewJob) -> store.JobRecord:
-        current = store.find_job(session, tenant, new.content_id)
-        if current is not None and current.status is JobStatus.REJECTED:
-            return store.replace_rejected(session, current.id, new)
-        return store.insert_job(session, new)
 
 
-def reject_item(producer: Producer, tenant: str, content_id: str, code: str, message: str) -> Rejection:
-    """Store a rejection decided before the producer could read the upload (e.g. undecodable base64)."""
-    exc = UploadRejected(code, message)
-    try:
-        validate_fields(tenant, content_id, "", None, None, producer.limits)
-    except UploadRejected:
-        return Rejection(content_id, code, message, None, exc.http_status)
-    job_id = producer._store_rejected(tenant, Submission(b"", content_id), exc, {})
-    return Rejection(content_id, code, message, job_id, exc.http_status)
+@dataclass
+class _Plan:
+    """What one submit call will write and publish; built item by item, written in one transaction."""
+
+    tenant: str
+    existing: dict[str, store.JobRecord] = field(default_factory=dict)
+    rejected_unstored: dict[int, Rejection] = field(default_factory=dict)
+    inserts: list[tuple[Submission, store.NewJob, UploadRejected | None]] = field(default_factory=list)
+    replaces: list[tuple[Submission, store.JobRecord, store.NewJob, UploadRejected | None]] = field(
+        default_factory=list)
+    done: dict[str, JobRef | Rejection] = field(default_factory=dict)
+    planned: dict[str, str] = field(default_factory=dict)  # content id -> sha256, first occurrence
+    duplicates: dict[int, str] = field(default_factory=dict)  # later occurrences in the same batch
+    publish: list[uuid.UUID] = field(default_factory=list)
+
+    def resubmitted(self, item: Submission, job: store.JobRecord, sha: str) -> None:
+        if job.image_sha256 != sha:
+            self.done[item.content_id] = Rejection(
+                item.content_id, "content_id_conflict",
+                f"content_id {item.content_id!r} was already submitted with different image bytes", job.id, 409)
+            return
+        metrics.CACHE_HITS.labels("idempotent_resubmit").inc()
+        if job.status is JobStatus.QUEUED:
+            self.publish.append(job.id)
+        self.done[item.content_id] = JobRef(job.id, self.tenant, item.content_id, job.status, created=False)
+
+    def reject(self, item: Submission, exc: UploadRejected, new: store.NewJob, current: store.JobRecord | None) -> None:
+        self._write_later(item, new, current, exc)
+        metrics.JOBS.labels("rejected", self.tenant).inc()
+
+    def accept(self, item: Submission, new: store.NewJob, current: store.JobRecord | None) -> None:
+        self._write_later(item, new, current, None)
+
+    def _write_later(self, item: Submission, new: store.NewJob, current: store.JobRecord | None,
+                     exc: UploadRejected | None) -> None:
+        if current is not None:
+            self.replaces.append((item, current, new, exc))
+        else:
+            self.inserts.append((item, new, exc))
+
+    def write(self, session: Session) -> None:
+        rows = store.insert_jobs(session, [new for _, new, _ in self.inserts]) if self.inserts else []
+        written = [(item, row, exc) for (item, _, exc), row in zip(self.inserts, rows, strict=True)]
+        written += [(item, store.replace_rejected(session, cur.id, new), exc) for item, cur, new, exc in self.replaces]
+        for item, row, exc in written:
+            self._settle(session, item, row, exc)
+
+    def _settle(self, session: Session, item: Submission, row: store.JobRecord, exc: UploadRejected | None) -> None:
+        if exc is not None:
+            store.audit(session, "job.rejected", actor=f"tenant:{self.tenant}", tenant=self.tenant, job_id=row.id,
+                        detail={"content_id": item.content_id, "code": exc.code})
+            self.done[item.content_id] = Rejection(item.content_id, exc.code, exc.message, row.id, exc.http_status)
+            return
+        metrics.JOBS.labels("queued", self.tenant).inc()
+        self.publish.append(row.id)
+        self.done[item.content_id] = JobRef(row.id, self.tenant, item.content_id, JobStatus.QUEUED, created=True)
+
+    def results(self, items: list[Submission]) -> list[JobRef | Rejection]:
+        return [self._result(item) for item in items]
+
+    def _result(self, item: Submission) -> JobRef | Rejection:
+        if id(item) in self.rejected_unstored:
+            return self.rejected_unstored[id(item)]
+        first = self.done[item.content_id]
+        if id(item) not in self.duplicates:
+            return first
+        if self.duplicates[id(item)] != self.planned[item.content_id]:
+            return Rejection(item.content_id, "content_id_conflict",
+                             "the same content_id appears twice in this batch with different image bytes",
+                             None, 409)
+        if isinstance(first, Rejection):
+            return first
+        return JobRef(first.job_id, first.tenant, first.content_id, first.status, created=False)

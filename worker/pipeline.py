@@ -143,13 +143,8 @@ def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, floa
            sessions: sessionmaker[Session]) -> Outcome:
     started = time.perf_counter()
     with sessions() as session:
-        if store.has_verdict(session, job.id):
-            return _duplicate(job.id)
         try:
             store.finish_job(session, job.id, result.verdict, result.decision, timings)
-            store.audit(session, "job.done", actor=ACTOR, tenant=job.tenant, job_id=job.id, detail={
-                "action": result.decision.action.value, "rule_id": result.decision.rule_id,
-                "policy": f"{result.decision.policy_name}@{result.decision.policy_version}"})
             session.commit()
         except IntegrityError:
             session.rollback()

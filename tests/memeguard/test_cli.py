@@ -67,7 +67,7 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
                       data_dir=tmp_path)
     assert shown.returncode == 0, shown.stderr
     job = json.loads(shown.stdout)
-    assert job["status"] == "done" and job["audit"] == ["job.submitted", "job.done"]
+    assert job["status"] == "done" and job["audit"] == [] and job["verdict"]
     strict = tmp_path / "strict.yaml"
     strict.write_text('name: strict\nversion: "2"\ndefault: tag\nrules: []\n', encoding="utf-8")
     replay = memeguard("policy", "replay", str(strict), "--json", data_dir=tmp_path)

@@ -37,7 +37,7 @@ def test_submit_stores_blob_and_queued_job_then_publishes(
     assert blobs.get(job.image_sha256 or "") == data
     assert "validate_ms" in job.timings
     assert published == [ref.job_id]
-    assert store.audit_events(pg_session, ref.job_id) == ["job.submitted"]
+    assert store.audit_events(pg_session, ref.job_id) == []
 
 
 def test_resubmitting_returns_the_same_job_and_republishes_while_queued(
@@ -69,6 +69,7 @@ def test_rejection_is_stored_as_a_rejected_job_and_never_published(
     job = store.get_job(pg_session, info.value.job_id)
     assert job is not None and job.status is JobStatus.REJECTED and job.error_code == "unsupported_type"
     assert published == []
+    assert store.audit_events(pg_session, job.id) == ["job.rejected"]
 
 
 def test_a_rejected_content_id_can_be_fixed_by_resubmitting(producer: Producer, published: list[uuid.UUID]) -> None:
@@ -108,3 +109,20 @@ def test_concurrent_submits_of_one_content_id_create_one_job(pg_url: str, tmp_pa
         t.join()
     assert len({r.job_id for r in refs}) == 1
     assert sum(r.created for r in refs) == 1
+
+
+def test_a_batch_is_one_transaction_and_handles_repeated_content_ids(
+        producer: Producer, published: list[uuid.UUID]) -> None:
+    png, gif = solid("PNG"), solid("GIF")
+    results = producer.submit_many([
+        Submission(png, "dup"), Submission(png, "dup"), Submission(gif, "dup"), Submission(b"", "empty"),
+        Submission(png, "bad id!"), Submission(png, "ok", invalid=("invalid_encoding", "not base64"))],
+        tenant="acme")
+    first, again, conflict, empty, bad_id, invalid = results
+    assert isinstance(first, JobRef) and first.created
+    assert isinstance(again, JobRef) and again.job_id == first.job_id and not again.created
+    assert isinstance(conflict, Rejection) and conflict.code == "content_id_conflict"
+    assert isinstance(empty, Rejection) and empty.code == "empty_upload" and empty.job_id is not None
+    assert isinstance(bad_id, Rejection) and bad_id.code == "invalid_content_id" and bad_id.job_id is None
+    assert isinstance(invalid, Rejection) and invalid.code == "invalid_encoding" and invalid.job_id is not None
+    assert published == [first.job_id]

@@ -1,0 +1,251 @@
+"""Fleet overhead benchmark: API (uvicorn) -> Redis -> `memeguard worker` -> PostgreSQL, no-op analyzer.
+
+Phases, all in one run so the ratios are comparable on a noisy machine:
+  latency     sequential single submissions (POST /v1/jobs), no load: client POST time + the pipeline's
+              own created->finished time from the database = per-job overhead (p50/p95)
+  throughput  many jobs through POST /v1/jobs:batch from concurrent clients; jobs/s until all are done,
+              and the CPU milliseconds the API + worker processes spent per job
+  analyze     `memeguard analyze` wall time per meme (a fresh process) and in-process embedded analysis
+
+Needs PostgreSQL and Redis (the same URLs as the tests). Prints a table; --json PATH writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from base64 import b64encode
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from memeguard.migrate import upgrade  # noqa: E402
+from memeguard.samples import DEMO_MEMES, render_meme  # noqa: E402
+
+PG_ADMIN = os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("MEMEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+KEY = "bench-" + "k" * 24
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def group_cpu_s(pgid: int) -> float:
+    """User + system CPU seconds of every live process in a process group (prefork children included)."""
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class Fleet:
+    def __init__(self, workers: int, concurrency: int, data: Path) -> None:
+        self.db = f"memeguard_bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{self.db}"'))
+        self.url = sa.engine.make_url(PG_ADMIN).set(database=self.db).render_as_string(hide_password=False)
+        upgrade(self.url)
+        self.port = free_port()
+        self.env = {**os.environ, "MEMEGUARD_DATABASE_URL": self.url, "MEMEGUARD_BROKER_URL": REDIS,
+                    "MEMEGUARD_QUEUE_NAME": f"memeguard.bench.{self.db}", "MEMEGUARD_ANALYZER": "noop",
+                    "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
+                    "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0"}
+        self.procs = [self._spawn(["api", "--port", str(self.port)], data / "api.log")]
+        self.procs += [self._spawn(["worker", "-c", str(concurrency), "-n", f"b{i}@%h"], data / f"w{i}.log")
+                       for i in range(workers)]
+        self._wait_ready(data)
+
+    def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "memeguard.cli", *args], env=self.env,
+                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def _wait_ready(self, data: Path) -> None:
+        """Ready = the API answers and one warm-up job has gone all the way through a worker."""
+        deadline = time.monotonic() + 90
+        engine = sa.create_engine(self.url)
+        submitted = False
+        while time.monotonic() < deadline:
+            try:
+                if not submitted:
+                    httpx.post(f"http://127.0.0.1:{self.port}/v1/jobs", headers={"Authorization": f"Bearer {KEY}"},
+                               data={"content_id": "warm-up"}, files={"image": ("m.png", render_meme("早"))})
+                    submitted = True
+                if self.done_count(engine) >= 1:
+                    engine.dispose()
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("fleet did not start; see logs in " + str(data))
+
+    def cpu_s(self) -> float:
+        return sum(group_cpu_s(p.pid) for p in self.procs)
+
+    def done_count(self, engine: sa.Engine) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text("SELECT count(*) FROM jobs WHERE status = 'done'")).scalar_one())
+
+    def close(self) -> None:
+        for proc in self.procs:
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
+
+
+def latency_phase(fleet: Fleet, engine: sa.Engine, n: int) -> dict[str, float]:
+    image = render_meme("早上好", size=(320, 240))
+    client = httpx.Client(base_url=f"http://127.0.0.1:{fleet.port}", headers={"Authorization": f"Bearer {KEY}"})
+    posts, ids = [], []
+    for i in range(n):
+        started = time.perf_counter()
+        response = client.post("/v1/jobs", data={"content_id": f"lat-{i}"}, files={"image": ("m.png", image)})
+        posts.append((time.perf_counter() - started) * 1000)
+        ids.append(response.json()["job_id"])
+        while fleet.done_count(engine) < i + 2:  # + the warm-up job
+            time.sleep(0.001)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT created_at, finished_at FROM jobs WHERE content_id LIKE 'lat-%'")).all()
+    pipeline = [(f - c).total_seconds() * 1000 for c, f in rows]
+    total = [p + q for p, q in zip(sorted(posts), sorted(pipeline), strict=True)]
+    return {"post_p50_ms": pct(posts, 0.5), "pipeline_p50_ms": pct(pipeline, 0.5),
+            "overhead_p50_ms": pct(total, 0.5), "overhead_p95_ms": pct(total, 0.95)}
+
+
+def throughput_phase(fleet: Fleet, engine: sa.Engine, n: int, batch: int, clients: int) -> dict[str, float]:
+    image = b64encode(render_meme("早上好", size=(320, 240))).decode()
+    batches = [[{"content_id": f"tp-{b}-{i}", "image_base64": image} for i in range(batch)] for b in range(n // batch)]
+    already = fleet.done_count(engine)
+
+    def send(items: list[dict[str, str]]) -> None:
+        response = httpx.post(f"http://127.0.0.1:{fleet.port}/v1/jobs:batch", json={"items": items},
+                              headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        assert response.json()["accepted"] == len(items), response.text[:500]
+
+    cpu_before, started = fleet.cpu_s(), time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(send, batches))
+    submitted_s = time.perf_counter() - started
+    total = len(batches) * batch
+    while fleet.done_count(engine) < already + total:
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    cpu = fleet.cpu_s() - cpu_before
+    return {"jobs": total, "jobs_per_s": total / elapsed, "submit_per_s": total / submitted_s,
+            "cpu_ms_per_job": cpu * 1000 / total, "elapsed_s": elapsed}
+
+
+def analyze_phase(samples: int, data: Path) -> dict[str, float]:
+    from memeguard.imaging import decode_frames
+    from worker.analyzers import AnalysisInput, build_analyzer
+
+    paths = []
+    for meme in DEMO_MEMES[:samples]:
+        path = data / f"{meme.content_id}.png"
+        path.write_bytes(meme.image())
+        paths.append(path)
+    walls = []
+    for path in paths:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "memeguard.cli", "analyze", str(path), "--json"], check=True,
+                       capture_output=True, env={**os.environ, "MEMEGUARD_DATA_DIR": str(data)})
+        walls.append((time.perf_counter() - started) * 1000)
+    analyzer = build_analyzer("embedded")
+    inproc = []
+    for path in paths * 3:
+        frames = decode_frames(path.read_bytes(), 8)
+        started = time.perf_counter()
+        analyzer.analyze(AnalysisInput(frames, ""))
+        inproc.append((time.perf_counter() - started) * 1000)
+    return {"cli_wall_p50_ms": pct(walls, 0.5), "cli_wall_p95_ms": pct(walls, 0.95),
+            "inproc_p50_ms": pct(inproc, 0.5), "inproc_p95_ms": pct(inproc, 0.95)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--latency-jobs", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--analyze-samples", type=int, default=8)
+    parser.add_argument("--json", type=Path, dest="json_path")
+    args = parser.parse_args()
+    data = Path(os.environ.get("TMPDIR", "/tmp")) / f"memeguard-bench-{uuid.uuid4().hex[:6]}"
+    data.mkdir(parents=True)
+    fleet = Fleet(args.workers, args.concurrency, data)
+    engine = sa.create_engine(fleet.url)
+    try:
+        latency = latency_phase(fleet, engine, args.latency_jobs)
+        throughput = throughput_phase(fleet, engine, args.jobs, args.batch, args.clients)
+    finally:
+        engine.dispose()
+        fleet.close()
+    analyze = analyze_phase(args.analyze_samples, data)
+    report(args, latency, throughput, analyze)
+
+
+def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict[str, float],
+           analyze: dict[str, float]) -> None:
+    hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_implementation()} " \
+               f"{platform.python_version()}"
+    rows = [
+        ("per-job overhead p50 (POST + pipeline, idle)", f"{latency['overhead_p50_ms']:.2f} ms", "<= 5 ms"),
+        ("per-job overhead p95", f"{latency['overhead_p95_ms']:.2f} ms", ""),
+        ("  of which POST /v1/jobs p50", f"{latency['post_p50_ms']:.2f} ms", ""),
+        ("  of which created -> done p50", f"{latency['pipeline_p50_ms']:.2f} ms", ""),
+        (f"throughput, {throughput['jobs']:.0f} jobs via :batch", f"{throughput['jobs_per_s']:.0f} jobs/s", ">= 300"),
+        ("  submission rate", f"{throughput['submit_per_s']:.0f} jobs/s", ""),
+        ("  CPU per job (API + workers)", f"{throughput['cpu_ms_per_job']:.2f} ms", ""),
+        ("memeguard analyze, wall per meme p50 (new process)", f"{analyze['cli_wall_p50_ms']:.0f} ms", ""),
+        ("embedded analyzer in-process p50 / p95", f"{analyze['inproc_p50_ms']:.0f} / "
+         f"{analyze['inproc_p95_ms']:.0f} ms", ""),
+    ]
+    print(f"memeguard pipeline benchmark — {hardware}")
+    print(f"workers={args.workers} concurrency={args.concurrency} clients={args.clients} batch={args.batch}")
+    width = max(len(r[0]) for r in rows) + 2
+    for name, value, target in rows:
+        print(f"{name:<{width}}{value:>16}   {target}")
+    if args.json_path:
+        args.json_path.write_text(json.dumps({"hardware": hardware, "args": vars(args) | {"json_path": None},
+                                              "latency": latency, "throughput": throughput, "analyze": analyze},
+                                             indent=2))
+
+
+if __name__ == "__main__":
+    main()
