@@ -67,7 +67,8 @@ def group_cpu_s(pgid: int) -> float:
 
 
 class Fleet:
-    def __init__(self, workers: int, concurrency: int, data: Path) -> None:
+    def __init__(self, workers: int, concurrency: int, pool: str, api_workers: int, worker_batch: int,
+                 data: Path) -> None:
         self.db = f"memeguard_bench_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -78,9 +79,10 @@ class Fleet:
         self.env = {**os.environ, "MEMEGUARD_DATABASE_URL": self.url, "MEMEGUARD_BROKER_URL": REDIS,
                     "MEMEGUARD_QUEUE_NAME": f"memeguard.bench.{self.db}", "MEMEGUARD_ANALYZER": "noop",
                     "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
-                    "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0"}
-        self.procs = [self._spawn(["api", "--port", str(self.port)], data / "api.log")]
-        self.procs += [self._spawn(["worker", "-c", str(concurrency), "-n", f"b{i}@%h"], data / f"w{i}.log")
+                    "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0",
+                    "MEMEGUARD_WORKER_BATCH_SIZE": str(worker_batch)}
+        self.procs = [self._spawn(["api", "--port", str(self.port), "--workers", str(api_workers)], data / "api.log")]
+        self.procs += [self._spawn(["worker", "-c", str(concurrency), "-P", pool, "-n", f"b{i}@%h"], data / f"w{i}.log")
                        for i in range(workers)]
         self._wait_ready(data)
 
@@ -107,8 +109,9 @@ class Fleet:
             time.sleep(0.2)
         raise RuntimeError("fleet did not start; see logs in " + str(data))
 
-    def cpu_s(self) -> float:
-        return sum(group_cpu_s(p.pid) for p in self.procs)
+    def cpu_s(self) -> tuple[float, float]:
+        """(API, workers) CPU seconds so far."""
+        return group_cpu_s(self.procs[0].pid), sum(group_cpu_s(p.pid) for p in self.procs[1:])
 
     def done_count(self, engine: sa.Engine) -> int:
         with engine.connect() as conn:
@@ -127,6 +130,14 @@ class Fleet:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.db}" WITH (FORCE)'))
 
 
+def wait_done(engine: sa.Engine, job_id: str) -> None:
+    query = sa.text("SELECT status FROM jobs WHERE id = :id")
+    with engine.connect() as conn:
+        while conn.execute(query, {"id": job_id}).scalar_one() != "done":
+            conn.rollback()
+            time.sleep(0.002)
+
+
 def latency_phase(fleet: Fleet, engine: sa.Engine, n: int) -> dict[str, float]:
     image = render_meme("早上好", size=(320, 240))
     client = httpx.Client(base_url=f"http://127.0.0.1:{fleet.port}", headers={"Authorization": f"Bearer {KEY}"})
@@ -136,8 +147,7 @@ def latency_phase(fleet: Fleet, engine: sa.Engine, n: int) -> dict[str, float]:
         response = client.post("/v1/jobs", data={"content_id": f"lat-{i}"}, files={"image": ("m.png", image)})
         posts.append((time.perf_counter() - started) * 1000)
         ids.append(response.json()["job_id"])
-        while fleet.done_count(engine) < i + 2:  # + the warm-up job
-            time.sleep(0.001)
+        wait_done(engine, ids[-1])
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT created_at, finished_at FROM jobs WHERE content_id LIKE 'lat-%'")).all()
     pipeline = [(f - c).total_seconds() * 1000 for c, f in rows]
@@ -162,11 +172,13 @@ def throughput_phase(fleet: Fleet, engine: sa.Engine, n: int, batch: int, client
     submitted_s = time.perf_counter() - started
     total = len(batches) * batch
     while fleet.done_count(engine) < already + total:
-        time.sleep(0.01)
+        time.sleep(0.05)
     elapsed = time.perf_counter() - started
-    cpu = fleet.cpu_s() - cpu_before
+    (api_after, workers_after), (api_before, workers_before) = fleet.cpu_s(), cpu_before
+    api_ms, worker_ms = (api_after - api_before) * 1000 / total, (workers_after - workers_before) * 1000 / total
     return {"jobs": total, "jobs_per_s": total / elapsed, "submit_per_s": total / submitted_s,
-            "cpu_ms_per_job": cpu * 1000 / total, "elapsed_s": elapsed}
+            "cpu_ms_per_job": api_ms + worker_ms, "api_cpu_ms_per_job": api_ms,
+            "worker_cpu_ms_per_job": worker_ms, "elapsed_s": elapsed}
 
 
 def analyze_phase(samples: int, data: Path) -> dict[str, float]:
@@ -201,14 +213,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--latency-jobs", type=int, default=200)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--pool", default="solo", choices=["prefork", "solo", "threads"])
+    parser.add_argument("--api-workers", type=int, default=1)
+    parser.add_argument("--worker-batch", type=int, default=32, help="MEMEGUARD_WORKER_BATCH_SIZE")
     parser.add_argument("--analyze-samples", type=int, default=8)
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     data = Path(os.environ.get("TMPDIR", "/tmp")) / f"memeguard-bench-{uuid.uuid4().hex[:6]}"
     data.mkdir(parents=True)
-    fleet = Fleet(args.workers, args.concurrency, data)
+    fleet = Fleet(args.workers, args.concurrency, args.pool, args.api_workers, args.worker_batch, data)
     engine = sa.create_engine(fleet.url)
     try:
         latency = latency_phase(fleet, engine, args.latency_jobs)
@@ -231,13 +246,16 @@ def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict
         ("  of which created -> done p50", f"{latency['pipeline_p50_ms']:.2f} ms", ""),
         (f"throughput, {throughput['jobs']:.0f} jobs via :batch", f"{throughput['jobs_per_s']:.0f} jobs/s", ">= 300"),
         ("  submission rate", f"{throughput['submit_per_s']:.0f} jobs/s", ""),
-        ("  CPU per job (API + workers)", f"{throughput['cpu_ms_per_job']:.2f} ms", ""),
+        ("  CPU per job, API + workers", f"{throughput['api_cpu_ms_per_job']:.2f} + "
+         f"{throughput['worker_cpu_ms_per_job']:.2f} ms", ""),
         ("memeguard analyze, wall per meme p50 (new process)", f"{analyze['cli_wall_p50_ms']:.0f} ms", ""),
         ("embedded analyzer in-process p50 / p95", f"{analyze['inproc_p50_ms']:.0f} / "
          f"{analyze['inproc_p95_ms']:.0f} ms", ""),
     ]
     print(f"memeguard pipeline benchmark — {hardware}")
-    print(f"workers={args.workers} concurrency={args.concurrency} clients={args.clients} batch={args.batch}")
+    print(f"api processes={args.api_workers} workers={args.workers} pool={args.pool} "
+          f"concurrency={args.concurrency} clients={args.clients} batch={args.batch} "
+          f"worker batch={args.worker_batch}")
     width = max(len(r[0]) for r in rows) + 2
     for name, value, target in rows:
         print(f"{name:<{width}}{value:>16}   {target}")

@@ -13,15 +13,16 @@ SWEEP_TASK = "memeguard.sweep"
 
 
 def make_celery(settings: Settings) -> Any:
-    """Late acks + reject on worker loss + prefetch 1: a message leaves Redis only after its job's outcome
-    is committed, so a worker killed mid-job gets its job redelivered instead of lost."""
+    """Late acks + reject on worker loss: a message leaves Redis only after its job's outcome is committed,
+    so a worker killed mid-job gets its job redelivered instead of lost."""
     if settings.is_inline:
         raise ValueError("the inline (embedded) deployment has no broker; set MEMEGUARD_BROKER_URL=redis://…")
     app = Celery("memeguard", broker=settings.broker_url)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        # Enough prefetch to fill a batch; the messages stay unacked (in Redis) until their batch is stored.
+        worker_prefetch_multiplier=settings.worker_batch_size,
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],

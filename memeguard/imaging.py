@@ -68,6 +68,14 @@ def sample_indices(total: int, limit: int) -> list[int]:
     return sorted({int(i * step) for i in range(limit)})
 
 
+def verify_frames(data: bytes, max_frames: int) -> None:
+    """Decode the sampled frames without keeping them: raises OSError/ValueError on corrupt data."""
+    with open_image(data) as image:
+        for index in sample_indices(frame_count(image), max_frames):
+            image.seek(index)
+            image.load()
+
+
 def decode_frames(data: bytes, max_frames: int) -> list[Image.Image]:
     """Decode the sampled frames as RGB, EXIF orientation applied. Raises OSError on corrupt data."""
     frames: list[Image.Image] = []

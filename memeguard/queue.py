@@ -15,6 +15,7 @@ class QueueUnavailable(RuntimeError):
 
 class JobQueue(Protocol):
     def enqueue(self, job_id: uuid.UUID) -> None: ...
+    def enqueue_many(self, job_ids: list[uuid.UUID]) -> None: ...
     def depths(self) -> dict[str, int]: ...
 
 
@@ -30,6 +31,17 @@ class CeleryQueue:
         except Exception as exc:  # kombu raises many types for one fact: the broker is unreachable
             raise QueueUnavailable(f"could not publish job {job_id}: {exc}") from exc
 
+    def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
+        """Publish a batch through one producer (one connection checkout for the whole batch)."""
+        if not job_ids:
+            return
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for job_id in job_ids:
+                    self.app.send_task(TASK_NAME, args=[str(job_id)], queue=self.queue_name, producer=producer)
+        except Exception as exc:
+            raise QueueUnavailable(f"could not publish {len(job_ids)} jobs: {exc}") from exc
+
     def depths(self) -> dict[str, int]:
         with self.app.connection_for_write() as conn:
             client = conn.default_channel.client
@@ -44,6 +56,10 @@ class InlineQueue:
 
     def enqueue(self, job_id: uuid.UUID) -> None:
         self._run(job_id)
+
+    def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
+        for job_id in job_ids:
+            self._run(job_id)
 
     def depths(self) -> dict[str, int]:
         return {"inline": 0}

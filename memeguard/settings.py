@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     requeue_after_s: int = Field(default=600, description="sweeper re-publishes jobs stuck this long")
     stream_wait_s: float = 30.0
 
+    worker_batch_size: int = Field(
+        default=8, ge=1, description="jobs per worker batch; results of a batch are stored together, so keep it "
+        "small for slow analyzers (CPU OCR) and large for cheap ones (cache hits, GPU batches)")
+    worker_batch_wait_ms: float = Field(default=10.0, gt=0, description="longest wait to fill a batch")
     task_events: bool = Field(default=False, description="Celery task events (for Flower); cost per job")
     worker_ops_port: int = Field(default=9108, description="worker /metrics /healthz /readyz; 0 = off")
     log_level: str = "INFO"

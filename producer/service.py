@@ -87,8 +87,7 @@ class Producer:
             except IntegrityError:
                 if attempt == 2:
                     raise
-        for job_id in publish:
-            self.queue.enqueue(job_id)
+        self.queue.enqueue_many(publish)
         metrics.BATCH_SIZE.labels("submit").observe(len(items))
         return results
 

@@ -10,7 +10,14 @@ from typing import Any
 from PIL import Image
 
 from memeguard.blobs import sha256_hex
-from memeguard.imaging import ALLOWED_TYPES, decode_frames, describe_unknown, frame_count, open_image, sniff_media_type
+from memeguard.imaging import (
+    ALLOWED_TYPES,
+    describe_unknown,
+    frame_count,
+    open_image,
+    sniff_media_type,
+    verify_frames,
+)
 from memeguard.settings import Settings
 
 CONTENT_ID = re.compile(r"^[\w.:@/+=-]{1,256}$")
@@ -86,7 +93,7 @@ def _header(data: bytes) -> tuple[int, int, int]:
 def _decode(data: bytes, max_frames: int) -> None:
     """Decode the frames the analyzer will see, so truncated or corrupt files never reach a worker."""
     try:
-        decode_frames(data, max_frames)
+        verify_frames(data, max_frames)
     except (OSError, ValueError, EOFError, SyntaxError) as exc:
         raise UploadRejected("corrupt_image", f"the image data is corrupt or truncated: {exc}") from exc
 

@@ -75,7 +75,7 @@ def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analy
                   policy: Policy, max_frames: int) -> PipelineResult:
     """Decode -> analyze -> decide. ``memeguard analyze`` calls this too, so the CLI is the same pipeline."""
     started = time.perf_counter()
-    frames = decode_frames(data, max_frames)
+    frames = decode_frames(data, max_frames) if analyzer.needs_pixels else []
     timings = {"decode_ms": _ms(started)}
     started = time.perf_counter()
     result = analyzer.analyze(AnalysisInput(frames, post_text, context))
@@ -89,26 +89,51 @@ def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analy
 
 
 def process_job(job_id: uuid.UUID, deps: Deps) -> Outcome:
-    """Run one job to its end state. Transient errors propagate (the caller retries); anything else
-    dead-letters the job with its reason, so no job is ever silently dropped."""
-    with job_context(job_id):
-        with deps.sessions() as session:
-            claim = store.claim_job(session, job_id, deps.max_attempts)
-            session.commit()
+    """Run one job to its end state (a batch of one)."""
+    return process_jobs([job_id], deps)[0]
+
+
+def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
+    """Run a batch of jobs: one claim transaction, analysis per job, one store transaction.
+
+    Transient errors propagate (the caller re-publishes with backoff); a job whose analysis fails for any
+    other reason is dead-lettered with its reason, so no job is ever silently dropped."""
+    unique = list(dict.fromkeys(job_ids))
+    with deps.sessions() as session:
+        claims = store.claim_jobs(session, unique, deps.max_attempts)
+        session.commit()
+    outcomes: dict[uuid.UUID, Outcome] = {}
+    ready: list[tuple[store.JobRecord, PipelineResult, dict[str, float]]] = []
+    for job_id in unique:
+        claim = claims[job_id]
         if claim.job is None:
-            return _unclaimed(job_id, claim.reason, deps)
-        job = claim.job
-        timings = dict(job.timings)
-        if job.enqueued_at and job.started_at:
-            timings["queue_wait_ms"] = round((job.started_at - job.enqueued_at).total_seconds() * 1000, 3)
-        try:
-            result = _run(job, deps)
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            return dead_letter(job_id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}",
-                               analyzer=deps.analyzer.name)
-        return _store(job, result, {**timings, **result.timings}, deps.sessions)
+            outcomes[job_id] = _unclaimed(job_id, claim.reason, deps)
+            continue
+        with job_context(job_id):
+            result = _analyze_claimed(claim.job, deps)
+        if isinstance(result, Outcome):
+            outcomes[job_id] = result
+        else:
+            ready.append((claim.job, result, {**_queue_wait(claim.job), **result.timings}))
+    outcomes.update(_store_all(ready, deps.sessions))
+    return [outcomes[job_id] for job_id in job_ids]
+
+
+def _queue_wait(job: store.JobRecord) -> dict[str, float]:
+    timings = dict(job.timings)
+    if job.enqueued_at and job.started_at:
+        timings["queue_wait_ms"] = round((job.started_at - job.enqueued_at).total_seconds() * 1000, 3)
+    return timings
+
+
+def _analyze_claimed(job: store.JobRecord, deps: Deps) -> PipelineResult | Outcome:
+    try:
+        return _run(job, deps)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        return dead_letter(job.id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}",
+                           analyzer=deps.analyzer.name)
 
 
 def _unclaimed(job_id: uuid.UUID, reason: str, deps: Deps) -> Outcome:
@@ -139,6 +164,24 @@ def _error_code(exc: Exception) -> str:
     return "analyzer_error"
 
 
+def _store_all(ready: list[tuple[store.JobRecord, PipelineResult, dict[str, float]]],
+               sessions: sessionmaker[Session]) -> dict[uuid.UUID, Outcome]:
+    """Store every verdict + action of the batch in one transaction. If any job of the batch was already
+    stored by a racing delivery, fall back to storing one by one so only that job is skipped."""
+    if not ready:
+        return {}
+    started = time.perf_counter()
+    try:
+        with sessions() as session:
+            store.finish_jobs(session, [(j.id, r.verdict, r.decision, t) for j, r, t in ready])
+            session.commit()
+    except IntegrityError:
+        return {job.id: _store(job, result, timings, sessions) for job, result, timings in ready}
+    store_ms = _ms(started) / len(ready)
+    metrics.BATCH_SIZE.labels("worker").observe(len(ready))
+    return {job.id: _done(job, result, {**timings, "store_ms": store_ms}) for job, result, timings in ready}
+
+
 def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, float],
            sessions: sessionmaker[Session]) -> Outcome:
     started = time.perf_counter()
@@ -149,10 +192,14 @@ def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, floa
         except IntegrityError:
             session.rollback()
             return _duplicate(job.id)
-    timings["store_ms"] = _ms(started)
+    return _done(job, result, {**timings, "store_ms": _ms(started)})
+
+
+def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:
     metrics.observe_stages(timings)
     metrics.JOBS.labels("done", job.tenant).inc()
-    log.info("job done", extra={"action": result.decision.action.value, "rule_id": result.decision.rule_id})
+    with job_context(job.id):
+        log.info("job done", extra={"action": result.decision.action.value, "rule_id": result.decision.rule_id})
     return Outcome(job.id, "done", result.decision.action.value)
 
 

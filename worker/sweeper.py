@@ -27,8 +27,7 @@ def requeue_stale(sessions: sessionmaker[Session], queue: JobQueue, older_than: 
             for job_id in job_ids:
                 store.audit(session, "job.requeued", actor="sweeper", job_id=job_id)
         session.commit()
-    for job_id in job_ids:
-        queue.enqueue(job_id)
+    queue.enqueue_many(job_ids)
     if job_ids:
         log.warning("re-published %d stale jobs", len(job_ids))
     return job_ids

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 from celery.signals import worker_process_init
+from celery_batches import Batches
 
 from memeguard.blobs import open_blob_store
 from memeguard.broker import SWEEP_TASK
@@ -20,10 +22,11 @@ from memeguard.settings import get_settings
 from policies import load_policy
 from worker.analyzers import build_analyzer
 from worker.celery_app import app
-from worker.pipeline import Deps, dead_letter, is_transient, process_job
+from worker.pipeline import Deps, is_transient, process_jobs
 from worker.sweeper import requeue_stale
 
 log = logging.getLogger(__name__)
+Republish = Callable[[uuid.UUID, int, float], None]
 
 
 @lru_cache(maxsize=1)
@@ -53,25 +56,49 @@ def backoff_s(retries: int) -> float:
     return float(min(settings.retry_backoff_max_s, settings.retry_backoff_s * 2**retries))
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def analyze(self: Any, job_id: str) -> str:
-    """Analyze one job. Transient failures retry with exponential backoff; after ``max_attempts`` the job
-    is dead-lettered as ``failed`` with the last error."""
+def handle_batch(payloads: list[tuple[Any, int]], deps: Deps, republish: Republish) -> list[str]:
+    """Run a batch of (job id, retries) payloads. A batch-level failure re-publishes every job of the batch
+    with exponential backoff instead of letting the batch's messages be acknowledged unprocessed; the claim
+    counts attempts, so a job that keeps failing is dead-lettered after ``max_attempts``. (Analyzer errors
+    of single jobs never get here: ``process_jobs`` dead-letters those.)"""
+    parsed = [(_job_id(raw), retries) for raw, retries in payloads]
+    job_ids = [job_id for job_id, _ in parsed if job_id is not None]
     try:
-        parsed = uuid.UUID(job_id)
-    except (ValueError, TypeError):
-        log.error("dropping malformed task payload %r: not a job id", job_id)
-        return "invalid_payload"
-    deps = worker_deps()
-    try:
-        return process_job(parsed, deps).status
+        outcomes = dict(zip(job_ids, (o.status for o in process_jobs(job_ids, deps)), strict=True))
     except Exception as exc:
-        if not is_transient(exc):
-            raise
-        if self.request.retries + 1 >= deps.max_attempts:
-            return dead_letter(parsed, deps.sessions, "transient_exhausted", f"{type(exc).__name__}: {exc}").status
         RETRIES.labels(type(exc).__name__).inc()
-        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
+        log.log(logging.WARNING if is_transient(exc) else logging.ERROR,
+                "batch failed, re-publishing %d jobs: %s", len(job_ids), exc, exc_info=not is_transient(exc))
+        for job_id, retries in parsed:
+            if job_id is not None:
+                republish(job_id, retries + 1, backoff_s(retries))
+        return ["retry" if job_id else "invalid_payload" for job_id, _ in parsed]
+    return [outcomes[job_id] if job_id else "invalid_payload" for job_id, _ in parsed]
+
+
+def _job_id(raw: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw)) if raw is not None else None
+    except (ValueError, TypeError, AttributeError):
+        log.error("dropping malformed task payload %r: not a job id", raw)
+        return None
+
+
+def _republish(job_id: uuid.UUID, retries: int, countdown: float) -> None:
+    analyze.apply_async(args=[str(job_id)], kwargs={"retries": retries}, countdown=countdown)
+
+
+_settings = get_settings()
+
+
+@app.task(name=TASK_NAME, base=Batches, acks_late=True, reject_on_worker_lost=True,
+          flush_every=_settings.worker_batch_size, flush_interval=_settings.worker_batch_wait_ms / 1000)
+def analyze(requests: list[Any]) -> list[str]:
+    """Analyze the jobs that arrived together (up to ``worker_batch_size`` or ``worker_batch_wait_ms``).
+    Messages are acknowledged after the batch returns; a worker killed mid-batch leaves them unacked, and
+    Redis redelivers them after the visibility timeout."""
+    payloads = [(r.args[0] if r.args else None, int(r.kwargs.get("retries", 0))) for r in requests]
+    return handle_batch(payloads, worker_deps(), _republish)
 
 
 @app.task(name=SWEEP_TASK, acks_late=True)

@@ -34,18 +34,49 @@ def tasks(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path):  # 
     get_settings.cache_clear()
 
 
-def test_analyze_task_runs_a_job_and_is_idempotent(tasks) -> None:  # type: ignore[no-untyped-def]
-    deps = tasks.worker_deps()
+def _submit(deps, content_id: str) -> uuid.UUID:  # type: ignore[no-untyped-def]
     producer = Producer(deps.sessions, deps.blobs, InlineQueue(lambda _: None), Limits(10**6, 10**7, 4, 100, 100))
-    job_id = producer.submit(solid("PNG"), "t1", tenant="acme").job_id
-    assert tasks.analyze(str(job_id)) == "done"
-    assert tasks.analyze(str(job_id)) == "skipped"
+    return producer.submit(solid("PNG"), content_id, tenant="acme").job_id
+
+
+def test_batch_runs_jobs_and_is_idempotent(tasks) -> None:  # type: ignore[no-untyped-def]
+    deps = tasks.worker_deps()
+    ids = [_submit(deps, f"t{i}") for i in range(3)]
+    payloads = [(str(j), 0) for j in ids] + [(str(ids[0]), 0), ("not-a-uuid", 0)]
+    assert tasks.handle_batch(payloads, deps, _no_republish) == ["done", "done", "done", "done", "invalid_payload"]
+    assert tasks.handle_batch([(str(ids[1]), 0)], deps, _no_republish) == ["skipped"]
     with deps.sessions() as session:
-        assert store.count_verdicts(session, job_id) == (1, 1)
+        assert all(store.count_verdicts(session, j) == (1, 1) for j in ids)
+
+
+def _no_republish(*_: object) -> None:
+    raise AssertionError("nothing should be re-published")
+
+
+def test_celery_task_entry_point_runs_a_batch_of_one(tasks) -> None:  # type: ignore[no-untyped-def]
+    deps = tasks.worker_deps()
+    job_id = _submit(deps, "apply")
+    assert tasks.analyze.apply(args=(str(job_id),)).get() == ["done"]
+
+
+def test_transient_failure_republishes_every_job_with_backoff(tasks) -> None:  # type: ignore[no-untyped-def]
+    """A database outage (nothing listens on port 1): the batch is re-published, not acknowledged away."""
+    from memeguard.db import make_engine, make_sessions
+    from worker.pipeline import Deps
+
+    deps = tasks.worker_deps()
+    down = Deps(make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1")),
+                deps.blobs, deps.analyzer, deps.policy, 3, 4)
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    republished: list[tuple[uuid.UUID, int, float]] = []
+    result = tasks.handle_batch([(str(ids[0]), 0), (str(ids[1]), 3)], down,
+                                lambda *args: republished.append(args))
+    assert result == ["retry", "retry"]
+    assert republished == [(ids[0], 1, 2.0), (ids[1], 4, 16.0)]
 
 
 def test_malformed_payload_is_dropped_with_a_log(tasks, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    assert tasks.analyze("not-a-uuid") == "invalid_payload"
+    assert tasks.handle_batch([("not-a-uuid", 0)], tasks.worker_deps(), _no_republish) == ["invalid_payload"]
     assert "malformed task payload" in caplog.text
 
 
@@ -57,7 +88,9 @@ def test_backoff_grows_exponentially_and_is_capped(tasks) -> None:  # type: igno
 def test_task_options_protect_against_loss(tasks) -> None:  # type: ignore[no-untyped-def]
     assert tasks.analyze.acks_late is True and tasks.analyze.reject_on_worker_lost is True
     conf = tasks.app.conf
-    assert conf.worker_prefetch_multiplier == 1 and conf.task_acks_late is True
+    assert conf.task_acks_late is True and conf.task_reject_on_worker_lost is True
+    settings = get_settings()
+    assert conf.worker_prefetch_multiplier == tasks.analyze.flush_every == settings.worker_batch_size
 
 
 def test_sweeper_republishes_stale_jobs_only(pg_sessions: sessionmaker[Session], blobs) -> None:  # type: ignore[no-untyped-def]

@@ -36,5 +36,6 @@ class AnalysisResult:
 class Analyzer(Protocol):
     name: str
     version: str
+    needs_pixels: bool  # False: the pipeline skips decoding (only the no-op benchmark analyzer)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult: ...

@@ -56,6 +56,7 @@ def _noisy_or(matches: Sequence[Match], factor: float) -> float:
 
 class EmbeddedAnalyzer:
     name = "embedded"
+    needs_pixels = True
 
     def __init__(self, kb: KnowledgeBase, ocr: OcrFn) -> None:
         self.kb, self._ocr = kb, ocr

@@ -12,6 +12,7 @@ from worker.analyzers.base import AnalysisInput, AnalysisResult
 class NoopAnalyzer:
     name = "noop"
     version = "1"
+    needs_pixels = False
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         verdict = Verdict(
