@@ -155,36 +155,40 @@ def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path)
 def test_kill_9_mid_job_every_job_ends_done_exactly_once(env: dict[str, str], tmp_path: Path) -> None:
     client, _ = api_client(env)
     sessions = make_sessions(make_engine(env["MEMEGUARD_DATABASE_URL"]))
-    first = Worker(env, tmp_path / "w1.log", "w1")
-    job_ids = submit_all(client, f"kill-{uuid.uuid4().hex[:6]}")
-    killed = _kill_while_running(first, sessions, job_ids)
-    with sessions() as session:
-        victim = store.get_job(session, killed)
-        assert victim is not None and victim.status is JobStatus.RUNNING and victim.attempts == 1
-    second = Worker(env, tmp_path / "w2.log", "w2")
+    job_ids = [uuid.UUID(j) for j in submit_all(client, f"kill-{uuid.uuid4().hex[:6]}")]
+    victims = _kill_mid_job(env, tmp_path, sessions, job_ids)
+    second = Worker(env, tmp_path / "w-final.log", "w-final")
     try:
-        jobs = wait_all_done(client, job_ids, timeout=120)
+        jobs = wait_all_done(client, [str(j) for j in job_ids], timeout=120)
     finally:
         second.stop()
     assert [j["status"] for j in jobs] == ["done"] * len(CAPTIONS)
     with sessions() as session:
         for job_id in job_ids:
-            assert store.count_verdicts(session, uuid.UUID(job_id)) == (1, 1), job_id
-        victim = store.get_job(session, killed)
-        assert victim is not None and victim.attempts == 2
-        assert store.audit_events(session, killed) == []
+            assert store.count_verdicts(session, job_id) == (1, 1), job_id
+        for victim in victims:
+            job = store.get_job(session, victim)
+            assert job is not None and job.attempts >= 2 and store.audit_events(session, victim) == []
 
 
-def _kill_while_running(worker: Worker, sessions, job_ids: list[str]) -> uuid.UUID:  # type: ignore[no-untyped-def]
-    """SIGKILL the worker group at a moment when a job is claimed (running) but not finished."""
-    deadline = time.monotonic() + 60
-    ids = [uuid.UUID(j) for j in job_ids]
-    while time.monotonic() < deadline:
-        with sessions() as session:
-            running = [j for j in ids if (job := store.get_job(session, j)) and job.status is JobStatus.RUNNING]
-            done = [j for j in ids if (job := store.get_job(session, j)) and job.status is JobStatus.DONE]
-        if running and done:
-            worker.kill9()
-            return running[0]
-        time.sleep(0.02)
-    raise AssertionError("never saw a running job")
+def _statuses(sessions, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, JobStatus]:  # type: ignore[no-untyped-def]
+    with sessions() as session:
+        return {j: job.status for j in job_ids if (job := store.get_job(session, j))}
+
+
+def _kill_mid_job(env: dict[str, str], tmp_path: Path, sessions, job_ids: list[uuid.UUID]) -> list[uuid.UUID]:  # type: ignore[no-untyped-def]
+    """Start a worker and SIGKILL its process group while a job is running. Which jobs were mid-job is read
+    from the database after the kill (a job seen running may commit in the instant before the signal), and
+    the kill is repeated with a fresh worker if, by chance, none was."""
+    for attempt in range(4):
+        worker = Worker(env, tmp_path / f"w{attempt}.log", f"w{attempt}")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if JobStatus.RUNNING in _statuses(sessions, job_ids).values():
+                break
+            time.sleep(0.02)
+        worker.kill9()
+        victims = [j for j, status in _statuses(sessions, job_ids).items() if status is JobStatus.RUNNING]
+        if victims:
+            return victims
+    raise AssertionError("never killed a worker in the middle of a job")
