@@ -45,14 +45,20 @@ class BatchIn(BaseModel):
 
 
 def tenant_of(request: Request, authorization: Annotated[str | None, Header()] = None,
-              x_api_key: Annotated[str | None, Header()] = None) -> str:
-    """The tenant owning the presented API key (constant-time comparison); 401 otherwise."""
+              x_api_key: Annotated[str | None, Header()] = None,
+              x_memeguard_tenant: Annotated[str | None, Header()] = None) -> str:
+    """The tenant owning the presented API key (constant-time comparison); 401 otherwise. A client that
+    names its tenant (``X-Memeguard-Tenant``) gets 403 if the key belongs to another: a misconfigured
+    pipeline fails loudly instead of filing uploads under the wrong platform."""
     presented = (x_api_key or (authorization or "").removeprefix("Bearer ")).strip().encode()
     keys: list[tuple[bytes, str]] = request.app.state.api_keys
     tenant = next((t for key, t in keys if hmac.compare_digest(key, presented)), None)
     if not presented or tenant is None:
         raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key"},
                             headers={"WWW-Authenticate": "Bearer"})
+    if x_memeguard_tenant is not None and x_memeguard_tenant != tenant:
+        raise HTTPException(403, {"error": "tenant_mismatch",
+                                  "message": f"this API key does not belong to tenant {x_memeguard_tenant!r}"})
     return tenant
 
 

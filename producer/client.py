@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from producer.service import Submission
+from producer.validation import HTTP_STATUS
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,14 @@ class MemeguardError(Exception):
 
 
 class Client:
-    def __init__(self, base_url: str, api_key: str, *, timeout: float = 30.0,
+    """``Client(url, key)``; pass ``tenant=`` (here or per call) to have the server check the key's tenant."""
+
+    def __init__(self, base_url: str, api_key: str, *, tenant: str | None = None, timeout: float = 30.0,
                  transport: httpx.BaseTransport | None = None) -> None:
-        self._http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"},
-                                  timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {api_key}"}
+        if tenant is not None:
+            headers["X-Memeguard-Tenant"] = tenant
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -49,22 +54,24 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def submit(self, image: bytes | Path, content_id: str, *, post_text: str = "",
+    def submit(self, image: bytes | Path, content_id: str, *, tenant: str | None = None, post_text: str = "",
                context: dict[str, Any] | None = None, callback_url: str | None = None) -> JobRef:
+        """Submit one upload; re-submitting the same content id returns the same job (``created=False``)."""
         data = image.read_bytes() if isinstance(image, Path) else image
         form: dict[str, str] = {"content_id": content_id, "post_text": post_text}
         if context is not None:
             form["context"] = json.dumps(context, ensure_ascii=False)
         if callback_url is not None:
             form["callback_url"] = callback_url
-        response = self._http.post("/v1/jobs", data=form, files={"image": ("upload", data)})
+        response = self._http.post("/v1/jobs", data=form, files={"image": ("upload", data)},
+                                   headers=_tenant_header(tenant))
         body = _checked(response)
         return JobRef(body["job_id"], body["content_id"], body["status"], body["created"])
 
-    def submit_many(self, items: Iterable[Submission]) -> list[JobRef | MemeguardError]:
+    def submit_many(self, items: Iterable[Submission], *, tenant: str | None = None) -> list[JobRef | MemeguardError]:
         """One request for many items; each result is a ``JobRef`` or the item's own error."""
         payload = {"items": [_item_json(item) for item in items]}
-        body = _checked(self._http.post("/v1/jobs:batch", json=payload))
+        body = _checked(self._http.post("/v1/jobs:batch", json=payload, headers=_tenant_header(tenant)))
         return [_result(r) for r in body["results"]]
 
     def stream(self, items: Iterable[Submission]) -> Iterator[dict[str, Any]]:
@@ -83,6 +90,10 @@ class Client:
         return _checked(self._http.get(f"/v1/jobs/{job_id}"))
 
 
+def _tenant_header(tenant: str | None) -> dict[str, str]:
+    return {"X-Memeguard-Tenant": tenant} if tenant is not None else {}
+
+
 def _item_json(item: Submission) -> dict[str, Any]:
     context = json.loads(item.context) if isinstance(item.context, str) else item.context
     return {"content_id": item.content_id, "image_base64": base64.b64encode(item.image).decode(),
@@ -91,7 +102,7 @@ def _item_json(item: Submission) -> dict[str, Any]:
 
 def _result(row: dict[str, Any]) -> JobRef | MemeguardError:
     if "error" in row:
-        return MemeguardError(422, row["error"], row["message"], row.get("job_id"))
+        return MemeguardError(HTTP_STATUS.get(row["error"], 422), row["error"], row["message"], row.get("job_id"))
     return JobRef(row["job_id"], row["content_id"], row["status"], row["created"])
 
 

@@ -111,17 +111,20 @@ class Producer:
         return True
 
     def _plan_item(self, item: Submission, plan: _Plan) -> None:
+        started = time.perf_counter()
+        sha = sha256_hex(item.image)
+        timings = {"hash_ms": round((time.perf_counter() - started) * 1000, 3)}
+        metrics.STAGE_SECONDS.labels("hash").observe(timings["hash_ms"] / 1000)
         if item.content_id in plan.planned:
-            plan.duplicates[id(item)] = sha256_hex(item.image)
+            plan.duplicates[id(item)] = sha
             return
-        plan.planned[item.content_id] = sha256_hex(item.image)
+        plan.planned[item.content_id] = sha
         current = plan.existing.get(item.content_id)
         if current is not None and current.status is not JobStatus.REJECTED:
-            plan.resubmitted(item, current, sha256_hex(item.image))
+            plan.resubmitted(item, current, sha)
             return
-        timings: dict[str, float] = {}
         try:
-            image, context = self._validate(plan.tenant, item, timings)
+            image, context = self._validate(plan.tenant, item, sha, timings)
         except UploadRejected as exc:
             plan.reject(item, exc, self._rejected_job(plan.tenant, item, exc, timings), current)
             return
@@ -129,7 +132,7 @@ class Producer:
         plan.accept(item, self._queued_job(plan.tenant, item, image, context, timings), current)
 
     def _validate(
-        self, tenant: str, item: Submission, timings: dict[str, float]
+        self, tenant: str, item: Submission, sha: str, timings: dict[str, float]
     ) -> tuple[ValidatedImage, dict[str, Any]]:
         started = time.perf_counter()
         try:
@@ -137,7 +140,7 @@ class Producer:
                 raise UploadRejected(*item.invalid)
             context = validate_fields(tenant, item.content_id, item.post_text, item.context,
                                       item.callback_url, self.limits)
-            image = validate_image(item.image, self.limits)
+            image = validate_image(item.image, self.limits, sha)
         finally:
             timings["validate_ms"] = round((time.perf_counter() - started) * 1000, 3)
             metrics.STAGE_SECONDS.labels("validate").observe(timings["validate_ms"] / 1000)

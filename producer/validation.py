@@ -64,8 +64,9 @@ class ValidatedImage:
     frames: int
 
 
-def validate_image(data: bytes, limits: Limits) -> ValidatedImage:
-    """Check type by magic bytes, byte size, pixel count (before decoding) and decodability."""
+def validate_image(data: bytes, limits: Limits, sha256: str | None = None) -> ValidatedImage:
+    """Check type by magic bytes, byte size, pixel count (before decoding) and decodability.
+    ``sha256`` saves hashing again when the caller already has it."""
     if not data:
         raise UploadRejected("empty_upload", "the upload has no bytes")
     if len(data) > limits.max_bytes:
@@ -79,7 +80,7 @@ def validate_image(data: bytes, limits: Limits) -> ValidatedImage:
         raise UploadRejected(
             "too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds {limits.max_pixels}")
     _decode(data, limits.max_frames)
-    return ValidatedImage(sha256_hex(data), media_type, width, height, frames)
+    return ValidatedImage(sha256 or sha256_hex(data), media_type, width, height, frames)
 
 
 def _header(data: bytes) -> tuple[int, int, int]:

@@ -6,6 +6,7 @@ database, and one of them kills a worker with SIGKILL in the middle of a job.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -147,9 +148,22 @@ def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path)
                   if line.startswith("{")]
         assert {r["job_id"] for r in logged if r.get("message") == "job done"} == set(job_ids)
         assert client.get("/readyz").json()["checks"]["broker"] == "ok"
+        _stream_through_the_fleet(client)
     finally:
         worker.stop()
         runtime.sessions.kw["bind"].dispose()
+
+
+def _stream_through_the_fleet(client: TestClient) -> None:
+    """NDJSON in, one finished result per item out, each analysed by the worker process."""
+    lines = [json.dumps({"content_id": f"stream-{i}", "image_base64": base64.b64encode(render_meme(c)).decode()})
+             for i, c in enumerate(["早上好", "你个sb"])]
+    response = client.post("/v1/jobs:stream", headers={**AUTH, "Content-Type": "application/x-ndjson"},
+                           content="\n".join(lines).encode())
+    results = {r["content_id"]: r for r in map(json.loads, response.text.splitlines())}
+    assert set(results) == {"stream-0", "stream-1"}
+    assert all(r["status"] == "done" and not r["timeout"] for r in results.values())
+    assert results["stream-1"]["action"]["action"] in ("block", "tag")
 
 
 def test_kill_9_mid_job_every_job_ends_done_exactly_once(env: dict[str, str], tmp_path: Path) -> None:

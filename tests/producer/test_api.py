@@ -141,3 +141,19 @@ def test_health_readiness_metrics_and_docs(client: TestClient) -> None:
 def test_api_refuses_to_start_without_keys(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no API keys"):
         create_app(Runtime(Settings(data_dir=tmp_path)))
+
+
+def test_an_api_node_never_loads_ocr_or_torch() -> None:
+    """Fleet API nodes install no analyzer extras: building the app must not import them."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from memeguard.settings import Settings; from memeguard.runtime import Runtime;"
+            "from producer.api import create_app;"
+            "create_app(Runtime(Settings(broker_url='redis://127.0.0.1:6379/0', database_url='sqlite://',"
+            "api_keys={'t': 'x' * 20})));"
+            "heavy = ('torch', 'rapidocr_onnxruntime', 'onnxruntime', 'cv2');"
+            "print(json.dumps([m for m in heavy if m in sys.modules]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout) == []
