@@ -16,9 +16,9 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -27,9 +27,10 @@ from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
 from memeguard.runtime import Runtime
 from memeguard.views import job_json
-from producer.service import JobRef, Rejection, Submission, SubmitRejected
+from producer.service import JobRef, Rejection, Submission
 
 POLL_S = 0.05
+router = APIRouter()
 
 
 class BatchItem(BaseModel):
@@ -42,6 +43,35 @@ class BatchItem(BaseModel):
 
 class BatchIn(BaseModel):
     items: list[BatchItem]
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """Build the API around a runtime. Refuses to start without API keys: no key, no access."""
+    if not runtime.settings.api_keys:
+        raise ValueError("no API keys configured: set MEMEGUARD_API_KEYS='{\"tenant\": \"<key>\"}'")
+    app = FastAPI(title="memeguard ingestion API", version=__version__,
+                  description="Submit memes for moderation; read verdicts and actions.")
+    app.state.runtime = runtime
+    app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
+    app.state.registry = build_registry(runtime.queue.depths)
+    app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.include_router(router)
+    return app
+
+
+def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
+    return JSONResponse({"error": "queue_unavailable", "message": str(exc)}, status_code=503)
+
+
+def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": exc.detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def tenant_of(request: Request, authorization: Annotated[str | None, Header()] = None,
@@ -63,6 +93,7 @@ def tenant_of(request: Request, authorization: Annotated[str | None, Header()] =
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
+Rt = Annotated[Runtime, Depends(runtime_of)]
 
 
 def _submission(item: BatchItem) -> Submission:
@@ -79,130 +110,112 @@ def _ref_json(ref: JobRef) -> dict[str, Any]:
             "created": ref.created}
 
 
-def _rejection_json(rej: Rejection | SubmitRejected, content_id: str) -> dict[str, Any]:
-    job_id = rej.job_id
-    return {"error": rej.code, "message": rej.message, "content_id": content_id,
-            "job_id": str(job_id) if job_id else None}
+def _rejection_json(rej: Rejection) -> dict[str, Any]:
+    return {"error": rej.code, "message": rej.message, "content_id": rej.content_id,
+            "job_id": str(rej.job_id) if rej.job_id else None}
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the API around a runtime. Refuses to start without API keys: no key, no access."""
-    settings = runtime.settings
-    if not settings.api_keys:
-        raise ValueError("no API keys configured: set MEMEGUARD_API_KEYS='{\"tenant\": \"<key>\"}'")
-    keys = [(key.get_secret_value().encode(), tenant) for tenant, key in settings.api_keys.items()]
-    registry = build_registry(runtime.queue.depths)
-    app = FastAPI(title="memeguard ingestion API", version=__version__,
-                  description="Submit memes for moderation; read verdicts and actions.")
+def _result_json(result: JobRef | Rejection) -> dict[str, Any]:
+    return _ref_json(result) if isinstance(result, JobRef) else _rejection_json(result)
 
-    app.state.api_keys = keys
 
-    def submit(tenant: str, data: bytes, **fields: Any) -> JobRef | Rejection:
-        try:
-            return runtime.producer.submit(data, tenant=tenant, **fields)
-        except SubmitRejected as exc:
-            return Rejection(fields["content_id"], exc.code, exc.message, exc.job_id, exc.http_status)
+@router.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)")
+def create_job(
+    tenant: Tenant, runtime: Rt, image: Annotated[UploadFile, File()], content_id: Annotated[str, Form()],
+    post_text: Annotated[str, Form()] = "", context: Annotated[str | None, Form()] = None,
+    callback_url: Annotated[str | None, Form()] = None,
+) -> JSONResponse:
+    data = image.file.read(runtime.settings.max_upload_bytes + 1)
+    item = Submission(data, content_id, post_text, context, callback_url)
+    [result] = runtime.producer.submit_many([item], tenant=tenant)
+    if isinstance(result, Rejection):
+        return JSONResponse(_rejection_json(result), status_code=result.http_status)
+    return JSONResponse(_ref_json(result), status_code=201 if result.created else 200)
 
-    def submit_item(tenant: str, item: BatchItem) -> JobRef | Rejection:
-        return runtime.producer.submit_many([_submission(item)], tenant=tenant)[0]
 
-    @app.exception_handler(QueueUnavailable)
-    def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
-        return JSONResponse({"error": "queue_unavailable", "message": str(exc)}, status_code=503)
+@router.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results")
+def create_batch(tenant: Tenant, runtime: Rt, body: BatchIn) -> dict[str, Any]:
+    limit = runtime.settings.max_batch_items
+    if len(body.items) > limit:
+        raise HTTPException(413, {"error": "too_many_items", "message": f"{len(body.items)} items; max {limit}"})
+    results = runtime.producer.submit_many([_submission(i) for i in body.items], tenant=tenant)
+    BATCH_SIZE.labels("api_batch").observe(len(results))
+    accepted = sum(isinstance(r, JobRef) for r in results)
+    return {"results": [_result_json(r) for r in results], "accepted": accepted,
+            "rejected": len(results) - accepted}
 
-    @app.exception_handler(HTTPException)
-    def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": exc.detail}
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
-    @app.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)")
-    def create_job(
-        tenant: Tenant, image: Annotated[UploadFile, File()], content_id: Annotated[str, Form()],
-        post_text: Annotated[str, Form()] = "", context: Annotated[str | None, Form()] = None,
-        callback_url: Annotated[str | None, Form()] = None,
-    ) -> JSONResponse:
-        data = image.file.read(settings.max_upload_bytes + 1)
-        result = submit(tenant, data, content_id=content_id, post_text=post_text, context=context,
-                        callback_url=callback_url)
-        if isinstance(result, Rejection):
-            return JSONResponse(_rejection_json(result, content_id), status_code=result.http_status)
-        return JSONResponse(_ref_json(result), status_code=201 if result.created else 200)
+@router.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes")
+async def create_stream(tenant: Tenant, runtime: Rt, request: Request) -> StreamingResponse:
+    """Items are submitted as their lines arrive; results are written in completion order."""
+    results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    tasks: list[asyncio.Task[None]] = []
 
-    @app.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results")
-    def create_batch(tenant: Tenant, body: BatchIn) -> dict[str, Any]:
-        if len(body.items) > settings.max_batch_items:
-            raise HTTPException(413, {"error": "too_many_items",
-                                      "message": f"{len(body.items)} items; max {settings.max_batch_items}"})
-        results = runtime.producer.submit_many([_submission(i) for i in body.items], tenant=tenant)
-        BATCH_SIZE.labels("api_batch").observe(len(results))
-        out = [_ref_json(r) if isinstance(r, JobRef) else _rejection_json(r, r.content_id) for r in results]
-        accepted = sum(isinstance(r, JobRef) for r in results)
-        return {"results": out, "accepted": accepted, "rejected": len(results) - accepted}
+    async def run(number: int, line: bytes) -> None:
+        await results.put(await _stream_line(runtime, tenant, number, line))
 
-    async def wait_final(job_id: uuid.UUID) -> dict[str, Any]:
-        deadline = time.monotonic() + settings.stream_wait_s
-        while True:
-            view = await run_in_threadpool(_view, runtime, job_id)
-            if view is None:
-                return {"job_id": str(job_id), "status": "missing"}
-            if view.job.status.is_final or time.monotonic() > deadline:
-                return {**job_json(view), "timeout": not view.job.status.is_final}
-            await asyncio.sleep(POLL_S)
+    async for number, line in _ndjson_lines(request.stream()):
+        tasks.append(asyncio.create_task(run(number, line)))
+    BATCH_SIZE.labels("api_stream").observe(len(tasks))
 
-    async def stream_line(tenant: str, number: int, line: bytes) -> dict[str, Any]:
-        try:
-            item = BatchItem.model_validate_json(line)
-        except ValueError as exc:
-            return {"line": number, "error": "invalid_line", "message": f"not a valid item: {exc}"[:500]}
-        result = await run_in_threadpool(submit_item, tenant, item)
-        if isinstance(result, Rejection):
-            return {"line": number, **_rejection_json(result, item.content_id)}
-        return {"line": number, **await wait_final(result.job_id)}
+    async def body() -> AsyncIterator[str]:
+        for _ in tasks:
+            yield json.dumps(await results.get(), ensure_ascii=False) + "\n"
 
-    @app.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes")
-    async def create_stream(tenant: Tenant, request: Request) -> StreamingResponse:
-        results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        tasks: list[asyncio.Task[None]] = []
+    return StreamingResponse(body(), media_type="application/x-ndjson")
 
-        async def run(number: int, line: bytes) -> None:
-            await results.put(await stream_line(tenant, number, line))
 
-        async for number, line in _ndjson_lines(request.stream()):
-            tasks.append(asyncio.create_task(run(number, line)))
-        BATCH_SIZE.labels("api_stream").observe(len(tasks))
+async def _stream_line(runtime: Runtime, tenant: str, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        item = BatchItem.model_validate_json(line)
+    except ValueError as exc:
+        return {"line": number, "error": "invalid_line", "message": f"not a valid item: {exc}"[:500]}
+    [result] = await run_in_threadpool(runtime.producer.submit_many, [_submission(item)], tenant=tenant)
+    if isinstance(result, Rejection):
+        return {"line": number, **_rejection_json(result)}
+    return {"line": number, **await _wait_final(runtime, result.job_id)}
 
-        async def body() -> AsyncIterator[str]:
-            for _ in tasks:
-                yield json.dumps(await results.get(), ensure_ascii=False) + "\n"
 
-        return StreamingResponse(body(), media_type="application/x-ndjson")
+async def _wait_final(runtime: Runtime, job_id: uuid.UUID) -> dict[str, Any]:
+    """Poll the job until it ends or ``stream_wait_s`` passes (then it is reported with ``timeout``)."""
+    deadline = time.monotonic() + runtime.settings.stream_wait_s
+    while True:
+        view = await run_in_threadpool(_view, runtime, job_id)
+        if view is None:
+            return {"job_id": str(job_id), "status": "missing"}
+        if view.job.status.is_final or time.monotonic() > deadline:
+            return {**job_json(view), "timeout": not view.job.status.is_final}
+        await asyncio.sleep(POLL_S)
 
-    @app.get("/v1/jobs/{job_id}", summary="Status, verdict and action of a job")
-    def get_job(tenant: Tenant, job_id: str) -> dict[str, Any]:
-        view = _owned(runtime, tenant, job_id)
-        return job_json(view)
 
-    @app.get("/v1/jobs", summary="Find a job by the platform's content id")
-    def find_job(tenant: Tenant, content_id: Annotated[str, Query()]) -> dict[str, Any]:
-        with runtime.sessions() as session:
-            job = store.find_job(session, tenant, content_id)
-        return job_json(_owned(runtime, tenant, str(job.id) if job else ""))
+@router.get("/v1/jobs/{job_id}", summary="Status, verdict and action of a job")
+def get_job(tenant: Tenant, runtime: Rt, job_id: str) -> dict[str, Any]:
+    return job_json(_owned(runtime, tenant, job_id))
 
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
-    def readyz() -> JSONResponse:
-        checks = runtime.readiness()
-        ok = all(v == "ok" for v in checks.values())
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+@router.get("/v1/jobs", summary="Find a job by the platform's content id")
+def find_job(tenant: Tenant, runtime: Rt, content_id: Annotated[str, Query()]) -> dict[str, Any]:
+    with runtime.sessions() as session:
+        job = store.find_job(session, tenant, content_id)
+    return job_json(_owned(runtime, tenant, str(job.id) if job else ""))
 
-    @app.get("/metrics", include_in_schema=False)
-    def metrics_endpoint() -> Response:
-        return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+@router.get("/healthz", include_in_schema=False)
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", include_in_schema=False)
+def readyz(runtime: Rt) -> JSONResponse:
+    checks = runtime.readiness()
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics_endpoint(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.registry
+    return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def _view(runtime: Runtime, job_id: uuid.UUID) -> store.JobView | None:
