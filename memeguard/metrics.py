@@ -18,6 +18,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 STAGES = ("validate", "hash", "queue_wait", "decode", "ocr", "kb", "model", "policy", "store")
+WORKER_STAGES = STAGES[2:]  # validate and hash are observed by the API node that did them
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 JOBS = Counter("memeguard_jobs_total", "Jobs by outcome and tenant", ["status", "tenant"])
@@ -30,11 +31,12 @@ ANALYZER_ERRORS = Counter("memeguard_analyzer_errors_total", "Analyzer failures"
 RETRIES = Counter("memeguard_task_retries_total", "Transient failures retried with backoff", ["reason"])
 
 
-def observe_stages(timings_ms: dict[str, float]) -> None:
-    """Record the ``<stage>_ms`` entries of a job's timings in the stage histogram."""
+def observe_stages(timings_ms: dict[str, float], stages: tuple[str, ...] = WORKER_STAGES) -> None:
+    """Record the ``<stage>_ms`` entries of a job's timings in the stage histogram (only ``stages``, so a
+    stage measured on another node is never counted twice)."""
     for key, value in timings_ms.items():
         stage = key.removesuffix("_ms")
-        if stage in STAGES:
+        if stage in stages:
             STAGE_SECONDS.labels(stage).observe(value / 1000.0)
 
 

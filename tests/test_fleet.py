@@ -142,6 +142,7 @@ def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path)
         metrics = worker.get("/metrics").text
         assert 'memeguard_jobs_total{status="done",tenant="tenant-a"} 8.0' in metrics
         assert 'memeguard_stage_seconds_count{stage="ocr"} 8.0' in metrics
+        assert 'memeguard_stage_seconds_count{stage="validate"}' not in metrics
         assert f'memeguard_queue_depth{{queue="{env["MEMEGUARD_QUEUE_NAME"]}"}} 0.0' in metrics
         assert worker.get("/readyz").json()["ready"] is True
         logged = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()

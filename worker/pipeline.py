@@ -133,7 +133,7 @@ def _analyze_claimed(job: store.JobRecord, deps: Deps) -> PipelineResult | Outco
         if is_transient(exc):
             raise
         return dead_letter(job.id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}",
-                           analyzer=deps.analyzer.name)
+                           analyzer=deps.analyzer.name, tenant=job.tenant)
 
 
 def _unclaimed(job_id: uuid.UUID, reason: str, deps: Deps) -> Outcome:
@@ -210,7 +210,7 @@ def _duplicate(job_id: uuid.UUID) -> Outcome:
 
 
 def dead_letter(job_id: uuid.UUID, sessions: sessionmaker[Session], code: str, message: str,
-                *, analyzer: str = "") -> Outcome:
+                *, analyzer: str = "", tenant: str = "unknown") -> Outcome:
     """End a job as ``failed`` with its reason and an audit entry (the dead-letter state)."""
     with sessions() as session:
         changed = store.fail_job(session, job_id, code, message)
@@ -219,6 +219,6 @@ def dead_letter(job_id: uuid.UUID, sessions: sessionmaker[Session], code: str, m
         session.commit()
     if analyzer:
         metrics.ANALYZER_ERRORS.labels(analyzer, code).inc()
-    metrics.JOBS.labels("failed", "unknown").inc()
+    metrics.JOBS.labels("failed", tenant).inc()
     log.error("job failed", extra={"code": code, "error": message})
     return Outcome(job_id, "failed", f"{code}: {message}")
