@@ -25,6 +25,8 @@ jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and recover jobs.")
 app.add_typer(db_app, name="db")
 app.add_typer(policy_app, name="policy")
 app.add_typer(jobs_app, name="jobs")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
+app.add_typer(eval_app, name="eval")
 
 EXIT_REJECTED = 2
 
@@ -296,6 +298,62 @@ def jobs_requeue(older_than: Annotated[int, typer.Option(help="seconds untouched
     runtime = Runtime(load_settings())
     stale = requeue_stale(runtime.sessions, runtime.queue, timedelta(seconds=older_than))
     typer.echo(f"re-published {len(stale)} jobs")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", exists=True, dir_okay=False,
+                                       help="ToxiCN-style JSON, or JSONL of {text, harm_type}")],
+    out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
+) -> None:
+    """Train the embedded tier's text classifier; point MEMEGUARD_CLASSIFIER_PATH at the artefact."""
+    from worker.classifier import HarmClassifier
+    from worker.datasets import load_labelled
+    from worker.evaluation import build_kb
+
+    settings = load_settings()
+    items = load_labelled(data)
+    kb = build_kb(settings.kb_external)
+    classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb, source=str(data))
+    path = classifier.save(out or settings.data_dir / "models" / f"{classifier.version}.joblib")
+    typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
+
+
+@eval_app.command("toxicn")
+def eval_toxicn(
+    split: Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")] = "test",
+    render: Annotated[bool, typer.Option("--render/--no-render", help="render captions and OCR them")] = True,
+    limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
+    kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Score memeguard and the reference baseline on ToxiCN MM in one run."""
+    from worker.evaluation import EvalConfig, run
+
+    settings = load_settings()
+    data_dir = settings.datasets_dir / "toxicn_mm"
+    if not data_dir.exists():
+        typer.echo(f"ToxiCN MM not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
+        raise typer.Exit(EXIT_REJECTED)
+    externals = tuple(kb_external if kb_external is not None else settings.kb_external)
+    report = run(EvalConfig(data_dir, split, render, limit, externals))
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    _print_eval(report)
+
+
+def _print_eval(r: dict[str, Any]) -> None:
+    base = r["baseline"]
+    typer.echo(f"ToxiCN MM {r['split']} split, n={r['n']}, render={r['render']}, kb={r['kb']}")
+    typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
+    for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
+        typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
+    typer.echo(f"ECE {r['ece']:.4f}   items/s {r['items_per_s']:.1f}   p50 {r['p50_ms']:.0f} ms   "
+               f"p95 {r['p95_ms']:.0f} ms")
+    for name, row in r["per_class"].items():
+        typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")
+    typer.echo(f"confusion (rows truth, cols predicted): {r['confusion']}")
 
 
 def main() -> None:

@@ -46,7 +46,7 @@ class Runtime:
     def analyzer(self) -> Analyzer:
         from worker.analyzers import build_analyzer
 
-        return build_analyzer(self.settings.analyzer)
+        return build_analyzer(self.settings.analyzer, self.settings)
 
     @cached_property
     def deps(self) -> Deps:

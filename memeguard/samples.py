@@ -47,13 +47,15 @@ def _face(draw: ImageDraw.ImageDraw, template: str, box: tuple[int, int, int, in
 
 def render_meme(caption: str, template: str = "plain", size: tuple[int, int] = (480, 400),
                 fmt: str = "PNG", font_size: int = 34, seed_colour: int = 0) -> bytes:
-    """A meme image: a face template on top, the caption (wrapped) below. Returns encoded bytes."""
+    """A meme image: a face template on top, the caption (wrapped) below; the canvas grows downwards when
+    the caption needs more lines than ``size`` holds. Returns encoded bytes."""
     width = size[0]
-    image = Image.new("RGB", size, (255, 255 - seed_colour % 50, 255))
+    font = ImageFont.truetype(str(find_cjk_font()), font_size)
+    lines = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), caption, font, width - 40)
+    height = max(size[1], 220 + len(lines) * (font_size + 10) + 20)
+    image = Image.new("RGB", (width, height), (255, 255 - seed_colour % 50, 255))
     draw = ImageDraw.Draw(image)
     _face(draw, template, (width // 2 - 90, 20, width // 2 + 90, 200))
-    font = ImageFont.truetype(str(find_cjk_font()), font_size)
-    lines = _wrap(draw, caption, font, width - 40)
     y = 220
     for line in lines:
         line_width = draw.textlength(line, font=font)

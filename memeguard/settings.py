@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     blob_store: str = Field(default="", description="file:///path or a path; empty = data_dir/blobs")
     analyzer: str = Field(default="embedded", description="embedded | noop")
     policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")
+    kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
+    datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
+    classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
 
     max_upload_bytes: int = 10 * 1024 * 1024

@@ -6,6 +6,7 @@ removed) so OCR spacing and inserted symbols do not hide a phrase.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -69,6 +70,26 @@ class KnowledgeBase:
             raise ValueError(f"{path}: duplicate entry ids")
         return cls(entries, str(data.get("version", "0")))
 
+    @classmethod
+    def load_any(cls, path: Path) -> KnowledgeBase:
+        """Our YAML format, or an external knowledge base recognised by its shape (C-HarmKB JSON)."""
+        if path.suffix == ".json":
+            return cls.load_c_harmkb(path)
+        return cls.load(path)
+
+    @classmethod
+    def load_c_harmkb(cls, path: Path) -> KnowledgeBase:
+        """C-HarmKB (CC BY-NC-SA, loaded from its path, never copied in): harmful slang terms. Category
+        Sexism/Racism/Region/LGBTQ -> targeted harm; ``others`` -> sexual innuendo when the definition is
+        about sex, else general offence. Single-character terms are skipped: as substrings they would match
+        ordinary words (e.g. 冲)."""
+        data = json.loads(path.read_text(encoding="utf-8"))
+        entries = [e for i, raw in enumerate(data["terms"]) if (e := _c_harmkb_entry(i, raw, str(path)))]
+        return cls(entries, f"c-harmkb-{len(entries)}")
+
+    def merged(self, other: KnowledgeBase) -> KnowledgeBase:
+        return KnowledgeBase([*self.entries, *other.entries], f"{self.version}+{other.version}")
+
     def match(self, text: str) -> list[Match]:
         """Entries found in ``text``, one match per entry, in knowledge-base order."""
         norm = normalize(text)
@@ -82,6 +103,26 @@ class KnowledgeBase:
                 if entry.id not in found and hit:
                     found[entry.id] = Match(entry, hit.group(0))
         return sorted(found.values(), key=lambda m: self.entries.index(m.entry))
+
+
+SEXUAL_WORDS = ("性", "色情", "自慰", "生殖", "裸", "淫", "嫖", "卖淫", "胸")
+TARGETED_CATEGORIES = {"Sexism", "Racism", "Region", "LGBTQ"}
+
+
+def _c_harmkb_entry(index: int, raw: dict[str, Any], source: str) -> Entry | None:
+    term = str(raw.get("term", "")).strip()
+    if len(normalize(term)) < 2:
+        return None
+    definition = str(raw.get("definition", ""))
+    if raw.get("category") in TARGETED_CATEGORIES:
+        harm = HarmType.TARGETED_HARM
+    elif any(word in definition for word in SEXUAL_WORDS):
+        harm = HarmType.SEXUAL_INNUENDO
+    else:
+        harm = HarmType.GENERAL_OFFENSE
+    return Entry(id=f"c-harmkb.{index}", phrases=(term,), patterns=(), emotion=None, intent=None, harm=harm,
+                 weight=0.45, softener=False, note=f"C-HarmKB {raw.get('category')}：{definition[:40]}",
+                 examples=(term,), source=source)
 
 
 def _entry(raw: dict[str, Any], source: str) -> Entry:

@@ -36,7 +36,7 @@ def worker_deps() -> Deps:
     return Deps(
         sessions=make_sessions(make_engine(settings.effective_database_url)),
         blobs=open_blob_store(settings.effective_blob_store),
-        analyzer=build_analyzer(settings.analyzer),
+        analyzer=build_analyzer(settings.analyzer, settings),
         policy=load_policy(settings.policy_file),
         max_attempts=settings.max_attempts,
         max_frames=settings.max_frames,

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
+
+if TYPE_CHECKING:
+    from memeguard.settings import Settings
 
 ANALYZERS = ("embedded", "noop")
 
 
-def build_analyzer(name: str) -> Analyzer:
+def build_analyzer(name: str, settings: Settings | None = None) -> Analyzer:
     """The analyzer called ``name``. Unknown names are an error, never a silent fallback."""
     if name == "embedded":
         from worker.analyzers.embedded import EmbeddedAnalyzer
 
-        return EmbeddedAnalyzer.default()
+        return EmbeddedAnalyzer.default(settings)
     if name == "noop":
         from worker.analyzers.noop import NoopAnalyzer
 

@@ -8,13 +8,17 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from PIL import Image
 
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
 from worker.kb import KnowledgeBase, Match
+
+if TYPE_CHECKING:
+    from memeguard.settings import Settings
+    from worker.classifier import HarmClassifier
 
 E = TypeVar("E", bound=StrEnum)
 SOFTENER_HARM_FACTOR = 0.6
@@ -54,44 +58,81 @@ def _noisy_or(matches: Sequence[Match], factor: float) -> float:
     return min(MAX_CONFIDENCE, 1.0 - remaining)
 
 
+CUSTOMER_SERVICE_SCENES = {"customer_service", "客服"}
+
+
+@dataclass(frozen=True)
+class _Learned:
+    harm: HarmType
+    probability: float
+
+
 class EmbeddedAnalyzer:
+    """OCR -> knowledge base (+ the learned classifier when one is configured) -> verdict."""
+
     name = "embedded"
     needs_pixels = True
 
-    def __init__(self, kb: KnowledgeBase, ocr: OcrFn) -> None:
-        self.kb, self._ocr = kb, ocr
-        self.version = f"1+kb{kb.version}"
+    def __init__(self, kb: KnowledgeBase, ocr: OcrFn, classifier: HarmClassifier | None = None) -> None:
+        self.kb, self._ocr, self.classifier = kb, ocr, classifier
+        learned = f"+{classifier.version}" if classifier else ""
+        self.version = f"2+kb{kb.version}{learned}"
 
     @classmethod
-    def default(cls) -> EmbeddedAnalyzer:
+    def default(cls, settings: Settings | None = None) -> EmbeddedAnalyzer:
+        """The bundled knowledge base, plus external ones and a classifier when settings name them."""
         from worker.ocr import ChineseOcr
 
-        return cls(KnowledgeBase.bundled(), ChineseOcr().read)
+        kb = KnowledgeBase.bundled()
+        for path in settings.kb_external if settings else []:
+            kb = kb.merged(KnowledgeBase.load_any(path))
+        classifier = None
+        if settings is not None and settings.classifier_path is not None:
+            from worker.classifier import HarmClassifier
+
+            classifier = HarmClassifier.load(settings.classifier_path)
+        return cls(kb, ChineseOcr().read, classifier)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         started = time.perf_counter()
         ocr_text = self._ocr(item.frames)
         ocr_ms = (time.perf_counter() - started) * 1000
-        kb_started = time.perf_counter()
-        matches = self.kb.match(f"{ocr_text}\n{item.post_text}")
-        verdict = self._verdict(ocr_text, matches, ocr_ms)
-        kb_ms = (time.perf_counter() - kb_started) * 1000
-        return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": kb_ms})
+        return self.read_text(ocr_text, item.post_text, item.context, ocr_ms)
 
-    def _verdict(self, ocr_text: str, matches: list[Match], ocr_ms: float) -> Verdict:
+    def read_text(self, ocr_text: str, post_text: str = "", context: dict[str, Any] | None = None,
+                  ocr_ms: float = 0.0) -> AnalysisResult:
+        """Everything after OCR (the evaluation harness's ``--no-render`` mode starts here)."""
+        started = time.perf_counter()
+        text = f"{ocr_text}\n{post_text}"
+        matches = self.kb.match(text)
+        learned = self._learned(text)
+        verdict = self._verdict(ocr_text, matches, ocr_ms, learned, context or {})
+        return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
+
+    def _learned(self, text: str) -> _Learned | None:
+        if self.classifier is None:
+            return None
+        harm, probability, _ = self.classifier.predict([text], self.kb)[0]
+        return _Learned(harm, probability)
+
+    def _verdict(self, ocr_text: str, matches: list[Match], ocr_ms: float, learned: _Learned | None,
+                 context: dict[str, Any]) -> Verdict:
         softened = any(m.entry.softener for m in matches)
         factor = SOFTENER_HARM_FACTOR if softened else 1.0
         harm = _vote(matches, "harm", HarmType.NONE, factor)
-        intent = _vote(matches, "intent", Intent.NEUTRAL)
+        intent = _scene_intent(_vote(matches, "intent", Intent.NEUTRAL), context)
         emotion = _vote(matches, "emotion", Emotion.NEUTRAL)
         if softened and intent.value is Intent.EXPLICIT_ATTACK:
             intent = _Pick(Intent.SARCASM, intent.score, intent.support)
         confidence = self._confidence(harm, matches, factor)
+        if learned is not None:
+            harm, confidence = _Pick(learned.harm, learned.probability, ()), learned.probability
+        explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence)
         return Verdict(
             emotion=Emotion(emotion.value), intent=Intent(intent.value), harm_type=HarmType(harm.value),
             confidence=round(confidence, 4), ocr_text=ocr_text,
-            explanation=_explain(ocr_text, matches, softened, emotion, intent, harm, confidence),
-            signals=_signals(ocr_text, ocr_ms, matches, emotion, intent, harm),
+            explanation=explanation + _advice(intent, context, learned),
+            signals=_signals(ocr_text, ocr_ms, matches, learned, emotion, intent, harm),
             analyzer=self.name, analyzer_version=self.version,
         )
 
@@ -107,11 +148,35 @@ class EmbeddedAnalyzer:
         return max(NO_EVIDENCE_CONFIDENCE, _noisy_or(benign, 1.0)) if benign else NO_EVIDENCE_CONFIDENCE
 
 
-def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], *picks: _Pick) -> list[Signal]:
+def _scene_intent(intent: _Pick, context: dict[str, Any]) -> _Pick:
+    """In a customer-service chat, an upset meme is a complaint about the service, not idle venting."""
+    upset = intent.value in (Intent.VENTING, Intent.COMPLAINT, Intent.NEUTRAL)
+    if str(context.get("scene", "")) in CUSTOMER_SERVICE_SCENES and upset:
+        return _Pick(Intent.COMPLAINT, intent.score, intent.support)
+    return intent
+
+
+def _advice(intent: _Pick, context: dict[str, Any], learned: _Learned | None) -> str:
+    parts = []
+    if str(context.get("scene", "")) in CUSTOMER_SERVICE_SCENES and intent.value is Intent.COMPLAINT:
+        parts.append("场景为客服对话，用户情绪低落并在投诉，建议转人工客服跟进。")
+    if learned is not None:
+        parts.append(f"文本分类器判断危害类型「{label_zh(learned.harm)}」（概率 {learned.probability:.2f}）。")
+    return "".join(parts)
+
+
+def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: _Learned | None,
+             *picks: _Pick) -> list[Signal]:
     fields = ("emotion", "intent", "harm_type")
     kb_fields = [f for f, p in zip(fields, picks, strict=True) if p.support]
     default_fields = [f for f, p in zip(fields, picks, strict=True) if not p.support]
+    if learned is not None:
+        default_fields = [f for f in default_fields if f != "harm_type"]
     signals = [Signal(source="ocr", evidence=[ocr_text[:200]] if ocr_text else [], latency_ms=round(ocr_ms, 2))]
+    if learned is not None:
+        signals.append(Signal(source="classifier", decided=["harm_type", "confidence"],
+                              evidence=[f"{learned.harm.value} p={learned.probability:.3f}"],
+                              weight=round(learned.probability, 3)))
     if matches:
         evidence = [f"{m.entry.id}:{m.text}" for m in matches]
         signals.append(Signal(source="kb", decided=kb_fields, evidence=evidence,

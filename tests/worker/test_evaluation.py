@@ -1,0 +1,84 @@
+"""The evaluation harness on the real ToxiCN MM files in ../shared (small seeded samples; the full runs are
+documented in README). Tests use the train split only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.evaluation import EvalConfig, expected_calibration_error, run, score
+from worker.kb import KnowledgeBase
+
+DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
+TOXICN = DATASETS / "toxicn_mm"
+C_HARMKB = DATASETS / "c_harmkb" / "C-harmKB.json"
+needs_data = pytest.mark.skipif(not TOXICN.exists(), reason=f"ToxiCN MM not present at {TOXICN}")
+
+
+def test_score_and_ece_on_known_values() -> None:
+    report = score([0, 0, 1, 3], [0, 1, 1, 3], [0.9, 0.6, 0.8, 0.7])
+    assert report["n"] == 4 and report["accuracy"] == 0.75
+    assert report["binary_macro_f1"] == pytest.approx(0.7333, abs=1e-4)
+    assert report["confusion"][0][:2] == [1, 1]
+    assert expected_calibration_error([1, 1], [1.0, 1.0]) == 0.0
+    assert expected_calibration_error([0, 0], [0.9, 0.9]) == pytest.approx(0.9)
+
+
+@needs_data
+def test_no_render_run_reports_memeguard_beside_the_baseline() -> None:
+    report = run(EvalConfig(TOXICN, "train", render=False, limit=300))
+    assert report["n"] == 300 and report["split"] == "train"
+    for key in ("binary_macro_f1", "type_macro_f1", "accuracy", "ece"):
+        assert 0.0 <= report[key] <= 1.0
+    assert set(report["baseline"]) >= {"binary_macro_f1", "type_macro_f1", "accuracy"}
+    assert report["delta"]["type_macro_f1"] == pytest.approx(
+        report["type_macro_f1"] - report["baseline"]["type_macro_f1"])
+    assert report["binary_macro_f1"] > 0.6  # far above chance even on a small sample
+
+
+@needs_data
+def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
+    report = run(EvalConfig(TOXICN, "train", render=True, limit=12), ocr=embedded_analyzer._ocr)
+    assert report["n"] == 12 and report["render"] is True and report["p95_ms"] > 0
+
+
+@needs_data
+def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
+    env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "toxicn", "--split", "train",
+                             "--no-render", "--limit", "100", "--json"],
+                            capture_output=True, text=True, env=env, check=False, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {"binary_macro_f1", "type_macro_f1", "accuracy", "n"} <= set(json.loads(result.stdout))
+
+
+@needs_data
+def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> None:
+    data = tmp_path / "labelled.jsonl"
+    rows = [{"text": t, "harm_type": h} for t, h in [("早上好", 0), ("你个傻逼", 3), ("躺平了", 4)] * 10]
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "memeguard.cli", "train", "--data", str(data), "--out",
+                             str(tmp_path / "m.joblib")], capture_output=True, text=True, env=env, check=False)
+    assert result.returncode == 0 and "trained tfidf-lr-" in result.stdout, result.stderr[-2000:]
+    from memeguard.settings import Settings
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+
+    analyzer = EmbeddedAnalyzer.default(Settings(classifier_path=tmp_path / "m.joblib"))
+    assert analyzer.classifier is not None and analyzer.classifier.version in analyzer.version
+
+
+@pytest.mark.skipif(not C_HARMKB.exists(), reason=f"C-HarmKB not present at {C_HARMKB}")
+def test_c_harmkb_loads_as_an_external_knowledge_base() -> None:
+    external = KnowledgeBase.load_any(C_HARMKB)
+    assert 2000 < len(external.entries) <= 2870  # single-character terms are skipped
+    assert all(e.harm is not None and e.id.startswith("c-harmkb.") for e in external.entries)
+    merged = KnowledgeBase.bundled().merged(external)
+    assert len(merged.entries) == len(KnowledgeBase.bundled().entries) + len(external.entries)
+    sample = external.entries[0]
+    assert sample.id in {m.entry.id for m in merged.match(f"前缀{sample.phrases[0]}后缀")}

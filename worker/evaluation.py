@@ -1,0 +1,157 @@
+"""``memeguard eval toxicn``: memeguard's embedded tier against human labels nobody here wrote.
+
+Each caption of ToxiCN MM is rendered into a meme image with a CJK font and read back by the real OCR
+(``--no-render`` skips that), then analysed by the embedded analyzer with a classifier trained in the same
+run on the train split. A reference baseline (character 1-3-gram TF-IDF + class-balanced logistic
+regression on the clean caption text) is trained and scored in the same run on the same items.
+
+The test split is held out: this module is the only code that reads it, and only to score.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from memeguard.imaging import decode_frames
+from memeguard.samples import render_meme
+from memeguard.schemas import HarmType
+from worker.analyzers.base import AnalysisInput
+from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.classifier import LABELS, HarmClassifier
+from worker.datasets import LabelledItem, load_toxicn
+from worker.kb import KnowledgeBase
+
+PAPER = {"note": "ToxiCN MM paper (Lu et al., NeurIPS 2024) reports multimodal models on the binary task "
+                 "with images; memeguard's embedded tier sees only the rendered text"}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    data_dir: Path
+    split: str  # "test" (held out) or "train" (a seeded 20 % fold held out from training)
+    render: bool = True
+    limit: int | None = None
+    kb_external: tuple[Path, ...] = ()
+    seed: int = 13
+
+
+@dataclass(frozen=True)
+class Prediction:
+    harm_type: int
+    confidence: float
+    latency_ms: float
+
+
+def split_items(config: EvalConfig) -> tuple[list[LabelledItem], list[LabelledItem]]:
+    """(training items, evaluation items). Only ``split == "test"`` opens the test file."""
+    train = load_toxicn(config.data_dir / "train_2.0.json")
+    if config.split == "test":
+        evaluation = load_toxicn(config.data_dir / "test_2.0.json")
+    elif config.split == "train":
+        shuffled = train[:]
+        random.Random(config.seed).shuffle(shuffled)
+        cut = len(shuffled) // 5
+        evaluation, train = shuffled[:cut], shuffled[cut:]
+    else:
+        raise ValueError(f"unknown split {config.split!r}: use train or test")
+    if config.limit is not None:
+        evaluation = random.Random(config.seed).sample(evaluation, min(config.limit, len(evaluation)))
+    return train, evaluation
+
+
+def build_kb(paths: Sequence[Path]) -> KnowledgeBase:
+    kb = KnowledgeBase.bundled()
+    for path in paths:
+        kb = kb.merged(KnowledgeBase.load_any(path))
+    return kb
+
+
+def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -> dict[str, Any]:
+    """Train, predict, score; returns the report (memeguard, baseline and their difference)."""
+    train, evaluation = split_items(config)
+    kb = build_kb(config.kb_external)
+    classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb, source="toxicn")
+    if config.render and ocr is None:
+        from worker.ocr import ChineseOcr
+
+        ocr = ChineseOcr().read
+    analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
+    started = time.perf_counter()
+    predictions = [_predict(analyzer, item, config.render) for item in evaluation]
+    elapsed = time.perf_counter() - started
+    truth = [i.harm_type for i in evaluation]
+    report = score(truth, [p.harm_type for p in predictions], [p.confidence for p in predictions])
+    latencies = [p.latency_ms for p in predictions]
+    report.update({"items_per_s": len(evaluation) / elapsed, "p50_ms": statistics.median(latencies),
+                   "p95_ms": float(np.percentile(latencies, 95)), "render": config.render,
+                   "split": config.split, "kb": kb.version, "classifier": classifier.version})
+    baseline = score(truth, baseline_predict(train, evaluation), None)
+    report["baseline"] = baseline
+    report["delta"] = {k: report[k] - baseline[k] for k in ("binary_macro_f1", "type_macro_f1", "accuracy")}
+    report["paper"] = PAPER
+    return report
+
+
+def _predict(analyzer: EmbeddedAnalyzer, item: LabelledItem, render: bool) -> Prediction:
+    started = time.perf_counter()
+    if render:
+        frames = decode_frames(render_meme(item.text or " "), 1)
+        verdict = analyzer.analyze(AnalysisInput(frames)).verdict
+    else:
+        verdict = analyzer.read_text(item.text).verdict
+    latency = (time.perf_counter() - started) * 1000
+    return Prediction(LABELS.index(verdict.harm_type.value), verdict.confidence, latency)
+
+
+def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[int]:
+    """The reference: char 1-3-gram TF-IDF + class-balanced logistic regression on clean caption text."""
+    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
+    model = LogisticRegression(class_weight="balanced", max_iter=3000)
+    model.fit(vectorizer.fit_transform([i.text for i in train]), [i.harm_type for i in train])
+    return [int(p) for p in model.predict(vectorizer.transform([i.text for i in evaluation]))]
+
+
+def score(truth: list[int], predicted: list[int], confidence: list[float] | None) -> dict[str, Any]:
+    """Binary (harmful = any type but none) and 5-class harm-type metrics, and ECE when confidences exist."""
+    binary_truth, binary_pred = [int(t != 0) for t in truth], [int(p != 0) for p in predicted]
+    labels = list(range(len(LABELS)))
+    precision, recall, _, support = precision_recall_fscore_support(
+        truth, predicted, labels=labels, zero_division=0)
+    report: dict[str, Any] = {
+        "n": len(truth),
+        "binary_macro_f1": float(f1_score(binary_truth, binary_pred, average="macro", zero_division=0)),
+        "type_macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "binary_accuracy": float(accuracy_score(binary_truth, binary_pred)),
+        "per_class": {HarmType(LABELS[i]).value: {"precision": float(precision[i]), "recall": float(recall[i]),
+                                                   "support": int(support[i])} for i in labels},
+        "confusion": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
+    if confidence is not None:
+        report["ece"] = expected_calibration_error([int(t == p) for t, p in zip(truth, predicted, strict=True)],
+                                                   confidence)
+    return report
+
+
+def expected_calibration_error(correct: list[int], confidence: list[float], bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    total, error = len(correct), 0.0
+    for b in range(bins):
+        low, high = b / bins, (b + 1) / bins
+        members = [i for i, c in enumerate(confidence) if low < c <= high or (b == 0 and c == 0)]
+        if members:
+            accuracy = sum(correct[i] for i in members) / len(members)
+            mean_conf = sum(confidence[i] for i in members) / len(members)
+            error += len(members) / total * abs(accuracy - mean_conf)
+    return error
