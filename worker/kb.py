@@ -1,7 +1,8 @@
 """The meme/slang knowledge base: load entries from YAML and find them in noisy text.
 
-Matching runs on normalised text (NFKC: full-width to half-width, lower case; whitespace and punctuation
-removed) so OCR spacing and inserted symbols do not hide a phrase.
+Matching runs on normalised text (NFKC: full-width to half-width, lower case; traditional characters to
+simplified; whitespace and punctuation removed) so OCR spacing, inserted symbols and 繁体 do not hide a
+phrase.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,19 @@ from memeguard.schemas import Emotion, HarmType, Intent
 KEEP_SYMBOLS = {"🐶", "?", "？"}
 
 
+@lru_cache(maxsize=1)
+def _to_simplified() -> Any:
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
 def normalize(text: str) -> str:
-    """NFKC + lower case, dropping whitespace, punctuation and symbols (emoji that carry meaning stay)."""
+    """NFKC + lower case + traditional to simplified, dropping whitespace, punctuation and symbols (emoji
+    that carry meaning stay)."""
     out = []
-    for char in unicodedata.normalize("NFKC", text).lower():
+    simplified = _to_simplified().convert(unicodedata.normalize("NFKC", text).lower())
+    for char in simplified:
         category = unicodedata.category(char)
         if char in KEEP_SYMBOLS or not (category[0] in "PZC" or category in ("Sm", "Sk")):
             out.append(char)

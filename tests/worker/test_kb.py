@@ -27,6 +27,7 @@ def test_every_example_matches_its_entry(entry) -> None:  # type: ignore[no-unty
     ("ＳＢ", "sb"),                               # full-width
     ("你说得对…但是！", "你说得对但是"),
     ("手动🐶", "手动🐶"),                          # meaningful emoji stay
+    ("我媽說你這個垃圾", "我妈说你这个垃圾"),      # traditional -> simplified
 ])
 def test_normalize(raw: str, expected: str) -> None:
     assert normalize(raw) == expected
@@ -36,6 +37,7 @@ def test_matching_survives_noise() -> None:
     ids = {m.entry.id for m in KB.match("你  说得对，但是……原神")}
     assert "sarcasm.nishuodedui-danshi" in ids
     assert "insult.sb" in {m.entry.id for m in KB.match("你个ＳＢ")}
+    assert "insult.laji" in {m.entry.id for m in KB.match("你就是個廢物")}  # 繁体
 
 
 def test_unknown_enum_values_fail_loudly(tmp_path: Path) -> None:
