@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")
     kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
+    ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
     classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
 

@@ -14,10 +14,17 @@ MIN_SCORE = 0.5
 MAX_SIDE = 1280
 
 
+# Measured on one core with ToxiCN captions rendered as memes (train split): the text-angle classifier
+# adds nothing for upright meme captions, and detecting on the image scaled so its longest side is at most
+# 960 px (instead of upscaling the shortest side to 736) halves the time: p95 464 -> 257 ms, with the same
+# text read back (similarity to the source 0.991 -> 0.989).
+ENGINE_OPTIONS = {"use_cls": False, "det_limit_type": "max", "det_limit_side_len": 960}
+
+
 class ChineseOcr:
     """Reads the text lines of meme frames, top to bottom, de-duplicated across animation frames."""
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = -1) -> None:
         try:
             import numpy
             from rapidocr_onnxruntime import RapidOCR
@@ -26,7 +33,7 @@ class ChineseOcr:
                 "the embedded analyzer needs OCR: install the CPU extra, `pip install 'memeguard[cpu]'`"
             ) from exc
         self._np: Any = numpy
-        self._engine = RapidOCR()
+        self._engine = RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=threads, **ENGINE_OPTIONS)
         self._lock = threading.Lock()
 
     def read(self, frames: Sequence[Image.Image]) -> str:

@@ -91,7 +91,7 @@ class EmbeddedAnalyzer:
             from worker.classifier import HarmClassifier
 
             classifier = HarmClassifier.load(settings.classifier_path)
-        return cls(kb, ChineseOcr().read, classifier)
+        return cls(kb, ChineseOcr(settings.ocr_threads if settings else -1).read, classifier)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         started = time.perf_counter()
