@@ -324,6 +324,7 @@ def eval_toxicn(
     split: Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")] = "test",
     render: Annotated[bool, typer.Option("--render/--no-render", help="render captions and OCR them")] = True,
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
+    folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
     kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -336,7 +337,7 @@ def eval_toxicn(
         typer.echo(f"ToxiCN MM not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
         raise typer.Exit(EXIT_REJECTED)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
-    report = run(EvalConfig(data_dir, split, render, limit, externals))
+    report = run(EvalConfig(data_dir, split, render, limit, externals, folds=folds))
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -345,7 +346,8 @@ def eval_toxicn(
 
 def _print_eval(r: dict[str, Any]) -> None:
     base = r["baseline"]
-    typer.echo(f"ToxiCN MM {r['split']} split, n={r['n']}, render={r['render']}, kb={r['kb']}")
+    typer.echo(f"ToxiCN MM {r['split']} split ({r['folds']} fold(s)), n={r['n']}, render={r['render']}, "
+               f"kb={r['kb']}")
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
         typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")

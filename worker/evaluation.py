@@ -44,6 +44,7 @@ class EvalConfig:
     limit: int | None = None
     kb_external: tuple[Path, ...] = ()
     seed: int = 13
+    folds: int = 1  # with split "train": K-fold cross-validation, out-of-fold predictions scored together
 
 
 @dataclass(frozen=True)
@@ -53,21 +54,33 @@ class Prediction:
     latency_ms: float
 
 
-def split_items(config: EvalConfig) -> tuple[list[LabelledItem], list[LabelledItem]]:
-    """(training items, evaluation items). Only ``split == "test"`` opens the test file."""
+Fold = tuple[list[LabelledItem], list[LabelledItem]]
+
+
+def split_items(config: EvalConfig) -> list[Fold]:
+    """(training items, evaluation items) per fold. Only ``split == "test"`` opens the test file.
+    ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation."""
     train = load_toxicn(config.data_dir / "train_2.0.json")
     if config.split == "test":
-        evaluation = load_toxicn(config.data_dir / "test_2.0.json")
-    elif config.split == "train":
-        shuffled = train[:]
-        random.Random(config.seed).shuffle(shuffled)
-        cut = len(shuffled) // 5
-        evaluation, train = shuffled[:cut], shuffled[cut:]
-    else:
+        return [(train, _limited(load_toxicn(config.data_dir / "test_2.0.json"), config))]
+    if config.split != "train":
         raise ValueError(f"unknown split {config.split!r}: use train or test")
-    if config.limit is not None:
-        evaluation = random.Random(config.seed).sample(evaluation, min(config.limit, len(evaluation)))
-    return train, evaluation
+    shuffled = train[:]
+    random.Random(config.seed).shuffle(shuffled)
+    k = max(config.folds, 1)
+    parts = [shuffled[i::k] for i in range(k)] if k > 1 else [shuffled[: len(shuffled) // 5]]
+    folds = []
+    for index, held_out in enumerate(parts):
+        rest = [item for j, part in enumerate(parts) if j != index for item in part] if k > 1 else \
+            shuffled[len(held_out):]
+        folds.append((rest, _limited(held_out, config, divide=k)))
+    return folds
+
+
+def _limited(items: list[LabelledItem], config: EvalConfig, divide: int = 1) -> list[LabelledItem]:
+    if config.limit is None:
+        return items
+    return random.Random(config.seed).sample(items, min(max(config.limit // divide, 1), len(items)))
 
 
 def build_kb(paths: Sequence[Path]) -> KnowledgeBase:
@@ -79,26 +92,31 @@ def build_kb(paths: Sequence[Path]) -> KnowledgeBase:
 
 def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -> dict[str, Any]:
     """Train, predict, score; returns the report (memeguard, baseline and their difference)."""
-    train, evaluation = split_items(config)
     kb = build_kb(config.kb_external)
-    classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb, source="toxicn")
     if config.render and ocr is None:
         from worker.ocr import ChineseOcr
 
         ocr = ChineseOcr().read
-    analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
-    started = time.perf_counter()
-    predictions = [_predict(analyzer, item, config.render) for item in evaluation]
-    elapsed = time.perf_counter() - started
-    truth = [i.harm_type for i in evaluation]
+    truth: list[int] = []
+    predictions: list[Prediction] = []
+    baseline: list[int] = []
+    elapsed, versions = 0.0, []
+    for train, evaluation in split_items(config):
+        classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb, source="toxicn")
+        versions.append(classifier.version)
+        analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
+        started = time.perf_counter()
+        predictions += [_predict(analyzer, item, config.render) for item in evaluation]
+        elapsed += time.perf_counter() - started
+        truth += [i.harm_type for i in evaluation]
+        baseline += baseline_predict(train, evaluation)
     report = score(truth, [p.harm_type for p in predictions], [p.confidence for p in predictions])
     latencies = [p.latency_ms for p in predictions]
-    report.update({"items_per_s": len(evaluation) / elapsed, "p50_ms": statistics.median(latencies),
+    report.update({"items_per_s": len(truth) / elapsed, "p50_ms": statistics.median(latencies),
                    "p95_ms": float(np.percentile(latencies, 95)), "render": config.render,
-                   "split": config.split, "kb": kb.version, "classifier": classifier.version})
-    baseline = score(truth, baseline_predict(train, evaluation), None)
-    report["baseline"] = baseline
-    report["delta"] = {k: report[k] - baseline[k] for k in ("binary_macro_f1", "type_macro_f1", "accuracy")}
+                   "split": config.split, "folds": max(config.folds, 1), "kb": kb.version, "classifier": versions})
+    report["baseline"] = score(truth, baseline, None)
+    report["delta"] = {k: report[k] - report["baseline"][k] for k in ("binary_macro_f1", "type_macro_f1", "accuracy")}
     report["paper"] = PAPER
     return report
 

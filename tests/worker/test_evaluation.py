@@ -82,3 +82,17 @@ def test_c_harmkb_loads_as_an_external_knowledge_base() -> None:
     assert len(merged.entries) == len(KnowledgeBase.bundled().entries) + len(external.entries)
     sample = external.entries[0]
     assert sample.id in {m.entry.id for m in merged.match(f"前缀{sample.phrases[0]}后缀")}
+
+
+@needs_data
+def test_cross_validation_scores_out_of_fold_predictions_once() -> None:
+    from worker.evaluation import split_items
+
+    folds = split_items(EvalConfig(TOXICN, "train", render=False, folds=3))
+    assert len(folds) == 3
+    held_out = [item for _, evaluation in folds for item in evaluation]
+    assert len(held_out) == 9600 and len({id(i) for i in held_out}) == 9600  # every item held out once
+    for train, evaluation in folds:
+        assert not {id(i) for i in train} & {id(i) for i in evaluation}
+    report = run(EvalConfig(TOXICN, "train", render=False, folds=3, limit=150))
+    assert report["folds"] == 3 and report["n"] == 150 and len(report["classifier"]) == 3
