@@ -1,0 +1,81 @@
+"""Embedded analyzer cost per meme on ONE CPU core (the process is pinned, ONNX Runtime gets one thread).
+
+Memes are ToxiCN MM train-split captions rendered with a CJK font (the test split is never read here).
+Stages: OCR alone, and the whole analyzer (OCR + knowledge base + classifier when --classifier is given).
+Prints a table; --json PATH writes the figures. Target (issue 3): p95 <= 300 ms per meme on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from memeguard.imaging import decode_frames  # noqa: E402
+from memeguard.samples import render_meme  # noqa: E402
+from worker.analyzers import AnalysisInput  # noqa: E402
+from worker.analyzers.embedded import EmbeddedAnalyzer  # noqa: E402
+from worker.kb import KnowledgeBase  # noqa: E402
+from worker.ocr import ChineseOcr  # noqa: E402
+
+
+def captions(data_dir: Path, n: int, seed: int) -> list[str]:
+    rows = json.loads((data_dir / "train_2.0.json").read_text(encoding="utf-8"))
+    random.Random(seed).shuffle(rows)
+    return [str(r["text"]).strip() or " " for r in rows[:n]]
+
+
+def timed(fn, items):  # type: ignore[no-untyped-def]
+    fn(items[0])  # warm-up
+    out = []
+    for item in items:
+        started = time.perf_counter()
+        fn(item)
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memes", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "toxicn_mm")
+    parser.add_argument("--classifier", type=Path, help="artefact from `memeguard train`")
+    parser.add_argument("--json", type=Path, dest="json_path")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    frames = [decode_frames(render_meme(c), 1) for c in captions(args.data_dir, args.memes, args.seed)]
+    ocr = ChineseOcr(threads=1)
+    classifier = None
+    if args.classifier:
+        from worker.classifier import HarmClassifier
+
+        classifier = HarmClassifier.load(args.classifier)
+    analyzer = EmbeddedAnalyzer(KnowledgeBase.bundled(), ocr.read, classifier)
+    rows = {"ocr": timed(ocr.read, frames),
+            "analyzer": timed(lambda f: analyzer.analyze(AnalysisInput(f)), frames)}
+    report = {name: {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95)),
+                     "memes_per_s": 1000 / float(np.mean(v))} for name, v in rows.items()}
+    hardware = f"{platform.machine()}, 1 pinned core of {os.cpu_count()}, {platform.python_version()}"
+    print(f"embedded analyzer per meme — {hardware}, {args.memes} rendered train captions, "
+          f"classifier={'yes' if classifier else 'no'}")
+    print(f"{'stage':<12}{'p50 ms':>10}{'p95 ms':>10}{'memes/s':>10}   target p95 <= 300 ms")
+    for name, r in report.items():
+        print(f"{name:<12}{r['p50_ms']:>10.0f}{r['p95_ms']:>10.0f}{r['memes_per_s']:>10.1f}")
+    if args.json_path:
+        args.json_path.write_text(json.dumps({"hardware": hardware, "memes": args.memes,
+                                              "classifier": bool(classifier), **report}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
