@@ -9,6 +9,7 @@ import pytest
 
 from memeguard.imaging import decode_frames
 from memeguard.samples import render_meme
+from policies import evaluate, load_policy
 from worker.analyzers import AnalysisInput, build_analyzer
 from worker.analyzers.embedded import EmbeddedAnalyzer
 
@@ -77,3 +78,22 @@ def test_embedded_analyzer_runs_without_torch() -> None:
             "assert v.intent.value == 'humor', v; assert 'torch' not in sys.modules; print('ok')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("text", "self_directed"), [
+    ("我就是个废物", True), ("你就是个废物", False), ("我觉得他是废物", False), ("今天天气不错", False)])
+def test_who_is_targeted(text: str, self_directed: bool) -> None:
+    from worker.analyzers.embedded import is_self_directed
+
+    assert is_self_directed(text) is self_directed
+
+
+def test_self_deprecation_is_venting_not_an_attack(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    at_self = embedded_analyzer.read_text("我就是个废物").verdict
+    at_you = embedded_analyzer.read_text("你就是个废物").verdict
+    assert at_you.intent.value == "explicit_attack"
+    assert at_self.intent.value == "venting" and at_self.emotion.value == "sadness"
+    assert at_self.confidence == pytest.approx(at_you.confidence * 0.6, abs=1e-3)  # same words, weaker harm
+    assert "自嘲" in at_self.explanation
+    policy = load_policy()
+    assert (evaluate(policy, at_you).action.value, evaluate(policy, at_self).action.value) == ("tag", "throttle")

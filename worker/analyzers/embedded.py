@@ -59,6 +59,14 @@ def _noisy_or(matches: Sequence[Match], factor: float) -> float:
 
 
 CUSTOMER_SERVICE_SCENES = {"customer_service", "客服"}
+SELF_WORDS = ("我", "俺", "本人", "老子自己")
+OTHER_WORDS = ("你", "您", "他", "她", "它", "你们", "他们", "她们", "楼主", "博主", "这人", "这些人")
+ATTACKS = (Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK)
+
+
+def is_self_directed(text: str) -> bool:
+    """First person and no one else named: an insult aimed at oneself (我就是个废物) is self-deprecation."""
+    return any(w in text for w in SELF_WORDS) and not any(w in text for w in OTHER_WORDS)
 
 
 @dataclass(frozen=True)
@@ -106,7 +114,8 @@ class EmbeddedAnalyzer:
         text = f"{ocr_text}\n{post_text}"
         matches = self.kb.match(text)
         learned = self._learned(text)
-        verdict = self._verdict(ocr_text, matches, ocr_ms, learned, context or {})
+        verdict = self._verdict(ocr_text, matches, ocr_ms, learned, {**(context or {}),
+                                                                     "_self": is_self_directed(text)})
         return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
 
     def _learned(self, text: str) -> _Learned | None:
@@ -124,10 +133,17 @@ class EmbeddedAnalyzer:
         emotion = _vote(matches, "emotion", Emotion.NEUTRAL)
         if softened and intent.value is Intent.EXPLICIT_ATTACK:
             intent = _Pick(Intent.SARCASM, intent.score, intent.support)
+        self_directed = bool(context.get("_self")) and intent.value in ATTACKS
+        if self_directed:
+            factor *= SOFTENER_HARM_FACTOR
+            harm = _vote(matches, "harm", HarmType.NONE, factor)
+            intent, emotion = _Pick(Intent.VENTING, intent.score, intent.support), _self_emotion(emotion)
         confidence = self._confidence(harm, matches, factor)
         if learned is not None:
             harm, confidence = _Pick(learned.harm, learned.probability, ()), learned.probability
         explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence)
+        if self_directed:
+            explanation += "用语指向自己（第一人称、未指向他人），按自嘲处理，攻击性弱化。"
         return Verdict(
             emotion=Emotion(emotion.value), intent=Intent(intent.value), harm_type=HarmType(harm.value),
             confidence=round(confidence, 4), ocr_text=ocr_text,
@@ -146,6 +162,12 @@ class EmbeddedAnalyzer:
         if harmful:
             return 1.0 - _noisy_or(harmful, factor)
         return max(NO_EVIDENCE_CONFIDENCE, _noisy_or(benign, 1.0)) if benign else NO_EVIDENCE_CONFIDENCE
+
+
+def _self_emotion(emotion: _Pick) -> _Pick:
+    if emotion.value in (Emotion.CONTEMPT, Emotion.ANGER, Emotion.NEUTRAL):
+        return _Pick(Emotion.SADNESS, emotion.score, emotion.support)
+    return emotion
 
 
 def _scene_intent(intent: _Pick, context: dict[str, Any]) -> _Pick:
