@@ -135,16 +135,9 @@ def demo(
         (samples_dir / f"{sample.content_id}.png").write_bytes(data)
         ref = runtime.producer.submit(data, f"{sample.content_id}-{run}", tenant="demo",
                                       post_text=sample.post_text, context=sample.context)
-        rows.append((sample, _view(runtime, ref.job_id)))
+        rows.append((sample, runtime.view(ref.job_id)))
     _print_table(rows)
     typer.echo(f"\nsample memes: {samples_dir}   database: {settings.effective_database_url}")
-
-
-def _view(runtime: Any, job_id: uuid.UUID) -> Any:
-    from memeguard import store
-
-    with runtime.sessions() as session:
-        return store.job_view(session, job_id)
 
 
 def _pad(text: str, width: int) -> str:

@@ -14,7 +14,6 @@ class QueueUnavailable(RuntimeError):
 
 
 class JobQueue(Protocol):
-    def enqueue(self, job_id: uuid.UUID) -> None: ...
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None: ...
     def depths(self) -> dict[str, int]: ...
 
@@ -25,12 +24,6 @@ class CeleryQueue:
     def __init__(self, app: Any, queue_name: str) -> None:
         self.app, self.queue_name = app, queue_name
 
-    def enqueue(self, job_id: uuid.UUID) -> None:
-        try:
-            self.app.send_task(TASK_NAME, args=[str(job_id)], queue=self.queue_name)
-        except Exception as exc:  # kombu raises many types for one fact: the broker is unreachable
-            raise QueueUnavailable(f"could not publish job {job_id}: {exc}") from exc
-
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
         """Publish a batch through one producer (one connection checkout for the whole batch)."""
         if not job_ids:
@@ -39,7 +32,7 @@ class CeleryQueue:
             with self.app.producer_or_acquire() as producer:
                 for job_id in job_ids:
                     self.app.send_task(TASK_NAME, args=[str(job_id)], queue=self.queue_name, producer=producer)
-        except Exception as exc:
+        except Exception as exc:  # kombu raises many types for one fact: the broker is unreachable
             raise QueueUnavailable(f"could not publish {len(job_ids)} jobs: {exc}") from exc
 
     def depths(self) -> dict[str, int]:
@@ -53,9 +46,6 @@ class InlineQueue:
 
     def __init__(self, run: Callable[[uuid.UUID], object]) -> None:
         self._run = run
-
-    def enqueue(self, job_id: uuid.UUID) -> None:
-        self._run(job_id)
 
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
         for job_id in job_ids:

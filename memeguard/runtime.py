@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from memeguard import store
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions
 from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
@@ -81,6 +82,11 @@ class Runtime:
         from producer.validation import Limits
 
         return Producer(self.sessions, self.blobs, self.queue, Limits.from_settings(self.settings))
+
+    def view(self, job_id: uuid.UUID) -> store.JobView | None:
+        """A job with its verdict and current action, read in its own session."""
+        with self.sessions() as session:
+            return store.job_view(session, job_id)
 
     def readiness(self) -> dict[str, str]:
         """Database and broker reachable; each check reports its own error instead of raising."""

@@ -93,24 +93,19 @@ def _record(job: Job) -> JobRecord:
     )
 
 
-def insert_job(session: Session, new: NewJob) -> JobRecord:
-    """Insert a job; a duplicate (tenant, content_id) raises ``IntegrityError`` for the caller to resolve."""
-    now = utcnow()
-    enqueued = now if new.status is JobStatus.QUEUED else None
-    finished = now if new.status.is_final else None
-    job = Job(**new.__dict__, created_at=now, updated_at=now, enqueued_at=enqueued, finished_at=finished)
-    session.add(job)
-    session.flush()
-    return _record(job)
-
-
 def insert_jobs(session: Session, news: list[NewJob]) -> list[JobRecord]:
-    """Insert many jobs in one round trip (a batch upload); duplicates raise ``IntegrityError``."""
+    """Insert jobs in one round trip (a batch upload); a duplicate (tenant, content_id) raises
+    ``IntegrityError`` for the caller to resolve. Queued jobs get ``enqueued_at``, final ones ``finished_at``."""
     now = utcnow()
-    rows = [Job(**new.__dict__, created_at=now, updated_at=now, enqueued_at=now) for new in news]
+    rows = [Job(**new.__dict__, created_at=now, updated_at=now, **_status_times(new.status, now)) for new in news]
     session.add_all(rows)
     session.flush()
     return [_record(row) for row in rows]
+
+
+def _status_times(status: JobStatus, now: datetime) -> dict[str, datetime | None]:
+    return {"enqueued_at": now if status is JobStatus.QUEUED else None,
+            "finished_at": now if status.is_final else None}
 
 
 def find_jobs(session: Session, tenant: str, content_ids: list[str]) -> dict[str, JobRecord]:
@@ -134,15 +129,11 @@ def replace_rejected(session: Session, job_id: uuid.UUID, new: NewJob) -> JobRec
     now = utcnow()
     for key, value in new.__dict__.items():
         setattr(job, key, value)
-    job.attempts, job.created_at = 0, now
-    job.enqueued_at = now if new.status is JobStatus.QUEUED else None
-    job.finished_at = now if new.status.is_final else None
+    job.attempts, job.created_at, job.updated_at = 0, now, now
+    for key, value in _status_times(new.status, now).items():
+        setattr(job, key, value)
     session.flush()
     return _record(job)
-
-
-def mark_enqueued(session: Session, job_id: uuid.UUID) -> None:
-    session.execute(sa.update(Job).where(Job.id == job_id).values(enqueued_at=utcnow(), updated_at=utcnow()))
 
 
 @dataclass(frozen=True)
@@ -151,6 +142,7 @@ class Claim:
 
     job: JobRecord | None
     reason: str
+    tenant: str | None = None
 
 
 def claim_job(session: Session, job_id: uuid.UUID, max_attempts: int) -> Claim:
@@ -158,26 +150,14 @@ def claim_job(session: Session, job_id: uuid.UUID, max_attempts: int) -> Claim:
 
     A ``running`` job is claimed again on purpose: it is the redelivery of a delivery whose worker died.
     """
-    now = utcnow()
-    if session.get_bind().dialect.name == "postgresql":
-        # Losing a claim in a database crash is harmless (the redelivery claims again), so skip the fsync.
-        session.execute(sa.text("SET LOCAL synchronous_commit = off"))
-    claimed = session.scalars(
-        sa.update(Job)
-        .where(Job.id == job_id, Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.attempts < max_attempts)
-        .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, started_at=now, updated_at=now)
-        .returning(Job)
-        .execution_options(synchronize_session=False)
-    ).one_or_none()
-    if claimed is not None:
-        return Claim(_record(claimed), "claimed")
-    return _why_unclaimed(session, job_id)
+    return claim_jobs(session, [job_id], max_attempts)[job_id]
 
 
 def claim_jobs(session: Session, job_ids: list[uuid.UUID], max_attempts: int) -> dict[uuid.UUID, Claim]:
     """``claim_job`` for a batch in one statement; jobs it cannot claim take the slow path one by one."""
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
+        # Losing a claim in a database crash is harmless (the redelivery claims again), so skip the fsync.
         session.execute(sa.text("SET LOCAL synchronous_commit = off"))
     rows = session.scalars(
         sa.update(Job)
@@ -195,31 +175,31 @@ def claim_jobs(session: Session, job_ids: list[uuid.UUID], max_attempts: int) ->
 
 
 def _why_unclaimed(session: Session, job_id: uuid.UUID) -> Claim:
-    """The slow path of a claim: say why the job cannot run, dead-lettering it when out of attempts."""
+    """The slow path of a claim: say why the job cannot run, dead-lettering it (with its audit entry, in
+    the same transaction) when out of attempts."""
     job = session.get(Job, job_id, with_for_update=True)
     if job is None:
         return Claim(None, "missing")
     if JobStatus(job.status).is_final:
-        return Claim(None, f"already {job.status}")
+        return Claim(None, f"already {job.status}", job.tenant)
     _fail(job, "max_attempts", f"gave up after {job.attempts} attempts (worker lost or crashed)")
-    return Claim(None, "max_attempts")
+    audit(session, "job.failed", actor="worker", tenant=job.tenant, job_id=job_id, detail={"code": "max_attempts"})
+    return Claim(None, "max_attempts", job.tenant)
 
 
 def _fail(job: Job, code: str, message: str) -> None:
     job.status, job.error_code, job.error, job.finished_at = JobStatus.FAILED, code, message, utcnow()
 
 
-def fail_job(session: Session, job_id: uuid.UUID, code: str, message: str) -> bool:
-    """Dead-letter a job with its reason; a job that already ended keeps its outcome."""
+def fail_job(session: Session, job_id: uuid.UUID, code: str, message: str, *, actor: str) -> str | None:
+    """Dead-letter a job with its reason and an audit entry; returns its tenant, or None when there was
+    nothing to do (no such job, or it already ended and keeps its outcome)."""
     job = session.get(Job, job_id, with_for_update=True)
     if job is None or JobStatus(job.status).is_final:
-        return False
+        return None
     _fail(job, code, message)
-    return True
-
-
-def has_verdict(session: Session, job_id: uuid.UUID) -> bool:
-    return session.scalar(sa.select(sa.func.count()).where(VerdictRow.job_id == job_id)) != 0
+    audit(session, "job.failed", actor=actor, tenant=job.tenant, job_id=job_id, detail={"code": code, "error": message})
+    return job.tenant
 
 
 def finish_job(
@@ -227,23 +207,11 @@ def finish_job(
 ) -> None:
     """Store verdict + policy action and mark the job done. ``verdicts.job_id`` is unique, so a
     concurrent duplicate delivery fails with ``IntegrityError`` instead of writing twice."""
-    row = VerdictRow(job_id=job_id, **_verdict_columns(verdict))
-    session.add(row)
-    session.flush()
-    session.add(ActionRow(
-        job_id=job_id, verdict_id=row.id, action=decision.action, source="policy",
-        policy_name=decision.policy_name, policy_version=decision.policy_version,
-        rule_id=decision.rule_id, reason=decision.reason,
-    ))
-    now = utcnow()
-    session.execute(
-        sa.update(Job).where(Job.id == job_id)
-        .values(status=JobStatus.DONE, finished_at=now, updated_at=now, timings=timings, error_code=None, error=None)
-        .execution_options(synchronize_session=False))
+    finish_jobs(session, [(job_id, verdict, decision, timings)])
 
 
 def finish_jobs(session: Session, done: list[tuple[uuid.UUID, Verdict, Decision, dict[str, Any]]]) -> None:
-    """``finish_job`` for a batch: three statements whatever its size. A duplicate raises IntegrityError."""
+    """``finish_job`` for a batch: three statements whatever its size. A duplicate raises ``IntegrityError``."""
     rows = [VerdictRow(job_id=job_id, **_verdict_columns(verdict)) for job_id, verdict, _, _ in done]
     session.add_all(rows)
     session.flush()
@@ -343,8 +311,3 @@ def audit(
 def audit_events(session: Session, job_id: uuid.UUID) -> list[str]:
     query = sa.select(AuditEntry.event).where(AuditEntry.job_id == job_id).order_by(AuditEntry.id)
     return list(session.scalars(query))
-
-
-def status_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(sa.select(Job.status, sa.func.count()).group_by(Job.status)).tuples()
-    return {str(status): count for status, count in rows}

@@ -180,7 +180,7 @@ async def _wait_final(runtime: Runtime, job_id: uuid.UUID) -> dict[str, Any]:
     """Poll the job until it ends or ``stream_wait_s`` passes (then it is reported with ``timeout``)."""
     deadline = time.monotonic() + runtime.settings.stream_wait_s
     while True:
-        view = await run_in_threadpool(_view, runtime, job_id)
+        view = await run_in_threadpool(runtime.view, job_id)
         if view is None:
             return {"job_id": str(job_id), "status": "missing"}
         if view.job.status.is_final or time.monotonic() > deadline:
@@ -218,15 +218,10 @@ def metrics_endpoint(request: Request) -> Response:
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _view(runtime: Runtime, job_id: uuid.UUID) -> store.JobView | None:
-    with runtime.sessions() as session:
-        return store.job_view(session, job_id)
-
-
 def _owned(runtime: Runtime, tenant: str, job_id: str) -> store.JobView:
     """The job if it exists and belongs to ``tenant``; otherwise 404 (never reveal foreign ids)."""
     try:
-        view = _view(runtime, uuid.UUID(job_id))
+        view = runtime.view(uuid.UUID(job_id))
     except ValueError:
         view = None
     if view is None or view.job.tenant != tenant:

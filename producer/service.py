@@ -50,13 +50,14 @@ class Rejection:
     message: str
     job_id: uuid.UUID | None = None
     http_status: int = 422
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class SubmitRejected(UploadRejected):
-    def __init__(self, rejection: UploadRejected, job_id: uuid.UUID | None) -> None:
+    """``Producer.submit``'s refusal: the upload's code and message, and the rejected job if stored."""
+
+    def __init__(self, rejection: Rejection) -> None:
         super().__init__(rejection.code, rejection.message)
-        self.job_id = job_id
+        self.job_id = rejection.job_id
 
 
 class Producer:
@@ -74,7 +75,7 @@ class Producer:
         data = image.read_bytes() if isinstance(image, Path) else image
         [result] = self.submit_many([Submission(data, content_id, post_text, context, callback_url)], tenant=tenant)
         if isinstance(result, Rejection):
-            raise SubmitRejected(UploadRejected(result.code, result.message), result.job_id)
+            raise SubmitRejected(result)
         return result
 
     def submit_many(self, items: list[Submission], *, tenant: str) -> list[JobRef | Rejection]:
@@ -87,8 +88,8 @@ class Producer:
             except IntegrityError:
                 if attempt == 2:
                     raise
+        _count(tenant, results)
         self.queue.enqueue_many(publish)
-        metrics.BATCH_SIZE.labels("submit").observe(len(items))
         return results
 
     def _submit_batch(self, items: list[Submission], tenant: str) -> tuple[list[JobRef | Rejection], list[uuid.UUID]]:
@@ -183,19 +184,18 @@ class _Plan:
     publish: list[uuid.UUID] = field(default_factory=list)
 
     def resubmitted(self, item: Submission, job: store.JobRecord, sha: str) -> None:
+        """The content id is known: same bytes -> the same job (re-published while still queued)."""
         if job.image_sha256 != sha:
             self.done[item.content_id] = Rejection(
                 item.content_id, "content_id_conflict",
                 f"content_id {item.content_id!r} was already submitted with different image bytes", job.id, 409)
             return
-        metrics.CACHE_HITS.labels("idempotent_resubmit").inc()
         if job.status is JobStatus.QUEUED:
             self.publish.append(job.id)
         self.done[item.content_id] = JobRef(job.id, self.tenant, item.content_id, job.status, created=False)
 
     def reject(self, item: Submission, exc: UploadRejected, new: store.NewJob, current: store.JobRecord | None) -> None:
         self._write_later(item, new, current, exc)
-        metrics.JOBS.labels("rejected", self.tenant).inc()
 
     def accept(self, item: Submission, new: store.NewJob, current: store.JobRecord | None) -> None:
         self._write_later(item, new, current, None)
@@ -220,7 +220,6 @@ class _Plan:
                         detail={"content_id": item.content_id, "code": exc.code})
             self.done[item.content_id] = Rejection(item.content_id, exc.code, exc.message, row.id, exc.http_status)
             return
-        metrics.JOBS.labels("queued", self.tenant).inc()
         self.publish.append(row.id)
         self.done[item.content_id] = JobRef(row.id, self.tenant, item.content_id, JobStatus.QUEUED, created=True)
 
@@ -240,3 +239,16 @@ class _Plan:
         if isinstance(first, Rejection):
             return first
         return JobRef(first.job_id, first.tenant, first.content_id, first.status, created=False)
+
+
+def _count(tenant: str, results: list[JobRef | Rejection]) -> None:
+    """Metrics from committed results only, so a transaction retried after a race never counts twice.
+    A rejected job repeated within a batch is one rejected job."""
+    metrics.BATCH_SIZE.labels("submit").observe(len(results))
+    rejected = {r.job_id for r in results if isinstance(r, Rejection) and r.job_id and r.code != "content_id_conflict"}
+    metrics.JOBS.labels("rejected", tenant).inc(len(rejected))
+    for result in results:
+        if isinstance(result, JobRef) and result.created:
+            metrics.JOBS.labels("queued", tenant).inc()
+        elif isinstance(result, JobRef):
+            metrics.CACHE_HITS.labels("idempotent_resubmit").inc()

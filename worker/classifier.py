@@ -25,16 +25,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from memeguard.schemas import HarmType
-from worker.kb import KnowledgeBase, normalize
+from worker.kb import KnowledgeBase, Match, normalize
 
 ARTEFACT_FORMAT = 1
 LABELS = [h.value for h in HarmType]  # class index i <-> HarmType member i (ToxiCN's type ids 0..4)
 
 
-def kb_features(kb: KnowledgeBase, text: str) -> dict[str, float]:
-    """What the knowledge base says about ``text``, as features the model can weigh."""
+def kb_features(matches: Sequence[Match]) -> dict[str, float]:
+    """What the knowledge base found in a text, as features the model can weigh."""
     features: dict[str, float] = {}
-    for match in kb.match(text):
+    for match in matches:
         entry = match.entry
         for name, value in (("harm", entry.harm), ("intent", entry.intent)):
             if value is not None:
@@ -62,7 +62,7 @@ class HarmClassifier:
         kb_vectorizer = DictVectorizer()
         norm = [normalize(t) for t in texts]
         features = sparse.hstack([vectorizer.fit_transform(norm),
-                                  kb_vectorizer.fit_transform([kb_features(kb, t) for t in texts])]).tocsr()
+                                  kb_vectorizer.fit_transform([kb_features(kb.match(t)) for t in texts])]).tocsr()
         y = np.asarray(labels)
         decider = LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0).fit(features, y)
         calibrated = CalibratedClassifierCV(LogisticRegression(max_iter=3000, C=4.0), method="sigmoid", cv=3)
@@ -73,14 +73,16 @@ class HarmClassifier:
                    "seconds": round(time.perf_counter() - started, 2)}
         return cls(vectorizer, kb_vectorizer, decider, calibrated, f"tfidf-lr-{digest}", trained)
 
-    def _features(self, texts: Sequence[str], kb: KnowledgeBase) -> sparse.csr_matrix:
+    def _features(self, texts: Sequence[str], matches: Sequence[Sequence[Match]]) -> sparse.csr_matrix:
         norm = [normalize(t) for t in texts]
-        kb_part = self.kb_vectorizer.transform([kb_features(kb, t) for t in texts])
+        kb_part = self.kb_vectorizer.transform([kb_features(m) for m in matches])
         return sparse.hstack([self.vectorizer.transform(norm), kb_part]).tocsr()
 
-    def predict(self, texts: Sequence[str], kb: KnowledgeBase) -> list[tuple[HarmType, float, list[float]]]:
-        """(label, calibrated probability of that label, calibrated distribution) per text."""
-        features = self._features(texts, kb)
+    def predict(self, texts: Sequence[str], kb: KnowledgeBase,
+                matches: Sequence[Sequence[Match]] | None = None) -> list[tuple[HarmType, float, list[float]]]:
+        """(label, calibrated probability of that label, calibrated distribution) per text. Pass ``matches``
+        when the caller already matched the knowledge base on these texts (the analyzer does)."""
+        features = self._features(texts, matches if matches is not None else [kb.match(t) for t in texts])
         decided = self.decider.predict(features)
         probs = self.calibrated.predict_proba(features)
         classes = list(self.calibrated.classes_)

@@ -66,6 +66,7 @@ class Match:
 class KnowledgeBase:
     def __init__(self, entries: list[Entry], version: str) -> None:
         self.entries, self.version = entries, version
+        self._order = {entry.id: index for index, entry in enumerate(entries)}
         self._phrases = [(normalize(p), e) for e in entries for p in e.phrases if normalize(p)]
 
     @classmethod
@@ -113,7 +114,7 @@ class KnowledgeBase:
                 hit = pattern.search(norm)
                 if entry.id not in found and hit:
                     found[entry.id] = Match(entry, hit.group(0))
-        return sorted(found.values(), key=lambda m: self.entries.index(m.entry))
+        return sorted(found.values(), key=lambda m: self._order[m.entry.id])
 
 
 SEXUAL_WORDS = ("性", "色情", "自慰", "生殖", "裸", "淫", "嫖", "卖淫", "胸")

@@ -107,7 +107,7 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
     for job_id in unique:
         claim = claims[job_id]
         if claim.job is None:
-            outcomes[job_id] = _unclaimed(job_id, claim.reason, deps)
+            outcomes[job_id] = _unclaimed(job_id, claim.reason, claim.tenant)
             continue
         with job_context(job_id):
             result = _analyze_claimed(claim.job, deps)
@@ -133,15 +133,12 @@ def _analyze_claimed(job: store.JobRecord, deps: Deps) -> PipelineResult | Outco
         if is_transient(exc):
             raise
         return dead_letter(job.id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}",
-                           analyzer=deps.analyzer.name, tenant=job.tenant)
+                           analyzer=deps.analyzer.name)
 
 
-def _unclaimed(job_id: uuid.UUID, reason: str, deps: Deps) -> Outcome:
+def _unclaimed(job_id: uuid.UUID, reason: str, tenant: str | None) -> Outcome:
     if reason == "max_attempts":
-        with deps.sessions() as session:
-            store.audit(session, "job.failed", actor=ACTOR, job_id=job_id, detail={"code": "max_attempts"})
-            session.commit()
-        metrics.JOBS.labels("failed", "unknown").inc()
+        metrics.JOBS.labels("failed", tenant or "unknown").inc()
         log.error("job dead-lettered after max attempts")
         return Outcome(job_id, "failed", reason)
     log.info("job not run: %s", reason)
@@ -210,15 +207,15 @@ def _duplicate(job_id: uuid.UUID) -> Outcome:
 
 
 def dead_letter(job_id: uuid.UUID, sessions: sessionmaker[Session], code: str, message: str,
-                *, analyzer: str = "", tenant: str = "unknown") -> Outcome:
-    """End a job as ``failed`` with its reason and an audit entry (the dead-letter state)."""
+                *, analyzer: str = "") -> Outcome:
+    """End a job as ``failed`` with its reason and an audit entry (the dead-letter state). Counted only
+    when this call ended it, so a redelivery of an already failed job is not a second failure."""
     with sessions() as session:
-        changed = store.fail_job(session, job_id, code, message)
-        if changed:
-            store.audit(session, "job.failed", actor=ACTOR, job_id=job_id, detail={"code": code, "error": message})
+        tenant = store.fail_job(session, job_id, code, message, actor=ACTOR)
         session.commit()
     if analyzer:
         metrics.ANALYZER_ERRORS.labels(analyzer, code).inc()
-    metrics.JOBS.labels("failed", tenant).inc()
+    if tenant is not None:
+        metrics.JOBS.labels("failed", tenant).inc()
     log.error("job failed", extra={"code": code, "error": message})
     return Outcome(job_id, "failed", f"{code}: {message}")

@@ -68,6 +68,7 @@ def test_rejection_is_stored_as_a_rejected_job_and_never_published(
     assert info.value.code == "unsupported_type" and info.value.job_id is not None
     job = store.get_job(pg_session, info.value.job_id)
     assert job is not None and job.status is JobStatus.REJECTED and job.error_code == "unsupported_type"
+    assert job.finished_at is not None and job.enqueued_at is None  # ended at once, never queued
     assert published == []
     assert store.audit_events(pg_session, job.id) == ["job.rejected"]
 
@@ -126,3 +127,17 @@ def test_a_batch_is_one_transaction_and_handles_repeated_content_ids(
     assert isinstance(bad_id, Rejection) and bad_id.code == "invalid_content_id" and bad_id.job_id is None
     assert isinstance(invalid, Rejection) and invalid.code == "invalid_encoding" and invalid.job_id is not None
     assert published == [first.job_id]
+
+
+def test_metrics_count_each_outcome_once(producer: Producer) -> None:
+    from prometheus_client import REGISTRY
+
+    def value(name: str, labels: dict[str, str]) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    rejected, queued = {"status": "rejected", "tenant": "metrics"}, {"status": "queued", "tenant": "metrics"}
+    before = value("memeguard_jobs_total", rejected), value("memeguard_jobs_total", queued)
+    producer.submit_many([Submission(SVG, "bad"), Submission(SVG, "bad"), Submission(solid("PNG"), "good"),
+                          Submission(solid("PNG"), "good")], tenant="metrics")
+    after = value("memeguard_jobs_total", rejected), value("memeguard_jobs_total", queued)
+    assert (after[0] - before[0], after[1] - before[1]) == (1.0, 1.0)

@@ -29,8 +29,8 @@ def test_learns_and_predicts_with_calibrated_probabilities(classifier: HarmClass
 
 
 def test_knowledge_base_hits_are_features() -> None:
-    assert kb_features(KB, "你个sb 手动狗头") == {"kb_harm=general_offense": 0.85, "kb_intent=explicit_attack": 0.85,
-                                                  "kb_intent=humor": 0.5, "kb_softener": 1.0}
+    assert kb_features(KB.match("你个sb 手动狗头")) == {
+        "kb_harm=general_offense": 0.85, "kb_intent=explicit_attack": 0.85, "kb_intent=humor": 0.5, "kb_softener": 1.0}
 
 
 def test_artefact_round_trip_is_versioned(classifier: HarmClassifier, tmp_path: Path) -> None:

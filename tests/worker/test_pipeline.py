@@ -4,12 +4,14 @@ import threading
 import uuid
 
 import pytest
+import sqlalchemy as sa
 import sqlalchemy.exc
+from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
 from memeguard.blobs import LocalBlobStore
-from memeguard.db import make_engine, make_sessions
+from memeguard.db import AuditEntry, make_engine, make_sessions
 from memeguard.queue import InlineQueue
 from memeguard.schemas import JobStatus
 from policies import load_policy
@@ -17,7 +19,7 @@ from producer.service import Producer
 from producer.validation import Limits
 from tests.images import solid
 from worker.analyzers.noop import NoopAnalyzer
-from worker.pipeline import Deps, is_transient, process_job
+from worker.pipeline import Deps, dead_letter, is_transient, process_job
 
 LIMITS = Limits(1_000_000, 4_000_000, 4, 200, 512)
 
@@ -78,14 +80,21 @@ def test_job_out_of_attempts_is_dead_lettered(deps: Deps, pg_session: Session, m
     job = store.get_job(pg_session, job_id)
     assert job is not None and job.status is JobStatus.FAILED and job.error_code == "max_attempts"
     assert "job.failed" in store.audit_events(pg_session, job_id)
+    tenants = pg_session.scalars(sa.select(AuditEntry.tenant).where(AuditEntry.job_id == job_id)).all()
+    assert tenants == ["acme"]
 
 
 def test_missing_blob_fails_the_job_with_its_reason(deps: Deps, pg_session: Session, tmp_path) -> None:  # type: ignore[no-untyped-def]
     job_id = submit(deps.sessions, LocalBlobStore(tmp_path / "elsewhere"), solid("PNG"))
+    failed = {"status": "failed", "tenant": "acme"}
+    before = REGISTRY.get_sample_value("memeguard_jobs_total", failed) or 0.0
     outcome = process_job(job_id, deps)
     assert outcome.status == "failed"
     job = store.get_job(pg_session, job_id)
     assert job is not None and job.error_code == "blob_missing"
+    dead_letter(job_id, deps.sessions, "blob_missing", "again")  # e.g. a redelivery: already failed
+    assert REGISTRY.get_sample_value("memeguard_jobs_total", failed) == before + 1
+    assert store.audit_events(pg_session, job_id) == ["job.failed"]
 
 
 def test_unknown_job_is_skipped(deps: Deps) -> None:

@@ -113,15 +113,15 @@ class EmbeddedAnalyzer:
         started = time.perf_counter()
         text = f"{ocr_text}\n{post_text}"
         matches = self.kb.match(text)
-        learned = self._learned(text)
+        learned = self._learned(text, matches)
         verdict = self._verdict(ocr_text, matches, ocr_ms, learned, {**(context or {}),
                                                                      "_self": is_self_directed(text)})
         return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
 
-    def _learned(self, text: str) -> _Learned | None:
+    def _learned(self, text: str, matches: list[Match]) -> _Learned | None:
         if self.classifier is None:
             return None
-        harm, probability, _ = self.classifier.predict([text], self.kb)[0]
+        harm, probability, _ = self.classifier.predict([text], self.kb, [matches])[0]
         return _Learned(harm, probability)
 
     def _verdict(self, ocr_text: str, matches: list[Match], ocr_ms: float, learned: _Learned | None,
