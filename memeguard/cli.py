@@ -307,7 +307,8 @@ def train(
     settings = load_settings()
     items = load_labelled(data)
     kb = build_kb(settings.kb_external)
-    classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb, source=str(data))
+    classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb,
+                                    contexts=[i.context for i in items], source=str(data))
     path = classifier.save(out or settings.data_dir / "models" / f"{classifier.version}.joblib")
     typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
 
@@ -316,6 +317,8 @@ def train(
 def eval_toxicn(
     split: Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")] = "test",
     render: Annotated[bool, typer.Option("--render/--no-render", help="render captions and OCR them")] = True,
+    context: Annotated[bool, typer.Option("--context/--no-context",
+                                          help="feed the dataset's image description as post context")] = True,
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
     folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
     kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
@@ -330,7 +333,7 @@ def eval_toxicn(
         typer.echo(f"ToxiCN MM not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
         raise typer.Exit(EXIT_REJECTED)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
-    report = run(EvalConfig(data_dir, split, render, limit, externals, folds=folds))
+    report = run(EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context))
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -340,7 +343,7 @@ def eval_toxicn(
 def _print_eval(r: dict[str, Any]) -> None:
     base = r["baseline"]
     typer.echo(f"ToxiCN MM {r['split']} split ({r['folds']} fold(s)), n={r['n']}, render={r['render']}, "
-               f"kb={r['kb']}")
+               f"context={r['context']}, kb={r['kb']}")
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
         typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")

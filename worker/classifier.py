@@ -1,6 +1,12 @@
 """The learned text component of the embedded tier: harm type from character n-grams plus the knowledge
 base's hits, trained in seconds on CPU by ``memeguard train``.
 
+Four feature blocks: character 1-3-grams of the meme's text; what the knowledge base found (label
+strengths after negation/contrast/intensity); the *meanings* of the matched entries (their notes or
+C-HarmKB definitions as character n-grams, so a slang term never seen in training still counts through what
+it means, as in the ToxiCN MM paper's knowledge-enhanced models); and the post context around the meme at
+half weight (the text around a meme qualifies it but is not the meme).
+
 Two models share one feature space: a class-balanced logistic regression decides the label (balanced weights
 are what macro-F1 rewards), and a sigmoid-calibrated copy supplies the confidence, because policy
 thresholds only mean something when a stated 0.8 is right about 80 % of the time.
@@ -25,9 +31,11 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from memeguard.schemas import HarmType
-from worker.kb import KnowledgeBase, Match, normalize
+from worker.kb import KnowledgeBase, Match, joined, normalize
+from worker.reading import read
 
-ARTEFACT_FORMAT = 1
+ARTEFACT_FORMAT = 2
+CONTEXT_WEIGHT = 0.5
 LABELS = [h.value for h in HarmType]  # class index i <-> HarmType member i (ToxiCN's type ids 0..4)
 
 
@@ -39,50 +47,78 @@ def kb_features(matches: Sequence[Match]) -> dict[str, float]:
         for name, value in (("harm", entry.harm), ("intent", entry.intent)):
             if value is not None:
                 key = f"kb_{name}={value}"
-                features[key] = max(features.get(key, 0.0), entry.weight)
+                features[key] = max(features.get(key, 0.0), match.weight)
         if entry.softener:
             features["kb_softener"] = 1.0
     return features
+
+
+def meanings(matches: Sequence[Match]) -> str:
+    """The notes/definitions of the matched entries, one document per text."""
+    return normalize(" ".join(match.entry.note for match in matches))
+
+
+def combined(text: str, context: str) -> str:
+    """The text the knowledge base reads: the meme's text and the post around it (as the analyzer does)."""
+    return joined(text, context)
+
+
+def _char_vectorizer(high: int) -> TfidfVectorizer:
+    return TfidfVectorizer(analyzer="char", ngram_range=(1, high), sublinear_tf=True, min_df=2)
 
 
 @dataclass
 class HarmClassifier:
     vectorizer: TfidfVectorizer
     kb_vectorizer: DictVectorizer
+    meaning_vectorizer: TfidfVectorizer | None  # None when training saw no block's text (e.g. no contexts)
+    context_vectorizer: TfidfVectorizer | None
     decider: LogisticRegression
     calibrated: CalibratedClassifierCV
     version: str
     trained: dict[str, Any]
 
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *, source: str = "") -> HarmClassifier:
-        """Train on (text, harm type id) pairs. Deterministic for the same data and knowledge base."""
+    def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *,
+            contexts: Sequence[str] | None = None, source: str = "") -> HarmClassifier:
+        """Train on (text, harm type id) pairs, with each item's post context when there is one.
+        Deterministic for the same data and knowledge base."""
         started = time.perf_counter()
-        vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
-        kb_vectorizer = DictVectorizer()
-        norm = [normalize(t) for t in texts]
-        features = sparse.hstack([vectorizer.fit_transform(norm),
-                                  kb_vectorizer.fit_transform([kb_features(kb.match(t)) for t in texts])]).tocsr()
+        contexts = contexts if contexts is not None else [""] * len(texts)
+        model = cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
+                    LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
+                    CalibratedClassifierCV(LogisticRegression(max_iter=3000, C=4.0), method="sigmoid", cv=3),
+                    "", {})
+        features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True)
         y = np.asarray(labels)
-        decider = LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0).fit(features, y)
-        calibrated = CalibratedClassifierCV(LogisticRegression(max_iter=3000, C=4.0), method="sigmoid", cv=3)
-        calibrated.fit(features, y)
-        digest = hashlib.sha256("\n".join(f"{t}\t{label}" for t, label in zip(texts, labels, strict=True))
-                                .encode()).hexdigest()[:12]
-        trained = {"items": len(texts), "data_sha256_12": digest, "source": source, "kb_version": kb.version,
-                   "seconds": round(time.perf_counter() - started, 2)}
-        return cls(vectorizer, kb_vectorizer, decider, calibrated, f"tfidf-lr-{digest}", trained)
+        model.decider.fit(features, y)
+        model.calibrated.fit(features, y)
+        digest = hashlib.sha256("\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels,
+                                                                                   strict=True)).encode())
+        model.version = f"tfidf-lr-{digest.hexdigest()[:12]}"
+        model.trained = {"items": len(texts), "data_sha256_12": digest.hexdigest()[:12], "source": source,
+                         "kb_version": kb.version, "seconds": round(time.perf_counter() - started, 2)}
+        return model
 
-    def _features(self, texts: Sequence[str], matches: Sequence[Sequence[Match]]) -> sparse.csr_matrix:
-        norm = [normalize(t) for t in texts]
-        kb_part = self.kb_vectorizer.transform([kb_features(m) for m in matches])
-        return sparse.hstack([self.vectorizer.transform(norm), kb_part]).tocsr()
+    def _features(self, texts: Sequence[str], contexts: Sequence[str], matches: Sequence[Sequence[Match]],
+                  fit: bool = False) -> sparse.csr_matrix:
+        if fit:
+            self.meaning_vectorizer = _usable(self.meaning_vectorizer, [meanings(m) for m in matches])
+            self.context_vectorizer = _usable(self.context_vectorizer, [normalize(c) for c in contexts])
+        blocks = [(self.vectorizer, [normalize(t) for t in texts], 1.0),
+                  (self.kb_vectorizer, [kb_features(m) for m in matches], 1.0),
+                  (self.meaning_vectorizer, [meanings(m) for m in matches], 1.0),
+                  (self.context_vectorizer, [normalize(c) for c in contexts], CONTEXT_WEIGHT)]
+        return sparse.hstack([(v.fit_transform(data) if fit else v.transform(data)) * weight
+                              for v, data, weight in blocks if v is not None]).tocsr()
 
-    def predict(self, texts: Sequence[str], kb: KnowledgeBase,
-                matches: Sequence[Sequence[Match]] | None = None) -> list[tuple[HarmType, float, list[float]]]:
+    def predict(self, texts: Sequence[str], kb: KnowledgeBase, matches: Sequence[Sequence[Match]] | None = None,
+                contexts: Sequence[str] | None = None) -> list[tuple[HarmType, float, list[float]]]:
         """(label, calibrated probability of that label, calibrated distribution) per text. Pass ``matches``
-        when the caller already matched the knowledge base on these texts (the analyzer does)."""
-        features = self._features(texts, matches if matches is not None else [kb.match(t) for t in texts])
+        when the caller already read the knowledge base on text + context (the analyzer does)."""
+        contexts = contexts if contexts is not None else [""] * len(texts)
+        features = self._features(texts, contexts, matches if matches is not None else
+                                  _read_all(kb, texts, contexts))
         decided = self.decider.predict(features)
         probs = self.calibrated.predict_proba(features)
         classes = list(self.calibrated.classes_)
@@ -108,3 +144,18 @@ class HarmClassifier:
             raise ValueError(f"{path} is not a memeguard classifier artefact (format {ARTEFACT_FORMAT})")
         classifier: HarmClassifier = data["classifier"]
         return classifier
+
+
+def _usable(vectorizer: TfidfVectorizer | None, docs: list[str]) -> TfidfVectorizer | None:
+    """The vectorizer if its block has text that repeats across training items (min_df), else None."""
+    if vectorizer is None or not any(docs):
+        return None
+    try:
+        vectorizer.fit(docs)
+    except ValueError:  # empty vocabulary after min_df
+        return None
+    return vectorizer
+
+
+def _read_all(kb: KnowledgeBase, texts: Sequence[str], contexts: Sequence[str]) -> list[list[Match]]:
+    return [read(kb.match(combined(t, c)), combined(t, c)) for t, c in zip(texts, contexts, strict=True)]

@@ -12,7 +12,7 @@ from pathlib import Path
 class LabelledItem:
     text: str
     harm_type: int  # 0 none, 1 targeted harm, 2 sexual innuendo, 3 general offense, 4 dispirited culture
-    description: str = ""
+    context: str = ""  # post context: ToxiCN's image description, or a JSONL row's "context"
 
 
 def load_toxicn(path: Path) -> list[LabelledItem]:
@@ -22,14 +22,15 @@ def load_toxicn(path: Path) -> list[LabelledItem]:
 
 
 def load_jsonl(path: Path) -> list[LabelledItem]:
-    """Generic labelled data: one ``{"text": ..., "harm_type": 0..4}`` object per line."""
+    """Generic labelled data: one ``{"text": ..., "harm_type": 0..4, "context": optional post text}`` object
+    per line."""
     items = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             row = json.loads(line)
             if not isinstance(row.get("harm_type"), int) or not 0 <= row["harm_type"] <= 4:
                 raise ValueError(f"{path}:{number}: harm_type must be an integer 0..4")
-            items.append(LabelledItem(str(row["text"]), row["harm_type"]))
+            items.append(LabelledItem(str(row["text"]), row["harm_type"], str(row.get("context", ""))))
     return items
 
 

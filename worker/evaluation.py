@@ -2,8 +2,10 @@
 
 Each caption of ToxiCN MM is rendered into a meme image with a CJK font and read back by the real OCR
 (``--no-render`` skips that), then analysed by the embedded analyzer with a classifier trained in the same
-run on the train split. A reference baseline (character 1-3-gram TF-IDF + class-balanced logistic
-regression on the clean caption text) is trained and scored in the same run on the same items.
+run on the train split. The post context the dataset gives -- a description of the image, since ToxiCN's
+images are not public -- is passed as the upload's post text (``--no-context`` leaves it out). A reference
+baseline (character 1-3-gram TF-IDF + class-balanced logistic regression on the clean caption text) is
+trained and scored in the same run on the same items.
 
 The test split is held out: this module is the only code that reads it, and only to score.
 """
@@ -45,6 +47,7 @@ class EvalConfig:
     kb_external: tuple[Path, ...] = ()
     seed: int = 13
     folds: int = 1  # with split "train": K-fold cross-validation, out-of-fold predictions scored together
+    context: bool = True  # pass the dataset's image description as post context
 
 
 @dataclass(frozen=True)
@@ -102,18 +105,19 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
     baseline: list[int] = []
     elapsed, versions = 0.0, []
     for train, evaluation in split_items(config):
-        classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb, source="toxicn")
+        classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb,
+                                        contexts=[_context(i, config) for i in train], source="toxicn")
         versions.append(classifier.version)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
-        predictions += [_predict(analyzer, item, config.render) for item in evaluation]
+        predictions += [_predict(analyzer, item, config.render, _context(item, config)) for item in evaluation]
         elapsed += time.perf_counter() - started
         truth += [i.harm_type for i in evaluation]
         baseline += baseline_predict(train, evaluation)
     report = score(truth, [p.harm_type for p in predictions], [p.confidence for p in predictions])
     latencies = [p.latency_ms for p in predictions]
     report.update({"items_per_s": len(truth) / elapsed, "p50_ms": statistics.median(latencies),
-                   "p95_ms": float(np.percentile(latencies, 95)), "render": config.render,
+                   "p95_ms": float(np.percentile(latencies, 95)), "render": config.render, "context": config.context,
                    "split": config.split, "folds": max(config.folds, 1), "kb": kb.version, "classifier": versions})
     report["baseline"] = score(truth, baseline, None)
     report["delta"] = {k: report[k] - report["baseline"][k] for k in ("binary_macro_f1", "type_macro_f1", "accuracy")}
@@ -121,13 +125,17 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
     return report
 
 
-def _predict(analyzer: EmbeddedAnalyzer, item: LabelledItem, render: bool) -> Prediction:
+def _context(item: LabelledItem, config: EvalConfig) -> str:
+    return item.context if config.context else ""
+
+
+def _predict(analyzer: EmbeddedAnalyzer, item: LabelledItem, render: bool, context: str) -> Prediction:
     started = time.perf_counter()
     if render:
         frames = decode_frames(render_meme(item.text or " "), 1)
-        verdict = analyzer.analyze(AnalysisInput(frames)).verdict
+        verdict = analyzer.analyze(AnalysisInput(frames, post_text=context)).verdict
     else:
-        verdict = analyzer.read_text(item.text).verdict
+        verdict = analyzer.read_text(item.text, post_text=context).verdict
     latency = (time.perf_counter() - started) * 1000
     return Prediction(LABELS.index(verdict.harm_type.value), verdict.confidence, latency)
 

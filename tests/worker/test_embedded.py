@@ -89,8 +89,8 @@ def test_who_is_targeted(text: str, self_directed: bool) -> None:
 
 
 def test_self_deprecation_is_venting_not_an_attack(embedded_analyzer: EmbeddedAnalyzer) -> None:
-    at_self = embedded_analyzer.read_text("我就是个废物").verdict
-    at_you = embedded_analyzer.read_text("你就是个废物").verdict
+    at_self = embedded_analyzer.read_text("我就是个废柴").verdict  # one entry matches either way
+    at_you = embedded_analyzer.read_text("你就是个废柴").verdict
     assert at_you.intent.value == "explicit_attack"
     assert at_self.intent.value == "venting" and at_self.emotion.value == "sadness"
     assert at_self.confidence == pytest.approx(at_you.confidence * 0.6, abs=1e-3)  # same words, weaker harm

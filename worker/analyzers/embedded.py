@@ -14,7 +14,8 @@ from PIL import Image
 
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
-from worker.kb import KnowledgeBase, Match
+from worker.kb import KnowledgeBase, Match, joined
+from worker.reading import read
 
 if TYPE_CHECKING:
     from memeguard.settings import Settings
@@ -42,7 +43,7 @@ def _vote(matches: list[Match], field: str, default: E, factor: float = 1.0) -> 
     for match in matches:
         label = getattr(match.entry, field)
         if label is not None:
-            scores[label] += match.entry.weight * factor
+            scores[label] += match.weight * factor
             support[label].append(match)
     if not scores:
         return _Pick(default, 0.0, ())
@@ -54,7 +55,7 @@ def _noisy_or(matches: Sequence[Match], factor: float) -> float:
     """Independent evidence combined: 1 - prod(1 - w). Two weak hits beat one."""
     remaining = 1.0
     for match in matches:
-        remaining *= 1.0 - match.entry.weight * factor
+        remaining *= 1.0 - min(1.0, match.weight * factor)
     return min(MAX_CONFIDENCE, 1.0 - remaining)
 
 
@@ -111,17 +112,17 @@ class EmbeddedAnalyzer:
                   ocr_ms: float = 0.0) -> AnalysisResult:
         """Everything after OCR (the evaluation harness's ``--no-render`` mode starts here)."""
         started = time.perf_counter()
-        text = f"{ocr_text}\n{post_text}"
-        matches = self.kb.match(text)
-        learned = self._learned(text, matches)
+        text = joined(ocr_text, post_text)
+        matches = read(self.kb.match(text), text)
+        learned = self._learned(ocr_text, post_text, matches)
         verdict = self._verdict(ocr_text, matches, ocr_ms, learned, {**(context or {}),
                                                                      "_self": is_self_directed(text)})
         return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
 
-    def _learned(self, text: str, matches: list[Match]) -> _Learned | None:
+    def _learned(self, ocr_text: str, post_text: str, matches: list[Match]) -> _Learned | None:
         if self.classifier is None:
             return None
-        harm, probability, _ = self.classifier.predict([text], self.kb, [matches])[0]
+        harm, probability, _ = self.classifier.predict([ocr_text], self.kb, [matches], [post_text])[0]
         return _Learned(harm, probability)
 
     def _verdict(self, ocr_text: str, matches: list[Match], ocr_ms: float, learned: _Learned | None,
@@ -200,9 +201,9 @@ def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: _Learn
                               evidence=[f"{learned.harm.value} p={learned.probability:.3f}"],
                               weight=round(learned.probability, 3)))
     if matches:
-        evidence = [f"{m.entry.id}:{m.text}" for m in matches]
+        evidence = [f"{m.entry.id}:{m.text}" + (f" ({m.how})" if m.how != "exact" else "") for m in matches]
         signals.append(Signal(source="kb", decided=kb_fields, evidence=evidence,
-                              weight=round(max(m.entry.weight for m in matches), 3)))
+                              weight=round(max(m.weight for m in matches), 3)))
     if default_fields:
         signals.append(Signal(source="embedded", decided=default_fields, evidence=["no knowledge-base evidence"]))
     return signals
@@ -213,7 +214,7 @@ def _explain(ocr_text: str, matches: list[Match], softened: bool, emotion: _Pick
     """A Chinese explanation that cites the text read and every knowledge-base entry that matched."""
     parts = [f"图中文字：「{_clip(ocr_text)}」。" if ocr_text else "图中未识别到文字。"]
     if matches:
-        cited = "；".join(f"「{m.text}」（{m.entry.note}）" for m in matches)
+        cited = "；".join(_cite(m) for m in matches)
         parts.append(f"命中知识库：{cited}。")
     else:
         parts.append("未命中已知梗或敏感用语，证据不足，按中性处理。")
@@ -223,6 +224,17 @@ def _explain(ocr_text: str, matches: list[Match], softened: bool, emotion: _Pick
         f"综合判断：情绪「{label_zh(emotion.value)}」，意图「{label_zh(intent.value)}」，"
         f"危害类型「{label_zh(harm.value)}」，置信度 {confidence:.2f}。")
     return "".join(parts)
+
+
+HOW_ZH = {"homophone": "谐音", "initials": "拼音首字母"}
+
+
+def _cite(match: Match) -> str:
+    """「matched text」（meaning；how it matched；what the sentence did to it）."""
+    notes = [_clip(match.entry.note, 40)]
+    if match.how in HOW_ZH:
+        notes.append(f"{HOW_ZH[match.how]}匹配")
+    return f"「{match.text}」（{'；'.join([*notes, *match.why])}）"
 
 
 def _clip(text: str, limit: int = 80) -> str:
