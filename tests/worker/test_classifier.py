@@ -3,11 +3,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from memeguard.schemas import HarmType
-from worker.classifier import HarmClassifier, kb_features
-from worker.kb import KnowledgeBase
+from worker.classifier import HarmClassifier, kb_features, meanings
+from worker.kb import KnowledgeBase, normalize
 
 KB = KnowledgeBase.bundled()
 TEXTS = (["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
@@ -67,3 +68,36 @@ def test_analyzer_uses_the_classifier_and_says_so(classifier: HarmClassifier) ->
     assert verdict.confidence == pytest.approx(learned.weight, abs=1e-3)
     assert classifier.version in verdict.analyzer_version
     assert "文本分类器" in verdict.explanation
+
+
+def test_without_contexts_the_context_block_is_left_out(classifier: HarmClassifier) -> None:
+    assert classifier.context_vectorizer is None and classifier.meaning_vectorizer is not None
+
+
+def test_post_context_is_a_feature_block_of_its_own() -> None:
+    texts = ["看看这个", "今天的图", "来了来了", "发个图"] * 10
+    contexts = ["一只猫在阳光下睡觉", "一片花田和蓝天"] * 10 + ["一个人躺在床上不想起来", "灰暗房间里躺平的人"] * 10
+    labels = [0] * 20 + [4] * 20
+    model = HarmClassifier.fit(texts, labels, KB, contexts=contexts)
+    assert model.context_vectorizer is not None
+    (calm, *_), (flat, *_) = model.predict(["看看这个"] * 2, KB, contexts=["猫在阳光下睡觉", "躺平的人不想起来"])
+    assert (calm, flat) == (HarmType.NONE, HarmType.DISPIRITED_CULTURE)
+
+
+def test_entry_meanings_reach_the_model() -> None:
+    matches = KB.match("你个sb")
+    assert meanings(matches) == normalize(" ".join(m.entry.note for m in matches)) and meanings(matches)
+    assert meanings([]) == ""
+
+
+def test_nb_voter_weights_features_by_class_ratio() -> None:
+    from scipy import sparse
+
+    from worker.classifier import NbVoter
+
+    features = sparse.csr_matrix(np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [0, 1, 0]] * 5, dtype=float))
+    y = np.array([0, 0, 1, 1] * 5)
+    voter = NbVoter.fit(features, y, [0, 1])
+    assert voter.ratios[0][0] > 0 > voter.ratios[0][1] and abs(voter.ratios[0][2]) < 1e-9  # shared feature: 0
+    probs = voter.proba(features[:4])
+    assert np.allclose(probs.sum(axis=1), 1.0) and list(probs.argmax(axis=1)) == [0, 0, 1, 1]
