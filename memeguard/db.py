@@ -134,6 +134,63 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+class BankKind(StrEnum):
+    """What a match in a bank means: a named meme template (context for the analyzers), known-harmful
+    content (a decisive signal), or an allow-list (suppresses matches: false-positive control)."""
+
+    TEMPLATE = "template"
+    HARMFUL = "harmful"
+    ALLOW = "allow"
+
+
+class Bank(Base):
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    kind: Mapped[BankKind] = mapped_column(value_enum(BankKind, "bank_kind"))
+    label: Mapped[str] = mapped_column(String(128), default="")
+    pdq_distance: Mapped[int] = mapped_column(default=31)
+    phash_distance: Mapped[int] = mapped_column(default=8)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    enabled_ratio: Mapped[float] = mapped_column(sa.Float, default=1.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class BankHash(Base):
+    """One image in a bank. Removal is a timestamp, so workers see it in their incremental refresh."""
+
+    __tablename__ = "bank_hashes"
+    __table_args__ = (Index("ix_bank_hashes_bank_id", "bank_id"), Index("ix_bank_hashes_removed_at", "removed_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    pdq: Mapped[str | None] = mapped_column(String(64))
+    pdq_quality: Mapped[int | None]
+    phash: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(256), default="")
+    added_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    removed_at: Mapped[datetime | None]
+
+
+class JobFingerprint(Base):
+    """A finished job's image and caption hashes: the verdict cache's key."""
+
+    __tablename__ = "job_fingerprints"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    pdq: Mapped[str] = mapped_column(String(64))
+    pdq_quality: Mapped[int]
+    phash: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)  # normalised OCR + post text, compared exactly or nearly
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     """Engine with the per-dialect settings memeguard relies on (SQLite: WAL + busy timeout)."""
     if url.startswith("sqlite"):

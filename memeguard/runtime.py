@@ -23,6 +23,7 @@ from policies import Policy, load_policy
 if TYPE_CHECKING:
     from producer.service import Producer
     from worker.analyzers import Analyzer
+    from worker.fingerprints.stage import Fingerprinting
     from worker.pipeline import Deps
 
 
@@ -54,7 +55,16 @@ class Runtime:
         from worker.pipeline import Deps
 
         return Deps(self.sessions, self.blobs, self.analyzer, self.policy, self.settings.max_attempts,
-                    self.settings.max_frames)
+                    self.settings.max_frames, self.fingerprinting)
+
+    @cached_property
+    def fingerprinting(self) -> Fingerprinting | None:
+        """The hash-bank stage, unless turned off (MEMEGUARD_FINGERPRINTS=false)."""
+        if not self.settings.fingerprints:
+            return None
+        from worker.fingerprints.stage import build_stage
+
+        return build_stage(self.sessions, self.analyzer, self.settings)
 
     @cached_property
     def queue(self) -> JobQueue:

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     analyzer: str = Field(default="embedded", description="embedded | noop")
     policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")
     kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
+    fingerprints: bool = Field(default=True, description="hash banks + verdict cache in front of the analyzer")
+    bank_refresh_s: float = Field(default=30.0, gt=0, le=60, description="how stale a worker's bank view may get")
+    cache_shared_tenants: list[str] = Field(default_factory=list,
+                                            description="tenants whose verdict caches are shared with each other")
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
     ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
     classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")

@@ -256,6 +256,12 @@ def current_action(session: Session, job_id: uuid.UUID) -> ActionRecord | None:
     return _action(row) if row else None
 
 
+def verdict_of(session: Session, job_id: uuid.UUID) -> Verdict | None:
+    """A finished job's verdict (the fingerprint cache reuses it)."""
+    row = session.scalar(sa.select(VerdictRow).where(VerdictRow.job_id == job_id))
+    return _verdict(row) if row is not None else None
+
+
 def job_view(session: Session, job_id: uuid.UUID) -> JobView | None:
     job = get_job(session, job_id)
     if job is None:

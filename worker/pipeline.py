@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 import sqlalchemy.exc
@@ -26,6 +26,9 @@ from memeguard.schemas import Verdict
 from policies import Decision, Policy, evaluate
 from worker.analyzers import AnalysisInput, Analyzer, AnalyzerError
 
+if TYPE_CHECKING:
+    from worker.fingerprints.stage import Fingerprinted, Fingerprinting
+
 log = logging.getLogger(__name__)
 ACTOR = "worker"
 
@@ -35,6 +38,7 @@ class PipelineResult:
     verdict: Verdict
     decision: Decision
     timings: dict[str, float]
+    known: Fingerprinted | None = None  # image hashes + caption to store for the cache
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Deps:
     policy: Policy
     max_attempts: int
     max_frames: int
+    fingerprints: Fingerprinting | None = None
 
 
 TRANSIENT = (
@@ -72,20 +77,32 @@ def _ms(started: float) -> float:
 
 
 def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
-                  policy: Policy, max_frames: int) -> PipelineResult:
-    """Decode -> analyze -> decide. ``memeguard analyze`` calls this too, so the CLI is the same pipeline."""
+                  policy: Policy, max_frames: int, fingerprints: Fingerprinting | None = None,
+                  tenant: str = "", item_key: str = "") -> PipelineResult:
+    """Decode -> (fingerprints) -> analyze -> decide. ``memeguard analyze`` calls this too, so the CLI is the
+    same pipeline."""
     started = time.perf_counter()
-    frames = decode_frames(data, max_frames) if analyzer.needs_pixels else []
+    frames = decode_frames(data, max_frames) if analyzer.needs_pixels or fingerprints else []
     timings = {"decode_ms": _ms(started)}
     started = time.perf_counter()
-    result = analyzer.analyze(AnalysisInput(frames, post_text, context))
+    known = None
+    if fingerprints is not None:
+        from worker.fingerprints.stage import analyze_known
+
+        known = analyze_known(frames, post_text, context, analyzer=analyzer, stage=fingerprints, tenant=tenant,
+                              item_key=item_key)
+        verdict = known.verdict
+        timings.update(known.timings)
+    else:
+        result = analyzer.analyze(AnalysisInput(frames, post_text, context))
+        timings.update({k: round(v, 3) for k, v in result.timings.items()})
+        verdict = result.verdict
     timings["model_ms"] = _ms(started)
-    timings.update({k: round(v, 3) for k, v in result.timings.items()})
-    verdict = result.verdict.model_copy(update={"latency_ms": timings["model_ms"]})
+    verdict = verdict.model_copy(update={"latency_ms": timings["model_ms"]})
     started = time.perf_counter()
     decision = evaluate(policy, verdict)
     timings["policy_ms"] = _ms(started)
-    return PipelineResult(verdict, decision, timings)
+    return PipelineResult(verdict, decision, timings, known)
 
 
 def process_job(job_id: uuid.UUID, deps: Deps) -> Outcome:
@@ -99,6 +116,8 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
     Transient errors propagate (the caller re-publishes with backoff); a job whose analysis fails for any
     other reason is dead-lettered with its reason, so no job is ever silently dropped."""
     unique = list(dict.fromkeys(job_ids))
+    if deps.fingerprints is not None:
+        deps.fingerprints.matcher.maybe_refresh()
     with deps.sessions() as session:
         claims = store.claim_jobs(session, unique, deps.max_attempts)
         session.commit()
@@ -150,7 +169,8 @@ def _run(job: store.JobRecord, deps: Deps) -> PipelineResult:
         raise BlobNotFound("job has no image")
     data = deps.blobs.get(job.image_sha256)
     return analyze_bytes(data, job.post_text, job.context, analyzer=deps.analyzer, policy=deps.policy,
-                         max_frames=deps.max_frames)
+                         max_frames=deps.max_frames, fingerprints=deps.fingerprints, tenant=job.tenant,
+                         item_key=f"{job.tenant}/{job.content_id}")
 
 
 def _error_code(exc: Exception) -> str:
@@ -171,6 +191,8 @@ def _store_all(ready: list[tuple[store.JobRecord, PipelineResult, dict[str, floa
     try:
         with sessions() as session:
             store.finish_jobs(session, [(j.id, r.verdict, r.decision, t) for j, r, t in ready])
+            for job, result, _ in ready:
+                _remember(session, job, result)
             session.commit()
     except IntegrityError:
         return {job.id: _store(job, result, timings, sessions) for job, result, timings in ready}
@@ -185,11 +207,24 @@ def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, floa
     with sessions() as session:
         try:
             store.finish_job(session, job.id, result.verdict, result.decision, timings)
+            _remember(session, job, result)
             session.commit()
         except IntegrityError:
             session.rollback()
             return _duplicate(job.id)
     return _done(job, result, {**timings, "store_ms": _ms(started)})
+
+
+def _remember(session: Session, job: store.JobRecord, result: PipelineResult) -> None:
+    """Store the image hashes and caption with the verdict (same transaction), so repeats find it."""
+    known = result.known
+    if known is None or known.hashes is None:
+        return
+    from memeguard import banks
+
+    hashes = known.hashes
+    banks.save_fingerprint(session, job.id, job.tenant, hashes.pdq_hex, hashes.quality, hashes.phash_hex,
+                           known.caption)
 
 
 def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:

@@ -23,6 +23,7 @@ class AnalysisInput:
     frames: list[Image.Image]
     post_text: str = ""
     context: dict[str, Any] = field(default_factory=dict)
+    ocr_text: str | None = None  # text already read from the frames (the fingerprint stage read it)
 
 
 @dataclass(frozen=True)

@@ -104,15 +104,20 @@ class EmbeddedAnalyzer:
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         started = time.perf_counter()
-        ocr_text = self._ocr(item.frames)
+        ocr_text = item.ocr_text if item.ocr_text is not None else self._ocr(item.frames)
         ocr_ms = (time.perf_counter() - started) * 1000
         return self.read_text(ocr_text, item.post_text, item.context, ocr_ms)
+
+    def read_image_text(self, frames: Sequence[Image.Image]) -> str:
+        """The OCR this analyzer uses (the fingerprint stage reads text once and passes it on)."""
+        return self._ocr(frames)
 
     def read_text(self, ocr_text: str, post_text: str = "", context: dict[str, Any] | None = None,
                   ocr_ms: float = 0.0) -> AnalysisResult:
         """Everything after OCR (the evaluation harness's ``--no-render`` mode starts here)."""
         started = time.perf_counter()
-        text = joined(ocr_text, post_text)
+        templates = " ".join(str(t) for t in (context or {}).get("templates", []))
+        text = joined(ocr_text, post_text, templates)  # a matched template (狗头, 熊猫头) reads as a cue
         matches = read(self.kb.match(text), text)
         learned = self._learned(ocr_text, post_text, matches)
         verdict = self._verdict(ocr_text, matches, ocr_ms, learned, {**(context or {}),

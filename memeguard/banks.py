@@ -1,0 +1,234 @@
+"""Hash banks at the storage edge: create and configure banks, add/remove hashes, import/export CSV,
+read changes for the workers' incremental refresh, and the verdict cache's job fingerprints.
+
+Every change is audited in the same transaction (who, what, before/after), as HMA does for its banks.
+CSV is the format of ThreatExchange's PDQ tools: one ``pdq_hex,quality[,note]`` line per image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from memeguard import store
+from memeguard.db import Bank, BankHash, BankKind, JobFingerprint, utcnow
+
+PDQ_HEX = re.compile(r"^[0-9a-f]{64}$")
+PHASH_HEX = re.compile(r"^[0-9a-f]{16}$")
+BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+
+
+class BankError(ValueError):
+    """A bank operation refused, with the reason (unknown bank, bad hash, bad setting)."""
+
+
+@dataclass(frozen=True)
+class BankRecord:
+    id: int
+    name: str
+    kind: BankKind
+    label: str
+    pdq_distance: int
+    phash_distance: int
+    enabled: bool
+    enabled_ratio: float
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class HashRecord:
+    id: int
+    bank_id: int
+    pdq: str | None
+    pdq_quality: int | None
+    phash: str | None
+    note: str
+    source: str
+    removed_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewHash:
+    pdq: str | None
+    pdq_quality: int | None = None
+    phash: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FingerprintRecord:
+    id: int
+    job_id: uuid.UUID
+    tenant: str
+    pdq: str
+    pdq_quality: int
+    phash: str
+    text: str
+
+
+def create_bank(session: Session, name: str, kind: BankKind, label: str = "", *, actor: str,
+                pdq_distance: int = 31, phash_distance: int = 8) -> BankRecord:
+    """Names are lower-case slugs; distances are bounded so a typo cannot make a bank match everything."""
+    if not BANK_NAME.match(name):
+        raise BankError(f"bank name {name!r}: use lower-case letters, digits, '_', '.', '-'")
+    _check_distances(pdq_distance, phash_distance)
+    if session.scalar(sa.select(Bank.id).where(Bank.name == name)) is not None:
+        raise BankError(f"bank {name!r} already exists")
+    row = Bank(name=name, kind=kind, label=label, pdq_distance=pdq_distance, phash_distance=phash_distance,
+               enabled=True, enabled_ratio=1.0)
+    session.add(row)
+    session.flush()
+    _audit(session, actor, "bank.created", {"bank": name, "kind": kind.value, "label": label})
+    return _bank(row)
+
+
+def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -> BankRecord:
+    """Change enabled, enabled_ratio (0..1, gradual rollout), label or the match distances."""
+    row = _bank_row(session, name)
+    allowed = {"enabled", "enabled_ratio", "label", "pdq_distance", "phash_distance"}
+    if unknown := set(changes) - allowed:
+        raise BankError(f"unknown bank settings: {sorted(unknown)}")
+    if not 0.0 <= float(changes.get("enabled_ratio", row.enabled_ratio)) <= 1.0:
+        raise BankError("enabled_ratio must be between 0 and 1")
+    _check_distances(changes.get("pdq_distance", row.pdq_distance), changes.get("phash_distance", row.phash_distance))
+    before = {key: getattr(row, key) for key in changes}
+    for key, value in changes.items():
+        setattr(row, key, value)
+    row.updated_at = utcnow()
+    session.flush()
+    _audit(session, actor, "bank.configured", {"bank": name, "before": before, "after": changes})
+    return _bank(row)
+
+
+def add_hashes(session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str) -> list[int]:
+    """Insert hashes (validated: lower-case hex of the right width) and audit the batch."""
+    row = _bank_row(session, name)
+    for new in hashes:
+        _check_hash(new)
+    rows = [BankHash(bank_id=row.id, pdq=h.pdq, pdq_quality=h.pdq_quality, phash=h.phash, note=h.note,
+                     source=source, added_by=actor) for h in hashes]
+    session.add_all(rows)
+    session.flush()
+    _audit(session, actor, "bank.hashes_added",
+           {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]})
+    return [r.id for r in rows]
+
+
+def remove_hashes(session: Session, name: str, ids: list[int], *, actor: str) -> int:
+    """Soft-delete (``removed_at``), so every worker's incremental refresh sees the removal."""
+    row = _bank_row(session, name)
+    result = session.execute(sa.update(BankHash).where(BankHash.bank_id == row.id, BankHash.id.in_(ids),
+                                                        BankHash.removed_at.is_(None)).values(removed_at=utcnow()))
+    count = int(getattr(result, "rowcount", 0) or 0)
+    _audit(session, actor, "bank.hashes_removed", {"bank": name, "count": count, "ids": ids[:100]})
+    return count
+
+
+def list_banks(session: Session) -> list[tuple[BankRecord, int]]:
+    """Every bank with its number of live hashes."""
+    live = sa.func.count(BankHash.id).filter(BankHash.removed_at.is_(None))
+    query = sa.select(Bank, live).outerjoin(BankHash, BankHash.bank_id == Bank.id).group_by(Bank.id).order_by(Bank.name)
+    return [(_bank(bank), int(count)) for bank, count in session.execute(query)]
+
+
+def import_csv(session: Session, name: str, text: str, *, actor: str, source: str) -> list[int]:
+    """ThreatExchange PDQ CSV (``pdq_hex,quality[,note]``); a bad line fails the whole import with its number."""
+    hashes = []
+    for number, fields in enumerate(csv.reader(io.StringIO(text)), 1):
+        if not fields or fields[0].startswith("#") or fields[0].strip().lower() in ("hash", "pdq"):
+            continue
+        try:
+            quality = int(fields[1]) if len(fields) > 1 and fields[1].strip() else None
+        except ValueError as exc:
+            raise BankError(f"line {number}: quality {fields[1]!r} is not an integer") from exc
+        new = NewHash(fields[0].strip().lower(), quality, None, fields[2] if len(fields) > 2 else "")
+        try:
+            _check_hash(new)
+        except BankError as exc:
+            raise BankError(f"line {number}: {exc}") from exc
+        hashes.append(new)
+    return add_hashes(session, name, hashes, actor=actor, source=source)
+
+
+def export_csv(session: Session, name: str) -> str:
+    """The bank's live PDQ hashes in the same CSV format."""
+    row = _bank_row(session, name)
+    query = sa.select(BankHash).where(BankHash.bank_id == row.id, BankHash.removed_at.is_(None),
+                                      BankHash.pdq.is_not(None)).order_by(BankHash.id)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    for item in session.scalars(query):
+        writer.writerow([item.pdq, "" if item.pdq_quality is None else item.pdq_quality, item.note])
+    return out.getvalue()
+
+
+def banks_snapshot(session: Session) -> list[BankRecord]:
+    return [_bank(b) for b in session.scalars(sa.select(Bank).order_by(Bank.id))]
+
+
+def hashes_after(session: Session, after_id: int, limit: int = 100_000) -> list[HashRecord]:
+    """Live hashes added after ``after_id`` (the refresh's high-water mark), oldest first."""
+    query = sa.select(BankHash).where(BankHash.id > after_id, BankHash.removed_at.is_(None)) \
+        .order_by(BankHash.id).limit(limit)
+    return [_hash(h) for h in session.scalars(query)]
+
+
+def removed_since(session: Session, since: datetime) -> list[int]:
+    query = sa.select(BankHash.id).where(BankHash.removed_at.is_not(None), BankHash.removed_at >= since)
+    return [int(i) for i in session.scalars(query)]
+
+
+def save_fingerprint(session: Session, job_id: uuid.UUID, tenant: str, pdq: str, pdq_quality: int, phash: str,
+                     text: str) -> None:
+    session.add(JobFingerprint(job_id=job_id, tenant=tenant, pdq=pdq, pdq_quality=pdq_quality, phash=phash,
+                               text=text))
+
+
+def fingerprints_after(session: Session, after_id: int, limit: int = 100_000) -> list[FingerprintRecord]:
+    query = sa.select(JobFingerprint).where(JobFingerprint.id > after_id).order_by(JobFingerprint.id).limit(limit)
+    return [FingerprintRecord(f.id, f.job_id, f.tenant, f.pdq, f.pdq_quality, f.phash, f.text)
+            for f in session.scalars(query)]
+
+
+def _audit(session: Session, actor: str, event: str, detail: dict[str, Any]) -> None:
+    store.audit(session, event, actor=actor, detail=detail)
+
+
+def _bank_row(session: Session, name: str) -> Bank:
+    row = session.scalar(sa.select(Bank).where(Bank.name == name))
+    if row is None:
+        raise BankError(f"no bank named {name!r}")
+    return row
+
+
+def _check_hash(new: NewHash) -> None:
+    if new.pdq is None and new.phash is None:
+        raise BankError("a hash needs a PDQ or a pHash")
+    if new.pdq is not None and not PDQ_HEX.match(new.pdq):
+        raise BankError(f"PDQ hash {new.pdq[:70]!r} is not 64 lower-case hex digits")
+    if new.phash is not None and not PHASH_HEX.match(new.phash):
+        raise BankError(f"pHash {new.phash[:20]!r} is not 16 lower-case hex digits")
+    if new.pdq_quality is not None and not 0 <= new.pdq_quality <= 100:
+        raise BankError(f"PDQ quality {new.pdq_quality} is outside 0..100")
+
+
+def _check_distances(pdq: int, phash: int) -> None:
+    if not 0 <= int(pdq) <= 64 or not 0 <= int(phash) <= 16:
+        raise BankError("match distances: PDQ 0..64, pHash 0..16 bits")
+
+
+def _bank(row: Bank) -> BankRecord:
+    return BankRecord(row.id, row.name, row.kind, row.label, row.pdq_distance, row.phash_distance, row.enabled,
+                      row.enabled_ratio, row.updated_at)
+
+
+def _hash(row: BankHash) -> HashRecord:
+    return HashRecord(row.id, row.bank_id, row.pdq, row.pdq_quality, row.phash, row.note, row.source, row.removed_at)

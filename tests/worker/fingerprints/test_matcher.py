@@ -1,0 +1,87 @@
+"""The worker's bank view on real PostgreSQL: incremental refresh, allow-lists, rollout, removal."""
+
+from __future__ import annotations
+
+import io
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import banks
+from memeguard.banks import NewHash
+from memeguard.db import BankKind
+from memeguard.imaging import decode_frames
+from memeguard.samples import render_meme
+from worker.fingerprints.hashing import ImageHashes, hash_frame
+from worker.fingerprints.matcher import Matcher
+
+
+def hashes(text: str, template: str = "doge", jpeg: int | None = None) -> ImageHashes:
+    data = render_meme(text, template)
+    if jpeg is not None:
+        out = io.BytesIO()
+        decode_frames(data, 1)[0].save(out, "JPEG", quality=jpeg)
+        data = out.getvalue()
+    return hash_frame(decode_frames(data, 1)[0])
+
+
+DOGE = hashes("笑死")
+
+
+def add_bank(sessions: sessionmaker[Session], name: str, kind: BankKind, label: str, image: ImageHashes) -> list[int]:
+    with sessions() as session:
+        banks.create_bank(session, name, kind, label, actor="test")
+        ids = banks.add_hashes(session, name, [NewHash(image.pdq_hex, image.quality, image.phash_hex)],
+                               actor="test", source="unit")
+        session.commit()
+    return ids
+
+
+def test_a_template_match_survives_reencoding_and_is_picked_up_by_refresh(pg_sessions: sessionmaker[Session]) -> None:
+    matcher = Matcher(pg_sessions, refresh_s=0)
+    matcher.refresh()
+    assert matcher.match([hashes("笑死", jpeg=30)], "acme", "k").templates == []
+    add_bank(pg_sessions, "doge", BankKind.TEMPLATE, "狗头", DOGE)
+    matcher.maybe_refresh()  # incremental: only what changed
+    found = matcher.match([hashes("笑死", jpeg=30)], "acme", "k")
+    assert found.templates == ["狗头"] and found.banks[0].distance <= 31
+
+
+def test_an_allow_list_suppresses_other_matches(pg_sessions: sessionmaker[Session]) -> None:
+    add_bank(pg_sessions, "harmful", BankKind.HARMFUL, "general_offense", DOGE)
+    add_bank(pg_sessions, "allow", BankKind.ALLOW, "", DOGE)
+    matcher = Matcher(pg_sessions)
+    matcher.refresh()
+    found = matcher.match([DOGE], "acme", "k")
+    assert found.banks == [] and found.harmful == []
+    assert {h.bank.name for h in found.suppressed} == {"harmful"}
+
+
+def test_disabled_banks_rollout_ratio_and_removal(pg_sessions: sessionmaker[Session]) -> None:
+    ids = add_bank(pg_sessions, "doge", BankKind.TEMPLATE, "狗头", DOGE)
+    matcher = Matcher(pg_sessions)
+    with pg_sessions() as session:
+        banks.configure_bank(session, "doge", actor="test", enabled=False)
+        session.commit()
+    matcher.refresh()
+    assert matcher.match([DOGE], "acme", "k").banks == []
+    with pg_sessions() as session:
+        banks.configure_bank(session, "doge", actor="test", enabled=True, enabled_ratio=0.5)
+        session.commit()
+    matcher.refresh()
+    applied = [bool(matcher.match([DOGE], "acme", f"item-{i}").banks) for i in range(200)]
+    assert 60 < sum(applied) < 140  # about half the items, and stable per item:
+    assert applied == [bool(matcher.match([DOGE], "acme", f"item-{i}").banks) for i in range(200)]
+    with pg_sessions() as session:
+        banks.configure_bank(session, "doge", actor="test", enabled_ratio=1.0)
+        banks.remove_hashes(session, "doge", ids, actor="test")
+        session.commit()
+    matcher.refresh()
+    assert matcher.match([DOGE], "acme", "k").banks == []
+
+
+def test_low_quality_hashes_never_match(pg_sessions: sessionmaker[Session]) -> None:
+    flat = ImageHashes(pdq=0, quality=10, phash=0)
+    add_bank(pg_sessions, "flat", BankKind.HARMFUL, "general_offense", ImageHashes(0, 100, 0))
+    matcher = Matcher(pg_sessions)
+    matcher.refresh()
+    assert matcher.match([flat], "acme", "k").harmful == []

@@ -1,0 +1,126 @@
+"""Known memes never cost a second inference: repeats reuse the verdict, a changed caption never does."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import banks, store
+from memeguard.banks import NewHash
+from memeguard.blobs import LocalBlobStore
+from memeguard.db import BankKind
+from memeguard.imaging import decode_frames
+from memeguard.queue import InlineQueue
+from memeguard.samples import render_meme
+from policies import load_policy
+from producer.service import Producer
+from producer.validation import Limits
+from worker.analyzers.base import AnalysisInput, AnalysisResult
+from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.fingerprints.hashing import hash_frame
+from worker.fingerprints.matcher import Matcher
+from worker.fingerprints.stage import Fingerprinting
+from worker.pipeline import Deps, process_job
+
+LIMITS = Limits(2_000_000, 4_000_000, 4, 200, 512)
+
+
+@dataclass
+class Counting:
+    """The real embedded analyzer, counting how often it is asked (what the cache must save)."""
+
+    inner: EmbeddedAnalyzer
+    calls: list[str] = field(default_factory=list)
+    name: str = "embedded"
+    version: str = "counting"
+    needs_pixels: bool = True
+
+    def analyze(self, item: AnalysisInput) -> AnalysisResult:
+        self.calls.append(item.post_text)
+        return self.inner.analyze(item)
+
+
+def reencode(data: bytes) -> bytes:
+    out = io.BytesIO()
+    decode_frames(data, 1)[0].save(out, "JPEG", quality=30)
+    return out.getvalue()
+
+
+@pytest.fixture
+def setup(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_analyzer):  # type: ignore[no-untyped-def]
+    analyzer = Counting(embedded_analyzer)
+
+    def load(job_id: uuid.UUID):  # type: ignore[no-untyped-def]
+        with pg_sessions() as session:
+            return store.verdict_of(session, job_id)
+
+    stage = Fingerprinting(Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]),
+                           embedded_analyzer.read_image_text, load)
+    deps = Deps(pg_sessions, blobs, analyzer, load_policy(), 3, 4, stage)
+    producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), LIMITS)
+
+    def run(data: bytes, content_id: str, post_text: str = "", tenant: str = "acme"):  # type: ignore[no-untyped-def]
+        job_id = producer.submit(data, content_id, tenant=tenant, post_text=post_text).job_id
+        assert process_job(job_id, deps).status == "done"
+        with pg_sessions() as session:
+            return store.verdict_of(session, job_id)
+
+    return analyzer, run
+
+
+def test_a_reencoded_repeat_reuses_the_verdict_without_the_model(setup) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    meme = render_meme("你个sb赶紧去死", "doge")
+    first = run(meme, "c1", "看这个")
+    again = run(reencode(meme), "c2", "看这个")
+    assert len(analyzer.calls) == 1
+    assert (again.emotion, again.intent, again.harm_type, again.confidence) == \
+        (first.emotion, first.intent, first.harm_type, first.confidence)
+    assert again.signals[0].source == "fingerprint" and "reused verdict" in again.signals[0].evidence[0]
+
+
+@pytest.mark.parametrize(("caption", "post_text"), [("今天天气真好", "看这个"), ("你个sb赶紧去死", "别的配文")])
+def test_a_changed_caption_or_post_text_never_reuses(setup, caption: str, post_text: str) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    run(render_meme("你个sb赶紧去死", "doge"), "c1", "看这个")
+    later = run(render_meme(caption, "doge"), "c2", post_text)
+    assert len(analyzer.calls) == 2 and not any("reused" in e for s in later.signals for e in s.evidence)
+
+
+def test_cache_is_shared_across_tenants_only_when_both_allow(setup) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    meme = render_meme("笑死", "doge")
+    run(meme, "c1", tenant="acme")
+    run(meme, "c2", tenant="beta")  # both share: reused
+    run(meme, "c3", tenant="gamma")  # gamma does not share: analysed
+    assert len(analyzer.calls) == 2
+
+
+def test_a_known_harmful_bank_decides_without_the_model(setup, pg_sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    meme = render_meme("一段看似无害的文字", "panda")
+    image = hash_frame(decode_frames(meme, 1)[0])
+    with pg_sessions() as session:
+        banks.create_bank(session, "known-bad", BankKind.HARMFUL, "targeted_harm", actor="t")
+        banks.add_hashes(session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)],
+                         actor="t", source="unit")
+        session.commit()
+    verdict = run(reencode(meme), "c1")
+    assert analyzer.calls == [] and verdict.harm_type.value == "targeted_harm"
+    assert verdict.analyzer == "fingerprint" and "known-bad" in verdict.explanation
+
+
+def test_a_template_bank_reaches_the_analyzer_as_a_cue(setup, pg_sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    image = hash_frame(decode_frames(render_meme("你个sb", "doge"), 1)[0])
+    with pg_sessions() as session:
+        banks.create_bank(session, "doge", BankKind.TEMPLATE, "狗头", actor="t")
+        banks.add_hashes(session, "doge", [NewHash(None, None, image.phash_hex)], actor="t", source="unit")
+        session.commit()
+    verdict = run(render_meme("你个sb", "doge"), "c1")
+    assert any("template 狗头" in e for s in verdict.signals for e in s.evidence)
+    assert "狗头" in verdict.explanation and verdict.intent.value == "sarcasm"  # the softener applied

@@ -1,0 +1,127 @@
+"""The fingerprint stage in front of the analyzer: known memes never cost a second inference.
+
+hash the frames -> match banks and the cache -> (known-harmful bank: decided without the model)
+-> (cache candidate: read the text, reuse the earlier verdict when the caption matches too)
+-> otherwise run the analyzer, with matched templates as context and the text already read.
+The caller stores the image hashes and caption with the verdict, so the next repeat finds it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import store
+from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
+from worker.analyzers.base import AnalysisInput, Analyzer
+from worker.fingerprints.hashing import ImageHashes, caption, hash_frames
+from worker.fingerprints.matcher import BankHit, ImageMatch, Matcher
+
+if TYPE_CHECKING:
+    from memeguard.settings import Settings
+
+OcrFn = Callable[[Sequence[Image.Image]], str]
+BANK_CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Fingerprinted:
+    verdict: Verdict
+    hashes: ImageHashes | None  # the first frame's, stored for the cache
+    caption: str
+    ran_model: bool
+    timings: dict[str, float]  # fingerprint_ms, and the analyzer's own stages when it ran
+
+
+@dataclass(frozen=True)
+class Fingerprinting:
+    """What the stage needs: the matcher, how to read text (None: no OCR, post text only), how to load an
+    earlier job's verdict."""
+
+    matcher: Matcher
+    ocr: OcrFn | None
+    load_verdict: Callable[[uuid.UUID], Verdict | None]
+
+
+def analyze_known(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
+                  stage: Fingerprinting, tenant: str, item_key: str) -> Fingerprinted:
+    started = time.perf_counter()
+    match = stage.matcher.match(hash_frames(frames), tenant, item_key)
+    hashed_ms = (time.perf_counter() - started) * 1000
+    first = match.hashes[0] if match.hashes else None
+    timings = {"fingerprint_ms": round(hashed_ms, 3)}
+    if match.harmful:
+        verdict = _bank_verdict(match.harmful[0], hashed_ms)
+        return Fingerprinted(verdict, first, caption("", post_text), False, timings)
+    started = time.perf_counter()
+    ocr_text = stage.ocr(frames) if stage.ocr is not None and match.cache else None
+    if ocr_text is not None:
+        timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
+        return Fingerprinted(reused, first, caption(ocr_text or "", post_text), False, timings)
+    context = {**context, "templates": match.templates} if match.templates else context
+    result = analyzer.analyze(AnalysisInput(frames, post_text, context, ocr_text=ocr_text))
+    verdict = result.verdict.model_copy(update={"signals": [*result.verdict.signals, _signal(match, hashed_ms)]})
+    timings.update({k: round(v, 3) for k, v in result.timings.items() if k not in timings})
+    return Fingerprinted(verdict, first, caption(verdict.ocr_text, post_text), True, timings)
+
+
+def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting,
+           hashed_ms: float) -> Verdict | None:
+    hit = match.reusable(caption(ocr_text, post_text))
+    earlier = stage.load_verdict(hit.job_id) if hit is not None else None
+    if hit is None or earlier is None:
+        return None
+    evidence = [f"reused verdict of job {hit.job_id}", f"pdq distance {hit.distance}", "caption matches"]
+    signal = Signal(source="fingerprint", decided=["emotion", "intent", "harm_type", "confidence"],
+                    evidence=evidence, weight=1.0, latency_ms=round(hashed_ms, 2))
+    explanation = f"与已审内容相同（图片与文字均匹配），沿用其结论。{earlier.explanation}"
+    return earlier.model_copy(update={"signals": [signal, *earlier.signals], "latency_ms": round(hashed_ms, 2),
+                                      "explanation": explanation})
+
+
+def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
+    """A known-harmful bank decides the harm type (its label, when it names one) without the model."""
+    labels = {h.value for h in HarmType}
+    harm = HarmType(hit.bank.label) if hit.bank.label in labels else HarmType.GENERAL_OFFENSE
+    where = f"{hit.signal.upper()} 距离 {hit.distance}"
+    return Verdict(
+        emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=BANK_CONFIDENCE,
+        explanation=f"图片命中已知有害内容库「{hit.bank.name}」（{where}），按库标签判定，未调用模型。",
+        signals=[Signal(source="fingerprint", decided=["harm_type", "confidence"], weight=1.0,
+                        evidence=[f"bank {hit.bank.name} hash {hit.hash_id} {hit.signal} d={hit.distance}"],
+                        latency_ms=round(hashed_ms, 2))],
+        analyzer="fingerprint", analyzer_version=f"bank:{hit.bank.name}", latency_ms=round(hashed_ms, 2))
+
+
+def _signal(match: ImageMatch, hashed_ms: float) -> Signal:
+    evidence = [f"template {h.bank.label or h.bank.name} ({h.signal} d={h.distance})" for h in match.banks]
+    evidence += [f"allow-list suppressed {h.bank.name}" for h in match.suppressed]
+    if match.hashes and not any(h.matchable for h in match.hashes):
+        evidence.append(f"PDQ quality {max(h.quality for h in match.hashes)} < 50: not matched")
+    return Signal(source="fingerprint", decided=[], evidence=evidence or ["no known meme"],
+                  latency_ms=round(hashed_ms, 2))
+
+
+def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: Settings) -> Fingerprinting:
+    """The stage for a worker: its matcher, the analyzer's OCR when it has one, verdicts from the store."""
+    try:
+        import imagehash  # noqa: F401
+        import pdqhash  # noqa: F401
+    except ImportError as exc:
+        raise RuntimeError("fingerprints need the CPU extra (`pip install 'memeguard[cpu]'`); "
+                           "or turn them off with MEMEGUARD_FINGERPRINTS=false") from exc
+    matcher = Matcher(sessions, refresh_s=settings.bank_refresh_s, shared_tenants=settings.cache_shared_tenants)
+    ocr = getattr(analyzer, "read_image_text", None)
+
+    def load_verdict(job_id: uuid.UUID) -> Verdict | None:
+        with sessions() as session:
+            return store.verdict_of(session, job_id)
+
+    return Fingerprinting(matcher, ocr, load_verdict)
