@@ -132,6 +132,15 @@ def remove_hashes(session: Session, name: str, ids: list[int], *, actor: str) ->
     return count
 
 
+def add_job(session: Session, name: str, job_id: uuid.UUID, *, actor: str, note: str = "") -> list[int]:
+    """Put a moderated item's image into a bank (a reviewer's "confirmed harmful" / "benign template")."""
+    row = session.scalar(sa.select(JobFingerprint).where(JobFingerprint.job_id == job_id))
+    if row is None:
+        raise BankError(f"job {job_id} has no fingerprint (not finished, or fingerprints were off)")
+    new = NewHash(row.pdq, row.pdq_quality, row.phash, note or f"job {job_id}")
+    return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}")
+
+
 def list_banks(session: Session) -> list[tuple[BankRecord, int]]:
     """Every bank with its number of live hashes."""
     live = sa.func.count(BankHash.id).filter(BankHash.removed_at.is_(None))

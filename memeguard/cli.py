@@ -1,4 +1,4 @@
-"""The ``memeguard`` command line: demo, analyze, api, worker, db, policy, jobs, config."""
+"""The ``memeguard`` command line: demo, analyze, api, worker, db, policy, jobs, banks, train, eval, config."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from memeguard.cli_banks import banks_app
 from memeguard.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="memeguard: read Chinese memes, moderate them.")
@@ -27,6 +28,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(jobs_app, name="jobs")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
 app.add_typer(eval_app, name="eval")
+app.add_typer(banks_app, name="banks")
 
 EXIT_REJECTED = 2
 

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
     classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
+    admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
 
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 25_000_000
@@ -85,6 +86,14 @@ class Settings(BaseSettings):
                     f"{MIN_API_KEY_LENGTH} characters; generate one with `openssl rand -hex 24`"
                 )
         return keys
+
+    @field_validator("admin_api_key")
+    @classmethod
+    def _admin_key_is_real(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and (is_placeholder(key.get_secret_value())
+                                or len(key.get_secret_value()) < MIN_API_KEY_LENGTH):
+            raise ValueError(f"admin API key is a placeholder or shorter than {MIN_API_KEY_LENGTH} characters")
+        return key
 
     @model_validator(mode="after")
     def _database_password_is_real(self) -> Settings:

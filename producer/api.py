@@ -27,6 +27,7 @@ from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
 from memeguard.runtime import Runtime
 from memeguard.views import job_json
+from producer.banks_api import router as banks_router
 from producer.service import JobRef, Rejection, Submission
 
 POLL_S = 0.05
@@ -57,6 +58,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.include_router(router)
+    app.include_router(banks_router)
     return app
 
 

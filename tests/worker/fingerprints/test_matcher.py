@@ -85,3 +85,20 @@ def test_low_quality_hashes_never_match(pg_sessions: sessionmaker[Session]) -> N
     matcher = Matcher(pg_sessions)
     matcher.refresh()
     assert matcher.match([flat], "acme", "k").harmful == []
+
+
+def test_a_bank_change_reaches_a_running_matcher_after_the_refresh_interval(
+        pg_sessions: sessionmaker[Session]) -> None:
+    import time
+
+    from memeguard.settings import Settings
+
+    assert Settings().bank_refresh_s <= 60  # the promise: every worker within 60 s
+    matcher = Matcher(pg_sessions, refresh_s=0.3)
+    matcher.maybe_refresh()
+    add_bank(pg_sessions, "doge", BankKind.TEMPLATE, "狗头", DOGE)
+    matcher.maybe_refresh()  # too soon: still the old view
+    assert matcher.match([DOGE], "acme", "k").templates == []
+    time.sleep(0.35)
+    matcher.maybe_refresh()
+    assert matcher.match([DOGE], "acme", "k").templates == ["狗头"]

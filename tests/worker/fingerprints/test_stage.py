@@ -115,7 +115,7 @@ def test_a_known_harmful_bank_decides_without_the_model(setup, pg_sessions: sess
 
 
 def test_a_template_bank_reaches_the_analyzer_as_a_cue(setup, pg_sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
-    analyzer, run = setup
+    _, run = setup
     image = hash_frame(decode_frames(render_meme("你个sb", "doge"), 1)[0])
     with pg_sessions() as session:
         banks.create_bank(session, "doge", BankKind.TEMPLATE, "狗头", actor="t")

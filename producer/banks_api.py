@@ -1,0 +1,135 @@
+"""``/v1/banks``: bank curation over HTTP for trust-and-safety tooling (the admin key, never a tenant key).
+
+Banks are shared by every tenant, so a platform's ingestion key cannot change them. Each call is one
+transaction with its audit entry; a refused change answers 422 (404 for an unknown bank) with the reason.
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from memeguard import banks
+from memeguard.banks import BankError, BankRecord, NewHash
+from memeguard.db import BankKind
+from memeguard.runtime import Runtime
+
+router = APIRouter(prefix="/v1/banks", tags=["banks"])
+T = TypeVar("T")
+
+
+class BankIn(BaseModel):
+    name: str
+    kind: BankKind
+    label: str = ""
+    pdq_distance: int = 31
+    phash_distance: int = 8
+
+
+class BankPatch(BaseModel):
+    enabled: bool | None = None
+    enabled_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
+    label: str | None = None
+    pdq_distance: int | None = None
+    phash_distance: int | None = None
+
+
+class HashIn(BaseModel):
+    pdq: str | None = None
+    quality: int | None = None
+    phash: str | None = None
+    note: str = ""
+
+
+class HashIds(BaseModel):
+    ids: list[int]
+
+
+def admin_of(request: Request, authorization: Annotated[str | None, Header()] = None,
+             x_api_key: Annotated[str | None, Header()] = None) -> str:
+    """The admin key (MEMEGUARD_ADMIN_API_KEY) or 401; with none configured, bank curation is off (403)."""
+    runtime: Runtime = request.app.state.runtime
+    configured = runtime.settings.admin_api_key
+    if configured is None:
+        raise HTTPException(403, {"error": "banks_disabled", "message": "no MEMEGUARD_ADMIN_API_KEY configured"})
+    presented = (x_api_key or (authorization or "").removeprefix("Bearer ")).strip().encode()
+    if not hmac.compare_digest(presented, configured.get_secret_value().encode()):
+        raise HTTPException(401, {"error": "unauthorized", "message": "bank curation needs the admin API key"},
+                            headers={"WWW-Authenticate": "Bearer"})
+    return "api:admin"
+
+
+Admin = Annotated[str, Depends(admin_of)]
+
+
+def _change(request: Request, change: Callable[[Session], T]) -> T:
+    runtime: Runtime = request.app.state.runtime
+    with runtime.sessions() as session:
+        try:
+            result = change(session)
+        except BankError as exc:
+            status = 404 if str(exc).startswith("no bank named") else 422
+            raise HTTPException(status, {"error": "bank_refused", "message": str(exc)}) from exc
+        session.commit()
+    return result
+
+
+def _bank_json(bank: BankRecord, count: int | None = None) -> dict[str, Any]:
+    data = {"name": bank.name, "kind": bank.kind.value, "label": bank.label, "enabled": bank.enabled,
+            "enabled_ratio": bank.enabled_ratio, "pdq_distance": bank.pdq_distance,
+            "phash_distance": bank.phash_distance}
+    return data if count is None else {**data, "hashes": count}
+
+
+@router.get("", summary="Banks with their live hash counts")
+def list_banks(request: Request, _: Admin) -> list[dict[str, Any]]:
+    return [_bank_json(b, n) for b, n in _change(request, banks.list_banks)]
+
+
+@router.post("", status_code=201, summary="Create a bank (template, harmful or allow-list)")
+def create_bank(request: Request, actor: Admin, body: BankIn) -> dict[str, Any]:
+    bank = _change(request, lambda s: banks.create_bank(s, body.name, body.kind, body.label, actor=actor,
+                                                        pdq_distance=body.pdq_distance,
+                                                        phash_distance=body.phash_distance))
+    return _bank_json(bank)
+
+
+@router.patch("/{name}", summary="Enable/disable, roll out gradually, change distances")
+def configure_bank(request: Request, actor: Admin, name: str, body: BankPatch) -> dict[str, Any]:
+    changes = body.model_dump(exclude_none=True)
+    return _bank_json(_change(request, lambda s: banks.configure_bank(s, name, actor=actor, **changes)))
+
+
+@router.post("/{name}/hashes", status_code=201, summary="Add hashes (PDQ and/or pHash, lower-case hex)")
+def add_hashes(request: Request, actor: Admin, name: str, body: list[HashIn]) -> dict[str, Any]:
+    new = [NewHash(h.pdq, h.quality, h.phash, h.note) for h in body]
+    return {"ids": _change(request, lambda s: banks.add_hashes(s, name, new, actor=actor, source="api"))}
+
+
+@router.post("/{name}/hashes:remove", summary="Remove hashes by id")
+def remove_hashes(request: Request, actor: Admin, name: str, body: HashIds) -> dict[str, Any]:
+    return {"removed": _change(request, lambda s: banks.remove_hashes(s, name, body.ids, actor=actor))}
+
+
+@router.post("/{name}/hashes:import", status_code=201, summary="Import ThreatExchange PDQ CSV (text/csv)")
+def import_csv(request: Request, actor: Admin, name: str,
+               body: Annotated[str, Body(media_type="text/csv")]) -> dict[str, Any]:
+    ids = _change(request, lambda s: banks.import_csv(s, name, body, actor=actor, source="api:csv"))
+    return {"imported": len(ids)}
+
+
+@router.get("/{name}/hashes.csv", response_class=PlainTextResponse, summary="Export the live PDQ hashes")
+def export_csv(request: Request, _: Admin, name: str) -> str:
+    return _change(request, lambda s: banks.export_csv(s, name))
+
+
+@router.post("/{name}/jobs/{job_id}", status_code=201, summary="Add a moderated job's image to the bank")
+def add_job(request: Request, actor: Admin, name: str, job_id: uuid.UUID) -> dict[str, Any]:
+    return {"ids": _change(request, lambda s: banks.add_job(s, name, job_id, actor=actor))}

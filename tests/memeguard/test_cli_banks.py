@@ -1,0 +1,54 @@
+"""``memeguard banks`` as an operator runs it (real subprocesses, a real SQLite database)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from memeguard.samples import render_meme
+from tests.memeguard.test_cli import _demo_content_id, memeguard
+
+
+def test_bank_lifecycle_from_the_command_line(tmp_path: Path) -> None:
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    image = tmp_path / "doge.png"
+    image.write_bytes(render_meme("笑死", "doge"))
+    steps = [("create", "doge", "--kind", "template", "--label", "狗头"), ("add", "doge", str(image)),
+             ("set", "doge", "--ratio", "0.5", "--actor", "alice"), ("export", "doge")]
+    outputs = []
+    for step in steps:
+        result = memeguard("banks", *step, data_dir=tmp_path)
+        assert result.returncode == 0, result.stderr
+        outputs.append(result.stdout)
+    exported = outputs[-1].strip().split(",")
+    assert len(exported[0]) == 64 and int(exported[1]) >= 50 and exported[2] == "doge.png"
+    csv_file = tmp_path / "bank.csv"
+    csv_file.write_text(outputs[-1], encoding="utf-8")
+    assert memeguard("banks", "create", "copy", "--kind", "harmful", data_dir=tmp_path).returncode == 0
+    assert "imported 1" in memeguard("banks", "import", "copy", str(csv_file), data_dir=tmp_path).stdout
+    listing = memeguard("banks", "list", data_dir=tmp_path).stdout
+    assert "doge" in listing and "ratio=0.5" in listing and "copy" in listing
+
+
+def test_refused_changes_exit_2_with_the_reason(tmp_path: Path) -> None:
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("nothex,90\n", encoding="utf-8")
+    assert memeguard("banks", "create", "b", "--kind", "harmful", data_dir=tmp_path).returncode == 0
+    result = memeguard("banks", "import", "b", str(bad), data_dir=tmp_path)
+    assert result.returncode == 2 and "line 1: PDQ hash 'nothex'" in result.stderr
+    result = memeguard("banks", "set", "missing", "--disabled", data_dir=tmp_path)
+    assert result.returncode == 2 and "no bank named 'missing'" in result.stderr
+
+
+def test_a_finished_job_can_be_added_to_a_bank(tmp_path: Path) -> None:
+    demo = memeguard("demo", data_dir=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    jobs = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path),
+                     data_dir=tmp_path)
+    job_id = json.loads(jobs.stdout)["job_id"] if jobs.returncode == 0 else None
+    assert job_id, jobs.stderr
+    assert memeguard("banks", "create", "confirmed", "--kind", "harmful", "--label", "general_offense",
+                     data_dir=tmp_path).returncode == 0
+    added = memeguard("banks", "add-job", "confirmed", job_id, "--actor", "reviewer:ann", data_dir=tmp_path)
+    assert added.returncode == 0 and "added job" in added.stdout, added.stderr
