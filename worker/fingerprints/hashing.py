@@ -71,11 +71,15 @@ def caption(ocr_text: str, post_text: str) -> str:
 
 
 def same_caption(a: str, b: str) -> bool:
-    """Exact after normalisation, or near (OCR noise: similarity >= NEAR_CAPTION). A changed caption is a
-    different meme even on the same template."""
-    if a == b:
+    """The post text must be equal (it is typed, not read); the text in the image equal or near (OCR noise:
+    similarity >= NEAR_CAPTION). A changed caption is a different meme even on the same template."""
+    a_ocr, _, a_post = a.partition(SEPARATOR)
+    b_ocr, _, b_post = b.partition(SEPARATOR)
+    if a_post != b_post:
+        return False
+    if a_ocr == b_ocr:
         return True
-    return bool(a and b) and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= NEAR_CAPTION
+    return bool(a_ocr and b_ocr) and difflib.SequenceMatcher(None, a_ocr, b_ocr, autojunk=False).ratio() >= NEAR_CAPTION
 
 
 def _bits_to_int(bits: np.ndarray) -> int:

@@ -32,6 +32,7 @@ from worker.fingerprints.hashing import PDQ_BITS, PHASH_BITS, ImageHashes, same_
 from worker.fingerprints.index import MultiIndexHash, to_words
 
 CACHE_PDQ_DISTANCE = 31
+CACHE_PHASH_DISTANCE = 8  # pHash survives crops that move PDQ far; the caption check still guards reuse
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class CacheHit:
     job_id: uuid.UUID
     tenant: str
     distance: int
+    signal: str = "pdq"
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Matcher:
         self._sessions, self.refresh_s, self.shared = sessions, refresh_s, frozenset(shared_tenants)
         self._lock = threading.Lock()
         self._pdq, self._phash = MultiIndexHash(PDQ_BITS), MultiIndexHash(PHASH_BITS)
-        self._jobs = MultiIndexHash(PDQ_BITS)
+        self._jobs, self._jobs_phash = MultiIndexHash(PDQ_BITS), MultiIndexHash(PHASH_BITS)
         self._hash_bank: dict[int, int] = {}
         self._jobs_meta: dict[int, FingerprintRecord] = {}
         self.banks: dict[int, BankRecord] = {}
@@ -108,7 +110,8 @@ class Matcher:
         allowed = [hit for hit in live if hit.bank.kind is BankKind.ALLOW]
         banks = [] if allowed else [hit for hit in live if hit.bank.kind is not BankKind.ALLOW]
         suppressed = [hit for hit in live if allowed and hit.bank.kind is not BankKind.ALLOW]
-        cache = sorted({c for h in usable for c in self._cache_hits(h, tenant)}, key=lambda c: c[0].distance)
+        cache = sorted({c for h in usable for c in self._cache_hits(h, tenant)},
+                       key=lambda c: (c[0].signal != "pdq", c[0].distance))
         return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache)
 
     def _bank_hits(self, image: ImageHashes) -> list[BankHit]:
@@ -126,12 +129,16 @@ class Matcher:
         return hits
 
     def _cache_hits(self, image: ImageHashes, tenant: str) -> list[tuple[CacheHit, str]]:
-        out = []
-        for row_id, distance in self._jobs.search(to_words(image.pdq, PDQ_BITS), CACHE_PDQ_DISTANCE):
+        """Earlier jobs with a near image (PDQ, else pHash) that this tenant may reuse."""
+        found = [("pdq", *hit) for hit in self._jobs.search(to_words(image.pdq, PDQ_BITS), CACHE_PDQ_DISTANCE)]
+        found += [("phash", *hit) for hit in
+                  self._jobs_phash.search(to_words(image.phash, PHASH_BITS), CACHE_PHASH_DISTANCE)]
+        out: dict[uuid.UUID, tuple[CacheHit, str]] = {}
+        for signal, row_id, distance in found:
             meta = self._jobs_meta[row_id]
             if meta.tenant == tenant or (tenant in self.shared and meta.tenant in self.shared):
-                out.append((CacheHit(meta.job_id, meta.tenant, distance), meta.text))
-        return out
+                out.setdefault(meta.job_id, (CacheHit(meta.job_id, meta.tenant, distance, signal), meta.text))
+        return list(out.values())
 
     @staticmethod
     def _applies(bank: BankRecord, item_key: str) -> bool:
@@ -150,7 +157,9 @@ class Matcher:
         self._hash_mark = max([self._hash_mark, *(r.id for r in rows)])
 
     def _add_fingerprints(self, rows: list[FingerprintRecord]) -> None:
-        _add(self._jobs, [(r.id, int(r.pdq, 16)) for r in rows if r.pdq_quality >= 50], PDQ_BITS)
+        usable = [r for r in rows if r.pdq_quality >= 50]
+        _add(self._jobs, [(r.id, int(r.pdq, 16)) for r in usable], PDQ_BITS)
+        _add(self._jobs_phash, [(r.id, int(r.phash, 16)) for r in usable], PHASH_BITS)
         self._jobs_meta.update({r.id: r for r in rows})
         self._job_mark = max([self._job_mark, *(r.id for r in rows)])
 

@@ -78,7 +78,7 @@ def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinti
     earlier = stage.load_verdict(hit.job_id) if hit is not None else None
     if hit is None or earlier is None:
         return None
-    evidence = [f"reused verdict of job {hit.job_id}", f"pdq distance {hit.distance}", "caption matches"]
+    evidence = [f"reused verdict of job {hit.job_id}", f"{hit.signal} distance {hit.distance}", "caption matches"]
     signal = Signal(source="fingerprint", decided=["emotion", "intent", "harm_type", "confidence"],
                     evidence=evidence, weight=1.0, latency_ms=round(hashed_ms, 2))
     explanation = f"与已审内容相同（图片与文字均匹配），沿用其结论。{earlier.explanation}"

@@ -58,3 +58,4 @@ def test_captions_match_exactly_or_nearly_after_normalisation() -> None:
     assert same_caption(caption("你说得对但是原神是一款游戏啊", ""), caption("你说得对但是原神是一款游戏阿", ""))
     assert not same_caption(caption("你说得对但是", ""), caption("今天天气真好", ""))
     assert not same_caption(caption("笑死", "狗头"), caption("笑死", "垃圾"))  # post text counts too
+    assert not same_caption(caption("嗨你再照会儿镜子好不好", "配文0"), caption("嗨你再照会儿镜子好不好", "配文7"))
