@@ -78,6 +78,7 @@ class Fleet:
         self.port = free_port()
         self.env = {**os.environ, "MEMEGUARD_DATABASE_URL": self.url, "MEMEGUARD_BROKER_URL": REDIS,
                     "MEMEGUARD_QUEUE_NAME": f"memeguard.bench.{self.db}", "MEMEGUARD_ANALYZER": "noop",
+                    "MEMEGUARD_FINGERPRINTS": "false",  # fleet overhead only; bench/repeats.py measures hashing
                     "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
                     "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0",
                     "MEMEGUARD_WORKER_BATCH_SIZE": str(worker_batch)}
