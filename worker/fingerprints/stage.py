@@ -103,6 +103,8 @@ def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
 def _signal(match: ImageMatch, hashed_ms: float) -> Signal:
     evidence = [f"template {h.bank.label or h.bank.name} ({h.signal} d={h.distance})" for h in match.banks]
     evidence += [f"allow-list suppressed {h.bank.name}" for h in match.suppressed]
+    if match.cache:  # reached the analyzer, so no caption matched: the same picture with other words
+        evidence.append(f"image matches {len(match.cache)} earlier job(s) with another caption: template only")
     if match.hashes and not any(h.matchable for h in match.hashes):
         evidence.append(f"PDQ quality {max(h.quality for h in match.hashes)} < 50: not matched")
     return Signal(source="fingerprint", decided=[], evidence=evidence or ["no known meme"],

@@ -124,3 +124,26 @@ def test_a_template_bank_reaches_the_analyzer_as_a_cue(setup, pg_sessions: sessi
     verdict = run(render_meme("你个sb", "doge"), "c1")
     assert any("template 狗头" in e for s in verdict.signals for e in s.evidence)
     assert "狗头" in verdict.explanation and verdict.intent.value == "sarcasm"  # the softener applied
+
+
+def test_an_image_only_repeat_is_reported_as_a_template_not_reused(setup) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    run(render_meme("你个sb赶紧去死", "doge"), "c1", "看这个")
+    later = run(reencode(render_meme("你个sb赶紧去死", "doge")), "c2", "另一段配文")
+    assert len(analyzer.calls) == 2
+    assert any("another caption: template only" in e for s in later.signals for e in s.evidence)
+
+
+def test_any_sampled_frame_of_an_animation_matches_a_bank(setup, pg_sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    analyzer, run = setup
+    first, second = (decode_frames(render_meme(t, "panda"), 1)[0] for t in ("第一帧", "已知的有害第二帧"))
+    out = io.BytesIO()
+    first.save(out, "GIF", save_all=True, append_images=[second], duration=100, loop=0)
+    image = hash_frame(second)
+    with pg_sessions() as session:
+        banks.create_bank(session, "known-bad", BankKind.HARMFUL, "sexual_innuendo", actor="t")
+        banks.add_hashes(session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)],
+                         actor="t", source="unit")
+        session.commit()
+    verdict = run(out.getvalue(), "gif1")
+    assert verdict.harm_type.value == "sexual_innuendo" and analyzer.calls == []
