@@ -87,6 +87,12 @@ class Settings(BaseSettings):
                 )
         return keys
 
+    @field_validator("admin_api_key", mode="before")
+    @classmethod
+    def _empty_admin_key_is_none(cls, key: object) -> object:
+        """An empty value (compose's ``${MEMEGUARD_ADMIN_API_KEY:-}``) means bank curation is off."""
+        return None if key == "" else key
+
     @field_validator("admin_api_key")
     @classmethod
     def _admin_key_is_real(cls, key: SecretStr | None) -> SecretStr | None:

@@ -127,8 +127,9 @@ class HarmClassifier:
         model.decider.fit(features, y)
         model.nb = NbVoter.fit(features, y, [int(c) for c in model.decider.classes_])
         model.calibrated.fit(features, y)
-        digest = hashlib.sha256("\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels,
-                                                                                   strict=True)).encode())
+        rows = "\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels, strict=True))
+        # the version names the data, the model format and the knowledge base: change any, get a new version
+        digest = hashlib.sha256(f"format {ARTEFACT_FORMAT}\nkb {kb.version}\n{rows}".encode())
         model.version = f"tfidf-lr-{digest.hexdigest()[:12]}"
         model.trained = {"items": len(texts), "data_sha256_12": digest.hexdigest()[:12], "source": source,
                          "kb_version": kb.version, "seconds": round(time.perf_counter() - started, 2)}

@@ -75,3 +75,7 @@ def test_banks_are_off_without_an_admin_key(tmp_path: Path, sqlite_url: str) -> 
 def test_placeholder_admin_key_fails_fast() -> None:
     with pytest.raises(ValueError, match="admin API key"):
         Settings(admin_api_key="changeme")
+
+
+def test_an_empty_admin_key_means_curation_is_off() -> None:
+    assert Settings(admin_api_key="").admin_api_key is None

@@ -101,3 +101,8 @@ def test_nb_voter_weights_features_by_class_ratio() -> None:
     assert voter.ratios[0][0] > 0 > voter.ratios[0][1] and abs(voter.ratios[0][2]) < 1e-9  # shared feature: 0
     probs = voter.proba(features[:4])
     assert np.allclose(probs.sum(axis=1), 1.0) and list(probs.argmax(axis=1)) == [0, 0, 1, 1]
+
+
+def test_version_changes_with_the_knowledge_base() -> None:
+    small = KnowledgeBase(KB.entries[:50], "test-small")
+    assert HarmClassifier.fit(TEXTS, LABELS, small).version != HarmClassifier.fit(TEXTS, LABELS, KB).version
