@@ -32,6 +32,9 @@ from worker.fingerprints.hashing import PDQ_BITS, PHASH_BITS, ImageHashes, same_
 from worker.fingerprints.index import MultiIndexHash, to_words
 
 CACHE_PDQ_DISTANCE = 31
+# Ids come from a sequence but transactions commit out of order: a row with a lower id can become visible
+# after a refresh has read past it. Each refresh re-reads this many ids below its mark and skips known rows.
+ID_LAG = 10_000
 CACHE_PHASH_DISTANCE = 8  # pHash survives crops that move PDQ far; the caption check still guards reuse
 
 
@@ -95,9 +98,9 @@ class Matcher:
         started_at = utcnow()
         with self._sessions() as session, self._lock:
             self.banks = {b.id: b for b in bank_store.banks_snapshot(session)}
-            self._add_bank_hashes(bank_store.hashes_after(session, self._hash_mark))
+            self._add_bank_hashes(bank_store.hashes_after(session, max(0, self._hash_mark - ID_LAG)))
             removed = bank_store.removed_since(session, self._removals_since)
-            self._add_fingerprints(bank_store.fingerprints_after(session, self._job_mark))
+            self._add_fingerprints(bank_store.fingerprints_after(session, max(0, self._job_mark - ID_LAG)))
         self._pdq.remove(removed)
         self._phash.remove(removed)
         self._removals_since, self._refreshed_at = started_at, time.monotonic()
@@ -105,7 +108,10 @@ class Matcher:
     def match(self, hashes: list[ImageHashes], tenant: str, item_key: str) -> ImageMatch:
         """Bank and cache matches for an image (all of its sampled frames); low-quality hashes never match."""
         usable = [h for h in hashes if h.matchable]
-        hits = {(hit.bank.id, hit.hash_id): hit for h in usable for hit in self._bank_hits(h)}
+        hits: dict[tuple[int, int], BankHit] = {}
+        for hit in sorted((hit for h in usable for hit in self._bank_hits(h)), key=lambda h: (h.signal != "pdq",
+                                                                                             h.distance)):
+            hits.setdefault((hit.bank.id, hit.hash_id), hit)  # one hit per bank entry: PDQ's when both match
         live = [hit for hit in hits.values() if self._applies(hit.bank, item_key)]
         allowed = [hit for hit in live if hit.bank.kind is BankKind.ALLOW]
         banks = [] if allowed else [hit for hit in live if hit.bank.kind is not BankKind.ALLOW]
@@ -149,6 +155,7 @@ class Matcher:
         return int.from_bytes(digest[:4], "big") / 2**32 < bank.enabled_ratio
 
     def _add_bank_hashes(self, rows: list[bank_store.HashRecord]) -> None:
+        rows = [r for r in rows if r.id not in self._hash_bank]
         pdq = [(r.id, int(r.pdq, 16)) for r in rows if r.pdq]
         phash = [(r.id, int(r.phash, 16)) for r in rows if r.phash]
         _add(self._pdq, pdq, PDQ_BITS)
@@ -157,6 +164,7 @@ class Matcher:
         self._hash_mark = max([self._hash_mark, *(r.id for r in rows)])
 
     def _add_fingerprints(self, rows: list[FingerprintRecord]) -> None:
+        rows = [r for r in rows if r.id not in self._jobs_meta]
         usable = [r for r in rows if r.pdq_quality >= 50]
         _add(self._jobs, [(r.id, int(r.pdq, 16)) for r in usable], PDQ_BITS)
         _add(self._jobs_phash, [(r.id, int(r.phash, 16)) for r in usable], PHASH_BITS)

@@ -102,3 +102,29 @@ def test_a_bank_change_reaches_a_running_matcher_after_the_refresh_interval(
     time.sleep(0.35)
     matcher.maybe_refresh()
     assert matcher.match([DOGE], "acme", "k").templates == ["狗头"]
+
+
+def test_a_row_committed_late_below_the_mark_is_still_picked_up(pg_sessions: sessionmaker[Session]) -> None:
+    """Sequence ids are handed out before commit: a refresh can see id N+10 before id N+5 commits."""
+    from memeguard.db import BankHash
+
+    far = ImageHashes(DOGE.pdq ^ ((1 << 256) - 1), 100, DOGE.phash ^ 0xFFFFFFFF00000000)  # matches nothing here
+    [first] = add_bank(pg_sessions, "doge", BankKind.TEMPLATE, "狗头", far)
+
+    def insert(row_id: int, image: ImageHashes) -> None:
+        with pg_sessions() as session:
+            session.add(BankHash(id=row_id, bank_id=bank_id, pdq=image.pdq_hex, pdq_quality=image.quality,
+                                 phash=image.phash_hex, note="", source="late", added_by="t"))
+            session.commit()
+
+    with pg_sessions() as session:
+        bank_id = session.get(BankHash, first).bank_id  # type: ignore[union-attr]
+    insert(first + 10, far)
+    matcher = Matcher(pg_sessions)
+    matcher.refresh()  # its mark is now first + 10
+    assert matcher.match([DOGE], "acme", "k").banks == []
+    insert(first + 5, DOGE)  # committed after the refresh, below the mark
+    matcher.refresh()
+    assert [(h.hash_id, h.signal) for h in matcher.match([DOGE], "acme", "k").banks] == [(first + 5, "pdq")]
+    matcher.refresh()  # re-reading the window does not add it twice
+    assert [(h.hash_id, h.signal) for h in matcher.match([DOGE], "acme", "k").banks] == [(first + 5, "pdq")]
