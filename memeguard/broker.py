@@ -10,6 +10,7 @@ from memeguard.queue import TASK_NAME
 from memeguard.settings import Settings
 
 SWEEP_TASK = "memeguard.sweep"
+CALLBACKS_TASK = "memeguard.callbacks"
 
 
 def make_celery(settings: Settings) -> Any:
@@ -41,6 +42,7 @@ def make_celery(settings: Settings) -> Any:
         # at run time with `celery control enable_events`).
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
-        beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": 60.0}},
+        beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": 60.0},
+                       "deliver-callbacks": {"task": CALLBACKS_TASK, "schedule": settings.callback_poll_s}},
     )
     return app

@@ -29,6 +29,8 @@ app.add_typer(jobs_app, name="jobs")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(banks_app, name="banks")
+callbacks_app = typer.Typer(no_args_is_help=True, help="Signed callbacks to platforms.")
+app.add_typer(callbacks_app, name="callbacks")
 
 EXIT_REJECTED = 2
 
@@ -293,6 +295,22 @@ def jobs_requeue(older_than: Annotated[int, typer.Option(help="seconds untouched
     runtime = Runtime(load_settings())
     stale = requeue_stale(runtime.sessions, runtime.queue, timedelta(seconds=older_than))
     typer.echo(f"re-published {len(stale)} jobs")
+
+
+@callbacks_app.command("deliver")
+def callbacks_deliver() -> None:
+    """One pass of the callback sender (beat runs it every MEMEGUARD_CALLBACK_POLL_S in a fleet)."""
+    import httpx
+
+    from memeguard.db import make_engine, make_sessions
+    from worker.callbacks import deliver_due
+
+    settings = load_settings()
+    sessions = make_sessions(make_engine(settings.effective_database_url))
+    with httpx.Client(timeout=settings.callback_timeout_s) as client:
+        result = deliver_due(sessions, client, settings.callback_secret,
+                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s)
+    typer.echo(f"delivered {result.delivered}, retrying {result.retrying}, failed {result.failed}")
 
 
 @app.command()

@@ -191,6 +191,27 @@ class JobFingerprint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CallbackRow(Base):
+    """The outbox of signed callbacks to platforms: written in the transaction that changed the action,
+    delivered (and retried with backoff) by the callback sender."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_due", "delivered_at", "failed_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def make_engine(url: str) -> Engine:
     """Engine with the per-dialect settings memeguard relies on (SQLite: WAL + busy timeout)."""
     if url.startswith("sqlite"):

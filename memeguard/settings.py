@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
     admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
+    callback_secrets: dict[str, SecretStr] = Field(default_factory=dict,
+                                                   description="tenant -> HMAC secret for callbacks (else its API key)")
+    callback_max_attempts: int = Field(default=8, ge=1, description="deliveries tried before a callback fails")
+    callback_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles, capped at 1 h")
+    callback_timeout_s: float = Field(default=5.0, gt=0)
+    callback_poll_s: float = Field(default=5.0, gt=0, description="how often beat runs the callback sender")
 
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 25_000_000
@@ -120,10 +126,16 @@ class Settings(BaseSettings):
     def is_inline(self) -> bool:
         return self.broker_url == INLINE_BROKER
 
+    def callback_secret(self, tenant: str) -> bytes | None:
+        """The tenant's callback signing secret: its own entry, else its API key, else None."""
+        secret = self.callback_secrets.get(tenant) or self.api_keys.get(tenant)
+        return secret.get_secret_value().encode() if secret is not None else None
+
     def masked(self) -> dict[str, Any]:
         """Settings as plain data with every secret (API keys, URL passwords) replaced by ``***``."""
         data = self.model_dump(mode="json")
         data["api_keys"] = {tenant: "***" for tenant in self.api_keys}
+        data["callback_secrets"] = {tenant: "***" for tenant in self.callback_secrets}
         data["database_url"] = mask_url(self.effective_database_url)
         data["broker_url"] = mask_url(self.broker_url)
         data["blob_store"] = self.effective_blob_store

@@ -18,7 +18,7 @@ import sqlalchemy.exc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import metrics, store
+from memeguard import callbacks, metrics, store
 from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.imaging import decode_frames
 from memeguard.logs import job_context
@@ -193,6 +193,7 @@ def _store_all(ready: list[tuple[store.JobRecord, PipelineResult, dict[str, floa
             store.finish_jobs(session, [(j.id, r.verdict, r.decision, t) for j, r, t in ready])
             for job, result, _ in ready:
                 _remember(session, job, result)
+                callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
     except IntegrityError:
         return {job.id: _store(job, result, timings, sessions) for job, result, timings in ready}
@@ -208,6 +209,7 @@ def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, floa
         try:
             store.finish_job(session, job.id, result.verdict, result.decision, timings)
             _remember(session, job, result)
+            callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
         except IntegrityError:
             session.rollback()

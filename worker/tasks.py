@@ -9,11 +9,12 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
+import httpx
 from celery.signals import worker_process_init
 from celery_batches import Batches
 
 from memeguard.blobs import open_blob_store
-from memeguard.broker import SWEEP_TASK
+from memeguard.broker import CALLBACKS_TASK, SWEEP_TASK
 from memeguard.db import make_engine, make_sessions
 from memeguard.logs import configure_logging
 from memeguard.metrics import RETRIES
@@ -21,6 +22,7 @@ from memeguard.queue import TASK_NAME, CeleryQueue
 from memeguard.settings import get_settings
 from policies import load_policy
 from worker.analyzers import build_analyzer
+from worker.callbacks import deliver_due
 from worker.celery_app import app
 from worker.pipeline import Deps, is_transient, process_jobs
 from worker.sweeper import requeue_stale
@@ -99,6 +101,16 @@ def analyze(requests: list[Any]) -> list[str]:
     Redis redelivers them after the visibility timeout."""
     payloads = [(r.args[0] if r.args else None, int(r.kwargs.get("retries", 0))) for r in requests]
     return handle_batch(payloads, worker_deps(), _republish)
+
+
+@app.task(name=CALLBACKS_TASK, acks_late=True)
+def send_callbacks() -> dict[str, int]:
+    """Periodic (celery beat): deliver due callbacks, signed, with retries."""
+    settings = get_settings()
+    with httpx.Client(timeout=settings.callback_timeout_s) as client:
+        result = deliver_due(worker_deps().sessions, client, settings.callback_secret,
+                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s)
+    return {"delivered": result.delivered, "retrying": result.retrying, "failed": result.failed}
 
 
 @app.task(name=SWEEP_TASK, acks_late=True)

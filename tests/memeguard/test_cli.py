@@ -113,3 +113,9 @@ def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "memeguard"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "analyze" in result.stdout
+
+
+def test_callbacks_deliver_runs_one_pass(tmp_path: Path) -> None:
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    result = memeguard("callbacks", "deliver", data_dir=tmp_path)
+    assert result.returncode == 0 and "delivered 0, retrying 0, failed 0" in result.stdout

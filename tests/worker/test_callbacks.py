@@ -1,0 +1,133 @@
+"""Signed callbacks end to end: outbox row in the store transaction, delivery to a real local HTTP server,
+HMAC signature a platform can verify, retries with backoff, and a final failure that is audited."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import callbacks
+from memeguard.blobs import LocalBlobStore
+from memeguard.db import AuditEntry, CallbackRow
+from memeguard.queue import InlineQueue
+from policies import load_policy
+from producer.service import Producer
+from producer.validation import Limits
+from tests.images import solid
+from worker.analyzers.noop import NoopAnalyzer
+from worker.callbacks import deliver_due
+from worker.pipeline import Deps, process_job
+
+SECRET = b"platform-secret-0123456789"
+
+
+class Platform(ThreadingHTTPServer):
+    """A platform's callback endpoint on localhost: records requests, answers from a script of statuses."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses, self.received = statuses, []
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/memeguard"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Platform
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers), body))
+        status = self.server.statuses.pop(0) if self.server.statuses else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
+    server = Platform(list(getattr(request, "param", [])))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def run_job(sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None) -> None:
+    producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512))
+    job_id = producer.submit(solid("PNG"), "c1", tenant="acme", callback_url=url).job_id
+    deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), 3, 4)
+    assert process_job(job_id, deps).status == "done"
+
+
+def send(sessions: sessionmaker[Session], **kwargs: object) -> callbacks.Due | object:
+    options = {"max_attempts": 3, "backoff_s": 0.05, **kwargs}
+    with httpx.Client(timeout=2) as client:
+        return deliver_due(sessions, client, lambda tenant: SECRET if tenant == "acme" else None, **options)  # type: ignore[arg-type]
+
+
+def test_the_action_is_called_back_signed_once(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
+                                               platform: Platform) -> None:
+    run_job(pg_sessions, blobs, platform.url)
+    assert send(pg_sessions).delivered == 1  # type: ignore[attr-defined]
+    assert send(pg_sessions).delivered == 0  # type: ignore[attr-defined]  # never twice
+    [(headers, body)] = platform.received
+    assert callbacks.verify(SECRET, headers["X-Memeguard-Signature"], body, now=int(time.time()))
+    assert not callbacks.verify(SECRET, headers["X-Memeguard-Signature"], body + b" ", now=int(time.time()))
+    assert not callbacks.verify(SECRET, headers["X-Memeguard-Signature"], body, now=int(time.time()) + 3600)
+    payload = json.loads(body)
+    assert payload["event"] == "action" and payload["content_id"] == "c1" and payload["action"] == "allow"
+    assert headers["X-Memeguard-Event"] == "action" and headers["X-Memeguard-Delivery"].isdigit()
+
+
+def test_no_callback_url_no_callback(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore) -> None:
+    run_job(pg_sessions, blobs, None)
+    with pg_sessions() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(CallbackRow)) == 0
+
+
+@pytest.mark.parametrize("platform", [[500, 503]], indirect=True)
+def test_failures_are_retried_with_backoff(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
+                                           platform: Platform) -> None:
+    run_job(pg_sessions, blobs, platform.url)
+    assert send(pg_sessions).retrying == 1  # type: ignore[attr-defined]
+    assert send(pg_sessions).retrying == 0  # type: ignore[attr-defined]  # not due yet: backoff
+    time.sleep(0.08)
+    assert send(pg_sessions).retrying == 1  # type: ignore[attr-defined]  # second failure, delay doubled
+    time.sleep(0.15)
+    assert send(pg_sessions).delivered == 1  # type: ignore[attr-defined]
+    ids = {h["X-Memeguard-Delivery"] for h, _ in platform.received}
+    assert len(platform.received) == 3 and len(ids) == 1  # one delivery id across the retries
+
+
+def test_a_callback_that_keeps_failing_ends_failed_and_audited(pg_sessions: sessionmaker[Session],
+                                                               blobs: LocalBlobStore) -> None:
+    run_job(pg_sessions, blobs, "http://127.0.0.1:9/unreachable")  # nothing listens on port 9
+    assert send(pg_sessions, max_attempts=2).retrying == 1  # type: ignore[attr-defined]
+    time.sleep(0.06)
+    assert send(pg_sessions, max_attempts=2).failed == 1  # type: ignore[attr-defined]
+    with pg_sessions() as session:
+        row = session.scalars(sa.select(CallbackRow)).one()
+        assert row.failed_at is not None and row.attempts == 2 and "ConnectError" in (row.last_error or "")
+        assert session.scalars(sa.select(AuditEntry.event).where(AuditEntry.event == "callback.failed")).one()
+
+
+def test_a_tenant_without_a_secret_is_not_called_unsigned(pg_sessions: sessionmaker[Session],
+                                                          blobs: LocalBlobStore, platform: Platform) -> None:
+    run_job(pg_sessions, blobs, platform.url)
+    with httpx.Client(timeout=2) as client:
+        result = deliver_due(pg_sessions, client, lambda _tenant: None, max_attempts=3, backoff_s=1)
+    assert result.retrying == 1 and platform.received == []
+    with pg_sessions() as session:
+        assert "no signing secret" in (session.scalars(sa.select(CallbackRow.last_error)).one() or "")

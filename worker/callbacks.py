@@ -1,0 +1,65 @@
+"""The callback sender: deliver due outbox rows, signed, with retries. A plain function; the Celery beat task
+and ``memeguard callbacks deliver`` call it with their collaborators.
+
+A 2xx answer delivers; any other answer, a timeout or a connection error schedules a retry with backoff.
+The row is locked while it is being sent, so two senders never deliver it twice; a receiver that loses our
+connection after processing may see a retry, which ``X-Memeguard-Delivery`` lets it recognise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard import callbacks
+from memeguard.db import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
+def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of: Callable[[str], bytes | None], *,
+                max_attempts: int, backoff_s: float, limit: int = 50) -> SendResult:
+    """One pass over the due callbacks (one transaction: the locks hold until the outcomes are stored)."""
+    counts = {"delivered": 0, "retrying": 0, "failed": 0}
+    with sessions() as session:
+        now = utcnow()
+        for due in callbacks.claim_due(session, now, limit):
+            error = _post(client, due, secret_of(due.tenant))
+            if error is None:
+                callbacks.mark_delivered(session, due.id, now)
+                counts["delivered"] += 1
+            elif callbacks.mark_retry(session, due, error, now, max_attempts=max_attempts, backoff_s=backoff_s):
+                counts["retrying"] += 1
+            else:
+                counts["failed"] += 1
+        session.commit()
+    return SendResult(**counts)
+
+
+def _post(client: httpx.Client, due: callbacks.Due, secret: bytes | None) -> str | None:
+    """None when the platform answered 2xx, else what went wrong."""
+    if secret is None:
+        return f"no signing secret for tenant {due.tenant!r}: set MEMEGUARD_CALLBACK_SECRETS or its API key"
+    headers = {"Content-Type": "application/json", "X-Memeguard-Event": due.event,
+               "X-Memeguard-Delivery": str(due.id),
+               "X-Memeguard-Signature": callbacks.signature(secret, int(time.time()), due.body)}
+    try:
+        response = client.post(due.url, content=due.body, headers=headers)
+    except httpx.HTTPError as exc:
+        log.warning("callback %s to %s failed: %s", due.id, due.url, exc)
+        return f"{type(exc).__name__}: {exc}"
+    if 200 <= response.status_code < 300:
+        return None
+    return f"HTTP {response.status_code}: {response.text[:200]}"
