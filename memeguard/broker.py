@@ -28,7 +28,8 @@ def make_celery(settings: Settings) -> Any:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue_name,
-        task_routes={TASK_NAME: {"queue": settings.queue_name}, SWEEP_TASK: {"queue": settings.queue_name}},
+        task_routes={TASK_NAME: {"queue": settings.queue_name}, SWEEP_TASK: {"queue": settings.queue_name},
+                     CALLBACKS_TASK: {"queue": settings.queue_name}},
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.redelivery_check_s,
