@@ -191,6 +191,29 @@ class JobFingerprint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Role(StrEnum):
+    """Review console roles: a senior reviewer also takes escalations; an admin also manages people."""
+
+    REVIEWER = "reviewer"
+    SENIOR = "senior"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A trust-and-safety person (machines use API keys). Passwords are argon2id hashes."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[Role] = mapped_column(value_enum(Role, "user_role"))
+    tenants: Mapped[list[str]] = mapped_column(JSON, default=list)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None]
+
+
 class CallbackRow(Base):
     """The outbox of signed callbacks to platforms: written in the transaction that changed the action,
     delivered (and retried with backoff) by the callback sender."""

@@ -119,3 +119,17 @@ def test_callbacks_deliver_runs_one_pass(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     result = memeguard("callbacks", "deliver", data_dir=tmp_path)
     assert result.returncode == 0 and "delivered 0, retrying 0, failed 0" in result.stdout
+
+
+def test_users_add_list_disable(tmp_path: Path) -> None:
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    full_env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
+    added = subprocess.run([sys.executable, "-m", "memeguard.cli", "users", "add", "ann", "--role", "senior",
+                            "--tenant", "acme", "--password-stdin"], input="a long enough secret\n",
+                           capture_output=True, text=True, env=full_env, timeout=60, check=False)
+    assert added.returncode == 0 and "added ann (senior) for tenants: acme" in added.stdout, added.stderr
+    assert "ann" in memeguard("users", "list", data_dir=tmp_path).stdout
+    assert memeguard("users", "disable", "ann", data_dir=tmp_path).returncode == 0
+    assert "disabled" in memeguard("users", "list", data_dir=tmp_path).stdout
+    refused = memeguard("users", "disable", "nobody", data_dir=tmp_path)
+    assert refused.returncode == 2 and "no user named 'nobody'" in refused.stderr

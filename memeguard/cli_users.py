@@ -1,0 +1,63 @@
+"""``memeguard users``: review console accounts (add, list, disable). Passwords come from a hidden prompt or
+``--password-stdin`` (for provisioning scripts), never from the command line."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from typing import Annotated
+
+import typer
+
+from memeguard import users
+from memeguard.cli_banks import EXIT_REJECTED, _session
+from memeguard.db import Role
+
+users_app = typer.Typer(no_args_is_help=True, help="Review console accounts.")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        typer.echo("passwords differ", err=True)
+        raise typer.Exit(EXIT_REJECTED)
+    return first
+
+
+@users_app.command("add")
+def add(username: str, role: Annotated[Role, typer.Option()] = Role.REVIEWER,
+        tenant: Annotated[list[str] | None, typer.Option(help="tenant this person may review (repeat)")] = None,
+        password_stdin: bool = False, actor: str | None = None) -> None:
+    password = _password(password_stdin)
+    with _session() as session:
+        try:
+            user = users.add_user(session, username, password, role, tenant or [],
+                                  actor=actor or f"cli:{getpass.getuser()}")
+        except users.UserError as exc:
+            typer.echo(f"refused: {exc}", err=True)
+            raise typer.Exit(EXIT_REJECTED) from exc
+        session.commit()
+    typer.echo(f"added {user.username} ({user.role.value}) for tenants: {', '.join(user.tenants) or 'none'}")
+
+
+@users_app.command("list")
+def list_() -> None:
+    with _session() as session:
+        rows = users.list_users(session)
+    for user in rows:
+        state = "disabled" if user.disabled else "active"
+        typer.echo(f"{user.username:<24}{user.role.value:<10}{state:<10}{','.join(user.tenants)}")
+
+
+@users_app.command("disable")
+def disable(username: str, actor: str | None = None) -> None:
+    with _session() as session:
+        try:
+            users.disable_user(session, username, actor=actor or f"cli:{getpass.getuser()}")
+        except users.UserError as exc:
+            typer.echo(f"refused: {exc}", err=True)
+            raise typer.Exit(EXIT_REJECTED) from exc
+        session.commit()
+    typer.echo(f"disabled {username}")

@@ -1,0 +1,97 @@
+"""Review console accounts at the storage edge: add, list, disable, authenticate.
+
+Passwords are hashed with argon2id (argon2-cffi's defaults, rehashed on login when the parameters move on).
+Authentication answers the same way, and takes about as long, for an unknown user, a disabled one and a
+wrong password, so the login form does not reveal which accounts exist. Every change is audited.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.orm import Session
+
+from memeguard import store
+from memeguard.db import Role, User, utcnow
+from memeguard.settings import is_placeholder
+
+MIN_PASSWORD = 12
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
+_HASHER = PasswordHasher()
+_DUMMY_HASH = _HASHER.hash("memeguard-dummy-password")  # verified for unknown users: same cost, same answer
+
+
+class UserError(ValueError):
+    """An account change refused, with the reason."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    username: str
+    role: Role
+    tenants: tuple[str, ...]
+    disabled: bool
+    last_login_at: datetime | None
+
+
+def add_user(session: Session, username: str, password: str, role: Role, tenants: list[str], *,
+             actor: str) -> UserRecord:
+    """A reviewer sees only the tenants assigned; an admin with no tenants listed sees none (be explicit)."""
+    if not USERNAME.match(username):
+        raise UserError(f"username {username!r}: 2-64 lower-case letters, digits, '_', '.', '-'")
+    if len(password) < MIN_PASSWORD or is_placeholder(password):
+        raise UserError(f"password must be at least {MIN_PASSWORD} characters and not a placeholder")
+    if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
+        raise UserError(f"user {username!r} already exists")
+    row = User(username=username, password_hash=_HASHER.hash(password), role=role, tenants=sorted(set(tenants)),
+               disabled=False)
+    session.add(row)
+    session.flush()
+    store.audit(session, "user.added", actor=actor, detail={"user": username, "role": role.value,
+                                                           "tenants": row.tenants})
+    return _record(row)
+
+
+def disable_user(session: Session, username: str, *, actor: str) -> UserRecord:
+    row = _row(session, username)
+    row.disabled = True
+    session.flush()
+    store.audit(session, "user.disabled", actor=actor, detail={"user": username})
+    return _record(row)
+
+
+def list_users(session: Session) -> list[UserRecord]:
+    return [_record(u) for u in session.scalars(sa.select(User).order_by(User.username))]
+
+
+def authenticate(session: Session, username: str, password: str) -> UserRecord | None:
+    """The user if the password is right and the account enabled, else None (whatever the reason)."""
+    row = session.scalar(sa.select(User).where(User.username == username))
+    try:
+        _HASHER.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if row is None or row.disabled:
+        return None
+    if _HASHER.check_needs_rehash(row.password_hash):
+        row.password_hash = _HASHER.hash(password)
+    row.last_login_at = utcnow()
+    session.flush()
+    return _record(row)
+
+
+def _row(session: Session, username: str) -> User:
+    row = session.scalar(sa.select(User).where(User.username == username))
+    if row is None:
+        raise UserError(f"no user named {username!r}")
+    return row
+
+
+def _record(row: User) -> UserRecord:
+    return UserRecord(row.id, row.username, row.role, tuple(row.tenants), row.disabled, row.last_login_at)

@@ -1,0 +1,41 @@
+"""Review console accounts on real PostgreSQL: argon2id hashes, uniform refusals, audited changes."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from memeguard import users
+from memeguard.db import AuditEntry, Role, User
+from memeguard.users import UserError
+
+PASSWORD = "correct horse battery"
+
+
+def test_add_authenticate_disable(pg_session: Session) -> None:
+    added = users.add_user(pg_session, "ann", PASSWORD, Role.REVIEWER, ["tenant-b", "tenant-a"], actor="admin")
+    assert added.tenants == ("tenant-a", "tenant-b") and added.role is Role.REVIEWER
+    stored = pg_session.scalars(sa.select(User.password_hash)).one()
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    assert users.authenticate(pg_session, "ann", PASSWORD).last_login_at is not None  # type: ignore[union-attr]
+    users.disable_user(pg_session, "ann", actor="admin")
+    assert users.authenticate(pg_session, "ann", PASSWORD) is None
+    events = list(pg_session.scalars(sa.select(AuditEntry.event).order_by(AuditEntry.id)))
+    assert events == ["user.added", "user.disabled"]
+
+
+@pytest.mark.parametrize(("username", "password"), [("ann", "wrong password!!"), ("nobody", PASSWORD)])
+def test_wrong_password_and_unknown_user_look_the_same(pg_session: Session, username: str, password: str) -> None:
+    users.add_user(pg_session, "ann", PASSWORD, Role.SENIOR, ["t"], actor="admin")
+    assert users.authenticate(pg_session, username, password) is None
+
+
+@pytest.mark.parametrize(("username", "password", "reason"), [
+    ("Ann Smith", PASSWORD, "lower-case"), ("bob", "short", "at least 12"),
+    ("ann", PASSWORD, "already exists"),
+])
+def test_refusals_name_the_reason(pg_session: Session, username: str, password: str, reason: str) -> None:
+    users.add_user(pg_session, "ann", PASSWORD, Role.ADMIN, [], actor="admin")
+    with pytest.raises(UserError, match=reason):
+        users.add_user(pg_session, username, password, Role.REVIEWER, [], actor="admin")
