@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from memeguard import store
 from memeguard.db import CallbackRow, utcnow
-from memeguard.schemas import Verdict
+from memeguard.schemas import ModerationAction, Verdict
 from policies import Decision
 
 EVENT_ACTION = "action"
@@ -50,6 +50,17 @@ def enqueue_action(session: Session, job: store.JobRecord, verdict: Verdict, dec
                "action": decision.action.value, "policy": f"{decision.policy_name}@{decision.policy_version}",
                "rule_id": decision.rule_id, "harm_type": verdict.harm_type.value,
                "confidence": verdict.confidence, "at": utcnow().isoformat()}
+    session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=EVENT_ACTION,
+                            payload=payload, attempts=0, next_attempt_at=utcnow()))
+
+
+def enqueue_change(session: Session, job: store.JobRecord, action: ModerationAction, *, source: str,
+                   reason: str) -> None:
+    """Queue the "action changed" callback after a human decision (no-op without a callback URL)."""
+    if not job.callback_url:
+        return
+    payload = {"event": EVENT_ACTION, "job_id": str(job.id), "tenant": job.tenant, "content_id": job.content_id,
+               "action": action.value, "source": source, "reason": reason[:500], "at": utcnow().isoformat()}
     session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=EVENT_ACTION,
                             payload=payload, attempts=0, next_attempt_at=utcnow()))
 

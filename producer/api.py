@@ -202,6 +202,25 @@ def find_job(tenant: Tenant, runtime: Rt, content_id: Annotated[str, Query()]) -
     return job_json(_owned(runtime, tenant, str(job.id) if job else ""))
 
 
+class AppealIn(BaseModel):
+    reason: str = ""
+
+
+@router.post("/v1/jobs/{job_id}/appeal", status_code=201, summary="Appeal a job's action (review queue)")
+def appeal(tenant: Tenant, runtime: Rt, job_id: uuid.UUID, body: AppealIn) -> dict[str, Any]:
+    """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL."""
+    from memeguard import reviews
+
+    with runtime.sessions() as session:
+        try:
+            appeal_id = reviews.file_appeal(session, tenant, job_id, body.reason)
+        except reviews.ReviewError as exc:
+            status = 404 if "no such job" in str(exc) else 409
+            raise HTTPException(status, {"error": "appeal_refused", "message": str(exc)}) from exc
+        session.commit()
+    return {"appeal_id": appeal_id, "job_id": str(job_id), "status": "open"}
+
+
 @router.get("/healthz", include_in_schema=False)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}

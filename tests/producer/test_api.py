@@ -157,3 +157,12 @@ def test_an_api_node_never_loads_ocr_or_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout) == []
+
+
+def test_a_platform_can_appeal_its_own_job_only(client: TestClient) -> None:
+    created = post(client, render_meme("你个sb赶紧去死"), "appeal-1")
+    job_id = created.json()["job_id"]
+    filed = client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "误判"}, headers=A)
+    assert filed.status_code == 201 and filed.json()["status"] == "open"
+    assert client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "x"}, headers=B).status_code == 404
+    assert client.post(f"/v1/jobs/{job_id}/appeal", json={}, headers={}).status_code == 401
