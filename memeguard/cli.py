@@ -317,20 +317,33 @@ def callbacks_deliver() -> None:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", exists=True, dir_okay=False,
-                                       help="ToxiCN-style JSON, or JSONL of {text, harm_type}")],
+    data: Annotated[Path | None, typer.Option("--data", exists=True, dir_okay=False,
+                                              help="ToxiCN-style JSON, or JSONL of {text, harm_type}")] = None,
+    from_reviews: Annotated[bool, typer.Option(help="add reviewers' decisions from the database")] = False,
     out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
 ) -> None:
     """Train the embedded tier's text classifier; point MEMEGUARD_CLASSIFIER_PATH at the artefact."""
-    from worker.classifier import HarmClassifier
-    from worker.datasets import load_labelled
+    from worker.classifier import LABELS, HarmClassifier
+    from worker.datasets import LabelledItem, load_labelled
     from worker.evaluation import build_kb
 
     settings = load_settings()
-    items = load_labelled(data)
+    items = load_labelled(data) if data else []
+    if from_reviews:
+        from memeguard import reviews
+        from memeguard.db import make_engine, make_sessions
+
+        with make_sessions(make_engine(settings.effective_database_url))() as session:
+            reviewed = reviews.training_items(session)
+        items += [LabelledItem(r.text, LABELS.index(r.harm_type.value), r.context) for r in reviewed]
+    if len({i.harm_type for i in items}) < 2:
+        typer.echo(f"refused: {len(items)} labelled items with fewer than two harm types; give --data and/or "
+                   "--from-reviews with more decisions", err=True)
+        raise typer.Exit(EXIT_REJECTED)
     kb = build_kb(settings.kb_external)
+    source = ",".join(filter(None, [str(data) if data else "", "reviews" if from_reviews else ""]))
     classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb,
-                                    contexts=[i.context for i in items], source=str(data))
+                                    contexts=[i.context for i in items], source=source)
     path = classifier.save(out or settings.data_dir / "models" / f"{classifier.version}.joblib")
     typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
 

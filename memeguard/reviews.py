@@ -139,6 +139,31 @@ def file_appeal(session: Session, tenant: str, job_id: uuid.UUID, reason: str) -
     return row.id
 
 
+@dataclass(frozen=True)
+class Labelled:
+    """A reviewed item as training data: the text read from the image, its post text, the harm type."""
+
+    text: str
+    context: str
+    harm_type: HarmType
+
+
+def training_items(session: Session) -> list[Labelled]:
+    """What reviewers decided, as labelled data for ``memeguard train --from-reviews``: the latest confirm or
+    overturn per item; an overturn's ``labels["harm_type"]`` corrects the verdict, a confirm keeps it."""
+    query = (sa.select(ReviewRow.job_id, ReviewRow.decision, ReviewRow.labels, VerdictRow.ocr_text,
+                       VerdictRow.harm_type, Job.post_text)
+             .join(VerdictRow, VerdictRow.job_id == ReviewRow.job_id).join(Job, Job.id == ReviewRow.job_id)
+             .where(ReviewRow.decision.in_(("confirm", "overturn"))).order_by(ReviewRow.id))
+    latest: dict[uuid.UUID, Labelled] = {}
+    for job_id, decision, labels, ocr_text, harm, post_text in session.execute(query):
+        label = labels.get("harm_type") if decision == "overturn" else None
+        if label is not None and label not in {h.value for h in HarmType}:
+            continue  # a label the model cannot learn; the review itself stands
+        latest[job_id] = Labelled(ocr_text, post_text, HarmType(label) if label else harm)
+    return list(latest.values())
+
+
 def _after(decision: str, before: ModerationAction, action: ModerationAction | None, user: UserRecord,
            session: Session, job_id: uuid.UUID) -> ModerationAction | None:
     if decision == "confirm":

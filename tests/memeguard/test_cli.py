@@ -133,3 +133,31 @@ def test_users_add_list_disable(tmp_path: Path) -> None:
     assert "disabled" in memeguard("users", "list", data_dir=tmp_path).stdout
     refused = memeguard("users", "disable", "nobody", data_dir=tmp_path)
     assert refused.returncode == 2 and "no user named 'nobody'" in refused.stderr
+
+
+def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from memeguard import reviews, store, users
+    from memeguard.db import Role, make_engine, make_sessions
+    from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, Verdict
+    from policies import evaluate, load_policy
+
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    refused = memeguard("train", "--from-reviews", data_dir=tmp_path)
+    assert refused.returncode == 2 and "fewer than two harm types" in refused.stderr
+    sessions = make_sessions(make_engine(f"sqlite:///{tmp_path / 'memeguard.db'}"))
+    with sessions() as session:
+        ann = users.add_user(session, "ann", "correct horse battery", Role.REVIEWER, ["acme"], actor="t")
+        examples = [("早上好呀朋友们", HarmType.NONE), ("你个傻逼滚蛋", HarmType.GENERAL_OFFENSE)] * 6
+        for n, (text, harm) in enumerate(examples):
+            job = store.insert_jobs(session, [store.NewJob("acme", f"c{n}", JobStatus.RUNNING)])[0]
+            verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=0.7,
+                              explanation="x", ocr_text=text, analyzer="t", analyzer_version="1")
+            store.finish_jobs(session, [(job.id, verdict, evaluate(load_policy(), verdict), {})])
+            reviews.claim(session, job.id, ann)
+            reviews.decide(session, job.id, ann, "confirm", reason="ok")
+        session.commit()
+        assert session.scalar(sa.text("SELECT count(*) FROM reviews")) == 12
+    trained = memeguard("train", "--from-reviews", "--out", str(tmp_path / "m.joblib"), data_dir=tmp_path)
+    assert trained.returncode == 0 and "on 12 items" in trained.stdout, trained.stderr

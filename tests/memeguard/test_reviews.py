@@ -118,3 +118,15 @@ def test_queue_order_is_severity_then_age(pg_session: Session, ann: users.UserRe
     low = item(pg_session, HarmType.DISPIRITED_CULTURE, 0.5)
     assert [i.job_id for i in reviews.queue(pg_session, ann, "low_confidence")] == [low]
     assert [i.job_id for i in reviews.queue(pg_session, ann, "throttled")] == [low]
+
+
+def test_decisions_become_training_data(pg_session: Session, ann: users.UserRecord) -> None:
+    confirmed = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
+    corrected = item(pg_session, HarmType.SEXUAL_INNUENDO, 0.7)
+    escalated = item(pg_session, HarmType.TARGETED_HARM, 0.7)
+    for job_id, decision, labels in [(confirmed, "confirm", None), (corrected, "overturn", {"harm_type": "none"}),
+                                     (escalated, "escalate", None)]:
+        reviews.claim(pg_session, job_id, ann)
+        reviews.decide(pg_session, job_id, ann, decision, reason="r", labels=labels,
+                       action=ModerationAction.ALLOW if decision == "overturn" else None)
+    assert sorted(r.harm_type.value for r in reviews.training_items(pg_session)) == ["general_offense", "none"]
