@@ -1,5 +1,6 @@
 """The review back end on real PostgreSQL: tenant isolation, claims, decisions that change the action and
-call back, escalation by role, appeals, queue order."""
+call back, escalation by role, appeals, queue order. Tenant "rev" is this file's own: other tests commit
+"acme" jobs to the shared test database."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from policies import evaluate, load_policy
 PASSWORD = "correct horse battery"
 
 
-def item(session: Session, harm: HarmType, confidence: float, tenant: str = "acme",
+def item(session: Session, harm: HarmType, confidence: float, tenant: str = "rev",
          callback: str | None = "https://platform.example/hook") -> uuid.UUID:
     """A finished job whose action the real default policy decided."""
     job_id = store.insert_jobs(session, [store.NewJob(tenant, f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING,
@@ -32,12 +33,12 @@ def item(session: Session, harm: HarmType, confidence: float, tenant: str = "acm
 
 @pytest.fixture
 def ann(pg_session: Session) -> users.UserRecord:
-    return users.add_user(pg_session, "ann", PASSWORD, Role.REVIEWER, ["acme"], actor="admin")
+    return users.add_user(pg_session, "ann", PASSWORD, Role.REVIEWER, ["rev"], actor="admin")
 
 
 @pytest.fixture
 def sam(pg_session: Session) -> users.UserRecord:
-    return users.add_user(pg_session, "sam", PASSWORD, Role.SENIOR, ["acme"], actor="admin")
+    return users.add_user(pg_session, "sam", PASSWORD, Role.SENIOR, ["rev"], actor="admin")
 
 
 def test_overturn_changes_the_action_audits_and_calls_back(pg_session: Session, ann: users.UserRecord) -> None:
@@ -99,7 +100,7 @@ def test_escalation_goes_to_seniors(pg_session: Session, ann: users.UserRecord, 
 def test_an_appeal_enters_the_queue_and_its_outcome_is_called_back(pg_session: Session,
                                                                    ann: users.UserRecord) -> None:
     job_id = item(pg_session, HarmType.SEXUAL_INNUENDO, 0.95)  # blocked by policy
-    reviews.file_appeal(pg_session, "acme", job_id, "这是正常的泳装照")
+    reviews.file_appeal(pg_session, "rev", job_id, "这是正常的泳装照")
     with pytest.raises(ReviewError, match="no such job"):
         reviews.file_appeal(pg_session, "beta", job_id, "not theirs")
     assert [i.job_id for i in reviews.queue(pg_session, ann, "appeals")] == [job_id]
