@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
     admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
+    console_secret: SecretStr | None = Field(default=None,
+                                             description="signs review console sessions; unset = console off")
+    console_secure_cookies: bool = Field(default=True, description="session cookie only over HTTPS")
     callback_secrets: dict[str, SecretStr] = Field(default_factory=dict,
                                                    description="tenant -> HMAC secret for callbacks (else its API key)")
     callback_max_attempts: int = Field(default=8, ge=1, description="deliveries tried before a callback fails")
@@ -92,6 +95,13 @@ class Settings(BaseSettings):
                     f"{MIN_API_KEY_LENGTH} characters; generate one with `openssl rand -hex 24`"
                 )
         return keys
+
+    @field_validator("console_secret")
+    @classmethod
+    def _console_secret_is_real(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and (is_placeholder(key.get_secret_value()) or len(key.get_secret_value()) < 32):
+            raise ValueError("console secret is a placeholder or shorter than 32 characters")
+        return key
 
     @field_validator("admin_api_key", mode="before")
     @classmethod

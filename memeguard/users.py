@@ -93,5 +93,10 @@ def _row(session: Session, username: str) -> User:
     return row
 
 
+def record(row: User) -> UserRecord:
+    """A users row as a plain record (the console's session lookup uses it)."""
+    return _record(row)
+
+
 def _record(row: User) -> UserRecord:
     return UserRecord(row.id, row.username, row.role, tuple(row.tenants), row.disabled, row.last_login_at)
