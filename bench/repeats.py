@@ -103,7 +103,7 @@ def same(a: Any, b: Any) -> bool:
     return (a.emotion, a.intent, a.harm_type, a.confidence) == (b.emotion, b.intent, b.harm_type, b.confidence)
 
 
-def robustness(bench: Bench, captions: list[str], rng: random.Random) -> dict[str, dict[str, float]]:
+def robustness(bench: Bench, captions: list[str]) -> dict[str, dict[str, float]]:
     rows: dict[str, list[tuple[int, bool, bool]]] = {}
     for i, text in enumerate(captions):
         template = TEMPLATES[i % 4]
@@ -153,7 +153,7 @@ def main() -> None:
     captions = [str(r["text"]).strip() for r in rows if 4 <= len(str(r["text"]).strip()) <= 40]
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
-        table = robustness(bench, captions[: args.memes], rng)
+        table = robustness(bench, captions[: args.memes])
         stream = replay(bench, captions[args.memes:], args.items, args.repeat_share, rng)
     print(f"fingerprint robustness — {args.memes} rendered train captions, {platform.machine()}")
     print(f"{'edit':<17}{'PDQ median':>11}{'PDQ max':>9}{'image match':>13}{'verdict reused':>16}")

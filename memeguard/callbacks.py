@@ -44,25 +44,27 @@ class Due:
 
 def enqueue_action(session: Session, job: store.JobRecord, verdict: Verdict, decision: Decision) -> None:
     """Queue the "action set" callback for a job that asked for one (no-op without a callback URL)."""
-    if not job.callback_url:
-        return
-    payload = {"event": EVENT_ACTION, "job_id": str(job.id), "tenant": job.tenant, "content_id": job.content_id,
-               "action": decision.action.value, "policy": f"{decision.policy_name}@{decision.policy_version}",
-               "rule_id": decision.rule_id, "harm_type": verdict.harm_type.value,
-               "confidence": verdict.confidence, "at": utcnow().isoformat()}
-    session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=EVENT_ACTION,
-                            payload=payload, attempts=0, next_attempt_at=utcnow()))
+    _enqueue(session, job, {"action": decision.action.value,
+                            "policy": f"{decision.policy_name}@{decision.policy_version}",
+                            "rule_id": decision.rule_id, "harm_type": verdict.harm_type.value,
+                            "confidence": verdict.confidence})
 
 
 def enqueue_change(session: Session, job: store.JobRecord, action: ModerationAction, *, source: str,
                    reason: str) -> None:
     """Queue the "action changed" callback after a human decision (no-op without a callback URL)."""
+    _enqueue(session, job, {"action": action.value, "source": source, "reason": reason[:500]})
+
+
+def _enqueue(session: Session, job: store.JobRecord, fields: dict[str, Any]) -> None:
+    """One outbox row: the job's identity, ``fields``, and when; nothing without a callback URL."""
     if not job.callback_url:
         return
+    now = utcnow()
     payload = {"event": EVENT_ACTION, "job_id": str(job.id), "tenant": job.tenant, "content_id": job.content_id,
-               "action": action.value, "source": source, "reason": reason[:500], "at": utcnow().isoformat()}
+               **fields, "at": now.isoformat()}
     session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=EVENT_ACTION,
-                            payload=payload, attempts=0, next_attempt_at=utcnow()))
+                            payload=payload, attempts=0, next_attempt_at=now))
 
 
 def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Due]:

@@ -55,7 +55,7 @@ def add_user(session: Session, username: str, password: str, role: Role, tenants
     session.flush()
     store.audit(session, "user.added", actor=actor, detail={"user": username, "role": role.value,
                                                            "tenants": row.tenants})
-    return _record(row)
+    return record(row)
 
 
 def disable_user(session: Session, username: str, *, actor: str) -> UserRecord:
@@ -63,11 +63,11 @@ def disable_user(session: Session, username: str, *, actor: str) -> UserRecord:
     row.disabled = True
     session.flush()
     store.audit(session, "user.disabled", actor=actor, detail={"user": username})
-    return _record(row)
+    return record(row)
 
 
 def list_users(session: Session) -> list[UserRecord]:
-    return [_record(u) for u in session.scalars(sa.select(User).order_by(User.username))]
+    return [record(u) for u in session.scalars(sa.select(User).order_by(User.username))]
 
 
 def authenticate(session: Session, username: str, password: str) -> UserRecord | None:
@@ -83,7 +83,7 @@ def authenticate(session: Session, username: str, password: str) -> UserRecord |
         row.password_hash = _HASHER.hash(password)
     row.last_login_at = utcnow()
     session.flush()
-    return _record(row)
+    return record(row)
 
 
 def _row(session: Session, username: str) -> User:
@@ -94,9 +94,5 @@ def _row(session: Session, username: str) -> User:
 
 
 def record(row: User) -> UserRecord:
-    """A users row as a plain record (the console's session lookup uses it)."""
-    return _record(row)
-
-
-def _record(row: User) -> UserRecord:
+    """A users row as a plain record (the console's session lookup uses it too)."""
     return UserRecord(row.id, row.username, row.role, tuple(row.tenants), row.disabled, row.last_login_at)

@@ -18,7 +18,7 @@ import sqlalchemy.exc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import callbacks, metrics, store
+from memeguard import banks, callbacks, metrics, store
 from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.imaging import decode_frames
 from memeguard.logs import job_context
@@ -222,8 +222,6 @@ def _remember(session: Session, job: store.JobRecord, result: PipelineResult) ->
     known = result.known
     if known is None or known.hashes is None:
         return
-    from memeguard import banks
-
     hashes = known.hashes
     banks.save_fingerprint(session, job.id, job.tenant, hashes.pdq_hex, hashes.quality, hashes.phash_hex,
                            known.caption)

@@ -35,7 +35,6 @@ class Fingerprinted:
     verdict: Verdict
     hashes: ImageHashes | None  # the first frame's, stored for the cache
     caption: str
-    ran_model: bool
     timings: dict[str, float]  # fingerprint_ms, and the analyzer's own stages when it ran
 
 
@@ -58,18 +57,18 @@ def analyze_known(frames: list[Image.Image], post_text: str, context: dict[str, 
     timings = {"fingerprint_ms": round(hashed_ms, 3)}
     if match.harmful:
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
-        return Fingerprinted(verdict, first, caption("", post_text), False, timings)
+        return Fingerprinted(verdict, first, caption("", post_text), timings)
     started = time.perf_counter()
     ocr_text = stage.ocr(frames) if stage.ocr is not None and match.cache else None
     if ocr_text is not None:
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
-        return Fingerprinted(reused, first, caption(ocr_text or "", post_text), False, timings)
+        return Fingerprinted(reused, first, caption(ocr_text or "", post_text), timings)
     context = {**context, "templates": match.templates} if match.templates else context
     result = analyzer.analyze(AnalysisInput(frames, post_text, context, ocr_text=ocr_text))
     verdict = result.verdict.model_copy(update={"signals": [*result.verdict.signals, _signal(match, hashed_ms)]})
     timings.update({k: round(v, 3) for k, v in result.timings.items() if k not in timings})
-    return Fingerprinted(verdict, first, caption(verdict.ocr_text, post_text), True, timings)
+    return Fingerprinted(verdict, first, caption(verdict.ocr_text, post_text), timings)
 
 
 def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting,
