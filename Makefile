@@ -3,12 +3,14 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 APT_PKGS := fonts-wqy-microhei libgl1 libglib2.0-0
+# the console's end-to-end tests drive Debian's Chromium (Playwright cannot download a browser here)
+TEST_APT_PKGS := chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck unit system-deps clean bench
 
 system-deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PKGS) $(EXTRA_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing apt packages:$$missing"; \
 	  $(SUDO) apt-get update -q && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; fi
 
@@ -30,6 +32,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+test: EXTRA_APT_PKGS = $(TEST_APT_PKGS)
 test: system-deps $(STAMP) lint typecheck unit
 
 bench: $(STAMP)

@@ -108,8 +108,10 @@ def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -
     return _bank(row)
 
 
-def add_hashes(session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str) -> list[int]:
-    """Insert hashes (validated: lower-case hex of the right width) and audit the batch."""
+def add_hashes(session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str,
+               job_id: uuid.UUID | None = None) -> list[int]:
+    """Insert hashes (validated: lower-case hex of the right width) and audit the batch (against the job
+    the image came from, when it came from one, so the item's history shows it)."""
     row = _bank_row(session, name)
     for new in hashes:
         _check_hash(new)
@@ -117,8 +119,8 @@ def add_hashes(session: Session, name: str, hashes: list[NewHash], *, actor: str
                      source=source, added_by=actor) for h in hashes]
     session.add_all(rows)
     session.flush()
-    _audit(session, actor, "bank.hashes_added",
-           {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]})
+    store.audit(session, "bank.hashes_added", actor=actor, job_id=job_id,
+                detail={"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]})
     return [r.id for r in rows]
 
 
@@ -138,7 +140,7 @@ def add_job(session: Session, name: str, job_id: uuid.UUID, *, actor: str, note:
     if row is None:
         raise BankError(f"job {job_id} has no fingerprint (not finished, or fingerprints were off)")
     new = NewHash(row.pdq, row.pdq_quality, row.phash, note or f"job {job_id}")
-    return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}")
+    return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}", job_id=job_id)
 
 
 def list_banks(session: Session) -> list[tuple[BankRecord, int]]:

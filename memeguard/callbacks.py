@@ -29,6 +29,7 @@ from memeguard.schemas import ModerationAction, Verdict
 from policies import Decision
 
 EVENT_ACTION = "action"
+EVENT_APPEAL = "appeal"
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,22 @@ def enqueue_change(session: Session, job: store.JobRecord, action: ModerationAct
     _enqueue(session, job, {"action": action.value, "source": source, "reason": reason[:500]})
 
 
-def _enqueue(session: Session, job: store.JobRecord, fields: dict[str, Any]) -> None:
+def enqueue_appeal_outcome(session: Session, job: store.JobRecord, appeal_ids: list[int], *, upheld: bool,
+                           action: ModerationAction, reason: str) -> None:
+    """Queue the "appeal decided" callback: sent whether or not the action changed, because the platform
+    that appealed is waiting for an answer either way (no-op without a callback URL)."""
+    _enqueue(session, job, {"appeal_ids": appeal_ids, "outcome": "upheld" if upheld else "overturned",
+                            "action": action.value, "reason": reason[:500]}, event=EVENT_APPEAL)
+
+
+def _enqueue(session: Session, job: store.JobRecord, fields: dict[str, Any], event: str = EVENT_ACTION) -> None:
     """One outbox row: the job's identity, ``fields``, and when; nothing without a callback URL."""
     if not job.callback_url:
         return
     now = utcnow()
-    payload = {"event": EVENT_ACTION, "job_id": str(job.id), "tenant": job.tenant, "content_id": job.content_id,
+    payload = {"event": event, "job_id": str(job.id), "tenant": job.tenant, "content_id": job.content_id,
                **fields, "at": now.isoformat()}
-    session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=EVENT_ACTION,
+    session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=event,
                             payload=payload, attempts=0, next_attempt_at=now))
 
 

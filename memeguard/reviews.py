@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from memeguard import callbacks, store
 from memeguard.db import ActionRow, Appeal, Job, ReviewClaim, ReviewRow, Role, VerdictRow, utcnow
@@ -28,9 +28,11 @@ from memeguard.users import UserRecord
 
 CLAIM_TTL = timedelta(minutes=10)
 LOW_CONFIDENCE = 0.6
-QUEUES = ("tagged", "throttled", "low_confidence", "appeals", "escalated")
+QUEUES = ("tagged", "throttled", "low_confidence", "qa_sample", "appeals", "escalated")
 SEVERITY = {HarmType.TARGETED_HARM: 4, HarmType.SEXUAL_INNUENDO: 3, HarmType.GENERAL_OFFENSE: 2,
             HarmType.DISPIRITED_CULTURE: 1, HarmType.NONE: 0}
+SAMPLE_SLOTS = 65536  # QA sample: Knuth's multiplicative hash of the verdict id into 16 bits
+_GOLDEN16 = 40503
 
 
 class ReviewError(ValueError):
@@ -44,38 +46,97 @@ class QueueItem:
     action: ModerationAction
     harm_type: HarmType
     confidence: float
+    rule_id: str
     created_at: datetime
+    claimed_by: str | None
 
 
-def queue(session: Session, user: UserRecord, name: str, limit: int = 50) -> list[QueueItem]:
-    """Items waiting in a queue for this reviewer's tenants: most severe harm first, then oldest first."""
+def queue(session: Session, user: UserRecord, name: str, *, rule: str | None = None, limit: int = 50,
+          qa_share: float = 0.02, now: datetime | None = None) -> list[QueueItem]:
+    """Items waiting in a queue for this reviewer's tenants: most severe harm first, then oldest first,
+    sorted and cut in the database (a queue of 10k items reads 50 rows)."""
+    query = _queue_query(user, name, rule, qa_share).add_columns(_live_claimant(now or utcnow()))
+    severity = sa.case({h.value: s for h, s in SEVERITY.items()}, value=sa.cast(VerdictRow.harm_type, sa.String))
+    query = query.order_by(severity.desc(), Job.created_at, Job.id).limit(limit)
+    return [QueueItem(*row) for row in session.execute(query)]
+
+
+def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, int]:
+    """How many items wait in each queue this reviewer may open: one pass over the reviewer's items
+    (conditional counts), not one count query per queue."""
+    judged = (sa.select(ReviewRow.job_id, _any(ReviewRow.decision != "escalate").label("decided"),
+                        _any(ReviewRow.decision == "escalate").label("escalated"))
+              .group_by(ReviewRow.job_id).subquery())
+    appealed = sa.select(Appeal.job_id).where(Appeal.status == "open").distinct().subquery()
+    open_ = judged.c.job_id.is_(None)
+    counts = {
+        "tagged": open_ & (ActionRow.action == ModerationAction.TAG),
+        "throttled": open_ & (ActionRow.action == ModerationAction.THROTTLE),
+        "low_confidence": open_ & (VerdictRow.confidence < LOW_CONFIDENCE),
+        "qa_sample": open_ & ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK))
+        & in_qa_sample(VerdictRow.id, qa_share),
+        "appeals": appealed.c.job_id.is_not(None),
+        "escalated": (judged.c.escalated == 1) & (judged.c.decided == 0),
+    }
+    query = (sa.select(*(sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0) for c in counts.values()))
+             .select_from(Job).join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
+             .join(VerdictRow, VerdictRow.job_id == Job.id).outerjoin(judged, judged.c.job_id == Job.id)
+             .outerjoin(appealed, appealed.c.job_id == Job.id).where(Job.tenant.in_(user.tenants)))
+    sizes = dict(zip(counts, map(int, session.execute(query).one()), strict=True))
+    if user.role is Role.REVIEWER:
+        del sizes["escalated"]
+    return sizes
+
+
+def _any(condition: Any) -> Any:
+    return sa.func.max(sa.case((condition, 1), else_=0))
+
+
+def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float) -> Any:
     if name not in QUEUES:
         raise ReviewError(f"unknown queue {name!r}: one of {', '.join(QUEUES)}")
     if name == "escalated" and user.role is Role.REVIEWER:
         raise ReviewError("the escalation queue is for senior reviewers and admins")
-    latest = sa.select(sa.func.max(ActionRow.id)).group_by(ActionRow.job_id).scalar_subquery()
-    query = (sa.select(Job.id, Job.tenant, ActionRow.action, VerdictRow.harm_type, VerdictRow.confidence,
-                       Job.created_at)
-             .join(ActionRow, ActionRow.job_id == Job.id).join(VerdictRow, VerdictRow.job_id == Job.id)
-             .where(ActionRow.id.in_(latest), Job.tenant.in_(user.tenants)))
-    rows = [QueueItem(*row) for row in session.execute(_filter(query, name))]
-    rows.sort(key=lambda item: (-SEVERITY[item.harm_type], item.created_at))
-    return rows[:limit]
+    later = aliased(ActionRow)
+    current = (sa.select(later.action).where(later.job_id == Job.id)
+               .order_by(later.id.desc()).limit(1).scalar_subquery())
+    query = (sa.select(Job.id, Job.tenant, current, VerdictRow.harm_type, VerdictRow.confidence,
+                       ActionRow.rule_id, Job.created_at)
+             .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
+             .join(VerdictRow, VerdictRow.job_id == Job.id).where(Job.tenant.in_(user.tenants)))
+    if rule:
+        query = query.where(ActionRow.rule_id == rule)
+    return _filter(query, name, qa_share)
 
 
-def _filter(query: Any, name: str) -> Any:
-    reviewed = sa.select(ReviewRow.job_id)
+def _live_claimant(now: datetime) -> Any:
+    return (sa.select(ReviewClaim.username)
+            .where(ReviewClaim.job_id == Job.id, ReviewClaim.expires_at > now).scalar_subquery())
+
+
+def _filter(query: Any, name: str, qa_share: float) -> Any:
+    unreviewed = ~sa.exists().where(ReviewRow.job_id == Job.id)
     if name in ("tagged", "throttled"):
         action = ModerationAction.TAG if name == "tagged" else ModerationAction.THROTTLE
-        return query.where(ActionRow.action == action, ActionRow.source == "policy", Job.id.not_in(reviewed))
+        return query.where(ActionRow.action == action, unreviewed)
     if name == "low_confidence":
-        return query.where(VerdictRow.confidence < LOW_CONFIDENCE, ActionRow.source == "policy",
-                           Job.id.not_in(reviewed))
+        return query.where(VerdictRow.confidence < LOW_CONFIDENCE, unreviewed)
+    if name == "qa_sample":
+        return query.where(ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK)),
+                           in_qa_sample(VerdictRow.id, qa_share), unreviewed)
     if name == "appeals":
         return query.where(Job.id.in_(sa.select(Appeal.job_id).where(Appeal.status == "open")))
     escalated = sa.select(ReviewRow.job_id).where(ReviewRow.decision == "escalate")
     decided = sa.select(ReviewRow.job_id).where(ReviewRow.decision != "escalate")
     return query.where(Job.id.in_(escalated), Job.id.not_in(decided))
+
+
+def in_qa_sample(verdict_id: Any, share: float) -> Any:
+    """A stable, content-blind sample of ``share`` of the automatic decisions: the verdict id hashed into
+    16 bits (multiplicative hashing spreads consecutive ids, so the sample is even over time, not clumped).
+    Raising the share only adds items; nothing sampled before leaves the sample."""
+    slot = sa.cast(verdict_id, sa.BigInteger) * _GOLDEN16 % SAMPLE_SLOTS
+    return slot < round(max(0.0, min(1.0, share)) * SAMPLE_SLOTS)
 
 
 def claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime | None = None) -> datetime:
@@ -95,6 +156,39 @@ def claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime |
         current.username, current.expires_at = user.username, now + CLAIM_TTL
     session.flush()
     return now + CLAIM_TTL
+
+
+def claim_next(session: Session, user: UserRecord, name: str, *, rule: str | None = None,
+               qa_share: float = 0.02, now: datetime | None = None) -> uuid.UUID | None:
+    """Claim the first item of the queue that nobody else holds (the reviewer's "next" key)."""
+    now = now or utcnow()
+    for item in queue(session, user, name, rule=rule, limit=200, qa_share=qa_share, now=now):
+        if item.claimed_by in (None, user.username):
+            try:
+                claim(session, item.job_id, user, now)
+            except ReviewError:
+                continue  # taken between our read and our claim
+            return item.job_id
+    return None
+
+
+def decide_many(session: Session, job_ids: list[uuid.UUID], user: UserRecord, decision: str, *, reason: str,
+                action: ModerationAction | None = None, labels: dict[str, Any] | None = None,
+                now: datetime | None = None) -> dict[uuid.UUID, str]:
+    """One decision over several items (identical fingerprints): each is claimed and decided on its own,
+    exactly as if done one by one; an item someone else holds is left out. Returns job id -> outcome
+    ("overturn: block" or the reason it was left out)."""
+    outcome: dict[uuid.UUID, str] = {}
+    for job_id in job_ids:
+        try:
+            with session.begin_nested():
+                claim(session, job_id, user, now)
+                after = decide(session, job_id, user, decision, reason=reason, action=action, labels=labels,
+                               now=now)
+            outcome[job_id] = f"{decision}: {after.value}"
+        except ReviewError as exc:
+            outcome[job_id] = f"skipped: {exc}"
+    return outcome
 
 
 def decide(session: Session, job_id: uuid.UUID, user: UserRecord, decision: str, *, reason: str,
@@ -117,11 +211,19 @@ def decide(session: Session, job_id: uuid.UUID, user: UserRecord, decision: str,
                 job_id=job_id, detail={"before": before.action.value, "after": after.value if after else None,
                                        "why": reason, "labels": labels or {}})
     if decision != "escalate":
-        session.execute(sa.update(Appeal).where(Appeal.job_id == job_id, Appeal.status == "open")
-                        .values(status="decided", decided_at=now))
+        _close_appeals(session, job, after or before.action, upheld=after is before.action, reason=reason, now=now)
     session.execute(sa.delete(ReviewClaim).where(ReviewClaim.job_id == job_id))
     session.flush()
     return after or before.action
+
+
+def _close_appeals(session: Session, job: store.JobRecord, action: ModerationAction, *, upheld: bool, reason: str,
+                   now: datetime) -> None:
+    """A decision answers every open appeal on the item, and the platform is told the outcome."""
+    ids = list(session.scalars(sa.select(Appeal.id).where(Appeal.job_id == job.id, Appeal.status == "open")))
+    if ids:
+        session.execute(sa.update(Appeal).where(Appeal.id.in_(ids)).values(status="decided", decided_at=now))
+        callbacks.enqueue_appeal_outcome(session, job, ids, upheld=upheld, action=action, reason=reason)
 
 
 def file_appeal(session: Session, tenant: str, job_id: uuid.UUID, reason: str) -> int:

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     console_secret: SecretStr | None = Field(default=None,
                                              description="signs review console sessions; unset = console off")
     console_secure_cookies: bool = Field(default=True, description="session cookie only over HTTPS")
+    review_qa_share: float = Field(default=0.02, ge=0, le=1,
+                                   description="share of automatic allow/block decisions sampled for QA review")
     callback_secrets: dict[str, SecretStr] = Field(default_factory=dict,
                                                    description="tenant -> HMAC secret for callbacks (else its API key)")
     callback_max_attempts: int = Field(default=8, ge=1, description="deliveries tried before a callback fails")

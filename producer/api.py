@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from console.app import router as console_router
+from console.app import install as install_console
 from memeguard import __version__, store
 from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
@@ -60,7 +60,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.include_router(router)
     app.include_router(banks_router)
-    app.include_router(console_router)
+    install_console(app)
     return app
 
 

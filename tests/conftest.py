@@ -4,18 +4,24 @@ stores, and memes rendered with a real CJK font."""
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, make_url
+import uvicorn
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import make_engine
-from memeguard.migrate import upgrade
+from memeguard.migrate import create_database, drop_database, upgrade
 from memeguard.samples import render_meme
 
 PG_ADMIN_URL = os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -25,22 +31,27 @@ API_KEYS = {"tenant-a": "a" * 24 + "-key-tenant-a", "tenant-b": "b" * 24 + "-key
 
 def create_pg_database(prefix: str) -> str:
     """Create a fresh, migrated PostgreSQL database and return its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
+    return create_database(PG_ADMIN_URL, f"{prefix}_{uuid.uuid4().hex[:10]}")
 
 
 def drop_pg_database(url: str) -> None:
-    name = make_url(url).database
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(PG_ADMIN_URL, url)
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a free localhost port, in a thread, for the test's duration."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +113,38 @@ def embedded_analyzer():  # type: ignore[no-untyped-def]
     from worker.analyzers.embedded import EmbeddedAnalyzer
 
     return EmbeddedAnalyzer.default()
+
+
+class Platform(ThreadingHTTPServer):
+    """A platform's callback endpoint on localhost: records requests, answers from a script of statuses."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses, self.received = statuses, []
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hooks/memeguard"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: Platform
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers), body))
+        status = self.server.statuses.pop(0) if self.server.statuses else 200
+        self.send_response(status)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
+    server = Platform(list(getattr(request, "param", [])))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()

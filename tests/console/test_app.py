@@ -2,64 +2,34 @@
 
 from __future__ import annotations
 
-import re
+import uuid
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from memeguard import store, users
-from memeguard.db import Role
 from memeguard.runtime import Runtime
-from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, Verdict
+from memeguard.schemas import HarmType
 from memeguard.settings import Settings
-from policies import evaluate, load_policy
 from producer.api import create_app
 from tests.conftest import API_KEYS
-
-SECRET = "console-" + "s" * 40
-PASSWORD = "correct horse battery"
+from tests.console.conftest import PASSWORD, add_item, csrf_of, login
 
 
-@pytest.fixture
-def runtime(tmp_path: Path, sqlite_url: str) -> Runtime:
-    rt = Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, console_secret=SECRET,
-                          console_secure_cookies=False))
-    with rt.sessions() as session:
-        users.add_user(session, "ann", PASSWORD, Role.REVIEWER, ["tenant-a"], actor="t")
-        for tenant, content in (("tenant-a", "mine"), ("tenant-b", "theirs")):
-            job = store.insert_jobs(session, [store.NewJob(tenant, content, JobStatus.RUNNING)])[0]
-            verdict = Verdict(emotion=Emotion.CONTEMPT, intent=Intent.SARCASM, harm_type=HarmType.GENERAL_OFFENSE,
-                              confidence=0.7, explanation="阴阳怪气", analyzer="t", analyzer_version="1")
-            store.finish_jobs(session, [(job.id, verdict, evaluate(load_policy(), verdict), {})])
-        session.commit()
-    return rt
-
-
-@pytest.fixture
-def client(runtime: Runtime) -> TestClient:
-    return TestClient(create_app(runtime), follow_redirects=False)
-
-
-def login(client: TestClient, password: str = PASSWORD, csrf: str | None = None):  # type: ignore[no-untyped-def]
-    form = client.get("/review/login")
-    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
-    return client.post("/review/login", data={"username": "ann", "password": password,
-                                                "csrf": token if csrf is None else csrf})
-
-
-def test_login_then_the_queue_shows_only_my_tenants(client: TestClient, runtime: Runtime) -> None:
+def test_login_then_the_queue_shows_only_my_tenants(client: TestClient, mine: uuid.UUID, theirs: uuid.UUID) -> None:
     response = login(client)
     assert response.status_code == 303 and response.headers["location"] == "/review/queue/tagged"
     page = client.get("/review/queue/tagged")
-    assert page.status_code == 200 and "队列：tagged（1）" in page.text and "一般冒犯" in page.text
+    assert page.status_code == 200 and "队列：打标（1）" in page.text and "一般冒犯" in page.text
     assert "tenant-a" in page.text and "tenant-b" not in page.text
+    assert f"/review/item/{mine}" in page.text and f"/review/item/{theirs}" not in page.text
+    assert "medium.harmful" in page.text and "打标（1）" in page.text  # the rule that fired; queue sizes in the nav
 
 
 @pytest.mark.parametrize(("password", "csrf", "status", "text"), [
     ("wrong password!!", None, 401, "用户名或密码错误"), (PASSWORD, "forged", 403, "CSRF")])
 def test_login_refusals(client: TestClient, password: str, csrf: str | None, status: int, text: str) -> None:
-    response = login(client, password, csrf)
+    response = login(client, password=password, csrf=csrf)
     assert response.status_code == status and text in response.text
     assert client.get("/review/queue/tagged").status_code == 303  # still anonymous
 
@@ -73,8 +43,7 @@ def test_anonymous_and_wrong_role_are_refused(client: TestClient) -> None:
 
 def test_logout_needs_the_session_csrf_token(client: TestClient) -> None:
     login(client)
-    page = client.get("/review/queue/tagged")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    token = csrf_of(client)
     assert client.post("/review/logout", data={"csrf": "forged"}).status_code == 403
     assert client.post("/review/logout", data={"csrf": token}).status_code == 303
     client.cookies.clear()
@@ -90,3 +59,33 @@ def test_a_tampered_session_cookie_is_anonymous(client: TestClient) -> None:
 def test_the_console_is_off_without_a_secret(tmp_path: Path, sqlite_url: str) -> None:
     app = create_app(Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS)))
     assert TestClient(app).get("/review/login").status_code == 404
+
+
+def test_pages_forbid_framing_caching_and_foreign_scripts(client: TestClient) -> None:
+    login(client)
+    headers = client.get("/review/queue/tagged").headers
+    assert "script-src 'self'" in headers["content-security-policy"] and "frame-ancestors 'none'" in headers[
+        "content-security-policy"]
+    assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY"
+    assert client.get("/review/static/console.js").status_code == 200
+    assert client.get("/review/static/..%2Fapp.py").status_code == 404
+
+
+def test_next_claims_the_most_severe_free_item(client: TestClient, runtime: Runtime, mine: uuid.UUID) -> None:
+    severe = add_item(runtime, "tenant-a", "severe", harm=HarmType.TARGETED_HARM)
+    login(client)
+    token = csrf_of(client)
+    assert client.post("/review/queue/tagged/next", data={}).status_code == 403  # no CSRF token, no claim
+    first = client.post("/review/queue/tagged/next", data={"csrf": token})
+    assert first.headers["location"] == f"/review/item/{severe}?q=tagged"
+    assert "ann" in client.get("/review/queue/tagged").text  # shown as being reviewed
+    other = TestClient(client.app, follow_redirects=False)
+    login(other, "sam")
+    taken = other.post("/review/queue/tagged/next", data={"csrf": csrf_of(other)})
+    assert taken.headers["location"] == f"/review/item/{mine}?q=tagged"  # ann's claim is skipped
+    assert other.post("/review/queue/tagged/next", data={"csrf": csrf_of(other)}).headers[
+        "location"] == f"/review/item/{mine}?q=tagged"  # resuming my own claim
+    token = csrf_of(client)
+    client.post(f"/review/item/{severe}/decide", data={"csrf": token, "decision": "confirm"})
+    assert client.post("/review/queue/tagged/next", data={"csrf": token}).headers[
+        "location"] == "/review/queue/tagged?empty=1"

@@ -31,6 +31,11 @@ def item(session: Session, harm: HarmType, confidence: float, tenant: str = "rev
     return job_id
 
 
+def sent_callbacks(session: Session, job_id: uuid.UUID) -> list[tuple[str, dict[str, object]]]:
+    rows = session.scalars(sa.select(CallbackRow).where(CallbackRow.job_id == job_id).order_by(CallbackRow.id))
+    return [(row.event, row.payload) for row in rows]
+
+
 @pytest.fixture
 def ann(pg_session: Session) -> users.UserRecord:
     return users.add_user(pg_session, "ann", PASSWORD, Role.REVIEWER, ["rev"], actor="admin")
@@ -107,7 +112,18 @@ def test_an_appeal_enters_the_queue_and_its_outcome_is_called_back(pg_session: S
     reviews.claim(pg_session, job_id, ann)
     reviews.decide(pg_session, job_id, ann, "overturn", action=ModerationAction.ALLOW, reason="申诉成立")
     assert reviews.queue(pg_session, ann, "appeals") == []
-    assert pg_session.scalars(sa.select(CallbackRow)).all()[-1].payload["action"] == "allow"
+    sent = sent_callbacks(pg_session, job_id)
+    assert [(event, p["action"]) for event, p in sent] == [("action", "allow"), ("appeal", "allow")]
+    assert sent[-1][1]["outcome"] == "overturned" and sent[-1][1]["reason"] == "申诉成立"
+
+
+def test_a_denied_appeal_is_called_back_too(pg_session: Session, ann: users.UserRecord) -> None:
+    job_id = item(pg_session, HarmType.SEXUAL_INNUENDO, 0.95)
+    reviews.file_appeal(pg_session, "rev", job_id, "误判")
+    reviews.claim(pg_session, job_id, ann)
+    reviews.decide(pg_session, job_id, ann, "confirm", reason="确属性暗示")
+    sent = sent_callbacks(pg_session, job_id)
+    assert [(event, p["outcome"], p["action"]) for event, p in sent] == [("appeal", "upheld", "block")]
 
 
 def test_queue_order_is_severity_then_age(pg_session: Session, ann: users.UserRecord) -> None:
@@ -131,3 +147,72 @@ def test_decisions_become_training_data(pg_session: Session, ann: users.UserReco
         reviews.decide(pg_session, job_id, ann, decision, reason="r", labels=labels,
                        action=ModerationAction.ALLOW if decision == "overturn" else None)
     assert sorted(r.harm_type.value for r in reviews.training_items(pg_session)) == ["general_offense", "none"]
+
+
+def test_qa_sample_is_a_stable_share_of_automatic_allow_and_block(pg_session: Session, sam: users.UserRecord) -> None:
+    automatic = {item(pg_session, harm, conf) for harm, conf in [(HarmType.NONE, 0.9), (HarmType.TARGETED_HARM, 0.95)]
+                 for _ in range(150)}
+    tagged = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
+
+    def sample(share: float) -> set[uuid.UUID]:
+        return {i.job_id for i in reviews.queue(pg_session, sam, "qa_sample", limit=1000, qa_share=share)}
+
+    assert sample(0.0) == set() and sample(1.0) == automatic and tagged not in sample(1.0)
+    tenth, third = sample(0.1), sample(0.3)
+    assert 10 <= len(tenth) <= 50 and 60 <= len(third) <= 140  # 30 and 90 expected of 300
+    assert tenth <= third  # raising the share only adds items
+    assert reviews.queue_sizes(pg_session, sam, 0.3)["qa_sample"] == len(third)
+
+
+def test_queues_filter_by_policy_rule(pg_session: Session, ann: users.UserRecord) -> None:
+    dispirited = item(pg_session, HarmType.DISPIRITED_CULTURE, 0.7)
+    uncertain = item(pg_session, HarmType.GENERAL_OFFENSE, 0.3)
+    assert {i.job_id for i in reviews.queue(pg_session, ann, "throttled")} == {dispirited, uncertain}
+    only = reviews.queue(pg_session, ann, "throttled", rule="low.dispirited")
+    assert [(i.job_id, i.rule_id) for i in only] == [(dispirited, "low.dispirited")]
+
+
+def test_claim_next_skips_items_held_by_others(pg_session: Session, ann: users.UserRecord,
+                                               sam: users.UserRecord) -> None:
+    first, second = item(pg_session, HarmType.TARGETED_HARM, 0.7), item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
+    assert reviews.claim_next(pg_session, sam, "tagged") == first
+    assert [i.claimed_by for i in reviews.queue(pg_session, ann, "tagged")] == ["sam", None]
+    assert reviews.claim_next(pg_session, ann, "tagged") == second
+    assert reviews.claim_next(pg_session, ann, "tagged") == second  # my own claim is mine to resume
+    reviews.decide(pg_session, second, ann, "confirm", reason="ok")
+    assert reviews.claim_next(pg_session, ann, "tagged") is None
+
+
+def test_decide_many_decides_each_and_leaves_out_items_held_by_others(
+        pg_session: Session, ann: users.UserRecord, sam: users.UserRecord) -> None:
+    mine = [item(pg_session, HarmType.GENERAL_OFFENSE, 0.7) for _ in range(3)]
+    held = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
+    reviews.claim(pg_session, held, sam)
+    outcome = reviews.decide_many(pg_session, [*mine, held], ann, "overturn", reason="same meme, harmless",
+                                  action=ModerationAction.ALLOW)
+    assert [outcome[j] for j in mine] == ["overturn: allow"] * 3 and outcome[held].startswith("skipped: claimed by sam")
+    assert [store.current_action(pg_session, j).action for j in mine] == [ModerationAction.ALLOW] * 3  # type: ignore[union-attr]
+    assert store.current_action(pg_session, held).action is ModerationAction.TAG  # type: ignore[union-attr]
+    for job_id in mine:  # each one audited and called back on its own
+        assert store.audit_events(pg_session, job_id)[-1] == "review.overturn"
+        assert pg_session.scalars(sa.select(CallbackRow).where(CallbackRow.job_id == job_id)).all()[-1] \
+            .payload["action"] == "allow"
+
+
+def test_queue_sizes_count_what_each_queue_lists(pg_session: Session, ann: users.UserRecord,
+                                                 sam: users.UserRecord) -> None:
+    jobs = [item(pg_session, harm, conf) for harm, conf in [
+        (HarmType.GENERAL_OFFENSE, 0.7), (HarmType.GENERAL_OFFENSE, 0.55), (HarmType.DISPIRITED_CULTURE, 0.5),
+        (HarmType.NONE, 0.4), (HarmType.TARGETED_HARM, 0.95), (HarmType.NONE, 0.9)]]
+    reviews.file_appeal(pg_session, "rev", jobs[4], "误判")
+    reviews.file_appeal(pg_session, "rev", jobs[4], "再次申诉")  # two appeals, one item
+    reviews.claim(pg_session, jobs[0], ann)
+    reviews.decide(pg_session, jobs[0], ann, "escalate", reason="拿不准")
+    reviews.claim(pg_session, jobs[1], ann)
+    reviews.decide(pg_session, jobs[1], ann, "confirm", reason="ok")
+    for user in (ann, sam):
+        sizes = reviews.queue_sizes(pg_session, user, qa_share=1.0)
+        listed = {name: len(reviews.queue(pg_session, user, name, limit=1000, qa_share=1.0)) for name in sizes}
+        assert sizes == listed
+    assert "escalated" not in reviews.queue_sizes(pg_session, ann) and sizes["escalated"] == 1
+    assert sizes["appeals"] == 1 and sizes["tagged"] == 0 and sizes["qa_sample"] == 3

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from memeguard.runtime import Runtime
 from memeguard.samples import render_meme
@@ -17,7 +13,7 @@ from memeguard.settings import Settings
 from producer.api import create_app
 from producer.client import Client, JobRef, MemeguardError
 from producer.service import Submission
-from tests.conftest import API_KEYS
+from tests.conftest import API_KEYS, serving
 from tests.images import SVG, solid
 
 
@@ -25,17 +21,8 @@ from tests.images import SVG, solid
 def base_url(tmp_path: Path, sqlite_url: str, embedded_analyzer) -> Iterator[str]:  # type: ignore[no-untyped-def]
     runtime = Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS))
     runtime.analyzer = embedded_analyzer
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(create_app(runtime)) as url:
+        yield url
 
 
 @pytest.fixture

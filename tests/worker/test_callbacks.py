@@ -4,10 +4,7 @@ HMAC signature a platform can verify, retries with backoff, and a final failure 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -21,47 +18,13 @@ from memeguard.queue import InlineQueue
 from policies import load_policy
 from producer.service import Producer
 from producer.validation import Limits
+from tests.conftest import Platform
 from tests.images import solid
 from worker.analyzers.noop import NoopAnalyzer
 from worker.callbacks import deliver_due
 from worker.pipeline import Deps, process_job
 
 SECRET = b"platform-secret-0123456789"
-
-
-class Platform(ThreadingHTTPServer):
-    """A platform's callback endpoint on localhost: records requests, answers from a script of statuses."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses, self.received = statuses, []
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/memeguard"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Platform
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((dict(self.headers), body))
-        status = self.server.statuses.pop(0) if self.server.statuses else 200
-        self.send_response(status)
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-@pytest.fixture
-def platform(request: pytest.FixtureRequest) -> Iterator[Platform]:
-    server = Platform(list(getattr(request, "param", [])))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
 
 
 def run_job(sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None) -> None:

@@ -1,0 +1,132 @@
+"""The item page and what a reviewer does there: claim, decide (alone or for every identical image), add the
+image to a fingerprint bank. The image is served only here, to a signed-in reviewer of the item's tenant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Form
+from fastapi.responses import RedirectResponse, Response
+
+from console.web import Refused, Reviewer, SignedIn, page, router
+from memeguard import banks, review_views, reviews
+from memeguard.blobs import BlobNotFound
+from memeguard.db import Role
+from memeguard.schemas import HarmType, Intent, ModerationAction
+
+DECISIONS = ("confirm", "overturn", "escalate")
+
+
+def _item_url(job_id: uuid.UUID, queue: str, **extra: object) -> str:
+    query = "&".join(f"{k}={v}" for k, v in {"q": queue, **extra}.items() if v not in (None, ""))
+    return f"/review/item/{job_id}?{query}"
+
+
+def _refuse(exc: Exception) -> Refused:
+    return Refused(404 if "no such item" in str(exc) else 409, str(exc))
+
+
+@router.get("/item/{job_id}")
+def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = "", n: int = 0) -> Response:
+    with me.runtime.sessions() as session:
+        try:
+            detail = review_views.item_detail(session, me.user, job_id)
+        except reviews.ReviewError as exc:
+            raise _refuse(exc) from exc
+        bank_names = [b.name for b, _ in banks.list_banks(session)] if me.user.role is not Role.REVIEWER else []
+    return page("item.html", me=me, item=detail, queue=q, done=done, bulk_done=n, bank_names=bank_names,
+                actions=list(ModerationAction), harm_types=list(HarmType), intents=list(Intent))
+
+
+@router.get("/item/{job_id}/image")
+def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
+    """The uploaded image, to a signed-in reviewer of its tenant only, never cached by anyone else."""
+    with me.runtime.sessions() as session:
+        try:
+            job = review_views.owned_job(session, me.user, job_id)
+        except reviews.ReviewError as exc:
+            raise _refuse(exc) from exc
+    if not job.image_sha256:
+        raise Refused(404, "这条内容没有图片。")
+    try:
+        data = me.runtime.blobs.get(job.image_sha256)
+    except BlobNotFound as exc:
+        raise Refused(404, "图片已不在存储中。") from exc
+    return Response(data, media_type=job.media_type or "application/octet-stream",
+                    headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
+                             "Content-Disposition": "inline"})
+
+
+@router.post("/item/{job_id}/claim")
+def claim_item(me: SignedIn, job_id: uuid.UUID, csrf: Annotated[str, Form()] = "",
+               q: Annotated[str, Form()] = "tagged") -> Response:
+    me.check_csrf(csrf)
+    with me.runtime.sessions() as session:
+        try:
+            reviews.claim(session, job_id, me.user)
+        except reviews.ReviewError as exc:
+            raise _refuse(exc) from exc
+        session.commit()
+    return RedirectResponse(_item_url(job_id, q), status_code=303)
+
+
+@router.post("/item/{job_id}/decide")
+def decide_item(me: SignedIn, job_id: uuid.UUID, decision: Annotated[str, Form()],
+                csrf: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
+                action: Annotated[str, Form()] = "", harm_type: Annotated[str, Form()] = "",
+                intent: Annotated[str, Form()] = "", bulk: Annotated[str, Form()] = "",
+                q: Annotated[str, Form()] = "tagged") -> Response:
+    """confirm / overturn (with the correct action and, optionally, labels) / escalate; with ``bulk`` the same
+    decision for every item awaiting review with the identical image."""
+    me.check_csrf(csrf)
+    choice = _decision(decision, reason, action, harm_type, intent)
+    with me.runtime.sessions() as session:
+        try:
+            reviews.decide(session, job_id, me.user, decision, **choice)
+            others = review_views.identical_items(session, me.user, review_views.owned_job(
+                session, me.user, job_id)) if bulk else []
+            outcome = reviews.decide_many(session, others, me.user, decision, **choice)
+        except reviews.ReviewError as exc:
+            raise _refuse(exc) from exc
+        session.commit()
+    decided = sum(1 for text in outcome.values() if not text.startswith("skipped"))
+    return RedirectResponse(_item_url(job_id, q, done=decision, n=decided), status_code=303)
+
+
+def _decision(decision: str, reason: str, action: str, harm_type: str, intent: str) -> dict[str, Any]:
+    """The form's fields as ``reviews.decide`` arguments; a missing reason or action is refused by name."""
+    if decision not in DECISIONS:
+        raise Refused(400, f"未知的决定 {decision!r}：confirm、overturn 或 escalate。")
+    if decision != "confirm" and not reason.strip():
+        raise Refused(400, "推翻或升级需要填写理由。")
+    try:
+        chosen = ModerationAction(action) if decision == "overturn" else None
+        labels = {k: v for k, v in (("harm_type", HarmType(harm_type).value if harm_type else ""),
+                                    ("intent", Intent(intent).value if intent else "")) if v}
+    except ValueError as exc:
+        raise Refused(400, f"无效的选项：{exc}") from exc
+    return {"reason": reason.strip() or "确认原处置", "action": chosen, "labels": labels}
+
+
+@router.post("/item/{job_id}/bank")
+def add_to_bank(me: SignedIn, job_id: uuid.UUID, bank: Annotated[str, Form()], csrf: Annotated[str, Form()] = "",
+                note: Annotated[str, Form()] = "", q: Annotated[str, Form()] = "tagged") -> Response:
+    """Senior reviewers and admins put a reviewed item's image into a bank (known harmful, template,
+    allow-list): from then on, workers recognise it. Audited like every bank change."""
+    me.check_csrf(csrf)
+    _senior(me)
+    with me.runtime.sessions() as session:
+        try:
+            review_views.owned_job(session, me.user, job_id)
+            banks.add_job(session, bank, job_id, actor=f"reviewer:{me.user.username}", note=note.strip())
+        except (reviews.ReviewError, banks.BankError) as exc:
+            raise _refuse(exc) from exc
+        session.commit()
+    return RedirectResponse(_item_url(job_id, q, done="bank"), status_code=303)
+
+
+def _senior(me: Reviewer) -> None:
+    if me.user.role is Role.REVIEWER:
+        raise Refused(403, "只有资深审核员和管理员可以把内容加入指纹库。")

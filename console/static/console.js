@@ -1,0 +1,28 @@
+// Keyboard shortcuts for the common decisions (no build step). Keys are ignored while typing in a field.
+// k: claim · c: confirm · o: overturn (focus the action) · e: escalate (focus the reason) · n: next item
+(function () {
+  "use strict";
+  function submit(id) {
+    var form = document.getElementById(id);
+    if (form) { form.requestSubmit ? form.requestSubmit() : form.submit(); return true; }
+    return false;
+  }
+  function focus(id) {
+    var el = document.getElementById(id);
+    if (el) { el.focus(); return true; }
+    return false;
+  }
+  var keys = {
+    k: function () { return submit("claim-form"); },
+    c: function () { return submit("confirm-form"); },
+    o: function () { return focus("overturn-action"); },
+    e: function () { return focus("escalate-reason"); },
+    n: function () { return submit("next-form"); }
+  };
+  document.addEventListener("keydown", function (event) {
+    var tag = (event.target && event.target.tagName) || "";
+    if (event.ctrlKey || event.metaKey || event.altKey || /^(INPUT|TEXTAREA|SELECT)$/.test(tag)) { return; }
+    var action = keys[event.key];
+    if (action && action()) { event.preventDefault(); }
+  });
+})();

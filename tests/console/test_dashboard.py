@@ -1,0 +1,36 @@
+"""The dashboard over HTTP: overturn rates per rule and per analyzer, drawn as SVG bars, tenant-scoped."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from console.dashboard import BAR_WIDTH, bars
+from memeguard.review_views import OverturnStat
+from memeguard.runtime import Runtime
+from tests.console.conftest import add_item, csrf_of, login
+
+
+def test_bars_split_stricter_and_looser_overturns() -> None:
+    drawn = bars([OverturnStat("r1", 4, 3, 1, 2), OverturnStat("r2", 0, 0, 0, 0)])
+    assert len(drawn) == 1  # nothing reviewed: nothing to draw
+    assert (drawn[0].stricter_px, drawn[0].looser_px) == (BAR_WIDTH / 4, BAR_WIDTH / 2)
+    assert drawn[0].text == "75%（3/4）"
+
+
+def test_the_dashboard_charts_overturns_of_my_tenants(client: TestClient, runtime: Runtime) -> None:
+    items = [add_item(runtime, "tenant-a", f"s-{i}") for i in range(4)]
+    add_item(runtime, "tenant-b", "theirs")
+    login(client)
+    for job_id, decision in zip(items, ["overturn", "overturn", "overturn", "confirm"], strict=True):
+        client.post(f"/review/item/{job_id}/claim", data={"csrf": csrf_of(client)})
+        client.post(f"/review/item/{job_id}/decide", data={"csrf": csrf_of(client), "decision": decision,
+                                                           "action": "allow", "reason": "误判"})
+    page = client.get("/review/stats")
+    assert page.status_code == 200 and page.text.count("<svg") == 2
+    assert "medium.harmful @ 1" in page.text and "embedded 3" in page.text and "75%（3/4）" in page.text
+    looser = re.findall(r'class="looser"', page.text)
+    assert len(looser) == 2  # one bar per chart: the rule and the analyzer
+    anonymous = TestClient(client.app, follow_redirects=False)
+    assert anonymous.get("/review/stats").headers["location"] == "/review/login"
