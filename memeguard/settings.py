@@ -105,10 +105,10 @@ class Settings(BaseSettings):
             raise ValueError("console secret is a placeholder or shorter than 32 characters")
         return key
 
-    @field_validator("admin_api_key", mode="before")
+    @field_validator("admin_api_key", "console_secret", mode="before")
     @classmethod
-    def _empty_admin_key_is_none(cls, key: object) -> object:
-        """An empty value (compose's ``${MEMEGUARD_ADMIN_API_KEY:-}``) means bank curation is off."""
+    def _empty_secret_is_none(cls, key: object) -> object:
+        """An empty value (compose's ``${MEMEGUARD_ADMIN_API_KEY:-}``) means the feature is off."""
         return None if key == "" else key
 
     @field_validator("admin_api_key")

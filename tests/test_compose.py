@@ -66,3 +66,19 @@ def test_every_memeguard_command_exists(name: str) -> None:
 def test_celery_app_module_used_by_beat_and_flower_exists() -> None:
     assert (ROOT / "worker" / "celery_app.py").exists()
     assert SERVICES["beat"]["command"][:3] == ["celery", "-A", "worker.celery_app"]
+
+
+def test_the_app_environment_with_optional_settings_left_unset_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What compose hands the app when only the required variables are set: optional features are off."""
+    import re
+
+    from memeguard.settings import Settings
+
+    required = {"POSTGRES_PASSWORD": "a-real-db-password-123",
+                "MEMEGUARD_API_KEYS": '{"acme": "acme-key-0123456789abcd"}'}
+    pattern = re.compile(r"\$\{(\w+):([?-])([^}]*(?:\}[^}$]*)?)\}")
+    for name, value in SERVICES["api"]["environment"].items():
+        monkeypatch.setenv(name, pattern.sub(lambda m: required[m[1]] if m[2] == "?" else m[3], str(value)))
+    settings = Settings()
+    assert settings.console_secret is None and settings.admin_api_key is None
+    assert settings.callback_secrets == {} and settings.review_qa_share == 0.02 and settings.cache_shared_tenants == []
