@@ -189,6 +189,10 @@ def worker(
     if settings.is_inline:
         typer.echo("memeguard worker needs a broker: set MEMEGUARD_BROKER_URL=redis://…", err=True)
         raise typer.Exit(EXIT_REJECTED)
+    if settings.analyzer in ("vlm", "cascade") and pool == "prefork":
+        typer.echo("a GPU worker holds one model copy per GPU and must not fork it: run it with -P solo (or "
+                   "threads); celery-batches fills MEMEGUARD_WORKER_BATCH_SIZE jobs per forward pass", err=True)
+        raise typer.Exit(EXIT_REJECTED)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memeguard-metrics-"))
     from memeguard.logs import configure_logging
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -37,7 +37,23 @@ class Settings(BaseSettings):
     broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process) or a redis:// URL")
     queue_name: str = "memeguard.analyze"
     blob_store: str = Field(default="", description="file:///path or a path; empty = data_dir/blobs")
-    analyzer: str = Field(default="embedded", description="embedded | noop")
+    analyzer: str = Field(default="embedded", description="embedded | vlm | cascade | noop")
+    tenant_analyzers: dict[str, Literal["embedded", "cascade", "vlm"]] = Field(
+        default_factory=dict, description="cascade only: tenant -> embedded | cascade | vlm (others: cascade)")
+    cascade_min_confidence: float = Field(default=0.8, ge=0, le=1, description="cascade: the embedded verdict "
+                                          "stands when at least this confident and its action is not 'tag'")
+    vlm_model: str = Field(default="", description="local directory (or cached model id) of GLM-4.6V-Flash")
+    vlm_quant: Literal["none", "int8", "bnb8"] = Field(
+        default="none", description="none | int8 (torchao, CPU+GPU) | bnb8 (bitsandbytes, CUDA)")
+    vlm_device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
+    vlm_max_pixels: int = Field(default=512 * 512, ge=28 * 28, description="image pixel budget, normal mode")
+    vlm_max_new_tokens: int = Field(default=64, ge=1, le=512, description="explanation tokens, normal mode")
+    vlm_degraded_pixels: int = Field(default=336 * 336, ge=28 * 28, description="pixel budget when degraded")
+    vlm_degraded_new_tokens: int = Field(default=32, ge=1, le=512, description="explanation tokens when degraded")
+    vlm_max_queue: int = Field(default=64, ge=1, description="queue depth at which the VLM degrades")
+    vlm_gpu_threshold: float = Field(default=0.8, gt=0, le=1, description="GPU memory/utilisation to degrade at")
+    vlm_explain: Literal["policy", "never", "always"] = Field(
+        default="policy", description="policy (items the policy tags or blocks) | never | always")
     policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")
     kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
     fingerprints: bool = Field(default=True, description="hash banks + verdict cache in front of the analyzer")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 import sqlalchemy.exc
@@ -24,13 +26,15 @@ from memeguard.imaging import decode_frames
 from memeguard.logs import job_context
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, evaluate
-from worker.analyzers import AnalysisInput, Analyzer, AnalyzerError
+from worker.analyzers import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
+from worker.analyzers.base import analyze_many
 
 if TYPE_CHECKING:
-    from worker.fingerprints.stage import Fingerprinted, Fingerprinting
+    from worker.fingerprints.stage import Fingerprinted, Fingerprinting, Screened
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -76,33 +80,65 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
-                  policy: Policy, max_frames: int, fingerprints: Fingerprinting | None = None,
-                  tenant: str = "", item_key: str = "") -> PipelineResult:
-    """Decode -> (fingerprints) -> analyze -> decide. ``memeguard analyze`` calls this too, so the CLI is the
-    same pipeline."""
+@dataclass(frozen=True)
+class Prepared:
+    """An item up to the analyzer: decoded, screened by the fingerprint stage. ``pending`` is the analyzer's
+    input (None: the stage decided, ``screened.decided`` holds the verdict)."""
+
+    pending: AnalysisInput | None
+    screened: Screened | None
+    timings: dict[str, float]
+
+
+def prepare(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer, max_frames: int,
+            fingerprints: Fingerprinting | None = None, tenant: str = "", item_key: str = "") -> Prepared:
+    """Decode -> (fingerprints): everything before the model."""
     started = time.perf_counter()
     frames = decode_frames(data, max_frames) if analyzer.needs_pixels or fingerprints else []
     timings = {"decode_ms": _ms(started)}
-    started = time.perf_counter()
-    known = None
-    if fingerprints is not None:
-        from worker.fingerprints.stage import analyze_known
+    if fingerprints is None:
+        return Prepared(AnalysisInput(frames, post_text, context, tenant=tenant), None, timings)
+    from worker.fingerprints.stage import screen
 
-        known = analyze_known(frames, post_text, context, analyzer=analyzer, stage=fingerprints, tenant=tenant,
-                              item_key=item_key)
+    screened = screen(frames, post_text, context, stage=fingerprints, tenant=tenant, item_key=item_key)
+    return Prepared(screened.pending, screened, {**timings, **screened.timings})
+
+
+def complete(prepared: Prepared, result: AnalysisResult | None, policy: Policy, model_ms: float) -> PipelineResult:
+    """The analyzer's result (None when the fingerprint stage decided) -> verdict -> policy decision."""
+    timings = dict(prepared.timings)
+    known = None
+    if prepared.screened is not None:
+        from worker.fingerprints.stage import finish
+
+        known = prepared.screened.decided if result is None else finish(prepared.screened, result)
+        assert known is not None
         verdict = known.verdict
         timings.update(known.timings)
     else:
-        result = analyzer.analyze(AnalysisInput(frames, post_text, context))
-        timings.update({k: round(v, 3) for k, v in result.timings.items()})
+        assert result is not None
         verdict = result.verdict
-    timings["model_ms"] = _ms(started)
+        timings.update({k: round(v, 3) for k, v in result.timings.items()})
+    timings["model_ms"] = round(model_ms + timings.get("fingerprint_ms", 0.0), 3)
     verdict = verdict.model_copy(update={"latency_ms": timings["model_ms"]})
     started = time.perf_counter()
     decision = evaluate(policy, verdict)
     timings["policy_ms"] = _ms(started)
     return PipelineResult(verdict, decision, timings, known)
+
+
+def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
+                  policy: Policy, max_frames: int, fingerprints: Fingerprinting | None = None,
+                  tenant: str = "", item_key: str = "") -> PipelineResult:
+    """Decode -> (fingerprints) -> analyze -> decide, one item. ``memeguard analyze`` calls this too, so the
+    CLI is the same pipeline."""
+    prepared = prepare(data, post_text, context, analyzer=analyzer, max_frames=max_frames,
+                       fingerprints=fingerprints, tenant=tenant, item_key=item_key)
+    started = time.perf_counter()
+    result = analyze_many(analyzer, [prepared.pending])[0] if prepared.pending is not None else None
+    if isinstance(result, AnalyzerError):
+        raise result
+    return complete(prepared, result, policy, _ms(started))
 
 
 def process_job(job_id: uuid.UUID, deps: Deps) -> Outcome:
@@ -111,7 +147,8 @@ def process_job(job_id: uuid.UUID, deps: Deps) -> Outcome:
 
 
 def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
-    """Run a batch of jobs: one claim transaction, analysis per job, one store transaction.
+    """Run a batch of jobs: one claim transaction, each job decoded and screened, ONE analyzer call for the
+    jobs that need the model (a batch analyzer runs one forward pass), one store transaction.
 
     Transient errors propagate (the caller re-publishes with backoff); a job whose analysis fails for any
     other reason is dead-lettered with its reason, so no job is ever silently dropped."""
@@ -122,20 +159,46 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
         claims = store.claim_jobs(session, unique, deps.max_attempts)
         session.commit()
     outcomes: dict[uuid.UUID, Outcome] = {}
-    ready: list[tuple[store.JobRecord, PipelineResult, dict[str, float]]] = []
+    prepared: list[tuple[store.JobRecord, Prepared]] = []
     for job_id in unique:
         claim = claims[job_id]
         if claim.job is None:
             outcomes[job_id] = _unclaimed(job_id, claim.reason, claim.tenant)
             continue
         with job_context(job_id):
-            result = _analyze_claimed(claim.job, deps)
-        if isinstance(result, Outcome):
-            outcomes[job_id] = result
+            ready = _guarded(claim.job, deps, partial(_prepare, claim.job, deps))
+        if isinstance(ready, Outcome):
+            outcomes[job_id] = ready
         else:
-            ready.append((claim.job, result, {**_queue_wait(claim.job), **result.timings}))
-    outcomes.update(_store_all(ready, deps.sessions))
+            prepared.append((claim.job, ready))
+    finished = _analyze_all(prepared, deps)
+    outcomes.update({job.id: r for job, r in finished if isinstance(r, Outcome)})
+    outcomes.update(_store_all([(job, r, {**_queue_wait(job), **r.timings}) for job, r in finished
+                                if isinstance(r, PipelineResult)], deps.sessions))
     return [outcomes[job_id] for job_id in job_ids]
+
+
+def _analyze_all(prepared: list[tuple[store.JobRecord, Prepared]],
+                 deps: Deps) -> list[tuple[store.JobRecord, PipelineResult | Outcome]]:
+    """One ``analyze_many`` over the jobs still pending, then each job's verdict and decision."""
+    pending = [(job, p) for job, p in prepared if p.pending is not None]
+    started = time.perf_counter()
+    results = analyze_many(deps.analyzer, [p.pending for _, p in pending]) if pending else []  # type: ignore[misc]
+    model_ms = _ms(started) / max(1, len(pending))
+    by_job = {job.id: r for (job, _), r in zip(pending, results, strict=True)}
+    done: list[tuple[store.JobRecord, PipelineResult | Outcome]] = []
+    for job, p in prepared:
+        result = by_job.get(job.id)
+        with job_context(job.id):
+            done.append((job, _guarded(job, deps, partial(_complete, p, result, deps, model_ms))))
+    return done
+
+
+def _complete(prepared: Prepared, result: AnalysisResult | AnalyzerError | None, deps: Deps,
+              model_ms: float) -> PipelineResult:
+    if isinstance(result, AnalyzerError):
+        raise result
+    return complete(prepared, result, deps.policy, model_ms if result is not None else 0.0)
 
 
 def _queue_wait(job: store.JobRecord) -> dict[str, float]:
@@ -145,9 +208,10 @@ def _queue_wait(job: store.JobRecord) -> dict[str, float]:
     return timings
 
 
-def _analyze_claimed(job: store.JobRecord, deps: Deps) -> PipelineResult | Outcome:
+def _guarded(job: store.JobRecord, deps: Deps, step: Callable[[], T]) -> T | Outcome:
+    """Run one job's step; a non-transient failure dead-letters that job with its reason."""
     try:
-        return _run(job, deps)
+        return step()
     except Exception as exc:
         if is_transient(exc):
             raise
@@ -164,13 +228,12 @@ def _unclaimed(job_id: uuid.UUID, reason: str, tenant: str | None) -> Outcome:
     return Outcome(job_id, "skipped", reason)
 
 
-def _run(job: store.JobRecord, deps: Deps) -> PipelineResult:
+def _prepare(job: store.JobRecord, deps: Deps) -> Prepared:
     if job.image_sha256 is None:
         raise BlobNotFound("job has no image")
     data = deps.blobs.get(job.image_sha256)
-    return analyze_bytes(data, job.post_text, job.context, analyzer=deps.analyzer, policy=deps.policy,
-                         max_frames=deps.max_frames, fingerprints=deps.fingerprints, tenant=job.tenant,
-                         item_key=f"{job.tenant}/{job.content_id}")
+    return prepare(data, job.post_text, job.context, analyzer=deps.analyzer, max_frames=deps.max_frames,
+                   fingerprints=deps.fingerprints, tenant=job.tenant, item_key=f"{job.tenant}/{job.content_id}")
 
 
 def _error_code(exc: Exception) -> str:

@@ -30,7 +30,7 @@ def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert set(payload) >= REQUIRED_KEYS
-    assert payload["intent"] == "sarcasm" and payload["policy"] == "default@1"
+    assert payload["intent"] == "sarcasm" and payload["policy"] == "default@2"
     assert payload["action"] in ("allow", "throttle", "tag", "block")
 
 
@@ -77,7 +77,7 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     assert report["moved"] == not_tagged > 0
     assert all(t["to"] == "tag" for t in report["transitions"])
     again = memeguard("jobs", "show", job["job_id"], data_dir=tmp_path)
-    assert json.loads(again.stdout)["action"]["policy"] == "default@1"  # replay wrote nothing
+    assert json.loads(again.stdout)["action"]["policy"] == "default@2"  # replay wrote nothing
 
 
 def _demo_content_id(data_dir: Path) -> str:
@@ -95,7 +95,7 @@ def test_policy_check_reports_line_numbers(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{bad}:6:13: unknown action 'ban'" in result.stderr
     good = memeguard("policy", "check", "policies/default.yaml", data_dir=tmp_path)
-    assert good.returncode == 0 and "default@1" in good.stdout
+    assert good.returncode == 0 and "default@2" in good.stdout
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:

@@ -83,9 +83,9 @@ def test_overturn_stats_per_rule_and_per_analyzer(pg_session: Session, ann: user
     sam = users.add_user(pg_session, "sam", "correct horse battery", Role.SENIOR, ["rev-other"], actor="admin")
     review(pg_session, sam, foreign, "overturn", ModerationAction.ALLOW)
     by_rule = {s.key: s for s in review_views.overturn_stats(pg_session, ann, "rule")}
-    assert set(by_rule) == {"medium.harmful @ 1", "high.targeted-or-sexual @ 1"}
-    medium = by_rule["medium.harmful @ 1"]
+    assert set(by_rule) == {"medium.harmful @ 2", "high.targeted-or-sexual @ 2"}
+    medium = by_rule["medium.harmful @ 2"]
     assert (medium.reviewed, medium.overturned, medium.stricter, medium.looser) == (3, 2, 1, 1)
-    assert medium.rate == pytest.approx(2 / 3) and by_rule["high.targeted-or-sexual @ 1"].overturned == 0
+    assert medium.rate == pytest.approx(2 / 3) and by_rule["high.targeted-or-sexual @ 2"].overturned == 0
     by_analyzer = {s.key: (s.reviewed, s.overturned) for s in review_views.overturn_stats(pg_session, ann, "analyzer")}
     assert by_analyzer == {"embedded 3": (3, 2), "vlm 3": (1, 0)}

@@ -9,7 +9,7 @@ from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, Analy
 if TYPE_CHECKING:
     from memeguard.settings import Settings
 
-ANALYZERS = ("embedded", "noop")
+ANALYZERS = ("embedded", "vlm", "cascade", "noop")
 
 
 def build_analyzer(name: str, settings: Settings | None = None) -> Analyzer:
@@ -23,9 +23,25 @@ def build_analyzer(name: str, settings: Settings | None = None) -> Analyzer:
 
         return NoopAnalyzer()
     if name in ("vlm", "cascade"):
-        raise ValueError(f"analyzer {name!r} (the GLM-4.6V-Flash GPU tier) is not implemented yet; "
-                         f"available: {', '.join(ANALYZERS)}")
+        return _gpu_tier(name, settings)
     raise ValueError(f"unknown analyzer {name!r}; available: {', '.join(ANALYZERS)}")
+
+
+def _gpu_tier(name: str, settings: Settings | None) -> Analyzer:
+    """The VLM, alone or behind the embedded tier (which also reads the text the VLM gets as context)."""
+    from memeguard.settings import Settings
+    from policies import load_policy
+    from worker.analyzers.cascade import CascadeAnalyzer
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+    from worker.vlm.build import build_vlm
+
+    settings = settings or Settings()
+    embedded = EmbeddedAnalyzer.default(settings)
+    vlm = build_vlm(settings, reader=embedded if name == "vlm" else None)
+    if name == "vlm":
+        return vlm
+    return CascadeAnalyzer(embedded, vlm, load_policy(settings.policy_file), settings.cascade_min_confidence,
+                           dict(settings.tenant_analyzers))
 
 
 __all__ = ["ANALYZERS", "AnalysisInput", "AnalysisResult", "Analyzer", "AnalyzerError", "build_analyzer"]

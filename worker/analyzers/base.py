@@ -24,6 +24,8 @@ class AnalysisInput:
     post_text: str = ""
     context: dict[str, Any] = field(default_factory=dict)
     ocr_text: str | None = None  # text already read from the frames (the fingerprint stage read it)
+    prior: Verdict | None = None  # the fast tier's verdict, when the cascade ran it first
+    tenant: str = ""  # whose upload (the cascade's tier can be chosen per tenant)
 
 
 @dataclass(frozen=True)
@@ -40,3 +42,27 @@ class Analyzer(Protocol):
     needs_pixels: bool  # False: the pipeline skips decoding (only the no-op benchmark analyzer)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult: ...
+
+
+class BatchAnalyzer(Analyzer, Protocol):
+    """An analyzer that reads a whole batch in one pass (the VLM: one forward pass per batch)."""
+
+    def analyze_batch(self, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]: ...
+
+
+def analyze_many(analyzer: Analyzer, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]:
+    """Every item's result or its own error: one call for a batch analyzer, one per item otherwise. An
+    ``AnalyzerError`` of one item never fails the others; any other exception propagates (transient
+    errors are the caller's to retry)."""
+    batch = getattr(analyzer, "analyze_batch", None)
+    if batch is not None and items:
+        results: list[AnalysisResult | AnalyzerError] = batch(items)
+        return results
+    return [_one(analyzer, item) for item in items]
+
+
+def _one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | AnalyzerError:
+    try:
+        return analyzer.analyze(item)
+    except AnalyzerError as exc:
+        return exc

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
-from worker.analyzers.base import AnalysisInput, Analyzer
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer
 from worker.fingerprints.hashing import ImageHashes, caption, hash_frames
 from worker.fingerprints.matcher import BankHit, ImageMatch, Matcher
 
@@ -48,8 +48,30 @@ class Fingerprinting:
     load_verdict: Callable[[uuid.UUID], Verdict | None]
 
 
+@dataclass(frozen=True)
+class Screened:
+    """The stage's first half: decided without the analyzer (``decided``), or the analyzer's input."""
+
+    decided: Fingerprinted | None
+    pending: AnalysisInput | None
+    match: ImageMatch
+    hashed_ms: float
+    timings: dict[str, float]
+
+
 def analyze_known(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
                   stage: Fingerprinting, tenant: str, item_key: str) -> Fingerprinted:
+    """Screen, run the analyzer when needed, finish (one item; the pipeline batches ``screen``/``finish``)."""
+    screened = screen(frames, post_text, context, stage=stage, tenant=tenant, item_key=item_key)
+    if screened.decided is not None:
+        return screened.decided
+    assert screened.pending is not None
+    return finish(screened, analyzer.analyze(screened.pending))
+
+
+def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, stage: Fingerprinting,
+           tenant: str, item_key: str) -> Screened:
+    """Hash and match; a known-harmful bank or a reusable earlier verdict decides here, without the model."""
     started = time.perf_counter()
     match = stage.matcher.match(hash_frames(frames), tenant, item_key)
     hashed_ms = (time.perf_counter() - started) * 1000
@@ -57,17 +79,27 @@ def analyze_known(frames: list[Image.Image], post_text: str, context: dict[str, 
     timings = {"fingerprint_ms": round(hashed_ms, 3)}
     if match.harmful:
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
-        return Fingerprinted(verdict, first, caption("", post_text), timings)
+        return Screened(Fingerprinted(verdict, first, caption("", post_text), timings), None, match, hashed_ms, timings)
     started = time.perf_counter()
     ocr_text = stage.ocr(frames) if stage.ocr is not None and match.cache else None
     if ocr_text is not None:
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
-        return Fingerprinted(reused, first, caption(ocr_text or "", post_text), timings)
+        known = Fingerprinted(reused, first, caption(ocr_text or "", post_text), timings)
+        return Screened(known, None, match, hashed_ms, timings)
     context = {**context, "templates": match.templates} if match.templates else context
-    result = analyzer.analyze(AnalysisInput(frames, post_text, context, ocr_text=ocr_text))
-    verdict = result.verdict.model_copy(update={"signals": [*result.verdict.signals, _signal(match, hashed_ms)]})
-    timings.update({k: round(v, 3) for k, v in result.timings.items() if k not in timings})
+    item = AnalysisInput(frames, post_text, context, ocr_text=ocr_text, tenant=tenant)
+    return Screened(None, item, match, hashed_ms, timings)
+
+
+def finish(screened: Screened, result: AnalysisResult) -> Fingerprinted:
+    """The analyzer's verdict with the fingerprint signal added and the hashes kept for the cache."""
+    verdict = result.verdict.model_copy(update={"signals": [*result.verdict.signals,
+                                                            _signal(screened.match, screened.hashed_ms)]})
+    timings = {**screened.timings, **{k: round(v, 3) for k, v in result.timings.items()
+                                      if k not in screened.timings}}
+    first = screened.match.hashes[0] if screened.match.hashes else None
+    post_text = screened.pending.post_text if screened.pending else ""
     return Fingerprinted(verdict, first, caption(verdict.ocr_text, post_text), timings)
 
 

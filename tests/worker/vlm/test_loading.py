@@ -1,0 +1,57 @@
+"""Loading through the Auto classes from a local directory, INT8 weights (torchao) and how close they stay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from worker.vlm import reading
+from worker.vlm.loading import LoadedModel, VlmLoadError, load, weight_bytes
+from worker.vlm.prompt import messages
+
+
+def test_the_real_classes_load_from_a_local_directory(tiny: LoadedModel) -> None:
+    assert type(tiny.processor).__name__ == "Glm46VProcessor"
+    assert type(tiny.model).__name__ == "Glm46VForConditionalGeneration"
+    assert tiny.model_type == "glm46v" and tiny.dtype == torch.float32 and tiny.device.type == "cpu"
+    image_token = tiny.processor.tokenizer.convert_tokens_to_ids("<|image|>")
+    assert tiny.model.config.image_token_id == image_token  # read from the checkpoint, not assumed
+    assert tiny.processor.tokenizer.padding_side == "left"
+
+
+def test_nothing_is_downloaded(tmp_path: Path) -> None:
+    with pytest.raises(VlmLoadError, match="without downloading"):
+        load(tmp_path / "missing", device="cpu")
+    with pytest.raises(VlmLoadError, match="without downloading"):
+        load("zai-org/GLM-4.6V-Flash", device="cpu")  # an id not in the local cache is not fetched
+
+
+def test_unusable_quantisation_settings_are_refused_by_name(tiny_dir: Path) -> None:
+    with pytest.raises(VlmLoadError, match="needs CUDA"):
+        load(tiny_dir, quant="bnb8", device="cpu")
+    with pytest.raises(VlmLoadError, match="one of none, int8, bnb8"):
+        load(tiny_dir, quant="int4", device="cpu")
+
+
+def _logits(loaded: LoadedModel, memes: list) -> torch.Tensor:  # type: ignore[type-arg]
+    texts = reading.prompt_texts(loaded, [messages(f"配文{i}", "", [], {}) for i in range(len(memes))])
+    batch = reading._inputs(loaded, texts, memes)
+    with torch.inference_mode():
+        logits: torch.Tensor = loaded.model(**batch).logits
+    return logits[batch["attention_mask"].bool()]  # every real position of every row
+
+
+def test_int8_weights_are_smaller_and_their_logits_stay_close(tiny_dir: Path, tiny: LoadedModel, memes: list) -> None:  # type: ignore[type-arg]
+    int8 = load(tiny_dir, quant="int8", device="cpu")
+    linear = [m for n, m in tiny.model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
+    linear_q = [m for n, m in int8.model.named_modules() if isinstance(m, torch.nn.Linear) and "lm_head" not in n]
+    full, quantised = (sum(weight_bytes(m) for m in mods) for mods in (linear, linear_q))
+    assert quantised <= 0.30 * full  # int8 + per-channel scales vs fp32 (vs bf16 this is <= 0.55)
+    assert int8.weight_bytes < 0.6 * tiny.weight_bytes  # the whole model, embeddings and head included
+    reference, approximate = _logits(tiny, memes), _logits(int8, memes)
+    cosine = F.cosine_similarity(reference, approximate, dim=-1)
+    agreement = (reference.argmax(-1) == approximate.argmax(-1)).float().mean().item()
+    assert cosine.min().item() >= 0.99 and agreement >= 0.95

@@ -1,0 +1,140 @@
+"""``VlmAnalyzer``: GLM-4.6V-Flash behind the analyzer contract, a batch per forward pass.
+
+Per batch: pick the mode (normal / degraded) -> resize images within the mode's pixel budget -> the embedded
+tier's OCR text and knowledge-base hits as fenced context -> fast path (labels from logits) -> explanation
+path for the items the policy would tag or block -> verdicts whose ``vlm`` signal records mode, label
+probabilities and latency. An explanation the model garbles is flagged for review (signal
+``review_needed``, confidence capped), never read as "safe".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from memeguard.schemas import Signal, Verdict, label_zh
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
+from worker.vlm import reading
+from worker.vlm.degrade import DEGRADED, NORMAL, Budget, LoadMonitor
+from worker.vlm.loading import LoadedModel
+from worker.vlm.prompt import CODES, SYSTEM_PROMPT, messages
+
+UNPARSED_CONFIDENCE = 0.3
+DEFAULT_BUDGETS = {NORMAL: Budget(512 * 512, 64), DEGRADED: Budget(336 * 336, 32)}
+
+
+def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
+    """The image scaled down (aspect kept) to at most ``max_pixels``; RGB."""
+    rgb = image.convert("RGB")
+    scale = (max_pixels / (rgb.width * rgb.height)) ** 0.5
+    if scale >= 1:
+        return rgb
+    size = (max(28, int(rgb.width * scale)), max(28, int(rgb.height * scale)))
+    return rgb.resize(size, Image.Resampling.BICUBIC)
+
+
+@dataclass
+class VlmAnalyzer:
+    loaded: LoadedModel
+    reader: Analyzer | None = None  # the embedded tier: OCR text and knowledge-base hits as context
+    explain_when: Callable[[Verdict], bool] = lambda _: False
+    monitor: LoadMonitor = field(default_factory=LoadMonitor)
+    budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    name: str = "vlm"
+    needs_pixels: bool = True
+
+    def __post_init__(self) -> None:
+        self.code_ids = reading.code_token_ids(self.loaded.processor)
+        digest = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:8]
+        self.version = f"{self.loaded.model_type}:{self.loaded.quant}:p{digest}"
+
+    def analyze(self, item: AnalysisInput) -> AnalysisResult:
+        result = self.analyze_batch([item])[0]
+        if isinstance(result, AnalyzerError):
+            raise result
+        return result
+
+    def analyze_batch(self, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]:
+        """One mode, one fast-path ``generate`` and at most one explanation ``generate`` for the batch."""
+        readable = [i for i, item in enumerate(items) if item.frames]
+        results: dict[int, AnalysisResult | AnalyzerError] = {
+            i: AnalyzerError("the VLM reads images: this item has no frame") for i in range(len(items))
+            if i not in readable}
+        if readable:
+            results.update(zip(readable, self._run([items[i] for i in readable]), strict=True))
+        return [results[i] for i in range(len(items))]
+
+    def _run(self, items: list[AnalysisInput]) -> list[AnalysisResult]:
+        mode = self.monitor.mode()
+        budget = self.budgets[mode]
+        started = time.perf_counter()
+        priors = [self._prior(item) for item in items]
+        images = [fit_pixels(item.frames[0], budget.max_pixels) for item in items]
+        texts = reading.prompt_texts(self.loaded, [self._conversation(item, prior)
+                                                   for item, prior in zip(items, priors, strict=True)])
+        reads = reading.read_labels(self.loaded, texts, images, self.code_ids)
+        fast_ms = (time.perf_counter() - started) * 1000 / len(items)
+        verdicts = [self._verdict(r, p, mode, fast_ms) for r, p in zip(reads, priors, strict=True)]
+        verdicts = self._explain(verdicts, texts, images, reads, budget)
+        total_ms = (time.perf_counter() - started) * 1000 / len(items)
+        return [AnalysisResult(v, {"vlm_fast_ms": fast_ms, "vlm_ms": total_ms}) for v in verdicts]
+
+    def _prior(self, item: AnalysisInput) -> Verdict | None:
+        if item.prior is not None or self.reader is None:
+            return item.prior
+        return self.reader.analyze(item).verdict
+
+    @staticmethod
+    def _conversation(item: AnalysisInput, prior: Verdict | None) -> list[dict[str, object]]:
+        ocr = item.ocr_text if item.ocr_text is not None else (prior.ocr_text if prior else "")
+        cues = [e for s in (prior.signals if prior else []) if s.source == "kb" for e in s.evidence]
+        return messages(item.post_text, ocr, cues, item.context)
+
+    def _verdict(self, read: reading.LabelRead, prior: Verdict | None, mode: str, ms: float) -> Verdict:
+        emotion, intent, harm = (table[code] for (_, table), code in zip(CODES.fields, read.codes, strict=True))
+        confidence = round(read.probability(2), 4)
+        evidence = [f"mode={mode}", *(f"p({name})={read.probability(i):.3f}"
+                                      for i, (name, _) in enumerate(CODES.fields))]
+        explanation = (f"模型判读：情绪「{label_zh(emotion)}」，意图「{label_zh(intent)}」，"
+                       f"危害类型「{label_zh(harm)}」，概率 {confidence:.2f}"
+                       f"（{'降级模式' if mode == DEGRADED else '常规模式'}）。")
+        signals = [*(prior.signals if prior else []),
+                   Signal(source="vlm", decided=["emotion", "intent", "harm_type", "confidence"], evidence=evidence,
+                          weight=confidence, latency_ms=round(ms, 2))]
+        return Verdict(emotion=emotion, intent=intent, harm_type=harm, confidence=confidence, explanation=explanation,
+                       ocr_text=prior.ocr_text if prior else "", signals=signals, analyzer=self.name,
+                       analyzer_version=self.version)
+
+    def _explain(self, verdicts: list[Verdict], texts: list[str], images: list[Image.Image],
+                 reads: list[reading.LabelRead], budget: Budget) -> list[Verdict]:
+        wanted = [i for i, v in enumerate(verdicts) if self.explain_when(v)]
+        if not wanted:
+            return verdicts
+        started = time.perf_counter()
+        prompts = [reading.explanation_prompt(texts[i], reads[i]) for i in wanted]
+        raw = reading.generate_explanations(self.loaded, prompts, [images[i] for i in wanted], budget.max_new_tokens)
+        ms = (time.perf_counter() - started) * 1000 / len(wanted)
+        out = list(verdicts)
+        for i, text in zip(wanted, raw, strict=True):
+            out[i] = with_explanation(verdicts[i], text, ms)
+        return out
+
+
+def with_explanation(verdict: Verdict, raw: str, ms: float) -> Verdict:
+    """The verdict with the model's own explanation, or flagged for review when it cannot be read."""
+    try:
+        parsed = reading.parse_explanation(raw)
+    except reading.VlmOutputError as exc:
+        flag = Signal(source="review_needed", evidence=[f"模型说明无法解析：{exc}"], latency_ms=round(ms, 2))
+        return verdict.model_copy(update={
+            "confidence": min(verdict.confidence, UNPARSED_CONFIDENCE), "signals": [*verdict.signals, flag],
+            "explanation": verdict.explanation + "模型的说明无法解析，需人工复核。"})
+    detail = "；".join(f"{k}：{v}" for k, v in parsed.items() if k != "explanation")
+    text = parsed.get("explanation", "") + (f"（{detail}）" if detail else "")
+    note = Signal(source="vlm_explanation", evidence=[raw[:200]], latency_ms=round(ms, 2))
+    return verdict.model_copy(update={"explanation": f"{verdict.explanation}{text}",
+                                      "signals": [*verdict.signals, note]})

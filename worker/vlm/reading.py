@@ -1,0 +1,143 @@
+"""The model calls: the fast path reads the labels from the logits, the explanation path generates text.
+
+Fast path: prompt + ``标签：`` prefilled, then three decode steps, each restricted to the allowed label tokens
+(emotion codes, then intent codes, then harm digits) by a logits processor; greedy picks the most probable
+allowed token, and the label's probability is the softmax of the raw logits over the allowed tokens only —
+a distribution over the labels, which is what calibration needs (not a number the model writes).
+Explanation path: the same prompt with the chosen codes, then up to ``max_new_tokens`` of free text.
+Both batch with left padding and one ``generate`` call per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from worker.vlm.loading import LoadedModel
+from worker.vlm.prompt import ANSWER_PREFIX, CODES, EXPLAIN_PREFIX, Codebook
+
+
+class VlmOutputError(ValueError):
+    """The model's free text could not be read as the JSON asked for."""
+
+
+@dataclass(frozen=True)
+class LabelRead:
+    """One item's labels: the chosen code per field and the probability of every allowed code."""
+
+    codes: tuple[str, str, str]
+    probs: tuple[dict[str, float], dict[str, float], dict[str, float]]
+
+    def probability(self, field: int) -> float:
+        return self.probs[field][self.codes[field]]
+
+
+def code_token_ids(processor: Any, book: Codebook = CODES) -> list[dict[str, int]]:
+    """Token id of every code; each code must be exactly one token of this tokenizer (checked at start-up,
+    so a tokenizer that splits a code fails loudly instead of reading the wrong logit)."""
+    tables = []
+    for _, table in book.fields:
+        ids = {}
+        for code in table:
+            pieces = processor.tokenizer.encode(code, add_special_tokens=False)
+            if len(pieces) != 1:
+                raise ValueError(f"label code {code!r} is {len(pieces)} tokens for this tokenizer, not one")
+            ids[code] = pieces[0]
+        tables.append(ids)
+    return tables
+
+
+class _AllowOnly:
+    """Logits processor: at decode step k only the tokens of field k may be chosen."""
+
+    def __init__(self, start: int, allowed: list[list[int]]) -> None:
+        self.start, self.allowed = start, allowed
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.start
+        mask = torch.full_like(scores, float("-inf"))
+        mask[:, self.allowed[min(step, len(self.allowed) - 1)]] = 0
+        return scores + mask
+
+
+def prompt_texts(loaded: LoadedModel, conversations: list[list[dict[str, Any]]]) -> list[str]:
+    """Chat-template texts, thinking disabled (GLM-4.6V's template honours ``enable_thinking``)."""
+    return [loaded.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False,
+                                                 enable_thinking=False) + ANSWER_PREFIX for c in conversations]
+
+
+def _inputs(loaded: LoadedModel, texts: list[str], images: list[Image.Image]) -> Any:
+    batch = loaded.processor(text=texts, images=images, return_tensors="pt", padding=True)
+    batch.pop("token_type_ids", None)
+    return batch.to(loaded.device)
+
+
+@torch.inference_mode()
+def read_labels(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
+                code_ids: list[dict[str, int]]) -> list[LabelRead]:
+    """Three constrained greedy decode steps for the whole batch; labels and their probabilities."""
+    batch = _inputs(loaded, texts, images)
+    allowed = [list(table.values()) for table in code_ids]
+    out = loaded.model.generate(**batch, max_new_tokens=len(allowed), do_sample=False, output_logits=True,
+                                return_dict_in_generate=True, logits_processor=[
+                                    _AllowOnly(batch["input_ids"].shape[1], allowed)])
+    return [_read_row(out.logits, row, code_ids) for row in range(len(texts))]
+
+
+def _read_row(logits: tuple[torch.Tensor, ...], row: int, code_ids: list[dict[str, int]]) -> LabelRead:
+    probs = []
+    for step, table in enumerate(code_ids):
+        raw = logits[step][row, list(table.values())].float()
+        p = torch.softmax(raw, dim=-1).tolist()
+        probs.append(dict(zip(table, p, strict=True)))
+    codes = tuple(max(p, key=p.__getitem__) for p in probs)
+    return LabelRead(codes, tuple(probs))  # type: ignore[arg-type]
+
+
+@torch.inference_mode()
+def generate_explanations(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
+                          max_new_tokens: int) -> list[str]:
+    """Greedy free text after the chosen codes, batched; the new tokens only, decoded."""
+    batch = _inputs(loaded, texts, images)
+    out = loaded.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    new = out[:, batch["input_ids"].shape[1]:]
+    return [t.strip() for t in loaded.processor.batch_decode(new, skip_special_tokens=True)]
+
+
+def explanation_prompt(text: str, read: LabelRead) -> str:
+    return f"{text}{''.join(read.codes)}{EXPLAIN_PREFIX}"
+
+
+EXPLANATION_KEYS = ("image", "text", "explanation")
+
+
+def parse_explanation(raw: str) -> dict[str, str]:
+    """The JSON the explanation step asks for, repaired where a model typically breaks it: code fences,
+    prose around the object, single quotes, trailing commas, a missing closing brace or quote (output cut at
+    ``max_new_tokens``). Unknown keys are dropped, values become strings. Nothing usable -> ``VlmOutputError``."""
+    text = re.sub(r"```(?:json)?", "", raw).strip()
+    start = text.find("{")
+    if start < 0:
+        raise VlmOutputError(f"no JSON object in the model output: {raw[:80]!r}")
+    for candidate in _repairs(text[start:]):
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(data, dict) and any(data.get(k) for k in EXPLANATION_KEYS):
+            return {k: str(data[k]).strip() for k in EXPLANATION_KEYS if data.get(k)}
+    raise VlmOutputError(f"unreadable JSON in the model output: {raw[:80]!r}")
+
+
+def _repairs(text: str) -> list[str]:
+    end = text.rfind("}")
+    whole = text[:end + 1] if end >= 0 else text
+    fixed = re.sub(r",\s*([}\]])", r"\1", whole.replace("'", '"'))
+    cut = text.rstrip().rstrip(",")
+    closed = cut + ('"' if cut.count('"') % 2 else "") + "}"
+    return [whole, fixed, closed, re.sub(r",\s*([}\]])", r"\1", closed.replace("'", '"'))]
