@@ -101,10 +101,12 @@ def _read_row(logits: tuple[torch.Tensor, ...], row: int, code_ids: list[dict[st
 
 @torch.inference_mode()
 def generate_explanations(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
-                          max_new_tokens: int) -> list[str]:
-    """Greedy free text after the chosen codes, batched; the new tokens only, decoded."""
+                          max_new_tokens: int, min_new_tokens: int = 0) -> list[str]:
+    """Greedy free text after the chosen codes, batched; the new tokens only, decoded. (``min_new_tokens``
+    is for benchmarks: a random-weight model may stop at once.)"""
     batch = _inputs(loaded, texts, images)
-    out = loaded.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
+    out = loaded.model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                                do_sample=False)
     new = out[:, batch["input_ids"].shape[1]:]
     return [t.strip() for t in loaded.processor.batch_decode(new, skip_special_tokens=True)]
 
