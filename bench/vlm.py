@@ -9,7 +9,8 @@ processor. Inputs are real rendered memes resized to the pixel budget. Per batch
 Floors (see bench/README.md): a decode step reads every weight once (bytes / HBM bandwidth); prefill costs
 2 x parameters x tokens FLOPs at the GPU's dense bf16 peak. Fast path = prefill + 2 decode steps (the first
 label comes from the prefill's logits); explanation path = prefill + ``--explain-tokens`` decode steps.
-Also measured: the system prompt's share of prefill, i.e. what a shared-prefix KV cache would save per batch.
+Also measured: the fast path with the shared-prefix KV cache (``fast-cached``: the system prompt's KV computed
+once, rows padded in the middle) beside the same path without it, and the system prompt's share of prefill.
 
 ``--tiny`` runs the same code on the tiny test model on CPU (a smoke run; its figures mean nothing).
 ``--json PATH`` writes one row per (precision, path, batch size).
@@ -101,9 +102,11 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
     images = memes(batch, args.pixels)
     texts = reading.prompt_texts(loaded, [messages("配文", "图中文字", [], {}) for _ in range(batch)])
     ids = reading.code_token_ids(loaded.processor)
-    if path == "fast":
+    if path.startswith("fast"):
+        prefix = reading.PrefixCache.build(loaded, SYSTEM_PROMPT) if path == "fast-cached" else None
+
         def run() -> Any:
-            return reading.read_labels(loaded, texts, images, ids)
+            return reading.read_labels(loaded, texts, images, ids, prefix)
     else:
         reads = reading.read_labels(loaded, texts, images, ids)
         prompts = [reading.explanation_prompt(t, r) for t, r in zip(texts, reads, strict=True)]
@@ -115,7 +118,7 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
         torch.cuda.reset_peak_memory_stats()
     ms = timed(run, loaded.device, args.repeats)
     tokens = reading._inputs(loaded, texts, images)["input_ids"].shape[1]
-    floor = floor_ms(loaded, batch, tokens, 2 if path == "fast" else args.explain_tokens, args)
+    floor = floor_ms(loaded, batch, tokens, 2 if path.startswith("fast") else args.explain_tokens, args)
     mean = statistics.fmean(ms)
     return {"precision": "int8" if loaded.quant == "int8" else str(loaded.dtype).removeprefix("torch."),
             "path": path, "batch": batch, "prompt_tokens": tokens, "p50_ms": statistics.median(ms),
@@ -156,7 +159,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke run: the tiny test model on CPU")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--quants", nargs="+", default=["none", "int8"], choices=["none", "int8"])
-    parser.add_argument("--paths", nargs="+", default=["fast", "explain"], choices=["fast", "explain"])
+    parser.add_argument("--paths", nargs="+", default=["fast", "fast-cached", "explain"],
+                        choices=["fast", "fast-cached", "explain"], help="fast-cached: with the shared-prefix KV")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pixels", type=int, default=512 * 512)
     parser.add_argument("--explain-tokens", type=int, default=64)
@@ -184,11 +188,11 @@ def report(rows: list[dict[str, Any]], extra: dict[str, Any], device: torch.devi
     print(f"GLM-4.6V {'tiny (smoke)' if args.tiny else 'full-size random weights'} on {name}; "
           f"weights: " + ", ".join(f"{k.removeprefix('weights_gb_')} {v:.2f} GB" for k, v in extra.items()
                                    if k.startswith("weights")))
-    print(f"{'prec':<9}{'path':<8}{'batch':>5}{'p50 ms':>10}{'p95 ms':>10}{'items/s':>10}{'floor ms':>10}"
+    print(f"{'prec':<9}{'path':<13}{'batch':>5}{'p50 ms':>10}{'p95 ms':>10}{'items/s':>10}{'floor ms':>10}"
           f"{'floor/s':>10}{'x floor':>8}{'peak GB':>9}")
     for r in rows:
         peak = f"{r['peak_gpu_gb']:.1f}" if r["peak_gpu_gb"] is not None else "-"
-        print(f"{r['precision']:<9}{r['path']:<8}{r['batch']:>5}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
+        print(f"{r['precision']:<9}{r['path']:<13}{r['batch']:>5}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
               f"{r['items_per_s']:>10.1f}{r['floor_ms']:>10.1f}{r['floor_items_per_s']:>10.1f}{r['x_floor']:>8.1f}"
               f"{peak:>9}")
     if "prefix" in extra:

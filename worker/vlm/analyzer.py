@@ -44,11 +44,13 @@ class VlmAnalyzer:
     explain_when: Callable[[Verdict], bool] = lambda _: False
     monitor: LoadMonitor = field(default_factory=LoadMonitor)
     budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    prefix_cache: bool = True  # the system prompt's KV computed once and reused by every batch
     name: str = "vlm"
     needs_pixels: bool = True
 
     def __post_init__(self) -> None:
         self.code_ids = reading.code_token_ids(self.loaded.processor)
+        self.prefix = reading.PrefixCache.build(self.loaded, SYSTEM_PROMPT) if self.prefix_cache else None
         digest = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:8]
         self.version = f"{self.loaded.model_type}:{self.loaded.quant}:p{digest}"
 
@@ -76,7 +78,7 @@ class VlmAnalyzer:
         images = [fit_pixels(item.frames[0], budget.max_pixels) for item in items]
         texts = reading.prompt_texts(self.loaded, [self._conversation(item, prior)
                                                    for item, prior in zip(items, priors, strict=True)])
-        reads = reading.read_labels(self.loaded, texts, images, self.code_ids)
+        reads = reading.read_labels(self.loaded, texts, images, self.code_ids, self.prefix)
         fast_ms = (time.perf_counter() - started) * 1000 / len(items)
         verdicts = [self._verdict(r, p, mode, fast_ms) for r, p in zip(reads, priors, strict=True)]
         verdicts = self._explain(verdicts, texts, images, reads, budget)
@@ -116,7 +118,8 @@ class VlmAnalyzer:
             return verdicts
         started = time.perf_counter()
         prompts = [reading.explanation_prompt(texts[i], reads[i]) for i in wanted]
-        raw = reading.generate_explanations(self.loaded, prompts, [images[i] for i in wanted], budget.max_new_tokens)
+        raw = reading.generate_explanations(self.loaded, prompts, [images[i] for i in wanted], budget.max_new_tokens,
+                                            prefix=self.prefix)
         ms = (time.perf_counter() - started) * 1000 / len(wanted)
         out = list(verdicts)
         for i, text in zip(wanted, raw, strict=True):

@@ -10,6 +10,8 @@ Both batch with left padding and one ``generate`` call per batch.
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import re
 from dataclasses import dataclass
@@ -77,13 +79,75 @@ def _inputs(loaded: LoadedModel, texts: list[str], images: list[Image.Image]) ->
     return batch.to(loaded.device)
 
 
+@dataclass
+class PrefixCache:
+    """The system prompt's KV, computed once per worker and reused by every batch (its rows share it).
+
+    Rows are padded in the middle — ``[system prompt][padding][the item]`` — instead of on the left, so the
+    shared prefix sits at the same positions in every row and its cached keys and values are exact; the
+    padding is masked out, and GLM's 3-D positions are computed from the attention mask, so they skip it."""
+
+    ids: torch.Tensor  # (1, P) token ids of the prefix
+    cache: Any
+
+    @classmethod
+    @torch.inference_mode()
+    def build(cls, loaded: LoadedModel, system_prompt: str) -> PrefixCache:
+        text = loaded.processor.apply_chat_template([{"role": "system", "content": system_prompt}], tokenize=False)
+        ids = loaded.processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = ids.to(loaded.device)
+        return cls(ids, loaded.model(input_ids=ids, use_cache=True).past_key_values)
+
+    def batch(self, loaded: LoadedModel, texts: list[str], images: list[Image.Image]) -> tuple[Any, Any] | None:
+        """Middle-padded inputs and a copy of the cache for this batch; None when a row does not start
+        with the prefix (another template): the caller then runs without the cache."""
+        rows = [loaded.processor(text=[t], images=[i], return_tensors="pt") for t, i in zip(texts, images, strict=True)]
+        width = self.ids.shape[1]
+        if any(not torch.equal(r["input_ids"][0, :width].to(self.ids.device), self.ids[0]) for r in rows):
+            return None
+        batch = _middle_padded(rows, width, loaded.processor.tokenizer.pad_token_id)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(len(rows))
+        return batch.to(loaded.device), cache
+
+
+def _middle_padded(rows: list[Any], width: int, pad_id: int) -> Any:
+    from transformers import BatchFeature
+
+    longest = max(r["input_ids"].shape[1] for r in rows)
+    columns: dict[str, list[torch.Tensor]] = {"input_ids": [], "attention_mask": [], "mm_token_type_ids": []}
+    for r in rows:
+        gap = longest - r["input_ids"].shape[1]
+        for name, fill in (("input_ids", pad_id), ("attention_mask", 0), ("mm_token_type_ids", 0)):
+            row = r[name][0]
+            columns[name].append(torch.cat([row[:width], torch.full((gap,), fill, dtype=row.dtype), row[width:]]))
+    data = {name: torch.stack(values) for name, values in columns.items()}
+    data["pixel_values"] = torch.cat([r["pixel_values"] for r in rows])
+    data["image_grid_thw"] = torch.cat([r["image_grid_thw"] for r in rows])
+    return BatchFeature(data)
+
+
+def _prepared(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
+              prefix: PrefixCache | None) -> tuple[Any, dict[str, Any]]:
+    """The batch and the extra ``generate`` arguments: with the shared-prefix cache when it applies."""
+    cached = prefix.batch(loaded, texts, images) if prefix is not None else None
+    if cached is None:
+        return _inputs(loaded, texts, images), {}
+    return cached[0], {_cache_kwarg(loaded.model): cached[1]}
+
+
+def _cache_kwarg(model: Any) -> str:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.2x); use the name this version takes."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 @torch.inference_mode()
 def read_labels(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
-                code_ids: list[dict[str, int]]) -> list[LabelRead]:
+                code_ids: list[dict[str, int]], prefix: PrefixCache | None = None) -> list[LabelRead]:
     """Three constrained greedy decode steps for the whole batch; labels and their probabilities."""
-    batch = _inputs(loaded, texts, images)
+    batch, extra = _prepared(loaded, texts, images, prefix)
     allowed = [list(table.values()) for table in code_ids]
-    out = loaded.model.generate(**batch, max_new_tokens=len(allowed), do_sample=False, output_logits=True,
+    out = loaded.model.generate(**batch, **extra, max_new_tokens=len(allowed), do_sample=False, output_logits=True,
                                 return_dict_in_generate=True, logits_processor=[
                                     _AllowOnly(batch["input_ids"].shape[1], allowed)])
     return [_read_row(out.logits, row, code_ids) for row in range(len(texts))]
@@ -101,11 +165,12 @@ def _read_row(logits: tuple[torch.Tensor, ...], row: int, code_ids: list[dict[st
 
 @torch.inference_mode()
 def generate_explanations(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
-                          max_new_tokens: int, min_new_tokens: int = 0) -> list[str]:
+                          max_new_tokens: int, min_new_tokens: int = 0,
+                          prefix: PrefixCache | None = None) -> list[str]:
     """Greedy free text after the chosen codes, batched; the new tokens only, decoded. (``min_new_tokens``
     is for benchmarks: a random-weight model may stop at once.)"""
-    batch = _inputs(loaded, texts, images)
-    out = loaded.model.generate(**batch, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+    batch, extra = _prepared(loaded, texts, images, prefix)
+    out = loaded.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                                 do_sample=False)
     new = out[:, batch["input_ids"].shape[1]:]
     return [t.strip() for t in loaded.processor.batch_decode(new, skip_special_tokens=True)]

@@ -25,6 +25,9 @@ class CountingModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
         return self.model.generate(*args, **kwargs)

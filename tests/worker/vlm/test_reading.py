@@ -8,7 +8,7 @@ from PIL import Image
 
 from worker.vlm import reading
 from worker.vlm.loading import LoadedModel
-from worker.vlm.prompt import CODES, messages
+from worker.vlm.prompt import CODES, SYSTEM_PROMPT, messages
 
 
 def _texts(loaded: LoadedModel, n: int) -> list[str]:
@@ -61,3 +61,28 @@ def test_explanations_are_repaired_where_models_break_json(raw: str, expected: d
 def test_unreadable_explanations_raise(raw: str) -> None:
     with pytest.raises(reading.VlmOutputError):
         reading.parse_explanation(raw)
+
+
+def test_the_shared_prefix_cache_gives_the_same_labels_and_text(tiny: LoadedModel, memes: list[Image.Image]) -> None:
+    """The system prompt's KV computed once and reused (rows padded in the middle) changes nothing."""
+    ids = reading.code_token_ids(tiny.processor)
+    texts = _texts(tiny, 3)
+    prefix = reading.PrefixCache.build(tiny, SYSTEM_PROMPT)
+    assert prefix.ids.shape[1] > 100 and prefix.cache.get_seq_length() == prefix.ids.shape[1]
+    plain, cached = (reading.read_labels(tiny, texts, memes, ids, p) for p in (None, prefix))
+    for a, b in zip(plain, cached, strict=True):
+        assert a.codes == b.codes
+        for pa, pb in zip(a.probs, b.probs, strict=True):
+            assert pa == pytest.approx(pb, abs=1e-4)
+    prompts = [reading.explanation_prompt(t, r) for t, r in zip(texts, plain, strict=True)]
+    assert reading.generate_explanations(tiny, prompts, memes, 12) == reading.generate_explanations(
+        tiny, prompts, memes, 12, prefix=prefix)
+    assert prefix.cache.get_seq_length() == prefix.ids.shape[1]  # the shared cache itself is never extended
+
+
+def test_rows_without_the_prefix_run_without_the_cache(tiny: LoadedModel, memes: list[Image.Image]) -> None:
+    prefix = reading.PrefixCache.build(tiny, "另一个系统提示")
+    assert prefix.batch(tiny, _texts(tiny, 1), memes[:1]) is None
+    ids = reading.code_token_ids(tiny.processor)
+    assert reading.read_labels(tiny, _texts(tiny, 1), memes[:1], ids, prefix)[0].codes == reading.read_labels(
+        tiny, _texts(tiny, 1), memes[:1], ids)[0].codes
