@@ -169,18 +169,34 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
-    rows: list[dict[str, Any]] = []
-    extra: dict[str, Any] = {}
-    for quant in args.quants:
-        loaded = build_model(args, device, quant)
-        extra[f"weights_gb_{quant}"] = loaded.weight_bytes / 1e9
-        if quant == "none":
-            extra["prefix"] = prefix_share(loaded, args)
+    loaded = build_model(args, device, "none")  # one copy: measured, then quantised in place
+    extra: dict[str, Any] = {"weights_gb_none": loaded.weight_bytes / 1e9, "prefix": prefix_share(loaded, args)}
+    reference = next_token_logits(loaded, args)
+    rows = [measure(loaded, b, p, args) for p in args.paths for b in args.batch_sizes] if "none" in args.quants else []
+    if "int8" in args.quants:
+        quantize_int8(loaded.model)
+        loaded = LoadedModel(loaded.processor, loaded.model, device, loaded.dtype, "int8",
+                             weight_bytes(loaded.model), 0)
+        extra["weights_gb_int8"] = loaded.weight_bytes / 1e9
+        extra["int8_vs_unquantised"] = agreement(reference, next_token_logits(loaded, args))
         rows += [measure(loaded, b, p, args) for p in args.paths for b in args.batch_sizes]
-        del loaded
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
     report(rows, extra, device, args)
+
+
+def next_token_logits(loaded: LoadedModel, args: argparse.Namespace) -> torch.Tensor:
+    """Logits at every real position of a batch of 4 memes (the INT8 agreement inputs)."""
+    images = memes(4, args.pixels)
+    texts = reading.prompt_texts(loaded, [messages(f"配文{i}", "", [], {}) for i in range(4)])
+    batch = reading._inputs(loaded, texts, images)
+    with torch.inference_mode():
+        logits: torch.Tensor = loaded.model(**batch).logits
+    return logits[batch["attention_mask"].bool()].float()
+
+
+def agreement(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
+    cosine = torch.nn.functional.cosine_similarity(reference, other, dim=-1)
+    return {"cosine_min": cosine.min().item(), "cosine_mean": cosine.mean().item(),
+            "top1_agreement": (reference.argmax(-1) == other.argmax(-1)).float().mean().item()}
 
 
 def report(rows: list[dict[str, Any]], extra: dict[str, Any], device: torch.device, args: argparse.Namespace) -> None:
@@ -195,6 +211,10 @@ def report(rows: list[dict[str, Any]], extra: dict[str, Any], device: torch.devi
         print(f"{r['precision']:<9}{r['path']:<13}{r['batch']:>5}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
               f"{r['items_per_s']:>10.1f}{r['floor_ms']:>10.1f}{r['floor_items_per_s']:>10.1f}{r['x_floor']:>8.1f}"
               f"{peak:>9}")
+    if "int8_vs_unquantised" in extra:
+        a = extra["int8_vs_unquantised"]
+        print(f"int8 vs unquantised next-token logits: cosine min {a['cosine_min']:.4f} mean {a['cosine_mean']:.4f}, "
+              f"top-1 agreement {a['top1_agreement']:.1%}")
     if "prefix" in extra:
         p = extra["prefix"]
         print(f"system prompt: {p['system_prompt_tokens']} of {p['prompt_tokens']} prompt tokens; its prefill "
