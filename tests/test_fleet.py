@@ -70,10 +70,10 @@ def env(fleet_db: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 class Worker:
     """A `memeguard worker` process in its own process group, so SIGKILL takes the pool children too."""
 
-    def __init__(self, env: dict[str, str], log: Path, name: str) -> None:
+    def __init__(self, env: dict[str, str], log: Path, name: str, pool: str = "prefork") -> None:
         self.log, self.port = log, int(env["MEMEGUARD_WORKER_OPS_PORT"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", "prefork", "-n", f"{name}@%h"],
+            [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", pool, "-n", f"{name}@%h"],
             env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_ready()
 
@@ -207,3 +207,29 @@ def _kill_mid_job(env: dict[str, str], tmp_path: Path, sessions, job_ids: list[u
         if victims:
             return victims
     raise AssertionError("never killed a worker in the middle of a job")
+
+
+def test_a_gpu_worker_reads_a_batch_of_jobs_in_one_forward_pass(env: dict[str, str], tmp_path: Path) -> None:
+    """The GPU tier's real Celery path: `memeguard worker -P solo` with MEMEGUARD_ANALYZER=vlm on the tiny
+    GLM-4.6V; jobs queued before it starts arrive as one celery-batches batch and share one forward pass."""
+    pytest.importorskip("torch", reason="needs the vlm extra")
+    from worker.vlm import synthetic
+
+    model_dir = synthetic.build(tmp_path / "glm46v-tiny")
+    gpu_env = {**env, "MEMEGUARD_ANALYZER": "vlm", "MEMEGUARD_VLM_MODEL": str(model_dir),
+               "MEMEGUARD_VLM_DEVICE": "cpu", "MEMEGUARD_WORKER_BATCH_SIZE": "8",
+               "MEMEGUARD_WORKER_BATCH_WAIT_MS": "2000"}
+    refused = subprocess.run([sys.executable, "-m", "memeguard.cli", "worker", "-P", "prefork"],
+                             env={**os.environ, **gpu_env}, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "must not fork" in refused.stderr
+    client, _ = api_client(gpu_env)
+    job_ids = submit_all(client, "gpu")  # queued before any worker runs
+    worker = Worker(gpu_env, tmp_path / "gpu-worker.log", "gpu", pool="solo")
+    try:
+        jobs = wait_all_done(client, job_ids, timeout=120)
+    finally:
+        worker.stop()
+    assert [j["status"] for j in jobs] == ["done"] * len(CAPTIONS)
+    assert {j["verdict"]["analyzer"] for j in jobs} == {"vlm"}
+    shares = [j["timings"]["vlm_fast_ms"] for j in jobs]  # a batch's forward pass is shared out evenly
+    assert max(shares.count(s) for s in shares) >= 4, shares
