@@ -29,6 +29,8 @@ BATCH_SIZE = Histogram(
 CACHE_HITS = Counter("memeguard_cache_hits_total", "Work avoided by a cache or idempotency", ["cache"])
 ANALYZER_ERRORS = Counter("memeguard_analyzer_errors_total", "Analyzer failures", ["analyzer", "kind"])
 RETRIES = Counter("memeguard_task_retries_total", "Transient failures retried with backoff", ["reason"])
+VLM_ITEMS = Counter("memeguard_vlm_items_total", "Items the VLM read, by load mode and path", ["mode", "path"])
+CASCADE = Counter("memeguard_cascade_total", "Cascade outcomes: where each item's verdict came from", ["tier"])
 
 
 def observe_stages(timings_ms: dict[str, float], stages: tuple[str, ...] = WORKER_STAGES) -> None:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from memeguard.metrics import CASCADE
 from memeguard.schemas import ModerationAction, Signal, Verdict
 from policies import Policy, evaluate
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_many
@@ -76,6 +77,7 @@ class CascadeAnalyzer:
         signal = Signal(source="cascade", decided=[], evidence=stages, latency_ms=round(fast_ms + (
             slow_ms if second is not None else 0.0), 2))
         verdict = final.verdict.model_copy(update={"signals": [*final.verdict.signals, signal]})
+        CASCADE.labels("vlm" if second is not None else "embedded").inc()
         timings = {**(first.timings if isinstance(first, AnalysisResult) else {}), **final.timings,
                    "embedded_ms": fast_ms if first is not None else 0.0}
         return AnalysisResult(verdict, timings)

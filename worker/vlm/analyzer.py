@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from memeguard.metrics import VLM_ITEMS
 from memeguard.schemas import Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
 from worker.vlm import reading
@@ -81,7 +82,8 @@ class VlmAnalyzer:
         reads = reading.read_labels(self.loaded, texts, images, self.code_ids, self.prefix)
         fast_ms = (time.perf_counter() - started) * 1000 / len(items)
         verdicts = [self._verdict(r, p, mode, fast_ms) for r, p in zip(reads, priors, strict=True)]
-        verdicts = self._explain(verdicts, texts, images, reads, budget)
+        verdicts = self._explain(verdicts, texts, images, reads, budget, mode)
+        VLM_ITEMS.labels(mode, "fast").inc(len(items))
         total_ms = (time.perf_counter() - started) * 1000 / len(items)
         return [AnalysisResult(v, {"vlm_fast_ms": fast_ms, "vlm_ms": total_ms}) for v in verdicts]
 
@@ -112,7 +114,7 @@ class VlmAnalyzer:
                        analyzer_version=self.version)
 
     def _explain(self, verdicts: list[Verdict], texts: list[str], images: list[Image.Image],
-                 reads: list[reading.LabelRead], budget: Budget) -> list[Verdict]:
+                 reads: list[reading.LabelRead], budget: Budget, mode: str) -> list[Verdict]:
         wanted = [i for i, v in enumerate(verdicts) if self.explain_when(v)]
         if not wanted:
             return verdicts
@@ -121,6 +123,7 @@ class VlmAnalyzer:
         raw = reading.generate_explanations(self.loaded, prompts, [images[i] for i in wanted], budget.max_new_tokens,
                                             prefix=self.prefix)
         ms = (time.perf_counter() - started) * 1000 / len(wanted)
+        VLM_ITEMS.labels(mode, "explain").inc(len(wanted))
         out = list(verdicts)
         for i, text in zip(wanted, raw, strict=True):
             out[i] = with_explanation(verdicts[i], text, ms)

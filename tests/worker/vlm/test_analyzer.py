@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from memeguard.schemas import Emotion, HarmType, Intent, ModerationAction
 from policies import evaluate, load_policy
@@ -58,7 +59,10 @@ def test_items_without_a_frame_fail_alone(tiny: LoadedModel, memes: list[Image.I
 
 def test_a_backed_up_queue_degrades_and_the_verdict_says_so(tiny: LoadedModel, memes: list[Image.Image]) -> None:
     monitor = LoadMonitor(queue_depth=lambda: 500, max_queue=64)
+    labels = {"mode": "degraded", "path": "fast"}
+    before = REGISTRY.get_sample_value("memeguard_vlm_items_total", labels) or 0.0
     [result] = VlmAnalyzer(tiny, monitor=monitor).analyze_batch(items(memes[:1]))
+    assert REGISTRY.get_sample_value("memeguard_vlm_items_total", labels) == before + 1  # ops see it too
     assert not isinstance(result, AnalyzerError)
     assert "mode=degraded" in next(s for s in result.verdict.signals if s.source == "vlm").evidence
     assert "降级模式" in result.verdict.explanation
