@@ -68,7 +68,12 @@ def login(request: Request, username: Annotated[str, Form()], password: Annotate
 
 @router.post("/logout")
 def logout(me: SignedIn, csrf: Annotated[str, Form()] = "") -> Response:
+    """Ends the session for good: every session of this account issued before now is refused from now on
+    (a copied cookie is worthless after logout), and the cookie is deleted."""
     me.check_csrf(csrf)
+    with me.runtime.sessions() as session:
+        users.end_sessions(session, me.user.username, actor=f"reviewer:{me.user.username}")
+        session.commit()
     response = RedirectResponse("/review/login", status_code=303)
     response.delete_cookie(sessions.SESSION_COOKIE, path="/review")
     return response

@@ -26,6 +26,7 @@ class SessionData:
     user_id: int
     csrf: str
     expires: int
+    issued_ms: int  # when the session began (logout revokes every session issued before it)
 
 
 def _mac(secret: bytes, payload: bytes) -> str:
@@ -52,15 +53,18 @@ def unsign(secret: bytes, token: str | None, now: float | None = None) -> dict[s
 
 
 def new_session(secret: bytes, user_id: int) -> tuple[str, SessionData]:
-    data = SessionData(user_id, secrets.token_urlsafe(24), int(time.time()) + SESSION_TTL_S)
-    return sign(secret, {"uid": data.user_id, "csrf": data.csrf, "exp": data.expires}), data
+    now = time.time()
+    data = SessionData(user_id, secrets.token_urlsafe(24), int(now) + SESSION_TTL_S, int(now * 1000))
+    payload = {"uid": data.user_id, "csrf": data.csrf, "exp": data.expires, "iat": data.issued_ms}
+    return sign(secret, payload), data
 
 
 def read_session(secret: bytes, token: str | None) -> SessionData | None:
     data = unsign(secret, token)
-    if data is None or not isinstance(data.get("uid"), int) or not isinstance(data.get("csrf"), str):
+    if data is None or not all(isinstance(data.get(k), t) for k, t in (("uid", int), ("csrf", str), ("iat", int))):
         return None
-    return SessionData(int(data["uid"]), str(data["csrf"]), int(data["exp"]))  # type: ignore[call-overload]
+    return SessionData(int(data["uid"]), str(data["csrf"]), int(data["exp"]),  # type: ignore[call-overload]
+                       int(data["iat"]))  # type: ignore[call-overload]
 
 
 def new_login_token(secret: bytes) -> tuple[str, str]:

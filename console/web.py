@@ -74,10 +74,16 @@ def signed_in(request: Request, mg_session: Annotated[str | None, Cookie()] = No
     current = sessions.read_session(secret, mg_session)
     with runtime.sessions() as session:
         row = session.get(User, current.user_id) if current else None
-        user = users.record(row) if row is not None and not row.disabled else None
+        live = row is not None and current is not None and not row.disabled and not _revoked(row, current)
+        user = users.record(row) if live and row is not None else None
     if current is None or user is None:
         raise Refused(303, location="/review/login")
     return Reviewer(runtime, user, current.csrf)
+
+
+def _revoked(row: User, current: sessions.SessionData) -> bool:
+    cutoff = row.sessions_valid_after
+    return cutoff is not None and current.issued_ms < int(cutoff.timestamp() * 1000)
 
 
 SignedIn = Annotated[Reviewer, Depends(signed_in)]

@@ -212,6 +212,7 @@ class User(Base):
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
+    sessions_valid_after: Mapped[datetime | None]  # logout ends every session issued before it
 
 
 class ReviewClaim(Base):

@@ -66,6 +66,13 @@ def disable_user(session: Session, username: str, *, actor: str) -> UserRecord:
     return record(row)
 
 
+def end_sessions(session: Session, username: str, *, actor: str) -> None:
+    """Revoke every console session of this account issued until now (logout; a leaked cookie)."""
+    _row(session, username).sessions_valid_after = utcnow()
+    session.flush()
+    store.audit(session, "user.sessions_ended", actor=actor, detail={"user": username})
+
+
 def list_users(session: Session) -> list[UserRecord]:
     return [record(u) for u in session.scalars(sa.select(User).order_by(User.username))]
 

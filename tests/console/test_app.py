@@ -50,6 +50,17 @@ def test_logout_needs_the_session_csrf_token(client: TestClient) -> None:
     assert client.get("/review/queue/tagged").status_code == 303
 
 
+def test_logout_revokes_the_session_even_if_its_cookie_was_copied(client: TestClient) -> None:
+    login(client)
+    copied = client.cookies["mg_session"]
+    thief = TestClient(client.app, follow_redirects=False)
+    assert thief.get("/review/queue/tagged", headers={"Cookie": f"mg_session={copied}"}).status_code == 200
+    assert client.post("/review/logout", data={"csrf": csrf_of(client)}).status_code == 303
+    assert thief.get("/review/queue/tagged", headers={"Cookie": f"mg_session={copied}"}).status_code == 303
+    login(client)  # a new session after the logout works
+    assert client.get("/review/queue/tagged").status_code == 200
+
+
 def test_a_tampered_session_cookie_is_anonymous(client: TestClient) -> None:
     login(client)
     token = client.cookies["mg_session"]
