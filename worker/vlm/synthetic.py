@@ -54,9 +54,24 @@ def make_tokenizer(vocab_size: int = 600, corpus: list[str] | None = None) -> An
     return fast
 
 
-def make_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) -> Any:
-    """A Glm46VConfig with the tokenizer's special-token ids (the vocabulary at least the tokenizer's)."""
-    from transformers import Glm46VConfig
+ARCHS = ("glm46v", "glm4v")  # GLM-4.6V's own classes, and GLM-4.1V's (the same network, older model type)
+
+
+def _classes(arch: str) -> tuple[Any, Any, Any, Any, Any]:
+    """(config, model, processor, image processor, video processor) classes of an architecture."""
+    import transformers as tf
+
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}: one of {', '.join(ARCHS)}")
+    prefix = "Glm46V" if arch == "glm46v" else "Glm4v"
+    names = ("Config", "ForConditionalGeneration", "Processor", "ImageProcessor", "VideoProcessor")
+    return tuple(getattr(tf, prefix + n) for n in names)
+
+
+def make_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any], arch: str = "glm46v") -> Any:
+    """The architecture's config with the tokenizer's special-token ids (the vocabulary at least the
+    tokenizer's)."""
+    config_class = _classes(arch)[0]
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     head_dim = text["hidden_size"] // text["num_attention_heads"]
@@ -68,32 +83,29 @@ def make_config(tokenizer: Any, text: dict[str, Any], vision: dict[str, Any]) ->
                    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section,
                                        "partial_rotary_factor": 0.5}}
     text_config["vocab_size"] = max(len(tokenizer), text.get("vocab_size", 0))
-    return Glm46VConfig(text_config=text_config, vision_config=vision, image_token_id=ids["<|image|>"],
+    return config_class(text_config=text_config, vision_config=vision, image_token_id=ids["<|image|>"],
                         video_token_id=ids["<|video|>"], image_start_token_id=ids["<|begin_of_image|>"],
                         image_end_token_id=ids["<|end_of_image|>"], video_start_token_id=ids["<|begin_of_video|>"],
                         video_end_token_id=ids["<|end_of_video|>"])
 
 
-def make_processor(tokenizer: Any) -> Any:
-    from transformers import Glm46VImageProcessor, Glm46VProcessor, Glm46VVideoProcessor
-
-    processor: Any = Glm46VProcessor(  # type: ignore[no-untyped-call]
-        image_processor=Glm46VImageProcessor(), tokenizer=tokenizer, video_processor=Glm46VVideoProcessor(),
-        chat_template=CHAT_TEMPLATE)
+def make_processor(tokenizer: Any, arch: str = "glm46v") -> Any:
+    _, _, processor_class, image_class, video_class = _classes(arch)
+    processor: Any = processor_class(image_processor=image_class(), tokenizer=tokenizer,
+                                     video_processor=video_class(), chat_template=CHAT_TEMPLATE)
     return processor
 
 
 def build(out: Path, *, text: dict[str, Any] | None = None, vision: dict[str, Any] | None = None,
-          seed: int = 0, dtype: Any = None) -> Path:
+          seed: int = 0, dtype: Any = None, arch: str = "glm46v") -> Path:
     """Write a random-weight checkpoint (tiny by default) that ``worker.vlm.loading.load`` reads."""
     import torch
-    from transformers import Glm46VForConditionalGeneration
 
     tokenizer = make_tokenizer()
-    config = make_config(tokenizer, text or TINY_TEXT, vision or TINY_VISION)
+    config = make_config(tokenizer, text or TINY_TEXT, vision or TINY_VISION, arch)
     torch.manual_seed(seed)
-    model: Any = Glm46VForConditionalGeneration(config)
+    model: Any = _classes(arch)[1](config)
     model = model.to(dtype or torch.float32).eval()
     model.save_pretrained(out)
-    make_processor(tokenizer).save_pretrained(out)
+    make_processor(tokenizer, arch).save_pretrained(out)
     return out

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from worker.vlm import reading
+from worker.vlm import reading, synthetic
 from worker.vlm.loading import LoadedModel, VlmLoadError, load, weight_bytes
 from worker.vlm.prompt import messages
 
@@ -55,3 +55,15 @@ def test_int8_weights_are_smaller_and_their_logits_stay_close(tiny_dir: Path, ti
     cosine = F.cosine_similarity(reference, approximate, dim=-1)
     agreement = (reference.argmax(-1) == approximate.argmax(-1)).float().mean().item()
     assert cosine.min().item() >= 0.99 and agreement >= 0.95
+
+
+def test_the_glm4v_model_type_loads_and_reads_labels_too(tmp_path: Path, memes: list) -> None:  # type: ignore[type-arg]
+    """A checkpoint whose config says ``glm4v`` (GLM-4.1V's classes, the same network) goes through the same
+    Auto classes and the same fast path: nothing in memeguard assumes one model type."""
+    loaded = load(synthetic.build(tmp_path / "glm4v", arch="glm4v"), device="cpu")
+    assert loaded.model_type == "glm4v" and type(loaded.model).__name__ == "Glm4vForConditionalGeneration"
+    ids = reading.code_token_ids(loaded.processor)
+    texts = reading.prompt_texts(loaded, [messages(f"配文{i}", "", [], {}) for i in range(2)])
+    batched = reading.read_labels(loaded, texts, memes[:2], ids)
+    assert [b.codes for b in batched] == [reading.read_labels(loaded, [t], [m], ids)[0].codes
+                                          for t, m in zip(texts, memes[:2], strict=True)]
