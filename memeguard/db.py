@@ -213,6 +213,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     sessions_valid_after: Mapped[datetime | None]  # logout ends every session issued before it
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")  # consecutive, reset on success
+    locked_until: Mapped[datetime | None]
 
 
 class ReviewClaim(Base):

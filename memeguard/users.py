@@ -3,13 +3,16 @@
 Passwords are hashed with argon2id (argon2-cffi's defaults, rehashed on login when the parameters move on).
 Authentication answers the same way, and takes about as long, for an unknown user, a disabled one and a
 wrong password, so the login form does not reveal which accounts exist. Every change is audited.
+After ``LOCK_AFTER`` consecutive wrong passwords an account is locked (``LOCK_FOR``, doubling with every
+further failure, capped at a day) — online guessing gets a handful of tries per hour, not thousands; the
+lock answers like a wrong password and is audited.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -21,6 +24,9 @@ from memeguard.db import Role, User, utcnow
 from memeguard.settings import is_placeholder
 
 MIN_PASSWORD = 12
+LOCK_AFTER = 5
+LOCK_FOR = timedelta(minutes=15)
+LOCK_MAX = timedelta(days=1)
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 _HASHER = PasswordHasher()
 _DUMMY_HASH = _HASHER.hash("memeguard-dummy-password")  # verified for unknown users: same cost, same answer
@@ -77,20 +83,35 @@ def list_users(session: Session) -> list[UserRecord]:
     return [record(u) for u in session.scalars(sa.select(User).order_by(User.username))]
 
 
-def authenticate(session: Session, username: str, password: str) -> UserRecord | None:
-    """The user if the password is right and the account enabled, else None (whatever the reason)."""
+def authenticate(session: Session, username: str, password: str, now: datetime | None = None) -> UserRecord | None:
+    """The user if the password is right and the account enabled and not locked, else None (whatever the
+    reason). The hash is verified in every case, so all refusals cost the same."""
+    now = now or utcnow()
     row = session.scalar(sa.select(User).where(User.username == username))
     try:
         _HASHER.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
+        if row is not None:
+            _failed(session, row, now)
         return None
-    if row is None or row.disabled:
+    if row is None or row.disabled or (row.locked_until is not None and row.locked_until > now):
         return None
     if _HASHER.check_needs_rehash(row.password_hash):
         row.password_hash = _HASHER.hash(password)
-    row.last_login_at = utcnow()
+    row.last_login_at, row.failed_logins, row.locked_until = now, 0, None
     session.flush()
     return record(row)
+
+
+def _failed(session: Session, row: User, now: datetime) -> None:
+    """Count a wrong password; from the LOCK_AFTER-th on, lock the account (longer each time)."""
+    row.failed_logins = (row.failed_logins or 0) + 1
+    beyond = row.failed_logins - LOCK_AFTER
+    if beyond >= 0:
+        row.locked_until = now + min(LOCK_MAX, LOCK_FOR * 2 ** min(beyond, 10))
+        store.audit(session, "user.locked", actor="console", detail={
+            "user": row.username, "failed_logins": row.failed_logins, "until": row.locked_until.isoformat()})
+    session.flush()
 
 
 def _row(session: Session, username: str) -> User:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from memeguard import users
-from memeguard.db import AuditEntry, Role, User
+from memeguard.db import AuditEntry, Role, User, utcnow
 from memeguard.users import UserError
 
 PASSWORD = "correct horse battery"
@@ -40,3 +42,18 @@ def test_refusals_name_the_reason(pg_session: Session, username: str, password: 
     users.add_user(pg_session, "ann", PASSWORD, Role.ADMIN, [], actor="admin")
     with pytest.raises(UserError, match=reason):
         users.add_user(pg_session, username, password, Role.REVIEWER, [], actor="admin")
+
+
+def test_repeated_wrong_passwords_lock_the_account_for_a_while(pg_session: Session) -> None:
+    users.add_user(pg_session, "locky", "correct horse battery", Role.REVIEWER, ["t"], actor="admin")
+    now = utcnow()
+    for _ in range(users.LOCK_AFTER):
+        assert users.authenticate(pg_session, "locky", "wrong password!!", now) is None
+    assert users.authenticate(pg_session, "locky", "correct horse battery", now) is None  # locked
+    later = now + users.LOCK_FOR + timedelta(seconds=1)
+    assert users.authenticate(pg_session, "locky", "correct horse battery", later) is not None  # lock expired
+    for _ in range(users.LOCK_AFTER - 1):  # the counter was reset by the success
+        users.authenticate(pg_session, "locky", "wrong password!!", later)
+    assert users.authenticate(pg_session, "locky", "correct horse battery", later) is not None
+    events = pg_session.scalars(sa.select(AuditEntry.event).where(AuditEntry.detail["user"].as_string() == "locky"))
+    assert list(events).count("user.locked") == 1
