@@ -183,7 +183,7 @@ def _analyze_all(prepared: list[tuple[store.JobRecord, Prepared]],
     """One ``analyze_many`` over the jobs still pending, then each job's verdict and decision."""
     pending = [(job, p) for job, p in prepared if p.pending is not None]
     started = time.perf_counter()
-    results = analyze_many(deps.analyzer, [p.pending for _, p in pending]) if pending else []  # type: ignore[misc]
+    results = analyze_isolated(deps.analyzer, [p.pending for _, p in pending]) if pending else []  # type: ignore[misc]
     model_ms = _ms(started) / max(1, len(pending))
     by_job = {job.id: r for (job, _), r in zip(pending, results, strict=True)}
     done: list[tuple[store.JobRecord, PipelineResult | Outcome]] = []
@@ -194,9 +194,33 @@ def _analyze_all(prepared: list[tuple[store.JobRecord, Prepared]],
     return done
 
 
-def _complete(prepared: Prepared, result: AnalysisResult | AnalyzerError | None, deps: Deps,
+def analyze_isolated(analyzer: Analyzer, items: list[AnalysisInput]) -> list[AnalysisResult | Exception]:
+    """Every item's result or its own permanent error. A batch analyzer reads the batch in one pass; if
+    that pass fails for a reason that is not transient (a poison item, a bug), the items are read one by
+    one, so one bad item is dead-lettered alone instead of failing — and re-failing — its whole batch.
+    Transient errors propagate: the caller re-publishes the batch with backoff."""
+    if getattr(analyzer, "analyze_batch", None) is not None:
+        try:
+            return list(analyze_many(analyzer, items))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("batch analysis failed (%s); reading the %d items one by one", exc, len(items))
+    return [_analyze_one(analyzer, item) for item in items]
+
+
+def _analyze_one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | Exception:
+    try:
+        return analyzer.analyze(item)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        return exc
+
+
+def _complete(prepared: Prepared, result: AnalysisResult | Exception | None, deps: Deps,
               model_ms: float) -> PipelineResult:
-    if isinstance(result, AnalyzerError):
+    if isinstance(result, Exception):
         raise result
     return complete(prepared, result, deps.policy, model_ms if result is not None else 0.0)
 

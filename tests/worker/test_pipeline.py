@@ -19,7 +19,7 @@ from producer.service import Producer
 from producer.validation import Limits
 from tests.images import solid
 from worker.analyzers.noop import NoopAnalyzer
-from worker.pipeline import Deps, dead_letter, is_transient, process_job
+from worker.pipeline import Deps, dead_letter, is_transient, process_job, process_jobs
 
 LIMITS = Limits(1_000_000, 4_000_000, 4, 200, 512)
 
@@ -133,3 +133,48 @@ def test_racing_deliveries_store_exactly_one_verdict(pg_url: str, tmp_path) -> N
         assert store.count_verdicts(session, job_id) == (1, 1)
         assert store.get_job(session, job_id).status is JobStatus.DONE  # type: ignore[union-attr]
     assert outcomes.count("done") == 1
+
+
+class Picky(NoopAnalyzer):
+    """The no-op analyzer, except that it cannot read items whose post text says "poison" (a bug a real
+    analyzer may have for one odd image); ``batch`` adds a batch path that fails when a poison item is in
+    the batch, as a model's forward pass fails for the whole batch."""
+
+    def __init__(self, batch: bool = False, transient: bool = False) -> None:
+        super().__init__()
+        self.batch_calls, self.transient = 0, transient
+        if batch:
+            self.analyze_batch = self._batch  # type: ignore[method-assign]
+
+    def analyze(self, item):  # type: ignore[no-untyped-def]
+        if item.post_text == "poison":
+            raise ValueError("cannot read this one")
+        return super().analyze(item)
+
+    def _batch(self, items):  # type: ignore[no-untyped-def]
+        self.batch_calls += 1
+        if self.transient:
+            raise ConnectionError("GPU host unreachable")
+        return [self.analyze(item) for item in items]
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_one_unreadable_item_fails_alone_not_its_batch(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
+                                                      pg_session: Session, batch: bool) -> None:
+    analyzer = Picky(batch=batch)
+    deps = Deps(pg_sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4)
+    ids = [submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"p{i}", "poison" if i == 1 else "ok")
+           for i in range(3)]
+    assert [o.status for o in process_jobs(ids, deps)] == ["done", "failed", "done"]
+    failed = store.get_job(pg_session, ids[1])
+    assert failed is not None and failed.error_code == "analyzer_error" and "cannot read" in (failed.error or "")
+    assert analyzer.batch_calls == (1 if batch else 0)  # the batch was tried once, then item by item
+
+
+def test_a_transient_batch_failure_propagates_for_a_retry(pg_sessions: sessionmaker[Session],
+                                                          blobs: LocalBlobStore, pg_session: Session) -> None:
+    deps = Deps(pg_sessions, blobs, Picky(batch=True, transient=True), load_policy(), max_attempts=3, max_frames=4)
+    ids = [submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"t{i}") for i in range(2)]
+    with pytest.raises(ConnectionError):
+        process_jobs(ids, deps)
+    assert all(store.get_job(pg_session, j).status is JobStatus.RUNNING for j in ids)  # type: ignore[union-attr]
