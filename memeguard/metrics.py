@@ -17,7 +17,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-STAGES = ("validate", "hash", "queue_wait", "decode", "fingerprint", "ocr", "kb", "model", "policy", "store")
+STAGES = ("validate", "hash", "queue_wait", "decode", "fingerprint", "ocr", "kb", "embedded", "vlm_fast", "vlm",
+          "model", "policy", "store")
 WORKER_STAGES = STAGES[2:]  # validate and hash are observed by the API node that did them
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
