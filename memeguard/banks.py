@@ -72,6 +72,7 @@ class FingerprintRecord:
     pdq_quality: int
     phash: str
     text: str
+    created_at: datetime
 
 
 def create_bank(session: Session, name: str, kind: BankKind, label: str = "", *, actor: str,
@@ -203,10 +204,14 @@ def save_fingerprint(session: Session, job_id: uuid.UUID, tenant: str, pdq: str,
                                text=text))
 
 
-def fingerprints_after(session: Session, after_id: int, limit: int = 100_000) -> list[FingerprintRecord]:
-    query = sa.select(JobFingerprint).where(JobFingerprint.id > after_id).order_by(JobFingerprint.id).limit(limit)
-    return [FingerprintRecord(f.id, f.job_id, f.tenant, f.pdq, f.pdq_quality, f.phash, f.text)
-            for f in session.scalars(query)]
+def fingerprints_after(session: Session, after_id: int, limit: int = 100_000,
+                       since: datetime | None = None) -> list[FingerprintRecord]:
+    """Job fingerprints with ids above ``after_id`` (and stored at or after ``since``), oldest first."""
+    query = sa.select(JobFingerprint).where(JobFingerprint.id > after_id)
+    if since is not None:
+        query = query.where(JobFingerprint.created_at >= since)
+    return [FingerprintRecord(f.id, f.job_id, f.tenant, f.pdq, f.pdq_quality, f.phash, f.text, f.created_at)
+            for f in session.scalars(query.order_by(JobFingerprint.id).limit(limit))]
 
 
 def _audit(session: Session, actor: str, event: str, detail: dict[str, Any]) -> None:

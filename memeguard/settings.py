@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
     fingerprints: bool = Field(default=True, description="hash banks + verdict cache in front of the analyzer")
     bank_refresh_s: float = Field(default=30.0, gt=0, le=60, description="how stale a worker's bank view may get")
+    cache_retention_days: float = Field(default=30.0, ge=0, description="how long a moderated image stays in "
+                                        "the workers' verdict cache (memory); 0 = for ever")
     cache_shared_tenants: list[str] = Field(default_factory=list,
                                             description="tenants whose verdict caches are shared with each other")
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,29 +78,37 @@ class ImageMatch:
 
 class Matcher:
     def __init__(self, sessions: sessionmaker[Session], *, refresh_s: float = 30.0,
-                 shared_tenants: Sequence[str] = ()) -> None:
+                 shared_tenants: Sequence[str] = (), retention: timedelta | None = None) -> None:
+        """``retention``: how long a moderated image stays in this worker's verdict cache (None: for ever).
+        Older fingerprints are never loaded and are dropped at each refresh, so a worker's memory is bounded
+        by the traffic of the retention window, not by all history."""
         self._sessions, self.refresh_s, self.shared = sessions, refresh_s, frozenset(shared_tenants)
+        self.retention = retention
         self._lock = threading.Lock()
         self._pdq, self._phash = MultiIndexHash(PDQ_BITS), MultiIndexHash(PHASH_BITS)
         self._jobs, self._jobs_phash = MultiIndexHash(PDQ_BITS), MultiIndexHash(PHASH_BITS)
         self._hash_bank: dict[int, int] = {}
         self._jobs_meta: dict[int, FingerprintRecord] = {}
         self.banks: dict[int, BankRecord] = {}
-        self._hash_mark, self._job_mark = 0, 0
+        self._hash_mark, self._job_mark, self._expired = 0, 0, 0
         self._refreshed_at, self._removals_since = 0.0, datetime.min.replace(tzinfo=utcnow().tzinfo)
 
     def maybe_refresh(self) -> None:
         if time.monotonic() - self._refreshed_at >= self.refresh_s:
             self.refresh()
 
-    def refresh(self) -> None:
+    def refresh(self, now: datetime | None = None) -> None:
         """Pull what changed since the last refresh (one short read transaction)."""
-        started_at = utcnow()
+        started_at = now or utcnow()
         with self._sessions() as session, self._lock:
             self.banks = {b.id: b for b in bank_store.banks_snapshot(session)}
             self._add_bank_hashes(bank_store.hashes_after(session, max(0, self._hash_mark - ID_LAG)))
             removed = bank_store.removed_since(session, self._removals_since)
-            self._add_fingerprints(bank_store.fingerprints_after(session, max(0, self._job_mark - ID_LAG)))
+            cutoff = started_at - self.retention if self.retention is not None else None
+            self._add_fingerprints(bank_store.fingerprints_after(session, max(0, self._job_mark - ID_LAG),
+                                                                 since=cutoff))
+        if cutoff is not None:
+            self._expire(cutoff)
         self._pdq.remove(removed)
         self._phash.remove(removed)
         self._removals_since, self._refreshed_at = started_at, time.monotonic()
@@ -170,6 +178,27 @@ class Matcher:
         _add(self._jobs_phash, [(r.id, int(r.phash, 16)) for r in usable], PHASH_BITS)
         self._jobs_meta.update({r.id: r for r in rows})
         self._job_mark = max([self._job_mark, *(r.id for r in rows)])
+
+
+    def _expire(self, cutoff: datetime) -> None:
+        """Forget the cache entries stored before ``cutoff``; compact once they are a tenth of the index."""
+        old = [i for i, r in self._jobs_meta.items() if r.created_at < cutoff]
+        if not old:
+            return
+        for index in (self._jobs, self._jobs_phash):
+            index.remove(old)
+        for i in old:
+            del self._jobs_meta[i]
+        self._expired += len(old)
+        if self._expired * 10 >= max(1, len(self._jobs_meta)):
+            self._jobs.compact()
+            self._jobs_phash.compact()
+            self._expired = 0
+
+    @property
+    def cached_images(self) -> int:
+        """Job fingerprints this worker holds for the verdict cache."""
+        return len(self._jobs_meta)
 
 
 def _add(index: MultiIndexHash, items: list[tuple[int, int]], bits: int) -> None:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
@@ -150,7 +151,9 @@ def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: S
     except ImportError as exc:
         raise RuntimeError("fingerprints need the CPU extra (`pip install 'memeguard[cpu]'`); "
                            "or turn them off with MEMEGUARD_FINGERPRINTS=false") from exc
-    matcher = Matcher(sessions, refresh_s=settings.bank_refresh_s, shared_tenants=settings.cache_shared_tenants)
+    retention = timedelta(days=settings.cache_retention_days) if settings.cache_retention_days else None
+    matcher = Matcher(sessions, refresh_s=settings.bank_refresh_s, shared_tenants=settings.cache_shared_tenants,
+                      retention=retention)
     ocr = getattr(analyzer, "read_image_text", None)
 
     def load_verdict(job_id: uuid.UUID) -> Verdict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -128,3 +129,34 @@ def test_a_row_committed_late_below_the_mark_is_still_picked_up(pg_sessions: ses
     assert [(h.hash_id, h.signal) for h in matcher.match([DOGE], "acme", "k").banks] == [(first + 5, "pdq")]
     matcher.refresh()  # re-reading the window does not add it twice
     assert [(h.hash_id, h.signal) for h in matcher.match([DOGE], "acme", "k").banks] == [(first + 5, "pdq")]
+
+
+def test_cache_entries_older_than_the_retention_are_never_loaded_and_are_dropped(
+        pg_sessions: sessionmaker[Session]) -> None:
+    """A worker's memory holds the retention window's images, not all history."""
+    import sqlalchemy as sa
+
+    from memeguard import store
+    from memeguard.db import JobFingerprint, utcnow
+    from memeguard.schemas import JobStatus
+
+    def remember(content_id: str, image: ImageHashes, age: timedelta) -> None:
+        with pg_sessions() as session:
+            job = store.insert_jobs(session, [store.NewJob("keep", content_id, JobStatus.RUNNING)])[0]
+            banks.save_fingerprint(session, job.id, "keep", image.pdq_hex, image.quality, image.phash_hex, "t")
+            session.execute(sa.update(JobFingerprint).where(JobFingerprint.job_id == job.id)
+                            .values(created_at=utcnow() - age))
+            session.commit()
+
+    old, fresh = hashes("很久以前的梗", "panda"), hashes("昨天的梗", "cat")
+    remember("old", old, timedelta(days=40))
+    remember("fresh", fresh, timedelta(days=1))
+    matcher = Matcher(pg_sessions, retention=timedelta(days=30))
+    matcher.refresh()
+    assert matcher.match([old], "keep", "k").cache == [] and matcher.match([fresh], "keep", "k").cache
+    held = matcher.cached_images
+    matcher.refresh(now=utcnow() + timedelta(days=30))  # a month later the fresh one has aged out too
+    assert matcher.match([fresh], "keep", "k").cache == [] and matcher.cached_images == held - 1
+    forever = Matcher(pg_sessions)
+    forever.refresh()
+    assert forever.match([old], "keep", "k").cache and forever.match([fresh], "keep", "k").cache
