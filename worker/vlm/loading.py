@@ -68,8 +68,12 @@ def load(source: str | Path, *, quant: str = "none", device: str = "auto") -> Lo
     if quant == "int8":
         quantize_int8(model)
     processor.tokenizer.padding_side = "left"  # batched generation appends on the right
-    return LoadedModel(processor, model.eval(), target, dtype, quant, weight_bytes(model),
-                       time.perf_counter() - started)
+    loaded = LoadedModel(processor, model.eval(), target, dtype, quant, weight_bytes(model),
+                         time.perf_counter() - started)
+    log.info("VLM loaded", extra={"model_type": loaded.model_type, "device": str(target), "dtype": str(dtype),
+                                  "quant": quant, "weight_gb": round(loaded.weight_bytes / 1e9, 3),
+                                  "load_s": round(loaded.load_s, 2)})
+    return loaded
 
 
 def _load_kwargs(quant: str, target: torch.device, dtype: torch.dtype) -> dict[str, Any]:
