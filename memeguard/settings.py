@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     vlm_degraded_new_tokens: int = Field(default=32, ge=1, le=512, description="explanation tokens when degraded")
     vlm_max_queue: int = Field(default=64, ge=1, description="queue depth at which the VLM degrades")
     vlm_gpu_threshold: float = Field(default=0.8, gt=0, le=1, description="GPU memory/utilisation to degrade at")
+    vlm_max_frames: int = Field(default=4, ge=1, le=16, description="frames of an animated meme the VLM sees")
     vlm_prefix_cache: bool = Field(default=True, description="reuse the system prompt's KV across batches")
     vlm_explain: Literal["policy", "never", "always"] = Field(
         default="policy", description="policy (items the policy tags or blocks) | never | always")

@@ -28,6 +28,24 @@ UNPARSED_CONFIDENCE = 0.3
 DEFAULT_BUDGETS = {NORMAL: Budget(512 * 512, 64), DEGRADED: Budget(336 * 336, 32)}
 
 
+def frame_sheet(frames: list[Image.Image], max_frames: int, max_pixels: int) -> Image.Image:
+    """What the model sees of an item: the still image, or for an animated meme up to ``max_frames`` evenly
+    spaced frames side by side (left to right) — one image per item keeps batching simple — scaled to the
+    pixel budget."""
+    if len(frames) <= 1 or max_frames <= 1:
+        return fit_pixels(frames[0], max_pixels)
+    step = (len(frames) - 1) / (min(max_frames, len(frames)) - 1)
+    picked = [frames[round(i * step)].convert("RGB") for i in range(min(max_frames, len(frames)))]
+    height = min(f.height for f in picked)
+    scaled = [f.resize((max(1, f.width * height // f.height), height)) for f in picked]
+    sheet = Image.new("RGB", (sum(f.width for f in scaled), height), "white")
+    x = 0
+    for frame in scaled:
+        sheet.paste(frame, (x, 0))
+        x += frame.width
+    return fit_pixels(sheet, max_pixels)
+
+
 def fit_pixels(image: Image.Image, max_pixels: int) -> Image.Image:
     """The image scaled down (aspect kept) to at most ``max_pixels``; RGB."""
     rgb = image.convert("RGB")
@@ -46,6 +64,7 @@ class VlmAnalyzer:
     monitor: LoadMonitor = field(default_factory=LoadMonitor)
     budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     prefix_cache: bool = True  # the system prompt's KV computed once and reused by every batch
+    max_frames: int = 4  # frames of an animated meme shown side by side
     name: str = "vlm"
     needs_pixels: bool = True
 
@@ -76,8 +95,8 @@ class VlmAnalyzer:
         budget = self.budgets[mode]
         started = time.perf_counter()
         priors = [self._prior(item) for item in items]
-        images = [fit_pixels(item.frames[0], budget.max_pixels) for item in items]
-        texts = reading.prompt_texts(self.loaded, [self._conversation(item, prior)
+        images = [frame_sheet(item.frames, self.max_frames, budget.max_pixels) for item in items]
+        texts = reading.prompt_texts(self.loaded, [self._conversation(item, prior, self.max_frames)
                                                    for item, prior in zip(items, priors, strict=True)])
         reads = reading.read_labels(self.loaded, texts, images, self.code_ids, self.prefix)
         fast_ms = (time.perf_counter() - started) * 1000 / len(items)
@@ -93,10 +112,11 @@ class VlmAnalyzer:
         return self.reader.analyze(item).verdict
 
     @staticmethod
-    def _conversation(item: AnalysisInput, prior: Verdict | None) -> list[dict[str, object]]:
+    def _conversation(item: AnalysisInput, prior: Verdict | None, max_frames: int) -> list[dict[str, object]]:
         ocr = item.ocr_text if item.ocr_text is not None else (prior.ocr_text if prior else "")
         cues = [e for s in (prior.signals if prior else []) if s.source == "kb" for e in s.evidence]
-        return messages(item.post_text, ocr, cues, item.context)
+        shown = min(len(item.frames), max_frames) if max_frames > 1 else 1
+        return messages(item.post_text, ocr, cues, item.context, frames=shown)
 
     def _verdict(self, read: reading.LabelRead, prior: Verdict | None, mode: str, ms: float) -> Verdict:
         emotion, intent, harm = (table[code] for (_, table), code in zip(CODES.fields, read.codes, strict=True))

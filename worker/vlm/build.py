@@ -44,7 +44,7 @@ def build_vlm(settings: Settings, reader: Analyzer | None = None) -> VlmAnalyzer
                DEGRADED: Budget(settings.vlm_degraded_pixels, settings.vlm_degraded_new_tokens)}
     rule = explain_rule(settings.vlm_explain, load_policy(settings.policy_file))
     return VlmAnalyzer(loaded, reader=reader, explain_when=rule, monitor=monitor, budgets=budgets,
-                       prefix_cache=settings.vlm_prefix_cache)
+                       prefix_cache=settings.vlm_prefix_cache, max_frames=settings.vlm_max_frames)
 
 
 def _queue_depth(settings: Settings) -> Callable[[], int] | None:

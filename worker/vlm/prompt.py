@@ -69,9 +69,10 @@ def fence(text: str) -> str:
     return f"{FENCE_OPEN}\n{clean}\n{FENCE_CLOSE}"
 
 
-def user_text(post_text: str, ocr_text: str, kb_cues: list[str], context: dict[str, Any]) -> str:
+def user_text(post_text: str, ocr_text: str, kb_cues: list[str], context: dict[str, Any], frames: int = 1) -> str:
     """The user turn's text: the post, what the embedded tier read and matched, the platform context."""
-    parts = [f"配文：\n{fence(post_text or '（无）')}", f"图中文字（OCR，可能有误）：\n{fence(ocr_text or '（无）')}"]
+    parts = [f"这是一张动图，图中从左到右依次是它的 {frames} 帧。"] if frames > 1 else []
+    parts += [f"配文：\n{fence(post_text or '（无）')}", f"图中文字（OCR，可能有误）：\n{fence(ocr_text or '（无）')}"]
     if kb_cues:
         parts.append("知识库命中（仅供参考）：\n" + fence("\n".join(kb_cues[:12])))
     scene = {k: v for k, v in context.items() if k in ("scene", "channel", "thread", "templates")}
@@ -81,8 +82,9 @@ def user_text(post_text: str, ocr_text: str, kb_cues: list[str], context: dict[s
     return "\n".join(parts)
 
 
-def messages(post_text: str, ocr_text: str, kb_cues: list[str], context: dict[str, Any]) -> list[dict[str, Any]]:
+def messages(post_text: str, ocr_text: str, kb_cues: list[str], context: dict[str, Any],
+             frames: int = 1) -> list[dict[str, Any]]:
     """Chat messages in the processor's format: system prompt, then the image and the fenced text."""
+    text = user_text(post_text, ocr_text, kb_cues, context, frames)
     return [{"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": [{"type": "image"},
-                                         {"type": "text", "text": user_text(post_text, ocr_text, kb_cues, context)}]}]
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from memeguard.schemas import Emotion, HarmType, Intent, ModerationAction
 from policies import evaluate, load_policy
 from worker.analyzers.base import AnalysisInput, AnalyzerError, analyze_many
-from worker.vlm.analyzer import UNPARSED_CONFIDENCE, VlmAnalyzer, fit_pixels, with_explanation
+from worker.vlm.analyzer import UNPARSED_CONFIDENCE, VlmAnalyzer, fit_pixels, frame_sheet, with_explanation
 from worker.vlm.degrade import LoadMonitor
 from worker.vlm.loading import LoadedModel
 
@@ -114,3 +114,16 @@ def test_explanations_only_where_asked(tiny: LoadedModel, memes: list[Image.Imag
     wanted = [v for v in verdicts if evaluate(load_policy(), v).action in severe]
     explained = mode == "policy" and bool(wanted)
     assert counting.calls == (2 if explained else 1)
+
+
+def test_an_animated_meme_is_shown_as_its_frames_side_by_side(tiny: LoadedModel) -> None:
+    frames = [Image.new("RGB", (200, 100), colour) for colour in ("red", "green", "blue", "white", "black")]
+    sheet = frame_sheet(frames, max_frames=3, max_pixels=10**6)
+    assert sheet.size == (600, 100)
+    assert [sheet.getpixel((x, 50)) for x in (100, 300, 500)] == [(255, 0, 0), (0, 0, 255), (0, 0, 0)]  # frames 0, 2, 4
+    assert frame_sheet(frames[:1], 3, 10**6).size == (200, 100) and frame_sheet(frames, 1, 10**6).size == (200, 100)
+    analyzer = VlmAnalyzer(tiny, max_frames=3)
+    [result] = analyzer.analyze_batch([AnalysisInput(frames, "配文", ocr_text="")])
+    assert not isinstance(result, AnalyzerError)
+    text = analyzer._conversation(AnalysisInput(frames, "配文", ocr_text=""), None, 3)[1]["content"][1]["text"]
+    assert "动图" in text and "3 帧" in text  # type: ignore[index]
