@@ -6,6 +6,7 @@ Used by the demo, the tests and the benchmarks, so OCR always reads real rendere
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,13 @@ TEMPLATES = ("doge", "panda", "crying_cat", "question", "plain")
 
 
 def find_cjk_font() -> Path:
-    """A font that renders Chinese; without one, captions would render as boxes, so fail loudly."""
+    """A font that renders Chinese (``MEMEGUARD_CJK_FONT`` first, then the usual Debian paths); without one,
+    captions would render as boxes, so fail loudly."""
+    override = os.environ.get("MEMEGUARD_CJK_FONT")
+    if override:
+        if not Path(override).is_file():
+            raise FileNotFoundError(f"MEMEGUARD_CJK_FONT={override!r} is not a file")
+        return Path(override)
     for candidate in FONT_CANDIDATES:
         if Path(candidate).exists():
             return Path(candidate)

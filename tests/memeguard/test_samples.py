@@ -1,0 +1,22 @@
+"""Sample memes need a CJK font: found on the usual paths, or named by MEMEGUARD_CJK_FONT (machines where the
+font lives elsewhere, e.g. a GPU box without Debian's package)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memeguard.samples import FONT_CANDIDATES, find_cjk_font, render_meme
+
+
+def test_an_explicit_font_path_wins_and_a_wrong_one_is_refused(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    installed = next(Path(c) for c in FONT_CANDIDATES if Path(c).exists())
+    copy = tmp_path / "font.ttc"
+    copy.write_bytes(installed.read_bytes())
+    monkeypatch.setenv("MEMEGUARD_CJK_FONT", str(copy))
+    assert find_cjk_font() == copy and render_meme("你说得对", "doge").startswith(b"\x89PNG")
+    monkeypatch.setenv("MEMEGUARD_CJK_FONT", str(tmp_path / "missing.ttc"))
+    with pytest.raises(FileNotFoundError, match="MEMEGUARD_CJK_FONT"):
+        find_cjk_font()
