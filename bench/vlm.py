@@ -117,7 +117,7 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
     if loaded.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     ms = timed(run, loaded.device, args.repeats)
-    tokens = reading._inputs(loaded, texts, images)["input_ids"].shape[1]
+    tokens = reading.batch_inputs(loaded, texts, images)["input_ids"].shape[1]
     floor = floor_ms(loaded, batch, tokens, 2 if path.startswith("fast") else args.explain_tokens, args)
     mean = statistics.fmean(ms)
     return {"precision": "int8" if loaded.quant == "int8" else str(loaded.dtype).removeprefix("torch."),
@@ -145,7 +145,7 @@ def prefix_share(loaded: LoadedModel, args: argparse.Namespace) -> dict[str, flo
     with torch.inference_mode():
         prefix_ms = statistics.median(timed(lambda: loaded.model(**system), loaded.device, args.repeats))
     images = memes(1, args.pixels)
-    batch = reading._inputs(loaded, reading.prompt_texts(loaded, [messages("配文", "", [], {})]), images)
+    batch = reading.batch_inputs(loaded, reading.prompt_texts(loaded, [messages("配文", "", [], {})]), images)
     with torch.inference_mode():
         full_ms = statistics.median(timed(lambda: loaded.model(**batch), loaded.device, args.repeats))
     return {"system_prompt_tokens": int(system["input_ids"].shape[1]),
@@ -187,7 +187,7 @@ def next_token_logits(loaded: LoadedModel, args: argparse.Namespace) -> torch.Te
     """Logits at every real position of a batch of 4 memes (the INT8 agreement inputs)."""
     images = memes(4, args.pixels)
     texts = reading.prompt_texts(loaded, [messages(f"配文{i}", "", [], {}) for i in range(4)])
-    batch = reading._inputs(loaded, texts, images)
+    batch = reading.batch_inputs(loaded, texts, images)
     with torch.inference_mode():
         logits: torch.Tensor = loaded.model(**batch).logits
     return logits[batch["attention_mask"].bool()].float()

@@ -85,7 +85,7 @@ def queue_page(me: SignedIn, name: str, rule: str | None = None, empty: int = 0)
         try:
             found = reviews.queue(session, me.user, name, rule=rule, qa_share=me.qa_share)
         except reviews.ReviewError as exc:
-            raise Refused(403 if "senior" in str(exc) else 404, str(exc)) from exc
+            raise Refused(exc.status, str(exc)) from exc
         sizes = reviews.queue_sizes(session, me.user, me.qa_share)
     return page("queue.html", me=me, name=name, rule=rule, items=found, sizes=sizes, empty=empty)
 
@@ -99,7 +99,7 @@ def claim_next(me: SignedIn, name: str, csrf: Annotated[str, Form()] = "",
         try:
             job_id = reviews.claim_next(session, me.user, name, rule=rule or None, qa_share=me.qa_share)
         except reviews.ReviewError as exc:
-            raise Refused(403 if "senior" in str(exc) else 404, str(exc)) from exc
+            raise Refused(exc.status, str(exc)) from exc
         session.commit()
     if job_id is None:
         return RedirectResponse(f"/review/queue/{name}?empty=1", status_code=303)

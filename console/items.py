@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Form
 from fastapi.responses import RedirectResponse, Response
@@ -20,12 +21,13 @@ DECISIONS = ("confirm", "overturn", "escalate")
 
 
 def _item_url(job_id: uuid.UUID, queue: str, **extra: object) -> str:
-    query = "&".join(f"{k}={v}" for k, v in {"q": queue, **extra}.items() if v not in (None, ""))
-    return f"/review/item/{job_id}?{query}"
+    """Back to the item page, remembering the queue the reviewer came from (a known queue, else tagged)."""
+    params = {"q": queue if queue in reviews.QUEUES else "tagged", **extra}
+    return f"/review/item/{job_id}?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
-def _refuse(exc: Exception) -> Refused:
-    return Refused(404 if "no such item" in str(exc) else 409, str(exc))
+def _refuse(exc: reviews.ReviewError) -> Refused:
+    return Refused(exc.status, str(exc))
 
 
 @router.get("/item/{job_id}")
@@ -45,7 +47,7 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
     """The uploaded image, to a signed-in reviewer of its tenant only, never cached by anyone else."""
     with me.runtime.sessions() as session:
         try:
-            job = review_views.owned_job(session, me.user, job_id)
+            job = reviews.owned_job(session, job_id, me.user)
         except reviews.ReviewError as exc:
             raise _refuse(exc) from exc
     if not job.image_sha256:
@@ -85,8 +87,8 @@ def decide_item(me: SignedIn, job_id: uuid.UUID, decision: Annotated[str, Form()
     with me.runtime.sessions() as session:
         try:
             reviews.decide(session, job_id, me.user, decision, **choice)
-            others = review_views.identical_items(session, me.user, review_views.owned_job(
-                session, me.user, job_id)) if bulk else []
+            others = review_views.identical_items(session, me.user, reviews.owned_job(
+                session, job_id, me.user)) if bulk else []
             outcome = reviews.decide_many(session, others, me.user, decision, **choice)
         except reviews.ReviewError as exc:
             raise _refuse(exc) from exc
@@ -119,10 +121,12 @@ def add_to_bank(me: SignedIn, job_id: uuid.UUID, bank: Annotated[str, Form()], c
     _senior(me)
     with me.runtime.sessions() as session:
         try:
-            review_views.owned_job(session, me.user, job_id)
+            reviews.owned_job(session, job_id, me.user)
             banks.add_job(session, bank, job_id, actor=f"reviewer:{me.user.username}", note=note.strip())
-        except (reviews.ReviewError, banks.BankError) as exc:
+        except reviews.ReviewError as exc:
             raise _refuse(exc) from exc
+        except banks.BankError as exc:  # no such bank, or the item has no fingerprint
+            raise Refused(409, str(exc)) from exc
         session.commit()
     return RedirectResponse(_item_url(job_id, q, done="bank"), status_code=303)
 

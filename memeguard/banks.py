@@ -120,8 +120,8 @@ def add_hashes(session: Session, name: str, hashes: list[NewHash], *, actor: str
                      source=source, added_by=actor) for h in hashes]
     session.add_all(rows)
     session.flush()
-    store.audit(session, "bank.hashes_added", actor=actor, job_id=job_id,
-                detail={"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]})
+    _audit(session, actor, "bank.hashes_added",
+           {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]}, job_id)
     return [r.id for r in rows]
 
 
@@ -214,8 +214,9 @@ def fingerprints_after(session: Session, after_id: int, limit: int = 100_000,
             for f in session.scalars(query.order_by(JobFingerprint.id).limit(limit))]
 
 
-def _audit(session: Session, actor: str, event: str, detail: dict[str, Any]) -> None:
-    store.audit(session, event, actor=actor, detail=detail)
+def _audit(session: Session, actor: str, event: str, detail: dict[str, Any],
+           job_id: uuid.UUID | None = None) -> None:
+    store.audit(session, event, actor=actor, detail=detail, job_id=job_id)
 
 
 def _bank_row(session: Session, name: str) -> Bank:

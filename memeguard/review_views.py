@@ -27,7 +27,7 @@ from memeguard.db import (
     VerdictRow,
     utcnow,
 )
-from memeguard.reviews import ReviewError
+from memeguard.reviews import ReviewError, owned_job
 from memeguard.schemas import ModerationAction, Verdict
 from memeguard.users import UserRecord
 
@@ -86,17 +86,10 @@ class ItemDetail:
 
 def item_detail(session: Session, user: UserRecord, job_id: uuid.UUID, now: datetime | None = None) -> ItemDetail:
     """The item, if it belongs to one of the reviewer's tenants; otherwise ``ReviewError`` (no such item)."""
-    job = owned_job(session, user, job_id)
+    job = owned_job(session, job_id, user)
     return ItemDetail(job, store.verdict_of(session, job_id), _actions(session, job_id), _audit(session, job_id),
                       _callbacks(session, job_id), _appeals(session, job_id),
                       _claimant(session, job_id, now or utcnow()), identical_items(session, user, job))
-
-
-def owned_job(session: Session, user: UserRecord, job_id: uuid.UUID) -> store.JobRecord:
-    job = store.get_job(session, job_id)
-    if job is None or job.tenant not in user.tenants or user.disabled:
-        raise ReviewError("no such item in your tenants")
-    return job
 
 
 def identical_items(session: Session, user: UserRecord, job: store.JobRecord, limit: int = 500) -> list[uuid.UUID]:
@@ -166,7 +159,7 @@ def overturn_stats(session: Session, user: UserRecord, by: str) -> list[Overturn
     keys = {"rule": (ActionRow.policy_version, ActionRow.rule_id),
             "analyzer": (VerdictRow.analyzer, VerdictRow.analyzer_version)}
     if by not in keys:
-        raise ReviewError(f"unknown grouping {by!r}: rule or analyzer")
+        raise ReviewError(f"unknown grouping {by!r}: rule or analyzer", 400)
     latest = (sa.select(sa.func.max(ReviewRow.id)).where(ReviewRow.decision.in_(("confirm", "overturn")))
               .group_by(ReviewRow.job_id))
     before, after = _rank(ReviewRow.before_action), _rank(ReviewRow.after_action)

@@ -36,7 +36,13 @@ _GOLDEN16 = 40503
 
 
 class ReviewError(ValueError):
-    """A review step refused, with the reason (not your tenant, claimed by someone else, wrong role …)."""
+    """A review step refused, with the reason (not your tenant, claimed by someone else, wrong role …) and
+    the HTTP status that says what kind of refusal it is: 404 no such item or queue, 403 wrong role,
+    400 a malformed request, 409 the item's state does not allow it (claimed by another, not finished)."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,9 @@ def _any(condition: Any) -> Any:
 
 def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float) -> Any:
     if name not in QUEUES:
-        raise ReviewError(f"unknown queue {name!r}: one of {', '.join(QUEUES)}")
+        raise ReviewError(f"unknown queue {name!r}: one of {', '.join(QUEUES)}", 404)
     if name == "escalated" and user.role is Role.REVIEWER:
-        raise ReviewError("the escalation queue is for senior reviewers and admins")
+        raise ReviewError("the escalation queue is for senior reviewers and admins", 403)
     later = aliased(ActionRow)
     current = (sa.select(later.action).where(later.job_id == Job.id)
                .order_by(later.id.desc()).limit(1).scalar_subquery())
@@ -142,7 +148,7 @@ def in_qa_sample(verdict_id: Any, share: float) -> Any:
 def claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime | None = None) -> datetime:
     """Hold the item for ``CLAIM_TTL``; refused while someone else's claim is live. Returns the expiry."""
     now = now or utcnow()
-    _job_of(session, job_id, user)
+    owned_job(session, job_id, user)
     current = session.get(ReviewClaim, job_id)
     if current is not None and current.username != user.username and current.expires_at > now:
         raise ReviewError(f"claimed by {current.username} until {current.expires_at:%H:%M:%S}")
@@ -196,7 +202,7 @@ def decide(session: Session, job_id: uuid.UUID, user: UserRecord, decision: str,
            now: datetime | None = None) -> ModerationAction:
     """confirm | overturn (with the correct action) | escalate. Returns the item's action afterwards."""
     now = now or utcnow()
-    job = _job_of(session, job_id, user)
+    job = owned_job(session, job_id, user)
     _holds_claim(session, job_id, user, now)
     before = store.current_action(session, job_id)
     if before is None:
@@ -230,7 +236,7 @@ def file_appeal(session: Session, tenant: str, job_id: uuid.UUID, reason: str) -
     """A platform disputes an action: the item enters the appeals queue; the decision is called back."""
     job = store.get_job(session, job_id)
     if job is None or job.tenant != tenant:
-        raise ReviewError("no such job")
+        raise ReviewError("no such job", 404)
     if store.current_action(session, job_id) is None:
         raise ReviewError("the job has no action to appeal yet")
     row = Appeal(job_id=job_id, tenant=tenant, reason=reason[:2000], status="open")
@@ -272,13 +278,13 @@ def _after(decision: str, before: ModerationAction, action: ModerationAction | N
         return before
     if decision == "overturn":
         if action is None:
-            raise ReviewError("an overturn needs the correct action")
+            raise ReviewError("an overturn needs the correct action", 400)
         return action
     if decision == "escalate":
         if user.role is Role.REVIEWER or not _escalated(session, job_id):
             return None
         raise ReviewError("already escalated: decide it (confirm or overturn)")
-    raise ReviewError(f"unknown decision {decision!r}: confirm, overturn or escalate")
+    raise ReviewError(f"unknown decision {decision!r}: confirm, overturn or escalate", 400)
 
 
 def _escalated(session: Session, job_id: uuid.UUID) -> bool:
@@ -294,12 +300,13 @@ def _change_action(session: Session, job: store.JobRecord, before: store.ActionR
     callbacks.enqueue_change(session, job, after, source="review", reason=reason)
 
 
-def _job_of(session: Session, job_id: uuid.UUID, user: UserRecord) -> store.JobRecord:
+def owned_job(session: Session, job_id: uuid.UUID, user: UserRecord) -> store.JobRecord:
+    """The item if it belongs to one of the reviewer's tenants; otherwise it does not exist (404)."""
     job = store.get_job(session, job_id)
     if job is None or job.tenant not in user.tenants:
-        raise ReviewError("no such item in your tenants")
+        raise ReviewError("no such item in your tenants", 404)
     if user.disabled:
-        raise ReviewError("account disabled")
+        raise ReviewError("account disabled", 403)
     return job
 
 

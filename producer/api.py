@@ -217,8 +217,7 @@ def appeal(tenant: Tenant, runtime: Rt, job_id: uuid.UUID, body: AppealIn) -> di
         try:
             appeal_id = reviews.file_appeal(session, tenant, job_id, body.reason)
         except reviews.ReviewError as exc:
-            status = 404 if "no such job" in str(exc) else 409
-            raise HTTPException(status, {"error": "appeal_refused", "message": str(exc)}) from exc
+            raise HTTPException(exc.status, {"error": "appeal_refused", "message": str(exc)}) from exc
         session.commit()
     return {"appeal_id": appeal_id, "job_id": str(job_id), "status": "open"}
 

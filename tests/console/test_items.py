@@ -116,3 +116,11 @@ def test_unknown_decisions_are_refused_by_name(client: TestClient, mine: uuid.UU
     client.post(f"/review/item/{mine}/claim", data={"csrf": csrf_of(client)})
     response = decide(client, mine, decision=decision or "none")
     assert response.status_code == 400 and "未知的决定" in response.text
+
+
+def test_the_queue_a_reviewer_came_from_is_kept_only_if_it_is_a_queue(client: TestClient, mine: uuid.UUID) -> None:
+    login(client)
+    kept = client.post(f"/review/item/{mine}/claim", data={"csrf": csrf_of(client), "q": "low_confidence"})
+    assert kept.headers["location"] == f"/review/item/{mine}?q=low_confidence"
+    odd = client.post(f"/review/item/{mine}/claim", data={"csrf": csrf_of(client), "q": "tagged&done=bank"})
+    assert odd.headers["location"] == f"/review/item/{mine}?q=tagged"  # nothing smuggled into the redirect

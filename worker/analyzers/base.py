@@ -50,6 +50,14 @@ class BatchAnalyzer(Analyzer, Protocol):
     def analyze_batch(self, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]: ...
 
 
+def analyze_one(analyzer: BatchAnalyzer, item: AnalysisInput) -> AnalysisResult:
+    """A batch analyzer's ``analyze``: a batch of one, its error raised."""
+    result = analyzer.analyze_batch([item])[0]
+    if isinstance(result, AnalyzerError):
+        raise result
+    return result
+
+
 def analyze_many(analyzer: Analyzer, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]:
     """Every item's result or its own error: one call for a batch analyzer, one per item otherwise. An
     ``AnalyzerError`` of one item never fails the others; any other exception propagates (transient

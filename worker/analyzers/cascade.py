@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from memeguard.metrics import CASCADE
 from memeguard.schemas import ModerationAction, Signal, Verdict
 from policies import Policy, evaluate
-from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_many
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_many, analyze_one
 
 TIERS = ("embedded", "cascade", "vlm")
 
@@ -36,10 +36,7 @@ class CascadeAnalyzer:
         self.version = f"{self.fast.version}>{self.slow.version}"
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
-        result = self.analyze_batch([item])[0]
-        if isinstance(result, AnalyzerError):
-            raise result
-        return result
+        return analyze_one(self, item)
 
     def confident(self, verdict: Verdict) -> bool:
         """The embedded verdict is final: confident enough, and the policy would not send it to review."""

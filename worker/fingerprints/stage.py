@@ -3,7 +3,8 @@
 hash the frames -> match banks and the cache -> (known-harmful bank: decided without the model)
 -> (cache candidate: read the text, reuse the earlier verdict when the caption matches too)
 -> otherwise run the analyzer, with matched templates as context and the text already read.
-The caller stores the image hashes and caption with the verdict, so the next repeat finds it.
+The pipeline ``screen``s every job of a batch, runs the analyzer once for those still pending, then
+``finish``es them; it stores the image hashes and caption with the verdict, so the next repeat finds it.
 """
 
 from __future__ import annotations
@@ -58,16 +59,6 @@ class Screened:
     match: ImageMatch
     hashed_ms: float
     timings: dict[str, float]
-
-
-def analyze_known(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
-                  stage: Fingerprinting, tenant: str, item_key: str) -> Fingerprinted:
-    """Screen, run the analyzer when needed, finish (one item; the pipeline batches ``screen``/``finish``)."""
-    screened = screen(frames, post_text, context, stage=stage, tenant=tenant, item_key=item_key)
-    if screened.decided is not None:
-        return screened.decided
-    assert screened.pending is not None
-    return finish(screened, analyzer.analyze(screened.pending))
 
 
 def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, stage: Fingerprinting,

@@ -18,7 +18,7 @@ from PIL import Image
 
 from memeguard.metrics import VLM_ITEMS
 from memeguard.schemas import Signal, Verdict, label_zh
-from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_one
 from worker.vlm import reading
 from worker.vlm.degrade import DEGRADED, NORMAL, Budget, LoadMonitor
 from worker.vlm.loading import LoadedModel
@@ -75,10 +75,7 @@ class VlmAnalyzer:
         self.version = f"{self.loaded.model_type}:{self.loaded.quant}:p{digest}"
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
-        result = self.analyze_batch([item])[0]
-        if isinstance(result, AnalyzerError):
-            raise result
-        return result
+        return analyze_one(self, item)
 
     def analyze_batch(self, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]:
         """One mode, one fast-path ``generate`` and at most one explanation ``generate`` for the batch."""

@@ -73,7 +73,8 @@ def prompt_texts(loaded: LoadedModel, conversations: list[list[dict[str, Any]]])
                                                  enable_thinking=False) + ANSWER_PREFIX for c in conversations]
 
 
-def _inputs(loaded: LoadedModel, texts: list[str], images: list[Image.Image]) -> Any:
+def batch_inputs(loaded: LoadedModel, texts: list[str], images: list[Image.Image]) -> Any:
+    """The processor's left-padded batch on the model's device (no prefix cache)."""
     batch = loaded.processor(text=texts, images=images, return_tensors="pt", padding=True)
     batch.pop("token_type_ids", None)
     return batch.to(loaded.device)
@@ -132,7 +133,7 @@ def _prepared(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
     """The batch and the extra ``generate`` arguments: with the shared-prefix cache when it applies."""
     cached = prefix.batch(loaded, texts, images) if prefix is not None else None
     if cached is None:
-        return _inputs(loaded, texts, images), {}
+        return batch_inputs(loaded, texts, images), {}
     return cached[0], {_cache_kwarg(loaded.model): cached[1]}
 
 

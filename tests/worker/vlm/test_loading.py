@@ -38,7 +38,7 @@ def test_unusable_quantisation_settings_are_refused_by_name(tiny_dir: Path) -> N
 
 def _logits(loaded: LoadedModel, memes: list) -> torch.Tensor:  # type: ignore[type-arg]
     texts = reading.prompt_texts(loaded, [messages(f"配文{i}", "", [], {}) for i in range(len(memes))])
-    batch = reading._inputs(loaded, texts, memes)
+    batch = reading.batch_inputs(loaded, texts, memes)
     with torch.inference_mode():
         logits: torch.Tensor = loaded.model(**batch).logits
     return logits[batch["attention_mask"].bool()]  # every real position of every row
