@@ -358,6 +358,9 @@ def eval_toxicn(
     render: Annotated[bool, typer.Option("--render/--no-render", help="render captions and OCR them")] = True,
     context: Annotated[bool, typer.Option("--context/--no-context",
                                           help="feed the dataset's image description as post context")] = True,
+    caption_reading: Annotated[bool, typer.Option(
+        "--caption-reading", help="ablation: add the dataset's LLM-written reading of the caption to the context")
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
     folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
     kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
@@ -372,7 +375,8 @@ def eval_toxicn(
         typer.echo(f"ToxiCN MM not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
         raise typer.Exit(EXIT_REJECTED)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
-    report = run(EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context))
+    report = run(EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
+                            caption_reading=caption_reading))
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -382,7 +386,7 @@ def eval_toxicn(
 def _print_eval(r: dict[str, Any]) -> None:
     base = r["baseline"]
     typer.echo(f"ToxiCN MM {r['split']} split ({r['folds']} fold(s)), n={r['n']}, render={r['render']}, "
-               f"context={r['context']}, kb={r['kb']}")
+               f"context={r['context']}, caption_reading={r['caption_reading']}, kb={r['kb']}")
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
         typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")

@@ -13,12 +13,15 @@ class LabelledItem:
     text: str
     harm_type: int  # 0 none, 1 targeted harm, 2 sexual innuendo, 3 general offense, 4 dispirited culture
     context: str = ""  # post context: ToxiCN's image description, or a JSONL row's "context"
+    reading: str = ""  # ToxiCN only: an LLM's reading of the caption (never used unless asked for)
 
 
 def load_toxicn(path: Path) -> list[LabelledItem]:
-    """ToxiCN MM v2 (``train_2.0.json`` / ``test_2.0.json``): the meme's text and its harm type."""
+    """ToxiCN MM v2 (``train_2.0.json`` / ``test_2.0.json``): the meme's text and its harm type, the dataset's
+    description of the image as context, and its LLM-written reading of the caption (``text_discription``)."""
     rows = json.loads(path.read_text(encoding="utf-8"))
-    return [LabelledItem(str(r["text"]).strip(), int(r["type"]), str(r.get("meme_discription", ""))) for r in rows]
+    return [LabelledItem(str(r["text"]).strip(), int(r["type"]), str(r.get("meme_discription", "")),
+                         str(r.get("text_discription", ""))) for r in rows]
 
 
 def load_jsonl(path: Path) -> list[LabelledItem]:

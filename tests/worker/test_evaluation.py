@@ -108,3 +108,13 @@ def test_post_context_is_the_datasets_image_description_and_can_be_left_out() ->
     assert _context(item, EvalConfig(TOXICN, "train", render=False, context=False)) == ""
     report = run(EvalConfig(TOXICN, "train", render=False, limit=100, context=False))
     assert report["context"] is False and report["n"] == 100
+
+
+@needs_data
+def test_the_datasets_caption_reading_reaches_the_context_only_when_asked() -> None:
+    from worker.evaluation import _context, split_items
+
+    item = split_items(EvalConfig(TOXICN, "train", render=False, limit=50))[0][1][0]
+    assert item.reading and item.reading not in _context(item, EvalConfig(TOXICN, "train"))
+    assert _context(item, EvalConfig(TOXICN, "train", caption_reading=True)) == f"{item.context} {item.reading}"
+    assert _context(item, EvalConfig(TOXICN, "train", context=False, caption_reading=True)) == item.reading
