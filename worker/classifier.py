@@ -1,11 +1,15 @@
 """The learned text component of the embedded tier: harm type from character n-grams plus the knowledge
 base's hits, trained in seconds on CPU by ``memeguard train``.
 
-Four feature blocks: character 1-3-grams of the meme's text; what the knowledge base found (label
+Four sparse feature blocks: character 1-3-grams of the meme's text; what the knowledge base found (label
 strengths after negation/contrast/intensity); the *meanings* of the matched entries (their notes or
 C-HarmKB definitions as character n-grams, so a slang term never seen in training still counts through what
 it means, as in the ToxiCN MM paper's knowledge-enhanced models); and the post context around the meme at
-half weight (the text around a meme qualifies it but is not the meme).
+half weight (the text around a meme qualifies it but is not the meme). A fifth, dense block is optional and
+on by default: the pretrained sentence encoder's vectors of the meme's text and of the post context
+(``worker/encoder.py``), standardised on the training data, the context's again at half weight. It carries
+meaning the characters do not: +0.022 harm-type and +0.009 binary macro-F1 in 5-fold cross-validation on the
+train split (``SEMANTIC_WEIGHT`` was chosen there).
 
 The label is decided by two voters over the same features: the class-balanced logistic regression and
 NB-weighted one-vs-rest logistic regressions (NBSVM, Wang & Manning 2012: each feature scaled by how much
@@ -23,7 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +40,14 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from memeguard.schemas import HarmType
+from worker.encoder import SentenceEncoder, encoder_for
 from worker.kb import KnowledgeBase, Match, joined, normalize
 from worker.reading import read
 
-ARTEFACT_FORMAT = 3
+ARTEFACT_FORMAT = 4
 CONTEXT_WEIGHT = 0.5
+# scale of the standardised sentence vectors against the unit-norm TF-IDF blocks (5-fold CV on train)
+SEMANTIC_WEIGHT = 0.03
 LABELS = [h.value for h in HarmType]  # class index i <-> HarmType member i (ToxiCN's type ids 0..4)
 
 
@@ -110,18 +117,21 @@ class HarmClassifier:
     nb: NbVoter | None
     version: str
     trained: dict[str, Any]
+    semantic: SemanticBlock | None = None
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *,
-            contexts: Sequence[str] | None = None, source: str = "") -> HarmClassifier:
-        """Train on (text, harm type id) pairs, with each item's post context when there is one.
-        Deterministic for the same data and knowledge base."""
+            contexts: Sequence[str] | None = None, source: str = "",
+            encoder: SentenceEncoder | None = None) -> HarmClassifier:
+        """Train on (text, harm type id) pairs, with each item's post context when there is one, and the
+        sentence encoder's vectors when one is given. Deterministic for the same data, knowledge base and
+        encoder."""
         started = time.perf_counter()
         contexts = contexts if contexts is not None else [""] * len(texts)
         model = cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
                     LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
                     CalibratedClassifierCV(LogisticRegression(max_iter=3000, C=4.0), method="sigmoid", cv=3),
-                    None, "", {})
+                    None, "", {}, SemanticBlock.using(encoder) if encoder else None)
         features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True)
         y = np.asarray(labels)
         model.decider.fit(features, y)
@@ -129,10 +139,13 @@ class HarmClassifier:
         model.calibrated.fit(features, y)
         rows = "\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels, strict=True))
         # the version names the data, the model format and the knowledge base: change any, get a new version
-        digest = hashlib.sha256(f"format {ARTEFACT_FORMAT}\nkb {kb.version}\n{rows}".encode())
+        encoder_id = encoder.id if encoder else "none"
+        digest = hashlib.sha256(f"format {ARTEFACT_FORMAT}\nkb {kb.version}\nencoder {encoder_id}\n{rows}"
+                                .encode())
         model.version = f"tfidf-lr-{digest.hexdigest()[:12]}"
         model.trained = {"items": len(texts), "data_sha256_12": digest.hexdigest()[:12], "source": source,
-                         "kb_version": kb.version, "seconds": round(time.perf_counter() - started, 2)}
+                         "kb_version": kb.version, "encoder": encoder_id,
+                         "seconds": round(time.perf_counter() - started, 2)}
         return model
 
     def _features(self, texts: Sequence[str], contexts: Sequence[str], matches: Sequence[Sequence[Match]],
@@ -144,8 +157,11 @@ class HarmClassifier:
                   (self.kb_vectorizer, [kb_features(m) for m in matches], 1.0),
                   (self.meaning_vectorizer, [meanings(m) for m in matches], 1.0),
                   (self.context_vectorizer, [normalize(c) for c in contexts], CONTEXT_WEIGHT)]
-        return sparse.hstack([(v.fit_transform(data) if fit else v.transform(data)) * weight
-                              for v, data, weight in blocks if v is not None]).tocsr()
+        parts = [(v.fit_transform(data) if fit else v.transform(data)) * weight
+                 for v, data, weight in blocks if v is not None]
+        if self.semantic is not None:
+            parts.append(sparse.csr_matrix(self.semantic.features(texts, contexts, fit=fit)))
+        return sparse.hstack(parts).tocsr()
 
     def predict(self, texts: Sequence[str], kb: KnowledgeBase, matches: Sequence[Sequence[Match]] | None = None,
                 contexts: Sequence[str] | None = None) -> list[tuple[HarmType, float, list[float]]]:
@@ -186,6 +202,39 @@ class HarmClassifier:
             raise ValueError(f"{path} is not a memeguard classifier artefact (format {ARTEFACT_FORMAT})")
         classifier: HarmClassifier = data["classifier"]
         return classifier
+
+
+@dataclass
+class SemanticBlock:
+    """The sentence encoder's vectors of the meme's text and of its post context, standardised per dimension
+    on the training data (a linear model needs comparable scales; e5's vectors share a large common
+    component) and scaled to sit beside the TF-IDF blocks. The artefact keeps the encoder's id, not the
+    encoder: the weights come from the installed package."""
+
+    encoder_id: str
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    encoder: SentenceEncoder | None = field(default=None, repr=False, compare=False)  # never pickled
+
+    @classmethod
+    def using(cls, encoder: SentenceEncoder) -> SemanticBlock:
+        return cls(encoder.id, encoder=encoder)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "encoder": None}
+
+    def features(self, texts: Sequence[str], contexts: Sequence[str], fit: bool = False) -> np.ndarray:
+        if self.encoder is None:
+            self.encoder = encoder_for(self.encoder_id)
+        encoder = self.encoder
+        raw = np.hstack([encoder.encode(list(texts)), encoder.encode(list(contexts))])
+        if fit:
+            self.mean, self.scale = raw.mean(axis=0), raw.std(axis=0) + 1e-6
+        if self.mean is None or self.scale is None:
+            raise ValueError("semantic block used before it was fitted")
+        standard = (raw - self.mean) / self.scale
+        standard[:, encoder.dim:] *= CONTEXT_WEIGHT
+        return np.asarray(standard * SEMANTIC_WEIGHT)
 
 
 def _usable(vectorizer: TfidfVectorizer | None, docs: list[str]) -> TfidfVectorizer | None:

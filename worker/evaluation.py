@@ -35,6 +35,7 @@ from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import LABELS, HarmClassifier
 from worker.datasets import LabelledItem, load_toxicn
+from worker.encoder import SentenceEncoder
 from worker.kb import KnowledgeBase
 
 PAPER = {"note": "ToxiCN MM paper (Lu et al., NeurIPS 2024) reports multimodal models on the binary task "
@@ -52,6 +53,8 @@ class EvalConfig:
     folds: int = 1  # with split "train": K-fold cross-validation, out-of-fold predictions scored together
     context: bool = True  # pass the dataset's image description as post context
     caption_reading: bool = False  # also pass the dataset's LLM-written reading of the caption (ablation)
+    encoder: bool = True  # the classifier's sentence-encoder block (``--no-encoder``: n-grams and KB only)
+    train_limit: int | None = None  # train on a seeded sample of N training items (quick runs, tests)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ Fold = tuple[list[LabelledItem], list[LabelledItem]]
 def split_items(config: EvalConfig) -> list[Fold]:
     """(training items, evaluation items) per fold. Only ``split == "test"`` opens the test file.
     ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation."""
+    return [(_sampled(train, config.train_limit, config.seed), evaluation) for train, evaluation in _folds(config)]
+
+
+def _folds(config: EvalConfig) -> list[Fold]:
     train = load_toxicn(config.data_dir / "train_2.0.json")
     if config.split == "test":
         return [(train, _limited(load_toxicn(config.data_dir / "test_2.0.json"), config))]
@@ -85,9 +92,14 @@ def split_items(config: EvalConfig) -> list[Fold]:
 
 
 def _limited(items: list[LabelledItem], config: EvalConfig, divide: int = 1) -> list[LabelledItem]:
-    if config.limit is None:
+    return _sampled(items, None if config.limit is None else max(config.limit // divide, 1), config.seed)
+
+
+def _sampled(items: list[LabelledItem], limit: int | None, seed: int) -> list[LabelledItem]:
+    """A seeded sample of at most ``limit`` items (all of them without a limit)."""
+    if limit is None:
         return items
-    return random.Random(config.seed).sample(items, min(max(config.limit // divide, 1), len(items)))
+    return random.Random(seed).sample(items, min(limit, len(items)))
 
 
 def build_kb(paths: Sequence[Path]) -> KnowledgeBase:
@@ -108,9 +120,12 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
     predictions: list[Prediction] = []
     baseline: list[int] = []
     elapsed, versions = 0.0, []
-    for train, evaluation in split_items(config):
+    folds = split_items(config)
+    encoder = _encoder(config, folds)
+    for train, evaluation in folds:
         classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb,
-                                        contexts=[_context(i, config) for i in train], source="toxicn")
+                                        contexts=[_context(i, config) for i in train], source="toxicn",
+                                        encoder=encoder)
         versions.append(classifier.version)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
@@ -122,12 +137,19 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
     latencies = [p.latency_ms for p in predictions]
     report.update({"items_per_s": len(truth) / elapsed, "p50_ms": statistics.median(latencies),
                    "p95_ms": float(np.percentile(latencies, 95)), "render": config.render, "context": config.context,
-                   "caption_reading": config.caption_reading,
+                   "caption_reading": config.caption_reading, "encoder": encoder.id if encoder else None,
                    "split": config.split, "folds": max(config.folds, 1), "kb": kb.version, "classifier": versions})
     report["baseline"] = score(truth, baseline, None)
     report["delta"] = {k: report[k] - report["baseline"][k] for k in ("binary_macro_f1", "type_macro_f1", "accuracy")}
     report["paper"] = PAPER
     return report
+
+
+def _encoder(config: EvalConfig, folds: list[Fold]) -> SentenceEncoder | None:
+    """One encoder for the run, remembering every training text and context: K folds encode each once."""
+    if not config.encoder:
+        return None
+    return SentenceEncoder(cache_size=2 * sum(len(train) + len(evaluation) for train, evaluation in folds))
 
 
 def _context(item: LabelledItem, config: EvalConfig) -> str:

@@ -106,3 +106,45 @@ def test_nb_voter_weights_features_by_class_ratio() -> None:
 def test_version_changes_with_the_knowledge_base() -> None:
     small = KnowledgeBase(KB.entries[:50], "test-small")
     assert HarmClassifier.fit(TEXTS, LABELS, small).version != HarmClassifier.fit(TEXTS, LABELS, KB).version
+
+
+@pytest.fixture(scope="module")
+def semantic() -> HarmClassifier:
+    from worker.encoder import shared_encoder
+
+    return HarmClassifier.fit(TEXTS, LABELS, KB, source="unit", encoder=shared_encoder())
+
+
+def test_sentence_encoder_block_is_part_of_the_features(semantic: HarmClassifier,
+                                                        classifier: HarmClassifier) -> None:
+    assert semantic.semantic is not None and semantic.semantic.mean is not None
+    plain = classifier._features(["早上好"], [""], [[]])
+    with_vectors = semantic._features(["早上好"], [""], [[]])
+    encoder = semantic.semantic.encoder
+    assert encoder is not None and with_vectors.shape[1] == plain.shape[1] + 2 * encoder.dim
+    assert semantic.trained["encoder"] == encoder.id and classifier.trained["encoder"] == "none"
+    assert semantic.version != classifier.version  # the encoder is part of what a version names
+    predictions = semantic.predict(["早上好", "你这个废物", "摆烂了"], KB)
+    assert [p[0] for p in predictions] == [HarmType.NONE, HarmType.GENERAL_OFFENSE, HarmType.DISPIRITED_CULTURE]
+
+
+def test_semantic_artefact_keeps_the_encoder_id_not_the_engine(semantic: HarmClassifier, tmp_path: Path) -> None:
+    path = semantic.save(tmp_path / "s.joblib")
+    loaded = HarmClassifier.load(path)
+    assert loaded.semantic is not None and loaded.semantic.encoder is None  # the engine is not pickled
+    texts, contexts = ["人间不值得", "你个蠢货"], ["一个人躺着", ""]
+    before = semantic.predict(texts, KB, contexts=contexts)
+    after = loaded.predict(texts, KB, contexts=contexts)
+    assert [p[0] for p in after] == [p[0] for p in before]
+    assert np.allclose([p[2] for p in after], [p[2] for p in before])
+    assert json.loads(path.with_suffix(".json").read_text())["encoder"] == semantic.trained["encoder"]
+
+
+def test_semantic_artefact_from_another_encoder_is_refused(semantic: HarmClassifier, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    assert semantic.semantic is not None
+    foreign = replace(semantic, semantic=replace(semantic.semantic, encoder_id="other-encoder", encoder=None))
+    loaded = HarmClassifier.load(foreign.save(tmp_path / "f.joblib"))
+    with pytest.raises(ValueError, match="retrain"):
+        loaded.predict(["早上好"], KB)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,8 +32,8 @@ def test_score_and_ece_on_known_values() -> None:
 
 @needs_data
 def test_no_render_run_reports_memeguard_beside_the_baseline() -> None:
-    report = run(EvalConfig(TOXICN, "train", render=False, limit=300))
-    assert report["n"] == 300 and report["split"] == "train"
+    report = run(EvalConfig(TOXICN, "train", render=False, limit=300, encoder=False))  # full train fold: fast
+    assert report["n"] == 300 and report["split"] == "train" and report["encoder"] is None
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy", "ece"):
         assert 0.0 <= report[key] <= 1.0
     assert set(report["baseline"]) >= {"binary_macro_f1", "type_macro_f1", "accuracy"}
@@ -42,8 +43,20 @@ def test_no_render_run_reports_memeguard_beside_the_baseline() -> None:
 
 
 @needs_data
+def test_sentence_encoder_run_trains_on_a_seeded_sample() -> None:
+    from worker.encoder import shared_encoder
+
+    config = EvalConfig(TOXICN, "train", render=False, limit=60, train_limit=400)
+    with_encoder, without = run(config), run(replace(config, encoder=False))
+    assert with_encoder["encoder"] == shared_encoder().id and without["encoder"] is None
+    assert with_encoder["n"] == without["n"] == 60
+    assert with_encoder["classifier"] != without["classifier"]  # the encoder is part of the artefact's version
+    assert with_encoder["baseline"]["accuracy"] == without["baseline"]["accuracy"]  # same items, same baseline
+
+
+@needs_data
 def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
-    report = run(EvalConfig(TOXICN, "train", render=True, limit=12), ocr=embedded_analyzer._ocr)
+    report = run(EvalConfig(TOXICN, "train", render=True, limit=12, train_limit=400), ocr=embedded_analyzer._ocr)
     assert report["n"] == 12 and report["render"] is True and report["p95_ms"] > 0
 
 
@@ -51,10 +64,12 @@ def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  
 def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
     env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "toxicn", "--split", "train",
-                             "--no-render", "--limit", "100", "--json"],
+                             "--no-render", "--limit", "100", "--train-limit", "500", "--json"],
                             capture_output=True, text=True, env=env, check=False, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert {"binary_macro_f1", "type_macro_f1", "accuracy", "n"} <= set(json.loads(result.stdout))
+    report = json.loads(result.stdout)
+    assert {"binary_macro_f1", "type_macro_f1", "accuracy", "n"} <= set(report)
+    assert report["n"] == 100 and report["encoder"].startswith("multilingual-e5-small")
 
 
 @needs_data
@@ -71,6 +86,12 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
 
     analyzer = EmbeddedAnalyzer.default(Settings(classifier_path=tmp_path / "m.joblib"))
     assert analyzer.classifier is not None and analyzer.classifier.version in analyzer.version
+    assert analyzer.classifier.semantic is not None  # the sentence encoder is on by default
+    assert analyzer.read_text("你个傻逼").verdict.harm_type.value == "general_offense"
+    plain = subprocess.run([sys.executable, "-m", "memeguard.cli", "train", "--data", str(data), "--no-encoder",
+                            "--out", str(tmp_path / "p.joblib")], capture_output=True, text=True, env=env, check=False)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert json.loads((tmp_path / "p.json").read_text())["encoder"] == "none"
 
 
 @pytest.mark.skipif(not C_HARMKB.exists(), reason=f"C-HarmKB not present at {C_HARMKB}")
