@@ -13,6 +13,7 @@ COPY worker ./worker
 COPY producer ./producer
 COPY policies ./policies
 COPY migrations ./migrations
+COPY console ./console
 RUN pip install --no-cache-dir ".[${EXTRAS}]"
 RUN useradd --system --uid 10001 memeguard && mkdir -p /data/blobs && chown -R memeguard /data
 USER memeguard

@@ -82,3 +82,15 @@ def test_the_app_environment_with_optional_settings_left_unset_is_valid(monkeypa
     settings = Settings()
     assert settings.console_secret is None and settings.admin_api_key is None
     assert settings.callback_secrets == {} and settings.review_qa_share == 0.02 and settings.cache_shared_tenants == []
+
+
+def test_the_image_copies_every_package_the_distribution_installs() -> None:
+    """``pip install .`` in the Dockerfile installs only the packages it was given: a package left out of the
+    COPY lines is silently missing from the image (the review console once was)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+              if line.startswith("COPY ")}
+    assert packages <= copied, f"Dockerfile does not copy {sorted(packages - copied)}"
