@@ -148,3 +148,30 @@ def test_semantic_artefact_from_another_encoder_is_refused(semantic: HarmClassif
     loaded = HarmClassifier.load(foreign.save(tmp_path / "f.joblib"))
     with pytest.raises(ValueError, match="retrain"):
         loaded.predict(["早上好"], KB)
+
+
+def test_neighbour_voter_balances_the_labels_of_the_nearest_texts() -> None:
+    from worker.classifier import NeighbourVoter
+
+    unit = np.eye(4, dtype=np.float32)
+    # training: three 'none' texts along axis 0, one 'dispirited' text along axis 1, one 'offense' on axis 2
+    vectors = np.stack([unit[0], unit[0], unit[0], unit[1], unit[2]])
+    voter = NeighbourVoter.fit(vectors, np.array([0, 0, 0, 4, 3]))
+    voter.k = 3
+    assert np.allclose(voter.priors, [0.6, 0, 0, 0.2, 0.2])
+    near_none, near_dispirited = voter.proba(np.stack([unit[0], unit[1]]))
+    assert near_none.argmax() == 0 and near_dispirited.argmax() == 4
+    assert np.allclose(near_none.sum(), 1.0) and near_none[1] == near_none[2] == 0.0  # absent classes get nothing
+    # a little nearer the lone 'dispirited' text than the three 'none' ones: outnumbered 3:1 among the four
+    # nearest, the rarer class still wins the balanced vote
+    voter.k = 4
+    between = unit[0] + 1.2 * unit[1]
+    votes = voter.proba((between / np.linalg.norm(between))[None, :])[0]
+    assert votes.argmax() == 4 and votes[0] > 0.0
+
+
+def test_semantic_classifier_remembers_its_training_memes(semantic: HarmClassifier) -> None:
+    assert semantic.neighbours is not None and len(semantic.neighbours.labels) == len(TEXTS)
+    assert semantic.semantic is not None
+    votes = semantic.neighbours.proba(semantic.semantic.vectors(["不想活了", "你个傻逼"]))
+    assert list(votes.argmax(axis=1)) == [4, 3]  # the training texts themselves vote for their own labels
