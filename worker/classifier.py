@@ -18,9 +18,10 @@ more often it occurs in the class than outside it). Summing their probabilities 
 remembers the training memes themselves: the labels of the ten training texts nearest in meaning (another
 +0.011 type macro-F1 in the same cross-validation), so a meme reviewers labelled counts for its paraphrases.
 
-Two models share one feature space: a class-balanced logistic regression decides the label (balanced weights
-are what macro-F1 rewards), and a sigmoid-calibrated copy supplies the confidence, because policy
-thresholds only mean something when a stated 0.8 is right about 80 % of the time.
+Confidence is calibrated on the voters' decision itself, because policy thresholds only mean something when
+a stated 0.8 is right about 80 % of the time: the share of the summed votes the winning label got, Platt-
+scaled on out-of-fold votes inside the training data (``ShareCalibrator``). (A sigmoid-calibrated copy of the
+decider alone, used before, misstated how often the three voters are right once they disagree with it.)
 """
 
 from __future__ import annotations
@@ -28,18 +29,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import joblib
 import numpy as np
 from scipy import sparse
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.base import clone
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
 from memeguard.schemas import HarmType
 from worker.encoder import SentenceEncoder, encoder_for
@@ -115,7 +118,7 @@ class HarmClassifier:
     meaning_vectorizer: TfidfVectorizer | None  # None when training saw no block's text (e.g. no contexts)
     context_vectorizer: TfidfVectorizer | None
     decider: LogisticRegression
-    calibrated: CalibratedClassifierCV
+    calibrator: ShareCalibrator
     nb: NbVoter | None
     version: str
     trained: dict[str, Any]
@@ -133,15 +136,12 @@ class HarmClassifier:
         contexts = contexts if contexts is not None else [""] * len(texts)
         model = cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
                     LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
-                    CalibratedClassifierCV(LogisticRegression(max_iter=3000, C=4.0), method="sigmoid", cv=3),
-                    None, "", {}, SemanticBlock.using(encoder) if encoder else None)
+                    ShareCalibrator.identity(), None, "", {}, SemanticBlock.using(encoder) if encoder else None)
         features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True)
         y = np.asarray(labels)
-        model.decider.fit(features, y)
-        model.nb = NbVoter.fit(features, y, [int(c) for c in model.decider.classes_])
-        if model.semantic is not None:
-            model.neighbours = NeighbourVoter.fit(model.semantic.vectors(texts), y)
-        model.calibrated.fit(features, y)
+        vectors = model.semantic.vectors(texts) if model.semantic is not None else None
+        model._fit_voters(features, y, vectors)
+        model.calibrator = ShareCalibrator.fit(*model._out_of_fold_shares(features, y, vectors))
         rows = "\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels, strict=True))
         # the version names the data, the model format and the knowledge base: change any, get a new version
         encoder_id = encoder.id if encoder else "none"
@@ -170,29 +170,51 @@ class HarmClassifier:
 
     def predict(self, texts: Sequence[str], kb: KnowledgeBase, matches: Sequence[Sequence[Match]] | None = None,
                 contexts: Sequence[str] | None = None) -> list[tuple[HarmType, float, list[float]]]:
-        """(label, calibrated probability of that label, calibrated distribution) per text. Pass ``matches``
-        when the caller already read the knowledge base on text + context (the analyzer does)."""
+        """(label, calibrated probability that the label is right, the voters' vote shares) per text. Pass
+        ``matches`` when the caller already read the knowledge base on text + context (the analyzer does)."""
         contexts = contexts if contexts is not None else [""] * len(texts)
         features = self._features(texts, contexts, matches if matches is not None else
                                   _read_all(kb, texts, contexts))
-        decided = self._decide(features, texts)
-        probs = self.calibrated.predict_proba(features)
-        classes = list(self.calibrated.classes_)
-        out = []
-        for label, row in zip(decided, probs, strict=True):
-            dist = [float(row[classes.index(i)]) if i in classes else 0.0 for i in range(len(LABELS))]
-            out.append((HarmType(LABELS[int(label)]), dist[int(label)], dist))
-        return out
+        vectors = self.semantic.vectors(texts) if self.semantic is not None else None
+        shares = _shares(self._votes(features, vectors))
+        confidence = self.calibrator(shares.max(axis=1))
+        return [(HarmType(LABELS[int(row.argmax())]), float(p), [float(x) for x in row])
+                for row, p in zip(shares, confidence, strict=True)]
 
-    def _decide(self, features: sparse.csr_matrix, texts: Sequence[str]) -> list[int]:
-        """The label the voters favour: summed class probabilities of the decider, the NB voter and, with the
-        sentence encoder, the nearest training memes."""
-        votes = self.decider.predict_proba(features)
+    def _fit_voters(self, features: sparse.csr_matrix, y: np.ndarray, vectors: np.ndarray | None) -> None:
+        self.decider.fit(features, y)
+        self.nb = NbVoter.fit(features, y, [int(c) for c in self.decider.classes_])
+        self.neighbours = NeighbourVoter.fit(vectors, y) if vectors is not None else None
+
+    def _votes(self, features: sparse.csr_matrix, vectors: np.ndarray | None) -> np.ndarray:
+        """Summed class probabilities of the decider, the NB voter and, with the sentence encoder, the nearest
+        training memes, over every label (labels training never saw get no votes)."""
+        classes = self.decider.classes_
+        part = self.decider.predict_proba(features)
         if self.nb is not None:
-            votes = votes + self.nb.proba(features)
-        if self.neighbours is not None and self.semantic is not None:
-            votes = votes + self.neighbours.proba(self.semantic.vectors(texts))[:, self.decider.classes_]
-        return [int(self.decider.classes_[i]) for i in votes.argmax(axis=1)]
+            part = part + self.nb.proba(features)
+        if self.neighbours is not None and vectors is not None:
+            part = part + self.neighbours.proba(vectors)[:, classes]
+        votes = np.zeros((features.shape[0], len(LABELS)))
+        votes[:, classes] = part
+        return votes
+
+    def _out_of_fold_shares(self, features: sparse.csr_matrix, y: np.ndarray,
+                            vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(winning vote share, whether the winner was right) for every training item, each predicted by
+        voters fitted without it: what the calibrator learns from. Empty for data too small to split."""
+        if len(y) < 2 * CALIBRATION_FOLDS:
+            return np.zeros(0), np.zeros(0)
+        shares, right = np.zeros(len(y)), np.zeros(len(y))
+        splits = StratifiedKFold(CALIBRATION_FOLDS, shuffle=True, random_state=0)
+        with warnings.catch_warnings():  # a class with fewer members than folds is fine here
+            warnings.simplefilter("ignore", UserWarning)
+            for train, held in splits.split(np.zeros(len(y)), y):
+                voters = replace(self, decider=clone(self.decider), nb=None, neighbours=None)
+                voters._fit_voters(features[train], y[train], None if vectors is None else vectors[train])
+                held_shares = _shares(voters._votes(features[held], None if vectors is None else vectors[held]))
+                shares[held], right[held] = held_shares.max(axis=1), held_shares.argmax(axis=1) == y[held]
+        return shares, right
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,6 +232,44 @@ class HarmClassifier:
             raise ValueError(f"{path} is not a memeguard classifier artefact (format {ARTEFACT_FORMAT})")
         classifier: HarmClassifier = data["classifier"]
         return classifier
+
+
+CALIBRATION_FOLDS = 3
+
+
+def _shares(votes: np.ndarray) -> np.ndarray:
+    return np.asarray(votes / votes.sum(axis=1, keepdims=True).clip(1e-12))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    clipped = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(clipped / (1 - clipped)))
+
+
+@dataclass(frozen=True)
+class ShareCalibrator:
+    """P(the decided label is right) = sigmoid(slope * logit(share) + intercept), where share is the fraction
+    of the summed votes the decided label got. Fitted (Platt scaling) on out-of-fold shares; with too little
+    data to split it is the identity (the share itself)."""
+
+    slope: float
+    intercept: float
+
+    @classmethod
+    def identity(cls) -> ShareCalibrator:
+        return cls(1.0, 0.0)
+
+    @classmethod
+    def fit(cls, shares: np.ndarray, right: np.ndarray) -> ShareCalibrator:
+        if len(shares) == 0:
+            return cls.identity()
+        if len(set(right.tolist())) < 2:  # always right (or wrong) out of fold: a constant, not a curve
+            return cls(0.0, float(_logit(np.array([np.clip(right.mean(), 0.01, 0.99)]))[0]))
+        model = LogisticRegression().fit(_logit(shares)[:, None], right.astype(int))
+        return cls(float(model.coef_[0, 0]), float(model.intercept_[0]))
+
+    def __call__(self, shares: np.ndarray) -> np.ndarray:
+        return np.asarray(1.0 / (1.0 + np.exp(-(self.slope * _logit(shares) + self.intercept))))
 
 
 @dataclass

@@ -175,3 +175,28 @@ def test_semantic_classifier_remembers_its_training_memes(semantic: HarmClassifi
     assert semantic.semantic is not None
     votes = semantic.neighbours.proba(semantic.semantic.vectors(["不想活了", "你个傻逼"]))
     assert list(votes.argmax(axis=1)) == [4, 3]  # the training texts themselves vote for their own labels
+
+
+def test_share_calibrator_maps_vote_shares_to_how_often_they_are_right() -> None:
+    from worker.classifier import ShareCalibrator
+
+    rng = np.random.default_rng(0)
+    shares = rng.uniform(0.2, 1.0, 20000)
+    right = (rng.uniform(size=shares.size) < shares**3).astype(float)  # the raw share is over-confident
+    calibrator = ShareCalibrator.fit(shares, right)
+    for share in (0.4, 0.7, 0.9):
+        assert abs(float(calibrator(np.array([share]))[0]) - share**3) < 0.06
+    assert ShareCalibrator.fit(np.zeros(0), np.zeros(0)) == ShareCalibrator.identity()
+    always = ShareCalibrator.fit(np.array([0.5, 0.9]), np.array([1.0, 1.0]))
+    assert np.allclose(always(np.array([0.3, 0.95])), 0.99)  # a constant, never a certainty
+
+
+def test_confidence_is_the_calibrated_share_of_the_winning_label(semantic: HarmClassifier) -> None:
+    for label, confidence, shares in semantic.predict(["早上好", "你个蠢货", "人间不值得"], KB):
+        assert label.value == LABELS_BY_ID[int(np.argmax(shares))] and abs(sum(shares) - 1.0) < 1e-6
+        assert confidence == pytest.approx(float(semantic.calibrator(np.array([max(shares)]))[0]))
+    # the toy data repeats each text 8 times: out of fold every vote is right, so confidence is a flat 0.99
+    assert semantic.calibrator.slope == 0 and 0.98 < confidence < 1.0
+
+
+LABELS_BY_ID = [h.value for h in HarmType]
