@@ -137,9 +137,9 @@ class HarmClassifier:
         model = cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
                     LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
                     ShareCalibrator.identity(), None, "", {}, SemanticBlock.using(encoder) if encoder else None)
-        features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True)
-        y = np.asarray(labels)
         vectors = model.semantic.vectors(texts) if model.semantic is not None else None
+        features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True, vectors=vectors)
+        y = np.asarray(labels)
         model._fit_voters(features, y, vectors)
         model.calibrator = ShareCalibrator.fit(*model._out_of_fold_shares(features, y, vectors))
         rows = "\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels, strict=True))
@@ -154,7 +154,8 @@ class HarmClassifier:
         return model
 
     def _features(self, texts: Sequence[str], contexts: Sequence[str], matches: Sequence[Sequence[Match]],
-                  fit: bool = False) -> sparse.csr_matrix:
+                  fit: bool = False, vectors: np.ndarray | None = None) -> sparse.csr_matrix:
+        """The feature rows; ``vectors`` are the texts' sentence vectors when the caller has them already."""
         if fit:
             self.meaning_vectorizer = _usable(self.meaning_vectorizer, [meanings(m) for m in matches])
             self.context_vectorizer = _usable(self.context_vectorizer, [normalize(c) for c in contexts])
@@ -165,7 +166,7 @@ class HarmClassifier:
         parts = [(v.fit_transform(data) if fit else v.transform(data)) * weight
                  for v, data, weight in blocks if v is not None]
         if self.semantic is not None:
-            parts.append(sparse.csr_matrix(self.semantic.features(texts, contexts, fit=fit)))
+            parts.append(sparse.csr_matrix(self.semantic.features(texts, contexts, fit=fit, vectors=vectors)))
         return sparse.hstack(parts).tocsr()
 
     def predict(self, texts: Sequence[str], kb: KnowledgeBase, matches: Sequence[Sequence[Match]] | None = None,
@@ -173,9 +174,9 @@ class HarmClassifier:
         """(label, calibrated probability that the label is right, the voters' vote shares) per text. Pass
         ``matches`` when the caller already read the knowledge base on text + context (the analyzer does)."""
         contexts = contexts if contexts is not None else [""] * len(texts)
-        features = self._features(texts, contexts, matches if matches is not None else
-                                  _read_all(kb, texts, contexts))
         vectors = self.semantic.vectors(texts) if self.semantic is not None else None
+        features = self._features(texts, contexts, matches if matches is not None else
+                                  _read_all(kb, texts, contexts), vectors=vectors)
         shares = _shares(self._votes(features, vectors))
         confidence = self.calibrator(shares.max(axis=1))
         return [(HarmType(LABELS[int(row.argmax())]), float(p), [float(x) for x in row])
@@ -300,9 +301,11 @@ class SemanticBlock:
         """The encoder's unit vectors of the texts (memoised: the feature block asked for them already)."""
         return self._encoder().encode(list(texts))
 
-    def features(self, texts: Sequence[str], contexts: Sequence[str], fit: bool = False) -> np.ndarray:
+    def features(self, texts: Sequence[str], contexts: Sequence[str], fit: bool = False,
+                 vectors: np.ndarray | None = None) -> np.ndarray:
         encoder = self._encoder()
-        raw = np.hstack([encoder.encode(list(texts)), encoder.encode(list(contexts))])
+        text_vectors = vectors if vectors is not None else encoder.encode(list(texts))
+        raw = np.hstack([text_vectors, encoder.encode(list(contexts))])
         if fit:
             self.mean, self.scale = raw.mean(axis=0), raw.std(axis=0) + 1e-6
         if self.mean is None or self.scale is None:

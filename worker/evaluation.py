@@ -15,6 +15,7 @@ The test split is held out: this module is the only code that reads it, and only
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import time
@@ -149,7 +150,8 @@ def _encoder(config: EvalConfig, folds: list[Fold]) -> SentenceEncoder | None:
     """One encoder for the run, remembering every training text and context: K folds encode each once."""
     if not config.encoder:
         return None
-    return SentenceEncoder(cache_size=2 * sum(len(train) + len(evaluation) for train, evaluation in folds))
+    return SentenceEncoder(cache_size=2 * sum(len(train) + len(evaluation) for train, evaluation in folds),
+                           threads=os.cpu_count() or 1)  # a batch job: every core (the vectors are the same)
 
 
 def _context(item: LabelledItem, config: EvalConfig) -> str:

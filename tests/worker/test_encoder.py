@@ -3,6 +3,8 @@ reads Chinese by meaning, and the memo's bookkeeping."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,24 @@ def test_an_artefact_of_another_encoder_is_refused(encoder: SentenceEncoder) -> 
     assert encoder_for(encoder.id) is encoder
     with pytest.raises(ValueError, match="retrain"):
         encoder_for("some-other-encoder")
+
+
+def test_thread_count_changes_speed_not_vectors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each process loads the engine's OpenMP runtime once, so compare a one- and a two-thread engine in two
+    fresh processes."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from worker.encoder import SentenceEncoder; "
+            "e = SentenceEncoder(threads=int(sys.argv[1])); "
+            "np.save(sys.argv[2], e.encode(['你说得对，但是', '人间不值得', '早上好']))")
+    for threads in (1, 2):
+        subprocess.run([sys.executable, "-c", code, str(threads), str(tmp_path / f"{threads}.npy")], check=True)
+    assert np.array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))
+
+
+def test_loading_leaves_the_process_environment_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    SentenceEncoder(threads=3)
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
