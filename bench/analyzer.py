@@ -91,7 +91,7 @@ def main() -> None:
     if args.json_path:
         args.json_path.write_text(json.dumps({"hardware": hardware, "memes": args.memes,
                                               "classifier": bool(classifier),
-                                              "encoder": classifier.trained.get("encoder") if classifier else None,
+                                              "encoder_id": classifier.trained.get("encoder") if classifier else None,
                                               **report}, indent=2))
 
 

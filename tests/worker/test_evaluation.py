@@ -115,7 +115,7 @@ def test_cross_validation_scores_out_of_fold_predictions_once() -> None:
     assert len(held_out) == 9600 and len({id(i) for i in held_out}) == 9600  # every item held out once
     for train, evaluation in folds:
         assert not {id(i) for i in train} & {id(i) for i in evaluation}
-    report = run(EvalConfig(TOXICN, "train", render=False, folds=3, limit=150, encoder=False))
+    report = run(EvalConfig(TOXICN, "train", render=False, folds=3, limit=150, encoder=False, train_limit=1500))
     assert report["folds"] == 3 and report["n"] == 150 and len(report["classifier"]) == 3
 
 
@@ -127,7 +127,8 @@ def test_post_context_is_the_datasets_image_description_and_can_be_left_out() ->
     item = split_items(config)[0][1][0]
     assert item.context and _context(item, config) == item.context
     assert _context(item, EvalConfig(TOXICN, "train", render=False, context=False)) == ""
-    report = run(EvalConfig(TOXICN, "train", render=False, limit=100, context=False, encoder=False))
+    report = run(EvalConfig(TOXICN, "train", render=False, limit=100, context=False, encoder=False,
+                            train_limit=1500))
     assert report["context"] is False and report["n"] == 100
 
 
