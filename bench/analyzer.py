@@ -1,4 +1,5 @@
-"""Embedded analyzer cost per meme on ONE CPU core (the process is pinned, ONNX Runtime gets one thread).
+"""Embedded analyzer cost per meme on ONE CPU core (the process is pinned; ONNX Runtime and the sentence
+encoder, whose default is one thread, get one thread each).
 
 Memes are ToxiCN MM train-split captions rendered with a CJK font (the test split is never read here).
 Stages: OCR alone, the sentence encoder alone (one caption, nothing memoised), and the whole analyzer (OCR +
@@ -64,7 +65,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    os.environ["OMP_NUM_THREADS"] = "1"  # the sentence encoder's OpenMP pool: one thread, like ONNX Runtime
     frames = [decode_frames(render_meme(c), 1) for c in captions(args.data_dir, args.memes, args.seed)]
     ocr = ChineseOcr(threads=1)
     classifier = None

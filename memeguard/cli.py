@@ -350,19 +350,18 @@ def train(
     source = ",".join(filter(None, [str(data) if data else "", "reviews" if from_reviews else ""]))
     classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb,
                                     contexts=[i.context for i in items], source=source,
-                                    encoder=_sentence_encoder(2 * len(items)) if encoder else None)
+                                    encoder=_sentence_encoder() if encoder else None)
     path = classifier.save(out or settings.data_dir / "models" / f"{classifier.version}.joblib")
     typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
 
 
-def _sentence_encoder(texts: int) -> Any:
+def _sentence_encoder() -> Any:
     """The classifier's sentence encoder, or a refusal that says how to get it (never a silent fallback)."""
     from worker.analyzers.base import AnalyzerError
     from worker.encoder import SentenceEncoder
 
     try:
-        # training: every core, and every text remembered (the neighbour voter reads them again)
-        return SentenceEncoder(cache_size=texts, threads=os.cpu_count() or 1)
+        return SentenceEncoder(threads=os.cpu_count() or 1)  # training is a batch job: every core
     except AnalyzerError as exc:
         typer.echo(f"refused: {exc} (or train without it: --no-encoder)", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc

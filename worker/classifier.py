@@ -1,5 +1,6 @@
 """The learned text component of the embedded tier: harm type from character n-grams plus the knowledge
-base's hits, trained in seconds on CPU by ``memeguard train``.
+base's hits (and, by default, a sentence encoder's vectors), trained on CPU by ``memeguard train`` in seconds
+(minutes with the encoder, which reads every training text).
 
 Four sparse feature blocks: character 1-3-grams of the meme's text; what the knowledge base found (label
 strengths after negation/contrast/intensity); the *meanings* of the matched entries (their notes or
@@ -108,7 +109,7 @@ class NbVoter:
     def proba(self, features: sparse.csr_matrix) -> np.ndarray:
         scores = np.column_stack([m.predict_proba(features.multiply(r).tocsr())[:, 1]
                                   for r, m in zip(self.ratios, self.models, strict=True)])
-        return np.asarray(scores / scores.sum(axis=1, keepdims=True).clip(1e-12))
+        return _shares(scores)
 
 
 @dataclass
@@ -239,6 +240,7 @@ CALIBRATION_FOLDS = 3
 
 
 def _shares(votes: np.ndarray) -> np.ndarray:
+    """Each row scaled to sum to 1 (an all-zero row stays zero)."""
     return np.asarray(votes / votes.sum(axis=1, keepdims=True).clip(1e-12))
 
 
@@ -341,8 +343,7 @@ class NeighbourVoter:
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.exp(self.sharpness * (np.take_along_axis(similarity, nearest, axis=1) - 1.0))
         votes = np.stack([(weights * (self.labels[nearest] == c)).sum(axis=1) for c in range(len(LABELS))], axis=1)
-        balanced = votes / weights.sum(axis=1, keepdims=True) / self.priors.clip(1e-12)
-        return np.asarray(balanced / balanced.sum(axis=1, keepdims=True).clip(1e-12))
+        return _shares(votes / weights.sum(axis=1, keepdims=True) / self.priors.clip(1e-12))
 
 
 def _usable(vectorizer: TfidfVectorizer | None, docs: list[str]) -> TfidfVectorizer | None:

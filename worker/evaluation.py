@@ -70,7 +70,8 @@ Fold = tuple[list[LabelledItem], list[LabelledItem]]
 
 def split_items(config: EvalConfig) -> list[Fold]:
     """(training items, evaluation items) per fold. Only ``split == "test"`` opens the test file.
-    ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation."""
+    ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation;
+    ``train_limit`` trains each fold on a seeded sample of its training items."""
     return [(_sampled(train, config.train_limit, config.seed), evaluation) for train, evaluation in _folds(config)]
 
 

