@@ -7,7 +7,13 @@ APT_PKGS := fonts-wqy-microhei libgl1 libglib2.0-0
 TEST_APT_PKGS := chromium
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit system-deps clean bench
+# The lent GPU machines run transformers 5.17 (see the device tool's README): the VLM tests run on that release
+# too, from a side directory put in front of the venv's own transformers (and the huggingface_hub it needs).
+GPU_TRANSFORMERS ?= 5.17.0
+GPU_HF_HUB       ?= 1.33.0
+COMPAT  := $(VENV)/compat/transformers-$(GPU_TRANSFORMERS)
+
+.PHONY: demo test lint typecheck unit vlm-compat system-deps clean bench
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS) $(EXTRA_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,8 +38,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+vlm-compat: $(STAMP)
+	@[ -d $(COMPAT) ] || $(PY) -m pip install -q --no-deps --target $(COMPAT) \
+	  transformers==$(GPU_TRANSFORMERS) huggingface_hub==$(GPU_HF_HUB)
+	PYTHONPATH=$(COMPAT) $(VENV)/bin/pytest -q -p no:cacheprovider tests/worker/vlm
+
 test: EXTRA_APT_PKGS = $(TEST_APT_PKGS)
-test: system-deps $(STAMP) lint typecheck unit
+test: system-deps $(STAMP) lint typecheck unit vlm-compat
 
 bench: $(STAMP)
 	$(PY) bench/pipeline.py

@@ -97,7 +97,8 @@ class PrefixCache:
         text = loaded.processor.apply_chat_template([{"role": "system", "content": system_prompt}], tokenize=False)
         ids = loaded.processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
         ids = ids.to(loaded.device)
-        return cls(ids, loaded.model(input_ids=ids, use_cache=True).past_key_values)
+        out = loaded.model(input_ids=ids, use_cache=True)
+        return cls(ids, out["cache"] if "cache" in out else out["past_key_values"])  # renamed in 5.2x
 
     def batch(self, loaded: LoadedModel, texts: list[str], images: list[Image.Image]) -> tuple[Any, Any] | None:
         """Middle-padded inputs and a copy of the cache for this batch; None when a row does not start
@@ -131,10 +132,21 @@ def _middle_padded(rows: list[Any], width: int, pad_id: int) -> Any:
 def _prepared(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
               prefix: PrefixCache | None) -> tuple[Any, dict[str, Any]]:
     """The batch and the extra ``generate`` arguments: with the shared-prefix cache when it applies."""
+    _forget_rope_deltas(loaded.model)
     cached = prefix.batch(loaded, texts, images) if prefix is not None else None
     if cached is None:
         return batch_inputs(loaded, texts, images), {}
     return cached[0], {_cache_kwarg(loaded.model): cached[1]}
+
+
+def _forget_rope_deltas(model: Any) -> None:
+    """Every batch brings new images, so the 3-D (M-RoPE) positions must be computed for it, never carried
+    over from the previous batch. transformers before ~5.2x (5.17, the GPU image's) reuses the model's stored
+    ``rope_deltas`` whenever ``generate`` gets a pre-filled cache — the shared prefix — and then builds
+    text-only positions for the image tokens (a shape error). Clearing them makes every version compute them."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "rope_deltas"):
+        inner.rope_deltas = None
 
 
 def _cache_kwarg(model: Any) -> str:
