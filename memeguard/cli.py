@@ -189,9 +189,8 @@ def worker(
     if settings.is_inline:
         typer.echo("memeguard worker needs a broker: set MEMEGUARD_BROKER_URL=redis://…", err=True)
         raise typer.Exit(EXIT_REJECTED)
-    if settings.analyzer in ("vlm", "cascade") and pool == "prefork":
-        typer.echo("a GPU worker holds one model copy per GPU and must not fork it: run it with -P solo (or "
-                   "threads); celery-batches fills MEMEGUARD_WORKER_BATCH_SIZE jobs per forward pass", err=True)
+    if (refusal := worker_refusal(settings, pool)) is not None:
+        typer.echo(refusal, err=True)
         raise typer.Exit(EXIT_REJECTED)
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memeguard-metrics-"))
     from memeguard.logs import configure_logging
@@ -200,11 +199,23 @@ def worker(
     _start_worker_ops(settings)
     from worker.celery_app import app as celery_app
 
-    argv = ["worker", "-Q", settings.queue_name, "-c", str(concurrency), "-P", pool,
+    argv = ["worker", "-Q", settings.worker_queue, "-c", str(concurrency), "-P", pool,
             "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
     argv += ["-B"] if beat else []
     argv += ["-n", hostname] if hostname else []
     celery_app.worker_main(argv)
+
+
+def worker_refusal(settings: Settings, pool: str) -> str | None:
+    """Why this worker must not start (a configuration that would run, but wrongly), or None."""
+    if settings.loads_vlm and pool == "prefork":
+        return ("a GPU worker holds one model copy per GPU and must not fork it: run it with -P solo (or "
+                "threads); celery-batches fills MEMEGUARD_WORKER_BATCH_SIZE jobs per forward pass")
+    if settings.hands_off and settings.vlm_model:
+        return ("MEMEGUARD_ANALYZER=cascade with MEMEGUARD_VLM_QUEUE set hands what it is unsure of to that queue "
+                "and never loads the VLM, yet MEMEGUARD_VLM_MODEL is set: a GPU worker of a two-queue fleet runs "
+                "MEMEGUARD_ANALYZER=vlm")
+    return None
 
 
 def _start_worker_ops(settings: Settings) -> None:
@@ -299,7 +310,7 @@ def jobs_requeue(older_than: Annotated[int, typer.Option(help="seconds untouched
     from worker.sweeper import requeue_stale
 
     runtime = Runtime(load_settings())
-    stale = requeue_stale(runtime.sessions, runtime.queue, timedelta(seconds=older_than))
+    stale = requeue_stale(runtime.sessions, runtime.queue, timedelta(seconds=older_than), runtime.gpu_queue)
     typer.echo(f"re-published {len(stale)} jobs")
 
 

@@ -83,6 +83,9 @@ class Job(Base):
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # set when a CPU cascade worker handed the job to the GPU tier's queue: the embedded verdict + timings
+    handed_off_at: Mapped[datetime | None]
+    handoff: Mapped[dict[str, Any] | None]
 
 
 class VerdictRow(Base):

@@ -21,8 +21,9 @@ class JobQueue(Protocol):
 class CeleryQueue:
     """Publishes ``memeguard.analyze(job_id)`` by name, so producers never import worker code."""
 
-    def __init__(self, app: Any, queue_name: str) -> None:
-        self.app, self.queue_name = app, queue_name
+    def __init__(self, app: Any, queue_name: str, watch: tuple[str, ...] = ()) -> None:
+        """``watch``: other queues whose depth ``depths`` reports too (the GPU tier's, for ops)."""
+        self.app, self.queue_name, self.watch = app, queue_name, watch
 
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
         """Publish a batch through one producer (one connection checkout for the whole batch)."""
@@ -38,7 +39,7 @@ class CeleryQueue:
     def depths(self) -> dict[str, int]:
         with self.app.connection_for_write() as conn:
             client = conn.default_channel.client
-            return {self.queue_name: int(client.llen(self.queue_name))}
+            return {name: int(client.llen(name)) for name in (self.queue_name, *self.watch)}
 
 
 class InlineQueue:

@@ -55,7 +55,7 @@ class Runtime:
         from worker.pipeline import Deps
 
         return Deps(self.sessions, self.blobs, self.analyzer, self.policy, self.settings.max_attempts,
-                    self.settings.max_frames, self.fingerprinting)
+                    self.settings.max_frames, self.fingerprinting, self.gpu_queue, self.settings.vlm_queue)
 
     @cached_property
     def fingerprinting(self) -> Fingerprinting | None:
@@ -72,7 +72,15 @@ class Runtime:
             return InlineQueue(self._run_inline)
         from memeguard.broker import make_celery
 
-        return CeleryQueue(make_celery(self.settings), self.settings.queue_name)
+        watch = (self.settings.vlm_queue,) if self.settings.vlm_queue else ()
+        return CeleryQueue(make_celery(self.settings), self.settings.queue_name, watch)
+
+    @cached_property
+    def gpu_queue(self) -> JobQueue | None:
+        """The GPU tier's queue of a two-queue fleet (MEMEGUARD_VLM_QUEUE), on the main queue's connection."""
+        if not self.settings.vlm_queue or not isinstance(self.queue, CeleryQueue):
+            return None
+        return CeleryQueue(self.queue.app, self.settings.vlm_queue)
 
     def _run_inline(self, job_id: uuid.UUID) -> None:
         """Embedded deployments have no broker to retry through: a transient error dead-letters the job

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
     broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process) or a redis:// URL")
     queue_name: str = "memeguard.analyze"
+    vlm_queue: str = Field(default="", description="the GPU tier's own queue: cascade workers (no VLM loaded) hand "
+                           "the items they are unsure of to it, vlm workers read it; empty = one queue, a cascade "
+                           "worker runs both tiers")
     blob_store: str = Field(default="", description="file:///path or a path; empty = data_dir/blobs")
     analyzer: str = Field(default="embedded", description="embedded | vlm | cascade | noop")
     tenant_analyzers: dict[str, Literal["embedded", "cascade", "vlm"]] = Field(
@@ -145,6 +148,31 @@ class Settings(BaseSettings):
         if password is not None and is_placeholder(password):
             raise ValueError("database password in MEMEGUARD_DATABASE_URL is a placeholder; set a real one")
         return self
+
+    @model_validator(mode="after")
+    def _vlm_queue_is_separate(self) -> Settings:
+        if self.vlm_queue and self.vlm_queue == self.queue_name:
+            raise ValueError("MEMEGUARD_VLM_QUEUE must differ from MEMEGUARD_QUEUE_NAME (the GPU tier's own queue)")
+        if self.vlm_queue and self.is_inline:
+            raise ValueError("MEMEGUARD_VLM_QUEUE needs a broker: set MEMEGUARD_BROKER_URL=redis://… (the embedded "
+                             "deployment runs every tier in one process)")
+        return self
+
+    @property
+    def hands_off(self) -> bool:
+        """A cascade worker of a two-queue fleet: runs the embedded tier, hands uncertain items to the GPU queue."""
+        return self.analyzer == "cascade" and bool(self.vlm_queue)
+
+    @property
+    def loads_vlm(self) -> bool:
+        """This worker holds the VLM (a vlm worker, or a cascade worker running both tiers in-process)."""
+        return self.analyzer == "vlm" or (self.analyzer == "cascade" and not self.vlm_queue)
+
+    @property
+    def worker_queue(self) -> str:
+        """The queue a worker consumes (and re-publishes failed batches to): vlm workers of a two-queue fleet
+        read the GPU tier's queue, every other worker the main one."""
+        return self.vlm_queue if self.analyzer == "vlm" and self.vlm_queue else self.queue_name
 
     @property
     def effective_database_url(self) -> str:

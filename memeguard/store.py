@@ -42,6 +42,28 @@ class JobRecord:
     enqueued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    handed_off_at: datetime | None = None
+    handoff: Handoff | None = None
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What a CPU cascade worker found before it handed a job to the GPU tier: the embedded verdict (OCR
+    text, knowledge-base hits: the VLM's context) and the embedded tier's timings."""
+
+    verdict: Verdict
+    timings: dict[str, float]
+    queue: str
+    why: str = "not confident"  # or "pinned to the VLM" (the tenant's tier)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.model_dump(mode="json"), "timings": self.timings, "queue": self.queue,
+                "why": self.why}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Handoff:
+        return cls(Verdict.model_validate(data["verdict"]), dict(data.get("timings", {})), str(data.get("queue", "")),
+                   str(data.get("why", "not confident")))
 
 
 @dataclass(frozen=True)
@@ -89,7 +111,8 @@ def _record(job: Job) -> JobRecord:
         frames=job.frames, post_text=job.post_text, context=dict(job.context or {}),
         callback_url=job.callback_url, attempts=job.attempts, error_code=job.error_code, error=job.error,
         timings=dict(job.timings or {}), created_at=job.created_at, enqueued_at=job.enqueued_at,
-        started_at=job.started_at, finished_at=job.finished_at,
+        started_at=job.started_at, finished_at=job.finished_at, handed_off_at=job.handed_off_at,
+        handoff=Handoff.from_json(job.handoff) if job.handoff else None,
     )
 
 
@@ -226,6 +249,32 @@ def finish_jobs(session: Session, done: list[tuple[uuid.UUID, Verdict, Decision,
     session.flush()
 
 
+def hand_off_jobs(session: Session, handoffs: list[tuple[uuid.UUID, Handoff]]) -> list[uuid.UUID]:
+    """Put running jobs back to ``queued`` for the GPU tier, with the embedded tier's findings, in one
+    statement; returns the jobs it moved (a job another delivery finished meanwhile is left alone).
+
+    ``enqueued_at``/``updated_at`` restart, so the sweeper re-publishes a job whose hand-off message is
+    lost (to the GPU queue: ``handed_off_at`` is set). Attempts are not reset: a job the GPU tier keeps
+    failing on still ends in the dead-letter state after ``max_attempts`` deliveries in all."""
+    if not handoffs:
+        return []
+    now = utcnow()
+    moved = []
+    for job_id, handoff in handoffs:
+        row = session.scalar(
+            sa.update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(status=JobStatus.QUEUED, handoff=handoff.to_json(), handed_off_at=now, enqueued_at=now,
+                    updated_at=now)
+            .returning(Job.tenant).execution_options(synchronize_session=False))
+        if row is not None:
+            moved.append(job_id)
+            audit(session, "job.handed_off", actor="worker", tenant=row, job_id=job_id, detail={
+                "queue": handoff.queue, "why": handoff.why, "confidence": handoff.verdict.confidence,
+                "harm_type": handoff.verdict.harm_type.value})
+    session.flush()
+    return moved
+
+
 def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
     data = verdict.model_dump(mode="json")
     data["signals"] = [s.model_dump(mode="json") for s in verdict.signals]
@@ -290,16 +339,17 @@ def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[tuple[uuid.UU
         yield verdict_row.job_id, _verdict(verdict_row), _action(action_row) if action_row else None
 
 
-def stale_jobs(session: Session, older_than: timedelta, limit: int = 1000) -> list[uuid.UUID]:
-    """Queued or running jobs untouched for ``older_than``: their message may be lost; re-publish them."""
+def stale_jobs(session: Session, older_than: timedelta, limit: int = 1000) -> list[tuple[uuid.UUID, bool]]:
+    """Queued or running jobs untouched for ``older_than``: their message may be lost; re-publish them.
+    Each comes with whether it was handed to the GPU tier (then its message belongs on the GPU queue)."""
     cutoff = utcnow() - older_than
     query = (
-        sa.select(Job.id)
+        sa.select(Job.id, Job.handed_off_at.is_not(None))
         .where(Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.updated_at < cutoff)
         .order_by(Job.updated_at)
         .limit(limit)
     )
-    return list(session.scalars(query))
+    return [(job_id, bool(handed)) for job_id, handed in session.execute(query).all()]
 
 
 def touch_jobs(session: Session, job_ids: list[uuid.UUID]) -> None:

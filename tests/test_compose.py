@@ -4,6 +4,7 @@ structure, ordering, health, GPU reservation, secrets, and that every command it
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -68,20 +69,47 @@ def test_celery_app_module_used_by_beat_and_flower_exists() -> None:
     assert SERVICES["beat"]["command"][:3] == ["celery", "-A", "worker.celery_app"]
 
 
-def test_the_app_environment_with_optional_settings_left_unset_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What compose hands the app when only the required variables are set: optional features are off."""
+REQUIRED = {"POSTGRES_PASSWORD": "a-real-db-password-123", "MEMEGUARD_API_KEYS": '{"acme": "acme-key-0123456789abcd"}'}
+
+
+def service_settings(monkeypatch: pytest.MonkeyPatch, service: str, given: dict[str, str]) -> Any:
+    """The ``Settings`` a service gets from compose when the operator sets ``given`` (plus the required)."""
     import re
 
     from memeguard.settings import Settings
 
-    required = {"POSTGRES_PASSWORD": "a-real-db-password-123",
-                "MEMEGUARD_API_KEYS": '{"acme": "acme-key-0123456789abcd"}'}
+    values = {**REQUIRED, **given}
+    for other in APP_SERVICES:  # only this service's environment
+        for name in SERVICES[other].get("environment", {}):
+            monkeypatch.delenv(name, raising=False)
     pattern = re.compile(r"\$\{(\w+):([?-])([^}]*(?:\}[^}$]*)?)\}")
-    for name, value in SERVICES["api"]["environment"].items():
-        monkeypatch.setenv(name, pattern.sub(lambda m: required[m[1]] if m[2] == "?" else m[3], str(value)))
-    settings = Settings()
+    for name, value in SERVICES[service]["environment"].items():
+        monkeypatch.setenv(name, pattern.sub(lambda m: values.get(m[1], m[3] if m[2] == "-" else ""), str(value)))
+    return Settings()
+
+
+def test_the_app_environment_with_optional_settings_left_unset_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What compose hands the app when only the required variables are set: optional features are off."""
+    settings = service_settings(monkeypatch, "api", {})
     assert settings.console_secret is None and settings.admin_api_key is None
     assert settings.callback_secrets == {} and settings.review_qa_share == 0.02 and settings.cache_shared_tenants == []
+    assert settings.vlm_queue == ""
+
+
+def test_one_queue_by_default_and_a_two_queue_fleet_from_the_documented_variables(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from memeguard.cli import worker_refusal
+
+    cpu, gpu = (service_settings(monkeypatch, name, {}) for name in ("worker-cpu", "worker-gpu"))
+    assert (cpu.analyzer, gpu.analyzer) == ("embedded", "cascade") and cpu.worker_queue == gpu.worker_queue
+    two = {"MEMEGUARD_VLM_QUEUE": "memeguard.vlm", "MEMEGUARD_CPU_ANALYZER": "cascade", "MEMEGUARD_GPU_ANALYZER": "vlm"}
+    header = (ROOT / "docker-compose.yml").read_text(encoding="utf-8").split("x-app:")[0]
+    assert " ".join(f"{k}={v}" for k, v in two.items()) in header  # the header documents exactly these
+    cpu, gpu = (service_settings(monkeypatch, name, two) for name in ("worker-cpu", "worker-gpu"))
+    assert cpu.hands_off and gpu.loads_vlm and gpu.worker_queue == "memeguard.vlm" != cpu.worker_queue
+    for name, settings in (("worker-cpu", cpu), ("worker-gpu", gpu)):
+        command = SERVICES[name]["command"]
+        assert worker_refusal(settings, command[command.index("--pool") + 1]) is None
 
 
 def test_the_image_copies_every_package_the_distribution_installs() -> None:

@@ -103,17 +103,18 @@ class Worker:
 
 
 def api_client(env: dict[str, str]) -> tuple[TestClient, Runtime]:
-    values = {k.removeprefix("MEMEGUARD_").lower(): v for k, v in env.items()}
-    settings = Settings(**{**values, "api_keys": json.loads(values["api_keys"])})
+    values = {k.removeprefix("MEMEGUARD_").lower(): json.loads(v) if v.startswith(("{", "[")) else v
+              for k, v in env.items()}
+    settings = Settings(**values)
     runtime = Runtime(settings)
     return TestClient(create_app(runtime)), runtime
 
 
-def submit_all(client: TestClient, prefix: str) -> list[str]:
+def submit_all(client: TestClient, prefix: str, suffix: str = "") -> list[str]:
     ids = []
     for i, caption in enumerate(CAPTIONS):
         response = client.post("/v1/jobs", headers=AUTH, data={"content_id": f"{prefix}-{i}"},
-                               files={"image": ("m.png", render_meme(caption, "doge"), "image/png")})
+                               files={"image": ("m.png", render_meme(caption + suffix, "doge"), "image/png")})
         assert response.status_code == 201, response.text
         ids.append(response.json()["job_id"])
     return ids
@@ -233,3 +234,45 @@ def test_a_gpu_worker_reads_a_batch_of_jobs_in_one_forward_pass(env: dict[str, s
     assert {j["verdict"]["analyzer"] for j in jobs} == {"vlm"}
     shares = [j["timings"]["vlm_fast_ms"] for j in jobs]  # a batch's forward pass is shared out evenly
     assert max(shares.count(s) for s in shares) >= 4, shares
+
+
+def test_a_two_queue_fleet_cpu_workers_hand_what_they_are_unsure_of_to_gpu_workers(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """A CPU worker (prefork, cascade, no VLM loaded) and a GPU worker (solo, the tiny GLM-4.6V) on their own
+    queues. Tenant A is pinned to the VLM, so every item is handed off: each reaches the GPU worker with the
+    embedded tier's findings and ends done exactly once; a repeat of a finished meme is then reused by the
+    CPU worker's fingerprint stage without either model."""
+    pytest.importorskip("torch", reason="needs the vlm extra")
+    from worker.vlm import synthetic
+
+    vlm_queue = f"{env['MEMEGUARD_QUEUE_NAME']}.vlm"
+    fleet = {**env, "MEMEGUARD_VLM_QUEUE": vlm_queue, "MEMEGUARD_TENANT_ANALYZERS": '{"tenant-a": "vlm"}',
+             "MEMEGUARD_BANK_REFRESH_S": "0.2"}
+    cpu_env = {**fleet, "MEMEGUARD_ANALYZER": "cascade"}
+    gpu_env = {**fleet, "MEMEGUARD_ANALYZER": "vlm", "MEMEGUARD_VLM_MODEL": str(synthetic.build(tmp_path / "tiny")),
+               "MEMEGUARD_VLM_DEVICE": "cpu", "MEMEGUARD_WORKER_OPS_PORT": str(free_port())}
+    client, runtime = api_client(fleet)
+    workers = [Worker(cpu_env, tmp_path / "cpu.log", "cpu"), Worker(gpu_env, tmp_path / "gpu.log", "gpu", "solo")]
+    try:
+        # other captions than the other fleet tests': their verdicts of the same memes would be reused
+        jobs = wait_all_done(client, submit_all(client, "two", "（转）"), timeout=180)
+        assert [j["status"] for j in jobs] == ["done"] * len(CAPTIONS)
+        for job in jobs:
+            signals = {s["source"]: s for s in job["verdict"]["signals"]}
+            assert job["verdict"]["analyzer"] == "vlm" and {"ocr", "kb", "vlm"} <= set(signals)
+            assert f"pinned to the VLM: escalated on a CPU worker, handed to {vlm_queue}" in signals[
+                "cascade"]["evidence"][0]
+        with runtime.sessions() as session:
+            assert all(store.count_verdicts(session, uuid.UUID(j["job_id"])) == (1, 1) for j in jobs)
+            assert all(store.audit_events(session, uuid.UUID(j["job_id"])) == ["job.handed_off"] for j in jobs)
+        assert f'memeguard_queue_depth{{queue="{vlm_queue}"}} 0.0' in workers[0].get("/metrics").text
+        assert 'memeguard_cascade_total{tier="handoff"} 8.0' in workers[0].get("/metrics").text
+        repeat = client.post("/v1/jobs", headers=AUTH, data={"content_id": "two-repeat"},
+                             files={"image": ("m.png", render_meme(CAPTIONS[0] + "（转）", "doge"), "image/png")})
+        [again] = wait_all_done(client, [repeat.json()["job_id"]], timeout=60)
+        assert again["status"] == "done" and "reused verdict" in again["verdict"]["signals"][0]["evidence"][0]
+    finally:
+        for worker in workers:
+            worker.stop()
+        runtime.sessions.kw["bind"].dispose()
+        redis.Redis.from_url(REDIS_URL).delete(vlm_queue)

@@ -7,6 +7,7 @@ on the same job store one verdict and one action, never two.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -24,6 +25,7 @@ from memeguard import banks, callbacks, metrics, store
 from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.imaging import decode_frames
 from memeguard.logs import job_context
+from memeguard.queue import JobQueue, QueueUnavailable
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, evaluate
 from worker.analyzers import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
@@ -48,7 +50,7 @@ class PipelineResult:
 @dataclass(frozen=True)
 class Outcome:
     job_id: uuid.UUID
-    status: str  # done | skipped | failed | duplicate
+    status: str  # done | skipped | failed | duplicate | handed_off
     detail: str = ""
 
 
@@ -63,6 +65,8 @@ class Deps:
     max_attempts: int
     max_frames: int
     fingerprints: Fingerprinting | None = None
+    gpu_queue: JobQueue | None = None  # where a CPU cascade worker hands the items it is unsure of
+    gpu_queue_name: str = ""
 
 
 TRANSIENT = (
@@ -91,17 +95,25 @@ class Prepared:
 
 
 def prepare(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer, max_frames: int,
-            fingerprints: Fingerprinting | None = None, tenant: str = "", item_key: str = "") -> Prepared:
-    """Decode -> (fingerprints): everything before the model."""
+            fingerprints: Fingerprinting | None = None, tenant: str = "", item_key: str = "",
+            prior: Verdict | None = None) -> Prepared:
+    """Decode -> (fingerprints): everything before the model. ``prior``: the embedded tier's verdict of a
+    job handed to the GPU tier — its OCR text is reused (by the cache match and as the VLM's context)."""
     started = time.perf_counter()
     frames = decode_frames(data, max_frames) if analyzer.needs_pixels or fingerprints else []
     timings = {"decode_ms": _ms(started)}
+    known_text = prior.ocr_text if prior is not None else None
     if fingerprints is None:
-        return Prepared(AnalysisInput(frames, post_text, context, tenant=tenant), None, timings)
+        item = AnalysisInput(frames, post_text, context, tenant=tenant, prior=prior, ocr_text=known_text)
+        return Prepared(item, None, timings)
     from worker.fingerprints.stage import screen
 
-    screened = screen(frames, post_text, context, stage=fingerprints, tenant=tenant, item_key=item_key)
-    return Prepared(screened.pending, screened, {**timings, **screened.timings})
+    screened = screen(frames, post_text, context, stage=fingerprints, tenant=tenant, item_key=item_key,
+                      known_text=known_text)
+    pending = screened.pending
+    if pending is not None and prior is not None:
+        pending = dataclasses.replace(pending, prior=prior)
+    return Prepared(pending, screened, {**timings, **screened.timings})
 
 
 def complete(prepared: Prepared, result: AnalysisResult | None, policy: Policy, model_ms: float) -> PipelineResult:
@@ -173,24 +185,28 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
             prepared.append((claim.job, ready))
     finished = _analyze_all(prepared, deps)
     outcomes.update({job.id: r for job, r in finished if isinstance(r, Outcome)})
+    outcomes.update(_hand_off_all([(job, r) for job, r in finished if isinstance(r, store.Handoff)], deps))
     outcomes.update(_store_all([(job, r, {**_queue_wait(job), **r.timings}) for job, r in finished
                                 if isinstance(r, PipelineResult)], deps.sessions))
     return [outcomes[job_id] for job_id in job_ids]
 
 
+Finished = PipelineResult | Outcome | store.Handoff
+
+
 def _analyze_all(prepared: list[tuple[store.JobRecord, Prepared]],
-                 deps: Deps) -> list[tuple[store.JobRecord, PipelineResult | Outcome]]:
-    """One ``analyze_many`` over the jobs still pending, then each job's verdict and decision."""
+                 deps: Deps) -> list[tuple[store.JobRecord, Finished]]:
+    """One ``analyze_many`` over the jobs still pending, then each job's verdict and decision (or hand-off)."""
     pending = [(job, p) for job, p in prepared if p.pending is not None]
     started = time.perf_counter()
     results = analyze_isolated(deps.analyzer, [p.pending for _, p in pending]) if pending else []  # type: ignore[misc]
     model_ms = _ms(started) / max(1, len(pending))
     by_job = {job.id: r for (job, _), r in zip(pending, results, strict=True)}
-    done: list[tuple[store.JobRecord, PipelineResult | Outcome]] = []
+    done: list[tuple[store.JobRecord, Finished]] = []
     for job, p in prepared:
         result = by_job.get(job.id)
         with job_context(job.id):
-            done.append((job, _guarded(job, deps, partial(_complete, p, result, deps, model_ms))))
+            done.append((job, _guarded(job, deps, partial(_complete, job, p, result, deps, model_ms))))
     return done
 
 
@@ -218,11 +234,58 @@ def _analyze_one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | Ex
         return exc
 
 
-def _complete(prepared: Prepared, result: AnalysisResult | Exception | None, deps: Deps,
-              model_ms: float) -> PipelineResult:
+def _complete(job: store.JobRecord, prepared: Prepared, result: AnalysisResult | Exception | None, deps: Deps,
+              model_ms: float) -> PipelineResult | store.Handoff:
     if isinstance(result, Exception):
         raise result
+    if result is not None and result.hand_off:
+        return _handoff(job, result, deps)
+    if result is not None and job.handoff is not None:
+        result = _after_handoff(job.handoff, result, model_ms)
     return complete(prepared, result, deps.policy, model_ms if result is not None else 0.0)
+
+
+def _handoff(job: store.JobRecord, result: AnalysisResult, deps: Deps) -> store.Handoff:
+    """What to store with a job handed to the GPU tier. A job handed off before keeps its first findings."""
+    if deps.gpu_queue is None:
+        raise AnalyzerError("the analyzer handed this job off but this worker has no GPU queue "
+                            "(set MEMEGUARD_VLM_QUEUE)")
+    if job.handoff is not None:
+        return job.handoff
+    timings = {k: round(v, 3) for k, v in result.timings.items()}
+    return store.Handoff(result.verdict, timings, deps.gpu_queue_name, result.hand_off)
+
+
+def _after_handoff(handoff: store.Handoff, result: AnalysisResult, model_ms: float) -> AnalysisResult:
+    """The GPU tier's result of a handed-off job, with the CPU worker's stages: its timings, and the
+    ``cascade`` signal (unless an in-process cascade here already wrote one)."""
+    timings = {**handoff.timings, **result.timings}
+    if any(s.source == "cascade" for s in result.verdict.signals):
+        return AnalysisResult(result.verdict, timings)
+    from worker.analyzers.cascade import stage_signal
+
+    signal = stage_signal(handoff.verdict, handoff.timings.get("embedded_ms", 0.0), model_ms,
+                          f"{handoff.why}: escalated on a CPU worker, handed to {handoff.queue}")
+    return AnalysisResult(result.verdict.model_copy(update={"signals": [*result.verdict.signals, signal]}), timings)
+
+
+def _hand_off_all(handoffs: list[tuple[store.JobRecord, store.Handoff]], deps: Deps) -> dict[uuid.UUID, Outcome]:
+    """Commit the hand-offs (job back to ``queued`` with the embedded findings), then publish them to the GPU
+    queue. Committed first, so nothing is lost: if the publish fails, or this worker dies before it, the
+    sweeper re-publishes the job to the GPU queue after MEMEGUARD_REQUEUE_AFTER_S."""
+    if not handoffs:
+        return {}
+    assert deps.gpu_queue is not None  # _handoff refused otherwise
+    with deps.sessions() as session:
+        moved = store.hand_off_jobs(session, [(job.id, h) for job, h in handoffs])
+        session.commit()
+    try:
+        deps.gpu_queue.enqueue_many(moved)
+    except QueueUnavailable as exc:
+        log.warning("hand-off of %d jobs not published (the sweeper will): %s", len(moved), exc)
+    outcomes = {job.id: Outcome(job.id, "skipped", "finished by another delivery") for job, _ in handoffs}
+    outcomes.update({job_id: Outcome(job_id, "handed_off", deps.gpu_queue_name) for job_id in moved})
+    return outcomes
 
 
 def _queue_wait(job: store.JobRecord) -> dict[str, float]:
@@ -257,7 +320,8 @@ def _prepare(job: store.JobRecord, deps: Deps) -> Prepared:
         raise BlobNotFound("job has no image")
     data = deps.blobs.get(job.image_sha256)
     return prepare(data, job.post_text, job.context, analyzer=deps.analyzer, max_frames=deps.max_frames,
-                   fingerprints=deps.fingerprints, tenant=job.tenant, item_key=f"{job.tenant}/{job.content_id}")
+                   fingerprints=deps.fingerprints, tenant=job.tenant, item_key=f"{job.tenant}/{job.content_id}",
+                   prior=job.handoff.verdict if job.handoff else None)
 
 
 def _error_code(exc: Exception) -> str:

@@ -13,15 +13,12 @@ import httpx
 from celery.signals import worker_process_init
 from celery_batches import Batches
 
-from memeguard.blobs import open_blob_store
 from memeguard.broker import CALLBACKS_TASK, SWEEP_TASK
-from memeguard.db import make_engine, make_sessions
 from memeguard.logs import configure_logging
 from memeguard.metrics import RETRIES
 from memeguard.queue import TASK_NAME, CeleryQueue
+from memeguard.runtime import Runtime
 from memeguard.settings import get_settings
-from policies import load_policy
-from worker.analyzers import build_analyzer
 from worker.callbacks import deliver_due
 from worker.celery_app import app
 from worker.pipeline import Deps, is_transient, process_jobs
@@ -33,16 +30,10 @@ Republish = Callable[[uuid.UUID, int, float], None]
 
 @lru_cache(maxsize=1)
 def worker_deps() -> Deps:
-    """Built lazily in each worker process (after fork), never in the parent: engines are not fork-safe."""
-    settings = get_settings()
-    return Deps(
-        sessions=make_sessions(make_engine(settings.effective_database_url)),
-        blobs=open_blob_store(settings.effective_blob_store),
-        analyzer=build_analyzer(settings.analyzer, settings),
-        policy=load_policy(settings.policy_file),
-        max_attempts=settings.max_attempts,
-        max_frames=settings.max_frames,
-    )
+    """Built lazily in each worker process (after fork), never in the parent: engines are not fork-safe.
+    The same composition as the embedded deployment's (``Runtime``): analyzer, policy, the fingerprint
+    stage (hash banks + verdict cache) and, in a two-queue fleet, the GPU tier's queue."""
+    return Runtime(get_settings()).deps
 
 
 @worker_process_init.connect
@@ -87,7 +78,9 @@ def _job_id(raw: object) -> uuid.UUID | None:
 
 
 def _republish(job_id: uuid.UUID, retries: int, countdown: float) -> None:
-    analyze.apply_async(args=[str(job_id)], kwargs={"retries": retries}, countdown=countdown)
+    """Back to the queue this worker reads (a GPU worker's failed batch stays on the GPU tier's queue)."""
+    analyze.apply_async(args=[str(job_id)], kwargs={"retries": retries}, countdown=countdown,
+                        queue=get_settings().worker_queue)
 
 
 _settings = get_settings()
@@ -118,5 +111,6 @@ def sweep() -> int:
     """Periodic (celery beat): re-publish jobs whose message may have been lost."""
     settings = get_settings()
     queue = CeleryQueue(app, settings.queue_name)
-    stale = requeue_stale(worker_deps().sessions, queue, timedelta(seconds=settings.requeue_after_s))
+    gpu_queue = CeleryQueue(app, settings.vlm_queue) if settings.vlm_queue else None
+    stale = requeue_stale(worker_deps().sessions, queue, timedelta(seconds=settings.requeue_after_s), gpu_queue)
     return len(stale)

@@ -109,6 +109,25 @@ def test_worker_refuses_the_inline_broker(tmp_path: Path) -> None:
     assert result.returncode == 2 and "needs a broker" in result.stderr
 
 
+@pytest.mark.parametrize(("env", "pool", "refused"), [
+    ({"MEMEGUARD_ANALYZER": "vlm"}, "prefork", "must not fork"),
+    ({"MEMEGUARD_ANALYZER": "cascade"}, "prefork", "must not fork"),  # both tiers in-process: holds the VLM
+    ({"MEMEGUARD_ANALYZER": "vlm"}, "solo", None),
+    ({"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": "memeguard.vlm"}, "prefork", None),  # CPU side
+    ({"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": "memeguard.vlm", "MEMEGUARD_VLM_MODEL": "/models/x"},
+     "solo", "runs MEMEGUARD_ANALYZER=vlm"),  # a GPU worker left on cascade would hand everything off
+])
+def test_worker_refuses_configurations_that_would_run_wrongly(
+        monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pool: str, refused: str | None) -> None:
+    from memeguard.cli import worker_refusal
+    from memeguard.settings import Settings
+
+    for name, value in {"MEMEGUARD_BROKER_URL": "redis://127.0.0.1:6379/0", **env}.items():
+        monkeypatch.setenv(name, value)
+    refusal = worker_refusal(Settings(), pool)
+    assert (refusal is None) if refused is None else (refusal is not None and refused in refusal)
+
+
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "memeguard"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)

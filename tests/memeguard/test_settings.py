@@ -63,3 +63,31 @@ def test_bad_configuration_exits_2_with_a_message(monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(app, ["config"])
     assert result.exit_code == 2
     assert "placeholder" in result.output
+
+
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def test_one_queue_fleet_by_default() -> None:
+    for analyzer in ("embedded", "cascade", "vlm"):
+        settings = Settings(broker_url=REDIS, analyzer=analyzer)
+        assert settings.worker_queue == settings.queue_name and not settings.hands_off
+    assert Settings(broker_url=REDIS, analyzer="cascade").loads_vlm  # both tiers in one process
+
+
+def test_a_two_queue_fleet_splits_the_roles() -> None:
+    cpu = Settings(broker_url=REDIS, analyzer="cascade", vlm_queue="memeguard.vlm")
+    assert cpu.hands_off and not cpu.loads_vlm and cpu.worker_queue == "memeguard.analyze"
+    gpu = Settings(broker_url=REDIS, analyzer="vlm", vlm_queue="memeguard.vlm")
+    assert gpu.loads_vlm and not gpu.hands_off and gpu.worker_queue == "memeguard.vlm"
+    embedded = Settings(broker_url=REDIS, analyzer="embedded", vlm_queue="memeguard.vlm")
+    assert not embedded.hands_off and embedded.worker_queue == "memeguard.analyze"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"broker_url": REDIS, "vlm_queue": "memeguard.analyze"}, "must differ"),
+    ({"vlm_queue": "memeguard.vlm"}, "needs a broker"),
+])
+def test_a_vlm_queue_that_cannot_work_fails_fast(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings(**values)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
-from memeguard.queue import InlineQueue
+from memeguard.queue import CeleryQueue, InlineQueue
 from memeguard.schemas import JobStatus
 from memeguard.settings import get_settings
 from producer.service import Producer
@@ -47,6 +47,17 @@ def test_batch_runs_jobs_and_is_idempotent(tasks) -> None:  # type: ignore[no-un
     assert tasks.handle_batch([(str(ids[1]), 0)], deps, _no_republish) == ["skipped"]
     with deps.sessions() as session:
         assert all(store.count_verdicts(session, j) == (1, 1) for j in ids)
+
+
+def test_worker_deps_are_the_runtime_composition(tasks, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Fleet workers get the fingerprint stage (known memes skip inference there too, not only embedded) and,
+    in a two-queue fleet, the GPU tier's queue."""
+    monkeypatch.setenv("MEMEGUARD_VLM_QUEUE", "memeguard.test.vlm")
+    get_settings.cache_clear()
+    deps = tasks.worker_deps()
+    assert deps.fingerprints is not None
+    assert isinstance(deps.gpu_queue, CeleryQueue) and deps.gpu_queue.queue_name == "memeguard.test.vlm"
+    assert deps.gpu_queue_name == "memeguard.test.vlm"
 
 
 def _no_republish(*_: object) -> None:

@@ -22,6 +22,8 @@ def build_analyzer(name: str, settings: Settings | None = None) -> Analyzer:
         from worker.analyzers.noop import NoopAnalyzer
 
         return NoopAnalyzer()
+    if name == "cascade" and settings is not None and settings.hands_off:
+        return _handoff_cascade(settings)
     if name in ("vlm", "cascade"):
         return _gpu_tier(name, settings)
     raise ValueError(f"unknown analyzer {name!r}; available: {', '.join(ANALYZERS)}")
@@ -42,6 +44,17 @@ def _gpu_tier(name: str, settings: Settings | None) -> Analyzer:
         return vlm
     return CascadeAnalyzer(embedded, vlm, load_policy(settings.policy_file), settings.cascade_min_confidence,
                            dict(settings.tenant_analyzers))
+
+
+def _handoff_cascade(settings: Settings) -> Analyzer:
+    """A CPU worker of a two-queue fleet: the embedded tier, handing what it is unsure of to the GPU queue
+    (MEMEGUARD_VLM_QUEUE). It never loads torch or the model."""
+    from policies import load_policy
+    from worker.analyzers.cascade import CascadeAnalyzer
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+
+    return CascadeAnalyzer(EmbeddedAnalyzer.default(settings), None, load_policy(settings.policy_file),
+                           settings.cascade_min_confidence, dict(settings.tenant_analyzers))
 
 
 __all__ = ["ANALYZERS", "AnalysisInput", "AnalysisResult", "Analyzer", "AnalyzerError", "build_analyzer"]

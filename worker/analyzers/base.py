@@ -24,16 +24,21 @@ class AnalysisInput:
     post_text: str = ""
     context: dict[str, Any] = field(default_factory=dict)
     ocr_text: str | None = None  # text already read from the frames (the fingerprint stage read it)
-    prior: Verdict | None = None  # the fast tier's verdict, when the cascade ran it first
+    prior: Verdict | None = None  # the embedded tier's verdict, when the cascade (here or on a CPU worker) ran it
     tenant: str = ""  # whose upload (the cascade's tier can be chosen per tenant)
 
 
 @dataclass(frozen=True)
 class AnalysisResult:
-    """The verdict plus the analyzer's own stage timings (``ocr_ms``, ``kb_ms``, ``model_ms`` …)."""
+    """The verdict plus the analyzer's own stage timings (``ocr_ms``, ``kb_ms``, ``model_ms`` …).
+
+    ``hand_off``: why this worker does not finish the item ("" = it does): a CPU cascade worker unsure of it,
+    or a tenant pinned to the VLM. The pipeline hands the job to the GPU tier's queue with ``verdict`` as the
+    VLM's prior, instead of storing it."""
 
     verdict: Verdict
     timings: dict[str, float] = field(default_factory=dict)
+    hand_off: str = ""
 
 
 class Analyzer(Protocol):

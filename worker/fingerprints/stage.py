@@ -62,8 +62,9 @@ class Screened:
 
 
 def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, stage: Fingerprinting,
-           tenant: str, item_key: str) -> Screened:
-    """Hash and match; a known-harmful bank or a reusable earlier verdict decides here, without the model."""
+           tenant: str, item_key: str, known_text: str | None = None) -> Screened:
+    """Hash and match; a known-harmful bank or a reusable earlier verdict decides here, without the model.
+    ``known_text``: the image text another tier already read (a job handed to the GPU tier): not read again."""
     started = time.perf_counter()
     match = stage.matcher.match(hash_frames(frames), tenant, item_key)
     hashed_ms = (time.perf_counter() - started) * 1000
@@ -73,8 +74,9 @@ def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
         return Screened(Fingerprinted(verdict, first, caption("", post_text), timings), None, match, hashed_ms, timings)
     started = time.perf_counter()
-    ocr_text = stage.ocr(frames) if stage.ocr is not None and match.cache else None
-    if ocr_text is not None:
+    ocr_text = known_text
+    if ocr_text is None and stage.ocr is not None and match.cache:
+        ocr_text = stage.ocr(frames)
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
         known = Fingerprinted(reused, first, caption(ocr_text or "", post_text), timings)

@@ -48,10 +48,12 @@ def build_vlm(settings: Settings, reader: Analyzer | None = None) -> VlmAnalyzer
 
 
 def _queue_depth(settings: Settings) -> Callable[[], int] | None:
-    """Jobs waiting in the broker's queue (Redis list length); None for the in-process queue."""
+    """Jobs waiting in the queue this worker reads (Redis list length; the GPU tier's own queue in a
+    two-queue fleet); None for the in-process queue."""
     if settings.is_inline:
         return None
     import redis
 
     client = redis.Redis.from_url(settings.broker_url, socket_timeout=1)
-    return lambda: int(client.llen(settings.queue_name))
+    queue = settings.worker_queue
+    return lambda: int(client.llen(queue))
