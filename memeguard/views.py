@@ -17,6 +17,8 @@ def job_json(view: store.JobView) -> dict[str, Any]:
         "action": _action_json(view.action), "timings": job.timings, "attempts": job.attempts,
         "created_at": job.created_at.isoformat(),
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        # set while (and after) the GPU tier of a two-queue fleet has the job: queued again, not stuck
+        "handed_off_at": job.handed_off_at.isoformat() if job.handed_off_at else None,
     }
 
 

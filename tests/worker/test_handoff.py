@@ -18,6 +18,7 @@ from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
 from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
+from memeguard.views import job_json
 from policies import load_policy
 from tests.worker.test_pipeline import submit
 from worker.analyzers.cascade import CascadeAnalyzer
@@ -52,6 +53,8 @@ def test_an_unsure_item_is_handed_to_the_gpu_queue_with_the_embedded_findings(
     assert {"ocr_ms", "embedded_ms"} <= set(job.handoff.timings)
     assert store.count_verdicts(pg_session, job_id) == (0, 0)  # nothing decided yet
     assert store.audit_events(pg_session, job_id) == ["job.handed_off"]
+    view = store.job_view(pg_session, job_id)
+    assert view is not None and job_json(view)["handed_off_at"] == job.handed_off_at.isoformat()  # API, jobs show
 
 
 def test_a_confident_item_is_finished_on_the_cpu_worker(
