@@ -366,6 +366,44 @@ def train(
     typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
 
 
+@app.command()
+def calibrate(
+    data: Annotated[Path, typer.Option("--data", exists=True, dir_okay=False,
+                                       help="labelled memes: ToxiCN's train split, or JSONL of {text, harm_type}")],
+    limit: Annotated[int, typer.Option(min=2, help="items sampled (seeded) from --data")] = 400,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    seed: int = 0,
+    out: Annotated[Path | None, typer.Option(help="file to write (default: data_dir/models/…)")] = None,
+) -> None:
+    """Fit the VLM's confidence temperature on labelled memes; point MEMEGUARD_VLM_CALIBRATION at the file.
+    Needs the VLM (MEMEGUARD_VLM_MODEL, the vlm extra): run it on a GPU worker."""
+    import random
+
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+    from worker.datasets import load_labelled
+    from worker.vlm.build import VlmUnavailable, build_vlm
+    from worker.vlm.calibration import collect, fit
+
+    if data.name == "test_2.0.json":
+        typer.echo("refused: ToxiCN's test split is held out (only `memeguard eval` reads it); calibrate on "
+                   "train_2.0.json", err=True)
+        raise typer.Exit(EXIT_REJECTED)
+    settings = load_settings().model_copy(update={"vlm_calibration": None})  # fit on raw probabilities
+    items = load_labelled(data)
+    items = random.Random(seed).sample(items, min(limit, len(items)))
+    try:
+        analyzer = build_vlm(settings, reader=EmbeddedAnalyzer.default(settings))
+    except VlmUnavailable as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    result = fit(*collect(analyzer, items, batch_size), model=analyzer.version)
+    path = out or settings.data_dir / "models" / f"vlm-calibration-{analyzer.version.replace(':', '-')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    typer.echo(f"T={result.temperature:g} on {result.fitted_on} items: NLL {result.nll_before:.3f} -> "
+               f"{result.nll_after:.3f}, ECE {result.ece_before:.3f} -> {result.ece_after:.3f} -> {path}")
+
+
 def _sentence_encoder() -> Any:
     """The classifier's sentence encoder, or a refusal that says how to get it (never a silent fallback)."""
     from worker.analyzers.base import AnalyzerError

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     vlm_gpu_threshold: float = Field(default=0.8, gt=0, le=1, description="GPU memory/utilisation to degrade at")
     vlm_max_frames: int = Field(default=4, ge=1, le=16, description="frames of an animated meme the VLM sees")
     vlm_prefix_cache: bool = Field(default=True, description="reuse the system prompt's KV across batches")
+    vlm_calibration: Path | None = Field(default=None, description="temperature file from `memeguard calibrate` "
+                                         "(fitted for this model, quant and prompt); unset = raw probabilities")
     vlm_explain: Literal["policy", "never", "always"] = Field(
         default="policy", description="policy (items the policy tags or blocks) | never | always")
     policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")

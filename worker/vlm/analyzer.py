@@ -20,6 +20,7 @@ from memeguard.metrics import VLM_ITEMS
 from memeguard.schemas import Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_one
 from worker.vlm import reading
+from worker.vlm.calibration import Calibration
 from worker.vlm.degrade import DEGRADED, NORMAL, Budget, LoadMonitor
 from worker.vlm.loading import LoadedModel
 from worker.vlm.prompt import CODES, SYSTEM_PROMPT, messages
@@ -65,6 +66,7 @@ class VlmAnalyzer:
     budgets: dict[str, Budget] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     prefix_cache: bool = True  # the system prompt's KV computed once and reused by every batch
     max_frames: int = 4  # frames of an animated meme shown side by side
+    calibration: Calibration | None = None  # temperature for the harm-type probabilities (memeguard calibrate)
     name: str = "vlm"
     needs_pixels: bool = True
 
@@ -73,6 +75,9 @@ class VlmAnalyzer:
         self.prefix = reading.PrefixCache.build(self.loaded, SYSTEM_PROMPT) if self.prefix_cache else None
         digest = hashlib.sha256(SYSTEM_PROMPT.encode()).hexdigest()[:8]
         self.version = f"{self.loaded.model_type}:{self.loaded.quant}:p{digest}"
+        if self.calibration is not None:
+            self.calibration.check(self.version)  # fitted for this model, quantisation and prompt
+            self.version += f":T{self.calibration.temperature:g}"
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         return analyze_one(self, item)
@@ -87,15 +92,25 @@ class VlmAnalyzer:
             results.update(zip(readable, self._run([items[i] for i in readable]), strict=True))
         return [results[i] for i in range(len(items))]
 
-    def _run(self, items: list[AnalysisInput]) -> list[AnalysisResult]:
-        mode = self.monitor.mode()
-        budget = self.budgets[mode]
-        started = time.perf_counter()
+    def harm_probabilities(self, items: list[AnalysisInput]) -> list[dict[str, float]]:
+        """The fast path's raw (uncalibrated) harm-code distribution per item, in normal mode: what
+        ``memeguard calibrate`` fits the temperature on."""
+        return [read.probs[2] for read in self._fast(items, self.budgets[NORMAL])[3]]
+
+    def _fast(self, items: list[AnalysisInput], budget: Budget) -> tuple[
+            list[Verdict | None], list[str], list[Image.Image], list[reading.LabelRead]]:
+        """Context (the embedded tier's findings), images within the budget, prompts, one labels pass."""
         priors = [self._prior(item) for item in items]
         images = [frame_sheet(item.frames, self.max_frames, budget.max_pixels) for item in items]
         texts = reading.prompt_texts(self.loaded, [self._conversation(item, prior, self.max_frames)
                                                    for item, prior in zip(items, priors, strict=True)])
-        reads = reading.read_labels(self.loaded, texts, images, self.code_ids, self.prefix)
+        return priors, texts, images, reading.read_labels(self.loaded, texts, images, self.code_ids, self.prefix)
+
+    def _run(self, items: list[AnalysisInput]) -> list[AnalysisResult]:
+        mode = self.monitor.mode()
+        budget = self.budgets[mode]
+        started = time.perf_counter()
+        priors, texts, images, reads = self._fast(items, budget)
         fast_ms = (time.perf_counter() - started) * 1000 / len(items)
         verdicts = [self._verdict(r, p, mode, fast_ms) for r, p in zip(reads, priors, strict=True)]
         verdicts = self._explain(verdicts, texts, images, reads, budget, mode)
@@ -108,6 +123,12 @@ class VlmAnalyzer:
             return item.prior
         return self.reader.analyze(item).verdict
 
+    def _confidence(self, read: reading.LabelRead) -> float:
+        """The chosen harm type's probability, temperature-scaled when a calibration is loaded."""
+        if self.calibration is None:
+            return read.probability(2)
+        return self.calibration.apply(read.probs[2])[read.codes[2]]
+
     @staticmethod
     def _conversation(item: AnalysisInput, prior: Verdict | None, max_frames: int) -> list[dict[str, object]]:
         ocr = item.ocr_text if item.ocr_text is not None else (prior.ocr_text if prior else "")
@@ -117,9 +138,12 @@ class VlmAnalyzer:
 
     def _verdict(self, read: reading.LabelRead, prior: Verdict | None, mode: str, ms: float) -> Verdict:
         emotion, intent, harm = (table[code] for (_, table), code in zip(CODES.fields, read.codes, strict=True))
-        confidence = round(read.probability(2), 4)
+        confidence = round(self._confidence(read), 4)
         evidence = [f"mode={mode}", *(f"p({name})={read.probability(i):.3f}"
                                       for i, (name, _) in enumerate(CODES.fields))]
+        if self.calibration is not None:
+            evidence.append(f"calibrated T={self.calibration.temperature:g}: p(harm_type) "
+                            f"{read.probability(2):.3f} -> {confidence:.3f}")
         explanation = (f"模型判读：情绪「{label_zh(emotion)}」，意图「{label_zh(intent)}」，"
                        f"危害类型「{label_zh(harm)}」，概率 {confidence:.2f}"
                        f"（{'降级模式' if mode == DEGRADED else '常规模式'}）。")

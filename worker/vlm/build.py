@@ -32,6 +32,7 @@ def build_vlm(settings: Settings, reader: Analyzer | None = None) -> VlmAnalyzer
         raise VlmUnavailable("MEMEGUARD_VLM_MODEL is not set: point it at a local GLM-4.6V-Flash directory")
     try:
         from worker.vlm.analyzer import VlmAnalyzer
+        from worker.vlm.calibration import Calibration
         from worker.vlm.degrade import DEGRADED, NORMAL, Budget, LoadMonitor, cuda_load
         from worker.vlm.loading import load
     except ImportError as exc:
@@ -43,8 +44,10 @@ def build_vlm(settings: Settings, reader: Analyzer | None = None) -> VlmAnalyzer
     budgets = {NORMAL: Budget(settings.vlm_max_pixels, settings.vlm_max_new_tokens),
                DEGRADED: Budget(settings.vlm_degraded_pixels, settings.vlm_degraded_new_tokens)}
     rule = explain_rule(settings.vlm_explain, load_policy(settings.policy_file))
+    calibration = Calibration.load(settings.vlm_calibration) if settings.vlm_calibration else None
     return VlmAnalyzer(loaded, reader=reader, explain_when=rule, monitor=monitor, budgets=budgets,
-                       prefix_cache=settings.vlm_prefix_cache, max_frames=settings.vlm_max_frames)
+                       prefix_cache=settings.vlm_prefix_cache, max_frames=settings.vlm_max_frames,
+                       calibration=calibration)
 
 
 def _queue_depth(settings: Settings) -> Callable[[], int] | None:
