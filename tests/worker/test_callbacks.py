@@ -64,12 +64,14 @@ def test_no_callback_url_no_callback(pg_sessions: sessionmaker[Session], blobs: 
 def test_failures_are_retried_with_backoff(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
                                            platform: Platform) -> None:
     run_job(pg_sessions, blobs, platform.url)
-    assert send(pg_sessions).retrying == 1  # type: ignore[attr-defined]
-    assert send(pg_sessions).retrying == 0  # type: ignore[attr-defined]  # not due yet: backoff
-    time.sleep(0.08)
-    assert send(pg_sessions).retrying == 1  # type: ignore[attr-defined]  # second failure, delay doubled
-    time.sleep(0.15)
-    assert send(pg_sessions).delivered == 1  # type: ignore[attr-defined]
+    # half a second of backoff: on a loaded 2-core CI machine the next call can take longer than 50 ms to start
+    assert send(pg_sessions, backoff_s=0.5).retrying == 1  # type: ignore[attr-defined]
+    assert send(pg_sessions, backoff_s=0.5).retrying == 0  # type: ignore[attr-defined]  # not due yet: backoff
+    time.sleep(0.6)
+    assert send(pg_sessions, backoff_s=0.5).retrying == 1  # type: ignore[attr-defined]  # second failure, 1 s now
+    assert send(pg_sessions, backoff_s=0.5).retrying == 0  # type: ignore[attr-defined]
+    time.sleep(1.1)
+    assert send(pg_sessions, backoff_s=0.5).delivered == 1  # type: ignore[attr-defined]
     ids = {h["X-Memeguard-Delivery"] for h, _ in platform.received}
     assert len(platform.received) == 3 and len(ids) == 1  # one delivery id across the retries
 
