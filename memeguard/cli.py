@@ -86,6 +86,7 @@ def analyze(
     """Run the pipeline (validate -> analyze -> policy) in-process on one image; print the verdict."""
     from memeguard.runtime import Runtime
     from producer.validation import Limits, UploadRejected, validate_fields, validate_image
+    from worker.analyzers.base import AnalyzerError
     from worker.pipeline import analyze_bytes
 
     settings = load_settings()
@@ -98,8 +99,12 @@ def analyze(
         typer.echo(json.dumps({"error": exc.code, "message": exc.message}, ensure_ascii=False))
         raise typer.Exit(EXIT_REJECTED) from exc
     runtime = Runtime(settings)
-    result = analyze_bytes(data, text, ctx, analyzer=runtime.analyzer, policy=runtime.policy,
-                           max_frames=settings.max_frames)
+    try:
+        result = analyze_bytes(data, text, ctx, analyzer=runtime.analyzer, policy=runtime.policy,
+                               max_frames=settings.max_frames)
+    except AnalyzerError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
     payload = {**result.verdict.display(), "action": result.decision.action.value,
                "policy": f"{result.decision.policy_name}@{result.decision.policy_version}",
                "rule_id": result.decision.rule_id, "reason": result.decision.reason, "timings": result.timings}

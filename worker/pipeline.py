@@ -150,6 +150,10 @@ def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analy
     result = analyze_many(analyzer, [prepared.pending])[0] if prepared.pending is not None else None
     if isinstance(result, AnalyzerError):
         raise result
+    if result is not None and result.hand_off:
+        raise AnalyzerError(f"this cascade hands items it is unsure of ({result.hand_off}) to the GPU queue "
+                            "(MEMEGUARD_VLM_QUEUE), and one process cannot: unset MEMEGUARD_VLM_QUEUE to run "
+                            "the VLM here (MEMEGUARD_VLM_MODEL), or MEMEGUARD_ANALYZER=embedded")
     return complete(prepared, result, policy, _ms(started))
 
 

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
 from memeguard import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.broker import make_celery
+from memeguard.cli import app
 from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
 from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
@@ -143,3 +147,16 @@ def _input(data: bytes) -> Any:
     from worker.analyzers.base import AnalysisInput
 
     return AnalysisInput(decode_frames(data, 1))
+
+
+def test_one_process_refuses_to_hand_off_and_says_what_to_set(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, meme_png: bytes) -> None:
+    """`memeguard analyze` with a fleet's CPU-worker settings: no GPU queue to wait for in one process."""
+    image = tmp_path / "m.png"
+    image.write_bytes(meme_png)
+    for name, value in {"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": GPU_QUEUE,
+                        "MEMEGUARD_BROKER_URL": "redis://127.0.0.1:6379/0", "MEMEGUARD_DATA_DIR": str(tmp_path),
+                        "MEMEGUARD_CASCADE_MIN_CONFIDENCE": "1", "MEMEGUARD_FINGERPRINTS": "false"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["analyze", str(image)])
+    assert result.exit_code == 2 and "unset MEMEGUARD_VLM_QUEUE" in result.output
