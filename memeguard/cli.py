@@ -175,10 +175,14 @@ def _print_table(rows: list[tuple[Any, Any]]) -> None:
 
 @app.command()
 def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Serve the HTTP ingestion API (OpenAPI docs at /docs)."""
+    """Serve the HTTP ingestion API (OpenAPI docs at /docs). With several worker processes their metrics
+    are aggregated (prometheus multiprocess mode, as on Celery workers), so /metrics is the whole API's
+    whichever process answers the scrape."""
     import uvicorn
 
     load_settings()
+    if workers > 1:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memeguard-api-metrics-"))
     uvicorn.run("producer.asgi:app", host=host, port=port, workers=workers, log_config=None)
 
 

