@@ -89,12 +89,16 @@ def _load_kwargs(quant: str, target: torch.device, dtype: torch.dtype) -> dict[s
 
 
 def quantize_int8(model: torch.nn.Module) -> None:
-    """torchao int8 weight-only on every ``nn.Linear`` but the output head (its logits are the labels'
-    probabilities: keep them at full precision)."""
+    """torchao int8 weight-only (per output channel) on every ``nn.Linear``, the output head included.
+
+    The head is 0.62 B of GLM-4.6V-Flash's 10.3 B parameters: kept in bf16 it leaves the int8 model at 56 % of
+    the bf16 weights (the target is ≤ 55 %), quantised 53 %. Per-channel scales give each vocabulary row —
+    each label code's logit — its own scale, so the label probabilities stay close to the unquantised ones
+    (cosine and top-1 agreement are tested on the tiny model and reported at full size by bench/vlm.py)."""
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     def wanted(module: torch.nn.Module, name: str) -> bool:
-        return isinstance(module, torch.nn.Linear) and not name.endswith("lm_head")
+        return isinstance(module, torch.nn.Linear)
 
     quantize_(model, Int8WeightOnlyConfig(), filter_fn=wanted)
 
