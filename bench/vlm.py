@@ -25,6 +25,7 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,8 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
     images = memes(batch, args.pixels)
     texts = reading.prompt_texts(loaded, [messages("配文", "图中文字", [], {}) for _ in range(batch)])
     ids = reading.code_token_ids(loaded.processor)
+    prefix = reading.PrefixCache.build(loaded, SYSTEM_PROMPT) if path == "fast-cached" else None
     if path.startswith("fast"):
-        prefix = reading.PrefixCache.build(loaded, SYSTEM_PROMPT) if path == "fast-cached" else None
 
         def run() -> Any:
             return reading.read_labels(loaded, texts, images, ids, prefix)
@@ -117,8 +118,12 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
     if loaded.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     ms = timed(run, loaded.device, args.repeats)
-    tokens = reading.batch_inputs(loaded, texts, images)["input_ids"].shape[1]
-    floor = floor_ms(loaded, batch, tokens, 2 if path.startswith("fast") else args.explain_tokens, args)
+    inputs = reading.batch_inputs(loaded, texts, images)
+    tokens = inputs["input_ids"].shape[1]
+    real = int(inputs["attention_mask"].sum()) - (batch * prefix.ids.shape[1] if path == "fast-cached" else 0)
+    patches = int(inputs["image_grid_thw"].prod(-1).sum())
+    floor = floor_ms(Sizes.of(loaded.model), real, patches, 2 if path.startswith("fast") else args.explain_tokens,
+                     args)
     mean = statistics.fmean(ms)
     return {"precision": "int8" if loaded.quant == "int8" else str(loaded.dtype).removeprefix("torch."),
             "path": path, "batch": batch, "prompt_tokens": tokens, "p50_ms": statistics.median(ms),
@@ -127,12 +132,33 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
             "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9 if loaded.device.type == "cuda" else None}
 
 
-def floor_ms(loaded: LoadedModel, batch: int, tokens: int, decode_steps: int, args: argparse.Namespace) -> float:
-    """max(compute, weight reads) for the prefill, plus one full weight read per decode step."""
-    params = sum(p.numel() for p in loaded.model.parameters())
-    weights = weight_bytes(loaded.model)
-    read_ms = weights / (args.hbm_tbps * 1e12) * 1000
-    prefill_ms = max(2 * params * batch * tokens / (args.tflops * 1e12) * 1000, read_ms)
+@dataclass(frozen=True)
+class Sizes:
+    """What each part of the model costs: the language model (decoder layers, final norm, output head) is read
+    once per decode step and multiplies every prompt token; the ViT only sees image patches, in the prefill;
+    the input embedding table is a row lookup (neither read whole nor multiplied)."""
+
+    lm_params: int
+    lm_bytes: int
+    vit_params: int
+    vit_bytes: int
+
+    @classmethod
+    def of(cls, model: Any) -> Sizes:
+        text = model.model.language_model
+        lm = [text.layers, text.norm, model.lm_head]
+        return cls(sum(p.numel() for m in lm for p in m.parameters()), sum(weight_bytes(m) for m in lm),
+                   sum(p.numel() for p in model.model.visual.parameters()), weight_bytes(model.model.visual))
+
+
+def floor_ms(sizes: Sizes, tokens: int, patches: int, decode_steps: int, args: argparse.Namespace) -> float:
+    """The physical floor of one batch: the prefill at the GPU's dense peak (2 x language-model parameters x
+    the batch's real uncached prompt tokens + 2 x ViT parameters x its image patches) or its weight reads,
+    whichever is longer, plus one read of the language model's weights per decode step."""
+    read_ms = sizes.lm_bytes / (args.hbm_tbps * 1e12) * 1000
+    flops = 2 * sizes.lm_params * tokens + 2 * sizes.vit_params * patches
+    prefill_ms = max(flops / (args.tflops * 1e12) * 1000, (sizes.lm_bytes + sizes.vit_bytes) / (args.hbm_tbps * 1e12)
+                     * 1000)
     return prefill_ms + decode_steps * read_ms
 
 
@@ -170,7 +196,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     loaded = build_model(args, device, "none")  # one copy: measured, then quantised in place
-    extra: dict[str, Any] = {"weights_gb_none": loaded.weight_bytes / 1e9, "prefix": prefix_share(loaded, args)}
+    extra: dict[str, Any] = {"weights_gb_none": loaded.weight_bytes / 1e9, "prefix": prefix_share(loaded, args),
+                             "sizes_none": asdict(Sizes.of(loaded.model))}
     reference = next_token_logits(loaded, args)
     rows = [measure(loaded, b, p, args) for p in args.paths for b in args.batch_sizes] if "none" in args.quants else []
     if "int8" in args.quants:
@@ -178,6 +205,7 @@ def main() -> None:
         loaded = LoadedModel(loaded.processor, loaded.model, device, loaded.dtype, "int8",
                              weight_bytes(loaded.model), 0)
         extra["weights_gb_int8"] = loaded.weight_bytes / 1e9
+        extra["sizes_int8"] = asdict(Sizes.of(loaded.model))
         extra["int8_vs_unquantised"] = agreement(reference, next_token_logits(loaded, args))
         rows += [measure(loaded, b, p, args) for p in args.paths for b in args.batch_sizes]
     report(rows, extra, device, args)
