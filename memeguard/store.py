@@ -250,8 +250,9 @@ def finish_jobs(session: Session, done: list[tuple[uuid.UUID, Verdict, Decision,
 
 
 def hand_off_jobs(session: Session, handoffs: list[tuple[uuid.UUID, Handoff]]) -> list[uuid.UUID]:
-    """Put running jobs back to ``queued`` for the GPU tier, with the embedded tier's findings, in one
-    statement; returns the jobs it moved (a job another delivery finished meanwhile is left alone).
+    """Put running jobs back to ``queued`` for the GPU tier, each with its own embedded findings (one
+    conditional UPDATE per job, all in the caller's transaction); returns the jobs it moved (a job another
+    delivery finished meanwhile is left alone).
 
     ``enqueued_at``/``updated_at`` restart, so the sweeper re-publishes a job whose hand-off message is
     lost (to the GPU queue: ``handed_off_at`` is set). Attempts are not reset: a job the GPU tier keeps

@@ -110,7 +110,7 @@ def send_callbacks() -> dict[str, int]:
 def sweep() -> int:
     """Periodic (celery beat): re-publish jobs whose message may have been lost."""
     settings = get_settings()
+    deps = worker_deps()
     queue = CeleryQueue(app, settings.queue_name)
-    gpu_queue = CeleryQueue(app, settings.vlm_queue) if settings.vlm_queue else None
-    stale = requeue_stale(worker_deps().sessions, queue, timedelta(seconds=settings.requeue_after_s), gpu_queue)
+    stale = requeue_stale(deps.sessions, queue, timedelta(seconds=settings.requeue_after_s), deps.gpu_queue)
     return len(stale)

@@ -119,3 +119,30 @@ def test_sweeper_republishes_stale_jobs_only(pg_sessions: sessionmaker[Session],
         assert store.get_job(session, stale).status is JobStatus.QUEUED  # type: ignore[union-attr]
         assert "job.requeued" in store.audit_events(session, stale)
     assert requeue_stale(pg_sessions, InlineQueue(published.append), timedelta(minutes=10)) == []
+
+
+def test_the_sweep_task_sends_a_stale_handed_off_job_to_the_gpu_queue(tasks, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Through the real broker: the periodic sweep re-publishes a handed-off job on the GPU tier's queue."""
+    import redis
+
+    from memeguard.schemas import Emotion, HarmType, Intent, Verdict
+
+    main, gpu = (f"memeguard.test.{uuid.uuid4().hex[:8]}{suffix}" for suffix in ("", ".vlm"))
+    env = {"MEMEGUARD_QUEUE_NAME": main, "MEMEGUARD_VLM_QUEUE": gpu, "MEMEGUARD_REQUEUE_AFTER_S": "0"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    deps = tasks.worker_deps()
+    job_id = _submit(deps, "handed")
+    verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=HarmType.NONE, confidence=0.5,
+                      explanation="", analyzer="embedded", analyzer_version="t")
+    with deps.sessions() as session:
+        store.claim_job(session, job_id, 3)
+        assert store.hand_off_jobs(session, [(job_id, store.Handoff(verdict, {}, gpu))]) == [job_id]
+        session.commit()
+    client = redis.Redis.from_url(get_settings().broker_url)
+    try:
+        assert tasks.sweep() == 1
+        assert (client.llen(gpu), client.llen(main)) == (1, 0)
+    finally:
+        client.delete(main, gpu)
