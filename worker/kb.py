@@ -1,33 +1,51 @@
 """The meme/slang knowledge base: load entries from YAML and find them in noisy text.
 
 Matching runs on normalised text (NFKC: full-width to half-width, lower case; traditional characters to
-simplified; whitespace and punctuation removed) so OCR spacing, inserted symbols and 繁体 do not hide a
-phrase. Evasions that change the characters are caught by sound: a phrase also matches when its toneless
-pinyin appears in the text's pinyin (尼玛 for 你妈, 草泥马 for 操你妈), and when a run of Latin letters in
-the text spells its pinyin initials (nmsl for 你妈死了). Phonetic matching applies to the project's own
+simplified; whitespace and punctuation removed) so OCR spacing, line breaks, inserted symbols and 繁体 do not
+hide a phrase. Evasions that change the characters are caught by sound: a phrase also matches when its
+toneless pinyin appears in the text's pinyin (尼玛 for 你妈, 草泥马 for 操你妈), and when a run of Latin letters
+in the text spells its pinyin initials (nmsl for 你妈死了). Phonetic matching applies to the project's own
 entries only, and only to phrases long enough that a chance homophone is unlikely (``PHONETIC_MIN``).
+
+A match must not over-reach, because a slur found inside an ordinary word blocks ordinary people:
+
+- **word boundaries**: a match starts and ends where the jieba segmenter (its dictionary plus every entry's
+  phrases as user words, dictionary route only) puts a word boundary, so 国女 never matches inside 中国女性 /
+  中国女权, nor 废物 inside 废物利用;
+- **clause boundaries**: punctuation that ends a clause (，。！？；：…、) is remembered where normalisation drops
+  it, and no match may span it (笑死，狗都不理 does not contain 死狗) — unless the entry's own phrase spans one
+  the same way (你说得对，但是), or the entry says ``across_clauses: true`` for a pattern built to span
+  clauses. Whitespace and line breaks are layout, not clause ends: OCR wraps lines in the middle of words.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
 from memeguard.schemas import Emotion, HarmType, Intent
 
 KEEP_SYMBOLS = {"🐶", "?", "？"}
+ATTACK_HARMS = frozenset({HarmType.TARGETED_HARM, HarmType.SEXUAL_INNUENDO, HarmType.GENERAL_OFFENSE})
 SEPARATOR = "␞"  # kept by normalize (a symbol): phrases never match across the meme text / post text border
+# punctuation that ends a clause (after NFKC: full-width marks become their ASCII forms, 。、… stay)
+CLAUSE_MARKS = frozenset(",.!?;:，。．！？；：…、")
 HANZI = re.compile(r"[\u4e00-\u9fff]")
 LATIN_RUN = re.compile(r"[a-z]+")
 PHONETIC_MIN = 3  # syllables a phrase needs before it may match by sound (尼玛 ~ 你妈 would hit 你妈妈)
+WORD_BOOST = 20
+PARTICLES = frozenset("吧了啊呀的呢吗啦哦嘛呗")  # sentence-final particles jieba's dictionary glues onto words
 INITIALS_MIN = 3  # two-letter initials (sb, tm) are too ambiguous to derive; entries list them explicitly
 
 
@@ -41,13 +59,33 @@ def _to_simplified() -> Any:
 def normalize(text: str) -> str:
     """NFKC + lower case + traditional to simplified, dropping whitespace, punctuation and symbols (emoji
     that carry meaning stay)."""
-    out = []
+    return marked(text).norm
+
+
+class Marked(NamedTuple):
+    """Normalised text with what normalisation dropped, as positions in it."""
+
+    norm: str
+    breaks: frozenset[int]  # a clause ended here (a clause-ending mark, a kept ？, the joined-texts separator)
+    edges: frozenset[int]  # any dropped mark stood here (brackets, quotes, *): a word cannot continue across it
+
+
+def marked(text: str) -> Marked:
+    """``normalize(text)`` with its clause breaks and punctuation edges. Whitespace and line breaks leave no
+    trace: they are layout (OCR wraps lines in the middle of words)."""
+    out: list[str] = []
+    breaks: set[int] = set()
+    edges: set[int] = set()
     simplified = _to_simplified().convert(unicodedata.normalize("NFKC", text).lower())
     for char in simplified:
         category = unicodedata.category(char)
         if char in KEEP_SYMBOLS or not (category[0] in "PZC" or category in ("Sm", "Sk")):
             out.append(char)
-    return "".join(out).replace("?", "？")
+        elif category[0] not in "ZC":
+            edges.add(len(out))
+        if char in CLAUSE_MARKS or char == SEPARATOR:
+            breaks.add(len(out))
+    return Marked("".join(out).replace("?", "？"), frozenset(breaks), frozenset(edges | breaks))
 
 
 def syllables(norm: str) -> list[str]:
@@ -84,6 +122,11 @@ class Entry:
     examples: tuple[str, ...]
     source: str
     phonetic: bool = True
+    across_clauses: bool = False  # a pattern built to span clauses (是是是，您说的都对)
+    # a match alone shows the harm (a slur, an insult, an explicit term): what the harm vote and the policy's
+    # corroboration count. False for topic words whose harm depends on the sentence (同性恋, 开车, 那个): they
+    # stay features of the classifier, which learns what they are worth
+    evidence: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,24 +141,34 @@ class Match:
     how: str = "exact"
     weight: float = -1.0
     why: tuple[str, ...] = ()
+    denied: bool = False  # the sentence denies, quotes or argues against it (不是废物; 说…就是刻板印象)
 
     def __post_init__(self) -> None:
         if self.weight < 0:
             object.__setattr__(self, "weight", self.entry.weight)
 
-    def adjusted(self, factor: float, reason: str) -> Match:
-        return replace(self, weight=min(1.0, self.weight * factor), why=(*self.why, reason))
+    def adjusted(self, factor: float, reason: str, denied: bool = False) -> Match:
+        return replace(self, weight=min(1.0, self.weight * factor), why=(*self.why, reason),
+                       denied=self.denied or denied)
+
+    @property
+    def attacking(self) -> bool:
+        """Read as an attack: evidence of an attack on its own (a slur, an insult, an explicit sexual term; not
+        dispirited culture, which harms no one else), and not denied by its sentence — what a block may rest on
+        (the policy's corroboration)."""
+        return self.entry.evidence and self.entry.harm in ATTACK_HARMS and not self.denied
 
 
 class KnowledgeBase:
     def __init__(self, entries: list[Entry], version: str) -> None:
         self.entries, self.version = entries, version
         self._order = {entry.id: index for index, entry in enumerate(entries)}
-        self._phrases = [(normalize(p), e) for e in entries for p in e.phrases if normalize(p)]
-        self._sounds = [(key, phrase, e) for phrase, e in self._phrases if e.phonetic
+        self._phrases = [(m.norm, m.breaks, e) for e in entries for p in e.phrases if (m := marked(p)).norm]
+        self._sounds = [(key, phrase, e) for phrase, _, e in self._phrases if e.phonetic
                         and (key := _sound_key(phrase))]
-        self._initials = {key: (phrase, e) for phrase, e in self._phrases if e.phonetic
+        self._initials = {key: (phrase, e) for phrase, _, e in self._phrases if e.phonetic
                           and (key := initials(phrase))}
+        self._segmenter = Segmenter(phrase for phrase, _, _ in self._phrases)
 
     @classmethod
     def bundled(cls) -> KnowledgeBase:
@@ -132,10 +185,34 @@ class KnowledgeBase:
 
     @classmethod
     def load_any(cls, path: Path) -> KnowledgeBase:
-        """Our YAML format, or an external knowledge base recognised by its shape (C-HarmKB JSON)."""
+        """Our YAML format, or an external knowledge base recognised by its shape (C-HarmKB JSON, ToxiCN's
+        lexicon directory)."""
+        if path.is_dir():
+            return cls.load_toxicn_lexicon(path)
         if path.suffix == ".json":
             return cls.load_c_harmkb(path)
         return cls.load(path)
+
+    @classmethod
+    def load_toxicn_lexicon(cls, path: Path) -> KnowledgeBase:
+        """ToxiCN's insult lexicons (CC BY-NC-ND, ``toxicn_text/lexicon/*.json``, loaded from there, never
+        copied in): one file per target (LGBT, racism, region, sexism -> targeted harm; general -> general
+        offence). The lists mix slurs with topic words (同志, gay, 恐同), so their matches are features for the
+        classifier, never evidence on their own (the token ids beside each term are for the authors' BERT and
+        unused). Single-character terms are skipped, as for C-HarmKB."""
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise ValueError(f"{path}: no lexicon files (*.json)")
+        entries = []
+        for file in files:
+            harm = HarmType.GENERAL_OFFENSE if file.stem == "general" else HarmType.TARGETED_HARM
+            terms = json.loads(file.read_text(encoding="utf-8"))
+            entries += [Entry(id=f"toxicn-lexicon.{file.stem}.{i}", phrases=(term,), patterns=(), emotion=None,
+                              intent=None, harm=harm, weight=0.45, softener=False,
+                              note=f"ToxiCN 侮辱词表（{file.stem}）", examples=(term,), source=str(file),
+                              phonetic=False)
+                        for i, term in enumerate(terms) if len(normalize(term)) >= 2]
+        return cls(entries, f"toxicn-lexicon-{len(entries)}")
 
     @classmethod
     def load_c_harmkb(cls, path: Path) -> KnowledgeBase:
@@ -144,26 +221,37 @@ class KnowledgeBase:
         about sex, else general offence. Single-character terms are skipped: as substrings they would match
         ordinary words (e.g. 冲)."""
         data = json.loads(path.read_text(encoding="utf-8"))
-        entries = [e for i, raw in enumerate(data["terms"]) if (e := _c_harmkb_entry(i, raw, str(path)))]
+        common = _common_words({str(raw.get("term", "")).strip() for raw in data["terms"]})
+        entries = [e for i, raw in enumerate(data["terms"]) if (e := _c_harmkb_entry(i, raw, str(path), common))]
         return cls(entries, f"c-harmkb-{len(entries)}")
 
     def merged(self, other: KnowledgeBase) -> KnowledgeBase:
         return KnowledgeBase([*self.entries, *other.entries], f"{self.version}+{other.version}")
 
+    def warm(self) -> KnowledgeBase:
+        """Load the segmenter now (a worker does at start-up) rather than on the first text it reads."""
+        self._segmenter.warm()
+        return self
+
     def match(self, text: str) -> list[Match]:
-        """Entries found in ``text``, one match per entry (exact before phonetic), in knowledge-base order."""
-        norm = normalize(text)
+        """Entries found in ``text``, one match per entry (exact before phonetic), in knowledge-base order.
+        Every match sits on word boundaries and inside one clause (see the module docstring)."""
+        text_marks = marked(text)
+        norm = text_marks.norm
+        fits = _Fit(text_marks, self._segmenter)
         found: dict[str, Match] = {}
-        for phrase, entry in self._phrases:
-            if entry.id not in found and (start := norm.find(phrase)) >= 0:
+        for phrase, own_breaks, entry in self._phrases:
+            if entry.id not in found and (start := fits.find(phrase, own_breaks)) >= 0:
                 found[entry.id] = Match(entry, phrase, start)
         for entry in self.entries:
             for pattern in entry.patterns:
-                hit = pattern.search(norm)
+                hit = next((h for h in pattern.finditer(norm)
+                            if fits(h.start(), h.end(), across=entry.across_clauses)), None)
                 if entry.id not in found and hit:
                     found[entry.id] = Match(entry, hit.group(0), hit.start())
         for match in self._phonetic(norm):
-            found.setdefault(match.entry.id, match)
+            if fits(match.start, match.start + len(match.text)):
+                found.setdefault(match.entry.id, match)
         return sorted(found.values(), key=lambda m: self._order[m.entry.id])
 
     def _phonetic(self, norm: str) -> list[Match]:
@@ -183,11 +271,100 @@ class KnowledgeBase:
         return out
 
 
+class Segmenter:
+    """jieba's dictionary route (no HMM guessing: an unknown string splits into characters, so only a known
+    word can hide a phrase) with the knowledge base's phrases as user words at ``WORD_BOOST`` times the
+    frequency jieba suggests for them — enough to be cut out where they stand as words (个 + 人渣, not 个人 +
+    渣), never enough to split a common word around them (中国 + 女性 stays). The dictionary takes about a second
+    and ~60 MB: it is built once per process and phrase set, on first use or ``warm``."""
+
+    def __init__(self, phrases: Iterable[str]) -> None:
+        self._words = tuple(sorted({p for p in phrases if len(HANZI.findall(p)) >= 2}))
+
+    def warm(self) -> None:
+        _tokenizer(self._words)
+
+    def boundaries(self, text: Marked) -> frozenset[int]:
+        """Positions in the normalised text where a word starts or ends (each piece between punctuation
+        edges is segmented on its own)."""
+        tokenizer = _tokenizer(self._words)
+        norm = text.norm
+        cuts = sorted({0, len(norm), *text.edges})
+        out = set(cuts)
+        for begin, end in itertools.pairwise(cuts):
+            at = begin
+            for word in tokenizer.cut(norm[begin:end], HMM=False):
+                at += len(word)
+                out.add(at)
+                if len(word) >= 3 and word[-1] in PARTICLES:  # 去死吧 is a dictionary word: 去死 + 吧
+                    out.add(at - 1)
+        return frozenset(out)
+
+
+@lru_cache(maxsize=4)
+def _tokenizer(words: tuple[str, ...]) -> Any:
+    """A jieba tokenizer with ``words`` as user words (shared by every knowledge base with these phrases)."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    tokenizer.initialize()
+    for word in words:
+        tokenizer.add_word(word)  # at the frequency jieba suggests for it
+        tokenizer.add_word(word, tokenizer.FREQ[word] * WORD_BOOST)
+    return tokenizer
+
+
+class _Fit:
+    """Whether a span of one normalised text sits on word boundaries and inside one clause. Boundaries
+    are segmented only when a candidate span needs them (most texts match nothing)."""
+
+    def __init__(self, text: Marked, segmenter: Segmenter) -> None:
+        self.text, self.norm, self.breaks, self._segmenter = text, text.norm, text.breaks, segmenter
+        self._bounds: frozenset[int] | None = None
+
+    def __call__(self, start: int, end: int, own_breaks: frozenset[int] = frozenset(), across: bool = False) -> bool:
+        if not across and any(start < b < end and b - start not in own_breaks for b in self.breaks):
+            return False
+        if self._bounds is None:
+            self._bounds = self._segmenter.boundaries(self.text)
+        return start in self._bounds and end in self._bounds
+
+    def find(self, phrase: str, own_breaks: frozenset[int]) -> int:
+        """The first occurrence of ``phrase`` that fits, or -1."""
+        start = self.norm.find(phrase)
+        while start >= 0 and not self(start, start + len(phrase), own_breaks):
+            start = self.norm.find(phrase, start + 1)
+        return start
+
+
+# C-HarmKB explains each term; only a definition that calls the term itself derogatory makes a match evidence
+# (1,140 of 2,870 terms), and only for a term that is not an everyday word (COMMON_WORD): the rest are concepts
+# (同性恋, 春节, 医生, 第一次) or everyday words with a slang second meaning (开车, 宝宝) that are harmful only in
+# some sentences — 18 % of harmless training sentences contained one. The bundled knowledge base lists the
+# everyday insults (废物, 垃圾) itself.
+COMMON_WORD = 300
+DEROGATORY = re.compile("贬义|贬低|贬损|侮辱|辱骂|谩骂|蔑称|鄙视|轻蔑|羞辱|污名|歧视性|带有歧视|含歧视|骂人|粗口|脏话|"
+                        "低俗|诅咒|仇视|挑衅|攻击")
 SEXUAL_WORDS = ("性", "色情", "自慰", "生殖", "裸", "淫", "嫖", "卖淫", "胸")
 TARGETED_CATEGORIES = {"Sexism", "Racism", "Region", "LGBTQ"}
 
 
-def _c_harmkb_entry(index: int, raw: dict[str, Any], source: str) -> Entry | None:
+def _common_words(terms: set[str]) -> set[str]:
+    """The terms that are everyday words: in jieba's dictionary at least ``COMMON_WORD`` times (开车, 宝宝,
+    它们, 超市). Read from the dictionary file, without building a segmenter."""
+    import jieba
+
+    common = set()
+    with jieba.get_dict_file() as dictionary:
+        for line in dictionary:
+            word, _, rest = line.decode("utf-8").partition(" ")
+            if word in terms and int(rest.split(" ", 1)[0]) >= COMMON_WORD:
+                common.add(word)
+    return common
+
+
+def _c_harmkb_entry(index: int, raw: dict[str, Any], source: str, common: set[str]) -> Entry | None:
     term = str(raw.get("term", "")).strip()
     if len(normalize(term)) < 2:
         return None
@@ -200,7 +377,8 @@ def _c_harmkb_entry(index: int, raw: dict[str, Any], source: str) -> Entry | Non
         harm = HarmType.GENERAL_OFFENSE
     return Entry(id=f"c-harmkb.{index}", phrases=(term,), patterns=(), emotion=None, intent=None, harm=harm,
                  weight=0.45, softener=False, note=f"C-HarmKB {raw.get('category')}：{definition}",
-                 examples=(term,), source=source, phonetic=False)
+                 examples=(term,), source=source, phonetic=False,
+                 evidence=bool(DEROGATORY.search(definition)) and term not in common)
 
 
 def _sound_key(phrase: str) -> str | None:
@@ -225,6 +403,8 @@ def _entry(raw: dict[str, Any], source: str) -> Entry:
             note=str(raw.get("note", "")),
             examples=tuple(str(x) for x in raw.get("examples", [])),
             source=source,
+            across_clauses=bool(raw.get("across_clauses", False)),
+            evidence=bool(raw.get("evidence", bool(raw.get("harm")))),
         )
     except (KeyError, ValueError, re.error) as exc:
         raise ValueError(f"{source}: bad knowledge-base entry {raw.get('id')!r}: {exc}") from exc

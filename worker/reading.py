@@ -3,8 +3,10 @@ counts.
 
 A knowledge-base hit is a word, not a stance. 「你不是废物」 denies the insult; in 「虽然他很烦，但是我爱他」
 the clause before 但是 is conceded and the one after is what the speaker means; 「太垃圾了！！」 says it
-harder than 「有点垃圾」. Each rule multiplies the match's weight and records why, so the verdict's
-explanation can cite it and the classifier sees the adjusted strength.
+harder than 「有点垃圾」; and 「说女生都不会开车就是刻板印象」 or 「地域黑要不得」 name a stereotype or a slur to
+argue against it — counter-speech, which a platform must not punish. Each rule multiplies the match's weight
+and records why, so the verdict's explanation can cite it and the classifier sees the adjusted strength; a
+denial (negation, counter-speech) also marks the match as not read as an attack.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from memeguard.schemas import HarmType, Intent
 from worker.kb import Match, normalize
 
 NEGATORS = ("不是", "并不是", "并非", "才不是", "没有", "不算", "不")
@@ -23,6 +26,7 @@ DIMINISHERS = ("有点", "有些", "稍微", "略微", "一点")
 REPEATED_MARKS = re.compile(r"[!！]{2,}|[?？]{3,}")
 
 NEGATED, CONCEDED, MEANT = 0.3, 0.6, 1.15
+COUNTERED = 0.3  # a group slur or stereotype named in counter-speech
 STRONGER, WEAKER = 1.2, 0.8
 
 
@@ -30,7 +34,17 @@ def read(matches: Sequence[Match], text: str) -> list[Match]:
     """Each match with its weight adjusted by the words around it (order kept)."""
     norm = normalize(text)
     emphatic = bool(REPEATED_MARKS.search(text))
-    return [_intensity(_contrast(_negation(m, norm), norm), norm, emphatic) for m in matches]
+    counter = next((m for m in matches if m.entry.intent is Intent.COUNTER_SPEECH), None)
+    return [_countered(_intensity(_contrast(_negation(m, norm), norm), norm, emphatic), counter) for m in matches]
+
+
+def _countered(match: Match, counter: Match | None) -> Match:
+    """A group slur or stereotype in a text that argues against discrimination or reports it (地域黑要不得;
+    说女生都不会开车就是刻板印象; 被人骂是乡巴佬) is named, not meant. Only targeted harm: counter-speech does not
+    excuse a personal insult beside it."""
+    if counter is None or match.entry.harm is not HarmType.TARGETED_HARM:
+        return match
+    return match.adjusted(COUNTERED, f"处于反歧视/转述语境（「{counter.text}」）", denied=True)
 
 
 def _negation(match: Match, norm: str) -> Match:
@@ -39,7 +53,7 @@ def _negation(match: Match, norm: str) -> Match:
     if match.entry.softener or any(before.endswith(word) for word in NOT_NEGATION):
         return match
     negator = next((word for word in NEGATORS if before.endswith(word)), None)
-    return match.adjusted(NEGATED, f"被「{negator}」否定") if negator else match
+    return match.adjusted(NEGATED, f"被「{negator}」否定", denied=True) if negator else match
 
 
 def _contrast(match: Match, norm: str) -> Match:
@@ -73,3 +87,19 @@ def _intensity(match: Match, norm: str, emphatic: bool) -> Match:
 
 def _positions(text: str, word: str) -> list[int]:
     return [m.start() for m in re.finditer(re.escape(word), text)]
+
+
+REGIONS = ("北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|"
+           "海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古?|广西|西藏|宁夏|新疆|香港|澳门|东北|南方|北方|西北|苏北|"
+           "温州|潮汕|农村|乡下|外地")
+GROUPS = re.compile(
+    "女生|女性|女人|女孩|妇女|女权|女司机|男生|男性|男人|直男|男权|小仙女|同性恋|男同|女同|基佬|跨性别|lgbt|黑人|白人|"
+    "黄种人|亚裔|非洲人|外国人|老外|犹太人|穆斯林|回族|维吾尔族?|藏族|少数民族|日本人|韩国人|美国人|印度人|残疾人|盲人|"
+    f"聋哑人|农民工|穷人|(?:{REGIONS})(?:人|佬)")
+
+
+def mentioned_groups(text: str) -> list[str]:
+    """The groups of people a text names (gender, region, race and nationality, sexuality, religion,
+    disability), first mention first: what the explanation cites when it says why a text that names a group
+    was or was not read as an attack."""
+    return list(dict.fromkeys(GROUPS.findall(normalize(text))))

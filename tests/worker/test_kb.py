@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import json
+import os
+import random
+import re
 from pathlib import Path
 
 import pytest
 
-from worker.kb import KnowledgeBase, initials, joined, normalize, syllables
+from memeguard.schemas import HarmType
+from worker.kb import Entry, KnowledgeBase, initials, joined, normalize, syllables
+from worker.reading import read
 
 KB = KnowledgeBase.bundled()
 
@@ -85,5 +91,82 @@ def test_external_entries_do_not_match_by_sound(tmp_path: Path) -> None:
 
 
 def test_phrases_do_not_match_across_the_meme_text_and_post_text_border() -> None:
-    assert "insult.shen-gou" not in {m.entry.id for m in KB.match(joined("笑死", "[狗头]"))}  # not 死狗
-    assert "insult.shen-gou" in {m.entry.id for m in KB.match("笑死狗头")}
+    assert "insult.qusi" not in {m.entry.id for m in KB.match(joined("你快去", "死吧"))}
+    assert "insult.qusi" in {m.entry.id for m in KB.match("你快去死吧")}
+
+
+@pytest.mark.parametrize(("text", "entry_id"), [
+    ("中国女权主义者", "targeted.gender-slur"),   # the slur 国女 inside 中国 + 女权
+    ("中国女性的就业率在提高", "targeted.gender-slur"),
+    ("笑死，狗都不理", "insult.shen-gou"),  # 死狗 across a comma
+    ("笑死狗头", "insult.shen-gou"),        # 死狗 across 笑死 + 狗头
+    ("废物利用是个好习惯", "insult.laji"),    # 废物 inside 废物利用
+])
+def test_matches_never_reach_inside_a_word_or_across_a_clause(text: str, entry_id: str) -> None:
+    assert entry_id not in {m.entry.id for m in KB.match(text)}, text
+
+
+@pytest.mark.parametrize(("text", "entry_id"), [
+    ("这个国女真是的", "targeted.gender-slur"),
+    ("你这死狗", "insult.shen-gou"),
+    ("真是个人渣", "insult.hundan"),      # 个人 + 渣 is the dictionary's route, 个 + 人渣 what is meant
+    ("你个sb赶紧去死", "insult.qusi"),
+    ("你说得对，但是我不听", "sarcasm.nishuodedui-danshi"),  # the entry's phrase spans the comma itself
+    ("你说得对但是我不听", "sarcasm.nishuodedui-danshi"),
+])
+def test_matches_on_word_boundaries_still_find_what_is_meant(text: str, entry_id: str) -> None:
+    assert entry_id in {m.entry.id for m in KB.match(text)}, text
+
+
+def test_line_breaks_and_spaces_are_layout_not_clause_ends() -> None:
+    assert "insult.qusi" in {m.entry.id for m in KB.match("你怎么还不去\n死")}  # OCR wraps mid-word
+    assert "insult.qusi" in {m.entry.id for m in KB.match("你 去 死 吧")}
+
+
+def test_a_pattern_does_not_span_a_clause_unless_its_entry_says_so() -> None:
+    kb = KnowledgeBase([_pattern_entry("test.p", "你.{0,3}垃圾", across=False),
+                        _pattern_entry("test.q", "你.{0,3}垃圾", across=True)], "t")
+    assert {m.entry.id for m in kb.match("你好，垃圾")} == {"test.q"}
+
+
+def _pattern_entry(entry_id: str, pattern: str, across: bool) -> Entry:
+    return Entry(entry_id, (), (re.compile(pattern),), None, None, HarmType.GENERAL_OFFENSE, 0.5, False, "test", (),
+                 "test", across_clauses=across, evidence=True)
+
+
+EVERYDAY = [line.strip() for line in (Path(__file__).parent / "data" / "everyday_group_mentions.txt")
+            .read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
+
+
+def attacks_per_thousand(kb: KnowledgeBase, sentences: list[str]) -> float:
+    """Knowledge-base matches read as an attack (what a block may rest on) per 1,000 sentences."""
+    return 1000 * sum(sum(m.attacking for m in read(kb.match(s), s)) for s in sentences) / len(sentences)
+
+
+def test_everyday_mentions_of_groups_are_not_read_as_attacks() -> None:
+    """The list of everyday group mentions (tests/worker/data) holds no slur and no attack: measured 8.8 per
+    1,000 sentences with the bundled knowledge base (女司机 in 「女司机开车也很稳」), and the same with C-HarmKB
+    and ToxiCN's lexicon; before word and clause boundaries and the evidence/topic split it was 386."""
+    assert len(EVERYDAY) >= 100
+    assert attacks_per_thousand(KB, EVERYDAY) <= 20
+    externals = [DATASETS / "c_harmkb" / "C-harmKB.json", DATASETS / "toxicn_text" / "lexicon"]
+    if all(p.exists() for p in externals):
+        kb = KB.merged(KnowledgeBase.load_any(externals[0])).merged(KnowledgeBase.load_any(externals[1]))
+        assert attacks_per_thousand(kb, EVERYDAY) <= 20
+
+
+@pytest.mark.skipif(not (DATASETS / "toxicn_text" / "train.json").exists(), reason="ToxiCN text not present")
+def test_harmless_training_sentences_rarely_hold_an_attack() -> None:
+    """2,000 harmless sentences of the train splits (ToxiCN comments labelled non-toxic, ToxiCN MM captions
+    labelled harmless): measured 23 attacks per 1,000 with the bundled knowledge base and 54 with C-HarmKB and
+    ToxiCN's lexicon (mostly real slurs in sentences that discuss them: 女拳, 国男, 他妈)."""
+    text = json.loads((DATASETS / "toxicn_text" / "train.json").read_text(encoding="utf-8"))
+    memes = json.loads((DATASETS / "toxicn_mm" / "train_2.0.json").read_text(encoding="utf-8"))
+    harmless = [r["content"] for r in text if r["toxic"] == 0] + [r["text"] for r in memes if r["type"] == 0]
+    sample = random.Random(0).sample(harmless, 2000)
+    assert attacks_per_thousand(KB, sample) <= 35
+    if (DATASETS / "c_harmkb" / "C-harmKB.json").exists():
+        kb = KB.merged(KnowledgeBase.load_any(DATASETS / "c_harmkb" / "C-harmKB.json"))
+        assert attacks_per_thousand(kb.merged(KnowledgeBase.load_any(DATASETS / "toxicn_text" / "lexicon")),
+                                    sample) <= 75

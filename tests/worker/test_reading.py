@@ -6,7 +6,7 @@ import pytest
 
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.kb import KnowledgeBase
-from worker.reading import CONCEDED, MEANT, NEGATED, STRONGER, WEAKER, read
+from worker.reading import CONCEDED, COUNTERED, MEANT, NEGATED, STRONGER, WEAKER, read
 
 KB = KnowledgeBase.bundled()
 
@@ -74,3 +74,34 @@ def test_homophone_hits_are_cited_as_such(embedded_analyzer: EmbeddedAnalyzer) -
     assert verdict.harm_type.value != "none"
     assert "谐音匹配" in verdict.explanation
     assert any("(homophone)" in e for s in verdict.signals if s.source == "kb" for e in s.evidence)
+
+
+@pytest.mark.parametrize("text", ["地域黑要不得，哪里都有好人坏人", "别再地域黑了，没意思", "不是所有河南人都偷井盖"])
+def test_counter_speech_names_a_group_slur_without_meaning_it(text: str) -> None:
+    matches = read(KB.match(text), text)
+    assert any(m.entry.intent is not None and m.entry.intent.value == "counter_speech" for m in matches)
+    named = [m for m in matches if m.entry.harm is not None and m.entry.harm.value == "targeted_harm"]
+    assert named and all(m.denied and not m.attacking and "反歧视" in m.why[-1] for m in named)
+    assert all(m.weight <= m.entry.weight * COUNTERED * STRONGER + 1e-9 for m in named)
+
+
+def test_counter_speech_does_not_excuse_a_personal_insult_beside_it() -> None:
+    text = "你这个傻逼，地域黑要不得"
+    insult = next(m for m in read(KB.match(text), text) if m.entry.id == "insult.sb")
+    assert not insult.denied and insult.attacking
+
+
+def test_the_same_slur_without_counter_speech_is_an_attack() -> None:
+    assert all(m.attacking for m in read(KB.match("河南人都是小偷"), "河南人都是小偷") if m.entry.harm)
+
+
+def test_a_negated_insult_is_denied() -> None:
+    (match,) = [m for m in read(KB.match("你不是废物"), "你不是废物") if m.entry.id == "insult.laji"]
+    assert match.denied and not match.attacking
+
+
+def test_groups_a_text_names() -> None:
+    from worker.reading import mentioned_groups
+
+    assert mentioned_groups("说女生都不会开车就是刻板印象，河南人也不都那样，女生真的") == ["女生", "河南人"]
+    assert mentioned_groups("今天天气真好") == []
