@@ -40,6 +40,7 @@ class Intent(StrEnum):
     HIGHLIGHT = "highlight"
     GREETING = "greeting"
     NEUTRAL = "neutral"
+    COUNTER_SPEECH = "counter_speech"  # reports, quotes or argues against discrimination (not an attack)
 
 
 class HarmType(StrEnum):
@@ -80,7 +81,7 @@ LABELS_ZH: dict[StrEnum, str] = {
     Intent.HUMOR: "幽默", Intent.SARCASM: "讽刺/阴阳怪气", Intent.IMPLICIT_ATTACK: "隐性攻击",
     Intent.EXPLICIT_ATTACK: "显性攻击", Intent.PROVOCATION: "挑衅", Intent.COMPLAINT: "抱怨/投诉",
     Intent.VENTING: "宣泄", Intent.PRAISE: "称赞", Intent.HIGHLIGHT: "高能预警/亮点",
-    Intent.GREETING: "问候", Intent.NEUTRAL: "中性",
+    Intent.GREETING: "问候", Intent.NEUTRAL: "中性", Intent.COUNTER_SPEECH: "反歧视/转述",
     HarmType.NONE: "无害", HarmType.TARGETED_HARM: "针对性伤害", HarmType.SEXUAL_INNUENDO: "性暗示",
     HarmType.GENERAL_OFFENSE: "一般冒犯", HarmType.DISPIRITED_CULTURE: "丧文化",
     ModerationAction.ALLOW: "放行", ModerationAction.THROTTLE: "限流",
@@ -100,8 +101,11 @@ class Signal(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    source: str = Field(description="fingerprint, ocr, kb, embedded, vlm, noop …")
+    source: str = Field(description="fingerprint, ocr, kb, classifier, novelty, embedded, vlm, noop …")
     decided: list[str] = Field(default_factory=list, description="verdict fields this source decided")
+    backs: list[str] = Field(default_factory=list, description="verdict fields this source's own evidence "
+                             "corroborates (a knowledge-base entry read as an attack, a known-harmful bank match, "
+                             "the VLM's reading): what the default policy needs before it blocks")
     evidence: list[str] = Field(default_factory=list)
     weight: float = 0.0
     latency_ms: float | None = None

@@ -23,6 +23,8 @@ TOP_KEYS = {"name", "version", "description", "default", "rules"}
 RULE_KEYS = {"id", "action", "when", "description"}
 BOUNDS = ("gte", "gt", "lte", "lt")
 RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+# signal sources that can back a harm type with evidence of their own (``when: evidence: [...]``)
+EVIDENCE_SOURCES = frozenset({"kb", "fingerprint", "vlm"})
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def _rule(node: Node, issues: _Issues) -> Rule | None:
 
 
 def _when(node: Node, issues: _Issues) -> tuple[tuple[Condition, ...], ConfidenceRange | None]:
-    keys = _mapping(node, issues, {*ENUMS, "signal", "confidence"}, "when")
+    keys = _mapping(node, issues, {*ENUMS, "signal", "evidence", "confidence"}, "when")
     conditions = [
         cond for name, (_, value) in keys.items() if name != "confidence"
         if (cond := _condition(name, value, issues)) is not None
@@ -191,6 +193,8 @@ def _values(name: str, node: Node, issues: _Issues) -> frozenset[str]:
         if value is not None and name in ENUMS and value not in {m.value for m in ENUMS[name]}:
             allowed = ", ".join(m.value for m in ENUMS[name])
             issues.add(item, f"unknown {name} {value!r} (allowed: {allowed})")
+        elif value is not None and name == "evidence" and value not in EVIDENCE_SOURCES:
+            issues.add(item, f"unknown evidence source {value!r} (allowed: {', '.join(sorted(EVIDENCE_SOURCES))})")
         elif value is not None:
             values.add(value)
     if not items:

@@ -29,7 +29,10 @@ class ConfidenceRange:
 
 @dataclass(frozen=True)
 class Condition:
-    """``field`` (emotion, intent, harm_type or signal) is in ``values``; ``negate`` turns it into not-in."""
+    """``field`` (emotion, intent, harm_type, signal or evidence) is in ``values``; ``negate`` turns it into
+    not-in. ``signal``: a signal from one of these sources is present. ``evidence``: one of these sources backs
+    the harm type with evidence of its own (a knowledge-base entry read as an attack, a known-harmful bank
+    match, the VLM's reading) — a classifier's vote alone never does."""
 
     field: str
     values: frozenset[str]
@@ -38,6 +41,8 @@ class Condition:
     def matches(self, verdict: Verdict) -> bool:
         if self.field == "signal":
             hit = any(signal.source in self.values for signal in verdict.signals)
+        elif self.field == "evidence":
+            hit = any(s.source in self.values and "harm_type" in s.backs for s in verdict.signals)
         else:
             hit = str(getattr(verdict, self.field)) in self.values
         return hit != self.negate

@@ -15,7 +15,7 @@ def issues(text: str) -> list[tuple[int, str]]:
 
 def test_bundled_default_policy_is_valid() -> None:
     policy = load_policy(default_policy_path())
-    assert policy.ref == "default@2"
+    assert policy.ref == "default@3"
     assert {r.action.value for r in policy.rules} == {"block", "tag", "throttle"}
 
 

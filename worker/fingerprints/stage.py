@@ -119,7 +119,7 @@ def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
     return Verdict(
         emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=BANK_CONFIDENCE,
         explanation=f"图片命中已知有害内容库「{hit.bank.name}」（{where}），按库标签判定，未调用模型。",
-        signals=[Signal(source="fingerprint", decided=["harm_type", "confidence"], weight=1.0,
+        signals=[Signal(source="fingerprint", decided=["harm_type", "confidence"], backs=["harm_type"], weight=1.0,
                         evidence=[f"bank {hit.bank.name} hash {hit.hash_id} {hit.signal} d={hit.distance}"],
                         latency_ms=round(hashed_ms, 2))],
         analyzer="fingerprint", analyzer_version=f"bank:{hit.bank.name}", latency_ms=round(hashed_ms, 2))

@@ -147,8 +147,11 @@ class VlmAnalyzer:
         explanation = (f"模型判读：情绪「{label_zh(emotion)}」，意图「{label_zh(intent)}」，"
                        f"危害类型「{label_zh(harm)}」，概率 {confidence:.2f}"
                        f"（{'降级模式' if mode == DEGRADED else '常规模式'}）。")
-        signals = [*(prior.signals if prior else []),
-                   Signal(source="vlm", decided=["emotion", "intent", "harm_type", "confidence"], evidence=evidence,
+        # the embedded tier's novelty flag asked for a reader that knows more: the model has now read the item
+        carried = [s for s in (prior.signals if prior else []) if s.source != "novelty"]
+        signals = [*carried,
+                   Signal(source="vlm", decided=["emotion", "intent", "harm_type", "confidence"], backs=["harm_type"],
+                          evidence=evidence,
                           weight=confidence, latency_ms=round(ms, 2))]
         return Verdict(emotion=emotion, intent=intent, harm_type=harm, confidence=confidence, explanation=explanation,
                        ocr_text=prior.ocr_text if prior else "", signals=signals, analyzer=self.name,
