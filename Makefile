@@ -13,7 +13,7 @@ GPU_TRANSFORMERS ?= 5.17.0
 GPU_HF_HUB       ?= 1.33.0
 COMPAT  := $(VENV)/compat/transformers-$(GPU_TRANSFORMERS)
 
-.PHONY: demo test lint typecheck unit vlm-compat system-deps clean bench
+.PHONY: demo test lint typecheck unit vlm-compat system-deps clean bench model
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS) $(EXTRA_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -28,6 +28,12 @@ $(STAMP): pyproject.toml | system-deps
 
 demo: system-deps $(STAMP)
 	$(VENV)/bin/memeguard demo
+
+# The classifier as shipped (README, "How good it is"): every listed source, C-HarmKB and ToxiCN's lexicon where
+# present under MEMEGUARD_DATASETS_DIR (../shared/datasets), into .memeguard/models/current.joblib, which workers
+# and `memeguard analyze` load by default. About 15 minutes on 2 cores (the sentence encoder reads every text).
+model: $(STAMP)
+	$(VENV)/bin/memeguard train --shipped
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

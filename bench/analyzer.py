@@ -3,8 +3,9 @@ encoder, whose default is one thread, get one thread each).
 
 Memes are ToxiCN MM train-split captions rendered with a CJK font (the test split is never read here).
 Stages: OCR alone, the sentence encoder alone (one caption, nothing memoised), and the whole analyzer (OCR +
-knowledge base + classifier, with the encoder when the artefact was trained with it, when --classifier is
-given).
+knowledge base + classifier, with the encoder when the artefact was trained with it, and the external
+knowledge bases it was trained with; --classifier PATH, else the shipped one from `make model` when present,
+--no-classifier for OCR + knowledge base only).
 Prints a table; --json PATH writes the figures. Target (issue 3): p95 <= 300 ms per meme on one core.
 """
 
@@ -28,8 +29,10 @@ from memeguard.imaging import decode_frames  # noqa: E402
 from memeguard.samples import render_meme  # noqa: E402
 from worker.analyzers import AnalysisInput  # noqa: E402
 from worker.analyzers.embedded import EmbeddedAnalyzer  # noqa: E402
-from worker.kb import KnowledgeBase  # noqa: E402
 from worker.ocr import ChineseOcr  # noqa: E402
+from worker.training import build_kb  # noqa: E402
+
+SHIPPED = ROOT / ".memeguard" / "models" / "current.joblib"
 
 
 def captions(data_dir: Path, n: int, seed: int) -> list[str]:
@@ -61,18 +64,24 @@ def main() -> None:
     parser.add_argument("--memes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "toxicn_mm")
-    parser.add_argument("--classifier", type=Path, help="artefact from `memeguard train`")
+    parser.add_argument("--classifier", type=Path, help="artefact from `memeguard train` (default: the shipped "
+                        "one, .memeguard/models/current.joblib, when present)")
+    parser.add_argument("--no-classifier", action="store_true", help="OCR and the bundled knowledge base only")
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     frames = [decode_frames(render_meme(c), 1) for c in captions(args.data_dir, args.memes, args.seed)]
     ocr = ChineseOcr(threads=1)
     classifier = None
-    if args.classifier:
+    path = None if args.no_classifier else args.classifier or (SHIPPED if SHIPPED.exists() else None)
+    if path is not None:
         from worker.classifier import HarmClassifier
 
-        classifier = HarmClassifier.load(args.classifier)
-    analyzer = EmbeddedAnalyzer(KnowledgeBase.bundled(), ocr.read, classifier)
+        classifier = HarmClassifier.load(path)
+    kb = build_kb(classifier.kb_external if classifier else [])
+    if classifier is not None:
+        classifier.check_kb(kb)
+    analyzer = EmbeddedAnalyzer(kb, ocr.read, classifier)
     rows = {"ocr": timed(ocr.read, frames)}
     if classifier is not None and classifier.semantic is not None:
         from worker.encoder import SentenceEncoder
@@ -84,13 +93,15 @@ def main() -> None:
                      "memes_per_s": 1000 / float(np.mean(v))} for name, v in rows.items()}
     hardware = f"{cpu_model()} ({platform.machine()}), 1 pinned core of {os.cpu_count()}, {platform.python_version()}"
     print(f"embedded analyzer per meme — {hardware}, {args.memes} rendered train captions, "
-          f"classifier={classifier.trained.get('encoder', 'none') if classifier else 'no'}")
+          f"classifier={classifier.version if classifier else 'no'} (encoder "
+          f"{classifier.trained.get('encoder', 'none') if classifier else 'none'}), knowledge base {kb.version}")
     print(f"{'stage':<12}{'p50 ms':>10}{'p95 ms':>10}{'memes/s':>10}   target p95 <= 300 ms")
     for name, r in report.items():
         print(f"{name:<12}{r['p50_ms']:>10.0f}{r['p95_ms']:>10.0f}{r['memes_per_s']:>10.1f}")
     if args.json_path:
         args.json_path.write_text(json.dumps({"hardware": hardware, "memes": args.memes,
-                                              "classifier": bool(classifier),
+                                              "classifier": classifier.version if classifier else None,
+                                              "kb": kb.version,
                                               "encoder_id": classifier.trained.get("encoder") if classifier else None,
                                               **report}, indent=2))
 

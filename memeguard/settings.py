@@ -20,6 +20,7 @@ PLACEHOLDER_SECRETS = frozenset(
 )
 MIN_API_KEY_LENGTH = 16
 INLINE_BROKER = "inline"
+SHIPPED_CLASSIFIER = Path("models") / "current.joblib"  # under data_dir: what `make model` writes
 
 
 def is_placeholder(secret: str) -> bool:
@@ -71,7 +72,8 @@ class Settings(BaseSettings):
                                             description="tenants whose verdict caches are shared with each other")
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
     ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
-    classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`")
+    classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`; unset = the "
+                                         "shipped one, data_dir/models/current.joblib (`make model`), when it exists")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
     admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
     console_secret: SecretStr | None = Field(default=None,
@@ -181,6 +183,19 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'memeguard.db'}"
 
     @property
+    def effective_classifier_path(self) -> Path | None:
+        """MEMEGUARD_CLASSIFIER_PATH, else the shipped classifier (`make model`) when it exists, else None."""
+        if self.classifier_path is not None:
+            return self.classifier_path
+        shipped = self.data_dir / SHIPPED_CLASSIFIER
+        return shipped if shipped.exists() else None
+
+    @property
+    def kb_external_given(self) -> bool:
+        """MEMEGUARD_KB_EXTERNAL was set (else the classifier's own training knowledge bases are used)."""
+        return "kb_external" in self.model_fields_set
+
+    @property
     def effective_blob_store(self) -> str:
         return self.blob_store or str(self.data_dir / "blobs")
 
@@ -201,6 +216,7 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url(self.effective_database_url)
         data["broker_url"] = mask_url(self.broker_url)
         data["blob_store"] = self.effective_blob_store
+        data["classifier_path"] = str(self.effective_classifier_path) if self.effective_classifier_path else None
         return data
 
 

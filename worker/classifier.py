@@ -1,28 +1,36 @@
-"""The learned text component of the embedded tier: harm type from character n-grams plus the knowledge
-base's hits (and, by default, a sentence encoder's vectors), trained on CPU by ``memeguard train`` in seconds
-(minutes with the encoder, which reads every training text).
+"""The learned text component of the embedded tier: harm type (and counter-speech) from character n-grams plus
+the knowledge base's hits and, by default, a sentence encoder's vectors, trained on CPU by ``memeguard train``
+(minutes with the encoder, which reads every training text) from one or several labelled sources.
 
 Four sparse feature blocks: character 1-3-grams of the meme's text; what the knowledge base found (label
-strengths after negation/contrast/intensity); the *meanings* of the matched entries (their notes or
-C-HarmKB definitions as character n-grams, so a slang term never seen in training still counts through what
-it means, as in the ToxiCN MM paper's knowledge-enhanced models); and the post context around the meme at
-half weight (the text around a meme qualifies it but is not the meme). A fifth, dense block is optional and
-on by default: the pretrained sentence encoder's vectors of the meme's text and of the post context
-(``worker/encoder.py``), standardised on the training data, the context's again at half weight. It carries
-meaning the characters do not: +0.022 harm-type and +0.009 binary macro-F1 in 5-fold cross-validation on the
-train split (``SEMANTIC_WEIGHT`` was chosen there).
+strengths after negation/contrast/intensity/counter-speech; entries that are evidence on their own apart from
+topic words whose harm depends on the sentence); the *meanings* of the matched entries (their notes or C-HarmKB
+definitions as character n-grams, so a slang term never seen in training still counts through what it means,
+as in the ToxiCN MM paper's knowledge-enhanced models); and the post context around the meme at half weight
+(the text around a meme qualifies it but is not the meme). A fifth, dense block is optional and on by default:
+the pretrained sentence encoder's vectors of the meme's text (normalised as the knowledge base reads it, so
+OCR's punctuation and line breaks do not move them) and of the post context (``worker/encoder.py``),
+standardised on the training data, the context's again at half weight.
 
-The label is decided by two voters over the same features: the class-balanced logistic regression and
-NB-weighted one-vs-rest logistic regressions (NBSVM, Wang & Manning 2012: each feature scaled by how much
-more often it occurs in the class than outside it). Summing their probabilities gained +0.004 binary and
-+0.010 type macro-F1 in 5-fold cross-validation on the train split. With the sentence encoder, a third voter
-remembers the training memes themselves: the labels of the ten training texts nearest in meaning (another
-+0.011 type macro-F1 in the same cross-validation), so a meme reviewers labelled counts for its paraphrases.
+The classes are the five harm types plus **counter-speech** — text that reports, quotes or argues against
+discrimination (ToxiCN's ``reporting`` expression): harm ``none``, but a class of its own, because it names
+groups and slurs like the attacks it opposes and a model that must fold it into "none" learns that naming a
+group is harmless or that it is not, never that it depends on the stance.
 
-Confidence is calibrated on the voters' decision itself, because policy thresholds only mean something when
-a stated 0.8 is right about 80 % of the time: the share of the summed votes the winning label got, Platt-
-scaled on out-of-fold votes inside the training data (``ShareCalibrator``). (A sigmoid-calibrated copy of the
-decider alone, used before, misstated how often the three voters are right once they disagree with it.)
+Three voters decide over the same features: the class-balanced logistic regression, NB-weighted one-vs-rest
+logistic regressions (NBSVM, Wang & Manning 2012), and, with the sentence encoder, the balanced labels of the
+ten training texts nearest in meaning (so a meme reviewers labelled counts for its paraphrases). Their summed
+votes give each class a share. An item is harmful when the harmful classes' shares reach ``threshold``,
+chosen at training time on out-of-fold votes to maximise binary macro-F1 averaged over the training sources
+(so no one dataset sets it); the harm type is then the strongest harmful class.
+
+Confidence is what policy thresholds rest on, so it must mean what it says on every source: a stated 0.8 right
+about 80 % of the time. It is fitted (logistic, per decision kind: harmful or not) on out-of-fold decisions of
+every training source, weighted so each source counts alike, from the decided label's vote share and how near
+the text is to anything seen in training (cosine to the nearest training text): an item unlike the training
+data gets the lower confidence it has earned. Items farther from the training data than all but
+``NOVELTY_QUANTILE`` of the training texts are from one another are flagged ``novel`` (the policy sends them to
+review).
 """
 
 from __future__ import annotations
@@ -43,28 +51,38 @@ from sklearn.base import clone
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from memeguard.schemas import HarmType
+from memeguard.schemas import HarmType, Intent
 from worker.encoder import SentenceEncoder, encoder_for
 from worker.kb import KnowledgeBase, Match, joined, normalize
 from worker.reading import read
 
-ARTEFACT_FORMAT = 4
+ARTEFACT_FORMAT = 5
 CONTEXT_WEIGHT = 0.5
 # scale of the standardised sentence vectors against the unit-norm TF-IDF blocks (5-fold CV on train)
 SEMANTIC_WEIGHT = 0.03
-LABELS = [h.value for h in HarmType]  # class index i <-> HarmType member i (ToxiCN's type ids 0..4)
+LABELS = [h.value for h in HarmType]  # harm type index i <-> HarmType member i (ToxiCN MM's type ids 0..4)
+COUNTER = len(LABELS)  # the extra class: counter-speech (harm none, intent counter_speech)
+CLASSES = [*LABELS, Intent.COUNTER_SPEECH.value]
+HARMFUL = [i for i, label in enumerate(LABELS) if label != HarmType.NONE.value]
+NONE = LABELS.index(HarmType.NONE.value)
+CALIBRATION_FOLDS = 3
+THRESHOLDS = np.round(np.arange(0.30, 0.705, 0.02), 2)  # candidate harmful-share thresholds
+NOVELTY_QUANTILE = 0.01
 
 
 def kb_features(matches: Sequence[Match]) -> dict[str, float]:
-    """What the knowledge base found in a text, as features the model can weigh."""
+    """What the knowledge base found in a text, as features the model can weigh: the harm of entries that
+    are evidence on their own (``kb_harm``) apart from topic words (``kb_topic``), intents, softeners."""
     features: dict[str, float] = {}
     for match in matches:
         entry = match.entry
-        for name, value in (("harm", entry.harm), ("intent", entry.intent)):
+        harm_key = "kb_harm" if entry.evidence else "kb_topic"
+        for name, value in ((harm_key, entry.harm), ("kb_intent", entry.intent)):
             if value is not None:
-                key = f"kb_{name}={value}"
+                key = f"{name}={value}"
                 features[key] = max(features.get(key, 0.0), match.weight)
         if entry.softener:
             features["kb_softener"] = 1.0
@@ -85,6 +103,22 @@ def _char_vectorizer(high: int) -> TfidfVectorizer:
     return TfidfVectorizer(analyzer="char", ngram_range=(1, high), sublinear_tf=True, min_df=2)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """One text as the classifier reads it."""
+
+    harm: HarmType
+    confidence: float  # calibrated probability that ``harm`` is right
+    shares: list[float]  # vote shares over CLASSES
+    counter_speech: bool  # not harmful, and read as counter-speech rather than plain harmless text
+    similarity: float | None  # cosine to the nearest training text (None: no encoder, or no text)
+    novel: bool  # farther from the training data than the novelty threshold
+
+    @property
+    def harmful_share(self) -> float:
+        return float(sum(self.shares[i] for i in HARMFUL))
+
+
 @dataclass
 class NbVoter:
     """One NB-weighted binary logistic regression per class; ``proba`` rows sum to 1."""
@@ -94,15 +128,17 @@ class NbVoter:
     models: list[LogisticRegression]
 
     @classmethod
-    def fit(cls, features: sparse.csr_matrix, y: np.ndarray, classes: list[int]) -> NbVoter:
+    def fit(cls, features: sparse.csr_matrix, y: np.ndarray, classes: list[int],
+            weights: np.ndarray | None = None) -> NbVoter:
         present = (features > 0).astype(np.float64)
+        w = np.ones(len(y)) if weights is None else weights
         ratios, models = [], []
         for label in classes:
-            inside = np.asarray(present[y == label].sum(axis=0)).ravel() + 1.0
-            outside = np.asarray(present[y != label].sum(axis=0)).ravel() + 1.0
+            inside = np.asarray(present[y == label].T @ w[y == label]).ravel() + 1.0
+            outside = np.asarray(present[y != label].T @ w[y != label]).ravel() + 1.0
             ratio = np.log((inside / inside.sum()) / (outside / outside.sum()))
             model = LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0)
-            models.append(model.fit(features.multiply(ratio).tocsr(), y == label))
+            models.append(model.fit(features.multiply(ratio).tocsr(), y == label, sample_weight=w))
             ratios.append(ratio)
         return cls(classes, ratios, models)
 
@@ -119,40 +155,60 @@ class HarmClassifier:
     meaning_vectorizer: TfidfVectorizer | None  # None when training saw no block's text (e.g. no contexts)
     context_vectorizer: TfidfVectorizer | None
     decider: LogisticRegression
-    calibrator: ShareCalibrator
+    calibrator: Calibrator
     nb: NbVoter | None
     version: str
     trained: dict[str, Any]
     semantic: SemanticBlock | None = None
     neighbours: NeighbourVoter | None = None
+    threshold: float = 0.5  # harmful when the harmful classes' summed vote share reaches it
+    novelty: float | None = None  # similarity below which a text is novel (None without the encoder)
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *,
-            contexts: Sequence[str] | None = None, source: str = "",
-            encoder: SentenceEncoder | None = None) -> HarmClassifier:
-        """Train on (text, harm type id) pairs, with each item's post context when there is one, and the
-        sentence encoder's vectors when one is given. Deterministic for the same data, knowledge base and
-        encoder."""
+            contexts: Sequence[str] | None = None, weights: Sequence[float] | None = None,
+            groups: Sequence[str] | None = None, source: str = "", encoder: SentenceEncoder | None = None,
+            sources: list[dict[str, Any]] | None = None, kb_external: Sequence[Path] = ()) -> HarmClassifier:
+        """Train on (text, class id) pairs — a class is a harm type id or ``COUNTER`` — with each item's
+        post context, sample weight and source (``groups``: what the decision threshold and the calibration
+        balance over) when given, and the sentence encoder's vectors when one is given. ``sources`` describes
+        the training data for the artefact (paths, label mappings, weights), ``kb_external`` the external
+        knowledge bases merged into ``kb`` (recorded so workers read the same). Deterministic for the same data,
+        knowledge base and encoder."""
         started = time.perf_counter()
-        contexts = contexts if contexts is not None else [""] * len(texts)
-        model = cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
-                    LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
-                    ShareCalibrator.identity(), None, "", {}, SemanticBlock.using(encoder) if encoder else None)
+        n = len(texts)
+        contexts = contexts if contexts is not None else [""] * n
+        w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+        g = np.asarray(groups if groups is not None else ["data"] * n)
+        y = np.asarray(labels)
+        model = cls.blank(encoder)
         vectors = model.semantic.vectors(texts) if model.semantic is not None else None
         features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True, vectors=vectors)
-        y = np.asarray(labels)
-        model._fit_voters(features, y, vectors)
-        model.calibrator = ShareCalibrator.fit(*model._out_of_fold_shares(features, y, vectors))
-        rows = "\n".join(f"{t}\t{c}\t{label}" for t, c, label in zip(texts, contexts, labels, strict=True))
-        # the version names the data, the model format and the knowledge base: change any, get a new version
-        encoder_id = encoder.id if encoder else "none"
-        digest = hashlib.sha256(f"format {ARTEFACT_FORMAT}\nkb {kb.version}\nencoder {encoder_id}\n{rows}"
-                                .encode())
-        model.version = f"tfidf-lr-{digest.hexdigest()[:12]}"
-        model.trained = {"items": len(texts), "data_sha256_12": digest.hexdigest()[:12], "source": source,
-                         "kb_version": kb.version, "encoder": encoder_id,
+        model._fit_voters(features, y, w, vectors)
+        out_of_fold = model._out_of_fold(features, y, w, g, vectors)
+        if out_of_fold is not None:
+            shares, similarity = out_of_fold
+            model.threshold = choose_threshold(shares, y, g)
+            model.calibrator = Calibrator.fit(model.decide(shares), y, similarity, g)
+        if vectors is not None:
+            model.novelty = novelty_threshold(vectors, [bool(normalize(t)) for t in texts])
+        model.version, digest = _version(texts, contexts, labels, w, g, kb, encoder)
+        model.trained = {"items": n, "data_sha256_12": digest, "source": source, "sources": sources or [],
+                         "kb_version": kb.version, "kb_external": [str(p.resolve()) for p in kb_external],
+                         "encoder": encoder.id if encoder else "none",
+                         "threshold": model.threshold, "novelty": model.novelty,
+                         "classes": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
                          "seconds": round(time.perf_counter() - started, 2)}
+        if out_of_fold is not None:
+            model.trained["out_of_fold"] = model.out_of_fold_report(out_of_fold, y, g)
         return model
+
+    @classmethod
+    def blank(cls, encoder: SentenceEncoder | None) -> HarmClassifier:
+        """An unfitted classifier with this module's feature blocks and voters."""
+        return cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
+                   LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0), Calibrator.identity(), None,
+                   "", {}, SemanticBlock.using(encoder) if encoder else None)
 
     def _features(self, texts: Sequence[str], contexts: Sequence[str], matches: Sequence[Sequence[Match]],
                   fit: bool = False, vectors: np.ndarray | None = None) -> sparse.csr_matrix:
@@ -171,57 +227,130 @@ class HarmClassifier:
         return sparse.hstack(parts).tocsr()
 
     def predict(self, texts: Sequence[str], kb: KnowledgeBase, matches: Sequence[Sequence[Match]] | None = None,
-                contexts: Sequence[str] | None = None) -> list[tuple[HarmType, float, list[float]]]:
-        """(label, calibrated probability that the label is right, the voters' vote shares) per text. Pass
-        ``matches`` when the caller already read the knowledge base on text + context (the analyzer does)."""
+                contexts: Sequence[str] | None = None) -> list[Reading]:
+        """How the classifier reads each text. Pass ``matches`` when the caller already read the knowledge base
+        on text + context (the analyzer does)."""
         contexts = contexts if contexts is not None else [""] * len(texts)
         vectors = self.semantic.vectors(texts) if self.semantic is not None else None
         features = self._features(texts, contexts, matches if matches is not None else
                                   _read_all(kb, texts, contexts), vectors=vectors)
         shares = _shares(self._votes(features, vectors))
-        confidence = self.calibrator(shares.max(axis=1))
-        return [(HarmType(LABELS[int(row.argmax())]), float(p), [float(x) for x in row])
-                for row, p in zip(shares, confidence, strict=True)]
+        similarity = self._similarity(texts, vectors)
+        decisions = self.decide(shares)
+        confidence = self.calibrator(decisions, similarity)
+        return [Reading(HarmType(LABELS[NONE if c == COUNTER else c]), float(p), [float(x) for x in row],
+                        bool(c == COUNTER), None if np.isnan(s) else float(s),
+                        bool(self.novelty is not None and not np.isnan(s) and s < self.novelty))
+                for c, p, row, s in zip(decisions.classes, confidence, shares, similarity, strict=True)]
 
-    def _fit_voters(self, features: sparse.csr_matrix, y: np.ndarray, vectors: np.ndarray | None) -> None:
-        self.decider.fit(features, y)
-        self.nb = NbVoter.fit(features, y, [int(c) for c in self.decider.classes_])
+    def decide(self, shares: np.ndarray) -> Decisions:
+        """Harmful when the harmful classes' shares reach the threshold, then the strongest harmful class;
+        otherwise counter-speech or none, whichever has more votes."""
+        harmful_share = shares[:, HARMFUL].sum(axis=1)
+        harmful = harmful_share >= self.threshold
+        strongest = np.asarray(HARMFUL)[shares[:, HARMFUL].argmax(axis=1)]
+        benign = np.where(shares[:, COUNTER] > shares[:, NONE], COUNTER, NONE)
+        classes = np.where(harmful, strongest, benign)
+        decided_share = np.where(harmful, shares[np.arange(len(shares)), strongest], 1.0 - harmful_share)
+        return Decisions(classes, harmful, decided_share)
+
+    def _similarity(self, texts: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:
+        """Cosine to the nearest training text; NaN without the encoder or for an empty text (an image
+        without words is not "novel" text — the fingerprint stage and the GPU tier read those)."""
+        out = np.full(len(texts), np.nan)
+        if self.neighbours is None or vectors is None:
+            return out
+        nearest = self.neighbours.nearest(vectors)
+        has_text = np.asarray([bool(normalize(t)) for t in texts])
+        out[has_text] = nearest[has_text]
+        return out
+
+    def _fit_voters(self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray,
+                    vectors: np.ndarray | None) -> None:
+        self.decider.fit(features, y, sample_weight=weights)
+        self.nb = NbVoter.fit(features, y, [int(c) for c in self.decider.classes_], weights)
         self.neighbours = NeighbourVoter.fit(vectors, y) if vectors is not None else None
 
     def _votes(self, features: sparse.csr_matrix, vectors: np.ndarray | None) -> np.ndarray:
         """Summed class probabilities of the decider, the NB voter and, with the sentence encoder, the nearest
-        training memes, over every label (labels training never saw get no votes)."""
+        training texts, over every class (classes training never saw get no votes)."""
         classes = self.decider.classes_
         part = self.decider.predict_proba(features)
         if self.nb is not None:
             part = part + self.nb.proba(features)
         if self.neighbours is not None and vectors is not None:
             part = part + self.neighbours.proba(vectors)[:, classes]
-        votes = np.zeros((features.shape[0], len(LABELS)))
+        votes = np.zeros((features.shape[0], len(CLASSES)))
         votes[:, classes] = part
         return votes
 
-    def _out_of_fold_shares(self, features: sparse.csr_matrix, y: np.ndarray,
-                            vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(winning vote share, whether the winner was right) for every training item, each predicted by
-        voters fitted without it: what the calibrator learns from. Empty for data too small to split."""
+    def _out_of_fold(self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray, groups: np.ndarray,
+                     vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(vote shares, similarity to the nearest training text) for every training item, each predicted by
+        voters fitted without it (folds stratified by class and source): what the threshold and the calibrator
+        learn from. None for data too small to split."""
         if len(y) < 2 * CALIBRATION_FOLDS:
-            return np.zeros(0), np.zeros(0)
-        shares, right = np.zeros(len(y)), np.zeros(len(y))
+            return None
+        shares, similarity = np.zeros((len(y), len(CLASSES))), np.full(len(y), np.nan)
+        strata = np.unique(groups, return_inverse=True)[1] * len(CLASSES) + y
         splits = StratifiedKFold(CALIBRATION_FOLDS, shuffle=True, random_state=0)
         with warnings.catch_warnings():  # a class with fewer members than folds is fine here
             warnings.simplefilter("ignore", UserWarning)
-            for train, held in splits.split(np.zeros(len(y)), y):
+            for train, held in splits.split(np.zeros(len(y)), strata):
                 voters = replace(self, decider=clone(self.decider), nb=None, neighbours=None)
-                voters._fit_voters(features[train], y[train], None if vectors is None else vectors[train])
-                held_shares = _shares(voters._votes(features[held], None if vectors is None else vectors[held]))
-                shares[held], right[held] = held_shares.max(axis=1), held_shares.argmax(axis=1) == y[held]
-        return shares, right
+                fold_vectors = None if vectors is None else vectors[train]
+                voters._fit_voters(features[train], y[train], weights[train], fold_vectors)
+                held_vectors = None if vectors is None else vectors[held]
+                shares[held] = _shares(voters._votes(features[held], held_vectors))
+                if voters.neighbours is not None and held_vectors is not None:
+                    similarity[held] = voters.neighbours.nearest(held_vectors)
+        return shares, similarity
+
+    def out_of_fold_report(self, out_of_fold: tuple[np.ndarray, np.ndarray], y: np.ndarray,
+                           groups: np.ndarray) -> dict[str, dict[str, float]]:
+        """Per training source: binary macro-F1 and calibration error of the out-of-fold decisions (the
+        calibrator was fitted on these same decisions, so the ECE here is a fit check; the evaluation
+        harnesses measure it on held-out test splits)."""
+        shares, similarity = out_of_fold
+        decisions = self.decide(shares)
+        confidence = self.calibrator(decisions, similarity)
+        harm_truth, harm_pred = _harm(y), _harm(decisions.classes)
+        report = {}
+        for group in np.unique(groups):
+            at = groups == group
+            right = (harm_truth[at] == harm_pred[at]).astype(float)
+            report[str(group)] = {
+                "n": int(at.sum()),
+                "binary_macro_f1": round(float(f1_score(harm_truth[at] != NONE, harm_pred[at] != NONE,
+                                                        average="macro", zero_division=0)), 4),
+                "ece": round(_ece(right, confidence[at]), 4)}
+        return report
+
+    def warm(self) -> HarmClassifier:
+        """Load the sentence encoder now (a worker does at start-up) rather than on the first text."""
+        if self.semantic is not None:
+            self.semantic.vectors([""])
+        return self
+
+    @property
+    def kb_external(self) -> list[Path]:
+        """The external knowledge bases training read beside the bundled one (workers read the same)."""
+        return [Path(p) for p in self.trained.get("kb_external", [])]
+
+    def check_kb(self, kb: KnowledgeBase) -> None:
+        """Refuse a knowledge base other than the one training read: the model weighs its entries' features,
+        and those of another base (or none, C-HarmKB left out) are features it never saw."""
+        if kb.version != self.trained.get("kb_version"):
+            raise ValueError(f"classifier {self.version} was trained with knowledge base "
+                             f"{self.trained.get('kb_version')!r} (external: {self.trained.get('kb_external', [])}); "
+                             f"this worker has {kb.version!r}: set MEMEGUARD_KB_EXTERNAL to the files it was trained "
+                             f"with (or leave it unset), or retrain")
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump({"format": ARTEFACT_FORMAT, "classifier": self}, path)
-        path.with_suffix(".json").write_text(json.dumps({"version": self.version, **self.trained}, indent=2))
+        path.with_suffix(".json").write_text(json.dumps({"version": self.version, **self.trained}, indent=2,
+                                                        ensure_ascii=False))
         return path
 
     @classmethod
@@ -231,12 +360,67 @@ class HarmClassifier:
             raise FileNotFoundError(f"classifier artefact {path} not found: train one with `memeguard train`")
         data = joblib.load(path)
         if not isinstance(data, dict) or data.get("format") != ARTEFACT_FORMAT:
-            raise ValueError(f"{path} is not a memeguard classifier artefact (format {ARTEFACT_FORMAT})")
+            found = data.get("format") if isinstance(data, dict) else None
+            hint = " (an older memeguard's: retrain with `memeguard train` or `make model`)" if found else ""
+            raise ValueError(f"{path} is not a memeguard classifier artefact (format {ARTEFACT_FORMAT}){hint}")
         classifier: HarmClassifier = data["classifier"]
         return classifier
 
 
-CALIBRATION_FOLDS = 3
+@dataclass(frozen=True)
+class Decisions:
+    """The decided class per item, whether it was decided harmful, and the vote share behind the decision
+    (the decided harm type's share, or for a harmless decision the share of the harmless classes)."""
+
+    classes: np.ndarray
+    harmful: np.ndarray
+    share: np.ndarray
+
+
+def _harm(classes: np.ndarray) -> np.ndarray:
+    """Classes as harm types: counter-speech is harm type none."""
+    return np.where(classes == COUNTER, NONE, classes)
+
+
+def choose_threshold(shares: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
+    """The harmful-share threshold with the best binary macro-F1 averaged over the sources (ties: the higher,
+    stricter threshold — fewer wrongful flags)."""
+    truth = _harm(y) != NONE
+    harmful_share = shares[:, HARMFUL].sum(axis=1)
+    best, best_score = 0.5, -1.0
+    for threshold in THRESHOLDS:
+        flagged = harmful_share >= threshold
+        score = float(np.mean([f1_score(truth[groups == g], flagged[groups == g], average="macro", zero_division=0)
+                               for g in np.unique(groups)]))
+        if score >= best_score - 1e-9:
+            best, best_score = float(threshold), score
+    return best
+
+
+def novelty_threshold(vectors: np.ndarray, has_text: Sequence[bool]) -> float:
+    """The similarity to its nearest other training text that all but ``NOVELTY_QUANTILE`` of the training
+    texts reach: a text less similar to anything in training is farther out than 99 % of the training data is
+    from the rest of it."""
+    rows = vectors[np.asarray(has_text, dtype=bool)]
+    if len(rows) < 2:
+        return 0.0
+    nearest = np.empty(len(rows))
+    for begin in range(0, len(rows), 2048):
+        block = rows[begin:begin + 2048] @ rows.T
+        block[np.arange(len(block)), np.arange(begin, begin + len(block))] = -1.0
+        nearest[begin:begin + len(block)] = block.max(axis=1)
+    return float(np.quantile(nearest, NOVELTY_QUANTILE))
+
+
+def _version(texts: Sequence[str], contexts: Sequence[str], labels: Sequence[int], weights: np.ndarray,
+             groups: np.ndarray, kb: KnowledgeBase, encoder: SentenceEncoder | None) -> tuple[str, str]:
+    """The version names the data (with weights and sources), the model format, the knowledge base and the
+    encoder: change any, get a new version."""
+    rows = "\n".join(f"{t}\t{c}\t{label}\t{w:g}\t{g}"
+                     for t, c, label, w, g in zip(texts, contexts, labels, weights, groups, strict=True))
+    encoder_id = encoder.id if encoder else "none"
+    digest = hashlib.sha256(f"format {ARTEFACT_FORMAT}\nkb {kb.version}\nencoder {encoder_id}\n{rows}".encode())
+    return f"tfidf-lr-{digest.hexdigest()[:12]}", digest.hexdigest()[:12]
 
 
 def _shares(votes: np.ndarray) -> np.ndarray:
@@ -249,30 +433,67 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(clipped / (1 - clipped)))
 
 
+def _ece(right: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error over equal-width bins."""
+    if len(right) == 0:
+        return 0.0
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    return float(sum(abs(right[index == b].mean() - confidence[index == b].mean()) * (index == b).sum()
+                     for b in range(bins) if (index == b).any()) / len(right))
+
+
 @dataclass(frozen=True)
-class ShareCalibrator:
-    """P(the decided label is right) = sigmoid(slope * logit(share) + intercept), where share is the fraction
-    of the summed votes the decided label got. Fitted (Platt scaling) on out-of-fold shares; with too little
-    data to split it is the identity (the share itself)."""
+class Calibrator:
+    """P(the decided harm type is right) = sigmoid(a * logit(decided share) + b * (1 - similarity) + c), one
+    (a, b, c) for harmful decisions and one for harmless ones (their errors differ in kind). ``similarity`` is the
+    cosine to the nearest training text: the farther out, the less the vote share can be trusted; b = 0 without
+    the encoder. Fitted on out-of-fold decisions, each training source weighted alike; with too little data to
+    split it is the identity (the share itself)."""
 
-    slope: float
-    intercept: float
-
-    @classmethod
-    def identity(cls) -> ShareCalibrator:
-        return cls(1.0, 0.0)
+    harmful: tuple[float, float, float]
+    benign: tuple[float, float, float]
 
     @classmethod
-    def fit(cls, shares: np.ndarray, right: np.ndarray) -> ShareCalibrator:
-        if len(shares) == 0:
-            return cls.identity()
-        if len(set(right.tolist())) < 2:  # always right (or wrong) out of fold: a constant, not a curve
-            return cls(0.0, float(_logit(np.array([np.clip(right.mean(), 0.01, 0.99)]))[0]))
-        model = LogisticRegression().fit(_logit(shares)[:, None], right.astype(int))
-        return cls(float(model.coef_[0, 0]), float(model.intercept_[0]))
+    def identity(cls) -> Calibrator:
+        return cls((1.0, 0.0, 0.0), (1.0, 0.0, 0.0))
 
-    def __call__(self, shares: np.ndarray) -> np.ndarray:
-        return np.asarray(1.0 / (1.0 + np.exp(-(self.slope * _logit(shares) + self.intercept))))
+    @classmethod
+    def fit(cls, decisions: Decisions, y: np.ndarray, similarity: np.ndarray, groups: np.ndarray) -> Calibrator:
+        right = (_harm(decisions.classes) == _harm(y)).astype(int)
+        balance = _source_balance(groups)
+        fitted = []
+        for kind in (True, False):
+            at = decisions.harmful == kind
+            fitted.append(_platt(decisions.share[at], similarity[at], right[at], balance[at]))
+        return cls(fitted[0], fitted[1])
+
+    def __call__(self, decisions: Decisions, similarity: np.ndarray) -> np.ndarray:
+        distance = np.nan_to_num(1.0 - similarity, nan=0.0)
+        out = np.empty(len(decisions.share))
+        for kind, (a, b, c) in ((True, self.harmful), (False, self.benign)):
+            at = decisions.harmful == kind
+            out[at] = 1.0 / (1.0 + np.exp(-(a * _logit(decisions.share[at]) + b * distance[at] + c)))
+        return out
+
+
+def _source_balance(groups: np.ndarray) -> np.ndarray:
+    """Sample weights under which every source weighs the same in total."""
+    names, index, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return np.asarray(len(groups) / (len(names) * counts[index]))
+
+
+def _platt(share: np.ndarray, similarity: np.ndarray, right: np.ndarray,
+           weights: np.ndarray) -> tuple[float, float, float]:
+    """(a, b, c) of a logistic fit of rightness on logit(share) and distance from the training data."""
+    if len(right) == 0:
+        return (1.0, 0.0, 0.0)
+    if len(set(right.tolist())) < 2:  # always right (or wrong) out of fold: a constant, not a curve
+        return (0.0, 0.0, float(_logit(np.array([np.clip(right.mean(), 0.01, 0.99)]))[0]))
+    distance = 1.0 - similarity
+    has_distance = not np.isnan(distance).any()
+    x = np.column_stack([_logit(share), distance if has_distance else np.zeros(len(share))])
+    model = LogisticRegression().fit(x, right, sample_weight=weights)
+    return (float(model.coef_[0, 0]), float(model.coef_[0, 1]) if has_distance else 0.0, float(model.intercept_[0]))
 
 
 @dataclass
@@ -300,13 +521,14 @@ class SemanticBlock:
         return self.encoder
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """The encoder's unit vectors of the texts (memoised: the feature block asked for them already)."""
-        return self._encoder().encode(list(texts))
+        """The encoder's unit vectors of the meme texts, read as the knowledge base reads them (normalised:
+        OCR's punctuation, spacing and line breaks do not move them); memoised by the encoder."""
+        return self._encoder().encode([for_encoder(t) for t in texts])
 
     def features(self, texts: Sequence[str], contexts: Sequence[str], fit: bool = False,
                  vectors: np.ndarray | None = None) -> np.ndarray:
         encoder = self._encoder()
-        text_vectors = vectors if vectors is not None else encoder.encode(list(texts))
+        text_vectors = vectors if vectors is not None else self.vectors(texts)
         raw = np.hstack([text_vectors, encoder.encode(list(contexts))])
         if fit:
             self.mean, self.scale = raw.mean(axis=0), raw.std(axis=0) + 1e-6
@@ -326,24 +548,35 @@ class NeighbourVoter:
     sharpness 10-50 within 0.005)."""
 
     vectors: np.ndarray  # (n, dim) float32 unit vectors of the training texts
-    labels: np.ndarray  # (n,) harm type ids
-    priors: np.ndarray  # (len(LABELS),) class shares of the training labels
+    labels: np.ndarray  # (n,) class ids
+    priors: np.ndarray  # (len(CLASSES),) class shares of the training labels
     k: int = 10
     sharpness: float = 20.0
 
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: np.ndarray) -> NeighbourVoter:
-        priors = np.bincount(labels, minlength=len(LABELS)) / max(len(labels), 1)
+        priors = np.bincount(labels, minlength=len(CLASSES)) / max(len(labels), 1)
         return cls(vectors.astype(np.float32), labels.astype(np.int64), priors)
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
-        """(len(vectors), len(LABELS)) balanced neighbour votes; rows sum to 1."""
+        """(len(vectors), len(CLASSES)) balanced neighbour votes; rows sum to 1."""
         similarity = vectors @ self.vectors.T
         k = min(self.k, len(self.labels))
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.exp(self.sharpness * (np.take_along_axis(similarity, nearest, axis=1) - 1.0))
-        votes = np.stack([(weights * (self.labels[nearest] == c)).sum(axis=1) for c in range(len(LABELS))], axis=1)
+        votes = np.stack([(weights * (self.labels[nearest] == c)).sum(axis=1) for c in range(len(CLASSES))],
+                         axis=1)
         return _shares(votes / weights.sum(axis=1, keepdims=True) / self.priors.clip(1e-12))
+
+    def nearest(self, vectors: np.ndarray) -> np.ndarray:
+        """Cosine similarity of each vector to its nearest training text."""
+        return np.asarray((vectors @ self.vectors.T).max(axis=1), dtype=np.float64)
+
+
+def for_encoder(text: str) -> str:
+    """The meme text as the sentence encoder reads it: normalised like the knowledge base's and the n-grams'
+    input, so text read back by OCR (other punctuation, line breaks) gets the vector the clean text gets."""
+    return normalize(text)
 
 
 def _usable(vectorizer: TfidfVectorizer | None, docs: list[str]) -> TfidfVectorizer | None:

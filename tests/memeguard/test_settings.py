@@ -13,7 +13,8 @@ from memeguard.settings import Settings, mask_url
 GOOD_KEY = "k" * 20
 
 
-def test_defaults_are_the_embedded_deployment() -> None:
+def test_defaults_are_the_embedded_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MEMEGUARD_DATA_DIR")  # conftest points it at a temporary directory
     settings = Settings(_env_file=None)
     assert settings.is_inline
     assert settings.effective_database_url == f"sqlite:///{Path('.memeguard') / 'memeguard.db'}"
@@ -91,3 +92,15 @@ def test_a_two_queue_fleet_splits_the_roles() -> None:
 def test_a_vlm_queue_that_cannot_work_fails_fast(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**values)
+
+
+def test_the_shipped_classifier_is_used_when_it_exists(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    assert settings.effective_classifier_path is None and settings.masked()["classifier_path"] is None
+    shipped = tmp_path / "models" / "current.joblib"
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"")
+    assert settings.effective_classifier_path == shipped
+    assert Settings(data_dir=tmp_path, classifier_path=tmp_path / "other.joblib").effective_classifier_path == \
+        tmp_path / "other.joblib"  # MEMEGUARD_CLASSIFIER_PATH overrides
+    assert not settings.kb_external_given and Settings(kb_external=[]).kb_external_given

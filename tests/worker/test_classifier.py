@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from memeguard.schemas import HarmType
-from worker.classifier import HarmClassifier, kb_features, meanings
+from worker.classifier import CLASSES, COUNTER, HarmClassifier, kb_features, meanings
 from worker.kb import KnowledgeBase, normalize
 
 KB = KnowledgeBase.bundled()
@@ -24,21 +24,25 @@ def classifier() -> HarmClassifier:
 
 def test_learns_and_predicts_with_calibrated_probabilities(classifier: HarmClassifier) -> None:
     predictions = classifier.predict(["早上好", "你这个废物", "摆烂了"], KB)
-    assert [p[0] for p in predictions] == [HarmType.NONE, HarmType.GENERAL_OFFENSE, HarmType.DISPIRITED_CULTURE]
-    for _, probability, distribution in predictions:
-        assert 0.0 <= probability <= 1.0 and abs(sum(distribution) - 1.0) < 1e-6
+    assert [p.harm for p in predictions] == [HarmType.NONE, HarmType.GENERAL_OFFENSE, HarmType.DISPIRITED_CULTURE]
+    for reading in predictions:
+        assert 0.0 <= reading.confidence <= 1.0 and abs(sum(reading.shares) - 1.0) < 1e-6
+        assert len(reading.shares) == len(CLASSES) and not reading.counter_speech
+        assert reading.similarity is None and not reading.novel  # no encoder: no distance to training
 
 
 def test_knowledge_base_hits_are_features() -> None:
     assert kb_features(KB.match("你个sb 手动狗头")) == {
         "kb_harm=general_offense": 0.85, "kb_intent=explicit_attack": 0.85, "kb_intent=humor": 0.5, "kb_softener": 1.0}
+    # a topic word (harm depends on the sentence) is a feature of its own, never the evidence feature
+    assert kb_features(KB.match("他是基佬")) == {"kb_topic=targeted_harm": 0.35, "kb_intent=neutral": 0.35}
 
 
 def test_artefact_round_trip_is_versioned(classifier: HarmClassifier, tmp_path: Path) -> None:
     path = classifier.save(tmp_path / "m.joblib")
     loaded = HarmClassifier.load(path)
     assert loaded.version == classifier.version and loaded.version.startswith("tfidf-lr-")
-    assert loaded.predict(["你个傻逼"], KB)[0][0] == HarmType.GENERAL_OFFENSE
+    assert loaded.predict(["你个傻逼"], KB)[0].harm == HarmType.GENERAL_OFFENSE
     meta = json.loads(path.with_suffix(".json").read_text())
     assert meta["items"] == len(TEXTS) and meta["kb_version"] == KB.version
 
@@ -53,6 +57,9 @@ def test_loading_something_else_is_a_clear_error(tmp_path: Path) -> None:
     joblib.dump({"not": "ours"}, tmp_path / "x.joblib")
     with pytest.raises(ValueError, match="not a memeguard classifier"):
         HarmClassifier.load(tmp_path / "x.joblib")
+    joblib.dump({"format": 4, "classifier": None}, tmp_path / "old.joblib")
+    with pytest.raises(ValueError, match="older memeguard's: retrain"):
+        HarmClassifier.load(tmp_path / "old.joblib")
     with pytest.raises(FileNotFoundError, match="memeguard train"):
         HarmClassifier.load(tmp_path / "missing.joblib")
 
@@ -80,8 +87,8 @@ def test_post_context_is_a_feature_block_of_its_own() -> None:
     labels = [0] * 20 + [4] * 20
     model = HarmClassifier.fit(texts, labels, KB, contexts=contexts)
     assert model.context_vectorizer is not None
-    (calm, *_), (flat, *_) = model.predict(["看看这个"] * 2, KB, contexts=["猫在阳光下睡觉", "躺平的人不想起来"])
-    assert (calm, flat) == (HarmType.NONE, HarmType.DISPIRITED_CULTURE)
+    calm, flat = model.predict(["看看这个"] * 2, KB, contexts=["猫在阳光下睡觉", "躺平的人不想起来"])
+    assert (calm.harm, flat.harm) == (HarmType.NONE, HarmType.DISPIRITED_CULTURE)
 
 
 def test_entry_meanings_reach_the_model() -> None:
@@ -125,7 +132,7 @@ def test_sentence_encoder_block_is_part_of_the_features(semantic: HarmClassifier
     assert semantic.trained["encoder"] == encoder.id and classifier.trained["encoder"] == "none"
     assert semantic.version != classifier.version  # the encoder is part of what a version names
     predictions = semantic.predict(["早上好", "你这个废物", "摆烂了"], KB)
-    assert [p[0] for p in predictions] == [HarmType.NONE, HarmType.GENERAL_OFFENSE, HarmType.DISPIRITED_CULTURE]
+    assert [p.harm for p in predictions] == [HarmType.NONE, HarmType.GENERAL_OFFENSE, HarmType.DISPIRITED_CULTURE]
 
 
 def test_semantic_artefact_keeps_the_encoder_id_not_the_engine(semantic: HarmClassifier, tmp_path: Path) -> None:
@@ -135,8 +142,8 @@ def test_semantic_artefact_keeps_the_encoder_id_not_the_engine(semantic: HarmCla
     texts, contexts = ["人间不值得", "你个蠢货"], ["一个人躺着", ""]
     before = semantic.predict(texts, KB, contexts=contexts)
     after = loaded.predict(texts, KB, contexts=contexts)
-    assert [p[0] for p in after] == [p[0] for p in before]
-    assert np.allclose([p[2] for p in after], [p[2] for p in before])
+    assert [p.harm for p in after] == [p.harm for p in before]
+    assert np.allclose([p.shares for p in after], [p.shares for p in before])
     assert json.loads(path.with_suffix(".json").read_text())["encoder"] == semantic.trained["encoder"]
 
 
@@ -158,7 +165,7 @@ def test_neighbour_voter_balances_the_labels_of_the_nearest_texts() -> None:
     vectors = np.stack([unit[0], unit[0], unit[0], unit[1], unit[2]])
     voter = NeighbourVoter.fit(vectors, np.array([0, 0, 0, 4, 3]))
     voter.k = 3
-    assert np.allclose(voter.priors, [0.6, 0, 0, 0.2, 0.2])
+    assert np.allclose(voter.priors, [0.6, 0, 0, 0.2, 0.2, 0])
     near_none, near_dispirited = voter.proba(np.stack([unit[0], unit[1]]))
     assert near_none.argmax() == 0 and near_dispirited.argmax() == 4
     assert np.allclose(near_none.sum(), 1.0) and near_none[1] == near_none[2] == 0.0  # absent classes get nothing
@@ -177,26 +184,103 @@ def test_semantic_classifier_remembers_its_training_memes(semantic: HarmClassifi
     assert list(votes.argmax(axis=1)) == [4, 3]  # the training texts themselves vote for their own labels
 
 
-def test_share_calibrator_maps_vote_shares_to_how_often_they_are_right() -> None:
-    from worker.classifier import ShareCalibrator
+def test_calibrator_maps_vote_shares_and_distance_to_how_often_they_are_right() -> None:
+    from worker.classifier import Calibrator, Decisions
 
     rng = np.random.default_rng(0)
-    shares = rng.uniform(0.2, 1.0, 20000)
-    right = (rng.uniform(size=shares.size) < shares**3).astype(float)  # the raw share is over-confident
-    calibrator = ShareCalibrator.fit(shares, right)
-    for share in (0.4, 0.7, 0.9):
-        assert abs(float(calibrator(np.array([share]))[0]) - share**3) < 0.06
-    assert ShareCalibrator.fit(np.zeros(0), np.zeros(0)) == ShareCalibrator.identity()
-    always = ShareCalibrator.fit(np.array([0.5, 0.9]), np.array([1.0, 1.0]))
-    assert np.allclose(always(np.array([0.3, 0.95])), 0.99)  # a constant, never a certainty
+    n = 40000
+    shares, similarity = rng.uniform(0.2, 1.0, n), rng.uniform(0.6, 1.0, n)
+    harmful = rng.uniform(size=n) < 0.5
+    # the raw share is over-confident, and more so far from the training data
+    truth = shares**3 * (similarity - 0.2) / 0.8
+    right = rng.uniform(size=n) < truth
+    y = np.where(right, 1, 0)  # class ids: decided class 1 is right when the truth is 1
+    calibrator = Calibrator.fit(Decisions(np.ones(n, dtype=int), harmful, shares), y, similarity,
+                                np.array(["a"] * n))
+    for share, sim in ((0.5, 0.95), (0.9, 0.95), (0.9, 0.65)):
+        one = Decisions(np.ones(1, dtype=int), np.array([True]), np.array([share]))
+        expected = share**3 * (sim - 0.2) / 0.8
+        assert abs(float(calibrator(one, np.array([sim]))[0]) - expected) < 0.08
+    near = calibrator(Decisions(np.ones(1, dtype=int), np.array([True]), np.array([0.9])), np.array([0.95]))
+    far = calibrator(Decisions(np.ones(1, dtype=int), np.array([True]), np.array([0.9])), np.array([0.65]))
+    assert far[0] < near[0] - 0.1  # far from the training data, the same votes earn less confidence
 
 
-def test_confidence_is_the_calibrated_share_of_the_winning_label(semantic: HarmClassifier) -> None:
-    for label, confidence, shares in semantic.predict(["早上好", "你个蠢货", "人间不值得"], KB):
-        assert label.value == LABELS_BY_ID[int(np.argmax(shares))] and abs(sum(shares) - 1.0) < 1e-6
-        assert confidence == pytest.approx(float(semantic.calibrator(np.array([max(shares)]))[0]))
+def test_confidence_is_the_calibrated_decision_share(semantic: HarmClassifier) -> None:
+    from worker.classifier import Decisions
+
+    for reading in semantic.predict(["早上好", "你个蠢货", "人间不值得"], KB):
+        decided = LABELS_BY_ID.index(reading.harm.value)
+        harmful = reading.harm is not HarmType.NONE
+        share = reading.shares[decided] if harmful else 1.0 - reading.harmful_share
+        one = Decisions(np.array([decided]), np.array([harmful]), np.array([share]))
+        assert reading.confidence == pytest.approx(float(semantic.calibrator(one, np.array([reading.similarity]))[0]))
     # the toy data repeats each text 8 times: out of fold every vote is right, so confidence is a flat 0.99
-    assert semantic.calibrator.slope == 0 and 0.98 < confidence < 1.0
+    assert semantic.calibrator.harmful[0] == 0 and 0.98 < reading.confidence < 1.0
+
+
+def test_counter_speech_is_a_class_of_its_own_read_as_harmless() -> None:
+    texts = TEXTS + ["地域黑要不得", "说女生不会开车是刻板印象", "不要歧视河南人", "哪里都有好人坏人"] * 8
+    model = HarmClassifier.fit(texts, LABELS + [COUNTER] * 32, KB, source="unit")
+    counter, attack, plain = model.predict(["别再地域黑了", "你个傻逼", "周末去爬山"], KB)
+    assert (counter.harm, counter.counter_speech) == (HarmType.NONE, True)
+    assert (attack.harm, attack.counter_speech) == (HarmType.GENERAL_OFFENSE, False)
+    assert (plain.harm, plain.counter_speech) == (HarmType.NONE, False)
+    assert model.trained["classes"]["counter_speech"] == 32
+
+
+def test_the_harmful_threshold_is_chosen_out_of_fold_for_every_source_alike() -> None:
+    from worker.classifier import choose_threshold
+
+    # source a: harmful items have harmful shares around 0.7, harmless around 0.3; source b is shifted up
+    rng = np.random.default_rng(1)
+    y = np.array([3] * 200 + [0] * 200 + [3] * 200 + [0] * 200)
+    groups = np.array(["a"] * 400 + ["b"] * 400)
+    harmful_share = np.concatenate([rng.normal(0.55, 0.05, 200), rng.normal(0.35, 0.05, 200),
+                                    rng.normal(0.75, 0.05, 200), rng.normal(0.50, 0.05, 200)]).clip(0, 1)
+    shares = np.zeros((800, len(CLASSES)))
+    shares[:, 3], shares[:, 0] = harmful_share, 1 - harmful_share
+    threshold = choose_threshold(shares, y, groups)
+    assert 0.44 <= threshold <= 0.54  # between both sources' classes, not just the larger source's
+
+
+def test_novelty_threshold_is_a_low_quantile_of_training_nearest_neighbours() -> None:
+    from worker.classifier import NOVELTY_QUANTILE, novelty_threshold
+
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(500, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    threshold = novelty_threshold(vectors, [True] * 500)
+    nearest = np.sort(np.array([max(v @ w for j, w in enumerate(vectors) if j != i) for i, v in enumerate(vectors)]))
+    assert threshold == pytest.approx(float(np.quantile(nearest, NOVELTY_QUANTILE)), abs=1e-5)
+    assert novelty_threshold(vectors, [False] * 500) == 0.0  # no text, nothing to compare
+
+
+def test_semantic_classifier_says_how_near_a_text_is_to_its_training_data(semantic: HarmClassifier) -> None:
+    assert semantic.novelty is not None and semantic.trained["novelty"] == semantic.novelty
+    seen, unseen, empty = semantic.predict(["不想活了", "The quarterly revenue report is attached.", ""], KB)
+    assert seen.similarity is not None and seen.similarity > 0.99 and not seen.novel
+    assert unseen.similarity is not None and unseen.similarity < seen.similarity
+    assert empty.similarity is None and not empty.novel  # an image without words is not novel text
+
+
+def test_sources_are_weighted_and_reported_each() -> None:
+    texts = TEXTS * 2
+    labels = LABELS * 2
+    groups = ["a"] * len(TEXTS) + ["b"] * len(TEXTS)
+    model = HarmClassifier.fit(texts, labels, KB, groups=groups, weights=[1.0] * len(TEXTS) + [0.5] * len(TEXTS),
+                               sources=[{"name": "a"}, {"name": "b"}])
+    assert set(model.trained["out_of_fold"]) == {"a", "b"}
+    assert all(0.0 <= row["ece"] <= 1.0 and row["n"] == len(TEXTS) for row in model.trained["out_of_fold"].values())
+    assert model.trained["sources"] == [{"name": "a"}, {"name": "b"}]
+    unweighted = HarmClassifier.fit(texts, labels, KB, groups=groups)
+    assert unweighted.version != model.version  # weights are part of what a version names
+
+
+def test_a_classifier_refuses_a_knowledge_base_it_was_not_trained_with(classifier: HarmClassifier) -> None:
+    classifier.check_kb(KB)
+    with pytest.raises(ValueError, match="MEMEGUARD_KB_EXTERNAL"):
+        classifier.check_kb(KnowledgeBase(KB.entries[:10], "other"))
 
 
 LABELS_BY_ID = [h.value for h in HarmType]

@@ -97,3 +97,31 @@ def test_self_deprecation_is_venting_not_an_attack(embedded_analyzer: EmbeddedAn
     assert "自嘲" in at_self.explanation
     policy = load_policy()
     assert (evaluate(policy, at_you).action.value, evaluate(policy, at_self).action.value) == ("tag", "throttle")
+
+
+def test_counter_speech_that_names_a_group_is_not_read_as_an_attack(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    for text in ("说女生都不会开车就是刻板印象", "地域黑要不得，哪里都有好人坏人", "这不是歧视吗？"):
+        verdict = embedded_analyzer.read_text(text).verdict
+        assert verdict.harm_type.value == "none" and verdict.intent.value == "counter_speech", text
+        kb = next(s for s in verdict.signals if s.source == "kb")
+        assert kb.backs == [], text
+    explained = embedded_analyzer.read_text("地域黑要不得，哪里都有好人坏人，河南人也很好").verdict.explanation
+    assert "提到群体「河南人」" in explained and "反驳或转述歧视" in explained
+    verdict = embedded_analyzer.read_text("说女生都不会开车就是刻板印象").verdict
+    assert evaluate(load_policy(), verdict).action.value == "allow"
+
+
+def test_a_knowledge_base_attack_backs_the_harm_type_and_a_denial_does_not(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    def backs(text: str) -> list[str]:
+        return next(s for s in embedded_analyzer.read_text(text).verdict.signals if s.source == "kb").backs
+
+    assert backs("你个sb赶紧去死") == ["harm_type"]
+    assert backs("你不是废物") == []  # negated
+    assert backs("我就是个废物") == []  # self-directed: venting
+    assert backs("你个sb 手动狗头") == []  # a joke marker softens it
+
+
+def test_topic_words_alone_never_decide_a_harm_type(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    verdict = embedded_analyzer.read_text("我的同性恋朋友要结婚了，真替他们高兴").verdict
+    assert verdict.harm_type.value == "none"
+    assert "targeted.lgbt-topic" in " ".join(s for sig in verdict.signals for s in sig.evidence)

@@ -15,11 +15,11 @@ from PIL import Image
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
 from worker.kb import KnowledgeBase, Match, joined
-from worker.reading import read
+from worker.reading import mentioned_groups, read
 
 if TYPE_CHECKING:
     from memeguard.settings import Settings
-    from worker.classifier import HarmClassifier
+    from worker.classifier import HarmClassifier, Reading
 
 E = TypeVar("E", bound=StrEnum)
 SOFTENER_HARM_FACTOR = 0.6
@@ -63,17 +63,13 @@ CUSTOMER_SERVICE_SCENES = {"customer_service", "客服"}
 SELF_WORDS = ("我", "俺", "本人", "老子自己")
 OTHER_WORDS = ("你", "您", "他", "她", "它", "你们", "他们", "她们", "楼主", "博主", "这人", "这些人")
 ATTACKS = (Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK)
+# harm types a block may follow (dispirited culture is throttled, never blocked, by the bundled policy)
+BLOCKABLE = (HarmType.TARGETED_HARM, HarmType.SEXUAL_INNUENDO, HarmType.GENERAL_OFFENSE)
 
 
 def is_self_directed(text: str) -> bool:
     """First person and no one else named: an insult aimed at oneself (我就是个废物) is self-deprecation."""
     return any(w in text for w in SELF_WORDS) and not any(w in text for w in OTHER_WORDS)
-
-
-@dataclass(frozen=True)
-class _Learned:
-    harm: HarmType
-    probability: float
 
 
 class EmbeddedAnalyzer:
@@ -83,23 +79,29 @@ class EmbeddedAnalyzer:
     needs_pixels = True
 
     def __init__(self, kb: KnowledgeBase, ocr: OcrFn, classifier: HarmClassifier | None = None) -> None:
-        self.kb, self._ocr, self.classifier = kb, ocr, classifier
+        self.kb, self._ocr, self.classifier = kb.warm(), ocr, classifier.warm() if classifier else None
         learned = f"+{classifier.version}" if classifier else ""
         self.version = f"2+kb{kb.version}{learned}"
 
     @classmethod
     def default(cls, settings: Settings | None = None) -> EmbeddedAnalyzer:
-        """The bundled knowledge base, plus external ones and a classifier when settings name them."""
+        """The bundled knowledge base and, when settings have one, the classifier (MEMEGUARD_CLASSIFIER_PATH,
+        else the shipped ``data_dir/models/current.joblib``) with the external knowledge bases it was trained
+        with (or MEMEGUARD_KB_EXTERNAL, which must then be the same)."""
         from worker.ocr import ChineseOcr
 
-        kb = KnowledgeBase.bundled()
-        for path in settings.kb_external if settings else []:
-            kb = kb.merged(KnowledgeBase.load_any(path))
-        classifier = None
-        if settings is not None and settings.classifier_path is not None:
+        classifier, externals = None, list(settings.kb_external) if settings else []
+        path = settings.effective_classifier_path if settings else None
+        if settings is not None and path is not None:
             from worker.classifier import HarmClassifier
 
-            classifier = HarmClassifier.load(settings.classifier_path)
+            classifier = HarmClassifier.load(path)
+            externals = externals if settings.kb_external_given else classifier.kb_external
+        kb = KnowledgeBase.bundled()
+        for external in externals:
+            kb = kb.merged(KnowledgeBase.load_any(external))
+        if classifier is not None:
+            classifier.check_kb(kb)
         return cls(kb, ChineseOcr(settings.ocr_threads if settings else -1).read, classifier)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
@@ -120,21 +122,22 @@ class EmbeddedAnalyzer:
         text = joined(ocr_text, post_text, templates)  # a matched template (狗头, 熊猫头) reads as a cue
         matches = read(self.kb.match(text), text)
         learned = self._learned(ocr_text, post_text, matches)
-        verdict = self._verdict(ocr_text, matches, ocr_ms, learned, {**(context or {}),
-                                                                     "_self": is_self_directed(text)})
+        verdict = self._verdict(ocr_text, post_text, matches, ocr_ms, learned,
+                                {**(context or {}), "_self": is_self_directed(text)})
         return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
 
-    def _learned(self, ocr_text: str, post_text: str, matches: list[Match]) -> _Learned | None:
+    def _learned(self, ocr_text: str, post_text: str, matches: list[Match]) -> Reading | None:
         if self.classifier is None:
             return None
-        harm, probability, _ = self.classifier.predict([ocr_text], self.kb, [matches], [post_text])[0]
-        return _Learned(harm, probability)
+        return self.classifier.predict([ocr_text], self.kb, [matches], [post_text])[0]
 
-    def _verdict(self, ocr_text: str, matches: list[Match], ocr_ms: float, learned: _Learned | None,
-                 context: dict[str, Any]) -> Verdict:
+    def _verdict(self, ocr_text: str, post_text: str, matches: list[Match], ocr_ms: float,
+                 learned: Reading | None, context: dict[str, Any]) -> Verdict:
         softened = any(m.entry.softener for m in matches)
         factor = SOFTENER_HARM_FACTOR if softened else 1.0
-        harm = _vote(matches, "harm", HarmType.NONE, factor)
+        # topic words never decide a harm type alone, nor does what the sentence denies or argues against
+        evidence = [m for m in matches if m.entry.evidence and not m.denied]
+        harm = _vote(evidence, "harm", HarmType.NONE, factor)
         intent = _scene_intent(_vote(matches, "intent", Intent.NEUTRAL), context)
         emotion = _vote(matches, "emotion", Emotion.NEUTRAL)
         if softened and intent.value is Intent.EXPLICIT_ATTACK:
@@ -142,19 +145,26 @@ class EmbeddedAnalyzer:
         self_directed = bool(context.get("_self")) and intent.value in ATTACKS
         if self_directed:
             factor *= SOFTENER_HARM_FACTOR
-            harm = _vote(matches, "harm", HarmType.NONE, factor)
+            harm = _vote(evidence, "harm", HarmType.NONE, factor)
             intent, emotion = _Pick(Intent.VENTING, intent.score, intent.support), _self_emotion(emotion)
         confidence = self._confidence(harm, matches, factor)
         if learned is not None:
-            harm, confidence = _Pick(learned.harm, learned.probability, ()), learned.probability
+            harm, confidence = _Pick(learned.harm, learned.confidence, ()), learned.confidence
+            intent = _counter_intent(intent, learned, matches)
+        elif harm.value is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
+            intent = _vote([m for m in matches if m.entry.intent is not Intent.COUNTER_SPEECH], "intent",
+                           Intent.NEUTRAL)
+        backed = HarmType(harm.value) in BLOCKABLE and not (softened or self_directed) and \
+            any(m.attacking for m in matches)
         explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence)
         if self_directed:
             explanation += "用语指向自己（第一人称、未指向他人），按自嘲处理，攻击性弱化。"
+        explanation += _group_reading(joined(ocr_text, post_text), harm, intent, matches, learned)
         return Verdict(
             emotion=Emotion(emotion.value), intent=Intent(intent.value), harm_type=HarmType(harm.value),
             confidence=round(confidence, 4), ocr_text=ocr_text,
             explanation=explanation + _advice(intent, context, learned),
-            signals=_signals(ocr_text, ocr_ms, matches, learned, emotion, intent, harm),
+            signals=_signals(ocr_text, ocr_ms, matches, learned, backed, emotion, intent, harm),
             analyzer=self.name, analyzer_version=self.version,
         )
 
@@ -163,11 +173,37 @@ class EmbeddedAnalyzer:
         """Confidence in the harm decision, the field policies threshold on."""
         if harm.value is not HarmType.NONE:
             return _noisy_or(harm.support, factor)
-        harmful = [m for m in matches if m.entry.harm is not None]
+        harmful = [m for m in matches if m.entry.harm is not None and m.entry.evidence and not m.denied]
         benign = [m for m in matches if m.entry.harm is None and not m.entry.softener]
         if harmful:
             return 1.0 - _noisy_or(harmful, factor)
         return max(NO_EVIDENCE_CONFIDENCE, _noisy_or(benign, 1.0)) if benign else NO_EVIDENCE_CONFIDENCE
+
+
+def _counter_intent(intent: _Pick, learned: Reading, matches: list[Match]) -> _Pick:
+    """The classifier's reading settles counter-speech: a harmless text it reads as counter-speech is
+    counter-speech; a text it reads as harmful is not, whatever cue words it contains."""
+    if learned.counter_speech:
+        return _Pick(Intent.COUNTER_SPEECH, learned.confidence, intent.support)
+    if learned.harm is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
+        return _vote([m for m in matches if m.entry.intent is not Intent.COUNTER_SPEECH], "intent", Intent.NEUTRAL)
+    return intent
+
+
+def _group_reading(text: str, harm: _Pick, intent: _Pick, matches: list[Match], learned: Reading | None) -> str:
+    """Why a text that names a group of people was not read as an attack on it (or, when it was, nothing:
+    the rest of the explanation says why)."""
+    groups = mentioned_groups(text)
+    if not groups or harm.value is not HarmType.NONE:
+        return ""
+    named = "、".join(f"「{g}」" for g in groups[:3])
+    cues = [m.text for m in matches if m.entry.intent is Intent.COUNTER_SPEECH]
+    if intent.value is Intent.COUNTER_SPEECH:
+        why = f"在反驳或转述歧视（「{cues[0]}」）" if cues else "在反驳或转述歧视（分类器判断为反歧视言论）"
+        return f"文本提到群体{named}，但{why}，按反歧视言论处理，不视为攻击。"
+    if learned is not None:
+        return f"文本提到群体{named}，但未见针对该群体的贬损，分类器判断无害（概率 {learned.confidence:.2f}）。"
+    return f"文本提到群体{named}，但未命中针对该群体的贬损用语。"
 
 
 def _self_emotion(emotion: _Pick) -> _Pick:
@@ -184,16 +220,18 @@ def _scene_intent(intent: _Pick, context: dict[str, Any]) -> _Pick:
     return intent
 
 
-def _advice(intent: _Pick, context: dict[str, Any], learned: _Learned | None) -> str:
+def _advice(intent: _Pick, context: dict[str, Any], learned: Reading | None) -> str:
     parts = []
     if str(context.get("scene", "")) in CUSTOMER_SERVICE_SCENES and intent.value is Intent.COMPLAINT:
         parts.append("场景为客服对话，用户情绪低落并在投诉，建议转人工客服跟进。")
     if learned is not None:
-        parts.append(f"文本分类器判断危害类型「{label_zh(learned.harm)}」（概率 {learned.probability:.2f}）。")
+        parts.append(f"文本分类器判断危害类型「{label_zh(learned.harm)}」（概率 {learned.confidence:.2f}）。")
+    if learned is not None and learned.novel:
+        parts.append(f"该文本与训练数据差异较大（最近相似度 {learned.similarity:.2f}），置信度已下调，建议人工复核。")
     return "".join(parts)
 
 
-def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: _Learned | None,
+def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: Reading | None, backed: bool,
              *picks: _Pick) -> list[Signal]:
     fields = ("emotion", "intent", "harm_type")
     kb_fields = [f for f, p in zip(fields, picks, strict=True) if p.support]
@@ -202,16 +240,27 @@ def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: _Learn
         default_fields = [f for f in default_fields if f != "harm_type"]
     signals = [Signal(source="ocr", evidence=[ocr_text[:200]] if ocr_text else [], latency_ms=round(ocr_ms, 2))]
     if learned is not None:
-        signals.append(Signal(source="classifier", decided=["harm_type", "confidence"],
-                              evidence=[f"{learned.harm.value} p={learned.probability:.3f}"],
-                              weight=round(learned.probability, 3)))
+        signals.append(_classifier_signal(learned))
+    if learned is not None and learned.novel:
+        signals.append(Signal(source="novelty", evidence=[
+            f"nearest training text cosine {learned.similarity:.3f} is below the novelty threshold"]))
     if matches:
         evidence = [f"{m.entry.id}:{m.text}" + (f" ({m.how})" if m.how != "exact" else "") for m in matches]
-        signals.append(Signal(source="kb", decided=kb_fields, evidence=evidence,
-                              weight=round(max(m.weight for m in matches), 3)))
+        signals.append(Signal(source="kb", decided=kb_fields, backs=["harm_type"] if backed else [],
+                              evidence=evidence, weight=round(max(m.weight for m in matches), 3)))
     if default_fields:
         signals.append(Signal(source="embedded", decided=default_fields, evidence=["no knowledge-base evidence"]))
     return signals
+
+
+def _classifier_signal(learned: Reading) -> Signal:
+    decided = ["harm_type", "confidence"] + (["intent"] if learned.counter_speech else [])
+    evidence = [f"{learned.harm.value} p={learned.confidence:.3f}", f"harmful share {learned.harmful_share:.3f}"]
+    if learned.counter_speech:
+        evidence.append("counter_speech")
+    if learned.similarity is not None:
+        evidence.append(f"nearest training text cosine {learned.similarity:.3f}")
+    return Signal(source="classifier", decided=decided, evidence=evidence, weight=round(learned.confidence, 3))
 
 
 def _explain(ocr_text: str, matches: list[Match], softened: bool, emotion: _Pick, intent: _Pick,

@@ -133,4 +133,4 @@ def collect(analyzer: HarmReader, items: Sequence[LabelledItem], batch_size: int
         chunk = items[start:start + batch_size]
         rows += analyzer.harm_probabilities([AnalysisInput(decode_frames(render_meme(i.text or " "), 1),
                                                            post_text=i.context) for i in chunk])
-    return rows, [harm_code(i.harm_type) for i in items]
+    return rows, [harm_code(i.harm) for i in items]
