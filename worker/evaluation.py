@@ -1,16 +1,26 @@
-"""``memeguard eval toxicn``: memeguard's embedded tier against human labels nobody here wrote.
+"""``memeguard eval``: memeguard's embedded tier against human labels nobody here wrote.
 
-Each caption of ToxiCN MM is rendered into a meme image with a CJK font and read back by the real OCR
-(``--no-render`` skips that), then analysed by the embedded analyzer with a classifier trained in the same
-run on the train split. The post context the dataset gives -- a description of the image, since ToxiCN's
-images are not public -- is passed as the upload's post text (``--no-context`` leaves it out). With
-``--caption-reading`` the dataset's LLM-written reading of the caption is added to that context: the paper's
-knowledge-enhanced detector consumes it, but a platform has no such reading at upload time (in memeguard it
-is what the GPU tier would supply), so it is an ablation, never the headline figure. A reference
-baseline (character 1-3-gram TF-IDF + class-balanced logistic regression on the clean caption text) is
-trained and scored in the same run on the same items.
+Two public datasets, each with a held-out test split that only this module reads, and only to score:
 
-The test split is held out: this module is the only code that reads it, and only to score.
+- ``toxicn`` — ToxiCN MM memes: each caption is rendered into a meme image with a CJK font and read back by
+  the real OCR (``--no-render`` skips that), with the dataset's description of the image (ToxiCN's images are
+  not public) as the upload's post text (``--no-context`` leaves it out). ``--caption-reading`` adds the
+  dataset's LLM-written reading of the caption: the paper's knowledge-enhanced detector consumes it, but a
+  platform has no such reading at upload time (in memeguard it is what the GPU tier would supply), so it is
+  an ablation, never the headline figure.
+- ``toxicn-text`` — ToxiCN comments (ACL 2023), text only by default (``--render`` renders them as memes),
+  scored as harmful or not with ``reporting`` (text that reports or argues against discrimination) counted
+  harmless, and sliced by expression (non_toxic, offensive, explicit, implicit, reporting) and by target: the
+  share flagged (harm type not none) and the share of each action under the policy in force — how often a
+  harmless comment, or one that argues against discrimination, would be flagged or blocked.
+
+The classifier is trained in the run as ``memeguard train --shipped`` trains it: on the evaluated dataset's
+train split (or the training folds of it) plus the other shipped sources, with the same label mappings.
+A reference baseline (character 1-3-gram TF-IDF + class-balanced logistic regression on the clean text) is
+trained on the same items and scored on the same items in the same run.
+
+``jsonl`` scores a platform's own labelled items with the analyzer as configured (the shipped classifier by
+default) beside the same baseline trained on the classifier's recorded training sources (``eval_jsonl``).
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ import os
 import random
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +42,26 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 
 from memeguard.imaging import decode_frames
 from memeguard.samples import render_meme
-from memeguard.schemas import HarmType
+from memeguard.schemas import HarmType, Intent, ModerationAction, Verdict
+from policies import Policy, evaluate, load_policy
 from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
-from worker.classifier import LABELS, HarmClassifier
-from worker.datasets import LabelledItem, load_toxicn
+from worker.classifier import LABELS
+from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, load_toxicn_text
 from worker.encoder import SentenceEncoder
-from worker.kb import KnowledgeBase
+from worker.training import TrainingSet, build_kb
 
 PAPER = {"note": "ToxiCN MM paper (Lu et al., NeurIPS 2024) reports multimodal models on the binary task "
                  "with images; memeguard's embedded tier sees only the rendered text"}
+DATASETS = {  # evaluated name -> (training source name, train file, test file, reader)
+    "toxicn": ("toxicn-mm", "train_2.0.json", "test_2.0.json", load_toxicn),
+    "toxicn-text": ("toxicn-text", "train.json", "test.json", load_toxicn_text),
+}
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    data_dir: Path
+    data_dir: Path  # the evaluated dataset's directory (its siblings are the other sources' directories)
     split: str  # "test" (held out) or "train" (a seeded 20 % fold held out from training)
     render: bool = True
     limit: int | None = None
@@ -55,7 +71,20 @@ class EvalConfig:
     context: bool = True  # pass the dataset's image description as post context
     caption_reading: bool = False  # also pass the dataset's LLM-written reading of the caption (ablation)
     encoder: bool = True  # the classifier's sentence-encoder block (``--no-encoder``: n-grams and KB only)
-    train_limit: int | None = None  # train on a seeded sample of N training items (quick runs, tests)
+    train_limit: int | None = None  # train on a seeded sample of N items of each source (quick runs, tests)
+    dataset: str = "toxicn"  # toxicn (ToxiCN MM) or toxicn-text
+    also_train: tuple[str, ...] | None = None  # other training sources (None: the other shipped ones)
+    policy: Policy | None = None  # for the action shares (None: the bundled default)
+
+    @property
+    def source_name(self) -> str:
+        return DATASETS[self.dataset][0]
+
+    @property
+    def other_sources(self) -> tuple[str, ...]:
+        if self.also_train is not None:
+            return self.also_train
+        return tuple(name for name in SHIPPED_SOURCES if name != self.source_name)
 
 
 @dataclass(frozen=True)
@@ -63,22 +92,26 @@ class Prediction:
     harm_type: int
     confidence: float
     latency_ms: float
+    action: str
+    intent: str
+    text_only_agrees: bool | None = None  # rendered runs: the text-only verdict has the same harm and action
 
 
 Fold = tuple[list[LabelledItem], list[LabelledItem]]
 
 
 def split_items(config: EvalConfig) -> list[Fold]:
-    """(training items, evaluation items) per fold. Only ``split == "test"`` opens the test file.
-    ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation;
+    """(training items of the evaluated dataset, evaluation items) per fold. Only ``split == "test"`` opens the
+    test file. ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation;
     ``train_limit`` trains each fold on a seeded sample of its training items."""
     return [(_sampled(train, config.train_limit, config.seed), evaluation) for train, evaluation in _folds(config)]
 
 
 def _folds(config: EvalConfig) -> list[Fold]:
-    train = load_toxicn(config.data_dir / "train_2.0.json")
+    _, train_file, test_file, reader = DATASETS[config.dataset]
+    train = reader(config.data_dir / train_file)
     if config.split == "test":
-        return [(train, _limited(load_toxicn(config.data_dir / "test_2.0.json"), config))]
+        return [(train, _limited(reader(config.data_dir / test_file), config))]
     if config.split != "train":
         raise ValueError(f"unknown split {config.split!r}: use train or test")
     shuffled = train[:]
@@ -104,13 +137,6 @@ def _sampled(items: list[LabelledItem], limit: int | None, seed: int) -> list[La
     return random.Random(seed).sample(items, min(limit, len(items)))
 
 
-def build_kb(paths: Sequence[Path]) -> KnowledgeBase:
-    kb = KnowledgeBase.bundled()
-    for path in paths:
-        kb = kb.merged(KnowledgeBase.load_any(path))
-    return kb
-
-
 def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -> dict[str, Any]:
     """Train, predict, score; returns the report (memeguard, baseline and their difference)."""
     kb = build_kb(config.kb_external)
@@ -118,41 +144,98 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
         from worker.ocr import ChineseOcr
 
         ocr = ChineseOcr().read
-    truth: list[int] = []
+    policy = config.policy or load_policy()
+    others = [_sampled_source(Source.parse(name, config.data_dir.parent).load(), config)
+              for name in config.other_sources]
+    folds = split_items(config)
+    encoder = _encoder(config, folds, others)
+    truth: list[LabelledItem] = []
     predictions: list[Prediction] = []
     baseline: list[int] = []
     elapsed, versions = 0.0, []
-    folds = split_items(config)
-    encoder = _encoder(config, folds)
     for train, evaluation in folds:
-        classifier = HarmClassifier.fit([i.text for i in train], [i.harm_type for i in train], kb,
-                                        contexts=[_context(i, config) for i in train], source="toxicn",
-                                        encoder=encoder)
+        own = Source(config.source_name, config.data_dir / DATASETS[config.dataset][1], 1.0,
+                     [_with_context(i, config) for i in train])
+        training = TrainingSet.of([own, *others])
+        classifier = training.fit(kb, encoder, config.kb_external)
         versions.append(classifier.version)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
-        predictions += [_predict(analyzer, item, config.render, _context(item, config)) for item in evaluation]
+        predictions += [_predict(analyzer, policy, item, config.render, _context(item, config))
+                        for item in evaluation]
         elapsed += time.perf_counter() - started
-        truth += [i.harm_type for i in evaluation]
-        baseline += baseline_predict(train, evaluation)
-    report = score(truth, [p.harm_type for p in predictions], [p.confidence for p in predictions])
+        truth += evaluation
+        baseline += baseline_predict(training.items, evaluation)
+    report = _report(truth, predictions, baseline)
     latencies = [p.latency_ms for p in predictions]
-    report.update({"items_per_s": len(truth) / elapsed, "p50_ms": statistics.median(latencies),
+    report.update({"items_per_s": len(truth) / elapsed if elapsed else 0.0, "p50_ms": statistics.median(latencies),
                    "p95_ms": float(np.percentile(latencies, 95)), "render": config.render, "context": config.context,
                    "caption_reading": config.caption_reading, "encoder": encoder.id if encoder else None,
-                   "split": config.split, "folds": max(config.folds, 1), "kb": kb.version, "classifier": versions})
-    report["baseline"] = score(truth, baseline, None)
-    report["delta"] = {k: report[k] - report["baseline"][k] for k in ("binary_macro_f1", "type_macro_f1", "accuracy")}
-    report["paper"] = PAPER
+                   "dataset": config.dataset, "split": config.split, "folds": max(config.folds, 1), "kb": kb.version,
+                   "classifier": versions, "policy": policy.ref,
+                   "trained_on": [config.source_name, *config.other_sources]})
+    if config.dataset == "toxicn":
+        report["paper"] = PAPER
     return report
 
 
-def _encoder(config: EvalConfig, folds: list[Fold]) -> SentenceEncoder | None:
+def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: list[int]) -> dict[str, Any]:
+    """Scores, the baseline's, their difference, and the per-group / per-target slices."""
+    types = [i.harm_type for i in truth]
+    typed = all(t is not None for t in types)
+    report = score([t if t is not None else 0 for t in types], [p.harm_type for p in predictions],
+                   [p.confidence for p in predictions], [i.is_harmful for i in truth], typed=typed)
+    report["baseline"] = score([t if t is not None else 0 for t in types], baseline, None,
+                               [i.is_harmful for i in truth], typed=typed)
+    report["delta"] = {k: report[k] - report["baseline"][k] for k in ("binary_macro_f1", "accuracy",
+                                                                      *(("type_macro_f1",) if typed else ()))}
+    report["groups"] = slices(truth, predictions, lambda item: [item.group] if item.group else [])
+    targets = slices(truth, predictions, lambda item: list(item.targets))
+    if targets:
+        report["targets"] = targets
+    agreement = [p.text_only_agrees for p in predictions if p.text_only_agrees is not None]
+    if agreement:
+        report["render_agreement"] = sum(agreement) / len(agreement)
+    return report
+
+
+def slices(truth: list[LabelledItem], predictions: list[Prediction],
+           key: Callable[[LabelledItem], list[str]]) -> dict[str, dict[str, Any]]:
+    """Per group: n, the share flagged (harm type not none), the share of each action under the policy, the
+    share read as counter-speech, and binary accuracy."""
+    members: dict[str, list[int]] = {}
+    for index, item in enumerate(truth):
+        for name in key(item):
+            members.setdefault(name, []).append(index)
+    out = {}
+    for name, at in sorted(members.items()):
+        actions = Counter(predictions[i].action for i in at)
+        out[name] = {
+            "n": len(at),
+            "flagged": sum(predictions[i].harm_type != 0 for i in at) / len(at),
+            "actions": {a.value: actions.get(a.value, 0) / len(at) for a in ModerationAction},
+            "counter_speech": sum(predictions[i].intent == Intent.COUNTER_SPEECH.value for i in at) / len(at),
+            "binary_accuracy": sum((predictions[i].harm_type != 0) == truth[i].is_harmful for i in at) / len(at)}
+    return out
+
+
+def _sampled_source(source: Source, config: EvalConfig) -> Source:
+    return Source(source.name, source.path, source.weight, _sampled(source.items, config.train_limit, config.seed))
+
+
+def _with_context(item: LabelledItem, config: EvalConfig) -> LabelledItem:
+    """The training item with the post context the evaluation gives (context left out, reading added)."""
+    context = _context(item, config)
+    return item if context == item.context else LabelledItem(item.text, item.harm_type, context, item.reading,
+                                                             item.intent, item.group, item.targets)
+
+
+def _encoder(config: EvalConfig, folds: list[Fold], others: list[Source]) -> SentenceEncoder | None:
     """One encoder for the run, remembering every training text and context: K folds encode each once."""
     if not config.encoder:
         return None
-    return SentenceEncoder(cache_size=2 * sum(len(train) + len(evaluation) for train, evaluation in folds),
-                           threads=os.cpu_count() or 1)  # a batch job: every core (the vectors are the same)
+    texts = sum(len(train) + len(evaluation) for train, evaluation in folds) + sum(len(s.items) for s in others)
+    return SentenceEncoder(cache_size=2 * texts, threads=os.cpu_count() or 1)  # every core: vectors are the same
 
 
 def _context(item: LabelledItem, config: EvalConfig) -> str:
@@ -161,44 +244,66 @@ def _context(item: LabelledItem, config: EvalConfig) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _predict(analyzer: EmbeddedAnalyzer, item: LabelledItem, render: bool, context: str) -> Prediction:
+def _predict(analyzer: EmbeddedAnalyzer, policy: Policy, item: LabelledItem, render: bool, context: str,
+             scene: str = "") -> Prediction:
     started = time.perf_counter()
-    if render:
-        frames = decode_frames(render_meme(item.text or " "), 1)
-        verdict = analyzer.analyze(AnalysisInput(frames, post_text=context)).verdict
+    extra = {"scene": scene} if scene else {}
+    agrees = None
+    if render or item.image:
+        frames = decode_frames(Path(item.image).read_bytes() if item.image else render_meme(item.text or " "), 8)
+        verdict = analyzer.analyze(AnalysisInput(frames, post_text=context, context=extra)).verdict
+        if not item.image:
+            text_only = analyzer.read_text(item.text, post_text=context, context=extra).verdict
+            agrees = _same(verdict, text_only, policy)
     else:
-        verdict = analyzer.read_text(item.text, post_text=context).verdict
+        verdict = analyzer.read_text(item.text, post_text=context, context=extra).verdict
     latency = (time.perf_counter() - started) * 1000
-    return Prediction(LABELS.index(verdict.harm_type.value), verdict.confidence, latency)
+    return Prediction(LABELS.index(verdict.harm_type.value), verdict.confidence, latency,
+                      evaluate(policy, verdict).action.value, verdict.intent.value, agrees)
+
+
+def _same(one: Verdict, other: Verdict, policy: Policy) -> bool:
+    """Two readings of the same item agree: the same harm type and the same action."""
+    return one.harm_type == other.harm_type and evaluate(policy, one).action == evaluate(policy, other).action
 
 
 def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[int]:
-    """The reference: char 1-3-gram TF-IDF + class-balanced logistic regression on clean caption text."""
+    """The reference: char 1-3-gram TF-IDF + class-balanced logistic regression on clean text, over the harm
+    types (counter-speech is harm type none to it)."""
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
     model = LogisticRegression(class_weight="balanced", max_iter=3000)
     model.fit(vectorizer.fit_transform([i.text for i in train]), [i.harm_type for i in train])
     return [int(p) for p in model.predict(vectorizer.transform([i.text for i in evaluation]))]
 
 
-def score(truth: list[int], predicted: list[int], confidence: list[float] | None) -> dict[str, Any]:
-    """Binary (harmful = any type but none) and 5-class harm-type metrics, and ECE when confidences exist."""
-    binary_truth, binary_pred = [int(t != 0) for t in truth], [int(p != 0) for p in predicted]
-    labels = list(range(len(LABELS)))
-    precision, recall, _, support = precision_recall_fscore_support(
-        truth, predicted, labels=labels, zero_division=0)
+def score(truth: list[int], predicted: list[int], confidence: list[float] | None,
+          harmful: list[bool] | None = None, typed: bool = True) -> dict[str, Any]:
+    """Binary (harmful = any type but none, or the items' own binary labels) and, when every item has a harm
+    type, 5-class harm-type metrics; ECE when confidences exist."""
+    binary_truth = [int(h) for h in harmful] if harmful is not None else [int(t != 0) for t in truth]
+    binary_pred = [int(p != 0) for p in predicted]
     report: dict[str, Any] = {
         "n": len(truth),
         "binary_macro_f1": float(f1_score(binary_truth, binary_pred, average="macro", zero_division=0)),
-        "type_macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
-        "accuracy": float(accuracy_score(truth, predicted)),
         "binary_accuracy": float(accuracy_score(binary_truth, binary_pred)),
-        "per_class": {HarmType(LABELS[i]).value: {"precision": float(precision[i]), "recall": float(recall[i]),
-                                                   "support": int(support[i])} for i in labels},
-        "confusion": confusion_matrix(truth, predicted, labels=labels).tolist(),
+        "flagged": sum(binary_pred) / max(len(binary_pred), 1),
     }
+    if typed:
+        labels = list(range(len(LABELS)))
+        precision, recall, _, support = precision_recall_fscore_support(
+            truth, predicted, labels=labels, zero_division=0)
+        report.update({
+            "type_macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
+            "accuracy": float(accuracy_score(truth, predicted)),
+            "per_class": {HarmType(LABELS[i]).value: {"precision": float(precision[i]), "recall": float(recall[i]),
+                                                       "support": int(support[i])} for i in labels},
+            "confusion": confusion_matrix(truth, predicted, labels=labels).tolist()})
+    else:
+        report["accuracy"] = report["binary_accuracy"]
     if confidence is not None:
-        report["ece"] = expected_calibration_error([int(t == p) for t, p in zip(truth, predicted, strict=True)],
-                                                   confidence)
+        right = [int(t == p) for t, p in zip(truth, predicted, strict=True)] if typed else \
+            [int(t == p) for t, p in zip(binary_truth, binary_pred, strict=True)]
+        report["ece"] = expected_calibration_error(right, confidence)
     return report
 
 
@@ -213,3 +318,37 @@ def expected_calibration_error(correct: list[int], confidence: list[float], bins
             mean_conf = sum(confidence[i] for i in members) / len(members)
             error += len(members) / total * abs(accuracy - mean_conf)
     return error
+
+
+@dataclass(frozen=True)
+class JsonlConfig:
+    path: Path
+    render: bool = False
+    limit: int | None = None
+    seed: int = 13
+    policy: Policy | None = None
+    baseline_sources: list[Source] = field(default_factory=list)
+
+
+def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer) -> dict[str, Any]:
+    """A platform's labelled items through ``analyzer`` as configured (its own classifier, knowledge base and
+    the policy in force), beside the baseline trained on ``baseline_sources`` (the classifier's own training
+    sources). Binary figures always; harm-type figures when every item gives ``harm_type``."""
+    from worker.datasets import load_jsonl
+
+    items = _sampled(load_jsonl(config.path), config.limit, config.seed)
+    policy = config.policy or load_policy()
+    started = time.perf_counter()
+    predictions = [_predict(analyzer, policy, item, config.render, item.context, item.scene) for item in items]
+    elapsed = time.perf_counter() - started
+    training = TrainingSet.of(config.baseline_sources)
+    baseline = baseline_predict(training.items, items) if training.items else [0] * len(items)
+    report = _report(items, predictions, baseline)
+    latencies = [p.latency_ms for p in predictions]
+    classifier = analyzer.classifier
+    report.update({"file": str(config.path), "render": config.render, "items_per_s": len(items) / elapsed,
+                   "p50_ms": statistics.median(latencies), "p95_ms": float(np.percentile(latencies, 95)),
+                   "analyzer": analyzer.version, "kb": analyzer.kb.version, "policy": policy.ref,
+                   "classifier": classifier.version if classifier else None,
+                   "baseline_trained_on": [s["name"] for s in training.sources]})
+    return report
