@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +25,9 @@ from memeguard.db import make_engine
 from memeguard.migrate import create_database, drop_database, upgrade
 from memeguard.samples import render_meme
 
+# Tests never read a developer's .memeguard: the shipped classifier `make model` writes there would change what
+# every default Settings() analyzes with. Each run gets an empty data directory of its own.
+os.environ["MEMEGUARD_DATA_DIR"] = tempfile.mkdtemp(prefix="memeguard-test-data-")
 PG_ADMIN_URL = os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEMEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEYS = {"tenant-a": "a" * 24 + "-key-tenant-a", "tenant-b": "b" * 24 + "-key-tenant-b"}

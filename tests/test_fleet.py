@@ -137,7 +137,7 @@ def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path)
         job_ids = submit_all(client, "fleet")
         jobs = wait_all_done(client, job_ids, timeout=90)
         assert [j["status"] for j in jobs] == ["done"] * len(CAPTIONS)
-        assert all(j["verdict"]["ocr_text"] and j["action"]["policy"] == "default@2" for j in jobs)
+        assert all(j["verdict"]["ocr_text"] and j["action"]["policy"] == "default@3" for j in jobs)
         assert jobs[3]["action"]["action"] in ("block", "tag")  # 你个sb
         assert "queue_wait_ms" in jobs[0]["timings"] and "store_ms" not in jobs[0]["timings"]
         metrics = worker.get("/metrics").text

@@ -36,7 +36,8 @@ def add_item(runtime: Runtime, tenant: str, content_id: str, *, image: bytes | N
         verdict = Verdict(emotion=Emotion.CONTEMPT, intent=Intent.SARCASM, harm_type=harm, confidence=confidence,
                           explanation="命中「你说得对，但是」句式：表面同意、实则反驳，属阴阳怪气。",
                           ocr_text="你说得对 但是我不听", analyzer="embedded", analyzer_version="3",
-                          signals=[Signal(source="kb", decided=["intent"], evidence=["你说得对，但是"], weight=0.8)])
+                          signals=[Signal(source="kb", decided=["intent"], evidence=["你说得对，但是"], weight=0.8,
+                                          backs=["harm_type"] if harm is not HarmType.NONE else [])])
         store.finish_jobs(session, [(job.id, verdict, evaluate(load_policy(), verdict), {})])
         session.commit()
     return job.id

@@ -29,7 +29,7 @@ def test_the_dashboard_charts_overturns_of_my_tenants(client: TestClient, runtim
                                                            "action": "allow", "reason": "误判"})
     page = client.get("/review/stats")
     assert page.status_code == 200 and page.text.count("<svg") == 2
-    assert "medium.harmful @ 2" in page.text and "embedded 3" in page.text and "75%（3/4）" in page.text
+    assert "medium.harmful @ 3" in page.text and "embedded 3" in page.text and "75%（3/4）" in page.text
     looser = re.findall(r'class="looser"', page.text)
     assert len(looser) == 2  # one bar per chart: the rule and the analyzer
     anonymous = TestClient(client.app, follow_redirects=False)

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +32,7 @@ def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert set(payload) >= REQUIRED_KEYS
-    assert payload["intent"] == "sarcasm" and payload["policy"] == "default@2"
+    assert payload["intent"] == "sarcasm" and payload["policy"] == "default@3"
     assert payload["action"] in ("allow", "throttle", "tag", "block")
 
 
@@ -77,7 +79,7 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     assert report["moved"] == not_tagged > 0
     assert all(t["to"] == "tag" for t in report["transitions"])
     again = memeguard("jobs", "show", job["job_id"], data_dir=tmp_path)
-    assert json.loads(again.stdout)["action"]["policy"] == "default@2"  # replay wrote nothing
+    assert json.loads(again.stdout)["action"]["policy"] == "default@3"  # replay wrote nothing
 
 
 def _demo_content_id(data_dir: Path) -> str:
@@ -95,7 +97,7 @@ def test_policy_check_reports_line_numbers(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"{bad}:6:13: unknown action 'ban'" in result.stderr
     good = memeguard("policy", "check", "policies/default.yaml", data_dir=tmp_path)
-    assert good.returncode == 0 and "default@2" in good.stdout
+    assert good.returncode == 0 and "default@3" in good.stdout
 
 
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
@@ -164,7 +166,7 @@ def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
 
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     refused = memeguard("train", "--from-reviews", data_dir=tmp_path)
-    assert refused.returncode == 2 and "fewer than two harm types" in refused.stderr
+    assert refused.returncode == 2 and "fewer than two classes" in refused.stderr
     sessions = make_sessions(make_engine(f"sqlite:///{tmp_path / 'memeguard.db'}"))
     with sessions() as session:
         ann = users.add_user(session, "ann", "correct horse battery", Role.REVIEWER, ["acme"], actor="t")
@@ -241,3 +243,39 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
 
         redis.Redis.from_url(REDIS_URL).delete(queue)
         drop_pg_database(db)
+
+
+def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdicts(tmp_path: Path) -> None:
+    """A block the classifier decided alone (stored under default@2) becomes a tag for review under the
+    bundled policy; a block backed by a knowledge-base entry read as an attack stays a block."""
+    from memeguard import store
+    from memeguard.db import make_engine, make_sessions
+    from memeguard.migrate import upgrade
+    from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
+    from policies import Decision
+
+    url = f"sqlite:///{tmp_path / 'memeguard.db'}"
+    upgrade(url)
+    sessions = make_sessions(make_engine(url))
+
+    def stored(content_id: str, signals: list[Signal]) -> tuple[uuid.UUID, Verdict, Decision, dict[str, Any]]:
+        with sessions.begin() as session:
+            job = store.insert_jobs(session, [store.NewJob("t", content_id, JobStatus.RUNNING)])[0]
+        verdict = Verdict(emotion=Emotion.ANGER, intent=Intent.EXPLICIT_ATTACK, harm_type=HarmType.TARGETED_HARM,
+                          confidence=0.95, explanation="测试", signals=signals, analyzer="embedded",
+                          analyzer_version="t")
+        return job.id, verdict, Decision(ModerationAction.BLOCK, "default", "2", "high.targeted-or-sexual", ""), {}
+
+    done = [stored("alone", [Signal(source="classifier", decided=["harm_type"])]),
+            stored("backed", [Signal(source="classifier", decided=["harm_type"]),
+                              Signal(source="kb", backs=["harm_type"])])]
+    with sessions.begin() as session:
+        store.finish_jobs(session, done)
+    replay = memeguard("policy", "replay", "policies/default.yaml", "--json", data_dir=tmp_path)
+    assert replay.returncode == 0, replay.stderr
+    report = json.loads(replay.stdout)
+    assert report["policy"] == "default@3" and report["items"] == 2 and report["moved"] == 1
+    assert {(t["from"], t["to"], json.dumps(t["rules"])) for t in report["transitions"]} == {
+        ("block", "tag", '{"review.classifier-only": 1}'), ("block", "block", '{"high.targeted-or-sexual": 1}')}
+    text = memeguard("policy", "replay", "policies/default.yaml", data_dir=tmp_path)
+    assert "block -> tag       1      (review.classifier-only 1)" in text.stdout

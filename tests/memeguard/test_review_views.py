@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from memeguard import banks, review_views, reviews, store, users
 from memeguard.db import Role
-from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Verdict
+from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
 from policies import evaluate, load_policy
 
 SHA = "ab" * 32
@@ -21,7 +21,8 @@ def item(session: Session, harm: HarmType, confidence: float, *, tenant: str = "
     job_id = store.insert_jobs(session, [store.NewJob(tenant, f"v-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING,
                                                       image_sha256=sha, callback_url="https://p.example/hook")])[0].id
     verdict = Verdict(emotion=Emotion.CONTEMPT, intent=Intent.SARCASM, harm_type=harm, confidence=confidence,
-                      explanation="阴阳怪气", analyzer=analyzer, analyzer_version="3")
+                      explanation="阴阳怪气", analyzer=analyzer, analyzer_version="3",
+                      signals=[Signal(source="kb", backs=["harm_type"])])  # an entry read as an attack
     store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
     return job_id
 
@@ -83,9 +84,9 @@ def test_overturn_stats_per_rule_and_per_analyzer(pg_session: Session, ann: user
     sam = users.add_user(pg_session, "sam", "correct horse battery", Role.SENIOR, ["rev-other"], actor="admin")
     review(pg_session, sam, foreign, "overturn", ModerationAction.ALLOW)
     by_rule = {s.key: s for s in review_views.overturn_stats(pg_session, ann, "rule")}
-    assert set(by_rule) == {"medium.harmful @ 2", "high.targeted-or-sexual @ 2"}
-    medium = by_rule["medium.harmful @ 2"]
+    assert set(by_rule) == {"medium.harmful @ 3", "high.targeted-or-sexual @ 3"}
+    medium = by_rule["medium.harmful @ 3"]
     assert (medium.reviewed, medium.overturned, medium.stricter, medium.looser) == (3, 2, 1, 1)
-    assert medium.rate == pytest.approx(2 / 3) and by_rule["high.targeted-or-sexual @ 2"].overturned == 0
+    assert medium.rate == pytest.approx(2 / 3) and by_rule["high.targeted-or-sexual @ 3"].overturned == 0
     by_analyzer = {s.key: (s.reviewed, s.overturned) for s in review_views.overturn_stats(pg_session, ann, "analyzer")}
     assert by_analyzer == {"embedded 3": (3, 2), "vlm 3": (1, 0)}

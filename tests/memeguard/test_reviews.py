@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from memeguard import reviews, store, users
 from memeguard.db import AuditEntry, CallbackRow, Role, utcnow
 from memeguard.reviews import ReviewError
-from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Verdict
+from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
 from policies import evaluate, load_policy
 
 PASSWORD = "correct horse battery"
@@ -26,7 +26,8 @@ def item(session: Session, harm: HarmType, confidence: float, tenant: str = "rev
     job_id = store.insert_jobs(session, [store.NewJob(tenant, f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING,
                                                       callback_url=callback)])[0].id
     verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=confidence,
-                      explanation="测试", analyzer="test", analyzer_version="1")
+                      explanation="测试", analyzer="test", analyzer_version="1",
+                      signals=[Signal(source="kb", backs=["harm_type"])])  # an entry read as an attack
     store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
     return job_id
 

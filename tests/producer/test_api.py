@@ -48,7 +48,7 @@ def test_submit_runs_the_pipeline_and_get_returns_verdict_and_action(client: Tes
     assert body["status"] == "done"
     assert body["verdict"]["harm_type"] in ("targeted_harm", "general_offense")
     assert body["verdict"]["harm_type_zh"] and "sb" in body["verdict"]["ocr_text"]
-    assert body["action"]["action"] == "block" and body["action"]["policy"] == "default@2"
+    assert body["action"]["action"] == "block" and body["action"]["policy"] == "default@3"
     assert "ocr_ms" in body["timings"]
 
 
