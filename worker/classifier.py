@@ -56,7 +56,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from memeguard.schemas import HarmType, Intent
 from worker.encoder import SentenceEncoder, encoder_for
-from worker.kb import KnowledgeBase, Match, joined, normalize
+from worker.kb import KnowledgeBase, Match, clauses, joined, normalize
 from worker.reading import read
 
 ARTEFACT_FORMAT = 5
@@ -90,8 +90,15 @@ def kb_features(matches: Sequence[Match]) -> dict[str, float]:
 
 
 def meanings(matches: Sequence[Match]) -> str:
-    """The notes/definitions of the matched entries, one document per text."""
-    return normalize(" ".join(match.entry.note for match in matches))
+    """The notes/definitions of the matched entries, one document per text (each note its own clause)."""
+    return ngram_text("。".join(match.entry.note for match in matches))
+
+
+def ngram_text(text: str) -> str:
+    """What the character n-grams read: the normalised clauses, space-separated, so that no n-gram spans a
+    clause end (``char_wb`` n-grams stay inside each piece) — and OCR's line breaks and spacing change
+    nothing."""
+    return " ".join(clauses(text))
 
 
 def combined(text: str, context: str) -> str:
@@ -100,7 +107,7 @@ def combined(text: str, context: str) -> str:
 
 
 def _char_vectorizer(high: int) -> TfidfVectorizer:
-    return TfidfVectorizer(analyzer="char", ngram_range=(1, high), sublinear_tf=True, min_df=2)
+    return TfidfVectorizer(analyzer="char_wb", ngram_range=(1, high), sublinear_tf=True, min_df=2)
 
 
 @dataclass(frozen=True)
@@ -183,13 +190,15 @@ class HarmClassifier:
         y = np.asarray(labels)
         model = cls.blank(encoder)
         vectors = model.semantic.vectors(texts) if model.semantic is not None else None
-        features = model._features(texts, contexts, _read_all(kb, texts, contexts), fit=True, vectors=vectors)
+        matches = _read_all(kb, texts, contexts)
+        features = model._features(texts, contexts, matches, fit=True, vectors=vectors)
         model._fit_voters(features, y, w, vectors)
         out_of_fold = model._out_of_fold(features, y, w, g, vectors)
+        attacks = attack_strengths(matches)
         if out_of_fold is not None:
             shares, similarity = out_of_fold
             model.threshold = choose_threshold(shares, y, g)
-            model.calibrator = Calibrator.fit(model.decide(shares), y, similarity, g)
+            model.calibrator = Calibrator.fit(model.decide(shares, attacks), y, similarity, g)
         if vectors is not None:
             model.novelty = novelty_threshold(vectors, [bool(normalize(t)) for t in texts])
         model.version, digest = _version(texts, contexts, labels, w, g, kb, encoder)
@@ -200,7 +209,7 @@ class HarmClassifier:
                          "classes": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
                          "seconds": round(time.perf_counter() - started, 2)}
         if out_of_fold is not None:
-            model.trained["out_of_fold"] = model.out_of_fold_report(out_of_fold, y, g)
+            model.trained["out_of_fold"] = model.out_of_fold_report(out_of_fold, attacks, y, g)
         return model
 
     @classmethod
@@ -215,11 +224,11 @@ class HarmClassifier:
         """The feature rows; ``vectors`` are the texts' sentence vectors when the caller has them already."""
         if fit:
             self.meaning_vectorizer = _usable(self.meaning_vectorizer, [meanings(m) for m in matches])
-            self.context_vectorizer = _usable(self.context_vectorizer, [normalize(c) for c in contexts])
-        blocks = [(self.vectorizer, [normalize(t) for t in texts], 1.0),
+            self.context_vectorizer = _usable(self.context_vectorizer, [ngram_text(c) for c in contexts])
+        blocks = [(self.vectorizer, [ngram_text(t) for t in texts], 1.0),
                   (self.kb_vectorizer, [kb_features(m) for m in matches], 1.0),
                   (self.meaning_vectorizer, [meanings(m) for m in matches], 1.0),
-                  (self.context_vectorizer, [normalize(c) for c in contexts], CONTEXT_WEIGHT)]
+                  (self.context_vectorizer, [ngram_text(c) for c in contexts], CONTEXT_WEIGHT)]
         parts = [(v.fit_transform(data) if fit else v.transform(data)) * weight
                  for v, data, weight in blocks if v is not None]
         if self.semantic is not None:
@@ -232,27 +241,30 @@ class HarmClassifier:
         on text + context (the analyzer does)."""
         contexts = contexts if contexts is not None else [""] * len(texts)
         vectors = self.semantic.vectors(texts) if self.semantic is not None else None
-        features = self._features(texts, contexts, matches if matches is not None else
-                                  _read_all(kb, texts, contexts), vectors=vectors)
+        matches = matches if matches is not None else _read_all(kb, texts, contexts)
+        features = self._features(texts, contexts, matches, vectors=vectors)
         shares = _shares(self._votes(features, vectors))
         similarity = self._similarity(texts, vectors)
-        decisions = self.decide(shares)
+        decisions = self.decide(shares, attack_strengths(matches))
         confidence = self.calibrator(decisions, similarity)
         return [Reading(HarmType(LABELS[NONE if c == COUNTER else c]), float(p), [float(x) for x in row],
                         bool(c == COUNTER), None if np.isnan(s) else float(s),
                         bool(self.novelty is not None and not np.isnan(s) and s < self.novelty))
                 for c, p, row, s in zip(decisions.classes, confidence, shares, similarity, strict=True)]
 
-    def decide(self, shares: np.ndarray) -> Decisions:
+    def decide(self, shares: np.ndarray, attacks: np.ndarray | None = None) -> Decisions:
         """Harmful when the harmful classes' shares reach the threshold, then the strongest harmful class;
-        otherwise counter-speech or none, whichever has more votes."""
+        otherwise counter-speech or none, whichever has more votes. ``attacks`` (``attack_strengths``) gives
+        each decision the knowledge base's evidence: for the harm type decided, or against a harmless one."""
         harmful_share = shares[:, HARMFUL].sum(axis=1)
         harmful = harmful_share >= self.threshold
         strongest = np.asarray(HARMFUL)[shares[:, HARMFUL].argmax(axis=1)]
         benign = np.where(shares[:, COUNTER] > shares[:, NONE], COUNTER, NONE)
         classes = np.where(harmful, strongest, benign)
         decided_share = np.where(harmful, shares[np.arange(len(shares)), strongest], 1.0 - harmful_share)
-        return Decisions(classes, harmful, decided_share)
+        attacks = np.zeros((len(shares), len(LABELS))) if attacks is None else attacks
+        support = np.where(harmful, attacks[np.arange(len(shares)), strongest], attacks.max(axis=1))
+        return Decisions(classes, harmful, decided_share, support)
 
     def _similarity(self, texts: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:
         """Cosine to the nearest training text; NaN without the encoder or for an empty text (an image
@@ -306,13 +318,13 @@ class HarmClassifier:
                     similarity[held] = voters.neighbours.nearest(held_vectors)
         return shares, similarity
 
-    def out_of_fold_report(self, out_of_fold: tuple[np.ndarray, np.ndarray], y: np.ndarray,
+    def out_of_fold_report(self, out_of_fold: tuple[np.ndarray, np.ndarray], attacks: np.ndarray, y: np.ndarray,
                            groups: np.ndarray) -> dict[str, dict[str, float]]:
         """Per training source: binary macro-F1 and calibration error of the out-of-fold decisions (the
         calibrator was fitted on these same decisions, so the ECE here is a fit check; the evaluation
         harnesses measure it on held-out test splits)."""
         shares, similarity = out_of_fold
-        decisions = self.decide(shares)
+        decisions = self.decide(shares, attacks)
         confidence = self.calibrator(decisions, similarity)
         harm_truth, harm_pred = _harm(y), _harm(decisions.classes)
         report = {}
@@ -369,12 +381,25 @@ class HarmClassifier:
 
 @dataclass(frozen=True)
 class Decisions:
-    """The decided class per item, whether it was decided harmful, and the vote share behind the decision
-    (the decided harm type's share, or for a harmless decision the share of the harmless classes)."""
+    """The decided class per item, whether it was decided harmful, the vote share behind the decision (the
+    decided harm type's share, or for a harmless decision the share of the harmless classes), and the
+    knowledge base's attack evidence (for the decided harm type; against a harmless decision)."""
 
     classes: np.ndarray
     harmful: np.ndarray
     share: np.ndarray
+    support: np.ndarray
+
+
+def attack_strengths(matches: Sequence[Sequence[Match]]) -> np.ndarray:
+    """(items, harm types): the weight of the strongest knowledge-base match read as an attack, per type."""
+    out = np.zeros((len(matches), len(LABELS)))
+    for row, found in enumerate(matches):
+        for match in found:
+            if match.attacking and match.entry.harm is not None:
+                column = LABELS.index(match.entry.harm.value)
+                out[row, column] = max(out[row, column], match.weight)
+    return out
 
 
 def _harm(classes: np.ndarray) -> np.ndarray:
@@ -444,36 +469,43 @@ def _ece(right: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
 
 @dataclass(frozen=True)
 class Calibrator:
-    """P(the decided harm type is right) = sigmoid(a * logit(decided share) + b * (1 - similarity) + c), one
-    (a, b, c) for harmful decisions and one for harmless ones (their errors differ in kind). ``similarity`` is the
-    cosine to the nearest training text: the farther out, the less the vote share can be trusted; b = 0 without
-    the encoder. Fitted on out-of-fold decisions, each training source weighted alike; with too little data to
+    """P(the decided harm type is right) = sigmoid(a * logit(decided share) + b * (1 - similarity) + d * support
+    + c), one (a, b, d, c) for harmful decisions and one for harmless ones (their errors differ in kind).
+    ``similarity`` is the cosine to the nearest training text: the farther out, the less the vote share can be
+    trusted (b = 0 without the encoder). ``support`` is the knowledge base's attack evidence (``Decisions``):
+    an insult the knowledge base reads as an attack makes a harmful decision more likely right and a harmless
+    one less. Fitted on out-of-fold decisions, each training source weighted alike; with too little data to
     split it is the identity (the share itself)."""
 
-    harmful: tuple[float, float, float]
-    benign: tuple[float, float, float]
+    harmful: tuple[float, float, float, float]
+    benign: tuple[float, float, float, float]
 
     @classmethod
     def identity(cls) -> Calibrator:
-        return cls((1.0, 0.0, 0.0), (1.0, 0.0, 0.0))
+        return cls((1.0, 0.0, 0.0, 0.0), (1.0, 0.0, 0.0, 0.0))
 
     @classmethod
     def fit(cls, decisions: Decisions, y: np.ndarray, similarity: np.ndarray, groups: np.ndarray) -> Calibrator:
         right = (_harm(decisions.classes) == _harm(y)).astype(int)
         balance = _source_balance(groups)
-        fitted = []
-        for kind in (True, False):
-            at = decisions.harmful == kind
-            fitted.append(_platt(decisions.share[at], similarity[at], right[at], balance[at]))
+        inputs = _calibration_inputs(decisions, similarity)
+        fitted = [_platt(inputs[at], right[at], balance[at], has_distance=not np.isnan(similarity).any())
+                  for at in (decisions.harmful, ~decisions.harmful)]
         return cls(fitted[0], fitted[1])
 
     def __call__(self, decisions: Decisions, similarity: np.ndarray) -> np.ndarray:
-        distance = np.nan_to_num(1.0 - similarity, nan=0.0)
+        inputs = _calibration_inputs(decisions, similarity)
         out = np.empty(len(decisions.share))
-        for kind, (a, b, c) in ((True, self.harmful), (False, self.benign)):
-            at = decisions.harmful == kind
-            out[at] = 1.0 / (1.0 + np.exp(-(a * _logit(decisions.share[at]) + b * distance[at] + c)))
+        for at, (a, b, d, c) in ((decisions.harmful, self.harmful), (~decisions.harmful, self.benign)):
+            x = inputs[at]
+            out[at] = 1.0 / (1.0 + np.exp(-(a * x[:, 0] + b * x[:, 1] + d * x[:, 2] + c)))
         return out
+
+
+def _calibration_inputs(decisions: Decisions, similarity: np.ndarray) -> np.ndarray:
+    """Columns logit(decided share), distance from the training data (0 when unknown), KB support."""
+    distance = np.nan_to_num(1.0 - similarity, nan=0.0)
+    return np.column_stack([_logit(decisions.share), distance, decisions.support])
 
 
 def _source_balance(groups: np.ndarray) -> np.ndarray:
@@ -482,18 +514,17 @@ def _source_balance(groups: np.ndarray) -> np.ndarray:
     return np.asarray(len(groups) / (len(names) * counts[index]))
 
 
-def _platt(share: np.ndarray, similarity: np.ndarray, right: np.ndarray,
-           weights: np.ndarray) -> tuple[float, float, float]:
-    """(a, b, c) of a logistic fit of rightness on logit(share) and distance from the training data."""
+def _platt(inputs: np.ndarray, right: np.ndarray, weights: np.ndarray,
+           has_distance: bool) -> tuple[float, float, float, float]:
+    """(a, b, d, c) of a logistic fit of rightness on ``_calibration_inputs``."""
     if len(right) == 0:
-        return (1.0, 0.0, 0.0)
+        return (1.0, 0.0, 0.0, 0.0)
     if len(set(right.tolist())) < 2:  # always right (or wrong) out of fold: a constant, not a curve
-        return (0.0, 0.0, float(_logit(np.array([np.clip(right.mean(), 0.01, 0.99)]))[0]))
-    distance = 1.0 - similarity
-    has_distance = not np.isnan(distance).any()
-    x = np.column_stack([_logit(share), distance if has_distance else np.zeros(len(share))])
-    model = LogisticRegression().fit(x, right, sample_weight=weights)
-    return (float(model.coef_[0, 0]), float(model.coef_[0, 1]) if has_distance else 0.0, float(model.intercept_[0]))
+        return (0.0, 0.0, 0.0, float(_logit(np.array([np.clip(right.mean(), 0.01, 0.99)]))[0]))
+    columns = [0, 1, 2] if has_distance else [0, 2]
+    model = LogisticRegression().fit(inputs[:, columns], right, sample_weight=weights)
+    coef = dict(zip(columns, model.coef_[0], strict=True))
+    return (float(coef[0]), float(coef.get(1, 0.0)), float(coef[2]), float(model.intercept_[0]))
 
 
 @dataclass
@@ -574,9 +605,10 @@ class NeighbourVoter:
 
 
 def for_encoder(text: str) -> str:
-    """The meme text as the sentence encoder reads it: normalised like the knowledge base's and the n-grams'
-    input, so text read back by OCR (other punctuation, line breaks) gets the vector the clean text gets."""
-    return normalize(text)
+    """The meme text as the sentence encoder reads it: its normalised clauses joined by one canonical comma, so
+    text read back by OCR (other punctuation marks, line breaks, spacing) gets the vector the clean text gets,
+    and the encoder still sees where clauses end."""
+    return "，".join(clauses(text))
 
 
 def _usable(vectorizer: TfidfVectorizer | None, docs: list[str]) -> TfidfVectorizer | None:

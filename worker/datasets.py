@@ -237,5 +237,5 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """What the artefact records of this source."""
-        return {"name": self.name, "path": str(self.path), "weight": self.weight, "items": len(self.items),
+        return {"name": self.name, "path": str(self.path.resolve()), "weight": self.weight, "items": len(self.items),
                 "mapping": SOURCE_KINDS[self.name].mapping}

@@ -184,36 +184,46 @@ def test_semantic_classifier_remembers_its_training_memes(semantic: HarmClassifi
     assert list(votes.argmax(axis=1)) == [4, 3]  # the training texts themselves vote for their own labels
 
 
-def test_calibrator_maps_vote_shares_and_distance_to_how_often_they_are_right() -> None:
+def test_calibrator_maps_shares_distance_and_kb_evidence_to_how_often_they_are_right() -> None:
     from worker.classifier import Calibrator, Decisions
 
     rng = np.random.default_rng(0)
-    n = 40000
+    n = 60000
     shares, similarity = rng.uniform(0.2, 1.0, n), rng.uniform(0.6, 1.0, n)
-    harmful = rng.uniform(size=n) < 0.5
-    # the raw share is over-confident, and more so far from the training data
-    truth = shares**3 * (similarity - 0.2) / 0.8
-    right = rng.uniform(size=n) < truth
+    support = np.where(rng.uniform(size=n) < 0.3, 0.8, 0.0)
+    harmful = np.ones(n, dtype=bool)
+    # the raw share is over-confident, more so far from the training data; KB evidence makes it more often right
+
+    def truth(share: np.ndarray, sim: np.ndarray, kb: np.ndarray) -> np.ndarray:
+        return np.asarray(1 / (1 + np.exp(-(2 * np.log(share / (1 - share)) - 6 * (1 - sim) + 2 * kb - 0.5))))
+
+    right = rng.uniform(size=n) < truth(shares.clip(0.01, 0.99), similarity, support)
     y = np.where(right, 1, 0)  # class ids: decided class 1 is right when the truth is 1
-    calibrator = Calibrator.fit(Decisions(np.ones(n, dtype=int), harmful, shares), y, similarity,
+    calibrator = Calibrator.fit(Decisions(np.ones(n, dtype=int), harmful, shares, support), y, similarity,
                                 np.array(["a"] * n))
-    for share, sim in ((0.5, 0.95), (0.9, 0.95), (0.9, 0.65)):
-        one = Decisions(np.ones(1, dtype=int), np.array([True]), np.array([share]))
-        expected = share**3 * (sim - 0.2) / 0.8
-        assert abs(float(calibrator(one, np.array([sim]))[0]) - expected) < 0.08
-    near = calibrator(Decisions(np.ones(1, dtype=int), np.array([True]), np.array([0.9])), np.array([0.95]))
-    far = calibrator(Decisions(np.ones(1, dtype=int), np.array([True]), np.array([0.9])), np.array([0.65]))
-    assert far[0] < near[0] - 0.1  # far from the training data, the same votes earn less confidence
+
+    def confidence(share: float, sim: float, kb: float) -> float:
+        one = Decisions(np.ones(1, dtype=int), np.array([True]), np.array([share]), np.array([kb]))
+        return float(calibrator(one, np.array([sim]))[0])
+
+    for share, sim, kb in ((0.5, 0.95, 0.0), (0.9, 0.95, 0.0), (0.9, 0.65, 0.0), (0.7, 0.9, 0.8)):
+        expected = float(truth(np.array([share]), np.array([sim]), np.array([kb]))[0])
+        assert abs(confidence(share, sim, kb) - expected) < 0.03
+    assert confidence(0.9, 0.65, 0.0) < confidence(0.9, 0.95, 0.0) - 0.1  # far out: less confidence
+    assert confidence(0.7, 0.9, 0.8) > confidence(0.7, 0.9, 0.0) + 0.1  # corroborated: more
 
 
 def test_confidence_is_the_calibrated_decision_share(semantic: HarmClassifier) -> None:
-    from worker.classifier import Decisions
+    from worker.classifier import Decisions, _read_all, attack_strengths
 
-    for reading in semantic.predict(["早上好", "你个蠢货", "人间不值得"], KB):
+    texts = ["早上好", "你个蠢货", "人间不值得"]
+    attacks = attack_strengths(_read_all(KB, texts, [""] * 3))
+    for reading, row in zip(semantic.predict(texts, KB), attacks, strict=True):
         decided = LABELS_BY_ID.index(reading.harm.value)
         harmful = reading.harm is not HarmType.NONE
         share = reading.shares[decided] if harmful else 1.0 - reading.harmful_share
-        one = Decisions(np.array([decided]), np.array([harmful]), np.array([share]))
+        support = row[decided] if harmful else row.max()
+        one = Decisions(np.array([decided]), np.array([harmful]), np.array([share]), np.array([support]))
         assert reading.confidence == pytest.approx(float(semantic.calibrator(one, np.array([reading.similarity]))[0]))
     # the toy data repeats each text 8 times: out of fold every vote is right, so confidence is a flat 0.99
     assert semantic.calibrator.harmful[0] == 0 and 0.98 < reading.confidence < 1.0
@@ -284,3 +294,32 @@ def test_a_classifier_refuses_a_knowledge_base_it_was_not_trained_with(classifie
 
 
 LABELS_BY_ID = [h.value for h in HarmType]
+
+
+def test_ngrams_and_the_encoder_read_clauses_not_across_them() -> None:
+    from worker.classifier import for_encoder, ngram_text
+
+    assert ngram_text("笑死，狗都不理") == "笑死 狗都不理" and for_encoder("笑死，狗都不理") == "笑死，狗都不理"
+    vectorizer = HarmClassifier.blank(None).vectorizer
+    vectorizer.set_params(min_df=1)
+    grams = set(vectorizer.fit([ngram_text("笑死，狗都不理")]).get_feature_names_out())
+    assert "死狗" not in grams and "狗都" in grams
+    # OCR's other punctuation marks, line breaks and spacing read the same
+    assert for_encoder("笑死, 狗都\n不理") == for_encoder("笑死。狗都不理") == for_encoder("笑死，狗都不理")
+
+
+def test_the_shipped_classifier_is_loaded_with_the_knowledge_bases_it_was_trained_with(tmp_path: Path) -> None:
+    from memeguard.settings import Settings
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+
+    external = tmp_path / "extra.yaml"
+    external.write_text("version: x1\nentries:\n  - {id: extra.a, phrases: [蓝瘦香菇], emotion: sadness, "
+                        "note: 难受想哭, examples: [蓝瘦香菇]}\n", encoding="utf-8")
+    kb = KB.merged(KnowledgeBase.load_any(external))
+    model = HarmClassifier.fit(TEXTS, LABELS, kb, kb_external=[external])
+    model.save(tmp_path / "models" / "current.joblib")
+    analyzer = EmbeddedAnalyzer.default(Settings(data_dir=tmp_path))
+    assert analyzer.classifier is not None and analyzer.classifier.version == model.version
+    assert analyzer.kb.version == kb.version  # the external base came from the artefact, not the settings
+    with pytest.raises(ValueError, match="MEMEGUARD_KB_EXTERNAL"):
+        EmbeddedAnalyzer.default(Settings(data_dir=tmp_path, kb_external=[]))  # set, and not the same

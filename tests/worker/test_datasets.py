@@ -56,7 +56,7 @@ def test_a_loaded_source_describes_itself_for_the_artefact(tmp_path: Path) -> No
     path = _toxicn_text(tmp_path, [row("好", 0, 0, 0), row("滚", 1, 1, 0)])
     source = Source("toxicn-text", path, 0.5).load()
     described = source.describe()
-    assert described["items"] == 2 and described["weight"] == 0.5 and described["path"] == str(path)
+    assert described["items"] == 2 and described["weight"] == 0.5 and described["path"] == str(path.resolve())
     assert "reporting" in " ".join(described["mapping"]) and "counter_speech" in " ".join(described["mapping"].values())
 
 
