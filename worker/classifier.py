@@ -69,7 +69,9 @@ CLASSES = [*LABELS, Intent.COUNTER_SPEECH.value]
 HARMFUL = [i for i, label in enumerate(LABELS) if label != HarmType.NONE.value]
 NONE = LABELS.index(HarmType.NONE.value)
 CALIBRATION_FOLDS = 3
-THRESHOLDS = np.round(np.arange(0.30, 0.705, 0.02), 2)  # candidate harmful-share thresholds
+THRESHOLDS = np.round(np.arange(0.30, 0.905, 0.02), 2)  # candidate harmful-share thresholds
+# the most of a source's harmless items (counter-speech included) the operating point may flag, out of fold
+MAX_FALSE_ALARM = 0.10
 NOVELTY_QUANTILE = 0.01
 
 
@@ -175,13 +177,15 @@ class HarmClassifier:
     def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *,
             contexts: Sequence[str] | None = None, weights: Sequence[float] | None = None,
             groups: Sequence[str] | None = None, source: str = "", encoder: SentenceEncoder | None = None,
-            sources: list[dict[str, Any]] | None = None, kb_external: Sequence[Path] = ()) -> HarmClassifier:
+            sources: list[dict[str, Any]] | None = None, kb_external: Sequence[Path] = (),
+            max_false_alarm: float = MAX_FALSE_ALARM) -> HarmClassifier:
         """Train on (text, class id) pairs — a class is a harm type id or ``COUNTER`` — with each item's
         post context, sample weight and source (``groups``: what the decision threshold and the calibration
         balance over) when given, and the sentence encoder's vectors when one is given. ``sources`` describes
         the training data for the artefact (paths, label mappings, weights), ``kb_external`` the external
-        knowledge bases merged into ``kb`` (recorded so workers read the same). Deterministic for the same data,
-        knowledge base and encoder."""
+        knowledge bases merged into ``kb`` (recorded so workers read the same), ``max_false_alarm`` the bound on
+        the operating point (``choose_threshold``). Deterministic for the same data, knowledge base and
+        encoder."""
         started = time.perf_counter()
         n = len(texts)
         contexts = contexts if contexts is not None else [""] * n
@@ -197,15 +201,16 @@ class HarmClassifier:
         attacks = attack_strengths(matches)
         if out_of_fold is not None:
             shares, similarity = out_of_fold
-            model.threshold = choose_threshold(shares, y, g)
+            model.threshold = choose_threshold(shares, y, g, max_false_alarm)
             model.calibrator = Calibrator.fit(model.decide(shares, attacks), y, similarity, g)
         if vectors is not None:
             model.novelty = novelty_threshold(vectors, [bool(normalize(t)) for t in texts])
-        model.version, digest = _version(texts, contexts, labels, w, g, kb, encoder)
+        model.version, digest = _version(texts, contexts, labels, w, g, kb, encoder, max_false_alarm)
         model.trained = {"items": n, "data_sha256_12": digest, "source": source, "sources": sources or [],
                          "kb_version": kb.version, "kb_external": [str(p.resolve()) for p in kb_external],
                          "encoder": encoder.id if encoder else "none",
-                         "threshold": model.threshold, "novelty": model.novelty,
+                         "threshold": model.threshold, "max_false_alarm": max_false_alarm,
+                         "novelty": model.novelty,
                          "classes": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
                          "seconds": round(time.perf_counter() - started, 2)}
         if out_of_fold is not None:
@@ -331,10 +336,12 @@ class HarmClassifier:
         for group in np.unique(groups):
             at = groups == group
             right = (harm_truth[at] == harm_pred[at]).astype(float)
+            harmless = at & (harm_truth == NONE)
             report[str(group)] = {
                 "n": int(at.sum()),
                 "binary_macro_f1": round(float(f1_score(harm_truth[at] != NONE, harm_pred[at] != NONE,
                                                         average="macro", zero_division=0)), 4),
+                "false_alarm": round(float((harm_pred[harmless] != NONE).mean()) if harmless.any() else 0.0, 4),
                 "ece": round(_ece(right, confidence[at]), 4)}
         return report
 
@@ -407,18 +414,25 @@ def _harm(classes: np.ndarray) -> np.ndarray:
     return np.where(classes == COUNTER, NONE, classes)
 
 
-def choose_threshold(shares: np.ndarray, y: np.ndarray, groups: np.ndarray) -> float:
-    """The harmful-share threshold with the best binary macro-F1 averaged over the sources (ties: the higher,
-    stricter threshold — fewer wrongful flags)."""
+def choose_threshold(shares: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                     max_false_alarm: float = MAX_FALSE_ALARM) -> float:
+    """The operating point: among the harmful-share thresholds that flag at most ``max_false_alarm`` of every
+    source's harmless items (a product that flags one harmless comment in five cannot act on its own), the
+    one with the best binary macro-F1 averaged over the sources (ties: the higher, stricter one). If none
+    keeps every source under the bound, the one that comes nearest. ``max_false_alarm`` 1 leaves the best F1."""
     truth = _harm(y) != NONE
     harmful_share = shares[:, HARMFUL].sum(axis=1)
-    best, best_score = 0.5, -1.0
+    names = np.unique(groups)
+    best, best_key = 0.5, (False, -1.0, -1.0)
     for threshold in THRESHOLDS:
         flagged = harmful_share >= threshold
         score = float(np.mean([f1_score(truth[groups == g], flagged[groups == g], average="macro", zero_division=0)
-                               for g in np.unique(groups)]))
-        if score >= best_score - 1e-9:
-            best, best_score = float(threshold), score
+                               for g in names]))
+        worst = max(float(flagged[(groups == g) & ~truth].mean()) if ((groups == g) & ~truth).any() else 0.0
+                    for g in names)
+        key = (worst <= max_false_alarm, score if worst <= max_false_alarm else -worst, score)
+        if key >= best_key:
+            best, best_key = float(threshold), key
     return best
 
 
@@ -438,13 +452,15 @@ def novelty_threshold(vectors: np.ndarray, has_text: Sequence[bool]) -> float:
 
 
 def _version(texts: Sequence[str], contexts: Sequence[str], labels: Sequence[int], weights: np.ndarray,
-             groups: np.ndarray, kb: KnowledgeBase, encoder: SentenceEncoder | None) -> tuple[str, str]:
-    """The version names the data (with weights and sources), the model format, the knowledge base and the
-    encoder: change any, get a new version."""
+             groups: np.ndarray, kb: KnowledgeBase, encoder: SentenceEncoder | None,
+             max_false_alarm: float) -> tuple[str, str]:
+    """The version names the data (with weights and sources), the model format, the knowledge base, the
+    encoder and the operating point's bound: change any, get a new version."""
     rows = "\n".join(f"{t}\t{c}\t{label}\t{w:g}\t{g}"
                      for t, c, label, w, g in zip(texts, contexts, labels, weights, groups, strict=True))
     encoder_id = encoder.id if encoder else "none"
-    digest = hashlib.sha256(f"format {ARTEFACT_FORMAT}\nkb {kb.version}\nencoder {encoder_id}\n{rows}".encode())
+    head = f"format {ARTEFACT_FORMAT}\nkb {kb.version}\nencoder {encoder_id}\nmax false alarm {max_false_alarm:g}"
+    digest = hashlib.sha256(f"{head}\n{rows}".encode())
     return f"tfidf-lr-{digest.hexdigest()[:12]}", digest.hexdigest()[:12]
 
 

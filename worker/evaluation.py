@@ -46,7 +46,7 @@ from memeguard.schemas import HarmType, Intent, ModerationAction, Verdict
 from policies import Policy, evaluate, load_policy
 from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
-from worker.classifier import LABELS
+from worker.classifier import LABELS, MAX_FALSE_ALARM
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, load_toxicn_text
 from worker.encoder import SentenceEncoder
 from worker.training import TrainingSet, build_kb
@@ -75,6 +75,7 @@ class EvalConfig:
     dataset: str = "toxicn"  # toxicn (ToxiCN MM) or toxicn-text
     also_train: tuple[str, ...] | None = None  # other training sources (None: the other shipped ones)
     policy: Policy | None = None  # for the action shares (None: the bundled default)
+    max_false_alarm: float = MAX_FALSE_ALARM  # the classifier's operating-point bound (``train --max-false-alarm``)
 
     @property
     def source_name(self) -> str:
@@ -157,7 +158,7 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
         own = Source(config.source_name, config.data_dir / DATASETS[config.dataset][1], 1.0,
                      [_with_context(i, config) for i in train])
         training = TrainingSet.of([own, *others])
-        classifier = training.fit(kb, encoder, config.kb_external)
+        classifier = training.fit(kb, encoder, config.kb_external, config.max_false_alarm)
         versions.append(classifier.version)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
@@ -172,7 +173,7 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
                    "p95_ms": float(np.percentile(latencies, 95)), "render": config.render, "context": config.context,
                    "caption_reading": config.caption_reading, "encoder": encoder.id if encoder else None,
                    "dataset": config.dataset, "split": config.split, "folds": max(config.folds, 1), "kb": kb.version,
-                   "classifier": versions, "policy": policy.ref,
+                   "classifier": versions, "policy": policy.ref, "max_false_alarm": config.max_false_alarm,
                    "trained_on": [config.source_name, *config.other_sources]})
     if config.dataset == "toxicn":
         report["paper"] = PAPER

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.classifier import HarmClassifier
+from worker.classifier import MAX_FALSE_ALARM, HarmClassifier
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source
 from worker.encoder import SentenceEncoder
 from worker.kb import KnowledgeBase
@@ -50,12 +50,12 @@ class TrainingSet:
             described.append({"name": extra_name, "items": len(extra)})
         return cls(items, weights, groups, described)
 
-    def fit(self, kb: KnowledgeBase, encoder: SentenceEncoder | None,
-            kb_external: Sequence[Path] = ()) -> HarmClassifier:
+    def fit(self, kb: KnowledgeBase, encoder: SentenceEncoder | None, kb_external: Sequence[Path] = (),
+            max_false_alarm: float = MAX_FALSE_ALARM) -> HarmClassifier:
         return HarmClassifier.fit([i.text for i in self.items], [i.training_class for i in self.items], kb,
                                   contexts=[i.context for i in self.items], weights=self.weights, groups=self.groups,
                                   source=",".join(s["name"] for s in self.sources), encoder=encoder,
-                                  sources=self.sources, kb_external=kb_external)
+                                  sources=self.sources, kb_external=kb_external, max_false_alarm=max_false_alarm)
 
 
 def build_kb(paths: Sequence[Path]) -> KnowledgeBase:

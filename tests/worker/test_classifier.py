@@ -250,8 +250,13 @@ def test_the_harmful_threshold_is_chosen_out_of_fold_for_every_source_alike() ->
                                     rng.normal(0.75, 0.05, 200), rng.normal(0.50, 0.05, 200)]).clip(0, 1)
     shares = np.zeros((800, len(CLASSES)))
     shares[:, 3], shares[:, 0] = harmful_share, 1 - harmful_share
-    threshold = choose_threshold(shares, y, groups)
-    assert 0.44 <= threshold <= 0.54  # between both sources' classes, not just the larger source's
+    threshold = choose_threshold(shares, y, groups, max_false_alarm=1.0)
+    assert 0.44 <= threshold <= 0.54  # the best F1 averaged over both sources, not just the larger one's
+    bounded = choose_threshold(shares, y, groups)  # no source may see more than 10 % of its harmless flagged
+    flagged_harmless_b = (harmful_share[600:] >= bounded).mean()
+    assert bounded > threshold and flagged_harmless_b <= 0.10
+    strict = choose_threshold(shares, y, groups, max_false_alarm=0.0)
+    assert strict > harmful_share[(y == 0)].max()  # no harmless item flagged at all
 
 
 def test_novelty_threshold_is_a_low_quantile_of_training_nearest_neighbours() -> None:
