@@ -102,7 +102,7 @@ def analyze(
     try:
         result = analyze_bytes(data, text, ctx, analyzer=runtime.analyzer, policy=runtime.policy,
                                max_frames=settings.max_frames)
-    except AnalyzerError as exc:
+    except (AnalyzerError, ValueError, FileNotFoundError) as exc:  # incl. a classifier this node cannot load
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
     payload = {**result.verdict.display(), "action": result.decision.action.value,

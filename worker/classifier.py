@@ -377,7 +377,11 @@ class HarmClassifier:
         """Load an artefact written by ``save``. Artefacts are pickles: load only ones this fleet trained."""
         if not path.exists():
             raise FileNotFoundError(f"classifier artefact {path} not found: train one with `memeguard train`")
-        data = joblib.load(path)
+        try:
+            data = joblib.load(path)
+        except Exception as exc:  # a truncated or foreign file: unpickling fails in many ways
+            raise ValueError(f"{path} is not a memeguard classifier artefact ({type(exc).__name__}): retrain with "
+                             "`memeguard train` or `make model`") from exc
         if not isinstance(data, dict) or data.get("format") != ARTEFACT_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
             hint = " (an older memeguard's: retrain with `memeguard train` or `make model`)" if found else ""

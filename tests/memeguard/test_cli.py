@@ -279,3 +279,12 @@ def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdi
         ("block", "tag", '{"review.classifier-only": 1}'), ("block", "block", '{"high.targeted-or-sexual": 1}')}
     text = memeguard("policy", "replay", "policies/default.yaml", data_dir=tmp_path)
     assert "block -> tag       1      (review.classifier-only 1)" in text.stdout
+
+
+def test_analyze_refuses_a_classifier_it_cannot_load_with_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "current.joblib").write_bytes(b"not an artefact")
+    image = tmp_path / "m.png"
+    image.write_bytes(render_meme("早上好"))
+    result = memeguard("analyze", str(image), "--json", data_dir=tmp_path)
+    assert result.returncode == 2 and "refused:" in result.stderr and "Traceback" not in result.stderr

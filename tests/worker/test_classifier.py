@@ -328,3 +328,6 @@ def test_the_shipped_classifier_is_loaded_with_the_knowledge_bases_it_was_traine
     assert analyzer.kb.version == kb.version  # the external base came from the artefact, not the settings
     with pytest.raises(ValueError, match="MEMEGUARD_KB_EXTERNAL"):
         EmbeddedAnalyzer.default(Settings(data_dir=tmp_path, kb_external=[]))  # set, and not the same
+    external.unlink()
+    with pytest.raises(FileNotFoundError, match="MEMEGUARD_KB_EXTERNAL to where they are now"):
+        EmbeddedAnalyzer.default(Settings(data_dir=tmp_path))

@@ -97,6 +97,9 @@ class EmbeddedAnalyzer:
 
             classifier = HarmClassifier.load(path)
             externals = externals if settings.kb_external_given else classifier.kb_external
+            if missing := [str(p) for p in externals if not p.exists()]:
+                raise FileNotFoundError(f"classifier {classifier.version} reads the knowledge bases {missing}, which "
+                                        "are not there: set MEMEGUARD_KB_EXTERNAL to where they are now, or retrain")
         kb = KnowledgeBase.bundled()
         for external in externals:
             kb = kb.merged(KnowledgeBase.load_any(external))
