@@ -14,7 +14,7 @@ from PIL import Image
 
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
-from worker.kb import KnowledgeBase, Match, joined
+from worker.kb import ATTACK_HARMS, KnowledgeBase, Match, joined
 from worker.reading import mentioned_groups, read
 
 if TYPE_CHECKING:
@@ -63,8 +63,6 @@ CUSTOMER_SERVICE_SCENES = {"customer_service", "客服"}
 SELF_WORDS = ("我", "俺", "本人", "老子自己")
 OTHER_WORDS = ("你", "您", "他", "她", "它", "你们", "他们", "她们", "楼主", "博主", "这人", "这些人")
 ATTACKS = (Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK)
-# harm types a block may follow (dispirited culture is throttled, never blocked, by the bundled policy)
-BLOCKABLE = (HarmType.TARGETED_HARM, HarmType.SEXUAL_INNUENDO, HarmType.GENERAL_OFFENSE)
 
 
 def is_self_directed(text: str) -> bool:
@@ -155,9 +153,9 @@ class EmbeddedAnalyzer:
             harm, confidence = _Pick(learned.harm, learned.confidence, ()), learned.confidence
             intent = _counter_intent(intent, learned, matches)
         elif harm.value is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
-            intent = _vote([m for m in matches if m.entry.intent is not Intent.COUNTER_SPEECH], "intent",
-                           Intent.NEUTRAL)
-        backed = HarmType(harm.value) in BLOCKABLE and not (softened or self_directed) and \
+            intent = _intent_beside_counter_speech(matches)
+        # the knowledge base backs the harm type when it read an attack the sentence did not soften or turn
+        backed = HarmType(harm.value) in ATTACK_HARMS and not (softened or self_directed) and \
             any(m.attacking for m in matches)
         explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence)
         if self_directed:
@@ -189,8 +187,13 @@ def _counter_intent(intent: _Pick, learned: Reading, matches: list[Match]) -> _P
     if learned.counter_speech:
         return _Pick(Intent.COUNTER_SPEECH, learned.confidence, intent.support)
     if learned.harm is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
-        return _vote([m for m in matches if m.entry.intent is not Intent.COUNTER_SPEECH], "intent", Intent.NEUTRAL)
+        return _intent_beside_counter_speech(matches)
     return intent
+
+
+def _intent_beside_counter_speech(matches: list[Match]) -> _Pick:
+    """A harmful text is not counter-speech whatever cue words it holds: the intent its other entries give."""
+    return _vote([m for m in matches if m.entry.intent is not Intent.COUNTER_SPEECH], "intent", Intent.NEUTRAL)
 
 
 def _group_reading(text: str, harm: _Pick, intent: _Pick, matches: list[Match], learned: Reading | None) -> str:
