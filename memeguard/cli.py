@@ -458,25 +458,37 @@ def _sentence_encoder() -> Any:
         raise typer.Exit(EXIT_REJECTED) from exc
 
 
+# options the evaluation commands share
+SplitOption = Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")]
+LimitOption = Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")]
+TrainLimitOption = Annotated[int | None, typer.Option(help="train on a seeded sample of N items of each source")]
+FoldsOption = Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")]
+KbExternalOption = Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")]
+EncoderOption = Annotated[bool, typer.Option("--encoder/--no-encoder",
+                                             help="the classifier's sentence-encoder block (ablation: off)")]
+OnlyOption = Annotated[bool, typer.Option("--only", help="train on this dataset alone (not the other shipped "
+                                                         "sources too)")]
+FalseAlarmOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="as for train")]
+JsonOption = Annotated[bool, typer.Option("--json")]
+
+
 @eval_app.command("toxicn")
 def eval_toxicn(
-    split: Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")] = "test",
+    split: SplitOption = "test",
     render: Annotated[bool, typer.Option("--render/--no-render", help="render captions and OCR them")] = True,
     context: Annotated[bool, typer.Option("--context/--no-context",
                                           help="feed the dataset's image description as post context")] = True,
     caption_reading: Annotated[bool, typer.Option(
         "--caption-reading", help="ablation: add the dataset's LLM-written reading of the caption to the context")
     ] = False,
-    limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items of each source")] = None,
-    folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
-    kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
-    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
-                                          help="the classifier's sentence-encoder block (ablation: off)")] = True,
-    only: Annotated[bool, typer.Option("--only", help="train on this dataset alone (not the other shipped "
-                                                      "sources too)")] = False,
-    max_false_alarm: Annotated[float, typer.Option(min=0.0, max=1.0, help="as for train")] = 0.10,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: LimitOption = None,
+    train_limit: TrainLimitOption = None,
+    folds: FoldsOption = 1,
+    kb_external: KbExternalOption = None,
+    encoder: EncoderOption = True,
+    only: OnlyOption = False,
+    max_false_alarm: FalseAlarmOption = 0.10,
+    as_json: JsonOption = False,
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN MM memes in one run."""
     _run_eval("toxicn", "toxicn_mm", split, render, context, caption_reading, limit, train_limit, folds,
@@ -485,18 +497,17 @@ def eval_toxicn(
 
 @eval_app.command("toxicn-text")
 def eval_toxicn_text(
-    split: Annotated[str, typer.Option(help="test (held out) or train (a 20 % fold of train)")] = "test",
+    split: SplitOption = "test",
     render: Annotated[bool, typer.Option("--render/--no-render", help="render comments as memes and OCR them "
                                                                       "(also reports text-only agreement)")] = False,
-    limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
-    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items of each source")] = None,
-    folds: Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")] = 1,
-    kb_external: Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")] = None,
-    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
-                                          help="the classifier's sentence-encoder block (ablation: off)")] = True,
-    only: Annotated[bool, typer.Option("--only", help="train on this dataset alone")] = False,
-    max_false_alarm: Annotated[float, typer.Option(min=0.0, max=1.0, help="as for train")] = 0.10,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: LimitOption = None,
+    train_limit: TrainLimitOption = None,
+    folds: FoldsOption = 1,
+    kb_external: KbExternalOption = None,
+    encoder: EncoderOption = True,
+    only: OnlyOption = False,
+    max_false_alarm: FalseAlarmOption = 0.10,
+    as_json: JsonOption = False,
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN comments: binary figures (reporting counts as
     harmless), and per expression and per target the share flagged and each action's share."""
@@ -538,8 +549,8 @@ def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool
 def eval_jsonl_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="one labelled item per line")],
     render: Annotated[bool, typer.Option("--render", help="render each text as a meme and read it by OCR")] = False,
-    limit: Annotated[int | None, typer.Option(help="evaluate a seeded sample of N items")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: LimitOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Score the analyzer as configured (the shipped classifier by default) on a platform's own labelled
     items: {id, text, post_text?, scene?, image?, label (1/0) and/or harm_type, group?} per line."""
