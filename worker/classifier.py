@@ -248,8 +248,10 @@ class HarmClassifier:
         vectors = self.semantic.vectors(texts) if self.semantic is not None else None
         matches = matches if matches is not None else _read_all(kb, texts, contexts)
         features = self._features(texts, contexts, matches, vectors=vectors)
-        shares = _shares(self._votes(features, vectors))
-        similarity = self._similarity(texts, vectors)
+        votes, nearest = self._votes(features, vectors)
+        shares = _shares(votes)
+        # an image without words is not "novel" text: the fingerprint stage and the GPU tier read those
+        similarity = np.where([bool(normalize(t)) for t in texts], nearest, np.nan)
         decisions = self.decide(shares, attack_strengths(matches))
         confidence = self.calibrator(decisions, similarity)
         return [Reading(HarmType(LABELS[NONE if c == COUNTER else c]), float(p), [float(x) for x in row],
@@ -271,35 +273,27 @@ class HarmClassifier:
         support = np.where(harmful, attacks[np.arange(len(shares)), strongest], attacks.max(axis=1))
         return Decisions(classes, harmful, decided_share, support)
 
-    def _similarity(self, texts: Sequence[str], vectors: np.ndarray | None) -> np.ndarray:
-        """Cosine to the nearest training text; NaN without the encoder or for an empty text (an image
-        without words is not "novel" text — the fingerprint stage and the GPU tier read those)."""
-        out = np.full(len(texts), np.nan)
-        if self.neighbours is None or vectors is None:
-            return out
-        nearest = self.neighbours.nearest(vectors)
-        has_text = np.asarray([bool(normalize(t)) for t in texts])
-        out[has_text] = nearest[has_text]
-        return out
-
     def _fit_voters(self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray,
                     vectors: np.ndarray | None) -> None:
         self.decider.fit(features, y, sample_weight=weights)
         self.nb = NbVoter.fit(features, y, [int(c) for c in self.decider.classes_], weights)
         self.neighbours = NeighbourVoter.fit(vectors, y) if vectors is not None else None
 
-    def _votes(self, features: sparse.csr_matrix, vectors: np.ndarray | None) -> np.ndarray:
+    def _votes(self, features: sparse.csr_matrix, vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Summed class probabilities of the decider, the NB voter and, with the sentence encoder, the nearest
-        training texts, over every class (classes training never saw get no votes)."""
+        training texts, over every class (classes training never saw get no votes); and each text's cosine to
+        its nearest training text (NaN without the encoder), from the same similarities."""
         classes = self.decider.classes_
         part = self.decider.predict_proba(features)
         if self.nb is not None:
             part = part + self.nb.proba(features)
+        nearest = np.full(features.shape[0], np.nan)
         if self.neighbours is not None and vectors is not None:
-            part = part + self.neighbours.proba(vectors)[:, classes]
+            proba, nearest = self.neighbours.vote(vectors)
+            part = part + proba[:, classes]
         votes = np.zeros((features.shape[0], len(CLASSES)))
         votes[:, classes] = part
-        return votes
+        return votes, nearest
 
     def _out_of_fold(self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray, groups: np.ndarray,
                      vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -317,10 +311,8 @@ class HarmClassifier:
                 voters = replace(self, decider=clone(self.decider), nb=None, neighbours=None)
                 fold_vectors = None if vectors is None else vectors[train]
                 voters._fit_voters(features[train], y[train], weights[train], fold_vectors)
-                held_vectors = None if vectors is None else vectors[held]
-                shares[held] = _shares(voters._votes(features[held], held_vectors))
-                if voters.neighbours is not None and held_vectors is not None:
-                    similarity[held] = voters.neighbours.nearest(held_vectors)
+                votes, similarity[held] = voters._votes(features[held], None if vectors is None else vectors[held])
+                shares[held] = _shares(votes)
         return shares, similarity
 
     def out_of_fold_report(self, out_of_fold: tuple[np.ndarray, np.ndarray], attacks: np.ndarray, y: np.ndarray,
@@ -611,17 +603,20 @@ class NeighbourVoter:
 
     def proba(self, vectors: np.ndarray) -> np.ndarray:
         """(len(vectors), len(CLASSES)) balanced neighbour votes; rows sum to 1."""
+        return self.vote(vectors)[0]
+
+    def vote(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The balanced neighbour votes and each vector's cosine to its nearest training text, from one
+        similarity product (the hot path's largest: items x training texts x 384)."""
         similarity = vectors @ self.vectors.T
         k = min(self.k, len(self.labels))
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-        weights = np.exp(self.sharpness * (np.take_along_axis(similarity, nearest, axis=1) - 1.0))
+        closest = np.take_along_axis(similarity, nearest, axis=1)
+        weights = np.exp(self.sharpness * (closest - 1.0))
         votes = np.stack([(weights * (self.labels[nearest] == c)).sum(axis=1) for c in range(len(CLASSES))],
                          axis=1)
-        return _shares(votes / weights.sum(axis=1, keepdims=True) / self.priors.clip(1e-12))
-
-    def nearest(self, vectors: np.ndarray) -> np.ndarray:
-        """Cosine similarity of each vector to its nearest training text."""
-        return np.asarray((vectors @ self.vectors.T).max(axis=1), dtype=np.float64)
+        proba = _shares(votes / weights.sum(axis=1, keepdims=True) / self.priors.clip(1e-12))
+        return proba, np.asarray(closest.max(axis=1), dtype=np.float64)
 
 
 def for_encoder(text: str) -> str:
