@@ -153,13 +153,14 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
     truth: list[LabelledItem] = []
     predictions: list[Prediction] = []
     baseline: list[int] = []
-    elapsed, versions = 0.0, []
+    elapsed, versions, thresholds = 0.0, [], []
     for train, evaluation in folds:
         own = Source(config.source_name, config.data_dir / DATASETS[config.dataset][1], 1.0,
                      [_with_context(i, config) for i in train])
         training = TrainingSet.of([own, *others])
         classifier = training.fit(kb, encoder, config.kb_external, config.max_false_alarm)
         versions.append(classifier.version)
+        thresholds.append(classifier.threshold)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
         predictions += [_predict(analyzer, policy, item, config.render, _context(item, config))
@@ -173,7 +174,8 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
                    "p95_ms": float(np.percentile(latencies, 95)), "render": config.render, "context": config.context,
                    "caption_reading": config.caption_reading, "encoder": encoder.id if encoder else None,
                    "dataset": config.dataset, "split": config.split, "folds": max(config.folds, 1), "kb": kb.version,
-                   "classifier": versions, "policy": policy.ref, "max_false_alarm": config.max_false_alarm,
+                   "classifier": versions, "threshold": thresholds, "policy": policy.ref,
+                   "max_false_alarm": config.max_false_alarm,
                    "trained_on": [config.source_name, *config.other_sources]})
     if config.dataset == "toxicn":
         report["paper"] = PAPER
