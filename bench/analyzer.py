@@ -2,7 +2,8 @@
 encoder, whose default is one thread, get one thread each).
 
 Memes are ToxiCN MM train-split captions rendered with a CJK font (the test split is never read here).
-Stages: OCR alone, the sentence encoder alone (one caption, nothing memoised), and the whole analyzer (OCR +
+Stages: OCR alone, the sentence encoder alone (one caption, nothing memoised), the emotion and attack-style
+readers alone (one text whose matches and vector are already computed: what they add), and the whole analyzer (OCR +
 knowledge base + classifier, with the encoder when the artefact was trained with it, and the external
 knowledge bases it was trained with; --classifier PATH, else the shipped one from `make model` when present,
 --no-classifier for OCR + knowledge base only).
@@ -59,6 +60,23 @@ def timed(fn, items):  # type: ignore[no-untyped-def]
     return out
 
 
+def feeling_stage(classifier, kb, texts):  # type: ignore[no-untyped-def]
+    """What the emotion and attack-style readers add per meme: their reading of one text whose knowledge-base
+    matches and sentence vector the analyzer has already computed for the harm classifier."""
+    from worker.reading import read
+
+    matches = [read(kb.match(t), t) for t in texts]
+    vectors = classifier.semantic.vectors(texts) if classifier.semantic is not None else None
+
+    def one(i: int) -> None:
+        row = None if vectors is None else vectors[i: i + 1]
+        for reader in (classifier.emotion, classifier.attack):
+            if reader is not None:
+                reader.read([texts[i]], [matches[i]], row)
+
+    return one
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--memes", type=int, default=100)
@@ -88,6 +106,8 @@ def main() -> None:
 
         fresh, texts = SentenceEncoder(cache_size=0), [ocr.read(f) for f in frames]
         rows["encoder"] = timed(lambda t: fresh.encode([t]), texts)
+    if classifier is not None and (classifier.emotion is not None or classifier.attack is not None):
+        rows["feeling"] = timed(feeling_stage(classifier, kb, [ocr.read(f) for f in frames]), list(range(len(frames))))
     rows["analyzer"] = timed(lambda f: analyzer.analyze(AnalysisInput(f)), frames)
     report = {name: {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95)),
                      "memes_per_s": 1000 / float(np.mean(v))} for name, v in rows.items()}

@@ -349,13 +349,14 @@ def callbacks_deliver() -> None:
 @app.command()
 def train(
     source: Annotated[list[str] | None, typer.Option(
-        "--source", help="NAME[=PATH][:WEIGHT], repeatable: toxicn-mm, toxicn-text (their train splits under "
-        "MEMEGUARD_DATASETS_DIR) or jsonl=FILE; WEIGHT scales the source's items (default 1)")] = None,
+        "--source", help="NAME[=PATH][:WEIGHT], repeatable: toxicn-mm, toxicn-text, clue-emotion (their training "
+        "splits under MEMEGUARD_DATASETS_DIR) or jsonl=FILE; WEIGHT scales the source's items (default 1)")] = None,
     data: Annotated[Path | None, typer.Option("--data", exists=True, dir_okay=False,
                                               help="ToxiCN-MM-style JSON, or JSONL of {text, harm_type}")] = None,
     from_reviews: Annotated[bool, typer.Option(help="add reviewers' decisions from the database")] = False,
     shipped: Annotated[bool, typer.Option(
-        "--shipped", help="the classifier as shipped: toxicn-mm + toxicn-text, C-HarmKB where present, written to "
+        "--shipped", help="the classifier as shipped: toxicn-mm + toxicn-text (+ clue-emotion for the emotion reader), "
+        "C-HarmKB and ToxiCN's lexicon where present, written to "
         "data_dir/models/current.joblib (what `make model` runs)")] = False,
     out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
     encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
@@ -394,6 +395,9 @@ def train(
     counts = ", ".join(f"{s['name']} {s['items']}" for s in training.sources)
     typer.echo(f"trained {classifier.version} on {len(training.items)} items ({counts}; knowledge base "
                f"{classifier.trained['kb_version']}) in {classifier.trained['seconds']} s -> {path}")
+    for name in ("emotion", "attack_style"):
+        if name in classifier.trained:
+            typer.echo(f"  {name} reader: out of fold {classifier.trained[name]['out_of_fold']}")
 
 
 def _reviewed_items(settings: Settings) -> list[Any]:
@@ -545,6 +549,53 @@ def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool
     _print_eval(report)
 
 
+@eval_app.command("clue-emotion")
+def eval_clue_emotion(
+    split: SplitOption = "test",
+    limit: LimitOption = None,
+    train_limit: Annotated[int | None, typer.Option(help="train on a seeded sample of N items")] = None,
+    encoder: EncoderOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Score the emotion reader and the reference baseline on CLUEmotion 2020 (Weibo posts, seven emotions):
+    the model in the dataset's labels, and the tier's stated emotion (knowledge-base cues, neutral threshold)."""
+    from worker.analyzers.base import AnalyzerError
+    from worker.datasets import DataError
+    from worker.emotion_eval import EmotionEvalConfig, run
+
+    settings = load_settings()
+    data_dir = settings.datasets_dir / "clue_emotion"
+    if not data_dir.exists():
+        typer.echo(f"clue_emotion not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
+        raise typer.Exit(EXIT_REJECTED)
+    try:
+        report = run(EmotionEvalConfig(data_dir, split, limit, train_limit, encoder),
+                     _sentence_encoder() if encoder else None)
+    except AnalyzerError as exc:
+        typer.echo(f"refused: {exc} (or evaluate without it: --no-encoder)", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    except (DataError, ValueError) as exc:
+        typer.echo(f"refused: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False))
+        return
+    _print_emotion_eval(report)
+
+
+def _print_emotion_eval(r: dict[str, Any]) -> None:
+    base, tier = r["baseline"], r["tier"]
+    typer.echo(f"clue-emotion {r['split']}, n={r['n']}, trained on {r['trained_on']}, encoder={r['encoder']}, "
+               f"kb={r['kb']}, neutral below {r['threshold']:.2f}")
+    typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
+    for key in ("accuracy", "macro_f1"):
+        typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
+    typer.echo(f"ECE {r['ece']:.4f}   tier: agreement {tier['agreement']:.3f}, neutral {tier['neutral']:.3f}, "
+               f"agreement when stated {tier['stated_agreement']:.3f}")
+    for name, row in r["per_class"].items():
+        typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")
+
+
 @eval_app.command("jsonl")
 def eval_jsonl_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="one labelled item per line")],
@@ -553,7 +604,8 @@ def eval_jsonl_command(
     as_json: JsonOption = False,
 ) -> None:
     """Score the analyzer as configured (the shipped classifier by default) on a platform's own labelled
-    items: {id, text, post_text?, scene?, image?, label (1/0) and/or harm_type, group?} per line."""
+    items: {id, text, post_text?, scene?, image?, label (1/0) and/or harm_type, group?, emotion?, intent?} per
+    line (emotion / intent: one label or a list of acceptable ones)."""
     from worker.analyzers.embedded import EmbeddedAnalyzer
     from worker.datasets import DataError, Source
     from worker.evaluation import JsonlConfig, eval_jsonl
@@ -598,6 +650,13 @@ def _print_eval(r: dict[str, Any]) -> None:
             actions = "  ".join(f"{a} {share:.3f}" for a, share in row["actions"].items())
             typer.echo(f"  {title[:-1]} {name:<14} n {row['n']:<5} flagged {row['flagged']:.3f}  {actions}  "
                        f"counter-speech {row['counter_speech']:.3f}")
+    for field_name in ("emotion", "intent"):
+        if field_name in r:
+            row = r[field_name]
+            typer.echo(f"{field_name}: agreement {row['agreement']:.3f}, neutral {row['neutral']:.3f} (n {row['n']})")
+            for name, g in row["groups"].items():
+                typer.echo(f"  group {name:<14} n {g['n']:<5} agreement {g['agreement']:.3f}  "
+                           f"neutral {g['neutral']:.3f}")
 
 
 def main() -> None:

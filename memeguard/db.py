@@ -97,6 +97,8 @@ class VerdictRow(Base):
     intent: Mapped[Intent] = mapped_column(value_enum(Intent, "intent"))
     harm_type: Mapped[HarmType] = mapped_column(value_enum(HarmType, "harm_type"))
     confidence: Mapped[float]
+    emotion_confidence: Mapped[float | None] = mapped_column(default=None)
+    intent_confidence: Mapped[float | None] = mapped_column(default=None)
     explanation: Mapped[str] = mapped_column(Text)
     ocr_text: Mapped[str] = mapped_column(Text, default="")
     signals: Mapped[list[Any]] = mapped_column(JSON, default=list)

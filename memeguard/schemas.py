@@ -120,6 +120,9 @@ class Verdict(BaseModel):
     intent: Intent
     harm_type: HarmType
     confidence: float = Field(ge=0.0, le=1.0)
+    # each field's own calibrated confidence where the analyzer states one (None: not stated separately)
+    emotion_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    intent_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     explanation: str = Field(description="in Chinese, citing what matched")
     ocr_text: str = ""
     signals: list[Signal] = Field(default_factory=list)

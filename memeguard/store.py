@@ -280,13 +280,15 @@ def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
     data = verdict.model_dump(mode="json")
     data["signals"] = [s.model_dump(mode="json") for s in verdict.signals]
     return {k: data[k] for k in (
-        "emotion", "intent", "harm_type", "confidence", "explanation", "ocr_text", "signals",
+        "emotion", "intent", "harm_type", "confidence", "emotion_confidence", "intent_confidence", "explanation",
+        "ocr_text", "signals",
         "analyzer", "analyzer_version", "latency_ms")}
 
 
 def _verdict(row: VerdictRow) -> Verdict:
     return Verdict(
         emotion=row.emotion, intent=row.intent, harm_type=row.harm_type, confidence=row.confidence,
+        emotion_confidence=row.emotion_confidence, intent_confidence=row.intent_confidence,
         explanation=row.explanation, ocr_text=row.ocr_text,
         signals=[Signal.model_validate(s) for s in row.signals or []], analyzer=row.analyzer,
         analyzer_version=row.analyzer_version, latency_ms=row.latency_ms,

@@ -56,10 +56,11 @@ from sklearn.model_selection import StratifiedKFold
 
 from memeguard.schemas import HarmType, Intent
 from worker.encoder import SentenceEncoder, encoder_for
+from worker.feeling import AttackReader, EmotionReader, Feeling, Style
 from worker.kb import KnowledgeBase, Match, clauses, joined, normalize
 from worker.reading import read
 
-ARTEFACT_FORMAT = 5
+ARTEFACT_FORMAT = 6
 CONTEXT_WEIGHT = 0.5
 # scale of the standardised sentence vectors against the unit-norm TF-IDF blocks (5-fold CV on train)
 SEMANTIC_WEIGHT = 0.03
@@ -122,6 +123,8 @@ class Reading:
     counter_speech: bool  # not harmful, and read as counter-speech rather than plain harmless text
     similarity: float | None  # cosine to the nearest training text (None: no encoder, or no text)
     novel: bool  # farther from the training data than the novelty threshold
+    feeling: Feeling | None = None  # the emotion reader's reading (None: the artefact has no emotion reader)
+    style: Style | None = None  # explicit or implicit, were it an attack (None: no attack reader)
 
     @property
     def harmful_share(self) -> float:
@@ -172,6 +175,8 @@ class HarmClassifier:
     neighbours: NeighbourVoter | None = None
     threshold: float = 0.5  # harmful when the harmful classes' summed vote share reaches it
     novelty: float | None = None  # similarity below which a text is novel (None without the encoder)
+    emotion: EmotionReader | None = None
+    attack: AttackReader | None = None
 
     @classmethod
     def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *,
@@ -254,10 +259,38 @@ class HarmClassifier:
         similarity = np.where([bool(normalize(t)) for t in texts], nearest, np.nan)
         decisions = self.decide(shares, attack_strengths(matches))
         confidence = self.calibrator(decisions, similarity)
+        feelings: list[Feeling | None] = list(self.emotion.read(texts, matches, vectors)) if self.emotion \
+            else [None] * len(texts)
+        styles: list[Style | None] = list(self.attack.read(texts, matches, vectors)) if self.attack \
+            else [None] * len(texts)
         return [Reading(HarmType(LABELS[NONE if c == COUNTER else c]), float(p), [float(x) for x in row],
                         bool(c == COUNTER), None if np.isnan(s) else float(s),
-                        bool(self.novelty is not None and not np.isnan(s) and s < self.novelty))
-                for c, p, row, s in zip(decisions.classes, confidence, shares, similarity, strict=True)]
+                        bool(self.novelty is not None and not np.isnan(s) and s < self.novelty), feeling, style)
+                for c, p, row, s, feeling, style in zip(decisions.classes, confidence, shares, similarity, feelings,
+                                                        styles, strict=True)]
+
+    def learn_feelings(self, kb: KnowledgeBase, emotions: Sequence[tuple[str, str]],
+                       attacks: Sequence[tuple[str, str]]) -> HarmClassifier:
+        """Add the emotion reader ((text, CLUEmotion-style label) pairs) and the attack-style reader ((text,
+        explicit_attack | implicit_attack) pairs), each over the same features as prediction uses, and record
+        what they learned from in the artefact (its version changes with their data)."""
+        digest = hashlib.sha256()
+        for name, pairs in (("emotion", emotions), ("attack", attacks)):
+            if not pairs:
+                continue
+            texts, labels = [t for t, _ in pairs], [label for _, label in pairs]
+            matches = _read_all(kb, texts, [""] * len(texts))
+            vectors = self.semantic.vectors(texts) if self.semantic is not None else None
+            if name == "emotion":
+                self.emotion = EmotionReader.fit(texts, labels, matches, vectors)
+                self.trained["emotion"] = self.emotion.trained
+            else:
+                self.attack = AttackReader.fit(texts, labels, matches, vectors)
+                self.trained["attack_style"] = self.attack.trained
+            digest.update(json.dumps(pairs, ensure_ascii=False).encode())
+        if emotions or attacks:
+            self.version = f"{self.version}-f{digest.hexdigest()[:6]}"
+        return self
 
     def decide(self, shares: np.ndarray, attacks: np.ndarray | None = None) -> Decisions:
         """Harmful when the harmful classes' shares reach the threshold, then the strongest harmful class;

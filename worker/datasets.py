@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memeguard.schemas import HarmType, Intent
+from memeguard.schemas import Emotion, HarmType, Intent
 
 HARM_TYPES = [h.value for h in HarmType]  # index i <-> ToxiCN MM's type id i
 COUNTER_CLASS = len(HARM_TYPES)  # the classifier's extra class: counter-speech (harm none)
@@ -40,6 +40,10 @@ class LabelledItem:
     scene: str = ""  # JSONL: the platform scene (context "scene")
     image: str = ""  # JSONL evaluation: an image to read instead of rendering ``text``
     harmful: bool | None = None  # JSONL evaluation: the binary label when no harm type is given
+    emotion: str = ""  # CLUEmotion: the post's emotion label, in the dataset's own terms (an emotion source)
+    # JSONL evaluation: the emotions / intents a platform accepts for the item (empty: not labelled)
+    emotions: tuple[str, ...] = ()
+    intents: tuple[str, ...] = ()
 
     @property
     def harm(self) -> int:
@@ -108,15 +112,42 @@ TOXICN_TEXT_MAPPING = {
     "expression 3 (reporting: reports or argues against discrimination)":
         "none, intent counter_speech (the classifier's counter-speech class)",
 }
+CLUE_EMOTION_LABELS = ("like", "happiness", "sadness", "anger", "disgust", "fear", "surprise")
+CLUE_EMOTION_MAPPING = {"like": "joy", "happiness": "joy", "sadness": "sadness", "anger": "anger",
+                        "disgust": "disgust", "fear": "fear", "surprise": "surprise",
+                        "(all)": "no harm label: trains the emotion reader only, never the harm classifier"}
+
+
+def load_clue_emotion(path: Path) -> list[LabelledItem]:
+    """CLUEmotion 2020 (one JSON object a line: ``content``, ``label``): Weibo posts with one of seven
+    emotions. They carry no harm label, so they train the emotion reader and nothing else."""
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            label = str(row["label"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}:{number}: expected {{\"content\": ..., \"label\": ...}}: {exc}") from exc
+        if label not in CLUE_EMOTION_LABELS:
+            raise DataError(f"{path}:{number}: unknown emotion {label!r} (one of {', '.join(CLUE_EMOTION_LABELS)})")
+        items.append(LabelledItem(str(row.get("content", "")).strip(), None, emotion=label,
+                                  id=str(row.get("id", number)), group=label))
+    return items
+
+
 JSONL_MAPPING = {"harm_type": "0..4 or a harm type name", "intent": "counter_speech marks harmless counter-speech",
-                 "context / post_text": "post context"}
+                 "context / post_text": "post context",
+                 "emotion / intent": "evaluation: one of memeguard's emotions / intents, or a list of acceptable ones"}
 
 
 def load_jsonl(path: Path) -> list[LabelledItem]:
     """Generic labelled data, one JSON object a line: ``text`` and ``harm_type`` (0..4 or a harm type name)
     for training; for evaluation also ``id``, ``post_text`` (or ``context``), ``scene``, ``image`` (a path,
     relative to the file), ``label`` (1 harmful / 0 not) instead of or beside ``harm_type``, ``intent``
-    (``counter_speech``) and ``group`` (any string to slice results by)."""
+    (``counter_speech``), ``group`` (any string to slice results by), and ``emotion`` / ``intent`` (one of
+    memeguard's emotions / intents, or a list of the acceptable ones: what the verdict is scored against)."""
     items = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
@@ -140,11 +171,26 @@ def _jsonl_item(row: Any, path: Path, number: int) -> LabelledItem:
         raise DataError(f"label {label} contradicts harm_type {HARM_TYPES[harm]}")
     harmful = None if label is None else bool(label)
     image = str(row.get("image") or "")
+    intent = str(row["intent"]) if isinstance(row.get("intent"), str) else ""
     return LabelledItem(
         str(row.get("text", "")), harm if harm is not None else (None if harmful else 0),
-        str(row.get("post_text", row.get("context", "")) or ""), intent=str(row.get("intent") or ""),
+        str(row.get("post_text", row.get("context", "")) or ""), intent=intent,
         group=str(row.get("group", "") or ""), id=str(row.get("id", number)), scene=str(row.get("scene") or ""),
-        image=str((path.parent / image) if image and not Path(image).is_absolute() else image), harmful=harmful)
+        image=str((path.parent / image) if image and not Path(image).is_absolute() else image), harmful=harmful,
+        emotions=_accepted(row.get("emotion"), Emotion, "emotion"),
+        intents=_accepted(row.get("intent"), Intent, "intent"))
+
+
+def _accepted(value: Any, kind: type[Emotion] | type[Intent], name: str) -> tuple[str, ...]:
+    """A label or a list of acceptable labels, each one of ``kind``'s values."""
+    if value in (None, "", []):
+        return ()
+    values = value if isinstance(value, list) else [value]
+    known = [member.value for member in kind]
+    for v in values:
+        if not isinstance(v, str) or v not in known:
+            raise DataError(f"{name} {v!r} is not one of {', '.join(known)}")
+    return tuple(values)
 
 
 def _harm_type(value: Any) -> int | None:
@@ -193,8 +239,9 @@ SOURCE_KINDS: dict[str, SourceKind] = {
     "toxicn-mm": SourceKind("toxicn_mm/train_2.0.json", load_toxicn, TOXICN_MM_MAPPING),
     "toxicn-text": SourceKind("toxicn_text/train.json", load_toxicn_text, TOXICN_TEXT_MAPPING),
     "jsonl": SourceKind("", load_jsonl, JSONL_MAPPING),
+    "clue-emotion": SourceKind("clue_emotion/valid.txt", load_clue_emotion, CLUE_EMOTION_MAPPING),
 }
-SHIPPED_SOURCES = ("toxicn-mm", "toxicn-text")  # what `make model` trains the shipped classifier on
+SHIPPED_SOURCES = ("toxicn-mm", "toxicn-text", "clue-emotion")  # what `make model` trains the shipped classifier on
 
 
 @dataclass(frozen=True)
@@ -232,7 +279,8 @@ class Source:
         if not items:
             raise DataError(f"{self.name}: {self.path} holds no items")
         for item in items:
-            item.training_class  # noqa: B018 -- refuses an item without a harm type, naming it
+            if not item.emotion:
+                item.training_class  # noqa: B018 -- refuses an item without a harm type, naming it
         return Source(self.name, self.path, self.weight, items)
 
     def describe(self) -> dict[str, Any]:

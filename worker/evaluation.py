@@ -96,6 +96,7 @@ class Prediction:
     action: str
     intent: str
     text_only_agrees: bool | None = None  # rendered runs: the text-only verdict has the same harm and action
+    emotion: str = ""
 
 
 Fold = tuple[list[LabelledItem], list[LabelledItem]]
@@ -199,7 +200,32 @@ def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: 
     agreement = [p.text_only_agrees for p in predictions if p.text_only_agrees is not None]
     if agreement:
         report["render_agreement"] = sum(agreement) / len(agreement)
+    report.update(label_agreement(truth, predictions))
     return report
+
+
+def label_agreement(truth: list[LabelledItem], predictions: list[Prediction]) -> dict[str, Any]:
+    """For the items that give an emotion (or an intent): how often the verdict's is one of the acceptable
+    ones, and how often it is neutral — overall and per group."""
+    out: dict[str, Any] = {}
+    for name in ("emotion", "intent"):
+        labelled = [(item, p) for item, p in zip(truth, predictions, strict=True) if getattr(item, f"{name}s")]
+        if not labelled:
+            continue
+        by_group: dict[str, list[tuple[LabelledItem, Prediction]]] = {}
+        for item, p in labelled:
+            by_group.setdefault(item.group, []).append((item, p))
+        out[name] = {**_agreeing(name, labelled),
+                     "groups": {g: _agreeing(name, rows) for g, rows in sorted(by_group.items()) if g}}
+    return out
+
+
+def _agreeing(name: str, rows: list[tuple[LabelledItem, Prediction]]) -> dict[str, Any]:
+    got = [getattr(p, name) for _, p in rows]
+    agree = sum(g in getattr(item, f"{name}s") for g, (item, _) in zip(got, rows, strict=True))
+    return {"n": len(rows), "agreement": agree / len(rows),
+            "neutral": sum(g == "neutral" for g in got) / len(rows),
+            "read_as": dict(Counter(got).most_common())}
 
 
 def slices(truth: list[LabelledItem], predictions: list[Prediction],
@@ -262,7 +288,7 @@ def _predict(analyzer: EmbeddedAnalyzer, policy: Policy, item: LabelledItem, ren
         verdict = analyzer.read_text(item.text, post_text=context, context=extra).verdict
     latency = (time.perf_counter() - started) * 1000
     return Prediction(LABELS.index(verdict.harm_type.value), verdict.confidence, latency,
-                      evaluate(policy, verdict).action.value, verdict.intent.value, agrees)
+                      evaluate(policy, verdict).action.value, verdict.intent.value, agrees, verdict.emotion.value)
 
 
 def _same(one: Verdict, other: Verdict, policy: Policy) -> bool:

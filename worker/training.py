@@ -15,6 +15,7 @@ from typing import Any
 from worker.classifier import MAX_FALSE_ALARM, HarmClassifier
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source
 from worker.encoder import SentenceEncoder
+from worker.feeling import ATTACK_STYLES
 from worker.kb import KnowledgeBase
 
 # under the datasets directory: the external knowledge bases the shipped classifier reads where present
@@ -25,10 +26,11 @@ SHIPPED_KNOWLEDGE = (Path("c_harmkb") / "C-harmKB.json", Path("toxicn_text") / "
 class TrainingSet:
     """Items with the weight and source name of each, and what the artefact records of every source."""
 
-    items: list[LabelledItem]
+    items: list[LabelledItem]  # harm-labelled: what the harm classifier (and the baseline) learn from
     weights: list[float]
     groups: list[str]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    emotions: list[LabelledItem] = field(default_factory=list)  # emotion-labelled only (CLUEmotion)
 
     @classmethod
     def of(cls, sources: Sequence[Source], extra: Sequence[LabelledItem] = (), extra_name: str = "reviews",
@@ -36,26 +38,33 @@ class TrainingSet:
         """Every loaded source's items (weighted as the source says), then ``extra`` (reviewers' decisions);
         ``exclude`` leaves out items held out for evaluation (compared by identity)."""
         held = {id(item) for item in exclude}
-        items, weights, groups, described = [], [], [], []
+        items, weights, groups, described, emotions = [], [], [], [], []
         for source in sources:
             kept = [item for item in source.items if id(item) not in held]
+            emotions += [item for item in kept if item.harm_type is None and item.emotion]
+            described.append({**source.describe(), "items": len(kept)})
+            kept = [item for item in kept if not (item.harm_type is None and item.emotion)]
             items += kept
             weights += [source.weight] * len(kept)
             groups += [source.name] * len(kept)
-            described.append({**source.describe(), "items": len(kept)})
         if extra:
             items += extra
             weights += [1.0] * len(extra)
             groups += [extra_name] * len(extra)
             described.append({"name": extra_name, "items": len(extra)})
-        return cls(items, weights, groups, described)
+        return cls(items, weights, groups, described, emotions)
 
     def fit(self, kb: KnowledgeBase, encoder: SentenceEncoder | None, kb_external: Sequence[Path] = (),
             max_false_alarm: float = MAX_FALSE_ALARM) -> HarmClassifier:
-        return HarmClassifier.fit([i.text for i in self.items], [i.training_class for i in self.items], kb,
-                                  contexts=[i.context for i in self.items], weights=self.weights, groups=self.groups,
-                                  source=",".join(s["name"] for s in self.sources), encoder=encoder,
-                                  sources=self.sources, kb_external=kb_external, max_false_alarm=max_false_alarm)
+        """The harm classifier, then the emotion reader (from the emotion-labelled items) and the attack-style
+        reader (from the items whose intent says explicit or implicit attack) on the same features."""
+        model = HarmClassifier.fit([i.text for i in self.items], [i.training_class for i in self.items], kb,
+                                   contexts=[i.context for i in self.items], weights=self.weights, groups=self.groups,
+                                   source=",".join(s["name"] for s in self.sources), encoder=encoder,
+                                   sources=self.sources, kb_external=kb_external, max_false_alarm=max_false_alarm)
+        styles = [(i.text, i.intent) for i in self.items if i.intent in ATTACK_STYLES]
+        return model.learn_feelings(kb, [(i.text, i.emotion) for i in self.emotions],
+                                    styles if len({label for _, label in styles}) == len(ATTACK_STYLES) else [])
 
 
 def build_kb(paths: Sequence[Path]) -> KnowledgeBase:

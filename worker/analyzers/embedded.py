@@ -14,6 +14,7 @@ from PIL import Image
 
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
+from worker.feeling import FAMILIES, EmotionCall, Feeling, settle_emotion
 from worker.kb import ATTACK_HARMS, KnowledgeBase, Match, joined
 from worker.reading import mentioned_groups, read
 
@@ -34,6 +35,11 @@ class _Pick:
     value: StrEnum
     score: float
     support: tuple[Match, ...]
+    source: str = ""  # what decided it when not the knowledge base's entries: model, emotion, classifier
+
+    @property
+    def decider(self) -> str:
+        return self.source or ("kb" if self.support else "embedded")
 
 
 def _vote(matches: list[Match], field: str, default: E, factor: float = 1.0) -> _Pick:
@@ -140,7 +146,7 @@ class EmbeddedAnalyzer:
         evidence = [m for m in matches if m.entry.evidence and not m.denied]
         harm = _vote(evidence, "harm", HarmType.NONE, factor)
         intent = _scene_intent(_vote(matches, "intent", Intent.NEUTRAL), context)
-        emotion = _vote(matches, "emotion", Emotion.NEUTRAL)
+        emotion = _vote([m for m in matches if not m.denied], "emotion", Emotion.NEUTRAL)
         if softened and intent.value is Intent.EXPLICIT_ATTACK:
             intent = _Pick(Intent.SARCASM, intent.score, intent.support)
         self_directed = bool(context.get("_self")) and intent.value in ATTACKS
@@ -150,20 +156,27 @@ class EmbeddedAnalyzer:
             intent, emotion = _Pick(Intent.VENTING, intent.score, intent.support), _self_emotion(emotion)
         confidence = self._confidence(harm, matches, factor)
         if learned is not None:
-            harm, confidence = _Pick(learned.harm, learned.confidence, ()), learned.confidence
+            harm, confidence = _Pick(learned.harm, learned.confidence, (), "classifier"), learned.confidence
             intent = _counter_intent(intent, learned, matches)
         elif harm.value is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
             intent = _intent_beside_counter_speech(matches)
+        felt = settle_emotion(Emotion(emotion.value) if emotion.support else None, min(emotion.score, MAX_CONFIDENCE),
+                              learned.feeling if learned else None)
+        emotion = _Pick(felt.emotion, felt.confidence or 0.0, emotion.support if felt.source != "model" else (),
+                        felt.source)
+        intent = _scene_intent(_learned_intent(intent, HarmType(harm.value), felt, learned), context)
         # the knowledge base backs the harm type when it read an attack the sentence did not soften or turn
         backed = HarmType(harm.value) in ATTACK_HARMS and not (softened or self_directed) and \
             any(m.attacking for m in matches)
-        explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence)
+        explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence,
+                               learned.feeling if learned else None)
         if self_directed:
             explanation += "用语指向自己（第一人称、未指向他人），按自嘲处理，攻击性弱化。"
         explanation += _group_reading(joined(ocr_text, post_text), harm, intent, matches, learned)
         return Verdict(
             emotion=Emotion(emotion.value), intent=Intent(intent.value), harm_type=HarmType(harm.value),
-            confidence=round(confidence, 4), ocr_text=ocr_text,
+            confidence=round(confidence, 4), emotion_confidence=felt.confidence,
+            intent_confidence=_intent_confidence(intent), ocr_text=ocr_text,
             explanation=explanation + _advice(intent, context, learned),
             signals=_signals(ocr_text, ocr_ms, matches, learned, backed, emotion, intent, harm),
             analyzer=self.name, analyzer_version=self.version,
@@ -181,11 +194,40 @@ class EmbeddedAnalyzer:
         return max(NO_EVIDENCE_CONFIDENCE, _noisy_or(benign, 1.0)) if benign else NO_EVIDENCE_CONFIDENCE
 
 
+# a harmless text's intent from the family of its emotion (when no cue names one): a laughing meme jokes, a
+# mourning one vents, an angry or disgusted one complains
+INTENT_OF_FAMILY = {"positive": Intent.HUMOR, "low": Intent.VENTING, "fear": Intent.VENTING,
+                    "hostile": Intent.COMPLAINT}
+
+
+def _learned_intent(intent: _Pick, harm: HarmType, felt: EmotionCall, learned: Reading | None) -> _Pick:
+    """Where no knowledge-base cue (nor the counter-speech reading) names the intent: a harmful text's attack
+    style from the attack-style reader (explicit or implicit), a harmless one's from its emotion."""
+    if intent.value is not Intent.NEUTRAL or intent.support:
+        return intent
+    if harm is not HarmType.NONE and learned is not None and learned.style is not None:
+        return _Pick(learned.style.intent, learned.style.confidence, (), "attack_style")
+    family = FAMILIES.get(felt.emotion)
+    if harm is HarmType.NONE and family in INTENT_OF_FAMILY and felt.confidence is not None:
+        return _Pick(INTENT_OF_FAMILY[family], felt.confidence, (), "emotion")
+    return intent
+
+
+def _intent_confidence(intent: _Pick) -> float | None:
+    """The intent's own confidence: the deciding model's probability, the knowledge base's cue strength, or
+    none stated (a neutral intent nothing decided)."""
+    if intent.source:
+        return round(intent.score, 4)
+    if intent.support:  # summed cue weights: never certainty
+        return round(min(intent.score, MAX_CONFIDENCE), 4)
+    return None
+
+
 def _counter_intent(intent: _Pick, learned: Reading, matches: list[Match]) -> _Pick:
     """The classifier's reading settles counter-speech: a harmless text it reads as counter-speech is
     counter-speech; a text it reads as harmful is not, whatever cue words it contains."""
     if learned.counter_speech:
-        return _Pick(Intent.COUNTER_SPEECH, learned.confidence, intent.support)
+        return _Pick(Intent.COUNTER_SPEECH, learned.confidence, intent.support, "classifier")
     if learned.harm is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
         return _intent_beside_counter_speech(matches)
     return intent
@@ -222,7 +264,7 @@ def _scene_intent(intent: _Pick, context: dict[str, Any]) -> _Pick:
     """In a customer-service chat, an upset meme is a complaint about the service, not idle venting."""
     upset = intent.value in (Intent.VENTING, Intent.COMPLAINT, Intent.NEUTRAL)
     if str(context.get("scene", "")) in CUSTOMER_SERVICE_SCENES and upset:
-        return _Pick(Intent.COMPLAINT, intent.score, intent.support)
+        return _Pick(Intent.COMPLAINT, intent.score, intent.support, intent.source)
     return intent
 
 
@@ -237,30 +279,44 @@ def _advice(intent: _Pick, context: dict[str, Any], learned: Reading | None) -> 
     return "".join(parts)
 
 
+DECIDERS = {"kb": ("kb",), "kb+model": ("kb", "emotion_model"), "model": ("emotion_model",),
+            "emotion": ("emotion_model",), "attack_style": ("attack_style",), "classifier": ("classifier",),
+            "none": ("embedded",), "embedded": ("embedded",)}
+
+
 def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: Reading | None, backed: bool,
              *picks: _Pick) -> list[Signal]:
-    fields = ("emotion", "intent", "harm_type")
-    kb_fields = [f for f, p in zip(fields, picks, strict=True) if p.support]
-    default_fields = [f for f, p in zip(fields, picks, strict=True) if not p.support]
-    if learned is not None:
-        default_fields = [f for f in default_fields if f != "harm_type"]
+    """One signal per source, each listing the verdict fields it decided."""
+    decided: dict[str, list[str]] = defaultdict(list)
+    for name, pick in zip(("emotion", "intent", "harm_type"), picks, strict=True):
+        for source in DECIDERS[pick.decider]:
+            decided[source].append(name)
     signals = [Signal(source="ocr", evidence=[ocr_text[:200]] if ocr_text else [], latency_ms=round(ocr_ms, 2))]
     if learned is not None:
-        signals.append(_classifier_signal(learned))
+        signals.append(_classifier_signal(learned, decided["classifier"]))
     if learned is not None and learned.novel:
         signals.append(Signal(source="novelty", evidence=[
             f"nearest training text cosine {learned.similarity:.3f} is below the novelty threshold"]))
+    if learned is not None and learned.feeling is not None:
+        f = learned.feeling
+        signals.append(Signal(source="emotion_model", decided=decided["emotion_model"], weight=round(f.confidence, 3),
+                              evidence=[f"{f.likeliest.value} p={f.confidence:.3f}", f"label {f.native}",
+                                        f"threshold {f.threshold:.2f}"]))
+    if learned is not None and learned.style is not None and decided["attack_style"]:
+        signals.append(Signal(source="attack_style", decided=decided["attack_style"],
+                              weight=round(learned.style.confidence, 3),
+                              evidence=[f"{learned.style.intent.value} p={learned.style.confidence:.3f}"]))
     if matches:
         evidence = [f"{m.entry.id}:{m.text}" + (f" ({m.how})" if m.how != "exact" else "") for m in matches]
-        signals.append(Signal(source="kb", decided=kb_fields, backs=["harm_type"] if backed else [],
+        signals.append(Signal(source="kb", decided=decided["kb"], backs=["harm_type"] if backed else [],
                               evidence=evidence, weight=round(max(m.weight for m in matches), 3)))
-    if default_fields:
-        signals.append(Signal(source="embedded", decided=default_fields, evidence=["no knowledge-base evidence"]))
+    if decided["embedded"]:
+        signals.append(Signal(source="embedded", decided=decided["embedded"], evidence=["no evidence either way"]))
     return signals
 
 
-def _classifier_signal(learned: Reading) -> Signal:
-    decided = ["harm_type", "confidence"] + (["intent"] if learned.counter_speech else [])
+def _classifier_signal(learned: Reading, fields: list[str]) -> Signal:
+    decided = [*fields, "confidence"]
     evidence = [f"{learned.harm.value} p={learned.confidence:.3f}", f"harmful share {learned.harmful_share:.3f}"]
     if learned.counter_speech:
         evidence.append("counter_speech")
@@ -270,20 +326,52 @@ def _classifier_signal(learned: Reading) -> Signal:
 
 
 def _explain(ocr_text: str, matches: list[Match], softened: bool, emotion: _Pick, intent: _Pick,
-             harm: _Pick, confidence: float) -> str:
-    """A Chinese explanation that cites the text read and every knowledge-base entry that matched."""
+             harm: _Pick, confidence: float, feeling: Feeling | None = None) -> str:
+    """A Chinese explanation that cites the text read and every knowledge-base entry that matched, and states
+    the emotion and the intent each with the evidence for it."""
     parts = [f"图中文字：「{_clip(ocr_text)}」。" if ocr_text else "图中未识别到文字。"]
     if matches:
         cited = "；".join(_cite(m) for m in matches)
         parts.append(f"命中知识库：{cited}。")
     else:
-        parts.append("未命中已知梗或敏感用语，证据不足，按中性处理。")
+        parts.append("未命中已知梗或敏感用语。" if feeling else "未命中已知梗或敏感用语，证据不足，按中性处理。")
     if softened:
         parts.append("含狗头/保命等玩笑标记，攻击性按玩笑弱化。")
     parts.append(
-        f"综合判断：情绪「{label_zh(emotion.value)}」，意图「{label_zh(intent.value)}」，"
+        f"综合判断：情绪「{label_zh(emotion.value)}」（{_emotion_because(emotion, feeling)}），"
+        f"意图「{label_zh(intent.value)}」（{_intent_because(intent)}），"
         f"危害类型「{label_zh(harm.value)}」，置信度 {confidence:.2f}。")
     return "".join(parts)
+
+
+def _cues(pick: _Pick) -> str:
+    return "、".join(f"「{m.text}」" for m in pick.support[:3])
+
+
+def _emotion_because(emotion: _Pick, feeling: Feeling | None) -> str:
+    if emotion.decider == "model":
+        return f"情绪模型判断，概率 {emotion.score:.2f}"
+    if emotion.decider == "kb+model":
+        return f"依据知识库{_cues(emotion)}，情绪模型同向，置信度 {emotion.score:.2f}"
+    if emotion.decider == "kb":
+        leaning = f"，情绪模型倾向「{label_zh(feeling.likeliest)}」" if feeling else ""
+        return f"依据知识库{_cues(emotion)}{leaning}"
+    if feeling is not None:
+        return (f"情绪模型最可能为「{label_zh(feeling.likeliest)}」，但概率 {feeling.confidence:.2f} 低于阈值 "
+                f"{feeling.threshold:.2f}，不作判断")
+    return "未见情绪线索"
+
+
+def _intent_because(intent: _Pick) -> str:
+    if intent.decider == "attack_style":
+        return f"攻击方式模型判断，概率 {intent.score:.2f}"
+    if intent.decider == "emotion":
+        return "无害内容，由情绪推断"
+    if intent.decider == "classifier":
+        return f"分类器判断为反歧视言论，概率 {intent.score:.2f}"
+    if intent.support:
+        return f"依据知识库{_cues(intent)}"
+    return "未见意图线索"
 
 
 HOW_ZH = {"homophone": "谐音", "initials": "拼音首字母"}

@@ -1,0 +1,187 @@
+"""Emotion and attack style learned from data, combined with the knowledge base's cues."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memeguard.schemas import Emotion, Intent
+from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.classifier import HarmClassifier
+from worker.datasets import DataError, Source, load_clue_emotion, load_jsonl
+from worker.feeling import Feeling, choose_threshold, settle_emotion, strongest_cue
+from worker.kb import KnowledgeBase
+from worker.reading import read
+
+KB = KnowledgeBase.bundled()
+DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).parents[3] / "shared" / "datasets"))
+CLUE = DATASETS / "clue_emotion"
+needs_clue = pytest.mark.skipif(not (CLUE / "valid.txt").exists(), reason="clue_emotion dataset not present")
+
+# a small emotion-labelled set in CLUEmotion's terms (like and happiness both become joy)
+FEELINGS = {
+    "happiness": ["今天好开心啊", "太高兴了终于放假", "开心到飞起", "好快乐的一天", "哈哈哈太开心了",
+                  "高兴得睡不着", "心情超级好", "今天真快乐", "开心开心", "快乐每一天"],
+    "like": ["好喜欢这首歌", "爱了爱了", "超级喜欢你", "喜欢这只猫", "真心喜欢这部剧",
+             "太喜欢了", "喜欢得不得了", "我爱这个城市", "好爱这家店", "喜欢喜欢"],
+    "sadness": ["好难过想哭", "心里好难受", "哭了一整晚", "伤心透了", "难过得说不出话",
+                "眼泪止不住", "好伤心啊", "心碎了", "想哭又哭不出来", "难受极了"],
+    "anger": ["气死我了", "太气人了吧", "真是气炸了", "我很生气", "火大得很",
+              "气得发抖", "越想越气", "愤怒到极点", "简直气死", "生气生气"],
+}
+EMOTION_PAIRS = [(text, label) for label, texts in FEELINGS.items() for text in texts]
+IMPLICIT = ["果然是那个地方的人", "也就配这样了", "这种人就该待在老家", "他们那儿的人都一个样", "那边来的能好到哪去"]
+HARM_TEXTS = (["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
+              + ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾"] * 8 + IMPLICIT * 6)
+HARM_LABELS = [0] * 32 + [3] * 32 + [1] * 30
+ATTACK_PAIRS = ([(t, "explicit_attack") for t in ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾", "去死吧"] * 2]
+                + [(t, "implicit_attack") for t in IMPLICIT * 2])
+
+
+@pytest.fixture(scope="module")
+def classifier() -> HarmClassifier:
+    return HarmClassifier.fit(HARM_TEXTS, HARM_LABELS, KB, source="unit").learn_feelings(KB, EMOTION_PAIRS,
+                                                                                          ATTACK_PAIRS)
+
+
+@pytest.fixture(scope="module")
+def analyzer(classifier: HarmClassifier) -> EmbeddedAnalyzer:
+    return EmbeddedAnalyzer(KB, lambda _frames: "", classifier)
+
+
+def test_the_emotion_reader_maps_its_labels_onto_memeguards_emotions(classifier: HarmClassifier) -> None:
+    assert classifier.emotion is not None
+    assert classifier.emotion.emotions == [Emotion.JOY, Emotion.SADNESS, Emotion.ANGER]  # like + happiness: joy
+    felt = classifier.emotion.read(["开心到飞起", "伤心透了", "气死我了"], [[], [], []], None)
+    assert [f.likeliest for f in felt] == [Emotion.JOY, Emotion.SADNESS, Emotion.ANGER]
+    assert all(abs(sum(f.probabilities.values()) - 1.0) < 1e-6 for f in felt)
+    assert classifier.trained["emotion"]["mapping"]["like"] == "joy"
+    assert "out_of_fold" in classifier.trained["emotion"] and "attack_style" in classifier.trained
+
+
+def test_neutral_only_when_no_emotion_is_likely_enough() -> None:
+    proba = np.array([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [0.34, 0.33, 0.33]])
+    truth = np.array([0, 1, 2])
+    # stating the first is worth +1; stating the second or third costs 0.5 each: only the first is stated
+    assert 0.4 < choose_threshold(proba, truth) <= 0.9
+    assert choose_threshold(np.array([[0.9, 0.1]] * 3), np.array([0, 0, 0])) == 0.2  # always right: state all
+
+
+def test_a_knowledge_base_cue_names_the_emotion_and_the_model_weighs_in() -> None:
+    happy = Feeling(Emotion.JOY, 0.8, Emotion.JOY, "happiness", {Emotion.JOY: 0.8, Emotion.SADNESS: 0.2}, 0.35)
+    agreeing = settle_emotion(Emotion.AMUSEMENT, 0.6, happy)  # 笑死: amusement, in joy's family
+    assert (agreeing.emotion, agreeing.source, agreeing.confidence) == (Emotion.AMUSEMENT, "kb+model", 0.7)
+    disagreeing = settle_emotion(Emotion.DISAPPOINTMENT, 0.6, happy)  # 破防 read as low, the model says joy
+    assert (disagreeing.emotion, disagreeing.source) == (Emotion.DISAPPOINTMENT, "kb")
+    assert disagreeing.confidence is not None and agreeing.confidence is not None
+    assert disagreeing.confidence < agreeing.confidence
+    assert settle_emotion(None, 0.0, happy).emotion is Emotion.JOY and settle_emotion(None, 0, happy).source == "model"
+    unsure = Feeling(Emotion.NEUTRAL, 0.3, Emotion.JOY, "happiness", {Emotion.JOY: 0.3}, 0.35)
+    assert settle_emotion(None, 0.0, unsure) == settle_emotion(None, 0.0, None)
+    nothing = settle_emotion(None, 0.0, None)
+    assert (nothing.emotion, nothing.confidence, nothing.source) == (Emotion.NEUTRAL, None, "none")
+
+
+def test_a_denied_cue_gives_no_emotion() -> None:
+    assert strongest_cue(read(KB.match("笑死我了"), "笑死我了"))[0] is Emotion.AMUSEMENT
+    assert strongest_cue([]) == (None, 0.0)
+
+
+def test_the_verdict_states_a_learned_emotion_and_intent_with_their_evidence(analyzer: EmbeddedAnalyzer) -> None:
+    verdict = analyzer.read_text("今天真快乐").verdict  # no knowledge-base entry: the knowledge base alone says neutral
+    assert verdict.emotion is Emotion.JOY and verdict.intent is Intent.HUMOR
+    assert verdict.emotion_confidence is not None and verdict.intent_confidence == verdict.emotion_confidence
+    assert "情绪模型判断" in verdict.explanation and "由情绪推断" in verdict.explanation
+    decided = {s.source: s.decided for s in verdict.signals}
+    assert decided["emotion_model"] == ["emotion", "intent"] and decided["classifier"] == ["harm_type", "confidence"]
+
+
+def test_a_knowledge_base_cue_keeps_its_specific_emotion(analyzer: EmbeddedAnalyzer) -> None:
+    verdict = analyzer.read_text("笑死").verdict
+    assert verdict.emotion is Emotion.AMUSEMENT and "依据知识库「笑死」" in verdict.explanation
+    assert "emotion" in {s.source: s.decided for s in verdict.signals}["kb"]
+
+
+def test_a_harmful_text_without_an_intent_cue_gets_its_attack_style(analyzer: EmbeddedAnalyzer,
+                                                                    classifier: HarmClassifier) -> None:
+    verdict = analyzer.read_text("你就是个垃圾").verdict
+    assert verdict.harm_type.value == "general_offense"
+    # the knowledge base names this insult an explicit attack itself: its cue stays
+    assert verdict.intent is Intent.EXPLICIT_ATTACK and verdict.intent_confidence is not None
+    insinuation = analyzer.read_text("他们那儿的人都一个样").verdict  # no knowledge-base cue names an intent
+    assert insinuation.harm_type.value == "targeted_harm" and insinuation.intent is Intent.IMPLICIT_ATTACK
+    reading = classifier.predict(["他们那儿的人都一个样"], KB)[0]
+    assert reading.style is not None and insinuation.intent_confidence == round(reading.style.confidence, 4)
+    assert {s.source: s.decided for s in insinuation.signals}["attack_style"] == ["intent"]
+    assert "攻击方式模型判断" in insinuation.explanation
+
+
+def test_the_readers_survive_the_artefact_round_trip(classifier: HarmClassifier, tmp_path: Path) -> None:
+    loaded = HarmClassifier.load(classifier.save(tmp_path / "m.joblib"))
+    assert loaded.version == classifier.version and "-f" in loaded.version  # the readers' data is in the version
+    assert loaded.predict(["伤心透了"], KB)[0].feeling == classifier.predict(["伤心透了"], KB)[0].feeling
+
+
+def test_jsonl_items_may_give_acceptable_emotions_and_intents(tmp_path: Path) -> None:
+    path = tmp_path / "items.jsonl"
+    path.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in [
+        {"text": "笑死", "label": 0, "emotion": ["amusement", "joy"], "intent": "humor"},
+        {"text": "好难过", "label": 0, "emotion": "sadness"}]), encoding="utf-8")
+    first, second = load_jsonl(path)
+    assert first.emotions == ("amusement", "joy") and first.intents == ("humor",) and first.intent == "humor"
+    assert second.emotions == ("sadness",) and second.intents == ()
+    path.write_text(json.dumps({"text": "x", "label": 0, "emotion": "happy"}), encoding="utf-8")
+    with pytest.raises(DataError, match="emotion 'happy' is not one of"):
+        load_jsonl(path)
+
+
+@needs_clue
+def test_clue_emotion_trains_the_emotion_reader_only_and_its_test_split_is_held_out() -> None:
+    items = load_clue_emotion(CLUE / "valid.txt")
+    assert len(items) > 3000 and all(i.harm_type is None and i.emotion for i in items)
+    with pytest.raises(DataError, match="held-out"):
+        Source.parse(f"clue-emotion={CLUE / 'test.txt'}", DATASETS).load()
+    from worker.training import TrainingSet
+
+    training = TrainingSet.of([Source.parse("clue-emotion", DATASETS).load()])
+    assert training.items == [] and len(training.emotions) == len(items)
+
+
+@needs_clue
+def test_eval_clue_emotion_scores_the_reader_beside_the_baseline() -> None:
+    from worker.emotion_eval import EmotionEvalConfig, run
+
+    report = run(EmotionEvalConfig(CLUE, "train", limit=300, train_limit=1500, encoder=False))
+    assert report["n"] == 300 and report["trained_on"] == 1500 and report["split"] == "train"
+    assert report["accuracy"] > 0.35 and report["baseline"]["accuracy"] > 0.3  # seven classes: chance is ~0.35
+    assert abs(report["delta"]["macro_f1"] - (report["macro_f1"] - report["baseline"]["macro_f1"])) < 1e-9
+    tier = report["tier"]
+    assert 0.0 <= tier["neutral"] < 0.6 and 0.0 < tier["agreement"] <= 1.0
+    assert abs(sum(tier["decided_by"].values()) - 1.0) < 1e-9
+
+
+def test_the_fields_own_confidences_are_stored_with_the_verdict(analyzer: EmbeddedAnalyzer, pg_sessions,  # type: ignore[no-untyped-def]
+                                                                 blobs) -> None:
+    from memeguard import store
+    from memeguard.queue import InlineQueue
+    from memeguard.samples import render_meme
+    from policies import load_policy
+    from producer.service import Producer
+    from producer.validation import Limits
+    from worker.pipeline import Deps, process_job
+
+    job_id = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512)
+                      ).submit(render_meme("今天真快乐"), "feel-1", tenant="acme").job_id
+    reads_the_meme = EmbeddedAnalyzer(KB, lambda _frames: "今天真快乐", analyzer.classifier)  # the OCR's reading
+    deps = Deps(pg_sessions, blobs, reads_the_meme, load_policy(),
+                max_attempts=3, max_frames=4)
+    assert process_job(job_id, deps).status == "done"
+    with pg_sessions() as session:
+        verdict = store.verdict_of(session, job_id)
+    assert verdict is not None and verdict.emotion is Emotion.JOY
+    assert verdict.emotion_confidence is not None and 0 < verdict.emotion_confidence <= 1
+    assert verdict.intent_confidence == verdict.emotion_confidence
