@@ -187,8 +187,9 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
                              capture_output=True, text=True, env=env, check=False, timeout=300)
     assert trained.returncode == 0, trained.stderr[-2000:]
     items = tmp_path / "platform.jsonl"
-    lines = [{"id": "a", "text": "你这个傻逼", "label": 1, "group": "insult"},
-             {"id": "b", "text": "早上好呀", "label": 0, "group": "everyday"},
+    lines = [{"id": "a", "text": "你这个傻逼", "label": 1, "group": "insult",
+              "emotion": ["anger", "contempt"], "intent": "explicit_attack"},
+             {"id": "b", "text": "早上好呀", "label": 0, "group": "everyday", "emotion": "joy"},
              {"id": "c", "text": "地域黑要不得，哪里都有好人坏人", "label": 0, "group": "counter"},
              {"id": "d", "text": "今天吃什么呢", "post_text": "午饭", "scene": "评论", "label": 0, "group": "everyday"}]
     items.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines), encoding="utf-8")
@@ -202,6 +203,9 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     assert report["baseline_trained_on"] == ["jsonl"] and report["policy"] == "default@3"
     assert set(report["groups"]) == {"insult", "everyday", "counter"} and report["groups"]["everyday"]["n"] == 2
     assert report["groups"]["counter"]["counter_speech"] == 1.0  # the knowledge base's counter-speech cues
+    emotion, intent = report["emotion"], report["intent"]  # only the items that give one are scored
+    assert emotion["n"] == 2 and set(emotion["groups"]) == {"insult", "everyday"} and 0 <= emotion["neutral"] <= 1
+    assert intent["n"] == 1 and intent["agreement"] == 1.0 and intent["read_as"] == {"explicit_attack": 1}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
     refused = subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(bad)],
