@@ -185,3 +185,9 @@ def test_the_fields_own_confidences_are_stored_with_the_verdict(analyzer: Embedd
     assert verdict is not None and verdict.emotion is Emotion.JOY
     assert verdict.emotion_confidence is not None and 0 < verdict.emotion_confidence <= 1
     assert verdict.intent_confidence == verdict.emotion_confidence
+
+
+def test_an_entry_with_a_neutral_intent_leaves_the_intent_to_the_emotion(analyzer: EmbeddedAnalyzer) -> None:
+    verdict = analyzer.read_text("好开心").verdict  # 开心: the knowledge base names joy, and no intent
+    assert verdict.emotion is Emotion.JOY and verdict.intent is Intent.HUMOR
+    assert "由情绪推断" in verdict.explanation

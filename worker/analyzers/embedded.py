@@ -202,8 +202,9 @@ INTENT_OF_FAMILY = {"positive": Intent.HUMOR, "low": Intent.VENTING, "fear": Int
 
 def _learned_intent(intent: _Pick, harm: HarmType, felt: EmotionCall, learned: Reading | None) -> _Pick:
     """Where no knowledge-base cue (nor the counter-speech reading) names the intent: a harmful text's attack
-    style from the attack-style reader (explicit or implicit), a harmless one's from its emotion."""
-    if intent.value is not Intent.NEUTRAL or intent.support:
+    style from the attack-style reader (explicit or implicit), a harmless one's from its emotion. An entry
+    whose intent is neutral (开心 names a feeling, not a purpose) leaves the intent open."""
+    if intent.value is not Intent.NEUTRAL:
         return intent
     if harm is not HarmType.NONE and learned is not None and learned.style is not None:
         return _Pick(learned.style.intent, learned.style.confidence, (), "attack_style")
