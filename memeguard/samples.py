@@ -58,7 +58,7 @@ def render_meme(caption: str, template: str = "plain", size: tuple[int, int] = (
     the caption needs more lines than ``size`` holds. Returns encoded bytes."""
     width = size[0]
     font = ImageFont.truetype(str(find_cjk_font()), font_size)
-    lines = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), caption, font, width - 40)
+    lines = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), drawable(caption, font), font, width - 40)
     height = max(size[1], 220 + len(lines) * (font_size + 10) + 20)
     image = Image.new("RGB", (width, height), (255, 255 - seed_colour % 50, 255))
     draw = ImageDraw.Draw(image)
@@ -71,6 +71,21 @@ def render_meme(caption: str, template: str = "plain", size: tuple[int, int] = (
     out = io.BytesIO()
     image.save(out, format=fmt)
     return out.getvalue()
+
+
+NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: what the font draws for a missing glyph
+
+
+def drawable(text: str, font: Any) -> str:
+    """``text`` without the characters the font has no glyph for (emoji, in a CJK text font). Drawn, each would
+    be the font's empty box, which OCR reads back as the character 口 — text the caption never held."""
+    missing = _mask(font, NO_GLYPH)
+    return "".join(c for c in text if c.isspace() or c.isascii() or _mask(font, c) != missing)
+
+
+def _mask(font: Any, char: str) -> tuple[tuple[int, int], bytes]:
+    mask = font.getmask(char)
+    return mask.size, bytes(mask)
 
 
 def _wrap(draw: ImageDraw.ImageDraw, text: str, font: Any, max_width: int) -> list[str]:

@@ -20,3 +20,13 @@ def test_an_explicit_font_path_wins_and_a_wrong_one_is_refused(monkeypatch: pyte
     monkeypatch.setenv("MEMEGUARD_CJK_FONT", str(tmp_path / "missing.ttc"))
     with pytest.raises(FileNotFoundError, match="MEMEGUARD_CJK_FONT"):
         find_cjk_font()
+
+
+def test_characters_the_font_cannot_draw_are_left_out_not_drawn_as_boxes() -> None:
+    from PIL import ImageFont
+
+    from memeguard.samples import drawable, find_cjk_font
+
+    font = ImageFont.truetype(str(find_cjk_font()), 34)
+    # an emoji drawn in a CJK text font is an empty box, which OCR reads back as 口
+    assert drawable("就是种族歧视🐶😅 ok，粿籹", font) == "就是种族歧视 ok，粿籹"
