@@ -29,9 +29,10 @@ $(STAMP): pyproject.toml | system-deps
 demo: system-deps $(STAMP)
 	$(VENV)/bin/memeguard demo
 
-# The classifier as shipped (README, "How good it is"): every listed source, C-HarmKB and ToxiCN's lexicon where
-# present under MEMEGUARD_DATASETS_DIR (../shared/datasets), into .memeguard/models/current.joblib, which workers
-# and `memeguard analyze` load by default. About 15 minutes on 2 cores (the sentence encoder reads every text).
+# The classifier as shipped (README, "How good it is"): ToxiCN MM + ToxiCN text for harm, CLUEmotion for the
+# emotion reader, C-HarmKB and ToxiCN's lexicon where present under MEMEGUARD_DATASETS_DIR (../shared/datasets),
+# into .memeguard/models/current.joblib, which workers and `memeguard analyze` load by default. About 15-20
+# minutes on 2 cores (the sentence encoder reads every text).
 model: $(STAMP)
 	$(VENV)/bin/memeguard train --shipped
 
