@@ -153,7 +153,7 @@ def test_toxicn_text_run_slices_by_expression_and_target_with_the_policys_action
     report = run(EvalConfig(TOXICN_TEXT, "train", render=False, limit=400, encoder=False, train_limit=2000,
                             dataset="toxicn-text"))
     assert report["dataset"] == "toxicn-text" and report["n"] == 400
-    assert report["trained_on"] == ["toxicn-text", "toxicn-mm"]  # as shipped: the other source too
+    assert report["trained_on"] == ["toxicn-text", "toxicn-mm", "clue-emotion"]  # as shipped: the other sources too
     assert report["max_false_alarm"] == 0.10 and 0.3 <= report["threshold"][0] <= 0.9
     assert set(report["groups"]) == {"non_toxic", "offensive", "explicit", "implicit", "reporting"}
     assert set(report["targets"]) <= {"lgbtq", "region", "sexism", "racism", "others"} and report["targets"]
