@@ -9,6 +9,7 @@ import time
 import unicodedata
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -522,21 +523,33 @@ def eval_toxicn_text(
 def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool, caption_reading: bool,
               limit: int | None, train_limit: int | None, folds: int, kb_external: list[Path] | None, encoder: bool,
               only: bool, max_false_alarm: float, as_json: bool) -> None:
-    from worker.analyzers.base import AnalyzerError
-    from worker.datasets import DataError
     from worker.evaluation import EvalConfig, run
 
     settings = load_settings()
-    data_dir = settings.datasets_dir / folder
-    if not data_dir.exists():
-        typer.echo(f"{folder} not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
-        raise typer.Exit(EXIT_REJECTED)
+    data_dir = _dataset_dir(settings, folder)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
     config = EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
                         caption_reading=caption_reading, encoder=encoder, train_limit=train_limit, dataset=dataset,
                         also_train=() if only else None, policy=_policy(settings), max_false_alarm=max_false_alarm)
+    _report(lambda: run(config), _print_eval, as_json)
+
+
+def _dataset_dir(settings: Settings, folder: str) -> Path:
+    """A dataset's directory under MEMEGUARD_DATASETS_DIR, or a refusal that says where it was looked for."""
+    data_dir = settings.datasets_dir / folder
+    if not data_dir.exists():
+        typer.echo(f"{folder} not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
+        raise typer.Exit(EXIT_REJECTED)
+    return data_dir
+
+
+def _report(evaluate: Callable[[], dict[str, Any]], show: Callable[[dict[str, Any]], None], as_json: bool) -> None:
+    """Run an evaluation; a missing encoder, bad data or a bad split is a refusal with its reason (exit 2)."""
+    from worker.analyzers.base import AnalyzerError
+    from worker.datasets import DataError
+
     try:
-        report = run(config)
+        report = evaluate()
     except AnalyzerError as exc:
         typer.echo(f"refused: {exc} (or evaluate without it: --no-encoder)", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
@@ -546,7 +559,7 @@ def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False))
         return
-    _print_eval(report)
+    show(report)
 
 
 @eval_app.command("clue-emotion")
@@ -559,28 +572,10 @@ def eval_clue_emotion(
 ) -> None:
     """Score the emotion reader and the reference baseline on CLUEmotion 2020 (Weibo posts, seven emotions):
     the model in the dataset's labels, and the tier's stated emotion (knowledge-base cues, neutral threshold)."""
-    from worker.analyzers.base import AnalyzerError
-    from worker.datasets import DataError
     from worker.emotion_eval import EmotionEvalConfig, run
 
-    settings = load_settings()
-    data_dir = settings.datasets_dir / "clue_emotion"
-    if not data_dir.exists():
-        typer.echo(f"clue_emotion not found at {data_dir}; set MEMEGUARD_DATASETS_DIR", err=True)
-        raise typer.Exit(EXIT_REJECTED)
-    try:
-        report = run(EmotionEvalConfig(data_dir, split, limit, train_limit, encoder),
-                     _sentence_encoder() if encoder else None)
-    except AnalyzerError as exc:
-        typer.echo(f"refused: {exc} (or evaluate without it: --no-encoder)", err=True)
-        raise typer.Exit(EXIT_REJECTED) from exc
-    except (DataError, ValueError) as exc:
-        typer.echo(f"refused: {exc}", err=True)
-        raise typer.Exit(EXIT_REJECTED) from exc
-    if as_json:
-        typer.echo(json.dumps(report, ensure_ascii=False))
-        return
-    _print_emotion_eval(report)
+    config = EmotionEvalConfig(_dataset_dir(load_settings(), "clue_emotion"), split, limit, train_limit, encoder)
+    _report(lambda: run(config, _sentence_encoder() if encoder else None), _print_emotion_eval, as_json)
 
 
 def _print_emotion_eval(r: dict[str, Any]) -> None:

@@ -191,3 +191,24 @@ def test_an_entry_with_a_neutral_intent_leaves_the_intent_to_the_emotion(analyze
     verdict = analyzer.read_text("好开心").verdict  # 开心: the knowledge base names joy, and no intent
     assert verdict.emotion is Emotion.JOY and verdict.intent is Intent.HUMOR
     assert "由情绪推断" in verdict.explanation
+
+
+def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str, datasets: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(datasets)}
+        return subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "clue-emotion", *args],
+                              capture_output=True, text=True, env=env, check=False, timeout=120)
+
+    missing = cli("--no-encoder", datasets=tmp_path)
+    assert missing.returncode == 2 and "clue_emotion not found at" in missing.stderr
+    (tmp_path / "clue_emotion").mkdir()
+    (tmp_path / "clue_emotion" / "valid.txt").write_text('{"content": "好开心", "label": "glee"}\n', encoding="utf-8")
+    bad = cli("--split", "train", "--no-encoder", datasets=tmp_path)
+    assert bad.returncode == 2 and "valid.txt:1: unknown emotion 'glee'" in bad.stderr
+    (tmp_path / "clue_emotion" / "valid.txt").write_text('{"content": "好开心", "label": "happiness"}\n',
+                                                        encoding="utf-8")
+    wrong = cli("--split", "dev", "--no-encoder", datasets=tmp_path)
+    assert wrong.returncode == 2 and "unknown split 'dev'" in wrong.stderr
