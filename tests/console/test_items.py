@@ -30,6 +30,7 @@ def test_the_item_page_shows_what_decided(client: TestClient, mine: uuid.UUID) -
     page = client.get(f"/review/item/{mine}")
     assert page.status_code == 200
     for shown in ("你说得对，但是我不听", "你说得对 但是我不听", "讽刺/阴阳怪气", "轻蔑", "一般冒犯", "0.70",
+                  "轻蔑 <span class=\"muted\">（0.64）</span>", "（0.80）",
                   "embedded 3", "medium.harmful", "default 3", f"/review/item/{mine}/image", "你说得对，但是", "打标"):
         assert shown in page.text, shown
 
