@@ -129,8 +129,11 @@ def create_job(
     post_text: Annotated[str, Form()] = "", context: Annotated[str | None, Form()] = None,
     callback_url: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
-    data = image.file.read(runtime.settings.max_upload_bytes + 1)
-    item = Submission(data, content_id, post_text, context, callback_url)
+    limit = runtime.settings.max_upload_bytes
+    data = image.file.read(limit + 1)
+    too_large = ("too_large", f"{image.size if image.size is not None else 'more than ' + str(limit)} bytes "
+                 f"exceeds the limit of {limit}") if len(data) > limit else None
+    item = Submission(b"" if too_large else data, content_id, post_text, context, callback_url, too_large)
     [result] = runtime.producer.submit_many([item], tenant=tenant)
     if isinstance(result, Rejection):
         return JSONResponse(_rejection_json(result), status_code=result.http_status)

@@ -154,7 +154,8 @@ class Producer:
         return store.NewJob(
             tenant=tenant, content_id=item.content_id, status=JobStatus.REJECTED,
             image_sha256=sha256_hex(item.image) if item.image else None,
-            post_text=item.post_text[: self.limits.max_text_chars], error_code=exc.code, error=exc.message,
+            post_text=item.post_text.replace("\x00", "")[: self.limits.max_text_chars], error_code=exc.code,
+            error=exc.message,
             timings=timings,
         )
 

@@ -20,12 +20,15 @@ from memeguard.imaging import (
 )
 from memeguard.settings import Settings
 
-CONTENT_ID = re.compile(r"^[\w.:@/+=-]{1,256}$")
-TENANT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# matched with fullmatch: a `$`-anchored ``match`` also accepts a trailing newline ("nl-dup\n" beside "nl-dup")
+CONTENT_ID = re.compile(r"[\w.:@/+=-]{1,256}")
+TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+CALLBACK_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]{1,2000}")
+MAX_CONTEXT_DEPTH = 32  # nesting levels of a context object: deeper is no metadata a platform sends
 HTTP_STATUS = {
     "unsupported_type": 415, "too_large": 413, "too_many_pixels": 413, "corrupt_image": 422,
     "empty_upload": 422, "invalid_content_id": 422, "invalid_tenant": 422, "text_too_long": 422,
-    "invalid_context": 422, "invalid_callback_url": 422, "content_id_conflict": 409,
+    "invalid_context": 422, "invalid_callback_url": 422, "content_id_conflict": 409, "invalid_text": 422,
 }
 
 
@@ -103,13 +106,15 @@ def validate_fields(
     tenant: str, content_id: str, post_text: str, context: Any, callback_url: str | None, limits: Limits
 ) -> dict[str, Any]:
     """Validate the non-image fields; returns the context as a dict."""
-    if not TENANT.match(tenant):
+    if not TENANT.fullmatch(tenant):
         raise UploadRejected("invalid_tenant", f"tenant {tenant!r} must match {TENANT.pattern}")
-    if not CONTENT_ID.match(content_id):
+    if not CONTENT_ID.fullmatch(content_id):
         raise UploadRejected("invalid_content_id", f"content_id must match {CONTENT_ID.pattern}")
     if len(post_text) > limits.max_text_chars:
         raise UploadRejected("text_too_long", f"post_text has {len(post_text)} characters, max {limits.max_text_chars}")
-    if callback_url is not None and not re.match(r"^https?://[^\s]{1,2000}$", callback_url):
+    if "\x00" in post_text:  # PostgreSQL text cannot hold NUL: refused here, not a 500 at the insert
+        raise UploadRejected("invalid_text", "post_text must not contain NUL characters")
+    if callback_url is not None and not CALLBACK_URL.fullmatch(callback_url):
         raise UploadRejected("invalid_callback_url", "callback_url must be an http(s) URL")
     return _context(context, limits.max_context_bytes)
 
@@ -118,12 +123,30 @@ def _context(context: Any, max_bytes: int) -> dict[str, Any]:
     if context in (None, ""):
         return {}
     if isinstance(context, str):
+        if len(context.encode()) > max_bytes:  # before parsing: parsing is what costs
+            raise UploadRejected("invalid_context", f"context exceeds {max_bytes} bytes")
         try:
             context = json.loads(context)
         except json.JSONDecodeError as exc:
             raise UploadRejected("invalid_context", f"context is not valid JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise UploadRejected("invalid_context", f"context nests deeper than {MAX_CONTEXT_DEPTH} levels") from exc
     if not isinstance(context, dict):
         raise UploadRejected("invalid_context", "context must be a JSON object")
+    if _depth(context) > MAX_CONTEXT_DEPTH:
+        raise UploadRejected("invalid_context", f"context nests deeper than {MAX_CONTEXT_DEPTH} levels")
     if len(json.dumps(context, ensure_ascii=False).encode()) > max_bytes:
         raise UploadRejected("invalid_context", f"context exceeds {max_bytes} bytes")
     return context
+
+
+def _depth(value: Any) -> int:
+    """How deeply a JSON value nests, without recursion (a hostile value may nest 100,000 levels)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_CONTEXT_DEPTH:
+                stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest

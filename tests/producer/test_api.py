@@ -166,3 +166,19 @@ def test_a_platform_can_appeal_its_own_job_only(client: TestClient) -> None:
     assert filed.status_code == 201 and filed.json()["status"] == "open"
     assert client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "x"}, headers=B).status_code == 404
     assert client.post(f"/v1/jobs/{job_id}/appeal", json={}, headers={}).status_code == 401
+
+
+def test_a_nul_in_post_text_is_a_422_with_a_code_and_the_batchs_valid_items_are_kept(client: TestClient) -> None:
+    single = post(client, solid("PNG"), "nul-1", post_text="早上好\x00")
+    assert single.status_code == 422 and single.json()["error"] == "invalid_text"
+    items = [{"content_id": "nul-2", "image_base64": base64.b64encode(solid("PNG")).decode(), "post_text": "a\x00"},
+             {"content_id": "nul-3", "image_base64": base64.b64encode(solid("PNG")).decode()},
+             {"content_id": "nul-4", "image_base64": base64.b64encode(SVG).decode(), "post_text": "b\x00"}]
+    body = client.post("/v1/jobs:batch", headers=A, json={"items": items}).json()
+    assert [r.get("error") for r in body["results"]] == ["invalid_text", None, "invalid_text"]
+
+
+def test_too_large_states_the_uploads_size_not_the_limit_plus_one(client: TestClient) -> None:
+    data = solid("PNG", (600, 600)) + b"\0" * 400_000
+    body = post(client, data, "big").json()
+    assert body["error"] == "too_large" and body["message"] == f"{len(data)} bytes exceeds the limit of 300000"

@@ -141,3 +141,14 @@ def test_metrics_count_each_outcome_once(producer: Producer) -> None:
                           Submission(solid("PNG"), "good")], tenant="metrics")
     after = value("memeguard_jobs_total", rejected), value("memeguard_jobs_total", queued)
     assert (after[0] - before[0], after[1] - before[1]) == (1.0, 1.0)
+
+
+def test_a_nul_in_post_text_is_refused_and_the_rejection_stored_in_postgresql(
+        producer: Producer, pg_session: Session) -> None:
+    results = producer.submit_many([Submission(SVG, "nul-svg", "早\x00上好"), Submission(solid("PNG"), "nul-ok")],
+                                   tenant="acme")
+    rejected, accepted = results
+    assert isinstance(rejected, Rejection) and rejected.code == "invalid_text" and rejected.job_id is not None
+    assert isinstance(accepted, JobRef)  # the batch's valid item is not lost with it
+    job = store.get_job(pg_session, rejected.job_id)
+    assert job is not None and job.status is JobStatus.REJECTED and job.post_text == "早上好"

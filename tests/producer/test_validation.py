@@ -80,3 +80,31 @@ def test_field_rejections(kwargs: dict[str, object], code: str) -> None:
 
 def test_context_json_string_is_parsed() -> None:
     assert validate_fields("acme", "c1", "", '{"scene": "弹幕"}', None, LIMITS) == {"scene": "弹幕"}
+
+
+@pytest.mark.parametrize(("kwargs", "code"), [
+    ({"content_id": "nl-dup\n"}, "invalid_content_id"),  # a $-anchored match let the newline through
+    ({"tenant": "acme\n"}, "invalid_tenant"),
+    ({"callback_url": "https://example.com/hook\n"}, "invalid_callback_url"),
+    ({"callback_url": "https://example.com/\x00hook"}, "invalid_callback_url"),
+    ({"post_text": "早上好\x00"}, "invalid_text"),  # PostgreSQL text cannot hold NUL: a 500 at the insert before
+])
+def test_trailing_newlines_and_nul_characters_are_refused(kwargs: dict[str, object], code: str) -> None:
+    test_field_rejections(kwargs, code)
+
+
+def test_a_deeply_nested_context_is_refused_not_a_recursion_error() -> None:
+    roomy = Limits(max_bytes=2_000_000, max_pixels=4_000_000, max_frames=4, max_text_chars=50,
+                   max_context_bytes=1_000_000)
+    for hostile in ("[" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000):
+        with pytest.raises(UploadRejected) as info:
+            validate_fields("acme", "c1", "", hostile, None, roomy)
+        assert info.value.code == "invalid_context"
+    nested: dict[str, object] = {}
+    inner = nested
+    for _ in range(40):
+        inner["x"] = {}
+        inner = inner["x"]  # type: ignore[assignment]
+    with pytest.raises(UploadRejected, match="deeper than 32"):
+        validate_fields("acme", "c1", "", nested, None, roomy)
+    assert validate_fields("acme", "c1", "", {"a": {"b": [1, {"c": 2}]}}, None, roomy) == {"a": {"b": [1, {"c": 2}]}}
