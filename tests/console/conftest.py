@@ -34,7 +34,8 @@ def add_item(runtime: Runtime, tenant: str, content_id: str, *, image: bytes | N
             tenant, content_id, JobStatus.RUNNING, image_sha256=sha, media_type="image/png" if image else None,
             post_text="你说得对，但是我不听", callback_url=callback_url)])[0]
         verdict = Verdict(emotion=Emotion.CONTEMPT, intent=Intent.SARCASM, harm_type=harm, confidence=confidence,
-                          emotion_confidence=0.64, intent_confidence=0.8, explanation="命中「你说得对，但是」句式：表面同意、实则反驳，属阴阳怪气。",
+                          emotion_confidence=0.64, intent_confidence=0.8,
+                          explanation="命中「你说得对，但是」句式：表面同意、实则反驳，属阴阳怪气。",
                           ocr_text="你说得对 但是我不听", analyzer="embedded", analyzer_version="3",
                           signals=[Signal(source="kb", decided=["intent"], evidence=["你说得对，但是"], weight=0.8,
                                           backs=["harm_type"] if harm is not HarmType.NONE else [])])
