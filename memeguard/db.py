@@ -248,6 +248,9 @@ class ReviewRow(Base):
 
 class Appeal(Base):
     __tablename__ = "appeals"
+    # at most one open appeal per job (a platform retrying its appeal must not queue it twice)
+    __table_args__ = (Index("uq_appeals_open_job", "job_id", unique=True, postgresql_where=sa.text("status = 'open'"),
+                            sqlite_where=sa.text("status = 'open'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

@@ -40,9 +40,10 @@ class ReviewError(ValueError):
     the HTTP status that says what kind of refusal it is: 404 no such item or queue, 403 wrong role,
     400 a malformed request, 409 the item's state does not allow it (claimed by another, not finished)."""
 
-    def __init__(self, message: str, status: int = 409) -> None:
+    def __init__(self, message: str, status: int = 409, code: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.code = code or {404: "not_found", 403: "forbidden", 400: "bad_request"}.get(status, "conflict")
 
 
 @dataclass(frozen=True)
@@ -238,10 +239,16 @@ def file_appeal(session: Session, tenant: str, job_id: uuid.UUID, reason: str) -
     if job is None or job.tenant != tenant:
         raise ReviewError("no such job", 404)
     if store.current_action(session, job_id) is None:
-        raise ReviewError("the job has no action to appeal yet")
+        raise ReviewError("the job has no action to appeal yet", code="not_finished")
+    open_one = session.scalar(sa.select(Appeal.id).where(Appeal.job_id == job_id, Appeal.status == "open"))
+    if open_one is not None:
+        raise ReviewError(f"appeal {open_one} of this job is still open", code="appeal_open")
     row = Appeal(job_id=job_id, tenant=tenant, reason=reason[:2000], status="open")
     session.add(row)
-    session.flush()
+    try:  # two appeals racing past the check: the partial unique index lets one through
+        session.flush()
+    except IntegrityError as exc:
+        raise ReviewError("an appeal of this job is already open", code="appeal_open") from exc
     store.audit(session, "appeal.filed", actor=f"tenant:{tenant}", tenant=tenant, job_id=job_id,
                 detail={"appeal_id": row.id, "reason": reason[:500]})
     return row.id

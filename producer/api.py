@@ -220,7 +220,7 @@ def appeal(tenant: Tenant, runtime: Rt, job_id: uuid.UUID, body: AppealIn) -> di
         try:
             appeal_id = reviews.file_appeal(session, tenant, job_id, body.reason)
         except reviews.ReviewError as exc:
-            raise HTTPException(exc.status, {"error": "appeal_refused", "message": str(exc)}) from exc
+            raise HTTPException(exc.status, {"error": exc.code, "message": str(exc)}) from exc
         session.commit()
     return {"appeal_id": appeal_id, "job_id": str(job_id), "status": "open"}
 

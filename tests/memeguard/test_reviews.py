@@ -206,7 +206,9 @@ def test_queue_sizes_count_what_each_queue_lists(pg_session: Session, ann: users
         (HarmType.GENERAL_OFFENSE, 0.7), (HarmType.GENERAL_OFFENSE, 0.55), (HarmType.DISPIRITED_CULTURE, 0.5),
         (HarmType.NONE, 0.4), (HarmType.TARGETED_HARM, 0.95), (HarmType.NONE, 0.9)]]
     reviews.file_appeal(pg_session, "rev", jobs[4], "误判")
-    reviews.file_appeal(pg_session, "rev", jobs[4], "再次申诉")  # two appeals, one item
+    with pytest.raises(reviews.ReviewError) as refused:  # one open appeal per item
+        reviews.file_appeal(pg_session, "rev", jobs[4], "再次申诉")
+    assert refused.value.code == "appeal_open" and refused.value.status == 409
     reviews.claim(pg_session, jobs[0], ann)
     reviews.decide(pg_session, jobs[0], ann, "escalate", reason="拿不准")
     reviews.claim(pg_session, jobs[1], ann)

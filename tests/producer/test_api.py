@@ -164,8 +164,11 @@ def test_a_platform_can_appeal_its_own_job_only(client: TestClient) -> None:
     job_id = created.json()["job_id"]
     filed = client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "误判"}, headers=A)
     assert filed.status_code == 201 and filed.json()["status"] == "open"
-    assert client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "x"}, headers=B).status_code == 404
+    theirs = client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "x"}, headers=B)
+    assert theirs.status_code == 404 and theirs.json()["error"] == "not_found"  # as GET says of it
     assert client.post(f"/v1/jobs/{job_id}/appeal", json={}, headers={}).status_code == 401
+    again = client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "再看看"}, headers=A)
+    assert again.status_code == 409 and again.json()["error"] == "appeal_open"  # one open appeal per job
 
 
 def test_a_nul_in_post_text_is_a_422_with_a_code_and_the_batchs_valid_items_are_kept(client: TestClient) -> None:
