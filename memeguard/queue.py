@@ -15,7 +15,7 @@ class QueueUnavailable(RuntimeError):
 
 class JobQueue(Protocol):
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None: ...
-    def depths(self) -> dict[str, int]: ...
+    def depths(self, timeout: float | None = None) -> dict[str, int]: ...
 
 
 class CeleryQueue:
@@ -36,8 +36,14 @@ class CeleryQueue:
         except Exception as exc:  # kombu raises many types for one fact: the broker is unreachable
             raise QueueUnavailable(f"could not publish {len(job_ids)} jobs: {exc}") from exc
 
-    def depths(self) -> dict[str, int]:
-        with self.app.connection_for_write() as conn:
+    def depths(self, timeout: float | None = None) -> dict[str, int]:
+        """Messages waiting per queue. ``timeout``: answer (or raise) within about that many seconds — one
+        connection attempt, no retries (a readiness probe must not hang while the broker is down; kombu's
+        default retry policy took ~6 s to give up)."""
+        options = {} if timeout is None else {"connect_timeout": timeout}
+        with self.app.connection_for_write(**options) as conn:
+            if timeout is not None:
+                conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
             client = conn.default_channel.client
             return {name: int(client.llen(name)) for name in (self.queue_name, *self.watch)}
 
@@ -52,5 +58,5 @@ class InlineQueue:
         for job_id in job_ids:
             self._run(job_id)
 
-    def depths(self) -> dict[str, int]:
+    def depths(self, timeout: float | None = None) -> dict[str, int]:
         return {"inline": 0}

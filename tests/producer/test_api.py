@@ -185,3 +185,15 @@ def test_too_large_states_the_uploads_size_not_the_limit_plus_one(client: TestCl
     data = solid("PNG", (600, 600)) + b"\0" * 400_000
     body = post(client, data, "big").json()
     assert body["error"] == "too_large" and body["message"] == f"{len(data)} bytes exceeds the limit of 300000"
+
+
+def test_readiness_answers_within_a_second_while_the_broker_is_down(tmp_path: Path, sqlite_url: str) -> None:
+    import time
+
+    down = Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
+                            broker_url="redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    started = time.perf_counter()
+    ready = TestClient(create_app(down)).get("/readyz")
+    assert time.perf_counter() - started < 1.0  # kombu's default retries took ~6 s
+    assert ready.status_code == 503 and ready.json()["checks"]["broker"].startswith("error")
+    assert ready.json()["checks"]["database"] == "ok"
