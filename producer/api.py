@@ -11,6 +11,7 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPExcepti
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 
 from console.app import install as install_console
@@ -30,6 +32,8 @@ from memeguard.runtime import Runtime
 from memeguard.views import job_json
 from producer.banks_api import router as banks_router
 from producer.service import JobRef, Rejection, Submission
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 router = APIRouter()
@@ -159,7 +163,11 @@ async def create_stream(tenant: Tenant, runtime: Rt, request: Request) -> Stream
     tasks: list[asyncio.Task[None]] = []
 
     async def run(number: int, line: bytes) -> None:
-        await results.put(await _stream_line(runtime, tenant, number, line))
+        try:
+            result = await _stream_line(runtime, tenant, number, line)
+        except Exception as exc:  # every line gets its result line, or the response never ends
+            result = {"line": number, **_stream_failure(exc)}
+        await results.put(result)
 
     async for number, line in _ndjson_lines(request.stream()):
         tasks.append(asyncio.create_task(run(number, line)))
@@ -170,6 +178,18 @@ async def create_stream(tenant: Tenant, runtime: Rt, request: Request) -> Stream
             yield json.dumps(await results.get(), ensure_ascii=False) + "\n"
 
     return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+def _stream_failure(exc: Exception) -> dict[str, str]:
+    """A line the service could not take: the broker or the database is down (retry the line: uploads are
+    idempotent by content id), or something unforeseen (logged with its traceback)."""
+    if isinstance(exc, QueueUnavailable):
+        return {"error": "queue_unavailable", "message": "the queue is unreachable; a stored job is re-published "
+                "by the sweeper, and resubmitting the line is safe"}
+    if isinstance(exc, sa_exc.DBAPIError):
+        return {"error": "database_unavailable", "message": "the database is unreachable; resubmit the line"}
+    log.exception("stream line failed")
+    return {"error": "internal_error", "message": f"the line could not be processed ({type(exc).__name__})"}
 
 
 async def _stream_line(runtime: Runtime, tenant: str, number: int, line: bytes) -> dict[str, Any]:

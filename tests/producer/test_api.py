@@ -197,3 +197,19 @@ def test_readiness_answers_within_a_second_while_the_broker_is_down(tmp_path: Pa
     assert time.perf_counter() - started < 1.0  # kombu's default retries took ~6 s
     assert ready.status_code == 503 and ready.json()["checks"]["broker"].startswith("error")
     assert ready.json()["checks"]["database"] == "ok"
+
+
+@pytest.mark.parametrize(("broken", "code"), [
+    ({"broker_url": "redis://127.0.0.1:1/0"}, "queue_unavailable"),  # Redis down: nothing listens on port 1
+    ({"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/gone"}, "database_unavailable"),
+])
+def test_a_stream_ends_with_a_result_line_per_item_when_a_dependency_is_down(
+        tmp_path: Path, sqlite_url: str, broken: dict[str, str], code: str) -> None:
+    settings = {"data_dir": tmp_path, "database_url": sqlite_url, "api_keys": API_KEYS, **broken}
+    client = TestClient(create_app(Runtime(Settings(**settings))))  # type: ignore[arg-type]
+    lines = [json.dumps({"content_id": f"down-{i}", "image_base64": base64.b64encode(solid("PNG")).decode()})
+             for i in range(2)]
+    response = client.post("/v1/jobs:stream", headers=A, content="\n".join(lines) + "\n")
+    assert response.status_code == 200  # before: the body never ended (the line's task died unanswered)
+    results = [json.loads(line) for line in response.text.splitlines()]
+    assert sorted(r["line"] for r in results) == [1, 2] and {r["error"] for r in results} == {code}
