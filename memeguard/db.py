@@ -282,13 +282,14 @@ class CallbackRow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pre_ping: bool = True) -> Engine:
     """Engine with the per-dialect settings memeguard relies on (SQLite: WAL + busy timeout)."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
-    # No pre-ping: it costs a round trip per checkout. A dropped connection surfaces as OperationalError,
-    # which the worker retries as transient; recycling bounds the age of pooled connections.
-    return sa.create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800)
+    # Pre-ping: a pooled connection the server dropped (restart, failover, pg_terminate_backend) is replaced
+    # at checkout instead of failing the request that drew it. It costs one round trip per checkout:
+    # bench/preping.py measures it (README, Reliability). Recycling bounds the age of pooled connections.
+    return sa.create_engine(url, pool_size=5, max_overflow=10, pool_recycle=1800, pool_pre_ping=pre_ping)
 
 
 def _sqlite_engine(url: str) -> Engine:

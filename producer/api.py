@@ -61,6 +61,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
     app.state.registry = build_registry(runtime.queue.depths)
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
+    app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.include_router(router)
     app.include_router(banks_router)
@@ -70,6 +71,14 @@ def create_app(runtime: Runtime) -> FastAPI:
 
 def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
     return JSONResponse({"error": "queue_unavailable", "message": str(exc)}, status_code=503)
+
+
+def _database_down(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
+    """The database refused or dropped the request's connection (pre-ping already replaced a dead pooled
+    one): a 503 with a code the client retries on, never a bare 500."""
+    log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
+    return JSONResponse({"error": "database_unavailable", "message": "the database is unreachable; retry later"},
+                        status_code=503, headers={"Retry-After": "1"})
 
 
 def _http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -213,3 +213,26 @@ def test_a_stream_ends_with_a_result_line_per_item_when_a_dependency_is_down(
     assert response.status_code == 200  # before: the body never ended (the line's task died unanswered)
     results = [json.loads(line) for line in response.text.splitlines()]
     assert sorted(r["line"] for r in results) == [1, 2] and {r["error"] for r in results} == {code}
+
+
+def test_connections_the_database_cut_are_replaced_and_an_unreachable_database_is_a_503(
+        tmp_path: Path, pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    from memeguard.db import make_engine
+
+    client = TestClient(create_app(Runtime(Settings(data_dir=tmp_path, database_url=pg_url, api_keys=API_KEYS))))
+    assert client.get("/v1/jobs", params={"content_id": "none"}, headers=A).status_code == 404  # pool warmed
+    admin = make_engine(pg_url)
+    with admin.connect() as conn:  # what the fault campaign did: cut every other connection to the database
+        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    admin.dispose()
+    for _ in range(3):  # before: a plain-text 500, three times of three
+        after = client.get("/v1/jobs", params={"content_id": "none"}, headers=A)
+        assert after.status_code == 404 and after.json()["error"] == "not_found"
+    gone = TestClient(create_app(Runtime(Settings(data_dir=tmp_path, api_keys=API_KEYS,
+                                                  database_url="postgresql+psycopg://postgres@127.0.0.1:1/x"))))
+    down = gone.get("/v1/jobs", params={"content_id": "none"}, headers=A)
+    assert down.status_code == 503 and down.json()["error"] == "database_unavailable"
+    assert down.headers["retry-after"] == "1"
