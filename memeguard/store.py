@@ -146,9 +146,17 @@ def find_job(session: Session, tenant: str, content_id: str) -> JobRecord | None
     return _record(job) if job else None
 
 
+class NoLongerRejected(RuntimeError):
+    """The rejected job a submitter meant to replace was replaced by a concurrent submitter first."""
+
+
 def replace_rejected(session: Session, job_id: uuid.UUID, new: NewJob) -> JobRecord:
-    """A rejected upload may be re-submitted under the same content id: the row takes the new upload."""
-    job = session.get_one(Job, job_id, with_for_update=True)
+    """A rejected upload may be re-submitted under the same content id: the row takes the new upload —
+    if it is still rejected once locked. Two submitters racing on one rejected id both saw it rejected;
+    the second must not overwrite the first's upload (``NoLongerRejected``: plan again, and see the job)."""
+    job = session.get_one(Job, job_id, with_for_update=True, populate_existing=True)
+    if job.status is not JobStatus.REJECTED:
+        raise NoLongerRejected(f"job {job_id} is {job.status.value} now")
     now = utcnow()
     for key, value in new.__dict__.items():
         setattr(job, key, value)

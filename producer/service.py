@@ -80,12 +80,13 @@ class Producer:
 
     def submit_many(self, items: list[Submission], *, tenant: str) -> list[JobRef | Rejection]:
         """Submit independently: one bad item is rejected on its own and never fails the others. A race with
-        a concurrent submitter of the same content id is settled by the unique constraint, then retried."""
+        a concurrent submitter of the same content id is settled by the unique constraint (or, for a rejected
+        id both replace, by the row lock), then retried: the loser sees the winner's job."""
         for attempt in range(3):
             try:
                 results, publish = self._submit_batch(items, tenant)
                 break
-            except IntegrityError:
+            except (IntegrityError, store.NoLongerRejected):  # a concurrent submitter won: plan again
                 if attempt == 2:
                     raise
         _count(tenant, results)

@@ -152,3 +152,35 @@ def test_a_nul_in_post_text_is_refused_and_the_rejection_stored_in_postgresql(
     assert isinstance(accepted, JobRef)  # the batch's valid item is not lost with it
     job = store.get_job(pg_session, rejected.job_id)
     assert job is not None and job.status is JobStatus.REJECTED and job.post_text == "早上好"
+
+
+def test_two_uploads_racing_to_replace_a_rejected_id_get_one_job_and_one_conflict(pg_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from memeguard.db import make_engine, make_sessions
+
+    sessions = make_sessions(make_engine(pg_url))
+    blobs = LocalBlobStore(tmp_path)
+    producer = Producer(sessions, blobs, InlineQueue(lambda _: None), LIMITS)
+    content_id = f"fixed-{uuid.uuid4().hex}"
+    with pytest.raises(SubmitRejected):
+        producer.submit(SVG, content_id, tenant="race")
+    images = [solid("PNG"), solid("GIF")]  # two different fixes of the same rejected upload
+    results: list[JobRef | Rejection] = []
+    barrier = threading.Barrier(2)
+
+    def go(image: bytes) -> None:
+        barrier.wait()
+        results.extend(producer.submit_many([Submission(image, content_id)], tenant="race"))
+
+    threads = [threading.Thread(target=go, args=(image,)) for image in images]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created = [r for r in results if isinstance(r, JobRef)]
+    conflicts = [r for r in results if isinstance(r, Rejection)]
+    assert len(created) == 1 and created[0].created  # before: both 201 with one job id, one image lost
+    assert len(conflicts) == 1 and conflicts[0].code == "content_id_conflict" and conflicts[0].http_status == 409
+    with sessions() as session:
+        job = store.get_job(session, created[0].job_id)
+    assert job is not None and job.status is JobStatus.QUEUED and job.image_sha256 is not None
+    assert blobs.get(job.image_sha256) in images
