@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from console.app import install as install_console
 from memeguard import __version__, store
@@ -62,7 +64,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.registry = build_registry(runtime.queue.depths)
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
     app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
-    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.include_router(router)
     app.include_router(banks_router)
     install_console(app)
@@ -81,9 +84,28 @@ def _database_down(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
                         status_code=503, headers={"Retry-After": "1"})
 
 
-def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    body = exc.detail if isinstance(exc.detail, dict) else {"error": "http_error", "message": exc.detail}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+# the code of an error the framework raises itself (unknown route, wrong method …), by status
+FRAMEWORK_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                   405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+
+
+def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Every HTTP error as ``{"error": CODE, "message": …}``: ours carry their code, the framework's (an
+    unknown route, a wrong method, an unparseable body) get one by status."""
+    if isinstance(exc.detail, dict):
+        body = exc.detail
+    else:
+        body = {"error": FRAMEWORK_CODES.get(exc.status_code, "http_error"), "message": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """A request whose fields or body do not fit the endpoint: 422 ``invalid_request`` with each field's
+    location and reason (never the input echoed back: it may be megabytes, or secret)."""
+    fields = [{"location": ".".join(str(p) for p in error.get("loc", ())), "reason": str(error.get("msg", ""))}
+              for error in exc.errors()][:20]
+    return JSONResponse({"error": "invalid_request", "message": "the request does not fit this endpoint",
+                         "fields": fields}, status_code=422)
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -236,3 +236,19 @@ def test_connections_the_database_cut_are_replaced_and_an_unreachable_database_i
     down = gone.get("/v1/jobs", params={"content_id": "none"}, headers=A)
     assert down.status_code == 503 and down.json()["error"] == "database_unavailable"
     assert down.headers["retry-after"] == "1"
+
+
+def test_every_error_has_the_one_shape_with_a_code(client: TestClient) -> None:
+    unknown = client.get("/v1/nothing-here", headers=A)
+    assert unknown.status_code == 404 and unknown.json()["error"] == "not_found"
+    wrong_method = client.delete("/v1/jobs", headers=A)
+    assert wrong_method.status_code == 405 and wrong_method.json()["error"] == "method_not_allowed"
+    missing = client.post("/v1/jobs:batch", headers=A, json={"not_items": []})
+    assert missing.status_code == 422 and missing.json()["error"] == "invalid_request"
+    assert missing.json()["fields"][0]["location"] == "body.items"
+    bad_path = client.post("/v1/jobs/not-a-uuid/appeal", headers=A, json={})
+    assert bad_path.status_code == 422 and bad_path.json()["error"] == "invalid_request"
+    unparseable = client.post("/v1/jobs:batch", headers={**A, "content-type": "application/json"}, content=b"{")
+    assert unparseable.status_code in (400, 422) and unparseable.json()["error"] in ("bad_request", "invalid_request")
+    for response in (unknown, wrong_method, missing, bad_path, unparseable):
+        assert set(response.json()) <= {"error", "message", "fields"} and response.json()["message"]
