@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     max_text_chars: int = 2000
     max_context_bytes: int = 4096
     max_batch_items: int = 256
+    max_stream_items: int = Field(default=1000, ge=1, description="items one :stream request may carry")
 
     max_attempts: int = Field(default=5, ge=1, description="deliveries before a job is dead-lettered")
     retry_backoff_s: float = 2.0

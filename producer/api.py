@@ -200,8 +200,21 @@ async def create_stream(tenant: Tenant, runtime: Rt, request: Request) -> Stream
             result = {"line": number, **_stream_failure(exc)}
         await results.put(result)
 
-    async for number, line in _ndjson_lines(request.stream()):
-        tasks.append(asyncio.create_task(run(number, line)))
+    settings = runtime.settings
+    # a line may hold one base64 image and its fields: its bytes are capped while reading, never buffered whole
+    max_line = settings.max_upload_bytes * 4 // 3 + 4 * (settings.max_text_chars + settings.max_context_bytes) + 4096
+    items = 0
+    async for number, line in _ndjson_lines(request.stream(), max_line):
+        if line is None:
+            tasks.append(asyncio.create_task(_answer(results, {"line": number, "error": "line_too_large",
+                                                               "message": f"the line exceeds {max_line} bytes"})))
+        elif items >= settings.max_stream_items:
+            tasks.append(asyncio.create_task(_answer(results, {
+                "line": number, "error": "too_many_items",
+                "message": f"a stream carries at most {settings.max_stream_items} items; send the rest in another"})))
+        else:
+            items += 1
+            tasks.append(asyncio.create_task(run(number, line)))
     BATCH_SIZE.labels("api_stream").observe(len(tasks))
 
     async def body() -> AsyncIterator[str]:
@@ -305,15 +318,28 @@ def _owned(runtime: Runtime, tenant: str, job_id: str) -> store.JobView:
     return view
 
 
-async def _ndjson_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """Split a byte stream into numbered non-empty lines."""
-    buffer, number = b"", 0
+async def _answer(results: asyncio.Queue[dict[str, Any]], result: dict[str, Any]) -> None:
+    await results.put(result)
+
+
+async def _ndjson_lines(chunks: AsyncIterator[bytes], max_line: int) -> AsyncIterator[tuple[int, bytes | None]]:
+    """Split a byte stream into numbered non-empty lines; a line longer than ``max_line`` bytes is yielded as
+    None once and its bytes are dropped as they arrive (memory stays bounded by ``max_line``)."""
+    buffer, number, skipping = b"", 0, False
     async for chunk in chunks:
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             number += 1
-            if line.strip():
+            if skipping:
+                skipping = False
+            elif len(line) > max_line:
+                yield number, None
+            elif line.strip():
                 yield number, line
-    if buffer.strip():
+        if len(buffer) > max_line:
+            if not skipping:
+                yield number + 1, None
+            buffer, skipping = b"", True
+    if buffer.strip() and not skipping:
         yield number + 1, buffer

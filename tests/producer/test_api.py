@@ -252,3 +252,28 @@ def test_every_error_has_the_one_shape_with_a_code(client: TestClient) -> None:
     assert unparseable.status_code in (400, 422) and unparseable.json()["error"] in ("bad_request", "invalid_request")
     for response in (unknown, wrong_method, missing, bad_path, unparseable):
         assert set(response.json()) <= {"error", "message", "fields"} and response.json()["message"]
+
+
+def test_a_stream_caps_its_items_and_each_lines_bytes_while_reading(tmp_path: Path, sqlite_url: str,
+                                                                    embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, max_upload_bytes=300_000,
+                        max_stream_items=2)
+    runtime = Runtime(settings)
+    runtime.analyzer = embedded_analyzer
+    client = TestClient(create_app(runtime))
+    item = json.dumps({"content_id": "cap-{}", "image_base64": base64.b64encode(solid("PNG")).decode()})
+
+    def body():  # type: ignore[no-untyped-def]
+        yield (item.replace("{}", "0") + "\n").encode()
+        yield b'{"content_id": "huge", "image_base64": "' + b"A" * 300_000  # one line of 1.2 MB, in pieces
+        for _ in range(3):
+            yield b"A" * 300_000
+        yield b'"}\n'
+        yield (item.replace("{}", "1") + "\n" + item.replace("{}", "2") + "\n").encode()
+
+    response = client.post("/v1/jobs:stream", headers=A, content=body())
+    results = {r["line"]: r for r in (json.loads(line) for line in response.text.splitlines())}
+    assert sorted(results) == [1, 2, 3, 4]
+    assert results[2]["error"] == "line_too_large"  # refused while reading, never parsed
+    assert results[1].get("status") == "done" and results[3].get("status") == "done", results
+    assert results[4]["error"] == "too_many_items"  # two items per stream in this runtime
