@@ -76,6 +76,8 @@ class Settings(BaseSettings):
                                          "shipped one, data_dir/models/current.joblib (`make model`), when it exists")
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
     admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token for the API's /metrics (tenant names are in it); unset: loopback only")
     console_secret: SecretStr | None = Field(default=None,
                                              description="signs review console sessions; unset = console off")
     console_secure_cookies: bool = Field(default=True, description="session cookie only over HTTPS")
@@ -133,18 +135,19 @@ class Settings(BaseSettings):
             raise ValueError("console secret is a placeholder or shorter than 32 characters")
         return key
 
-    @field_validator("admin_api_key", "console_secret", mode="before")
+    @field_validator("admin_api_key", "console_secret", "metrics_token", mode="before")
     @classmethod
     def _empty_secret_is_none(cls, key: object) -> object:
         """An empty value (compose's ``${MEMEGUARD_ADMIN_API_KEY:-}``) means the feature is off."""
         return None if key == "" else key
 
-    @field_validator("admin_api_key")
+    @field_validator("admin_api_key", "metrics_token")
     @classmethod
     def _admin_key_is_real(cls, key: SecretStr | None) -> SecretStr | None:
         if key is not None and (is_placeholder(key.get_secret_value())
                                 or len(key.get_secret_value()) < MIN_API_KEY_LENGTH):
-            raise ValueError(f"admin API key is a placeholder or shorter than {MIN_API_KEY_LENGTH} characters")
+            raise ValueError(f"admin API key / metrics token is a placeholder or shorter than {MIN_API_KEY_LENGTH} "
+                             "characters")
         return key
 
     @model_validator(mode="after")

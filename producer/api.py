@@ -301,8 +301,22 @@ def readyz(runtime: Rt) -> JSONResponse:
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
 @router.get("/metrics", include_in_schema=False)
-def metrics_endpoint(request: Request) -> Response:
+def metrics_endpoint(request: Request, runtime: Rt, authorization: Annotated[str | None, Header()] = None) -> Response:
+    """Prometheus metrics. They name tenants, so the public port serves them only with the bearer token
+    ``MEMEGUARD_METRICS_TOKEN``, or without one only to a scraper on this host (loopback): to the world they
+    do not exist (404)."""
+    token = runtime.settings.metrics_token
+    if token is not None:
+        given = (authorization or "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(given, token.get_secret_value().encode()):
+            raise HTTPException(401, {"error": "unauthorized", "message": "metrics need the metrics token"},
+                                headers={"WWW-Authenticate": "Bearer"})
+    elif (request.client.host if request.client else "") not in LOOPBACK:
+        raise HTTPException(404, {"error": "not_found", "message": "no such route"})
     registry: CollectorRegistry = request.app.state.registry
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 

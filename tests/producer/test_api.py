@@ -129,7 +129,8 @@ def test_health_readiness_metrics_and_docs(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
-    metrics = client.get("/metrics").text
+    assert client.get("/metrics").status_code == 404  # tenant names are in it: not for the world
+    metrics = TestClient(client.app, client=("127.0.0.1", 50000)).get("/metrics").text  # a scraper on this host
     for name in ("memeguard_jobs_total", "memeguard_stage_seconds_bucket", "memeguard_queue_depth",
                  "memeguard_batch_size"):
         assert name in metrics
@@ -277,3 +278,14 @@ def test_a_stream_caps_its_items_and_each_lines_bytes_while_reading(tmp_path: Pa
     assert results[2]["error"] == "line_too_large"  # refused while reading, never parsed
     assert results[1].get("status") == "done" and results[3].get("status") == "done", results
     assert results[4]["error"] == "too_many_items"  # two items per stream in this runtime
+
+
+def test_metrics_need_the_metrics_token_when_one_is_set(tmp_path: Path, sqlite_url: str) -> None:
+    token = "m" * 40
+    client = TestClient(create_app(Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
+                                                    metrics_token=token))))  # type: ignore[arg-type]
+    refused = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
+    assert client.get("/metrics", headers=A).status_code == 401  # a tenant's API key is not the metrics token
+    scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200 and "memeguard_jobs_total" in scraped.text
