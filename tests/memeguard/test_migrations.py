@@ -69,3 +69,21 @@ def test_enums_are_stored_by_value(pg_engine: Engine) -> None:
         checks = conn.execute(sa.text(
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_status'")).scalars().all()
     assert checks and "'queued'" in checks[0] and "'QUEUED'" not in checks[0]
+
+
+def test_the_one_open_appeal_revision_closes_duplicates_filed_before_it(sqlite_url: str) -> None:
+    from memeguard.db import Appeal, Job, make_sessions
+    from memeguard.schemas import JobStatus
+
+    downgrade(sqlite_url, "0009")  # before the partial unique index: a job could hold two open appeals
+    sessions = make_sessions(make_engine(sqlite_url))
+    with sessions() as session:
+        job = Job(tenant="t", content_id="c", status=JobStatus.DONE)
+        session.add(job)
+        session.flush()
+        session.add_all([Appeal(job_id=job.id, tenant="t", reason=r, status="open") for r in ("一", "二")])
+        session.commit()
+    upgrade(sqlite_url)
+    with sessions() as session:
+        statuses = session.execute(sa.select(Appeal.reason, Appeal.status).order_by(Appeal.id)).all()
+    assert [tuple(row) for row in statuses] == [("一", "open"), ("二", "duplicate")]
