@@ -337,13 +337,15 @@ def callbacks_deliver() -> None:
     import httpx
 
     from memeguard.db import make_engine, make_sessions
+    from memeguard.egress import EgressPolicy
     from worker.callbacks import deliver_due
 
     settings = load_settings()
     sessions = make_sessions(make_engine(settings.effective_database_url))
     with httpx.Client(timeout=settings.callback_timeout_s) as client:
         result = deliver_due(sessions, client, settings.callback_secret,
-                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s)
+                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s,
+                             egress=EgressPolicy.from_settings(settings))
     typer.echo(f"delivered {result.delivered}, retrying {result.retrying}, failed {result.failed}")
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from memeguard import store
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions
+from memeguard.egress import EgressPolicy
 from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
 from memeguard.settings import Settings
 from policies import Policy, load_policy
@@ -101,7 +102,8 @@ class Runtime:
         from producer.service import Producer
         from producer.validation import Limits
 
-        return Producer(self.sessions, self.blobs, self.queue, Limits.from_settings(self.settings))
+        return Producer(self.sessions, self.blobs, self.queue, Limits.from_settings(self.settings),
+                        EgressPolicy.from_settings(self.settings))
 
     def view(self, job_id: uuid.UUID) -> store.JobView | None:
         """A job with its verdict and current action, read in its own session."""

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
                                    description="share of automatic allow/block decisions sampled for QA review")
     callback_secrets: dict[str, SecretStr] = Field(default_factory=dict,
                                                    description="tenant -> HMAC secret for callbacks (else its API key)")
+    callback_allow: list[str] = Field(default_factory=list, description="callback hosts or CIDR networks allowed "
+                                      "although internal (on-premise receivers); others must be public addresses")
+    callback_http_tenants: list[str] = Field(default_factory=list,
+                                             description="tenants whose callbacks may use plain http ('*': all)")
     callback_max_attempts: int = Field(default=8, ge=1, description="deliveries tried before a callback fails")
     callback_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles, capped at 1 h")
     callback_timeout_s: float = Field(default=5.0, gt=0)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import metrics, store
 from memeguard.blobs import BlobStore, sha256_hex
+from memeguard.egress import EgressPolicy
 from memeguard.queue import JobQueue
 from memeguard.schemas import JobStatus
 from producer.validation import Limits, UploadRejected, ValidatedImage, validate_fields, validate_image
@@ -63,8 +64,11 @@ class SubmitRejected(UploadRejected):
 class Producer:
     """Validate, store and enqueue uploads. One database transaction per call, whatever the batch size."""
 
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, queue: JobQueue, limits: Limits) -> None:
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, queue: JobQueue, limits: Limits,
+                 egress: EgressPolicy | None = None) -> None:
+        """``egress``: where callbacks may go (default: public https addresses only; see ``memeguard.egress``)."""
         self.sessions, self.blobs, self.queue, self.limits = sessions, blobs, queue, limits
+        self.egress = egress or EgressPolicy()
 
     def submit(
         self, image: bytes | Path, content_id: str, *, tenant: str, post_text: str = "",
@@ -142,6 +146,8 @@ class Producer:
                 raise UploadRejected(*item.invalid)
             context = validate_fields(tenant, item.content_id, item.post_text, item.context,
                                       item.callback_url, self.limits)
+            if item.callback_url and (why := self.egress.refusal(item.callback_url, tenant)):
+                raise UploadRejected("invalid_callback_url", why)
             image = validate_image(item.image, self.limits, sha)
         finally:
             timings["validate_ms"] = round((time.perf_counter() - started) * 1000, 3)

@@ -28,6 +28,9 @@ from memeguard.samples import render_meme
 # Tests never read a developer's .memeguard: the shipped classifier `make model` writes there would change what
 # every default Settings() analyzes with. Each run gets an empty data directory of its own.
 os.environ["MEMEGUARD_DATA_DIR"] = tempfile.mkdtemp(prefix="memeguard-test-data-")
+# the tests' platform receivers listen on loopback over plain http: allowed here as an on-premise receiver is
+os.environ.setdefault("MEMEGUARD_CALLBACK_ALLOW", '["127.0.0.1/32"]')
+os.environ.setdefault("MEMEGUARD_CALLBACK_HTTP_TENANTS", '["*"]')
 PG_ADMIN_URL = os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEMEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEYS = {"tenant-a": "a" * 24 + "-key-tenant-a", "tenant-b": "b" * 24 + "-key-tenant-b"}

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import callbacks
 from memeguard.db import utcnow
+from memeguard.egress import EgressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +31,17 @@ class SendResult:
 
 
 def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of: Callable[[str], bytes | None], *,
-                max_attempts: int, backoff_s: float, limit: int = 50) -> SendResult:
-    """One pass over the due callbacks (one transaction: the locks hold until the outcomes are stored)."""
+                max_attempts: int, backoff_s: float, limit: int = 50, egress: EgressPolicy | None = None) -> SendResult:
+    """One pass over the due callbacks (one transaction: the locks hold until the outcomes are stored). Each
+    target is checked again right before it is sent (``egress``; default: public https only): a name may
+    resolve to an internal address by now. The client must not follow redirects (httpx does not by default)."""
+    egress = egress or EgressPolicy()
     counts = {"delivered": 0, "retrying": 0, "failed": 0}
     with sessions() as session:
         now = utcnow()
         for due in callbacks.claim_due(session, now, limit):
-            error = _post(client, due, secret_of(due.tenant))
+            refused = egress.refusal(due.url, due.tenant)
+            error = f"refused target: {refused}" if refused else _post(client, due, secret_of(due.tenant))
             if error is None:
                 callbacks.mark_delivered(session, due.id, now)
                 counts["delivered"] += 1

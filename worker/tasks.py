@@ -14,6 +14,7 @@ from celery.signals import worker_process_init
 from celery_batches import Batches
 
 from memeguard.broker import CALLBACKS_TASK, SWEEP_TASK
+from memeguard.egress import EgressPolicy
 from memeguard.logs import configure_logging
 from memeguard.metrics import RETRIES
 from memeguard.queue import TASK_NAME, CeleryQueue
@@ -102,7 +103,8 @@ def send_callbacks() -> dict[str, int]:
     settings = get_settings()
     with httpx.Client(timeout=settings.callback_timeout_s) as client:
         result = deliver_due(worker_deps().sessions, client, settings.callback_secret,
-                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s)
+                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s,
+                             egress=EgressPolicy.from_settings(settings))
     return {"delivered": result.delivered, "retrying": result.retrying, "failed": result.failed}
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from memeguard import callbacks, users
 from memeguard.db import Role
+from memeguard.egress import EgressPolicy
 from memeguard.runtime import Runtime
 from memeguard.samples import render_meme
 from memeguard.settings import Settings
@@ -123,7 +124,7 @@ def test_a_reviewer_overturns_an_item_and_the_platform_hears_of_it(
     platform.received.clear()
     with httpx.Client(timeout=5) as client:
         sent = deliver_due(deployment.sessions, client, deployment.settings.callback_secret, max_attempts=3,
-                           backoff_s=1)
+                           backoff_s=1, egress=EgressPolicy.from_settings(deployment.settings))
     assert sent.delivered >= 1
     received = [(headers, raw, json.loads(raw)) for headers, raw in platform.received]
     headers, raw, _ = next(r for r in received if r[2]["job_id"] == opened and r[2]["action"] == "allow")

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from memeguard import callbacks
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import AuditEntry, CallbackRow
+from memeguard.egress import EgressPolicy
 from memeguard.queue import InlineQueue
 from policies import load_policy
-from producer.service import Producer
+from producer.service import Producer, SubmitRejected
 from producer.validation import Limits
 from tests.conftest import Platform
 from tests.images import solid
@@ -25,17 +26,19 @@ from worker.callbacks import deliver_due
 from worker.pipeline import Deps, process_job
 
 SECRET = b"platform-secret-0123456789"
+LOOPBACK_RECEIVER = EgressPolicy(allow=["127.0.0.1/32"], http_tenants=["acme"])  # the test platform: on-premise
 
 
 def run_job(sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None) -> None:
-    producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512))
+    producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512),
+                        LOOPBACK_RECEIVER)
     job_id = producer.submit(solid("PNG"), "c1", tenant="acme", callback_url=url).job_id
     deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), 3, 4)
     assert process_job(job_id, deps).status == "done"
 
 
 def send(sessions: sessionmaker[Session], **kwargs: object) -> callbacks.Due | object:
-    options = {"max_attempts": 3, "backoff_s": 0.05, **kwargs}
+    options = {"max_attempts": 3, "backoff_s": 0.05, "egress": LOOPBACK_RECEIVER, **kwargs}
     with httpx.Client(timeout=2) as client:
         return deliver_due(sessions, client, lambda tenant: SECRET if tenant == "acme" else None, **options)  # type: ignore[arg-type]
 
@@ -92,7 +95,23 @@ def test_a_tenant_without_a_secret_is_not_called_unsigned(pg_sessions: sessionma
                                                           blobs: LocalBlobStore, platform: Platform) -> None:
     run_job(pg_sessions, blobs, platform.url)
     with httpx.Client(timeout=2) as client:
-        result = deliver_due(pg_sessions, client, lambda _tenant: None, max_attempts=3, backoff_s=1)
+        result = deliver_due(pg_sessions, client, lambda _tenant: None, max_attempts=3, backoff_s=1,
+                             egress=LOOPBACK_RECEIVER)
     assert result.retrying == 1 and platform.received == []
     with pg_sessions() as session:
         assert "no signing secret" in (session.scalars(sa.select(CallbackRow.last_error)).one() or "")
+
+
+def test_a_callback_into_the_fleets_network_is_refused_on_upload_and_before_delivery(
+        pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform) -> None:
+    strict = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512))
+    for url in ("http://127.0.0.1:9/x", "https://169.254.169.254/latest/meta-data/", "https://[::ffff:10.0.0.1]/x"):
+        with pytest.raises(SubmitRejected) as refused:  # the default: public https addresses only
+            strict.submit(solid("PNG"), f"ssrf-{len(url)}", tenant="acme", callback_url=url)
+        assert refused.value.code == "invalid_callback_url"
+    run_job(pg_sessions, blobs, platform.url)  # accepted while loopback was allowed (an on-premise receiver) …
+    result = send(pg_sessions, egress=EgressPolicy(http_tenants=["acme"]))  # … refused at delivery once not
+    assert result.retrying == 1 and platform.received == []  # type: ignore[union-attr]
+    with pg_sessions() as session:
+        error = session.scalar(sa.select(CallbackRow.last_error))
+    assert error is not None and "refused target" in error and "loopback" in error
