@@ -17,9 +17,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPException, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from pydantic import BaseModel, Field
 from sqlalchemy import exc as sa_exc
@@ -113,13 +114,20 @@ def runtime_of(request: Request) -> Runtime:
     return runtime
 
 
-def tenant_of(request: Request, authorization: Annotated[str | None, Header()] = None,
-              x_api_key: Annotated[str | None, Header()] = None,
+# declared security schemes: the OpenAPI document names both ways to present a key (and /docs gets an
+# Authorize button); neither refuses by itself, tenant_of decides
+BEARER = HTTPBearer(auto_error=False, description="the tenant's API key as a bearer token")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the tenant's API key")
+
+
+def tenant_of(request: Request,
+              bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+              x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
               x_memeguard_tenant: Annotated[str | None, Header()] = None) -> str:
     """The tenant owning the presented API key (constant-time comparison); 401 otherwise. A client that
     names its tenant (``X-Memeguard-Tenant``) gets 403 if the key belongs to another: a misconfigured
     pipeline fails loudly instead of filing uploads under the wrong platform."""
-    presented = (x_api_key or (authorization or "").removeprefix("Bearer ")).strip().encode()
+    presented = (x_api_key or (bearer.credentials if bearer else "")).strip().encode()
     keys: list[tuple[bytes, str]] = request.app.state.api_keys
     tenant = next((t for key, t in keys if hmac.compare_digest(key, presented)), None)
     if not presented or tenant is None:

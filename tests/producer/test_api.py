@@ -289,3 +289,12 @@ def test_metrics_need_the_metrics_token_when_one_is_set(tmp_path: Path, sqlite_u
     assert client.get("/metrics", headers=A).status_code == 401  # a tenant's API key is not the metrics token
     scraped = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert scraped.status_code == 200 and "memeguard_jobs_total" in scraped.text
+
+
+def test_the_openapi_document_declares_how_to_present_a_key(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["APIKeyHeader"] == {**schemes["APIKeyHeader"], "type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert {"HTTPBearer": []} in document["paths"]["/v1/jobs"]["post"]["security"]
+    assert post(client, solid("PNG"), "key-header", headers={"X-API-Key": API_KEYS["tenant-a"]}).status_code == 201
