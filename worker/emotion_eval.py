@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from memeguard.schemas import Emotion
 from worker.classifier import for_encoder
 from worker.datasets import CLUE_EMOTION_LABELS, LabelledItem, load_clue_emotion
 from worker.encoder import SentenceEncoder
+from worker.evaluation import expected_calibration_error, reference_predict, sampled
 from worker.feeling import EmotionReader, settle_emotion, strongest_cue
 from worker.kb import KnowledgeBase, Match
 from worker.reading import read
@@ -72,11 +71,7 @@ def split_items(config: EmotionEvalConfig) -> tuple[list[LabelledItem], list[Lab
         train, evaluation = shuffled[cut:], shuffled[:cut]
     else:
         raise ValueError(f"unknown split {config.split!r}: use train or test")
-    return _sampled(train, config.train_limit, config.seed), _sampled(evaluation, config.limit, config.seed)
-
-
-def _sampled(items: list[LabelledItem], limit: int | None, seed: int) -> list[LabelledItem]:
-    return items if limit is None else random.Random(seed).sample(items, min(limit, len(items)))
+    return sampled(train, config.train_limit, config.seed), sampled(evaluation, config.limit, config.seed)
 
 
 def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> dict[str, Any]:
@@ -92,12 +87,13 @@ def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> di
     texts = [i.text for i in evaluation]
     native = reader.native_proba(texts, eval_matches, eval_vectors)
     feelings = reader.read(texts, eval_matches, eval_vectors)
-    calls = [settle_emotion(*strongest_cue(m), f) for m, f in zip(eval_matches, feelings, strict=True)]
+    calls = [settle_emotion(*strongest_cue(m)[:2], f) for m, f in zip(eval_matches, feelings, strict=True)]
     elapsed = time.perf_counter() - started
     truth = [i.emotion for i in evaluation]
     predicted = [reader.labels.labels[int(row.argmax())] for row in native]
     report = _scores(truth, predicted, native.max(axis=1))
-    report["baseline"] = _scores(truth, baseline_predict(train, evaluation), None)
+    baseline = reference_predict([i.text for i in train], [i.emotion for i in train], [i.text for i in evaluation])
+    report["baseline"] = _scores(truth, [str(p) for p in baseline], None)
     report["delta"] = {k: report[k] - report["baseline"][k] for k in ("accuracy", "macro_f1")}
     stated = [c.emotion for c in calls]
     report["tier"] = {
@@ -137,20 +133,6 @@ def _scores(truth: list[str], predicted: list[str], confidence: np.ndarray | Non
                       for label, p, r, n in zip(labels, precision, recall, support, strict=True)},
         "labels": labels, "confusion": confusion_matrix(truth, predicted, labels=labels).tolist()}
     if confidence is not None:
-        right = np.asarray([t == p for t, p in zip(truth, predicted, strict=True)], dtype=float)
-        report["ece"] = _ece(right, confidence)
+        right = [int(t == p) for t, p in zip(truth, predicted, strict=True)]
+        report["ece"] = expected_calibration_error(right, [float(c) for c in confidence])
     return report
-
-
-def _ece(right: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
-    index = np.minimum((confidence * bins).astype(int), bins - 1)
-    return float(sum(abs(right[index == b].mean() - confidence[index == b].mean()) * (index == b).sum()
-                     for b in range(bins) if (index == b).any()) / len(right))
-
-
-def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[str]:
-    """The reference: char 1-3-gram TF-IDF + class-balanced logistic regression on the raw text."""
-    vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
-    model = LogisticRegression(class_weight="balanced", max_iter=3000)
-    model.fit(vectorizer.fit_transform([i.text for i in train]), [i.emotion for i in train])
-    return [str(p) for p in model.predict(vectorizer.transform([i.text for i in evaluation]))]

@@ -106,7 +106,7 @@ def split_items(config: EvalConfig) -> list[Fold]:
     """(training items of the evaluated dataset, evaluation items) per fold. Only ``split == "test"`` opens the
     test file. ``--split train`` holds out a seeded 20 % of train, or runs ``folds``-fold cross-validation;
     ``train_limit`` trains each fold on a seeded sample of its training items."""
-    return [(_sampled(train, config.train_limit, config.seed), evaluation) for train, evaluation in _folds(config)]
+    return [(sampled(train, config.train_limit, config.seed), evaluation) for train, evaluation in _folds(config)]
 
 
 def _folds(config: EvalConfig) -> list[Fold]:
@@ -129,10 +129,10 @@ def _folds(config: EvalConfig) -> list[Fold]:
 
 
 def _limited(items: list[LabelledItem], config: EvalConfig, divide: int = 1) -> list[LabelledItem]:
-    return _sampled(items, None if config.limit is None else max(config.limit // divide, 1), config.seed)
+    return sampled(items, None if config.limit is None else max(config.limit // divide, 1), config.seed)
 
 
-def _sampled(items: list[LabelledItem], limit: int | None, seed: int) -> list[LabelledItem]:
+def sampled(items: list[LabelledItem], limit: int | None, seed: int) -> list[LabelledItem]:
     """A seeded sample of at most ``limit`` items (all of them without a limit)."""
     if limit is None:
         return items
@@ -249,7 +249,7 @@ def slices(truth: list[LabelledItem], predictions: list[Prediction],
 
 
 def _sampled_source(source: Source, config: EvalConfig) -> Source:
-    return Source(source.name, source.path, source.weight, _sampled(source.items, config.train_limit, config.seed))
+    return Source(source.name, source.path, source.weight, sampled(source.items, config.train_limit, config.seed))
 
 
 def _with_context(item: LabelledItem, config: EvalConfig) -> LabelledItem:
@@ -297,12 +297,18 @@ def _same(one: Verdict, other: Verdict, policy: Policy) -> bool:
 
 
 def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[int]:
-    """The reference: char 1-3-gram TF-IDF + class-balanced logistic regression on clean text, over the harm
-    types (counter-speech is harm type none to it)."""
+    """The reference over the harm types (counter-speech is harm type none to it)."""
+    return [int(p) for p in reference_predict([i.text for i in train], [i.harm_type for i in train],
+                                              [i.text for i in evaluation])]
+
+
+def reference_predict(texts: Sequence[str], labels: Sequence[Any], evaluation: Sequence[str]) -> list[Any]:
+    """The in-run reference baseline of every harness: char 1-3-gram TF-IDF + class-balanced logistic
+    regression on the raw text, trained on the same items the evaluated model learns from."""
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3))
     model = LogisticRegression(class_weight="balanced", max_iter=3000)
-    model.fit(vectorizer.fit_transform([i.text for i in train]), [i.harm_type for i in train])
-    return [int(p) for p in model.predict(vectorizer.transform([i.text for i in evaluation]))]
+    model.fit(vectorizer.fit_transform(list(texts)), list(labels))
+    return list(model.predict(vectorizer.transform(list(evaluation))))
 
 
 def score(truth: list[int], predicted: list[int], confidence: list[float] | None,
@@ -365,7 +371,7 @@ def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer) -> dict[str, Any
     sources). Binary figures always; harm-type figures when every item gives ``harm_type``."""
     from worker.datasets import load_jsonl
 
-    items = _sampled(load_jsonl(config.path), config.limit, config.seed)
+    items = sampled(load_jsonl(config.path), config.limit, config.seed)
     policy = config.policy or load_policy()
     started = time.perf_counter()
     predictions = [_predict(analyzer, policy, item, config.render, item.context, item.scene) for item in items]

@@ -176,17 +176,20 @@ class EmotionCall:
     source: str
 
 
-def strongest_cue(matches: Sequence[Match]) -> tuple[Emotion | None, float]:
+def strongest_cue(matches: Sequence[Match]) -> tuple[Emotion | None, float, tuple[Match, ...]]:
     """The emotion the knowledge base's entries give with the most summed weight (not what the sentence
-    denies), and that weight; (None, 0) without one. The analyzer votes the same way."""
+    denies; ties: the first seen), that weight (never certainty) and the matches behind it; (None, 0, ())
+    without one. The analyzer and the emotion evaluation both read cues through this."""
     scores: dict[Emotion, float] = {}
+    support: dict[Emotion, list[Match]] = {}
     for match in matches:
         if match.entry.emotion is not None and not match.denied:
             scores[match.entry.emotion] = scores.get(match.entry.emotion, 0.0) + match.weight
+            support.setdefault(match.entry.emotion, []).append(match)
     if not scores:
-        return None, 0.0
+        return None, 0.0, ()
     best = max(scores, key=lambda e: scores[e])
-    return best, min(scores[best], MAX_CUE)
+    return best, min(scores[best], MAX_CUE), tuple(support[best])
 
 
 def settle_emotion(cue: Emotion | None, cue_weight: float, feeling: Feeling | None) -> EmotionCall:
@@ -228,7 +231,7 @@ class EmotionReader:
             "items": len(y), "labels": {label: int(sum(1 for v in y if v == label)) for label in labels},
             "mapping": {k: v.value for k, v in reader.mapping.items()}, "temperature": model.temperature,
             "threshold": reader.threshold, "wrong_cost": WRONG_COST,
-            "out_of_fold": {"accuracy": round(float((model_argmax(out_of_fold) == _index(labels, y)).mean()), 4),
+            "out_of_fold": {"accuracy": round(float((out_of_fold.argmax(axis=1) == _index(labels, y)).mean()), 4),
                             "stated": round(float(stated.mean()), 4),
                             "stated_accuracy": round(float((predicted == truth)[stated].mean()), 4)
                             if stated.any() else 0.0}}
@@ -260,10 +263,6 @@ class EmotionReader:
             out.append(Feeling(stated, float(row.max()), best, self.labels.labels[int(native_row.argmax())],
                                {e: float(p) for e, p in zip(self.emotions, row, strict=True)}, self.threshold))
         return out
-
-
-def model_argmax(proba: np.ndarray) -> np.ndarray:
-    return np.asarray(proba.argmax(axis=1))
 
 
 def _index(labels: Sequence[str], y: Sequence[str]) -> np.ndarray:

@@ -88,7 +88,9 @@ def test_a_knowledge_base_cue_names_the_emotion_and_the_model_weighs_in() -> Non
 
 def test_a_denied_cue_gives_no_emotion() -> None:
     assert strongest_cue(read(KB.match("笑死我了"), "笑死我了"))[0] is Emotion.AMUSEMENT
-    assert strongest_cue([]) == (None, 0.0)
+    assert strongest_cue([]) == (None, 0.0, ())
+    denied = read(KB.match("我不开心"), "我不开心")  # 开心 is there, and the negator denies it
+    assert denied and all(m.denied for m in denied) and strongest_cue(denied) == (None, 0.0, ())
 
 
 def test_the_verdict_states_a_learned_emotion_and_intent_with_their_evidence(analyzer: EmbeddedAnalyzer) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
-from worker.feeling import FAMILIES, EmotionCall, Feeling, settle_emotion
+from worker.feeling import FAMILIES, EmotionCall, Feeling, settle_emotion, strongest_cue
 from worker.kb import ATTACK_HARMS, KnowledgeBase, Match, joined
 from worker.reading import mentioned_groups, read
 
@@ -146,7 +146,8 @@ class EmbeddedAnalyzer:
         evidence = [m for m in matches if m.entry.evidence and not m.denied]
         harm = _vote(evidence, "harm", HarmType.NONE, factor)
         intent = _scene_intent(_vote(matches, "intent", Intent.NEUTRAL), context)
-        emotion = _vote([m for m in matches if not m.denied], "emotion", Emotion.NEUTRAL)
+        cue, cue_weight, cue_support = strongest_cue(matches)
+        emotion = _Pick(cue or Emotion.NEUTRAL, cue_weight, cue_support)
         if softened and intent.value is Intent.EXPLICIT_ATTACK:
             intent = _Pick(Intent.SARCASM, intent.score, intent.support)
         self_directed = bool(context.get("_self")) and intent.value in ATTACKS
@@ -160,7 +161,7 @@ class EmbeddedAnalyzer:
             intent = _counter_intent(intent, learned, matches)
         elif harm.value is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
             intent = _intent_beside_counter_speech(matches)
-        felt = settle_emotion(Emotion(emotion.value) if emotion.support else None, min(emotion.score, MAX_CONFIDENCE),
+        felt = settle_emotion(Emotion(emotion.value) if emotion.support else None, emotion.score,
                               learned.feeling if learned else None)
         emotion = _Pick(felt.emotion, felt.confidence or 0.0, emotion.support if felt.source != "model" else (),
                         felt.source)
