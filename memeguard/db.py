@@ -60,6 +60,8 @@ class Job(Base):
         UniqueConstraint("tenant", "content_id", name="uq_jobs_tenant_content"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
         Index("ix_jobs_image_sha256", "image_sha256"),
+        Index("ix_jobs_tenant_queued", "tenant", postgresql_where=sa.text("status = 'queued'"),
+              sqlite_where=sa.text("status = 'queued'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)

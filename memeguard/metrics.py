@@ -31,6 +31,9 @@ CACHE_HITS = Counter("memeguard_cache_hits_total", "Work avoided by a cache or i
 ANALYZER_ERRORS = Counter("memeguard_analyzer_errors_total", "Analyzer failures", ["analyzer", "kind"])
 RETRIES = Counter("memeguard_task_retries_total", "Transient failures retried with backoff", ["reason"])
 VLM_ITEMS = Counter("memeguard_vlm_items_total", "Items the VLM read, by load mode and path", ["mode", "path"])
+LIMITED = Counter("memeguard_limited_total", "Requests and uploads refused 429 by a tenant limit",
+                  ["tenant", "limit"])
+LIMITER_ERRORS = Counter("memeguard_limiter_errors_total", "Rate-limit checks skipped: the limit store failed")
 CASCADE = Counter("memeguard_cascade_total", "Cascade outcomes: where each item's verdict came from", ["tier"])
 
 

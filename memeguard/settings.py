@@ -101,6 +101,21 @@ class Settings(BaseSettings):
     max_context_bytes: int = 4096
     max_batch_items: int = 256
     max_stream_items: int = Field(default=1000, ge=1, description="items one :stream request may carry")
+    max_batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024,
+                                 description="body cap of one :batch request, enforced while reading")
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                description="body cap of every other request (bank imports, appeals, console forms)")
+
+    rate_limit: str | None = Field(default="50/second", description="requests per tenant, shared by every API "
+                                   "process through the broker's Redis (a `limits` string such as '50/second'; "
+                                   "unset: no limit)")
+    upload_quota: str | None = Field(default=None, description="uploads per tenant, e.g. '100000/day' (unset: none)")
+    tenant_limits: dict[str, dict[str, str | int | None]] = Field(
+        default_factory=dict, description="per-tenant overrides: tenant -> {rate_limit, upload_quota, max_queued}")
+    max_queued: int | None = Field(default=10_000, ge=1, description="queued jobs one tenant may have waiting; "
+                                   "more are refused 429 so one tenant cannot starve the others (unset: none)")
+    rate_limit_storage: str | None = Field(default=None, description="`limits` storage URI; unset: the broker's "
+                                           "Redis, or this process's memory when embedded")
 
     max_attempts: int = Field(default=5, ge=1, description="deliveries before a job is dead-lettered")
     retry_backoff_s: float = 2.0

@@ -136,6 +136,12 @@ def find_jobs(session: Session, tenant: str, content_ids: list[str]) -> dict[str
     return {job.content_id: _record(job) for job in session.scalars(query)}
 
 
+def count_queued(session: Session, tenant: str) -> int:
+    """Jobs of ``tenant`` waiting for a worker (the partial index ``ix_jobs_tenant_queued`` keeps it cheap)."""
+    query = sa.select(sa.func.count()).select_from(Job).where(Job.tenant == tenant, Job.status == JobStatus.QUEUED)
+    return int(session.scalar(query) or 0)
+
+
 def get_job(session: Session, job_id: uuid.UUID) -> JobRecord | None:
     job = session.get(Job, job_id)
     return _record(job) if job else None

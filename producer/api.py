@@ -34,6 +34,8 @@ from memeguard.queue import QueueUnavailable
 from memeguard.runtime import Runtime
 from memeguard.views import job_json
 from producer.banks_api import router as banks_router
+from producer.body_limits import FORM_OVERHEAD, BodyCaps, BodyLimit
+from producer.quotas import Limited, Quotas
 from producer.service import JobRef, Rejection, Submission
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
     app.state.registry = build_registry(runtime.queue.depths)
+    app.state.quotas = _quotas(runtime)
+    app.add_middleware(BodyLimit, caps=_body_caps(runtime))
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
     app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
@@ -71,6 +75,22 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(banks_router)
     install_console(app)
     return app
+
+
+def _quotas(runtime: Runtime) -> Quotas:
+    def count_queued(tenant: str) -> int:
+        with runtime.sessions() as session:
+            return store.count_queued(session, tenant)
+
+    return Quotas(runtime.settings, count_queued)
+
+
+def _body_caps(runtime: Runtime) -> BodyCaps:
+    s = runtime.settings
+    # up to twice the image limit is still read, so an image somewhat too large gets its stored ``too_large``
+    # rejection (with its real size); past that the body is cut off while it arrives
+    upload = 2 * s.max_upload_bytes + 4 * s.max_text_chars + s.max_context_bytes + FORM_OVERHEAD
+    return BodyCaps(upload=upload, batch=s.max_batch_bytes, default=s.max_body_bytes)
 
 
 def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
@@ -136,11 +156,18 @@ def tenant_of(request: Request,
     if x_memeguard_tenant is not None and x_memeguard_tenant != tenant:
         raise HTTPException(403, {"error": "tenant_mismatch",
                                   "message": f"this API key does not belong to tenant {x_memeguard_tenant!r}"})
+    quotas_of(request).request(tenant)
     return tenant
+
+
+def quotas_of(request: Request) -> Quotas:
+    quotas: Quotas = request.app.state.quotas
+    return quotas
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
 Rt = Annotated[Runtime, Depends(runtime_of)]
+Qs = Annotated[Quotas, Depends(quotas_of)]
 
 
 def _submission(item: BatchItem) -> Submission:
@@ -159,7 +186,11 @@ def _ref_json(ref: JobRef) -> dict[str, Any]:
 
 def _rejection_json(rej: Rejection) -> dict[str, Any]:
     return {"error": rej.code, "message": rej.message, "content_id": rej.content_id,
-            "job_id": str(rej.job_id) if rej.job_id else None}
+            "job_id": str(rej.job_id) if rej.job_id else None, "http_status": rej.http_status}
+
+
+def _created(results: list[JobRef | Rejection]) -> int:
+    return sum(isinstance(r, JobRef) and r.created for r in results)
 
 
 def _result_json(result: JobRef | Rejection) -> dict[str, Any]:
@@ -168,7 +199,7 @@ def _result_json(result: JobRef | Rejection) -> dict[str, Any]:
 
 @router.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)")
 def create_job(
-    tenant: Tenant, runtime: Rt, image: Annotated[UploadFile, File()], content_id: Annotated[str, Form()],
+    tenant: Tenant, runtime: Rt, quotas: Qs, image: Annotated[UploadFile, File()], content_id: Annotated[str, Form()],
     post_text: Annotated[str, Form()] = "", context: Annotated[str | None, Form()] = None,
     callback_url: Annotated[str | None, Form()] = None,
 ) -> JSONResponse:
@@ -177,18 +208,22 @@ def create_job(
     too_large = ("too_large", f"{image.size if image.size is not None else 'more than ' + str(limit)} bytes "
                  f"exceeds the limit of {limit}") if len(data) > limit else None
     item = Submission(b"" if too_large else data, content_id, post_text, context, callback_url, too_large)
+    quotas.uploads(tenant, 1)
     [result] = runtime.producer.submit_many([item], tenant=tenant)
+    quotas.spend(tenant, _created([result]))
     if isinstance(result, Rejection):
         return JSONResponse(_rejection_json(result), status_code=result.http_status)
     return JSONResponse(_ref_json(result), status_code=201 if result.created else 200)
 
 
 @router.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results")
-def create_batch(tenant: Tenant, runtime: Rt, body: BatchIn) -> dict[str, Any]:
+def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict[str, Any]:
     limit = runtime.settings.max_batch_items
     if len(body.items) > limit:
         raise HTTPException(413, {"error": "too_many_items", "message": f"{len(body.items)} items; max {limit}"})
+    quotas.uploads(tenant, len(body.items))
     results = runtime.producer.submit_many([_submission(i) for i in body.items], tenant=tenant)
+    quotas.spend(tenant, _created(results))
     BATCH_SIZE.labels("api_batch").observe(len(results))
     accepted = sum(isinstance(r, JobRef) for r in results)
     return {"results": [_result_json(r) for r in results], "accepted": accepted,
@@ -196,14 +231,14 @@ def create_batch(tenant: Tenant, runtime: Rt, body: BatchIn) -> dict[str, Any]:
 
 
 @router.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes")
-async def create_stream(tenant: Tenant, runtime: Rt, request: Request) -> StreamingResponse:
+async def create_stream(tenant: Tenant, runtime: Rt, quotas: Qs, request: Request) -> StreamingResponse:
     """Items are submitted as their lines arrive; results are written in completion order."""
     results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     tasks: list[asyncio.Task[None]] = []
 
     async def run(number: int, line: bytes) -> None:
         try:
-            result = await _stream_line(runtime, tenant, number, line)
+            result = await _stream_line(runtime, quotas, tenant, number, line)
         except Exception as exc:  # every line gets its result line, or the response never ends
             result = {"line": number, **_stream_failure(exc)}
         await results.put(result)
@@ -244,12 +279,17 @@ def _stream_failure(exc: Exception) -> dict[str, str]:
     return {"error": "internal_error", "message": f"the line could not be processed ({type(exc).__name__})"}
 
 
-async def _stream_line(runtime: Runtime, tenant: str, number: int, line: bytes) -> dict[str, Any]:
+async def _stream_line(runtime: Runtime, quotas: Quotas, tenant: str, number: int, line: bytes) -> dict[str, Any]:
     try:
         item = BatchItem.model_validate_json(line)
     except ValueError as exc:
         return {"line": number, "error": "invalid_line", "message": f"not a valid item: {exc}"[:500]}
+    try:
+        await run_in_threadpool(quotas.uploads, tenant, 1)
+    except Limited as exc:
+        return {"line": number, "content_id": item.content_id, **exc.body, "retry_after_s": exc.retry_after_s}
     [result] = await run_in_threadpool(runtime.producer.submit_many, [_submission(item)], tenant=tenant)
+    quotas.spend(tenant, _created([result]))
     if isinstance(result, Rejection):
         return {"line": number, **_rejection_json(result)}
     return {"line": number, **await _wait_final(runtime, result.job_id)}
