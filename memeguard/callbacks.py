@@ -12,6 +12,7 @@ callback id: a receiver that sees an id twice (a retry after a lost response) ca
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -110,7 +111,17 @@ def body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
+def standard_signature(secret: bytes, message_id: str, timestamp: int, payload: bytes) -> str:
+    """The Standard Webhooks signature (``webhook-signature``): ``v1,`` + base64 HMAC-SHA256 of
+    ``{id}.{timestamp}.{body}`` keyed with the tenant's secret, so receivers can check it with an existing
+    library (``standardwebhooks.Webhook(secret_bytes).verify(body, headers)``)."""
+    mac = hmac.new(secret, f"{message_id}.{timestamp}.".encode() + payload, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
 def signature(secret: bytes, timestamp: int, payload: bytes) -> str:
+    """The legacy ``X-Memeguard-Signature`` (``t=…,v1=hex``), sent beside the standard headers for one
+    release; new receivers check ``webhook-signature`` instead."""
     mac = hmac.new(secret, f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
     return f"t={timestamp},v1={mac}"
 

@@ -6,7 +6,9 @@ the private network (SSRF). ``refusal`` resolves the URL's host and refuses it u
 resolves to is a public unicast address — checked on the address itself, so the encodings that hide one
 (decimal ``2130706433``, hex, octal, IPv4-mapped ``::ffff:127.0.0.1``, 6to4, NAT64) refuse as what they
 encode. It runs when the upload is accepted and again right before each delivery (a name may resolve
-elsewhere by then: DNS rebinding); deliveries follow no redirects.
+elsewhere by then: DNS rebinding), and the delivery then connects to the very address that was checked
+(``EgressPolicy.vet`` returns it pinned, with the name kept for the Host header and TLS), so no second lookup
+can swap it; deliveries follow no redirects.
 
 An on-premise receiver on a private address is allowed explicitly (``MEMEGUARD_CALLBACK_ALLOW``: hosts or
 CIDR networks), and plain ``http`` only for the tenants listed in ``MEMEGUARD_CALLBACK_HTTP_TENANTS``.
@@ -17,8 +19,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 if TYPE_CHECKING:
     from memeguard.settings import Settings
@@ -37,9 +40,31 @@ def resolve(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
 
 
+@dataclass(frozen=True)
+class Target:
+    """A vetted callback target pinned to the address that was checked: ``url`` names the address, ``host``
+    the original name (sent as the Host header and used as the TLS server name, so certificates still
+    verify against the name)."""
+
+    url: str
+    host: str
+    host_header: str
+
+    def request_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``httpx.Client.post`` that connect to the pinned address as ``host``."""
+        return {"headers": {"Host": self.host_header}, "extensions": {"sni_hostname": self.host}}
+
+
 def refusal(url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: Sequence[str] = (),
             resolver: Resolver = resolve) -> str | None:
     """Why memeguard must not send to ``url`` for ``tenant``, or None when it may."""
+    checked = vet(url, tenant, allow=allow, http_tenants=http_tenants, resolver=resolver)
+    return checked if isinstance(checked, str) else None
+
+
+def vet(url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: Sequence[str] = (),
+        resolver: Resolver = resolve) -> Target | str:
+    """The target pinned to its first checked address, or why memeguard must not send to ``url``."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
     if parts.scheme not in ("https", "http") or not host:
@@ -48,9 +73,7 @@ def refusal(url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: S
         return "callback_url must use https (plain http is allowed per tenant: MEMEGUARD_CALLBACK_HTTP_TENANTS)"
     if parts.username or parts.password:
         return "callback_url must not carry credentials"
-    if host in allow:
-        return None
-    if host in METADATA_HOSTS:
+    if host in METADATA_HOSTS and host not in allow:
         return f"{host} is a cloud metadata service"
     try:
         addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolver(host)]
@@ -59,9 +82,16 @@ def refusal(url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: S
     if not addresses:
         return f"{host} does not resolve"
     for address in addresses:
-        if not _allowed(address, allow) and (why := _internal(address)):
+        if host not in allow and not _allowed(address, allow) and (why := _internal(address)):
             return f"{host} resolves to {address}, {why}: set MEMEGUARD_CALLBACK_ALLOW for an on-premise receiver"
-    return None
+    return _pinned(parts, host, addresses[0])
+
+
+def _pinned(parts: Any, host: str, address: Address) -> Target:
+    literal = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+    netloc = f"{literal}:{parts.port}" if parts.port else literal
+    host_header = parts.netloc.rsplit("@", 1)[-1]
+    return Target(urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host, host_header)
 
 
 def _allowed(address: Address, allow: Sequence[str]) -> bool:
@@ -103,3 +133,6 @@ class EgressPolicy:
 
     def refusal(self, url: str, tenant: str) -> str | None:
         return refusal(url, tenant, allow=self.allow, http_tenants=self.http_tenants, resolver=self.resolver)
+
+    def vet(self, url: str, tenant: str) -> Target | str:
+        return vet(url, tenant, allow=self.allow, http_tenants=self.http_tenants, resolver=self.resolver)

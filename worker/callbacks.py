@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import callbacks
 from memeguard.db import utcnow
-from memeguard.egress import EgressPolicy
+from memeguard.egress import EgressPolicy, Target
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of
     with sessions() as session:
         now = utcnow()
         for due in callbacks.claim_due(session, now, limit):
-            refused = egress.refusal(due.url, due.tenant)
-            error = f"refused target: {refused}" if refused else _post(client, due, secret_of(due.tenant))
+            target = egress.vet(due.url, due.tenant)
+            error = f"refused target: {target}" if isinstance(target, str) \
+                else _post(client, due, target, secret_of(due.tenant))
             if error is None:
                 callbacks.mark_delivered(session, due.id, now)
                 counts["delivered"] += 1
@@ -53,15 +54,20 @@ def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of
     return SendResult(**counts)
 
 
-def _post(client: httpx.Client, due: callbacks.Due, secret: bytes | None) -> str | None:
-    """None when the platform answered 2xx, else what went wrong."""
+def _post(client: httpx.Client, due: callbacks.Due, target: Target, secret: bytes | None) -> str | None:
+    """None when the platform answered 2xx, else what went wrong. Sent to the address ``target`` was vetted
+    at, signed the Standard Webhooks way (``webhook-id`` is the delivery id: the same on every retry, so a
+    receiver deduplicates on it) and, for one release, with the legacy ``X-Memeguard-Signature`` too."""
     if secret is None:
         return f"no signing secret for tenant {due.tenant!r}: set MEMEGUARD_CALLBACK_SECRETS or its API key"
-    headers = {"Content-Type": "application/json", "X-Memeguard-Event": due.event,
-               "X-Memeguard-Delivery": str(due.id),
-               "X-Memeguard-Signature": callbacks.signature(secret, int(time.time()), due.body)}
+    now, message_id = int(time.time()), f"msg_{due.id}"
+    options = target.request_options()
+    headers = {**options["headers"], "Content-Type": "application/json", "X-Memeguard-Event": due.event,
+               "X-Memeguard-Delivery": str(due.id), "webhook-id": message_id, "webhook-timestamp": str(now),
+               "webhook-signature": callbacks.standard_signature(secret, message_id, now, due.body),
+               "X-Memeguard-Signature": callbacks.signature(secret, now, due.body)}
     try:
-        response = client.post(due.url, content=due.body, headers=headers)
+        response = client.post(target.url, content=due.body, headers=headers, extensions=options["extensions"])
     except httpx.HTTPError as exc:
         log.warning("callback %s to %s failed: %s", due.id, due.url, exc)
         return f"{type(exc).__name__}: {exc}"
