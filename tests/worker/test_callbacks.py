@@ -17,6 +17,7 @@ from memeguard.db import AuditEntry, CallbackRow
 from memeguard.egress import EgressPolicy
 from memeguard.queue import InlineQueue
 from policies import load_policy
+from producer import client
 from producer.service import Producer, SubmitRejected
 from producer.validation import Limits
 from tests.conftest import Platform
@@ -29,9 +30,10 @@ SECRET = b"platform-secret-0123456789"
 LOOPBACK_RECEIVER = EgressPolicy(allow=["127.0.0.1/32"], http_tenants=["acme"])  # the test platform: on-premise
 
 
-def run_job(sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None) -> None:
+def run_job(sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None,
+            egress: EgressPolicy = LOOPBACK_RECEIVER) -> None:
     producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512),
-                        LOOPBACK_RECEIVER)
+                        egress)
     job_id = producer.submit(solid("PNG"), "c1", tenant="acme", callback_url=url).job_id
     deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), 3, 4)
     assert process_job(job_id, deps).status == "done"
@@ -55,6 +57,38 @@ def test_the_action_is_called_back_signed_once(pg_sessions: sessionmaker[Session
     payload = json.loads(body)
     assert payload["event"] == "action" and payload["content_id"] == "c1" and payload["action"] == "allow"
     assert headers["X-Memeguard-Event"] == "action" and headers["X-Memeguard-Delivery"].isdigit()
+
+
+def test_callbacks_carry_standard_webhooks_headers_a_library_verifies(
+        pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform) -> None:
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    run_job(pg_sessions, blobs, platform.url)
+    send(pg_sessions)
+    [(headers, body)] = platform.received
+    lower = {k.lower(): v for k, v in headers.items()}
+    assert lower["webhook-id"] == f"msg_{headers['X-Memeguard-Delivery']}"
+    assert Webhook(SECRET).verify(body, lower)["content_id"] == "c1"  # type: ignore[arg-type]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(body + b" ", lower)  # type: ignore[arg-type]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(b"another-secret-0123456789").verify(body, lower)  # type: ignore[arg-type]
+    assert client.verify(SECRET, body, headers)  # the platform's client checks it the same way
+    assert not client.verify(SECRET, body + b" ", headers)
+    assert not client.verify(SECRET, body, headers, now=time.time() + 3600)  # a replay, an hour later
+
+
+def test_delivery_connects_to_the_address_that_was_vetted(pg_sessions: sessionmaker[Session],
+                                                          blobs: LocalBlobStore, platform: Platform) -> None:
+    """DNS rebinding: the delivery does not look the name up again. ``receiver.test`` resolves only through
+    the policy's resolver (to loopback), so the callback arrives only if the vetted address is used — with
+    the name kept in the Host header."""
+    port = platform.server_address[1]
+    pinned = EgressPolicy(allow=["127.0.0.1/32"], http_tenants=["acme"], resolver=lambda _: ["127.0.0.1"])
+    run_job(pg_sessions, blobs, f"http://receiver.test:{port}/hooks", egress=pinned)
+    assert send(pg_sessions, egress=pinned).delivered == 1  # type: ignore[attr-defined]
+    [(headers, _)] = platform.received
+    assert headers["Host"] == f"receiver.test:{port}"
 
 
 def test_no_callback_url_no_callback(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore) -> None:
