@@ -27,7 +27,12 @@ BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 
 
 class BankError(ValueError):
-    """A bank operation refused, with the reason (unknown bank, bad hash, bad setting)."""
+    """A bank operation refused, with the reason (unknown bank, bad hash, bad setting) and a stable code:
+    ``not_found`` (no such bank), ``not_finished`` (the job has no fingerprint yet) or ``bank_refused``."""
+
+    def __init__(self, message: str, code: str = "bank_refused") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,7 @@ def create_bank(session: Session, name: str, kind: BankKind, label: str = "", *,
         raise BankError(f"bank name {name!r}: use lower-case letters, digits, '_', '.', '-'")
     _check_distances(pdq_distance, phash_distance)
     if session.scalar(sa.select(Bank.id).where(Bank.name == name)) is not None:
-        raise BankError(f"bank {name!r} already exists")
+        raise BankError(f"bank {name!r} already exists", "conflict")
     row = Bank(name=name, kind=kind, label=label, pdq_distance=pdq_distance, phash_distance=phash_distance,
                enabled=True, enabled_ratio=1.0)
     session.add(row)
@@ -139,7 +144,7 @@ def add_job(session: Session, name: str, job_id: uuid.UUID, *, actor: str, note:
     """Put a moderated item's image into a bank (a reviewer's "confirmed harmful" / "benign template")."""
     row = session.scalar(sa.select(JobFingerprint).where(JobFingerprint.job_id == job_id))
     if row is None:
-        raise BankError(f"job {job_id} has no fingerprint (not finished, or fingerprints were off)")
+        raise BankError(f"job {job_id} has no fingerprint (not finished, or fingerprints were off)", "not_finished")
     new = NewHash(row.pdq, row.pdq_quality, row.phash, note or f"job {job_id}")
     return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}", job_id=job_id)
 
@@ -153,21 +158,28 @@ def list_banks(session: Session) -> list[tuple[BankRecord, int]]:
 
 def import_csv(session: Session, name: str, text: str, *, actor: str, source: str) -> list[int]:
     """ThreatExchange PDQ CSV (``pdq_hex,quality[,note]``); a bad line fails the whole import with its number."""
-    hashes = []
-    for number, fields in enumerate(csv.reader(io.StringIO(text)), 1):
-        if not fields or fields[0].startswith("#") or fields[0].strip().lower() in ("hash", "pdq"):
-            continue
-        try:
-            quality = int(fields[1]) if len(fields) > 1 and fields[1].strip() else None
-        except ValueError as exc:
-            raise BankError(f"line {number}: quality {fields[1]!r} is not an integer") from exc
-        new = NewHash(fields[0].strip().lower(), quality, None, fields[2] if len(fields) > 2 else "")
-        try:
-            _check_hash(new)
-        except BankError as exc:
-            raise BankError(f"line {number}: {exc}") from exc
-        hashes.append(new)
+    try:
+        hashes = [new for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
+                  if (new := _csv_hash(number, fields)) is not None]
+    except csv.Error as exc:  # a stray carriage return or quote: the text is not CSV
+        raise BankError(f"not CSV: {exc}") from exc
     return add_hashes(session, name, hashes, actor=actor, source=source)
+
+
+def _csv_hash(number: int, fields: list[str]) -> NewHash | None:
+    """One CSV line as a hash; None for a blank line, a comment or a header."""
+    if not "".join(fields).strip() or fields[0].startswith("#") or fields[0].strip().lower() in ("hash", "pdq"):
+        return None
+    try:
+        quality = int(fields[1]) if len(fields) > 1 and fields[1].strip() else None
+    except ValueError as exc:
+        raise BankError(f"line {number}: quality {fields[1]!r} is not an integer") from exc
+    new = NewHash(fields[0].strip().lower(), quality, None, fields[2] if len(fields) > 2 else "")
+    try:
+        _check_hash(new)
+    except BankError as exc:
+        raise BankError(f"line {number}: {exc}") from exc
+    return new
 
 
 def export_csv(session: Session, name: str) -> str:
@@ -222,7 +234,7 @@ def _audit(session: Session, actor: str, event: str, detail: dict[str, Any],
 def _bank_row(session: Session, name: str) -> Bank:
     row = session.scalar(sa.select(Bank).where(Bank.name == name))
     if row is None:
-        raise BankError(f"no bank named {name!r}")
+        raise BankError(f"no bank named {name!r}", "not_found")
     return row
 
 
