@@ -21,11 +21,13 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Header, HTTPExcepti
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from console.app import install as install_console
 from memeguard import __version__, store
@@ -35,6 +37,17 @@ from memeguard.runtime import Runtime
 from memeguard.views import job_json
 from producer.banks_api import router as banks_router
 from producer.body_limits import FORM_OVERHEAD, BodyCaps, BodyLimit
+from producer.contract import (
+    AUTH_CODES,
+    UPLOAD_CODES,
+    ActionCallback,
+    AppealCallback,
+    AppealOut,
+    BatchOut,
+    JobOut,
+    JobRefOut,
+    errors,
+)
 from producer.quotas import Limited, Quotas
 from producer.service import JobRef, Rejection, Submission
 
@@ -44,24 +57,46 @@ POLL_S = 0.05
 router = APIRouter()
 
 
+# what the producer's validation checks, declared (not enforced here: the producer's refusal carries the
+# specific code, and a refused upload is stored as a rejected job)
+CONTENT_ID_SCHEMA: dict[str, Any] = {"pattern": r"^[\w.:@/+=-]{1,256}$", "minLength": 1, "maxLength": 256}
+POST_TEXT_SCHEMA: dict[str, Any] = {"maxLength": 2000, "pattern": "^[^\\x00]*$"}
+CONTEXT_SCHEMA: dict[str, Any] = {"contentMediaType": "application/json", "maxLength": 4096,
+                  "description": "a JSON object (the post's context), at most MEMEGUARD_MAX_CONTEXT_BYTES"}
+CALLBACK_SCHEMA: dict[str, Any] = {"format": "uri", "pattern": "^https?://[^\\s]+$", "maxLength": 2048}
+
+
 class BatchItem(BaseModel):
-    content_id: str
-    image_base64: str = Field(description="the image bytes, base64-encoded")
-    post_text: str = ""
+    """One upload of a batch or stream. Its fields follow the rules of ``POST /v1/jobs``, but an item that
+    breaks them is answered in its own result (with its code), never by refusing the whole request."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently dropped
+    content_id: str = Field(description="1-256 of letters, digits and . : @ / + = - _")
+    image_base64: str = Field(description="the image bytes (JPEG, PNG, GIF or WebP), base64-encoded")
+    post_text: str = Field(default="", description="at most MEMEGUARD_MAX_TEXT_CHARS characters, no NUL")
     context: dict[str, Any] | None = None
-    callback_url: str | None = None
+    callback_url: str | None = Field(default=None, description="an https URL to a public address")
 
 
 class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     items: list[BatchItem]
+
+
+# any body with a line is taken: each line is answered on its own (one that is not a BatchItem gets
+# ``invalid_line``); a body without any line is refused
+STREAM_OPENAPI: dict[str, Any] = {"requestBody": {
+    "required": True, "description": "one BatchItem JSON object per line",
+    "content": {"application/x-ndjson": {"schema": {"type": "string", "pattern": "\\S"},
+                                         "x-item-schema": {"$ref": "#/components/schemas/BatchItem"}}}}}
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     """Build the API around a runtime. Refuses to start without API keys: no key, no access."""
     if not runtime.settings.api_keys:
         raise ValueError("no API keys configured: set MEMEGUARD_API_KEYS='{\"tenant\": \"<key>\"}'")
-    app = FastAPI(title="memeguard ingestion API", version=__version__,
-                  description="Submit memes for moderation; read verdicts and actions.")
+    # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN
+    app = FastAPIOffline(title="memeguard ingestion API", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
     app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
     app.state.registry = build_registry(runtime.queue.depths)
@@ -71,7 +106,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
+    app.webhooks.post("action", summary="A job's action was set or changed")(_action_webhook)
+    app.webhooks.post("appeal", summary="An appeal was decided")(_appeal_webhook)
     app.include_router(banks_router)
     install_console(app)
     return app
@@ -93,6 +131,28 @@ def _body_caps(runtime: Runtime) -> BodyCaps:
     return BodyCaps(upload=upload, batch=s.max_batch_bytes, default=s.max_body_bytes)
 
 
+DESCRIPTION = """Submit memes for moderation; read verdicts and actions.
+
+Every error answers `{"error": CODE, "message": ...}`; the codes are stable and each endpoint declares
+the ones it can answer. 429 and 503 carry `Retry-After`: retrying an upload is safe, uploads are idempotent
+by content id. Callbacks are described under *webhooks* and signed the Standard Webhooks way."""
+
+
+def _action_webhook(body: ActionCallback) -> None:
+    """POSTed to the job's ``callback_url``; answer 2xx (anything else is retried with backoff)."""
+
+
+def _appeal_webhook(body: AppealCallback) -> None:
+    """POSTed to the job's ``callback_url`` when a reviewer decides its appeal."""
+
+
+def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+    """The last resort: an unforeseen failure still answers the one error shape (logged with its traceback)."""
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse({"error": "internal_error", "message": f"an unforeseen failure ({type(exc).__name__})"},
+                        status_code=500)
+
+
 def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
     return JSONResponse({"error": "queue_unavailable", "message": str(exc)}, status_code=503)
 
@@ -110,14 +170,27 @@ FRAMEWORK_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 40
                    405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
 
 
-def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Every HTTP error as ``{"error": CODE, "message": …}``: ours carry their code, the framework's (an
     unknown route, a wrong method, an unparseable body) get one by status."""
     if isinstance(exc.detail, dict):
         body = exc.detail
     else:
         body = {"error": FRAMEWORK_CODES.get(exc.status_code, "http_error"), "message": str(exc.detail)}
-    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    headers = dict(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:  # Starlette names only the first matching route's methods
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (the ``Allow`` header of a 405)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -197,17 +270,23 @@ def _result_json(result: JobRef | Rejection) -> dict[str, Any]:
     return _ref_json(result) if isinstance(result, JobRef) else _rejection_json(result)
 
 
-@router.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)")
+@router.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)", response_model=JobRefOut,
+             responses={200: {"model": JobRefOut, "description": "the content id was known: the same job"},
+                        **errors(*UPLOAD_CODES)})
 def create_job(
-    tenant: Tenant, runtime: Rt, quotas: Qs, image: Annotated[UploadFile, File()], content_id: Annotated[str, Form()],
-    post_text: Annotated[str, Form()] = "", context: Annotated[str | None, Form()] = None,
-    callback_url: Annotated[str | None, Form()] = None,
+    tenant: Tenant, runtime: Rt, quotas: Qs,
+    image: Annotated[UploadFile, File(description="JPEG, PNG, GIF or WebP (decided by magic bytes)")],
+    content_id: Annotated[str, Form(json_schema_extra=CONTENT_ID_SCHEMA)],
+    post_text: Annotated[str, Form(json_schema_extra=POST_TEXT_SCHEMA)] = "",
+    context: Annotated[str, Form(json_schema_extra=CONTEXT_SCHEMA)] = "",
+    callback_url: Annotated[str, Form(json_schema_extra=CALLBACK_SCHEMA)] = "",
 ) -> JSONResponse:
     limit = runtime.settings.max_upload_bytes
     data = image.file.read(limit + 1)
     too_large = ("too_large", f"{image.size if image.size is not None else 'more than ' + str(limit)} bytes "
                  f"exceeds the limit of {limit}") if len(data) > limit else None
-    item = Submission(b"" if too_large else data, content_id, post_text, context, callback_url, too_large)
+    item = Submission(b"" if too_large else data, content_id, post_text, context or None, callback_url or None,
+                      too_large)
     quotas.uploads(tenant, 1)
     [result] = runtime.producer.submit_many([item], tenant=tenant)
     quotas.spend(tenant, _created([result]))
@@ -216,7 +295,9 @@ def create_job(
     return JSONResponse(_ref_json(result), status_code=201 if result.created else 200)
 
 
-@router.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results")
+@router.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results",
+             response_model=BatchOut, responses=errors(*AUTH_CODES, "too_large", "too_many_items", "quota_exceeded",
+                                                       "queue_full", "queue_unavailable", "bad_request"))
 def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict[str, Any]:
     limit = runtime.settings.max_batch_items
     if len(body.items) > limit:
@@ -230,7 +311,12 @@ def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict
             "rejected": len(results) - accepted}
 
 
-@router.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes")
+@router.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes",
+             response_class=StreamingResponse, openapi_extra=STREAM_OPENAPI,
+             responses={200: {"description": "one JSON line per item: its job (as GET answers it, plus `line` and "
+                              "`timeout`) or its error (`line`, `error`, `message`)",
+                              "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
+                        **errors(*AUTH_CODES)})
 async def create_stream(tenant: Tenant, runtime: Rt, quotas: Qs, request: Request) -> StreamingResponse:
     """Items are submitted as their lines arrive; results are written in completion order."""
     results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -258,6 +344,8 @@ async def create_stream(tenant: Tenant, runtime: Rt, quotas: Qs, request: Reques
         else:
             items += 1
             tasks.append(asyncio.create_task(run(number, line)))
+    if not tasks:
+        raise HTTPException(422, {"error": "invalid_request", "message": "the stream carried no items"})
     BATCH_SIZE.labels("api_stream").observe(len(tasks))
 
     async def body() -> AsyncIterator[str]:
@@ -307,12 +395,14 @@ async def _wait_final(runtime: Runtime, job_id: uuid.UUID) -> dict[str, Any]:
         await asyncio.sleep(POLL_S)
 
 
-@router.get("/v1/jobs/{job_id}", summary="Status, verdict and action of a job")
+@router.get("/v1/jobs/{job_id}", summary="Status, verdict and action of a job", response_model=JobOut,
+            responses=errors(*AUTH_CODES, "not_found"))
 def get_job(tenant: Tenant, runtime: Rt, job_id: str) -> dict[str, Any]:
     return job_json(_owned(runtime, tenant, job_id))
 
 
-@router.get("/v1/jobs", summary="Find a job by the platform's content id")
+@router.get("/v1/jobs", summary="Find a job by the platform's content id", response_model=JobOut,
+            responses=errors(*AUTH_CODES, "not_found"))
 def find_job(tenant: Tenant, runtime: Rt, content_id: Annotated[str, Query()]) -> dict[str, Any]:
     with runtime.sessions() as session:
         job = store.find_job(session, tenant, content_id)
@@ -323,7 +413,9 @@ class AppealIn(BaseModel):
     reason: str = ""
 
 
-@router.post("/v1/jobs/{job_id}/appeal", status_code=201, summary="Appeal a job's action (review queue)")
+@router.post("/v1/jobs/{job_id}/appeal", status_code=201, summary="Appeal a job's action (review queue)",
+             response_model=AppealOut, responses=errors(*AUTH_CODES, "not_found", "appeal_open", "too_large",
+                                                        "bad_request"))
 def appeal(tenant: Tenant, runtime: Rt, job_id: uuid.UUID, body: AppealIn) -> dict[str, Any]:
     """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL."""
     from memeguard import reviews

@@ -1,7 +1,8 @@
 """``/v1/banks``: bank curation over HTTP for trust-and-safety tooling (the admin key, never a tenant key).
 
 Banks are shared by every tenant, so a platform's ingestion key cannot change them. Each call is one
-transaction with its audit entry; a refused change answers 422 (404 for an unknown bank) with the reason.
+transaction with its audit entry; a refused change answers 422 ``bank_refused`` (404 ``not_found`` for an
+unknown bank, 409 ``conflict`` for a name taken) with the reason.
 """
 
 from __future__ import annotations
@@ -13,43 +14,70 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictStr
 from sqlalchemy.orm import Session
 
 from memeguard import banks
-from memeguard.banks import BankError, BankRecord, NewHash
+from memeguard.banks import BANK_NAME, BankError, BankRecord, NewHash
 from memeguard.db import BankKind
 from memeguard.runtime import Runtime
+from producer.contract import ERRORS, errors
 
-router = APIRouter(prefix="/v1/banks", tags=["banks"])
+router = APIRouter(prefix="/v1/banks", tags=["banks"], responses=errors(
+    "unauthorized", "banks_disabled", "not_found", "not_finished", "conflict", "bank_refused", "invalid_request",
+    "too_large", "bad_request", "database_unavailable"))
+# one ThreatExchange PDQ CSV line (``pdq_hex[,quality[,note]]``), a comment or a header, as import_csv reads it
+CSV_TEXT = r'[^\r\n"]*'
+CSV_LINE = rf"([ \t\f\v]*|#{CSV_TEXT}|(hash|pdq)(,{CSV_TEXT})?|[0-9a-f]{{64}}(,(100|[0-9]{{1,2}})?(,{CSV_TEXT})?)?)"
+CSV_SCHEMA = {"type": "string", "minLength": 1, "pattern": rf"^{CSV_LINE}((\r\n|\r|\n){CSV_LINE})*$"}
 T = TypeVar("T")
 
 
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a number, not true/false")
+    return value
+
+
+# a JSON integer (42 or 42.0, as JSON Schema counts them), never a boolean
+Whole = Annotated[int, BeforeValidator(_not_bool)]
+
+
 class BankIn(BaseModel):
-    name: str
+    # the banks' own rules, declared (the banks refuse with ``bank_refused``; an existing name too)
+    name: str = Field(json_schema_extra={"pattern": BANK_NAME.pattern})
     kind: BankKind
     label: str = ""
-    pdq_distance: int = 31
-    phash_distance: int = 8
+    pdq_distance: Whole = Field(default=31, json_schema_extra={"minimum": 0, "maximum": 64})
+    phash_distance: Whole = Field(default=8, json_schema_extra={"minimum": 0, "maximum": 16})
 
 
 class BankPatch(BaseModel):
-    enabled: bool | None = None
-    enabled_ratio: float | None = Field(default=None, ge=0.0, le=1.0)
-    label: str | None = None
-    pdq_distance: int | None = None
-    phash_distance: int | None = None
+    # strict scalars: JSON false is not the number 0
+    enabled: StrictBool | None = None
+    enabled_ratio: Annotated[float, Strict()] | None = Field(default=None, ge=0.0, le=1.0)
+    label: StrictStr | None = None
+    pdq_distance: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 64})
+    phash_distance: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 16})
 
 
 class HashIn(BaseModel):
-    pdq: str | None = None
-    quality: int | None = None
-    phash: str | None = None
+    """A PDQ hash (64 lower-case hex digits), a pHash (16), or both."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": ["pdq"], "properties": {"pdq": {"type": "string"}}},
+        {"required": ["phash"], "properties": {"phash": {"type": "string"}}}]})
+    pdq: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
+    quality: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
+    phash: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9a-f]{16}$"})
     note: str = ""
 
 
+MAX_ID = 2**53 - 1  # the largest integer every JSON parser carries exactly (ids are far below it)
+
+
 class HashIds(BaseModel):
-    ids: list[int]
+    ids: list[Annotated[Whole, Field(ge=0, le=MAX_ID, json_schema_extra={"minimum": 0, "maximum": MAX_ID})]]
 
 
 def admin_of(request: Request, authorization: Annotated[str | None, Header()] = None,
@@ -75,8 +103,7 @@ def _change(request: Request, change: Callable[[Session], T]) -> T:
         try:
             result = change(session)
         except BankError as exc:
-            status = 404 if str(exc).startswith("no bank named") else 422
-            raise HTTPException(status, {"error": "bank_refused", "message": str(exc)}) from exc
+            raise HTTPException(ERRORS[exc.code][0], {"error": exc.code, "message": str(exc)}) from exc
         session.commit()
     return result
 
@@ -120,7 +147,7 @@ def remove_hashes(request: Request, actor: Admin, name: str, body: HashIds) -> d
 
 @router.post("/{name}/hashes:import", status_code=201, summary="Import ThreatExchange PDQ CSV (text/csv)")
 def import_csv(request: Request, actor: Admin, name: str,
-               body: Annotated[str, Body(media_type="text/csv")]) -> dict[str, Any]:
+               body: Annotated[str, Body(media_type="text/csv", json_schema_extra=CSV_SCHEMA)]) -> dict[str, Any]:
     ids = _change(request, lambda s: banks.import_csv(s, name, body, actor=actor, source="api:csv"))
     return {"imported": len(ids)}
 
