@@ -414,15 +414,16 @@ class AppealIn(BaseModel):
 
 
 @router.post("/v1/jobs/{job_id}/appeal", status_code=201, summary="Appeal a job's action (review queue)",
-             response_model=AppealOut, responses=errors(*AUTH_CODES, "not_found", "appeal_open", "too_large",
-                                                        "bad_request"))
-def appeal(tenant: Tenant, runtime: Rt, job_id: uuid.UUID, body: AppealIn) -> dict[str, Any]:
-    """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL."""
+             response_model=AppealOut, responses=errors(*AUTH_CODES, "not_found", "not_finished", "appeal_open",
+                                                        "too_large", "bad_request"))
+def appeal(tenant: Tenant, runtime: Rt, job_id: str, body: AppealIn) -> dict[str, Any]:
+    """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL.
+    An id that is no job of this tenant — malformed ones included — is ``not_found``, as on GET."""
     from memeguard import reviews
 
     with runtime.sessions() as session:
         try:
-            appeal_id = reviews.file_appeal(session, tenant, job_id, body.reason)
+            appeal_id = reviews.file_appeal(session, tenant, _job_uuid(job_id), body.reason)
         except reviews.ReviewError as exc:
             raise HTTPException(exc.status, {"error": exc.code, "message": str(exc)}) from exc
         session.commit()
@@ -459,6 +460,13 @@ def metrics_endpoint(request: Request, runtime: Rt, authorization: Annotated[str
         raise HTTPException(404, {"error": "not_found", "message": "no such route"})
     registry: CollectorRegistry = request.app.state.registry
     return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _job_uuid(job_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError:
+        raise HTTPException(404, {"error": "not_found", "message": "no such job for this tenant"}) from None
 
 
 def _owned(runtime: Runtime, tenant: str, job_id: str) -> store.JobView:

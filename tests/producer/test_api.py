@@ -170,6 +170,8 @@ def test_a_platform_can_appeal_its_own_job_only(client: TestClient) -> None:
     assert client.post(f"/v1/jobs/{job_id}/appeal", json={}, headers={}).status_code == 401
     again = client.post(f"/v1/jobs/{job_id}/appeal", json={"reason": "再看看"}, headers=A)
     assert again.status_code == 409 and again.json()["error"] == "appeal_open"  # one open appeal per job
+    malformed = client.post("/v1/jobs/not-a-uuid/appeal", json={"reason": "x"}, headers=A)
+    assert malformed.status_code == 404 and malformed.json()["error"] == "not_found"  # as GET says of it
 
 
 def test_a_nul_in_post_text_is_a_422_with_a_code_and_the_batchs_valid_items_are_kept(client: TestClient) -> None:
