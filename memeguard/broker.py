@@ -43,7 +43,7 @@ def make_celery(settings: Settings) -> Any:
         # at run time with `celery control enable_events`).
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
-        beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": 60.0},
+        beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": settings.sweep_every_s},
                        "deliver-callbacks": {"task": CALLBACKS_TASK, "schedule": settings.callback_poll_s}},
     )
     return app

@@ -124,6 +124,7 @@ class Settings(BaseSettings):
     redelivery_check_s: int = Field(default=10, ge=1, description="how often workers look for expired unacked jobs")
     broker_timeout_s: float = Field(default=10.0, description="socket timeout talking to the broker")
     requeue_after_s: int = Field(default=600, description="sweeper re-publishes jobs stuck this long")
+    sweep_every_s: float = Field(default=60.0, gt=0, description="how often beat runs the sweeper")
     stream_wait_s: float = 30.0
 
     worker_batch_size: int = Field(
