@@ -1,8 +1,8 @@
 # One image for every memeguard node. EXTRAS picks what is installed:
-#   cpu      -> API, producer and CPU workers (no torch)
-#   cpu,vlm  -> GPU workers (torch + transformers)
+#   cpu,s3      -> API, producer and CPU workers (no torch; s3: boto3 for an s3:// blob store)
+#   cpu,vlm,s3  -> GPU workers (torch + transformers)
 FROM python:3.11-slim
-ARG EXTRAS=cpu
+ARG EXTRAS=cpu,s3
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 curl \
  && rm -rf /var/lib/apt/lists/*

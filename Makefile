@@ -23,7 +23,7 @@ system-deps:
 $(STAMP): pyproject.toml | system-deps
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu,dev,vlm]'
+	$(PY) -m pip install -q -e '.[cpu,dev,vlm,s3]'
 	touch $(STAMP)
 
 demo: system-deps $(STAMP)

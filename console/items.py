@@ -13,7 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from console.web import Refused, Reviewer, SignedIn, page, router
 from memeguard import banks, review_views, reviews
-from memeguard.blobs import BlobNotFound
+from memeguard.blobs import BlobNotFound, BlobUnavailable
 from memeguard.db import Role
 from memeguard.schemas import HarmType, Intent, ModerationAction
 
@@ -56,6 +56,8 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
         data = me.runtime.blobs.get(job.image_sha256)
     except BlobNotFound as exc:
         raise Refused(404, "图片已不在存储中。") from exc
+    except BlobUnavailable as exc:  # the object store did not answer: transient, say so
+        raise Refused(503, "图片存储暂时不可用，请稍后重试。") from exc
     return Response(data, media_type=job.media_type or "application/octet-stream",
                     headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
                              "Content-Disposition": "inline"})

@@ -41,7 +41,7 @@ class Runtime:
 
     @cached_property
     def blobs(self) -> BlobStore:
-        return open_blob_store(self.settings.effective_blob_store)
+        return open_blob_store(self.settings.effective_blob_store, self.settings.s3_options)
 
     @cached_property
     def policy(self) -> Policy:

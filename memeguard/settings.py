@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memeguard.blobs import S3Options
+
 PLACEHOLDER_SECRETS = frozenset(
     {"changeme", "change-me", "change_me", "secret", "password", "placeholder", "example", "todo",
      "xxx", "test", "dev", "default", "key", "apikey", "api-key"}
@@ -40,7 +42,17 @@ class Settings(BaseSettings):
     vlm_queue: str = Field(default="", description="the GPU tier's own queue: cascade workers (no VLM loaded) hand "
                            "the items they are unsure of to it, vlm workers read it; empty = one queue, a cascade "
                            "worker runs both tiers")
-    blob_store: str = Field(default="", description="file:///path or a path; empty = data_dir/blobs")
+    blob_store: str = Field(default="", description="file:///path, a path, or s3://bucket/prefix; empty = "
+                            "data_dir/blobs")
+    blob_s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, Ceph "
+                                             "RGW, a cloud's S3 API); unset: AWS")
+    blob_s3_region: str = "us-east-1"
+    blob_s3_path_style: bool = Field(default=False, description="bucket in the path, not the host name (MinIO)")
+    blob_s3_access_key_id: SecretStr | None = Field(default=None, description="unset: boto3's chain (AWS_* "
+                                                    "environment, ~/.aws, an instance or pod role)")
+    blob_s3_secret_access_key: SecretStr | None = None
+    blob_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout of one store call")
+    blob_max_attempts: int = Field(default=4, ge=1, description="tries per store call (backoff with jitter)")
     analyzer: str = Field(default="embedded", description="embedded | vlm | cascade | noop")
     tenant_analyzers: dict[str, Literal["embedded", "cascade", "vlm"]] = Field(
         default_factory=dict, description="cascade only: tenant -> embedded | cascade | vlm (others: cascade)")
@@ -224,6 +236,15 @@ class Settings(BaseSettings):
         return self.blob_store or str(self.data_dir / "blobs")
 
     @property
+    def s3_options(self) -> S3Options:
+        def plain(secret: SecretStr | None) -> str | None:
+            return secret.get_secret_value() if secret is not None else None
+
+        return S3Options(self.blob_s3_endpoint_url, self.blob_s3_region, self.blob_s3_path_style,
+                         plain(self.blob_s3_access_key_id), plain(self.blob_s3_secret_access_key),
+                         self.blob_timeout_s, self.blob_max_attempts)
+
+    @property
     def is_inline(self) -> bool:
         return self.broker_url == INLINE_BROKER
 
@@ -240,6 +261,8 @@ class Settings(BaseSettings):
         data["database_url"] = mask_url(self.effective_database_url)
         data["broker_url"] = mask_url(self.broker_url)
         data["blob_store"] = self.effective_blob_store
+        for secret in ("blob_s3_access_key_id", "blob_s3_secret_access_key"):
+            data[secret] = "***" if getattr(self, secret) is not None else None
         data["classifier_path"] = str(self.effective_classifier_path) if self.effective_classifier_path else None
         return data
 

@@ -122,6 +122,13 @@ def embedded_analyzer():  # type: ignore[no-untyped-def]
     return EmbeddedAnalyzer.default()
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (now)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class Platform(ThreadingHTTPServer):
     """A platform's callback endpoint on localhost: records requests, answers from a script of statuses."""
 
