@@ -97,7 +97,7 @@ class Fleet:
                     "MEMEGUARD_QUEUE_NAME": "memeguard.faults", "MEMEGUARD_ANALYZER": analyzer,
                     "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
                     "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0",
-                    "MEMEGUARD_RATE_LIMIT": "", "MEMEGUARD_VISIBILITY_TIMEOUT_S": "10",
+                    "MEMEGUARD_RATE_LIMIT": "off", "MEMEGUARD_VISIBILITY_TIMEOUT_S": "10",
                     "MEMEGUARD_REDELIVERY_CHECK_S": "2", "MEMEGUARD_REQUEUE_AFTER_S": "15",
                     "MEMEGUARD_SWEEP_EVERY_S": "5", "MEMEGUARD_BROKER_TIMEOUT_S": "2"}
         self.api = self._spawn(["api", "--port", str(self.port), "--workers", "2"], "api")

@@ -33,7 +33,9 @@ def is_placeholder(secret: str) -> bool:
 class Settings(BaseSettings):
     """Effective configuration. ``memeguard config`` prints it with secrets masked."""
 
-    model_config = SettingsConfigDict(env_prefix="MEMEGUARD_", env_file=None, extra="ignore")
+    # an empty variable is as if unset (compose passes ``${VAR:-}`` for every optional one): a JSON field's
+    # default can then stay out of compose's interpolation, which cannot hold a literal ``{}``
+    model_config = SettingsConfigDict(env_prefix="MEMEGUARD_", env_file=None, extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Field(default=Path(".memeguard"), description="root for the embedded defaults")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
@@ -120,12 +122,13 @@ class Settings(BaseSettings):
 
     rate_limit: str | None = Field(default="50/second", description="requests per tenant, shared by every API "
                                    "process through the broker's Redis (a `limits` string such as '50/second'; "
-                                   "unset: no limit)")
-    upload_quota: str | None = Field(default=None, description="uploads per tenant, e.g. '100000/day' (unset: none)")
+                                   "'off': no limit)")
+    upload_quota: str | None = Field(default=None, description="uploads per tenant, e.g. '100000/day' (unset or "
+                                     "'off': none)")
     tenant_limits: dict[str, dict[str, str | int | None]] = Field(
         default_factory=dict, description="per-tenant overrides: tenant -> {rate_limit, upload_quota, max_queued}")
     max_queued: int | None = Field(default=10_000, ge=1, description="queued jobs one tenant may have waiting; "
-                                   "more are refused 429 so one tenant cannot starve the others (unset: none)")
+                                   "more are refused 429 so one tenant cannot starve the others ('off': none)")
     rate_limit_storage: str | None = Field(default=None, description="`limits` storage URI; unset: the broker's "
                                            "Redis, or this process's memory when embedded")
 
@@ -166,6 +169,12 @@ class Settings(BaseSettings):
         if key is not None and (is_placeholder(key.get_secret_value()) or len(key.get_secret_value()) < 32):
             raise ValueError("console secret is a placeholder or shorter than 32 characters")
         return key
+
+    @field_validator("rate_limit", "upload_quota", "max_queued", mode="before")
+    @classmethod
+    def _off_is_none(cls, value: object) -> object:
+        """``off`` lifts a limit (an empty variable means "the default", like every other setting)."""
+        return None if isinstance(value, str) and value.strip().lower() == "off" else value
 
     @field_validator("admin_api_key", "console_secret", "metrics_token", mode="before")
     @classmethod

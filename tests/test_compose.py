@@ -3,6 +3,8 @@ structure, ordering, health, GPU reservation, secrets, and that every command it
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from memeguard.cli import app
+from memeguard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -122,3 +125,76 @@ def test_the_image_copies_every_package_the_distribution_installs() -> None:
     copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
               if line.startswith("COPY ")}
     assert packages <= copied, f"Dockerfile does not copy {sorted(packages - copied)}"
+
+
+# --- the file as compose reads it: interpolation, then each app service's settings ------------------------
+
+# compose parses the YAML, then interpolates every string in it: ${VAR}, ${VAR:-default}, ${VAR-default},
+# ${VAR:?error}, ${VAR?error}, ${VAR:+other}; the variable closes at the first "}" (so a default cannot hold a
+# literal "{}"); "$$" is a literal "$"
+INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
+REQUIRED = {"POSTGRES_PASSWORD": "pg-" + "p" * 20, "MEMEGUARD_API_KEYS": '{"tenant-a": "' + "k" * 32 + '"}'}
+OPTIONAL = {
+    "MEMEGUARD_ADMIN_API_KEY": "admin-" + "a" * 30, "MEMEGUARD_CACHE_SHARED_TENANTS": '["tenant-a"]',
+    "MEMEGUARD_CONSOLE_SECRET": "console-" + "c" * 40,
+    "MEMEGUARD_CALLBACK_SECRETS": '{"tenant-a": "s3cr3t-' + "x" * 20 + '"}',
+    "MEMEGUARD_CALLBACK_ALLOW": '["10.1.0.0/16"]', "MEMEGUARD_CALLBACK_HTTP_TENANTS": '["tenant-a"]',
+    "MEMEGUARD_METRICS_TOKEN": "metrics-" + "m" * 30, "MEMEGUARD_REVIEW_QA_SHARE": "0.05",
+}
+
+
+def interpolated(node: Any, env: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {key: interpolated(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolated(value, env) for value in node]
+    return interpolate(node, env) if isinstance(node, str) else node
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group(1), match.group(2) or "", match.group(3) or ""
+        value = env.get(name)
+        unset = value is None or (op.startswith(":") and value == "")
+        if op in (":-", "-"):
+            return arg if unset else str(value)
+        if op in (":?", "?"):
+            if unset:
+                raise ValueError(f"compose would refuse: {name}: {arg}")
+            return str(value)
+        if op == ":+":
+            return "" if unset else arg
+        return value or ""
+
+    return INTERPOLATION.sub(one, text)
+
+
+@pytest.mark.parametrize("shape", ["one-queue", "two-queue"])
+@pytest.mark.parametrize("optional", ["unset", "set"])
+def test_every_app_service_starts_from_the_interpolated_file(shape: str, optional: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """What compose hands each container parses into Settings: the JSON values stay JSON whether the
+    optional variables are set or not (a ``${VAR:-{}}`` default broke every container once one was set)."""
+    env = {**REQUIRED, **(OPTIONAL if optional == "set" else {})}
+    if shape == "two-queue":
+        env.update(MEMEGUARD_VLM_QUEUE="memeguard.vlm", MEMEGUARD_CPU_ANALYZER="cascade", MEMEGUARD_GPU_ANALYZER="vlm")
+    services = interpolated(COMPOSE, env)["services"]
+    for name in APP_SERVICES:
+        for key in [k for k in os.environ if k.startswith("MEMEGUARD_")]:
+            monkeypatch.delenv(key)
+        for key, value in services[name]["environment"].items():
+            monkeypatch.setenv(key, str(value))
+        settings = Settings()
+        if optional == "set":
+            assert settings.callback_secrets["tenant-a"].get_secret_value().startswith("s3cr3t-"), name
+            assert settings.callback_allow == ["10.1.0.0/16"] and settings.cache_shared_tenants == ["tenant-a"]
+        else:
+            assert settings.callback_secrets == {} and settings.callback_allow == [], name
+        assert settings.vlm_queue == ("memeguard.vlm" if shape == "two-queue" else settings.vlm_queue)
+
+
+def test_compose_refuses_to_start_without_the_required_secrets() -> None:
+    with pytest.raises(ValueError, match="POSTGRES_PASSWORD"):
+        interpolated(COMPOSE, {})

@@ -104,3 +104,13 @@ def test_the_shipped_classifier_is_used_when_it_exists(tmp_path: Path) -> None:
     assert Settings(data_dir=tmp_path, classifier_path=tmp_path / "other.joblib").effective_classifier_path == \
         tmp_path / "other.joblib"  # MEMEGUARD_CLASSIFIER_PATH overrides
     assert not settings.kb_external_given and Settings(kb_external=[]).kb_external_given
+
+
+def test_an_empty_variable_is_unset_and_off_lifts_a_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMEGUARD_CALLBACK_SECRETS", "")  # compose's ${MEMEGUARD_CALLBACK_SECRETS:-}
+    monkeypatch.setenv("MEMEGUARD_RATE_LIMIT", "off")
+    monkeypatch.setenv("MEMEGUARD_MAX_QUEUED", "OFF")
+    settings = Settings()
+    assert settings.callback_secrets == {} and settings.rate_limit is None and settings.max_queued is None
+    monkeypatch.setenv("MEMEGUARD_RATE_LIMIT", "")
+    assert Settings().rate_limit == "50/second"
