@@ -38,7 +38,7 @@ def test_migrate_is_one_shot_after_postgres_is_healthy() -> None:
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("name", ["redis", "postgres", "api", "worker-cpu", "worker-gpu", "flower"])
+@pytest.mark.parametrize("name", ["redis", "postgres", "api", "worker-cpu", "worker-gpu", "beat", "flower"])
 def test_long_running_services_have_healthchecks(name: str) -> None:
     assert SERVICES[name]["healthcheck"]["test"]
 
@@ -198,3 +198,16 @@ def test_every_app_service_starts_from_the_interpolated_file(shape: str, optiona
 def test_compose_refuses_to_start_without_the_required_secrets() -> None:
     with pytest.raises(ValueError, match="POSTGRES_PASSWORD"):
         interpolated(COMPOSE, {})
+
+
+def test_flower_is_opt_in_on_loopback_and_sees_task_events_when_asked() -> None:
+    flower = SERVICES["flower"]
+    assert flower["profiles"] == ["ops"] and all(p.startswith("127.0.0.1:") for p in flower["ports"])
+    assert "FLOWER_BASIC_AUTH" in flower["environment"]
+    assert "MEMEGUARD_TASK_EVENTS" in SERVICES["worker-cpu"]["environment"]
+
+
+def test_the_api_runs_several_processes() -> None:
+    services = interpolated(COMPOSE, REQUIRED)["services"]
+    command = services["api"]["command"]
+    assert int(command[command.index("--workers") + 1]) >= 2
