@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -228,15 +229,17 @@ def worker_refusal(settings: Settings, pool: str) -> str | None:
     return None
 
 
-def _start_worker_ops(settings: Settings) -> None:
+def _start_worker_ops(settings: Settings) -> ThreadingHTTPServer | None:
+    """The worker's ops server on ``worker_ops_host:worker_ops_port`` (None when the port is 0)."""
     if not settings.worker_ops_port:
-        return
+        return None
     from memeguard.metrics import build_registry
     from memeguard.ops import serve_ops
     from memeguard.runtime import Runtime
 
     runtime = Runtime(settings)
-    serve_ops(settings.worker_ops_port, build_registry(runtime.queue.depths), runtime.readiness)
+    return serve_ops(settings.worker_ops_port, build_registry(runtime.queue.depths), runtime.readiness,
+                     host=settings.worker_ops_host)
 
 
 @policy_app.command("check")

@@ -148,6 +148,8 @@ class Settings(BaseSettings):
     worker_batch_wait_ms: float = Field(default=10.0, gt=0, description="longest wait to fill a batch")
     task_events: bool = Field(default=False, description="Celery task events (for Flower); cost per job")
     worker_ops_port: int = Field(default=9108, description="worker /metrics /healthz /readyz; 0 = off")
+    worker_ops_host: str = Field(default="0.0.0.0", description="the ops server's bind address (a scraper on "
+                                 "another host needs a routable one; 127.0.0.1 keeps it on the node)")
     log_level: str = "INFO"
     log_json: bool = True
 

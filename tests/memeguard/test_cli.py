@@ -288,3 +288,19 @@ def test_analyze_refuses_a_classifier_it_cannot_load_with_what_to_do(tmp_path: P
     image.write_bytes(render_meme("早上好"))
     result = memeguard("analyze", str(image), "--json", data_dir=tmp_path)
     assert result.returncode == 2 and "refused:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_worker_ops_server_binds_the_configured_address(tmp_path: Path) -> None:
+    from memeguard.cli import _start_worker_ops
+    from memeguard.settings import Settings
+    from tests.conftest import free_port
+
+    settings = Settings(data_dir=tmp_path, worker_ops_port=free_port(), worker_ops_host="127.0.0.1")
+    server = _start_worker_ops(settings)
+    assert server is not None
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _start_worker_ops(Settings(data_dir=tmp_path, worker_ops_port=0)) is None
