@@ -250,7 +250,7 @@ def test_every_error_has_the_one_shape_with_a_code(client: TestClient) -> None:
     assert missing.status_code == 422 and missing.json()["error"] == "invalid_request"
     assert missing.json()["fields"][0]["location"] == "body.items"
     bad_path = client.post("/v1/jobs/not-a-uuid/appeal", headers=A, json={})
-    assert bad_path.status_code == 422 and bad_path.json()["error"] == "invalid_request"
+    assert bad_path.status_code == 404 and bad_path.json()["error"] == "not_found"  # no such job, as on GET
     unparseable = client.post("/v1/jobs:batch", headers={**A, "content-type": "application/json"}, content=b"{")
     assert unparseable.status_code in (400, 422) and unparseable.json()["error"] in ("bad_request", "invalid_request")
     for response in (unknown, wrong_method, missing, bad_path, unparseable):
