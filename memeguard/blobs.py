@@ -30,6 +30,7 @@ class BlobStore(Protocol):
     def put(self, data: bytes) -> str: ...
     def get(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
 
 
 def sha256_hex(data: bytes) -> str:
@@ -68,6 +69,13 @@ class LocalBlobStore:
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        """Remove the blob (retention); ``BlobNotFound`` if it is not there."""
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError as exc:
+            raise BlobNotFound(key) from exc
 
 
 def _checked_key(key: str) -> str:
@@ -133,6 +141,13 @@ class S3BlobStore:
         except BlobNotFound:
             return False
         return True
+
+    def delete(self, key: str) -> None:
+        """Remove the object (retention); ``BlobNotFound`` if it is not there (S3 deletes are idempotent, so
+        a HEAD first tells)."""
+        if not self.exists(key):
+            raise BlobNotFound(key)
+        self._call("delete_object", Bucket=self.bucket, Key=self._object(key))
 
     def _call(self, operation: str, missing: str | None = None, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError

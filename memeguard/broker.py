@@ -11,6 +11,8 @@ from memeguard.settings import Settings
 
 SWEEP_TASK = "memeguard.sweep"
 CALLBACKS_TASK = "memeguard.callbacks"
+BLOBS_GC_TASK = "memeguard.blobs_gc"
+GC_EVERY_S = 6 * 3600.0  # retention is in days: four passes a day keep the store within hours of it
 
 
 def make_celery(settings: Settings) -> Any:
@@ -28,8 +30,8 @@ def make_celery(settings: Settings) -> Any:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue_name,
-        task_routes={TASK_NAME: {"queue": settings.queue_name}, SWEEP_TASK: {"queue": settings.queue_name},
-                     CALLBACKS_TASK: {"queue": settings.queue_name}},
+        task_routes={name: {"queue": settings.queue_name}
+                     for name in (TASK_NAME, SWEEP_TASK, CALLBACKS_TASK, BLOBS_GC_TASK)},
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.redelivery_check_s,
@@ -43,7 +45,16 @@ def make_celery(settings: Settings) -> Any:
         # at run time with `celery control enable_events`).
         worker_send_task_events=settings.task_events,
         task_send_sent_event=settings.task_events,
-        beat_schedule={"sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": settings.sweep_every_s},
-                       "deliver-callbacks": {"task": CALLBACKS_TASK, "schedule": settings.callback_poll_s}},
+        beat_schedule=_schedule(settings),
     )
     return app
+
+
+def _schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Beat's periodic tasks; image retention only when ``blob_retention_days`` is set."""
+    schedule: dict[str, dict[str, Any]] = {
+        "sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": settings.sweep_every_s},
+        "deliver-callbacks": {"task": CALLBACKS_TASK, "schedule": settings.callback_poll_s}}
+    if settings.blob_retention_days is not None:
+        schedule["blobs-gc"] = {"task": BLOBS_GC_TASK, "schedule": GC_EVERY_S}
+    return schedule

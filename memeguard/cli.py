@@ -19,6 +19,7 @@ import typer
 from pydantic import ValidationError
 
 from memeguard.cli_banks import banks_app
+from memeguard.cli_blobs import blobs_app
 from memeguard.cli_users import users_app
 from memeguard.settings import Settings
 
@@ -32,6 +33,7 @@ app.add_typer(jobs_app, name="jobs")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
 app.add_typer(eval_app, name="eval")
 app.add_typer(banks_app, name="banks")
+app.add_typer(blobs_app, name="blobs")
 app.add_typer(users_app, name="users")
 callbacks_app = typer.Typer(no_args_is_help=True, help="Signed callbacks to platforms.")
 app.add_typer(callbacks_app, name="callbacks")

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     blob_s3_access_key_id: SecretStr | None = Field(default=None, description="unset: boto3's chain (AWS_* "
                                                     "environment, ~/.aws, an instance or pod role)")
     blob_s3_secret_access_key: SecretStr | None = None
+    blob_retention_days: float | None = Field(default=None, gt=0, description="beat deletes the images of "
+                                              "finished jobs this old that nothing still needs; unset: kept")
     blob_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout of one store call")
     blob_max_attempts: int = Field(default=4, ge=1, description="tries per store call (backoff with jitter)")
     analyzer: str = Field(default="embedded", description="embedded | vlm | cascade | noop")

@@ -13,7 +13,7 @@ import httpx
 from celery.signals import worker_process_init
 from celery_batches import Batches
 
-from memeguard.broker import CALLBACKS_TASK, SWEEP_TASK
+from memeguard.broker import BLOBS_GC_TASK, CALLBACKS_TASK, SWEEP_TASK
 from memeguard.egress import EgressPolicy
 from memeguard.logs import configure_logging
 from memeguard.metrics import RETRIES
@@ -116,3 +116,17 @@ def sweep() -> int:
     queue = CeleryQueue(app, settings.queue_name)
     stale = requeue_stale(deps.sessions, queue, timedelta(seconds=settings.requeue_after_s), deps.gpu_queue)
     return len(stale)
+
+
+@app.task(name=BLOBS_GC_TASK, acks_late=True)
+def blobs_gc() -> int:
+    """Periodic (celery beat, when MEMEGUARD_BLOB_RETENTION_DAYS is set): image retention, audited."""
+    from memeguard.retention import collect
+
+    settings = get_settings()
+    if settings.blob_retention_days is None:
+        return 0
+    deps = worker_deps()
+    result = collect(deps.sessions, deps.blobs, timedelta(days=settings.blob_retention_days),
+                     qa_share=settings.review_qa_share, actor="beat")
+    return len(result.deleted)

@@ -3,6 +3,8 @@ dialects, and the audit log must refuse changes at the database."""
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -77,11 +79,10 @@ def test_the_one_open_appeal_revision_closes_duplicates_filed_before_it(sqlite_u
 
     downgrade(sqlite_url, "0009")  # before the partial unique index: a job could hold two open appeals
     sessions = make_sessions(make_engine(sqlite_url))
-    with sessions() as session:
-        job = Job(tenant="t", content_id="c", status=JobStatus.DONE)
-        session.add(job)
-        session.flush()
-        session.add_all([Appeal(job_id=job.id, tenant="t", reason=r, status="open") for r in ("一", "二")])
+    with sessions() as session:  # the columns of revision 0009 only: later ones are not there yet
+        job_id = uuid.uuid4()
+        session.execute(sa.insert(Job.__table__).values(id=job_id, tenant="t", content_id="c", status=JobStatus.DONE))
+        session.add_all([Appeal(job_id=job_id, tenant="t", reason=r, status="open") for r in ("一", "二")])
         session.commit()
     upgrade(sqlite_url)
     with sessions() as session:
