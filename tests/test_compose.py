@@ -22,13 +22,15 @@ APP_SERVICES = ("api", "worker-cpu", "worker-gpu", "beat")
 
 
 def test_all_services_are_present() -> None:
-    assert set(SERVICES) == {"redis", "postgres", "migrate", "api", "worker-cpu", "worker-gpu", "beat", "flower"}
+    assert set(SERVICES) == {"redis", "postgres", "minio", "minio-init", "migrate", "api", "worker-cpu", "worker-gpu",
+                             "beat", "flower"}
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_services_wait_for_a_successful_migration(name: str) -> None:
     depends = SERVICES[name]["depends_on"]
     assert depends["migrate"] == {"condition": "service_completed_successfully"}
+    assert depends["minio-init"] == {"condition": "service_completed_successfully"}  # the bucket exists
     assert depends["redis"]["condition"] == depends["postgres"]["condition"] == "service_healthy"
 
 
@@ -133,7 +135,8 @@ def test_the_image_copies_every_package_the_distribution_installs() -> None:
 # ${VAR:?error}, ${VAR?error}, ${VAR:+other}; the variable closes at the first "}" (so a default cannot hold a
 # literal "{}"); "$$" is a literal "$"
 INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
-REQUIRED = {"POSTGRES_PASSWORD": "pg-" + "p" * 20, "MEMEGUARD_API_KEYS": '{"tenant-a": "' + "k" * 32 + '"}'}
+REQUIRED = {"POSTGRES_PASSWORD": "pg-" + "p" * 20, "MEMEGUARD_API_KEYS": '{"tenant-a": "' + "k" * 32 + '"}',
+            "MINIO_ROOT_PASSWORD": "minio-" + "m" * 20}
 OPTIONAL = {
     "MEMEGUARD_ADMIN_API_KEY": "admin-" + "a" * 30, "MEMEGUARD_CACHE_SHARED_TENANTS": '["tenant-a"]',
     "MEMEGUARD_CONSOLE_SECRET": "console-" + "c" * 40,
@@ -192,6 +195,8 @@ def test_every_app_service_starts_from_the_interpolated_file(shape: str, optiona
             assert settings.callback_allow == ["10.1.0.0/16"] and settings.cache_shared_tenants == ["tenant-a"]
         else:
             assert settings.callback_secrets == {} and settings.callback_allow == [], name
+        assert settings.effective_blob_store == "s3://memeguard/images" and settings.blob_s3_path_style, name
+        assert settings.blob_s3_endpoint_url == "http://minio:9000" and settings.blob_s3_secret_access_key
         assert settings.vlm_queue == ("memeguard.vlm" if shape == "two-queue" else settings.vlm_queue)
 
 
@@ -211,3 +216,14 @@ def test_the_api_runs_several_processes() -> None:
     services = interpolated(COMPOSE, REQUIRED)["services"]
     command = services["api"]["command"]
     assert int(command[command.index("--workers") + 1]) >= 2
+
+
+def test_no_two_services_share_a_disk() -> None:
+    """Images live in the object store: the app services mount no common volume (so each can run on its own
+    host), only the servers keep their own data."""
+    for name in APP_SERVICES:
+        mounts = [m for m in SERVICES[name].get("volumes", []) if not str(m).endswith(":ro")]
+        assert mounts == [], (name, mounts)
+    owners = [name for name, service in SERVICES.items() for m in service.get("volumes", [])
+              if not str(m).endswith(":ro")]
+    assert len(owners) == len(set(owners)) and set(owners) <= {"redis", "postgres", "minio"}
