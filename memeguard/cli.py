@@ -240,7 +240,8 @@ def _start_worker_ops(settings: Settings) -> ThreadingHTTPServer | None:
     from memeguard.runtime import Runtime
 
     runtime = Runtime(settings)
-    return serve_ops(settings.worker_ops_port, build_registry(runtime.queue.depths), runtime.readiness,
+    return serve_ops(settings.worker_ops_port, build_registry(runtime.queue.depths, runtime.queue_ages),
+                     runtime.readiness,
                      host=settings.worker_ops_host)
 
 

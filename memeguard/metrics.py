@@ -75,7 +75,28 @@ class GpuMemoryCollector(Collector):
         yield family
 
 
-def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None) -> CollectorRegistry:
+class QueueAgeCollector(Collector):
+    """``memeguard_queue_oldest_age_seconds``: how long the oldest job waiting in each queue has waited, read
+    from the database on every scrape — with the depth, the signal to scale a tier's workers on (a queue can
+    be short and still stuck)."""
+
+    def __init__(self, ages: Callable[[], dict[str, float]]) -> None:
+        self._ages = ages
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("memeguard_queue_oldest_age_seconds",
+                                   "Age of the oldest job waiting in the queue (0: none waiting)", labels=["queue"])
+        try:
+            ages = self._ages()
+        except Exception:
+            ages = {}
+        for queue, age in ages.items():
+            family.add_metric([queue], age)
+        yield family
+
+
+def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None,
+                   queue_ages: Callable[[], dict[str, float]] | None = None) -> CollectorRegistry:
     """The registry to expose: process-local metrics, or the multiprocess aggregate when enabled."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -87,6 +108,8 @@ def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None) -> 
         registry.register(_Forward(REGISTRY))
     if queue_depths is not None:
         registry.register(QueueDepthCollector(queue_depths))
+    if queue_ages is not None:
+        registry.register(QueueAgeCollector(queue_ages))
     registry.register(GpuMemoryCollector())
     return registry
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
 from memeguard.blobs import BlobStore, open_blob_store
-from memeguard.db import make_engine, make_sessions
+from memeguard.db import make_engine, make_sessions, utcnow
 from memeguard.egress import EgressPolicy
 from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
 from memeguard.settings import Settings
@@ -78,6 +79,19 @@ class Runtime:
         watch = (self.settings.vlm_queue,) if self.settings.vlm_queue else ()
         return CeleryQueue(make_celery(self.settings), self.settings.queue_name, watch)
 
+    def queue_ages(self) -> dict[str, float]:
+        """Seconds the oldest waiting job of each queue has waited (0 when none waits), by queue name: the
+        worker queue, and the GPU tier's own in a two-queue fleet."""
+        with self.sessions() as session:
+            since = store.oldest_waiting(session)
+        now = utcnow()
+        names = {"cpu": self.settings.queue_name, "gpu": self.settings.vlm_queue or self.settings.queue_name}
+        ages: dict[str, float] = dict.fromkeys(dict.fromkeys(names.values()), 0.0)
+        for tier, started in since.items():
+            age = max(0.0, (now - _aware(started)).total_seconds())
+            ages[names[tier]] = max(ages[names[tier]], age)
+        return ages
+
     @cached_property
     def gpu_queue(self) -> JobQueue | None:
         """The GPU tier's queue of a two-queue fleet (MEMEGUARD_VLM_QUEUE), on the main queue's connection."""
@@ -126,3 +140,8 @@ class Runtime:
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
         return checks
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands timestamps back without their zone; they were written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

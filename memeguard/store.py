@@ -142,6 +142,15 @@ def count_queued(session: Session, tenant: str) -> int:
     return int(session.scalar(query) or 0)
 
 
+def oldest_waiting(session: Session) -> dict[str, datetime]:
+    """When the oldest job still waiting for a worker started waiting, per tier: ``cpu`` since it was
+    created (a re-publish does not make it younger), ``gpu`` since it was handed off."""
+    waiting_since = sa.case((Job.handed_off_at.is_not(None), Job.handed_off_at), else_=Job.created_at)
+    tier = sa.case((Job.handed_off_at.is_not(None), "gpu"), else_="cpu")
+    query = sa.select(tier, sa.func.min(waiting_since)).where(Job.status == JobStatus.QUEUED).group_by(tier)
+    return {str(name): since for name, since in session.execute(query) if since is not None}
+
+
 def get_job(session: Session, job_id: uuid.UUID) -> JobRecord | None:
     job = session.get(Job, job_id)
     return _record(job) if job else None

@@ -104,3 +104,4 @@ def test_the_cli_gc_dry_run_lists_and_deletes_nothing(tmp_path: Path, sqlite_url
     done = CliRunner().invoke(app, ["blobs", "gc", "--older-than", "30"], env=env)
     assert done.exit_code == 0 and f"deleted {sha}" in done.output and not blobs.exists(sha)
     assert ModerationAction.ALLOW  # the policy allowed it: not in any review queue
+
