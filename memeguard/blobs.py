@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from memeguard.metrics import BLOB_ERRORS
+
 
 class BlobNotFound(LookupError):
     """The blob is not in the store: permanent for the job that needs it."""
@@ -160,9 +162,12 @@ class S3BlobStore:
                 raise BlobNotFound(missing) from None
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
             if status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout"):
+                BLOB_ERRORS.labels(operation, "unavailable").inc()
                 raise BlobUnavailable(f"object store {operation}: {code or status}") from None
+            BLOB_ERRORS.labels(operation, "refused").inc()
             raise RuntimeError(f"object store refused {operation}: {code or status}") from None
         except BotoCoreError as exc:  # connection refused, timeouts, endpoint unreachable
+            BLOB_ERRORS.labels(operation, "unavailable").inc()
             raise BlobUnavailable(f"object store {operation}: {type(exc).__name__}") from None
 
 

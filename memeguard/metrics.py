@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -34,6 +34,10 @@ VLM_ITEMS = Counter("memeguard_vlm_items_total", "Items the VLM read, by load mo
 LIMITED = Counter("memeguard_limited_total", "Requests and uploads refused 429 by a tenant limit",
                   ["tenant", "limit"])
 LIMITER_ERRORS = Counter("memeguard_limiter_errors_total", "Rate-limit checks skipped: the limit store failed")
+CALLBACKS = Counter("memeguard_callbacks_total", "Callback delivery attempts by outcome", ["outcome"])
+BLOB_ERRORS = Counter("memeguard_blob_errors_total", "Blob-store calls that failed", ["operation", "kind"])
+HTTP_SECONDS = Histogram("memeguard_http_request_seconds", "API requests by route template and status",
+                         ["method", "route", "status"], buckets=LATENCY_BUCKETS)
 CASCADE = Counter("memeguard_cascade_total", "Cascade outcomes: where each item's verdict came from", ["tier"])
 
 
@@ -95,8 +99,31 @@ class QueueAgeCollector(Collector):
         yield family
 
 
+class BacklogCollector(Collector):
+    """A backlog read on scrape: ``memeguard_<name>{<label>}`` items and ``memeguard_<name>_oldest_age_seconds``
+    (the signal an alert watches: a small backlog can still be stuck)."""
+
+    def __init__(self, name: str, label: str, read: Callable[[], dict[str, tuple[int, float]]], what: str) -> None:
+        self._name, self._label, self._read, self._what = name, label, read, what
+
+    def collect(self) -> Iterable[Metric]:
+        items = GaugeMetricFamily(f"memeguard_{self._name}", self._what, labels=[self._label])
+        ages = GaugeMetricFamily(f"memeguard_{self._name}_oldest_age_seconds",
+                                 f"Age of the oldest item: {self._what}", labels=[self._label])
+        try:
+            backlog = self._read()
+        except Exception:
+            backlog = {}
+        for key, (count, age) in backlog.items():
+            items.add_metric([key], count)
+            ages.add_metric([key], age)
+        yield items
+        yield ages
+
+
 def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None,
-                   queue_ages: Callable[[], dict[str, float]] | None = None) -> CollectorRegistry:
+                   queue_ages: Callable[[], dict[str, float]] | None = None,
+                   backlogs: Sequence[Collector] = ()) -> CollectorRegistry:
     """The registry to expose: process-local metrics, or the multiprocess aggregate when enabled."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
@@ -110,6 +137,8 @@ def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None,
         registry.register(QueueDepthCollector(queue_depths))
     if queue_ages is not None:
         registry.register(QueueAgeCollector(queue_ages))
+    for collector in backlogs:
+        registry.register(collector)
     registry.register(GpuMemoryCollector())
     return registry
 

@@ -6,6 +6,7 @@ Producer-only nodes (the API in the fleet) never build an analyzer, so they neve
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -18,6 +19,7 @@ from memeguard import store
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions, utcnow
 from memeguard.egress import EgressPolicy
+from memeguard.metrics import BacklogCollector
 from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
 from memeguard.settings import Settings
 from policies import Policy, load_policy
@@ -91,6 +93,21 @@ class Runtime:
             age = max(0.0, (now - _aware(started)).total_seconds())
             ages[names[tier]] = max(ages[names[tier]], age)
         return ages
+
+    def backlog_collectors(self) -> list[BacklogCollector]:
+        """The callback outbox and the review queues as Prometheus collectors (read on scrape)."""
+        from memeguard import backlogs
+
+        def read(backlog: Callable[[Session], backlogs.Backlog]) -> Callable[[], backlogs.Backlog]:
+            def run() -> backlogs.Backlog:
+                with self.sessions() as session:
+                    return backlog(session)
+            return run
+
+        return [BacklogCollector("callbacks", "state", read(backlogs.callback_backlog),
+                                 "Callbacks pending delivery, and failed for good"),
+                BacklogCollector("review_backlog", "queue", read(backlogs.review_backlog),
+                                 "Items waiting for a reviewer")]
 
     @cached_property
     def gpu_queue(self) -> JobQueue | None:

@@ -49,6 +49,7 @@ from producer.contract import (
     errors,
 )
 from producer.quotas import Limited, Quotas
+from producer.request_metrics import RequestMetrics
 from producer.service import JobRef, Rejection, Submission
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPIOffline(title="memeguard ingestion API", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
     app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
-    app.state.registry = build_registry(runtime.queue.depths, runtime.queue_ages)
+    app.state.registry = build_registry(runtime.queue.depths, runtime.queue_ages, runtime.backlog_collectors())
     app.state.quotas = _quotas(runtime)
     app.add_middleware(BodyLimit, caps=_body_caps(runtime))
+    app.add_middleware(RequestMetrics)
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
     app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from memeguard import callbacks
 from memeguard.db import utcnow
 from memeguard.egress import EgressPolicy, Target
+from memeguard.metrics import CALLBACKS
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +46,13 @@ def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of
                 else _post(client, due, target, secret_of(due.tenant))
             if error is None:
                 callbacks.mark_delivered(session, due.id, now)
-                counts["delivered"] += 1
+                outcome = "delivered"
             elif callbacks.mark_retry(session, due, error, now, max_attempts=max_attempts, backoff_s=backoff_s):
-                counts["retrying"] += 1
+                outcome = "retrying"
             else:
-                counts["failed"] += 1
+                outcome = "failed"
+            counts[outcome] += 1
+            CALLBACKS.labels(outcome).inc()
         session.commit()
     return SendResult(**counts)
 

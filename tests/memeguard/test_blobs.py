@@ -111,9 +111,14 @@ def test_an_unreachable_store_is_transient_within_a_bounded_time_and_names_no_se
     ConnectionError, which the workers retry) — within the attempts' timeouts, the credentials nowhere."""
     store = open_blob_store("s3://bucket/p", s3_options(f"http://127.0.0.1:{free_port()}", max_attempts=2,
                                                         timeout_s=0.5))
+    from prometheus_client import REGISTRY
+
+    labels = {"operation": "get_object", "kind": "unavailable"}
+    before = REGISTRY.get_sample_value("memeguard_blob_errors_total", labels) or 0
     started = time.monotonic()
     with pytest.raises(BlobUnavailable) as info:
         store.get("0" * 64)
+    assert REGISTRY.get_sample_value("memeguard_blob_errors_total", labels) == before + 1
     assert time.monotonic() - started < 10
     assert isinstance(info.value, ConnectionError) and is_transient(info.value)
     assert "test-secret-key-do-not-log" not in str(info.value) and info.value.__cause__ is None

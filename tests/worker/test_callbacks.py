@@ -47,9 +47,13 @@ def send(sessions: sessionmaker[Session], **kwargs: object) -> callbacks.Due | o
 
 def test_the_action_is_called_back_signed_once(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
                                                platform: Platform) -> None:
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("memeguard_callbacks_total", {"outcome": "delivered"}) or 0
     run_job(pg_sessions, blobs, platform.url)
     assert send(pg_sessions).delivered == 1  # type: ignore[attr-defined]
     assert send(pg_sessions).delivered == 0  # type: ignore[attr-defined]  # never twice
+    assert REGISTRY.get_sample_value("memeguard_callbacks_total", {"outcome": "delivered"}) == before + 1
     [(headers, body)] = platform.received
     assert callbacks.verify(SECRET, headers["X-Memeguard-Signature"], body, now=int(time.time()))
     assert not callbacks.verify(SECRET, headers["X-Memeguard-Signature"], body + b" ", now=int(time.time()))
