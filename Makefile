@@ -3,8 +3,9 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 APT_PKGS := fonts-wqy-microhei libgl1 libglib2.0-0
-# the console's end-to-end tests drive Debian's Chromium (Playwright cannot download a browser here)
-TEST_APT_PKGS := chromium
+# the console's end-to-end tests drive Debian's Chromium (Playwright cannot download a browser here); the
+# alert rules are checked and unit-tested with promtool (Debian's prometheus package)
+TEST_APT_PKGS := chromium prometheus
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The lent GPU machines run transformers 5.17 (see the device tool's README): the VLM tests run on that release

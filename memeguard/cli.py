@@ -235,14 +235,13 @@ def _start_worker_ops(settings: Settings) -> ThreadingHTTPServer | None:
     """The worker's ops server on ``worker_ops_host:worker_ops_port`` (None when the port is 0)."""
     if not settings.worker_ops_port:
         return None
-    from memeguard.metrics import build_registry
+    from memeguard.metrics import ReadinessCollector, build_registry
     from memeguard.ops import serve_ops
     from memeguard.runtime import Runtime
 
     runtime = Runtime(settings)
-    return serve_ops(settings.worker_ops_port, build_registry(runtime.queue.depths, runtime.queue_ages),
-                     runtime.readiness,
-                     host=settings.worker_ops_host)
+    registry = build_registry(runtime.queue.depths, runtime.queue_ages, [ReadinessCollector(runtime.readiness)])
+    return serve_ops(settings.worker_ops_port, registry, runtime.readiness, host=settings.worker_ops_host)
 
 
 @policy_app.command("check")

@@ -121,6 +121,20 @@ class BacklogCollector(Collector):
         yield ages
 
 
+class ReadinessCollector(Collector):
+    """``memeguard_ready{check}``: 1 while the check (database, broker) passes, 0 while it fails — what an
+    alert on readiness watches (the orchestrator's probe only restarts or unroutes; it pages no one)."""
+
+    def __init__(self, checks: Callable[[], dict[str, str]]) -> None:
+        self._checks = checks
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("memeguard_ready", "1 while the readiness check passes", labels=["check"])
+        for check, state in self._checks().items():
+            family.add_metric([check], 1.0 if state == "ok" else 0.0)
+        yield family
+
+
 def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None,
                    queue_ages: Callable[[], dict[str, float]] | None = None,
                    backlogs: Sequence[Collector] = ()) -> CollectorRegistry:

@@ -13,13 +13,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions, utcnow
 from memeguard.egress import EgressPolicy
-from memeguard.metrics import BacklogCollector
+from memeguard.metrics import BacklogCollector, ReadinessCollector
 from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
 from memeguard.settings import Settings
 from policies import Policy, load_policy
@@ -94,8 +95,8 @@ class Runtime:
             ages[names[tier]] = max(ages[names[tier]], age)
         return ages
 
-    def backlog_collectors(self) -> list[BacklogCollector]:
-        """The callback outbox and the review queues as Prometheus collectors (read on scrape)."""
+    def ops_collectors(self) -> list[Collector]:
+        """Readiness, the callback outbox and the review queues as Prometheus collectors (read on scrape)."""
         from memeguard import backlogs
 
         def read(backlog: Callable[[Session], backlogs.Backlog]) -> Callable[[], backlogs.Backlog]:
@@ -104,7 +105,8 @@ class Runtime:
                     return backlog(session)
             return run
 
-        return [BacklogCollector("callbacks", "state", read(backlogs.callback_backlog),
+        return [ReadinessCollector(self.readiness),
+                BacklogCollector("callbacks", "state", read(backlogs.callback_backlog),
                                  "Callbacks pending delivery, and failed for good"),
                 BacklogCollector("review_backlog", "queue", read(backlogs.review_backlog),
                                  "Items waiting for a reviewer")]

@@ -100,7 +100,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app = FastAPIOffline(title="memeguard ingestion API", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
     app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
-    app.state.registry = build_registry(runtime.queue.depths, runtime.queue_ages, runtime.backlog_collectors())
+    app.state.registry = build_registry(runtime.queue.depths, runtime.queue_ages, runtime.ops_collectors())
     app.state.quotas = _quotas(runtime)
     app.add_middleware(BodyLimit, caps=_body_caps(runtime))
     app.add_middleware(RequestMetrics)

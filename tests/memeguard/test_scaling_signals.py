@@ -81,3 +81,4 @@ def test_api_requests_are_measured_by_route_template(tmp_path: Path, sqlite_url:
     assert REGISTRY.get_sample_value("memeguard_http_request_seconds_count", labels) == before + 1
     text = client.get("/metrics", headers={"Authorization": "Bearer " + "m" * 32}).text
     assert "memeguard_review_backlog_oldest_age_seconds" in text and 'memeguard_callbacks{state="pending"}' in text
+    assert 'memeguard_ready{check="database"} 1.0' in text
