@@ -6,13 +6,15 @@ runs without any service. Secrets that look like placeholders fail at start-up, 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from memeguard.blobs import S3Options
 
@@ -30,12 +32,45 @@ def is_placeholder(secret: str) -> bool:
     return not secret or secret.strip().lower() in PLACEHOLDER_SECRETS
 
 
+class FileSecrets(PydanticBaseSettingsSource):
+    """``MEMEGUARD_<NAME>_FILE=/path``: the setting's value is that file's content (a Kubernetes or Docker
+    secret mounted as a file, so it never sits in the environment or a manifest). The plain variable, when
+    also set, wins; a named file that cannot be read stops the start with its name (never its content)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = os.environ.get(f"MEMEGUARD_{field_name.upper()}_FILE")
+        if not path:
+            return None, field_name, False
+        try:
+            text = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ValueError(f"MEMEGUARD_{field_name.upper()}_FILE={path}: cannot read it ({exc.strerror})") from None
+        return text, field_name, self.field_is_complex(field)
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            text, _, complex_ = self.get_field_value(field, name)
+            if text is not None:
+                values[name] = self.decode_complex_value(name, field, text) if complex_ else text
+        return values
+
+
 class Settings(BaseSettings):
     """Effective configuration. ``memeguard config`` prints it with secrets masked."""
 
     # an empty variable is as if unset (compose passes ``${VAR:-}`` for every optional one): a JSON field's
     # default can then stay out of compose's interpolation, which cannot hold a literal ``{}``
     model_config = SettingsConfigDict(env_prefix="MEMEGUARD_", env_file=None, extra="ignore", env_ignore_empty=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments, then the environment, then ``MEMEGUARD_*_FILE`` secrets."""
+        return init_settings, env_settings, FileSecrets(settings_cls)
 
     data_dir: Path = Field(default=Path(".memeguard"), description="root for the embedded defaults")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")

@@ -114,3 +114,22 @@ def test_an_empty_variable_is_unset_and_off_lifts_a_limit(monkeypatch: pytest.Mo
     assert settings.callback_secrets == {} and settings.rate_limit is None and settings.max_queued is None
     monkeypatch.setenv("MEMEGUARD_RATE_LIMIT", "")
     assert Settings().rate_limit == "50/second"
+
+
+def test_secrets_can_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MEMEGUARD_<NAME>_FILE``: a mounted secret, JSON settings included; the plain variable wins."""
+    keys = tmp_path / "api_keys"
+    keys.write_text('{"tenant-a": "' + "k" * 32 + '"}\n')
+    secret = tmp_path / "s3_secret"
+    secret.write_text("s3-secret-from-a-file\n")
+    monkeypatch.setenv("MEMEGUARD_API_KEYS_FILE", str(keys))
+    monkeypatch.setenv("MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY_FILE", str(secret))
+    settings = Settings()
+    assert settings.api_keys["tenant-a"].get_secret_value() == "k" * 32
+    assert settings.blob_s3_secret_access_key is not None
+    assert settings.blob_s3_secret_access_key.get_secret_value() == "s3-secret-from-a-file"
+    monkeypatch.setenv("MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY", "from-the-environment")
+    assert Settings().blob_s3_secret_access_key.get_secret_value() == "from-the-environment"  # type: ignore[union-attr]
+    monkeypatch.setenv("MEMEGUARD_METRICS_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="MEMEGUARD_METRICS_TOKEN_FILE"):
+        Settings()
