@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import signal
@@ -23,7 +24,9 @@ import sys
 import time
 import uuid
 from base64 import b64encode
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -68,7 +71,7 @@ def group_cpu_s(pgid: int) -> float:
 
 class Fleet:
     def __init__(self, workers: int, concurrency: int, pool: str, api_workers: int, worker_batch: int,
-                 data: Path) -> None:
+                 data: Path, extra_env: dict[str, str] | None = None) -> None:
         self.db = f"memeguard_bench_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -81,7 +84,7 @@ class Fleet:
                     "MEMEGUARD_FINGERPRINTS": "false",  # fleet overhead only; bench/repeats.py measures hashing
                     "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
                     "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0",
-                    "MEMEGUARD_WORKER_BATCH_SIZE": str(worker_batch)}
+                    "MEMEGUARD_WORKER_BATCH_SIZE": str(worker_batch), **(extra_env or {})}
         self.procs = [self._spawn(["api", "--port", str(self.port), "--workers", str(api_workers)], data / "api.log")]
         self.procs += [self._spawn(["worker", "-c", str(concurrency), "-P", pool, "-n", f"b{i}@%h"], data / f"w{i}.log")
                        for i in range(workers)]
@@ -220,24 +223,57 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--worker-batch", type=int, default=32, help="MEMEGUARD_WORKER_BATCH_SIZE")
     parser.add_argument("--analyze-samples", type=int, default=8)
+    parser.add_argument("--blob-stores", default="local",
+                        help="comma-separated: local, s3 (boto3 against moto's S3 server on loopback); with both, "
+                             "the same phases run on each and the ratio is reported")
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     data = Path(os.environ.get("TMPDIR", "/tmp")) / f"memeguard-bench-{uuid.uuid4().hex[:6]}"
     data.mkdir(parents=True)
-    fleet = Fleet(args.workers, args.concurrency, args.pool, args.api_workers, args.worker_batch, data)
-    engine = sa.create_engine(fleet.url)
-    try:
-        latency = latency_phase(fleet, engine, args.latency_jobs)
-        throughput = throughput_phase(fleet, engine, args.jobs, args.batch, args.clients)
-    finally:
-        engine.dispose()
-        fleet.close()
+    runs = {}
+    for store in args.blob_stores.split(","):
+        with blob_store_env(store, data) as extra:
+            fleet = Fleet(args.workers, args.concurrency, args.pool, args.api_workers, args.worker_batch, data, extra)
+            engine = sa.create_engine(fleet.url)
+            try:
+                runs[store] = (latency_phase(fleet, engine, args.latency_jobs),
+                               throughput_phase(fleet, engine, args.jobs, args.batch, args.clients))
+            finally:
+                engine.dispose()
+                fleet.close()
     analyze = analyze_phase(args.analyze_samples, data)
-    report(args, latency, throughput, analyze)
+    first = next(iter(runs))
+    report(args, runs[first][0], runs[first][1], analyze, runs)
+
+
+@contextmanager
+def blob_store_env(store: str, data: Path) -> Iterator[dict[str, str]]:
+    """The fleet's blob-store settings: a local directory, or an S3 bucket on a moto server started here."""
+    if store == "local":
+        yield {}
+        return
+    if store != "s3":
+        raise SystemExit(f"unknown blob store {store!r}: local or s3")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint, bucket = f"http://127.0.0.1:{port}", f"bench-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                     aws_secret_access_key="bench").create_bucket(Bucket=bucket)
+        yield {"MEMEGUARD_BLOB_STORE": f"s3://{bucket}/images", "MEMEGUARD_BLOB_S3_ENDPOINT_URL": endpoint,
+               "MEMEGUARD_BLOB_S3_PATH_STYLE": "true", "MEMEGUARD_BLOB_S3_ACCESS_KEY_ID": "bench",
+               "MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY": "bench"}
+    finally:
+        server.stop()
 
 
 def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict[str, float],
-           analyze: dict[str, float]) -> None:
+           analyze: dict[str, float], runs: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
     hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_implementation()} " \
                f"{platform.python_version()}"
     rows = [
@@ -260,10 +296,24 @@ def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict
     width = max(len(r[0]) for r in rows) + 2
     for name, value, target in rows:
         print(f"{name:<{width}}{value:>16}   {target}")
+    compared = {}
+    if len(runs) > 1:
+        print("blob store      overhead p50   jobs/s   CPU/job API + workers")
+        for store, (lat, thr) in runs.items():
+            cpu = thr["api_cpu_ms_per_job"] + thr["worker_cpu_ms_per_job"]
+            compared[store] = {"overhead_p50_ms": lat["overhead_p50_ms"], "jobs_per_s": thr["jobs_per_s"],
+                               "cpu_ms_per_job": cpu}
+            print(f"{store:<15} {lat['overhead_p50_ms']:>9.2f} ms {thr['jobs_per_s']:>8.0f} {cpu:>10.2f} ms")
+        first, second = list(compared)[:2]
+        base, other = compared[first], compared[second]
+        ratios = {key: other[key] / base[key] for key in base}
+        compared["ratio"] = {key: round(value, 3) for key, value in ratios.items()}
+        print(f"ratio {second}/{first}: overhead {ratios['overhead_p50_ms']:.2f}x, jobs/s "
+              f"{ratios['jobs_per_s']:.2f}x, CPU/job {ratios['cpu_ms_per_job']:.2f}x")
     if args.json_path:
         args.json_path.write_text(json.dumps({"hardware": hardware, "args": vars(args) | {"json_path": None},
-                                              "latency": latency, "throughput": throughput, "analyze": analyze},
-                                             indent=2))
+                                              "latency": latency, "throughput": throughput, "analyze": analyze,
+                                              "blob_stores": compared}, indent=2))
 
 
 if __name__ == "__main__":

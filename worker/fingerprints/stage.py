@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
+from memeguard.metrics import CACHE_HITS
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer
 from worker.fingerprints.hashing import ImageHashes, caption, hash_frames
@@ -71,6 +72,7 @@ def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *
     first = match.hashes[0] if match.hashes else None
     timings = {"fingerprint_ms": round(hashed_ms, 3)}
     if match.harmful:
+        CACHE_HITS.labels("harmful_bank").inc()
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
         return Screened(Fingerprinted(verdict, first, caption("", post_text), timings), None, match, hashed_ms, timings)
     started = time.perf_counter()
@@ -79,6 +81,7 @@ def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *
         ocr_text = stage.ocr(frames)
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
+        CACHE_HITS.labels("verdict_cache").inc()
         known = Fingerprinted(reused, first, caption(ocr_text or "", post_text), timings)
         return Screened(known, None, match, hashed_ms, timings)
     context = {**context, "templates": match.templates} if match.templates else context
