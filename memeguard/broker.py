@@ -32,13 +32,7 @@ def make_celery(settings: Settings) -> Any:
         task_default_queue=settings.queue_name,
         task_routes={name: {"queue": settings.queue_name}
                      for name in (TASK_NAME, SWEEP_TASK, CALLBACKS_TASK, BLOBS_GC_TASK)},
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            "unacked_restore_interval": settings.redelivery_check_s,
-            "unacked_restore_throttle": 1,
-            "socket_timeout": settings.broker_timeout_s,
-            "socket_connect_timeout": settings.broker_timeout_s,
-        },
+        broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
         # Task events cost a Redis publish per state change; off unless ops asks (Flower can turn them on
@@ -58,3 +52,30 @@ def _schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     if settings.blob_retention_days is not None:
         schedule["blobs-gc"] = {"task": BLOBS_GC_TASK, "schedule": GC_EVERY_S}
     return schedule
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "unacked_restore_interval": settings.redelivery_check_s,
+        "unacked_restore_throttle": 1,
+        "socket_timeout": settings.broker_timeout_s,
+        "socket_connect_timeout": settings.broker_timeout_s,
+    }
+    if settings.sentinels:  # kombu asks the sentinels for the current master on every (re)connect
+        options["master_name"] = settings.broker_sentinel_master
+        options["sentinel_kwargs"] = {"socket_timeout": settings.broker_timeout_s,
+                                      "socket_connect_timeout": settings.broker_timeout_s}
+    return options
+
+
+def broker_redis(settings: Settings) -> Any:
+    """A redis client on the broker's current master: the URL's server, or what the sentinels name."""
+    import redis
+    from redis import sentinel as redis_sentinel
+
+    if settings.sentinels:
+        make: Any = redis_sentinel.Sentinel  # untyped in some redis releases, typed in others
+        sentinels: Any = make(settings.sentinels, socket_timeout=settings.broker_timeout_s)
+        return sentinels.master_for(settings.broker_sentinel_master, socket_timeout=1)
+    return redis.Redis.from_url(settings.broker_url, socket_timeout=1)

@@ -74,7 +74,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".memeguard"), description="root for the embedded defaults")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
-    broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process) or a redis:// URL")
+    broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process), a redis:// URL, or Redis "
+                            "Sentinel: sentinel://host:26379;sentinel://host2:26379 (with broker_sentinel_master)")
+    broker_sentinel_master: str | None = Field(default=None, description="the master name the sentinels "
+                                               "watch (sentinel:// broker URLs)")
     queue_name: str = "memeguard.analyze"
     vlm_queue: str = Field(default="", description="the GPU tier's own queue: cascade workers (no VLM loaded) hand "
                            "the items they are unsure of to it, vlm workers read it; empty = one queue, a cascade "
@@ -236,6 +239,21 @@ class Settings(BaseSettings):
         if password is not None and is_placeholder(password):
             raise ValueError("database password in MEMEGUARD_DATABASE_URL is a placeholder; set a real one")
         return self
+
+    @model_validator(mode="after")
+    def _sentinel_names_its_master(self) -> Settings:
+        if self.broker_url.startswith("sentinel://") and not self.broker_sentinel_master:
+            raise ValueError("a sentinel:// broker needs MEMEGUARD_BROKER_SENTINEL_MASTER (the master name the "
+                             "sentinels watch)")
+        return self
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        """The (host, port) of each sentinel of a ``sentinel://`` broker URL (empty otherwise)."""
+        if not self.broker_url.startswith("sentinel://"):
+            return []
+        hosts = [urlsplit(part) for part in self.broker_url.split(";") if part.strip()]
+        return [(h.hostname or "localhost", h.port or 26379) for h in hosts]
 
     @model_validator(mode="after")
     def _vlm_queue_is_separate(self) -> Settings:

@@ -62,6 +62,9 @@ def limits_of(settings: Settings, tenant: str) -> TenantLimits:
 def storage_uri(settings: Settings) -> str:
     if settings.rate_limit_storage:
         return settings.rate_limit_storage
+    if settings.sentinels:  # the limits library's own Sentinel scheme: it follows failovers too
+        hosts = ",".join(f"{host}:{port}" for host, port in settings.sentinels)
+        return f"redis+sentinel://{hosts}/{settings.broker_sentinel_master}"
     return settings.broker_url if settings.broker_url.startswith(("redis://", "rediss://")) else "memory://"
 
 

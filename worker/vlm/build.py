@@ -55,8 +55,8 @@ def _queue_depth(settings: Settings) -> Callable[[], int] | None:
     two-queue fleet); None for the in-process queue."""
     if settings.is_inline:
         return None
-    import redis
+    from memeguard.broker import broker_redis
 
-    client = redis.Redis.from_url(settings.broker_url, socket_timeout=1)
+    client = broker_redis(settings)
     queue = settings.worker_queue
     return lambda: int(client.llen(queue))
