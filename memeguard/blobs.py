@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from memeguard.metrics import BLOB_ERRORS
-
 
 class BlobNotFound(LookupError):
     """The blob is not in the store: permanent for the job that needs it."""
@@ -153,6 +151,10 @@ class S3BlobStore:
 
     def _call(self, operation: str, missing: str | None = None, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
+
+        # imported here, not at the top: the settings import this module, and a worker must set
+        # PROMETHEUS_MULTIPROC_DIR before the metrics module is first imported
+        from memeguard.metrics import BLOB_ERRORS
 
         try:
             return getattr(self.client, operation)(**kwargs)

@@ -21,6 +21,8 @@ def make_celery(settings: Settings) -> Any:
     if settings.is_inline:
         raise ValueError("the inline (embedded) deployment has no broker; set MEMEGUARD_BROKER_URL=redis://…")
     app = Celery("memeguard", broker=settings.broker_url)
+    if settings.is_amqp:
+        app.conf.update(_rabbitmq(settings))
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -54,6 +56,19 @@ def _schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return schedule
 
 
+def _rabbitmq(settings: Settings) -> dict[str, Any]:
+    """RabbitMQ: the job queues are quorum queues (replicated over the cluster's nodes by Raft: a node that
+    dies takes no message with it), publishes wait for the broker's confirm, and Celery's per-channel QoS is
+    what quorum queues support (``worker_detect_quorum_queues``)."""
+    import kombu
+
+    queue: Any = getattr(kombu, "Queue")  # noqa: B009 - kombu exports it untyped and implicitly
+    names = [settings.queue_name, *([settings.vlm_queue] if settings.vlm_queue else [])]
+    return {"task_queues": [queue(name, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
+                            for name in names],
+            "worker_detect_quorum_queues": True, "broker_heartbeat": 30}
+
+
 def _transport_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout_s,
@@ -62,6 +77,8 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         "socket_timeout": settings.broker_timeout_s,
         "socket_connect_timeout": settings.broker_timeout_s,
     }
+    if settings.is_amqp:
+        return {"confirm_publish": True, "connect_timeout": settings.broker_timeout_s}
     if settings.sentinels:  # kombu asks the sentinels for the current master on every (re)connect
         options["master_name"] = settings.broker_sentinel_master
         options["sentinel_kwargs"] = {"socket_timeout": settings.broker_timeout_s,

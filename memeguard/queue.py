@@ -44,8 +44,22 @@ class CeleryQueue:
         with self.app.connection_for_write(**options) as conn:
             if timeout is not None:
                 conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
-            client = conn.default_channel.client
-            return {name: int(client.llen(name)) for name in (self.queue_name, *self.watch)}
+            return {name: queue_length(conn, name) for name in (self.queue_name, *self.watch)}
+
+
+def queue_length(conn: Any, name: str) -> int:
+    """Messages waiting in one queue: a Redis list's length, or RabbitMQ's count from a passive declare (a
+    queue no one declared yet holds nothing)."""
+    channel = conn.default_channel
+    if hasattr(channel, "client"):  # the Redis transports (sentinel included)
+        return int(channel.client.llen(name))
+    from amqp.exceptions import NotFound
+
+    try:
+        return int(channel.queue_declare(name, passive=True).message_count)
+    except NotFound:
+        conn.default_channel  # noqa: B018 - the failed declare closed the channel; kombu opens a fresh one
+        return 0
 
 
 class InlineQueue:

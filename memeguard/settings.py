@@ -74,8 +74,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path(".memeguard"), description="root for the embedded defaults")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
-    broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process), a redis:// URL, or Redis "
-                            "Sentinel: sentinel://host:26379;sentinel://host2:26379 (with broker_sentinel_master)")
+    broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process), a redis:// URL, Redis "
+                            "Sentinel (sentinel://host:26379;sentinel://host2:26379 with broker_sentinel_master) "
+                            "or RabbitMQ (amqp://user:password@host:5672/vhost: quorum queues)")
     broker_sentinel_master: str | None = Field(default=None, description="the master name the sentinels "
                                                "watch (sentinel:// broker URLs)")
     queue_name: str = "memeguard.analyze"
@@ -246,6 +247,11 @@ class Settings(BaseSettings):
             raise ValueError("a sentinel:// broker needs MEMEGUARD_BROKER_SENTINEL_MASTER (the master name the "
                              "sentinels watch)")
         return self
+
+    @property
+    def is_amqp(self) -> bool:
+        """RabbitMQ (``amqp://``), the second supported broker."""
+        return self.broker_url.startswith(("amqp://", "amqps://", "pyamqp://"))
 
     @property
     def sentinels(self) -> list[tuple[str, int]]:

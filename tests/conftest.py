@@ -33,6 +33,7 @@ os.environ.setdefault("MEMEGUARD_CALLBACK_ALLOW", '["127.0.0.1/32"]')
 os.environ.setdefault("MEMEGUARD_CALLBACK_HTTP_TENANTS", '["*"]')
 PG_ADMIN_URL = os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MEMEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("MEMEGUARD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 API_KEYS = {"tenant-a": "a" * 24 + "-key-tenant-a", "tenant-b": "b" * 24 + "-key-tenant-b"}
 
 

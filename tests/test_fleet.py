@@ -30,7 +30,7 @@ from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.conftest import API_KEYS, REDIS_URL, create_pg_database, drop_pg_database
+from tests.conftest import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
@@ -45,26 +45,61 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+BROKERS = {"redis": REDIS_URL, "rabbitmq": RABBITMQ_URL}
+
+
+@pytest.fixture(scope="module", params=list(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    """Each fleet test runs on each supported broker: Redis, and RabbitMQ with quorum queues."""
+    return BROKERS[request.param]
+
+
 @pytest.fixture(scope="module")
-def fleet_db() -> Iterator[str]:
+def fleet_db(broker: str) -> Iterator[str]:
+    """One database per broker: the tests of one broker share it (and its verdict cache), never another's."""
     url = create_pg_database("memeguard_fleet")
     yield url
     drop_pg_database(url)
 
 
+def delete_queues(broker_url: str, *names: str) -> None:
+    """Leave no test queue behind on the shared broker."""
+    if broker_url.startswith("redis"):
+        redis.Redis.from_url(broker_url).delete(*names)
+        return
+    from kombu import Connection
+
+    with Connection(broker_url) as conn:
+        for name in names:
+            conn.default_channel.queue_delete(name)
+
+
+def is_quorum_queue(broker_url: str, name: str) -> bool:
+    """RabbitMQ refuses to re-declare a queue with another type: declaring ours as classic fails if (and only
+    if) it is a quorum queue."""
+    from amqp.exceptions import PreconditionFailed
+    from kombu import Connection
+
+    with Connection(broker_url) as conn:
+        try:
+            conn.channel().queue_declare(name, durable=True, arguments={"x-queue-type": "classic"})
+        except PreconditionFailed:
+            return True
+    return False
+
+
 @pytest.fixture
-def env(fleet_db: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(broker: str, fleet_db: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     queue = f"memeguard.test.{uuid.uuid4().hex[:8]}"
     values = {
-        "MEMEGUARD_DATABASE_URL": fleet_db, "MEMEGUARD_BROKER_URL": REDIS_URL, "MEMEGUARD_QUEUE_NAME": queue,
+        "MEMEGUARD_DATABASE_URL": fleet_db, "MEMEGUARD_BROKER_URL": broker, "MEMEGUARD_QUEUE_NAME": queue,
         "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"), "MEMEGUARD_ANALYZER": "embedded",
         "MEMEGUARD_VISIBILITY_TIMEOUT_S": "3", "MEMEGUARD_REDELIVERY_CHECK_S": "1",
         "MEMEGUARD_WORKER_OPS_PORT": str(free_port()), "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
         "MEMEGUARD_DATA_DIR": str(tmp_path),
     }
     yield values
-    client = redis.Redis.from_url(REDIS_URL)
-    client.delete(queue)
+    delete_queues(broker, queue)
 
 
 class Worker:
@@ -130,7 +165,7 @@ def wait_all_done(client: TestClient, job_ids: list[str], timeout: float) -> lis
     raise AssertionError(f"not done in {timeout}s: {[j['status'] for j in jobs]}")
 
 
-def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path) -> None:
+def test_api_to_broker_to_worker_to_postgres(env: dict[str, str], tmp_path: Path) -> None:
     client, runtime = api_client(env)
     worker = Worker(env, tmp_path / "worker.log", "w1")
     try:
@@ -150,6 +185,8 @@ def test_api_to_redis_to_worker_to_postgres(env: dict[str, str], tmp_path: Path)
                   if line.startswith("{")]
         assert {r["job_id"] for r in logged if r.get("message") == "job done"} == set(job_ids)
         assert client.get("/readyz").json()["checks"]["broker"] == "ok"
+        if env["MEMEGUARD_BROKER_URL"].startswith("amqp"):
+            assert is_quorum_queue(env["MEMEGUARD_BROKER_URL"], env["MEMEGUARD_QUEUE_NAME"])
         _stream_through_the_fleet(client)
     finally:
         worker.stop()
@@ -275,4 +312,4 @@ def test_a_two_queue_fleet_cpu_workers_hand_what_they_are_unsure_of_to_gpu_worke
         for worker in workers:
             worker.stop()
         runtime.sessions.kw["bind"].dispose()
-        redis.Redis.from_url(REDIS_URL).delete(vlm_queue)
+        delete_queues(env["MEMEGUARD_BROKER_URL"], vlm_queue)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memeguard.schemas import ModerationAction, Verdict
 from policies import Policy, evaluate, load_policy
@@ -55,8 +55,20 @@ def _queue_depth(settings: Settings) -> Callable[[], int] | None:
     two-queue fleet); None for the in-process queue."""
     if settings.is_inline:
         return None
+    queue = settings.worker_queue
+    if settings.is_amqp:
+        import kombu
+
+        from memeguard.queue import queue_length
+
+        connection: Any = getattr(kombu, "Connection")  # noqa: B009 - untyped, implicitly exported
+
+        def rabbit_depth() -> int:
+            with connection(settings.broker_url, connect_timeout=1) as conn:
+                return queue_length(conn, queue)
+
+        return rabbit_depth
     from memeguard.broker import broker_redis
 
     client = broker_redis(settings)
-    queue = settings.worker_queue
     return lambda: int(client.llen(queue))
