@@ -133,3 +133,14 @@ def test_secrets_can_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MEMEGUARD_METRICS_TOKEN_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="MEMEGUARD_METRICS_TOKEN_FILE"):
         Settings()
+
+
+def test_loading_the_settings_does_not_import_the_metrics() -> None:
+    """A prefork worker sets PROMETHEUS_MULTIPROC_DIR after loading its settings and before the metrics module
+    is first imported; importing it earlier makes every child's counters vanish from /metrics."""
+    import subprocess
+    import sys
+
+    probe = "import sys, memeguard.settings; print('memeguard.metrics' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "False", done.stderr
