@@ -20,6 +20,9 @@ idempotent by content id). Afterwards it waits for the fleet to drain and counts
   duplicated  jobs processed more than once (two verdicts or two policy actions) or content ids with two jobs
   plain_5xx   HTTP answers of 500 or more without an error code (the contract says: never)
 
+With ``--no-faults`` it also reports the load one upload puts on the servers: Redis commands, PostgreSQL
+commits and row writes per accepted upload (the figures docs/scaling.md plans with).
+
 Needs PostgreSQL (MEMEGUARD_TEST_PG_URL) and a ``redis-server`` binary. Prints a table; ``--json PATH``
 writes the figures. Run by hand (minutes); the figures to hold are 0 lost, 0 duplicated, 0 plain_5xx.
 """
@@ -344,6 +347,18 @@ def requeued(fleet: Fleet) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM audit_log WHERE event = 'job.requeued'")).scalar_one())
 
 
+def load_counters(fleet: Fleet, redis: RedisServer) -> dict[str, int]:
+    """Redis commands processed and the fleet database's commits and row writes so far."""
+    import redis as redis_client
+
+    info = redis_client.Redis(port=redis.port).info("stats")
+    with fleet.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT xact_commit, tup_inserted, tup_updated, tup_deleted "
+                                   "FROM pg_stat_database WHERE datname = current_database()")).one()
+    return {"redis_commands": int(info["total_commands_processed"]), "pg_commits": int(row[0]),
+            "pg_row_writes": int(row[1]) + int(row[2]) + int(row[3])}
+
+
 def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     redis = RedisServer(data)
     fleet = Fleet(redis, args.workers, args.analyzer, data)
@@ -354,6 +369,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         tally, log = Tally(), []
         per_client = [groups[i::args.clients] for i in range(args.clients)]
         pause = args.duration / max(1, len(per_client[0]))
+        before = load_counters(fleet, redis)
         t0 = time.monotonic()
         clients = [threading.Thread(target=Uploader(f"http://127.0.0.1:{fleet.port}", tally, images, pause).run,
                                     args=(mine,)) for mine in per_client]
@@ -366,6 +382,10 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         upload_s = time.monotonic() - t0
         outcome, drain_s = drain(fleet, tally.accepted, args.drain_timeout_s)
         dupes, swept = duplicates(fleet), requeued(fleet)
+        time.sleep(2)  # pg_stat_database is updated when a backend reports, not at each commit
+        after = load_counters(fleet, redis)
+        per_job = {f"{key}_per_job": round((after[key] - before[key]) / max(1, len(tally.accepted)), 2)
+                   for key in before} if args.no_faults else {}  # a killed Redis restarts its counters
     finally:
         fleet.close()
         redis.kill()
@@ -374,7 +394,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
             "duplicated": sum(dupes.values()), "duplicates": dupes, "plain_5xx": tally.plain_5xx,
             "gave_up": dict(tally.gave_up), "client_retries": tally.retries, "retried_codes": dict(tally.retried),
             "requeued_by_sweeper": swept, "answers": dict(tally.answers),
-            "upload_s": round(upload_s, 1), "drain_s": round(drain_s, 1), "faults": log}
+            "upload_s": round(upload_s, 1), "drain_s": round(drain_s, 1), "faults": log, "load": per_job}
 
 
 def main() -> None:
@@ -409,6 +429,8 @@ def report(f: dict[str, Any]) -> None:
           f"{f['duplicated']:>4} {f['plain_5xx']:>9} {f['drain_s']:>8}")
     print("client gave up:", f["gave_up"] or "none", "| items retried:", f["client_retries"], f["retried_codes"])
     print("answers:", f["answers"], "| jobs re-published by the sweeper:", f["requeued_by_sweeper"])
+    if f["load"]:
+        print("per accepted upload (healthy fleet):", f["load"])
 
 
 if __name__ == "__main__":

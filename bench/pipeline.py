@@ -7,7 +7,11 @@ Phases, all in one run so the ratios are comparable on a noisy machine:
               and the CPU milliseconds the API + worker processes spent per job
   analyze     `memeguard analyze` wall time per meme (a fresh process) and in-process embedded analysis
 
-Needs PostgreSQL and Redis (the same URLs as the tests). Prints a table; --json PATH writes the figures.
+Side by side, in one run: ``--brokers redis,rabbitmq`` (RabbitMQ with quorum queues) and
+``--blob-stores local,s3`` (boto3 against moto's S3 server on loopback) run the same phases on each fleet.
+
+Needs PostgreSQL and Redis (the same URLs as the tests; RabbitMQ for --brokers rabbitmq). Prints a table;
+--json PATH writes the figures.
 """
 
 from __future__ import annotations
@@ -223,6 +227,8 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--worker-batch", type=int, default=32, help="MEMEGUARD_WORKER_BATCH_SIZE")
     parser.add_argument("--analyze-samples", type=int, default=8)
+    parser.add_argument("--brokers", default="redis", help="comma-separated: redis, rabbitmq (quorum queues, "
+                        "MEMEGUARD_TEST_RABBITMQ_URL); with several, each runs the same phases")
     parser.add_argument("--blob-stores", default="local",
                         help="comma-separated: local, s3 (boto3 against moto's S3 server on loopback); with both, "
                              "the same phases run on each and the ratio is reported")
@@ -231,19 +237,31 @@ def main() -> None:
     data = Path(os.environ.get("TMPDIR", "/tmp")) / f"memeguard-bench-{uuid.uuid4().hex[:6]}"
     data.mkdir(parents=True)
     runs = {}
-    for store in args.blob_stores.split(","):
-        with blob_store_env(store, data) as extra:
-            fleet = Fleet(args.workers, args.concurrency, args.pool, args.api_workers, args.worker_batch, data, extra)
-            engine = sa.create_engine(fleet.url)
-            try:
-                runs[store] = (latency_phase(fleet, engine, args.latency_jobs),
-                               throughput_phase(fleet, engine, args.jobs, args.batch, args.clients))
-            finally:
-                engine.dispose()
-                fleet.close()
+    for broker in args.brokers.split(","):
+        for store in args.blob_stores.split(","):
+            with blob_store_env(store, data) as extra:
+                name = store if args.brokers == "redis" else f"{broker}+{store}"
+                runs[name] = run_fleet(args, data, {**extra, "MEMEGUARD_BROKER_URL": BROKER_URLS[broker]})
     analyze = analyze_phase(args.analyze_samples, data)
     first = next(iter(runs))
     report(args, runs[first][0], runs[first][1], analyze, runs)
+
+
+BROKER_URLS = {"redis": REDIS, "rabbitmq": os.environ.get("MEMEGUARD_TEST_RABBITMQ_URL",
+                                                            "amqp://guest:guest@127.0.0.1:5672//")}
+
+
+def run_fleet(args: argparse.Namespace, data: Path,
+              extra: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+    """The latency and throughput phases on a fleet started with ``extra`` settings."""
+    fleet = Fleet(args.workers, args.concurrency, args.pool, args.api_workers, args.worker_batch, data, extra)
+    engine = sa.create_engine(fleet.url)
+    try:
+        return (latency_phase(fleet, engine, args.latency_jobs),
+                throughput_phase(fleet, engine, args.jobs, args.batch, args.clients))
+    finally:
+        engine.dispose()
+        fleet.close()
 
 
 @contextmanager
@@ -298,12 +316,12 @@ def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict
         print(f"{name:<{width}}{value:>16}   {target}")
     compared = {}
     if len(runs) > 1:
-        print("blob store      overhead p50   jobs/s   CPU/job API + workers")
-        for store, (lat, thr) in runs.items():
+        print("fleet             overhead p50   jobs/s   CPU/job API + workers")
+        for name, (lat, thr) in runs.items():
             cpu = thr["api_cpu_ms_per_job"] + thr["worker_cpu_ms_per_job"]
-            compared[store] = {"overhead_p50_ms": lat["overhead_p50_ms"], "jobs_per_s": thr["jobs_per_s"],
-                               "cpu_ms_per_job": cpu}
-            print(f"{store:<15} {lat['overhead_p50_ms']:>9.2f} ms {thr['jobs_per_s']:>8.0f} {cpu:>10.2f} ms")
+            compared[name] = {"overhead_p50_ms": lat["overhead_p50_ms"], "jobs_per_s": thr["jobs_per_s"],
+                              "cpu_ms_per_job": cpu}
+            print(f"{name:<17} {lat['overhead_p50_ms']:>9.2f} ms {thr['jobs_per_s']:>8.0f} {cpu:>10.2f} ms")
         first, second = list(compared)[:2]
         base, other = compared[first], compared[second]
         ratios = {key: other[key] / base[key] for key in base}
@@ -313,7 +331,7 @@ def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict
     if args.json_path:
         args.json_path.write_text(json.dumps({"hardware": hardware, "args": vars(args) | {"json_path": None},
                                               "latency": latency, "throughput": throughput, "analyze": analyze,
-                                              "blob_stores": compared}, indent=2))
+                                              "fleets": compared}, indent=2))
 
 
 if __name__ == "__main__":
