@@ -69,7 +69,7 @@ def feeling_stage(classifier, kb, texts):  # type: ignore[no-untyped-def]
     vectors = classifier.semantic.vectors(texts) if classifier.semantic is not None else None
 
     def one(i: int) -> None:
-        row = None if vectors is None else vectors[i: i + 1]
+        row = None if vectors is None else vectors[i : i + 1]
         for reader in (classifier.emotion, classifier.attack):
             if reader is not None:
                 reader.read([texts[i]], [matches[i]], row)
@@ -82,8 +82,12 @@ def main() -> None:
     parser.add_argument("--memes", type=int, default=100)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "toxicn_mm")
-    parser.add_argument("--classifier", type=Path, help="artefact from `memeguard train` (default: the shipped "
-                        "one, .memeguard/models/current.joblib, when present)")
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        help="artefact from `memeguard train` (default: the shipped "
+        "one, .memeguard/models/current.joblib, when present)",
+    )
     parser.add_argument("--no-classifier", action="store_true", help="OCR and the bundled knowledge base only")
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
@@ -109,21 +113,37 @@ def main() -> None:
     if classifier is not None and (classifier.emotion is not None or classifier.attack is not None):
         rows["feeling"] = timed(feeling_stage(classifier, kb, [ocr.read(f) for f in frames]), list(range(len(frames))))
     rows["analyzer"] = timed(lambda f: analyzer.analyze(AnalysisInput(f)), frames)
-    report = {name: {"p50_ms": float(np.percentile(v, 50)), "p95_ms": float(np.percentile(v, 95)),
-                     "memes_per_s": 1000 / float(np.mean(v))} for name, v in rows.items()}
+    report = {
+        name: {
+            "p50_ms": float(np.percentile(v, 50)),
+            "p95_ms": float(np.percentile(v, 95)),
+            "memes_per_s": 1000 / float(np.mean(v)),
+        }
+        for name, v in rows.items()
+    }
     hardware = f"{cpu_model()} ({platform.machine()}), 1 pinned core of {os.cpu_count()}, {platform.python_version()}"
-    print(f"embedded analyzer per meme — {hardware}, {args.memes} rendered train captions, "
-          f"classifier={classifier.version if classifier else 'no'} (encoder "
-          f"{classifier.trained.get('encoder', 'none') if classifier else 'none'}), knowledge base {kb.version}")
+    print(
+        f"embedded analyzer per meme — {hardware}, {args.memes} rendered train captions, "
+        f"classifier={classifier.version if classifier else 'no'} (encoder "
+        f"{classifier.trained.get('encoder', 'none') if classifier else 'none'}), knowledge base {kb.version}"
+    )
     print(f"{'stage':<12}{'p50 ms':>10}{'p95 ms':>10}{'memes/s':>10}   target p95 <= 300 ms")
     for name, r in report.items():
         print(f"{name:<12}{r['p50_ms']:>10.0f}{r['p95_ms']:>10.0f}{r['memes_per_s']:>10.1f}")
     if args.json_path:
-        args.json_path.write_text(json.dumps({"hardware": hardware, "memes": args.memes,
-                                              "classifier": classifier.version if classifier else None,
-                                              "kb": kb.version,
-                                              "encoder_id": classifier.trained.get("encoder") if classifier else None,
-                                              **report}, indent=2))
+        args.json_path.write_text(
+            json.dumps(
+                {
+                    "hardware": hardware,
+                    "memes": args.memes,
+                    "classifier": classifier.version if classifier else None,
+                    "kb": kb.version,
+                    "encoder_id": classifier.trained.get("encoder") if classifier else None,
+                    **report,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

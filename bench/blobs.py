@@ -49,11 +49,15 @@ def one_round(store: BlobStore, payloads: list[bytes]) -> tuple[list[float], lis
 
 
 def summary(puts: list[float], gets: list[float], size: int) -> dict[str, float]:
-    return {"put_p50_ms": round(pct(puts, 0.5), 3), "put_p99_ms": round(pct(puts, 0.99), 3),
-            "get_p50_ms": round(pct(gets, 0.5), 3), "get_p99_ms": round(pct(gets, 0.99), 3),
-            "puts_per_s": round(len(puts) / (sum(puts) / 1000), 1),
-            "gets_per_s": round(len(gets) / (sum(gets) / 1000), 1),
-            "put_mb_per_s": round(len(puts) * size / 1e6 / (sum(puts) / 1000), 1)}
+    return {
+        "put_p50_ms": round(pct(puts, 0.5), 3),
+        "put_p99_ms": round(pct(puts, 0.99), 3),
+        "get_p50_ms": round(pct(gets, 0.5), 3),
+        "get_p99_ms": round(pct(gets, 0.99), 3),
+        "puts_per_s": round(len(puts) / (sum(puts) / 1000), 1),
+        "gets_per_s": round(len(gets) / (sum(gets) / 1000), 1),
+        "put_mb_per_s": round(len(puts) * size / 1e6 / (sum(puts) / 1000), 1),
+    }
 
 
 def main() -> None:
@@ -72,8 +76,11 @@ def main() -> None:
     server.start()
     try:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
-        s3 = S3BlobStore(bucket, "images", S3Options(f"http://127.0.0.1:{port}", path_style=True,
-                                                     access_key_id="bench", secret_access_key="bench"))
+        s3 = S3BlobStore(
+            bucket,
+            "images",
+            S3Options(f"http://127.0.0.1:{port}", path_style=True, access_key_id="bench", secret_access_key="bench"),
+        )
         s3.client.create_bucket(Bucket=bucket)
         local = LocalBlobStore(Path(tempfile.mkdtemp(prefix="memeguard-blobs-bench-")))
         stores: dict[str, BlobStore] = {"local": local, "s3 (moto)": s3}
@@ -89,14 +96,20 @@ def main() -> None:
     figures: dict[str, Any] = {name: summary(p, g, args.size) for name, (p, g) in timings.items()}
     figures["s3_over_local_put_p50"] = round(figures["s3 (moto)"]["put_p50_ms"] / figures["local"]["put_p50_ms"], 1)
     figures["s3_over_local_get_p50"] = round(figures["s3 (moto)"]["get_p50_ms"] / figures["local"]["get_p50_ms"], 1)
-    figures["setup"] = {"n": args.n, "rounds": args.rounds, "size": args.size,
-                        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"}
+    figures["setup"] = {
+        "n": args.n,
+        "rounds": args.rounds,
+        "size": args.size,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+    }
     print(f"blob store, {args.rounds} rounds x {args.n} objects of {args.size} bytes, {figures['setup']['machine']}")
     print(f"{'backend':<10} {'put p50':>9} {'put p99':>9} {'get p50':>9} {'get p99':>9} {'puts/s':>8} {'gets/s':>8}")
     for name in stores:
         f = figures[name]
-        print(f"{name:<10} {f['put_p50_ms']:>7.2f}ms {f['put_p99_ms']:>7.2f}ms {f['get_p50_ms']:>7.2f}ms "
-              f"{f['get_p99_ms']:>7.2f}ms {f['puts_per_s']:>8} {f['gets_per_s']:>8}")
+        print(
+            f"{name:<10} {f['put_p50_ms']:>7.2f}ms {f['put_p99_ms']:>7.2f}ms {f['get_p50_ms']:>7.2f}ms "
+            f"{f['get_p99_ms']:>7.2f}ms {f['puts_per_s']:>8} {f['gets_per_s']:>8}"
+        )
     print(f"s3/local p50: put {figures['s3_over_local_put_p50']}x, get {figures['s3_over_local_get_p50']}x")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

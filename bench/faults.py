@@ -75,8 +75,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(0.3)
 
     def kill(self) -> None:
@@ -96,22 +99,36 @@ class Fleet:
         self.url = sa.engine.make_url(PG_ADMIN).set(database=self.db).render_as_string(hide_password=False)
         upgrade(self.url)
         self.port = free_port()
-        self.env = {**os.environ, "MEMEGUARD_DATABASE_URL": self.url, "MEMEGUARD_BROKER_URL": redis.url,
-                    "MEMEGUARD_QUEUE_NAME": "memeguard.faults", "MEMEGUARD_ANALYZER": analyzer,
-                    "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
-                    "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0",
-                    "MEMEGUARD_RATE_LIMIT": "off", "MEMEGUARD_VISIBILITY_TIMEOUT_S": "10",
-                    "MEMEGUARD_REDELIVERY_CHECK_S": "2", "MEMEGUARD_REQUEUE_AFTER_S": "15",
-                    "MEMEGUARD_SWEEP_EVERY_S": "5", "MEMEGUARD_BROKER_TIMEOUT_S": "2"}
+        self.env = {
+            **os.environ,
+            "MEMEGUARD_DATABASE_URL": self.url,
+            "MEMEGUARD_BROKER_URL": redis.url,
+            "MEMEGUARD_QUEUE_NAME": "memeguard.faults",
+            "MEMEGUARD_ANALYZER": analyzer,
+            "MEMEGUARD_BLOB_STORE": str(data / "blobs"),
+            "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
+            "MEMEGUARD_LOG_LEVEL": "WARNING",
+            "MEMEGUARD_WORKER_OPS_PORT": "0",
+            "MEMEGUARD_RATE_LIMIT": "off",
+            "MEMEGUARD_VISIBILITY_TIMEOUT_S": "10",
+            "MEMEGUARD_REDELIVERY_CHECK_S": "2",
+            "MEMEGUARD_REQUEUE_AFTER_S": "15",
+            "MEMEGUARD_SWEEP_EVERY_S": "5",
+            "MEMEGUARD_BROKER_TIMEOUT_S": "2",
+        }
         self.api = self._spawn(["api", "--port", str(self.port), "--workers", "2"], "api")
         self.workers = [self._worker(i) for i in range(workers)]
         self.engine = sa.create_engine(self.url, pool_pre_ping=True)
         self._wait_ready()
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "memeguard.cli", *args], env=self.env,
-                                stdout=(self.data / f"{name}.log").open("ab"), stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "memeguard.cli", *args],
+            env=self.env,
+            stdout=(self.data / f"{name}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _worker(self, number: int) -> subprocess.Popen[bytes]:
         beat = ["--beat"] if number == 0 else []
@@ -139,8 +156,13 @@ class Fleet:
         """Terminate every backend of the fleet's database (API and workers alike)."""
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            cut = conn.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                       "WHERE datname = :db AND pid <> pg_backend_pid()"), {"db": self.db})
+            cut = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = :db AND pid <> pg_backend_pid()"
+                ),
+                {"db": self.db},
+            )
             return int(cut.scalar_one())
 
     def close(self) -> None:
@@ -179,8 +201,11 @@ class Tally:
                 self.answers[f"connection:{error}"] += 1
                 return None
             try:
-                body = response.json() if response.status_code != 200 or "json" in response.headers.get(
-                    "content-type", "") else None
+                body = (
+                    response.json()
+                    if response.status_code != 200 or "json" in response.headers.get("content-type", "")
+                    else None
+                )
             except ValueError:
                 body = None
             if response.status_code >= 500 and not (isinstance(body, dict) and "error" in body):
@@ -245,8 +270,11 @@ class Uploader:
     def single(self, ids: list[str]) -> list[str]:
         left = []
         for content_id in ids:
-            response = self._post("/v1/jobs", data={"content_id": content_id, "post_text": "故障演练"},
-                                  files={"image": ("m.png", self._image(content_id), "image/png")})
+            response = self._post(
+                "/v1/jobs",
+                data={"content_id": content_id, "post_text": "故障演练"},
+                files={"image": ("m.png", self._image(content_id), "image/png")},
+            )
             body = self.tally.answer(response) if response is not None else None
             if response is None or body is None or not self._settle(content_id, body):
                 left.append(content_id)
@@ -264,8 +292,9 @@ class Uploader:
 
     def stream(self, ids: list[str]) -> list[str]:
         lines = "".join(json.dumps(item(c, self._image(c)), ensure_ascii=False) + "\n" for c in ids)
-        response = self._post("/v1/jobs:stream", content=lines.encode(),
-                              headers={"Content-Type": "application/x-ndjson"})
+        response = self._post(
+            "/v1/jobs:stream", content=lines.encode(), headers={"Content-Type": "application/x-ndjson"}
+        )
         if response is None:
             return ids
         self.tally.answer(response)
@@ -333,9 +362,9 @@ def duplicates(fleet: Fleet) -> dict[str, int]:
     checks = {
         "two_verdicts": "SELECT count(*) FROM (SELECT job_id FROM verdicts GROUP BY job_id HAVING count(*) > 1) d",
         "two_policy_actions": "SELECT count(*) FROM (SELECT job_id FROM actions WHERE source = 'policy' "
-                              "GROUP BY job_id HAVING count(*) > 1) d",
+        "GROUP BY job_id HAVING count(*) > 1) d",
         "two_jobs_per_content_id": "SELECT count(*) FROM (SELECT content_id FROM jobs GROUP BY tenant, content_id "
-                                   "HAVING count(*) > 1) d",
+        "HAVING count(*) > 1) d",
     }
     with fleet.engine.connect() as conn:
         return {name: int(conn.execute(sa.text(sql)).scalar_one()) for name, sql in checks.items()}
@@ -353,10 +382,17 @@ def load_counters(fleet: Fleet, redis: RedisServer) -> dict[str, int]:
 
     info = redis_client.Redis(port=redis.port).info("stats")
     with fleet.engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT xact_commit, tup_inserted, tup_updated, tup_deleted "
-                                   "FROM pg_stat_database WHERE datname = current_database()")).one()
-    return {"redis_commands": int(info["total_commands_processed"]), "pg_commits": int(row[0]),
-            "pg_row_writes": int(row[1]) + int(row[2]) + int(row[3])}
+        row = conn.execute(
+            sa.text(
+                "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted "
+                "FROM pg_stat_database WHERE datname = current_database()"
+            )
+        ).one()
+    return {
+        "redis_commands": int(info["total_commands_processed"]),
+        "pg_commits": int(row[0]),
+        "pg_row_writes": int(row[1]) + int(row[2]) + int(row[3]),
+    }
 
 
 def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
@@ -365,16 +401,21 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     try:
         images = [render_meme(caption) for caption in ("故障演练", "你说得对", "笑死我了", "早上好")]
         ids = [f"f{n:05d}" for n in range(args.uploads)]
-        groups = [ids[i:i + GROUP] for i in range(0, len(ids), GROUP)]
+        groups = [ids[i : i + GROUP] for i in range(0, len(ids), GROUP)]
         tally, log = Tally(), []
-        per_client = [groups[i::args.clients] for i in range(args.clients)]
+        per_client = [groups[i :: args.clients] for i in range(args.clients)]
         pause = args.duration / max(1, len(per_client[0]))
         before = load_counters(fleet, redis)
         t0 = time.monotonic()
-        clients = [threading.Thread(target=Uploader(f"http://127.0.0.1:{fleet.port}", tally, images, pause).run,
-                                    args=(mine,)) for mine in per_client]
-        chaos = threading.Thread(target=faults, args=(fleet, redis, args.redis_down_s, log, t0)) \
-            if not args.no_faults else threading.Thread(target=lambda: None)
+        clients = [
+            threading.Thread(target=Uploader(f"http://127.0.0.1:{fleet.port}", tally, images, pause).run, args=(mine,))
+            for mine in per_client
+        ]
+        chaos = (
+            threading.Thread(target=faults, args=(fleet, redis, args.redis_down_s, log, t0))
+            if not args.no_faults
+            else threading.Thread(target=lambda: None)
+        )
         for thread in [*clients, chaos]:
             thread.start()
         for thread in [*clients, chaos]:
@@ -384,17 +425,34 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         dupes, swept = duplicates(fleet), requeued(fleet)
         time.sleep(2)  # pg_stat_database is updated when a backend reports, not at each commit
         after = load_counters(fleet, redis)
-        per_job = {f"{key}_per_job": round((after[key] - before[key]) / max(1, len(tally.accepted)), 2)
-                   for key in before} if args.no_faults else {}  # a killed Redis restarts its counters
+        per_job = (
+            {f"{key}_per_job": round((after[key] - before[key]) / max(1, len(tally.accepted)), 2) for key in before}
+            if args.no_faults
+            else {}
+        )  # a killed Redis restarts its counters
     finally:
         fleet.close()
         redis.kill()
-    return {"uploads": args.uploads, "accepted": len(tally.accepted), "done": outcome.get("done", 0),
-            "failed": outcome.get("failed", 0), "stuck": outcome["stuck"], "lost": outcome.get("lost", 0),
-            "duplicated": sum(dupes.values()), "duplicates": dupes, "plain_5xx": tally.plain_5xx,
-            "gave_up": dict(tally.gave_up), "client_retries": tally.retries, "retried_codes": dict(tally.retried),
-            "requeued_by_sweeper": swept, "answers": dict(tally.answers),
-            "upload_s": round(upload_s, 1), "drain_s": round(drain_s, 1), "faults": log, "load": per_job}
+    return {
+        "uploads": args.uploads,
+        "accepted": len(tally.accepted),
+        "done": outcome.get("done", 0),
+        "failed": outcome.get("failed", 0),
+        "stuck": outcome["stuck"],
+        "lost": outcome.get("lost", 0),
+        "duplicated": sum(dupes.values()),
+        "duplicates": dupes,
+        "plain_5xx": tally.plain_5xx,
+        "gave_up": dict(tally.gave_up),
+        "client_retries": tally.retries,
+        "retried_codes": dict(tally.retried),
+        "requeued_by_sweeper": swept,
+        "answers": dict(tally.answers),
+        "upload_s": round(upload_s, 1),
+        "drain_s": round(drain_s, 1),
+        "faults": log,
+        "load": per_job,
+    }
 
 
 def main() -> None:
@@ -423,10 +481,14 @@ def report(f: dict[str, Any]) -> None:
     print("fault campaign:", f["machine"])
     for line in f["faults"]:
         print("  " + line)
-    print(f"{'uploads':>10} {'accepted':>9} {'done':>6} {'failed':>7} {'stuck':>6} {'lost':>5} {'dup':>4} "
-          f"{'plain5xx':>9} {'drain_s':>8}")
-    print(f"{f['uploads']:>10} {f['accepted']:>9} {f['done']:>6} {f['failed']:>7} {f['stuck']:>6} {f['lost']:>5} "
-          f"{f['duplicated']:>4} {f['plain_5xx']:>9} {f['drain_s']:>8}")
+    print(
+        f"{'uploads':>10} {'accepted':>9} {'done':>6} {'failed':>7} {'stuck':>6} {'lost':>5} {'dup':>4} "
+        f"{'plain5xx':>9} {'drain_s':>8}"
+    )
+    print(
+        f"{f['uploads']:>10} {f['accepted']:>9} {f['done']:>6} {f['failed']:>7} {f['stuck']:>6} {f['lost']:>5} "
+        f"{f['duplicated']:>4} {f['plain_5xx']:>9} {f['drain_s']:>8}"
+    )
     print("client gave up:", f["gave_up"] or "none", "| items retried:", f["client_retries"], f["retried_codes"])
     print("answers:", f["answers"], "| jobs re-published by the sweeper:", f["requeued_by_sweeper"])
     if f["load"]:

@@ -55,10 +55,16 @@ def measure(n: int, queries: int, rng: np.random.Generator) -> dict[str, float]:
         scan_ms.append((time.perf_counter() - started) * 1000)
         if hits != expected:
             raise SystemExit(f"index and scan disagree at n={n}: {hits[:3]} vs {expected[:3]}")
-    return {"n": n, "p50_ms": float(np.percentile(index_ms, 50)), "p99_ms": float(np.percentile(index_ms, 99)),
-            "lookups_per_s": 1000 / float(np.mean(index_ms)), "scan_p50_ms": float(np.percentile(scan_ms, 50)),
-            "speedup": float(np.mean(scan_ms) / np.mean(index_ms)), "build_s": build_s,
-            "memory_mb": index.memory_bytes() / 2**20}
+    return {
+        "n": n,
+        "p50_ms": float(np.percentile(index_ms, 50)),
+        "p99_ms": float(np.percentile(index_ms, 99)),
+        "lookups_per_s": 1000 / float(np.mean(index_ms)),
+        "scan_p50_ms": float(np.percentile(scan_ms, 50)),
+        "speedup": float(np.mean(scan_ms) / np.mean(index_ms)),
+        "build_s": build_s,
+        "memory_mb": index.memory_bytes() / 2**20,
+    }
 
 
 def main() -> None:
@@ -71,13 +77,16 @@ def main() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     rng = np.random.default_rng(args.seed)
     rows = [measure(int(n), args.queries, rng) for n in args.sizes.split(",")]
-    print(f"PDQ bank lookup, radius {RADIUS}, {args.queries} queries (half near a stored hash, half random), "
-          f"1 pinned core, {platform.machine()} {platform.python_version()}")
-    print(f"{'n':>9}{'p50 ms':>9}{'p99 ms':>9}{'lookups/s':>11}{'scan p50':>10}{'speedup':>9}{'build s':>9}"
-          f"{'MB':>8}")
+    print(
+        f"PDQ bank lookup, radius {RADIUS}, {args.queries} queries (half near a stored hash, half random), "
+        f"1 pinned core, {platform.machine()} {platform.python_version()}"
+    )
+    print(f"{'n':>9}{'p50 ms':>9}{'p99 ms':>9}{'lookups/s':>11}{'scan p50':>10}{'speedup':>9}{'build s':>9}{'MB':>8}")
     for r in rows:
-        print(f"{r['n']:>9}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['lookups_per_s']:>11.0f}"
-              f"{r['scan_p50_ms']:>10.2f}{r['speedup']:>9.1f}{r['build_s']:>9.2f}{r['memory_mb']:>8.1f}")
+        print(
+            f"{r['n']:>9}{r['p50_ms']:>9.3f}{r['p99_ms']:>9.3f}{r['lookups_per_s']:>11.0f}"
+            f"{r['scan_p50_ms']:>10.2f}{r['speedup']:>9.1f}{r['build_s']:>9.2f}{r['memory_mb']:>8.1f}"
+        )
     print("targets at 1M: p99 <= 2 ms, speedup >= 50x, memory <= 200 MB")
     if args.json_path:
         args.json_path.write_text(json.dumps(rows, indent=2))

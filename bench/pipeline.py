@@ -74,8 +74,16 @@ def group_cpu_s(pgid: int) -> float:
 
 
 class Fleet:
-    def __init__(self, workers: int, concurrency: int, pool: str, api_workers: int, worker_batch: int,
-                 data: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        concurrency: int,
+        pool: str,
+        api_workers: int,
+        worker_batch: int,
+        data: Path,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.db = f"memeguard_bench_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -83,20 +91,35 @@ class Fleet:
         self.url = sa.engine.make_url(PG_ADMIN).set(database=self.db).render_as_string(hide_password=False)
         upgrade(self.url)
         self.port = free_port()
-        self.env = {**os.environ, "MEMEGUARD_DATABASE_URL": self.url, "MEMEGUARD_BROKER_URL": REDIS,
-                    "MEMEGUARD_QUEUE_NAME": f"memeguard.bench.{self.db}", "MEMEGUARD_ANALYZER": "noop",
-                    "MEMEGUARD_FINGERPRINTS": "false",  # fleet overhead only; bench/repeats.py measures hashing
-                    "MEMEGUARD_BLOB_STORE": str(data / "blobs"), "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
-                    "MEMEGUARD_LOG_LEVEL": "WARNING", "MEMEGUARD_WORKER_OPS_PORT": "0",
-                    "MEMEGUARD_WORKER_BATCH_SIZE": str(worker_batch), **(extra_env or {})}
+        self.env = {
+            **os.environ,
+            "MEMEGUARD_DATABASE_URL": self.url,
+            "MEMEGUARD_BROKER_URL": REDIS,
+            "MEMEGUARD_QUEUE_NAME": f"memeguard.bench.{self.db}",
+            "MEMEGUARD_ANALYZER": "noop",
+            "MEMEGUARD_FINGERPRINTS": "false",  # fleet overhead only; bench/repeats.py measures hashing
+            "MEMEGUARD_BLOB_STORE": str(data / "blobs"),
+            "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
+            "MEMEGUARD_LOG_LEVEL": "WARNING",
+            "MEMEGUARD_WORKER_OPS_PORT": "0",
+            "MEMEGUARD_WORKER_BATCH_SIZE": str(worker_batch),
+            **(extra_env or {}),
+        }
         self.procs = [self._spawn(["api", "--port", str(self.port), "--workers", str(api_workers)], data / "api.log")]
-        self.procs += [self._spawn(["worker", "-c", str(concurrency), "-P", pool, "-n", f"b{i}@%h"], data / f"w{i}.log")
-                       for i in range(workers)]
+        self.procs += [
+            self._spawn(["worker", "-c", str(concurrency), "-P", pool, "-n", f"b{i}@%h"], data / f"w{i}.log")
+            for i in range(workers)
+        ]
         self._wait_ready(data)
 
     def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "memeguard.cli", *args], env=self.env,
-                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "memeguard.cli", *args],
+            env=self.env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def _wait_ready(self, data: Path) -> None:
         """Ready = the API answers and one warm-up job has gone all the way through a worker."""
@@ -106,8 +129,12 @@ class Fleet:
         while time.monotonic() < deadline:
             try:
                 if not submitted:
-                    httpx.post(f"http://127.0.0.1:{self.port}/v1/jobs", headers={"Authorization": f"Bearer {KEY}"},
-                               data={"content_id": "warm-up"}, files={"image": ("m.png", render_meme("早"))})
+                    httpx.post(
+                        f"http://127.0.0.1:{self.port}/v1/jobs",
+                        headers={"Authorization": f"Bearer {KEY}"},
+                        data={"content_id": "warm-up"},
+                        files={"image": ("m.png", render_meme("早"))},
+                    )
                     submitted = True
                 if self.done_count(engine) >= 1:
                     engine.dispose()
@@ -160,8 +187,12 @@ def latency_phase(fleet: Fleet, engine: sa.Engine, n: int) -> dict[str, float]:
         rows = conn.execute(sa.text("SELECT created_at, finished_at FROM jobs WHERE content_id LIKE 'lat-%'")).all()
     pipeline = [(f - c).total_seconds() * 1000 for c, f in rows]
     total = [p + q for p, q in zip(sorted(posts), sorted(pipeline), strict=True)]
-    return {"post_p50_ms": pct(posts, 0.5), "pipeline_p50_ms": pct(pipeline, 0.5),
-            "overhead_p50_ms": pct(total, 0.5), "overhead_p95_ms": pct(total, 0.95)}
+    return {
+        "post_p50_ms": pct(posts, 0.5),
+        "pipeline_p50_ms": pct(pipeline, 0.5),
+        "overhead_p50_ms": pct(total, 0.5),
+        "overhead_p95_ms": pct(total, 0.95),
+    }
 
 
 def throughput_phase(fleet: Fleet, engine: sa.Engine, n: int, batch: int, clients: int) -> dict[str, float]:
@@ -170,8 +201,12 @@ def throughput_phase(fleet: Fleet, engine: sa.Engine, n: int, batch: int, client
     already = fleet.done_count(engine)
 
     def send(items: list[dict[str, str]]) -> None:
-        response = httpx.post(f"http://127.0.0.1:{fleet.port}/v1/jobs:batch", json={"items": items},
-                              headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        response = httpx.post(
+            f"http://127.0.0.1:{fleet.port}/v1/jobs:batch",
+            json={"items": items},
+            headers={"Authorization": f"Bearer {KEY}"},
+            timeout=120,
+        )
         assert response.json()["accepted"] == len(items), response.text[:500]
 
     cpu_before, started = fleet.cpu_s(), time.perf_counter()
@@ -184,9 +219,15 @@ def throughput_phase(fleet: Fleet, engine: sa.Engine, n: int, batch: int, client
     elapsed = time.perf_counter() - started
     (api_after, workers_after), (api_before, workers_before) = fleet.cpu_s(), cpu_before
     api_ms, worker_ms = (api_after - api_before) * 1000 / total, (workers_after - workers_before) * 1000 / total
-    return {"jobs": total, "jobs_per_s": total / elapsed, "submit_per_s": total / submitted_s,
-            "cpu_ms_per_job": api_ms + worker_ms, "api_cpu_ms_per_job": api_ms,
-            "worker_cpu_ms_per_job": worker_ms, "elapsed_s": elapsed}
+    return {
+        "jobs": total,
+        "jobs_per_s": total / elapsed,
+        "submit_per_s": total / submitted_s,
+        "cpu_ms_per_job": api_ms + worker_ms,
+        "api_cpu_ms_per_job": api_ms,
+        "worker_cpu_ms_per_job": worker_ms,
+        "elapsed_s": elapsed,
+    }
 
 
 def analyze_phase(samples: int, data: Path) -> dict[str, float]:
@@ -201,8 +242,12 @@ def analyze_phase(samples: int, data: Path) -> dict[str, float]:
     walls = []
     for path in paths:
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "memeguard.cli", "analyze", str(path), "--json"], check=True,
-                       capture_output=True, env={**os.environ, "MEMEGUARD_DATA_DIR": str(data)})
+        subprocess.run(
+            [sys.executable, "-m", "memeguard.cli", "analyze", str(path), "--json"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "MEMEGUARD_DATA_DIR": str(data)},
+        )
         walls.append((time.perf_counter() - started) * 1000)
     analyzer = build_analyzer("embedded")
     inproc = []
@@ -211,8 +256,12 @@ def analyze_phase(samples: int, data: Path) -> dict[str, float]:
         started = time.perf_counter()
         analyzer.analyze(AnalysisInput(frames, ""))
         inproc.append((time.perf_counter() - started) * 1000)
-    return {"cli_wall_p50_ms": pct(walls, 0.5), "cli_wall_p95_ms": pct(walls, 0.95),
-            "inproc_p50_ms": pct(inproc, 0.5), "inproc_p95_ms": pct(inproc, 0.95)}
+    return {
+        "cli_wall_p50_ms": pct(walls, 0.5),
+        "cli_wall_p95_ms": pct(walls, 0.95),
+        "inproc_p50_ms": pct(inproc, 0.5),
+        "inproc_p95_ms": pct(inproc, 0.95),
+    }
 
 
 def main() -> None:
@@ -227,11 +276,18 @@ def main() -> None:
     parser.add_argument("--api-workers", type=int, default=1)
     parser.add_argument("--worker-batch", type=int, default=32, help="MEMEGUARD_WORKER_BATCH_SIZE")
     parser.add_argument("--analyze-samples", type=int, default=8)
-    parser.add_argument("--brokers", default="redis", help="comma-separated: redis, rabbitmq (quorum queues, "
-                        "MEMEGUARD_TEST_RABBITMQ_URL); with several, each runs the same phases")
-    parser.add_argument("--blob-stores", default="local",
-                        help="comma-separated: local, s3 (boto3 against moto's S3 server on loopback); with both, "
-                             "the same phases run on each and the ratio is reported")
+    parser.add_argument(
+        "--brokers",
+        default="redis",
+        help="comma-separated: redis, rabbitmq (quorum queues, "
+        "MEMEGUARD_TEST_RABBITMQ_URL); with several, each runs the same phases",
+    )
+    parser.add_argument(
+        "--blob-stores",
+        default="local",
+        help="comma-separated: local, s3 (boto3 against moto's S3 server on loopback); with both, "
+        "the same phases run on each and the ratio is reported",
+    )
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     data = Path(os.environ.get("TMPDIR", "/tmp")) / f"memeguard-bench-{uuid.uuid4().hex[:6]}"
@@ -247,18 +303,21 @@ def main() -> None:
     report(args, runs[first][0], runs[first][1], analyze, runs)
 
 
-BROKER_URLS = {"redis": REDIS, "rabbitmq": os.environ.get("MEMEGUARD_TEST_RABBITMQ_URL",
-                                                            "amqp://guest:guest@127.0.0.1:5672//")}
+BROKER_URLS = {
+    "redis": REDIS,
+    "rabbitmq": os.environ.get("MEMEGUARD_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"),
+}
 
 
-def run_fleet(args: argparse.Namespace, data: Path,
-              extra: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
+def run_fleet(args: argparse.Namespace, data: Path, extra: dict[str, str]) -> tuple[dict[str, float], dict[str, float]]:
     """The latency and throughput phases on a fleet started with ``extra`` settings."""
     fleet = Fleet(args.workers, args.concurrency, args.pool, args.api_workers, args.worker_batch, data, extra)
     engine = sa.create_engine(fleet.url)
     try:
-        return (latency_phase(fleet, engine, args.latency_jobs),
-                throughput_phase(fleet, engine, args.jobs, args.batch, args.clients))
+        return (
+            latency_phase(fleet, engine, args.latency_jobs),
+            throughput_phase(fleet, engine, args.jobs, args.batch, args.clients),
+        )
     finally:
         engine.dispose()
         fleet.close()
@@ -281,19 +340,35 @@ def blob_store_env(store: str, data: Path) -> Iterator[dict[str, str]]:
     server.start()
     try:
         endpoint, bucket = f"http://127.0.0.1:{port}", f"bench-{uuid.uuid4().hex[:8]}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
-                     aws_secret_access_key="bench").create_bucket(Bucket=bucket)
-        yield {"MEMEGUARD_BLOB_STORE": f"s3://{bucket}/images", "MEMEGUARD_BLOB_S3_ENDPOINT_URL": endpoint,
-               "MEMEGUARD_BLOB_S3_PATH_STYLE": "true", "MEMEGUARD_BLOB_S3_ACCESS_KEY_ID": "bench",
-               "MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY": "bench"}
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        ).create_bucket(Bucket=bucket)
+        yield {
+            "MEMEGUARD_BLOB_STORE": f"s3://{bucket}/images",
+            "MEMEGUARD_BLOB_S3_ENDPOINT_URL": endpoint,
+            "MEMEGUARD_BLOB_S3_PATH_STYLE": "true",
+            "MEMEGUARD_BLOB_S3_ACCESS_KEY_ID": "bench",
+            "MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY": "bench",
+        }
     finally:
         server.stop()
 
 
-def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict[str, float],
-           analyze: dict[str, float], runs: dict[str, tuple[dict[str, float], dict[str, float]]]) -> None:
-    hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_implementation()} " \
-               f"{platform.python_version()}"
+def report(
+    args: argparse.Namespace,
+    latency: dict[str, float],
+    throughput: dict[str, float],
+    analyze: dict[str, float],
+    runs: dict[str, tuple[dict[str, float], dict[str, float]]],
+) -> None:
+    hardware = (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_implementation()} "
+        f"{platform.python_version()}"
+    )
     rows = [
         ("per-job overhead p50 (POST + pipeline, idle)", f"{latency['overhead_p50_ms']:.2f} ms", "<= 5 ms"),
         ("per-job overhead p95", f"{latency['overhead_p95_ms']:.2f} ms", ""),
@@ -301,16 +376,24 @@ def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict
         ("  of which created -> done p50", f"{latency['pipeline_p50_ms']:.2f} ms", ""),
         (f"throughput, {throughput['jobs']:.0f} jobs via :batch", f"{throughput['jobs_per_s']:.0f} jobs/s", ">= 300"),
         ("  submission rate", f"{throughput['submit_per_s']:.0f} jobs/s", ""),
-        ("  CPU per job, API + workers", f"{throughput['api_cpu_ms_per_job']:.2f} + "
-         f"{throughput['worker_cpu_ms_per_job']:.2f} ms", ""),
+        (
+            "  CPU per job, API + workers",
+            f"{throughput['api_cpu_ms_per_job']:.2f} + {throughput['worker_cpu_ms_per_job']:.2f} ms",
+            "",
+        ),
         ("memeguard analyze, wall per meme p50 (new process)", f"{analyze['cli_wall_p50_ms']:.0f} ms", ""),
-        ("embedded analyzer in-process p50 / p95", f"{analyze['inproc_p50_ms']:.0f} / "
-         f"{analyze['inproc_p95_ms']:.0f} ms", ""),
+        (
+            "embedded analyzer in-process p50 / p95",
+            f"{analyze['inproc_p50_ms']:.0f} / {analyze['inproc_p95_ms']:.0f} ms",
+            "",
+        ),
     ]
     print(f"memeguard pipeline benchmark — {hardware}")
-    print(f"api processes={args.api_workers} workers={args.workers} pool={args.pool} "
-          f"concurrency={args.concurrency} clients={args.clients} batch={args.batch} "
-          f"worker batch={args.worker_batch}")
+    print(
+        f"api processes={args.api_workers} workers={args.workers} pool={args.pool} "
+        f"concurrency={args.concurrency} clients={args.clients} batch={args.batch} "
+        f"worker batch={args.worker_batch}"
+    )
     width = max(len(r[0]) for r in rows) + 2
     for name, value, target in rows:
         print(f"{name:<{width}}{value:>16}   {target}")
@@ -319,19 +402,34 @@ def report(args: argparse.Namespace, latency: dict[str, float], throughput: dict
         print("fleet             overhead p50   jobs/s   CPU/job API + workers")
         for name, (lat, thr) in runs.items():
             cpu = thr["api_cpu_ms_per_job"] + thr["worker_cpu_ms_per_job"]
-            compared[name] = {"overhead_p50_ms": lat["overhead_p50_ms"], "jobs_per_s": thr["jobs_per_s"],
-                              "cpu_ms_per_job": cpu}
+            compared[name] = {
+                "overhead_p50_ms": lat["overhead_p50_ms"],
+                "jobs_per_s": thr["jobs_per_s"],
+                "cpu_ms_per_job": cpu,
+            }
             print(f"{name:<17} {lat['overhead_p50_ms']:>9.2f} ms {thr['jobs_per_s']:>8.0f} {cpu:>10.2f} ms")
         first, second = list(compared)[:2]
         base, other = compared[first], compared[second]
         ratios = {key: other[key] / base[key] for key in base}
         compared["ratio"] = {key: round(value, 3) for key, value in ratios.items()}
-        print(f"ratio {second}/{first}: overhead {ratios['overhead_p50_ms']:.2f}x, jobs/s "
-              f"{ratios['jobs_per_s']:.2f}x, CPU/job {ratios['cpu_ms_per_job']:.2f}x")
+        print(
+            f"ratio {second}/{first}: overhead {ratios['overhead_p50_ms']:.2f}x, jobs/s "
+            f"{ratios['jobs_per_s']:.2f}x, CPU/job {ratios['cpu_ms_per_job']:.2f}x"
+        )
     if args.json_path:
-        args.json_path.write_text(json.dumps({"hardware": hardware, "args": vars(args) | {"json_path": None},
-                                              "latency": latency, "throughput": throughput, "analyze": analyze,
-                                              "fleets": compared}, indent=2))
+        args.json_path.write_text(
+            json.dumps(
+                {
+                    "hardware": hardware,
+                    "args": vars(args) | {"json_path": None},
+                    "latency": latency,
+                    "throughput": throughput,
+                    "analyze": analyze,
+                    "fleets": compared,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -33,14 +33,18 @@ def per_request_us(sessions, n: int) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", default=os.environ.get("MEMEGUARD_TEST_PG_URL",
-                                                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
-    variants = {"pre_ping": make_sessions(make_engine(args.url, pre_ping=True)),
-                "no_pre_ping": make_sessions(make_engine(args.url, pre_ping=False))}
+    variants = {
+        "pre_ping": make_sessions(make_engine(args.url, pre_ping=True)),
+        "no_pre_ping": make_sessions(make_engine(args.url, pre_ping=False)),
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     for sessions in variants.values():
         per_request_us(sessions, 50)  # warm the pool
@@ -55,8 +59,11 @@ def main() -> None:
     extra = medians["pre_ping"] - medians["no_pre_ping"]
     print(f"{'pre-ping adds':<12}{extra:>10.0f} µs/request ({extra / medians['no_pre_ping']:+.0%})")
     if args.json_path:
-        args.json_path.write_text(json.dumps({"hardware": hardware, "median_us": medians, "rounds": times,
-                                              "pre_ping_adds_us": extra}, indent=2))
+        args.json_path.write_text(
+            json.dumps(
+                {"hardware": hardware, "median_us": medians, "rounds": times, "pre_ping_adds_us": extra}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -73,9 +73,12 @@ def encode(image: Image.Image, quality: int = 95) -> bytes:
 def edits(original: bytes, changed_caption: bytes) -> dict[str, bytes]:
     image = decode_frames(original, 1)[0]
     w, h = image.size
-    return {"jpeg_30": encode(image, 30), "resize_50": encode(image.resize((w // 2, h // 2)), 92),
-            "crop_5": encode(image.crop((w // 20, h // 20, w - w // 20, h - h // 20)), 92),
-            "caption_changed": changed_caption}
+    return {
+        "jpeg_30": encode(image, 30),
+        "resize_50": encode(image.resize((w // 2, h // 2)), 92),
+        "crop_5": encode(image.crop((w // 20, h // 20, w - w // 20, h - h // 20)), 92),
+        "caption_changed": changed_caption,
+    }
 
 
 class Bench:
@@ -117,9 +120,15 @@ def robustness(bench: Bench, captions: list[str]) -> dict[str, dict[str, float]]
             distance = bin(base.pdq ^ edited.pdq).count("1")
             within = distance <= 31 or bin(base.phash ^ edited.phash).count("1") <= 8
             rows.setdefault(name, []).append((distance, within, reused(bench.run(data, post))))
-    return {name: {"pdq_median": statistics.median(d for d, _, _ in r), "pdq_max": max(d for d, _, _ in r),
-                   "image_match": sum(w for _, w, _ in r) / len(r),
-                   "verdict_reused": sum(u for _, _, u in r) / len(r)} for name, r in rows.items()}
+    return {
+        name: {
+            "pdq_median": statistics.median(d for d, _, _ in r),
+            "pdq_max": max(d for d, _, _ in r),
+            "image_match": sum(w for _, w, _ in r) / len(r),
+            "verdict_reused": sum(u for _, _, u in r) / len(r),
+        }
+        for name, r in rows.items()
+    }
 
 
 def replay(bench: Bench, captions: list[str], items: int, share: float, rng: random.Random) -> dict[str, float]:
@@ -134,8 +143,14 @@ def replay(bench: Bench, captions: list[str], items: int, share: float, rng: ran
             data, post = render_meme(next(unique), TEMPLATES[i % 4]), f"帖子{i}"
             originals.append((data, post, bench.run(data, post)))
     calls = bench.analyzer.calls - calls_before
-    return {"items": items, "repeats": repeats, "repeat_share": repeats / items, "model_calls": calls,
-            "calls_saved_share": 1 - calls / items, "repeats_equal_original": equal / max(repeats, 1)}
+    return {
+        "items": items,
+        "repeats": repeats,
+        "repeat_share": repeats / items,
+        "model_calls": calls,
+        "calls_saved_share": 1 - calls / items,
+        "repeats_equal_original": equal / max(repeats, 1),
+    }
 
 
 def main() -> None:
@@ -154,15 +169,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench = Bench(Path(tmp))
         table = robustness(bench, captions[: args.memes])
-        stream = replay(bench, captions[args.memes:], args.items, args.repeat_share, rng)
+        stream = replay(bench, captions[args.memes :], args.items, args.repeat_share, rng)
     print(f"fingerprint robustness — {args.memes} rendered train captions, {platform.machine()}")
     print(f"{'edit':<17}{'PDQ median':>11}{'PDQ max':>9}{'image match':>13}{'verdict reused':>16}")
     for name, r in table.items():
-        print(f"{name:<17}{r['pdq_median']:>11.0f}{r['pdq_max']:>9}{r['image_match']:>13.0%}"
-              f"{r['verdict_reused']:>16.0%}")
-    print(f"\nreplay: {stream['items']} items, {stream['repeats']} repeats ({stream['repeat_share']:.0%}); "
-          f"model calls {stream['model_calls']} (saved {stream['calls_saved_share']:.0%}); "
-          f"repeats equal to their original: {stream['repeats_equal_original']:.0%}")
+        print(
+            f"{name:<17}{r['pdq_median']:>11.0f}{r['pdq_max']:>9}{r['image_match']:>13.0%}{r['verdict_reused']:>16.0%}"
+        )
+    print(
+        f"\nreplay: {stream['items']} items, {stream['repeats']} repeats ({stream['repeat_share']:.0%}); "
+        f"model calls {stream['model_calls']} (saved {stream['calls_saved_share']:.0%}); "
+        f"repeats equal to their original: {stream['repeats_equal_original']:.0%}"
+    )
     if args.json_path:
         args.json_path.write_text(json.dumps({"robustness": table, "replay": stream}, indent=2, ensure_ascii=False))
 

@@ -40,8 +40,11 @@ from policies import evaluate, load_policy  # noqa: E402
 PASSWORD = "bench password 123"
 KEY = "k" * 32
 SECRET = "c" * 40 + "-bench-secret"
-HARMS = [HarmType.NONE] * 4 + [HarmType.GENERAL_OFFENSE] * 3 + [HarmType.DISPIRITED_CULTURE, HarmType.TARGETED_HARM,
-                                                                   HarmType.SEXUAL_INNUENDO]
+HARMS = (
+    [HarmType.NONE] * 4
+    + [HarmType.GENERAL_OFFENSE] * 3
+    + [HarmType.DISPIRITED_CULTURE, HarmType.TARGETED_HARM, HarmType.SEXUAL_INNUENDO]
+)
 
 
 def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
@@ -50,9 +53,16 @@ def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
     with runtime.sessions() as session:
         reviewer = users.add_user(session, "bench", PASSWORD, Role.SENIOR, ["bench"], actor="bench")
         for start in range(0, items, 1000):
-            news = [store.NewJob("bench" if rng.random() < 0.9 else "other", f"c{i}", JobStatus.RUNNING,
-                                 post_text="你说得对，但是我不听", callback_url="https://p.example/hook")
-                    for i in range(start, min(items, start + 1000))]
+            news = [
+                store.NewJob(
+                    "bench" if rng.random() < 0.9 else "other",
+                    f"c{i}",
+                    JobStatus.RUNNING,
+                    post_text="你说得对，但是我不听",
+                    callback_url="https://p.example/hook",
+                )
+                for i in range(start, min(items, start + 1000))
+            ]
             verdicts = [_verdict(rng) for _ in news]
             jobs = store.insert_jobs(session, news)
             done = [(job.id, v, evaluate(policy, v), {}) for job, v in zip(jobs, verdicts, strict=True)]
@@ -61,8 +71,14 @@ def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
         tagged = reviews.queue(session, reviewer, "tagged", limit=max(1, items // 50))
         for item in tagged[1:]:
             reviews.claim(session, item.job_id, reviewer)
-            reviews.decide(session, item.job_id, reviewer, rng.choice(["confirm", "overturn"]), reason="bench",
-                           action=ModerationAction.ALLOW)
+            reviews.decide(
+                session,
+                item.job_id,
+                reviewer,
+                rng.choice(["confirm", "overturn"]),
+                reason="bench",
+                action=ModerationAction.ALLOW,
+            )
         session.commit()
     with runtime.sessions() as session:  # what autovacuum does after a bulk load in production
         session.execute(sa.text("ANALYZE"))
@@ -71,18 +87,33 @@ def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
 
 
 def _verdict(rng: random.Random) -> Verdict:
-    return Verdict(emotion=Emotion.CONTEMPT, intent=Intent.SARCASM, harm_type=rng.choice(HARMS),
-                   confidence=round(rng.uniform(0.3, 0.99), 2), explanation="阴阳怪气", ocr_text="你说得对",
-                   analyzer=rng.choice(["embedded", "vlm"]), analyzer_version="3")
+    return Verdict(
+        emotion=Emotion.CONTEMPT,
+        intent=Intent.SARCASM,
+        harm_type=rng.choice(HARMS),
+        confidence=round(rng.uniform(0.3, 0.99), 2),
+        explanation="阴阳怪气",
+        ocr_text="你说得对",
+        analyzer=rng.choice(["embedded", "vlm"]),
+        analyzer_version="3",
+    )
 
 
 def serve(url: str, port: int) -> subprocess.Popen[bytes]:
     """The API (with the console) as deployed: its own uvicorn process, configured by environment."""
-    env = {**os.environ, "MEMEGUARD_DATABASE_URL": url, "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
-           "MEMEGUARD_CONSOLE_SECRET": SECRET, "MEMEGUARD_CONSOLE_SECURE_COOKIES": "false",
-           "MEMEGUARD_DATA_DIR": "/tmp/memeguard-bench-console"}
-    server = subprocess.Popen([sys.executable, "-m", "uvicorn", "producer.asgi:app", "--port", str(port),
-                               "--log-level", "warning"], cwd=ROOT, env=env)
+    env = {
+        **os.environ,
+        "MEMEGUARD_DATABASE_URL": url,
+        "MEMEGUARD_API_KEYS": json.dumps({"bench": KEY}),
+        "MEMEGUARD_CONSOLE_SECRET": SECRET,
+        "MEMEGUARD_CONSOLE_SECURE_COOKIES": "false",
+        "MEMEGUARD_DATA_DIR": "/tmp/memeguard-bench-console",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "producer.asgi:app", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+    )
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
@@ -105,8 +136,9 @@ def login(client: httpx.Client) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', client.get("/review/queue/tagged").text).group(1)  # type: ignore[union-attr]
 
 
-def time_page(client: httpx.Client, method: str, path: str, repeats: int,
-              data: dict[str, str] | None) -> dict[str, Any]:
+def time_page(
+    client: httpx.Client, method: str, path: str, repeats: int, data: dict[str, str] | None
+) -> dict[str, Any]:
     timings = []
     for _ in range(repeats):
         started = time.perf_counter()
@@ -116,8 +148,12 @@ def time_page(client: httpx.Client, method: str, path: str, repeats: int,
             raise SystemExit(f"{method} {path}: {response.status_code} {response.text[:200]}")
     timings.sort()
     label = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "{id}", path.split("?")[0])
-    return {"page": f"{method} {label}", "p50_ms": timings[len(timings) // 2],
-            "p95_ms": timings[min(len(timings) - 1, int(len(timings) * 0.95))], "max_ms": timings[-1]}
+    return {
+        "page": f"{method} {label}",
+        "p50_ms": timings[len(timings) // 2],
+        "p95_ms": timings[min(len(timings) - 1, int(len(timings) * 0.95))],
+        "max_ms": timings[-1],
+    }
 
 
 def measure(runtime: Runtime, url: str, items: int, repeats: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -128,8 +164,10 @@ def measure(runtime: Runtime, url: str, items: int, repeats: int, rng: random.Ra
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             csrf = login(client)
             pages = [("GET", f"/review/queue/{q}", None) for q in reviews.QUEUES] + [
-                ("GET", f"/review/item/{item}", None), ("GET", "/review/stats", None),
-                ("POST", "/review/queue/tagged/next", {"csrf": csrf})]
+                ("GET", f"/review/item/{item}", None),
+                ("GET", "/review/stats", None),
+                ("POST", "/review/queue/tagged/next", {"csrf": csrf}),
+            ]
             return [{"items": items, **time_page(client, m, p, repeats, d)} for m, p, d in pages]
     finally:
         server.terminate()
@@ -152,8 +190,9 @@ def main() -> None:
             runtime.sessions.kw["bind"].dispose()
         finally:
             drop_database(args.pg_url, url)
-    print(f"review console page loads — {_cpu()}, PostgreSQL, uvicorn in its own process, "
-          f"{args.repeats} loads per page")
+    print(
+        f"review console page loads — {_cpu()}, PostgreSQL, uvicorn in its own process, {args.repeats} loads per page"
+    )
     print(f"{'items':>8} {'page':<34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for r in rows:
         print(f"{r['items']:>8} {r['page']:<34} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['max_ms']:>8.1f}")

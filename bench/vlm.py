@@ -73,13 +73,17 @@ def _shapes(config_path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     data = json.loads(config_path.read_text(encoding="utf-8"))
     keep_text = set(synthetic.FLASH_TEXT)
     keep_vision = set(synthetic.FLASH_VISION)
-    return ({k: v for k, v in data["text_config"].items() if k in keep_text},
-            {k: v for k, v in data["vision_config"].items() if k in keep_vision})
+    return (
+        {k: v for k, v in data["text_config"].items() if k in keep_text},
+        {k: v for k, v in data["vision_config"].items() if k in keep_vision},
+    )
 
 
 def memes(n: int, max_pixels: int) -> list[Image.Image]:
-    return [fit_pixels(Image.open(io.BytesIO(render_meme(*CAPTIONS[i % len(CAPTIONS)], size=(512, 512)))), max_pixels)
-            for i in range(n)]
+    return [
+        fit_pixels(Image.open(io.BytesIO(render_meme(*CAPTIONS[i % len(CAPTIONS)], size=(512, 512)))), max_pixels)
+        for i in range(n)
+    ]
 
 
 def sync(device: torch.device) -> None:
@@ -113,8 +117,10 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
         prompts = [reading.explanation_prompt(t, r) for t, r in zip(texts, reads, strict=True)]
 
         def run() -> Any:
-            return reading.generate_explanations(loaded, prompts, images, args.explain_tokens,
-                                                 min_new_tokens=args.explain_tokens)
+            return reading.generate_explanations(
+                loaded, prompts, images, args.explain_tokens, min_new_tokens=args.explain_tokens
+            )
+
     if loaded.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     ms = timed(run, loaded.device, args.repeats)
@@ -122,14 +128,21 @@ def measure(loaded: LoadedModel, batch: int, path: str, args: argparse.Namespace
     tokens = inputs["input_ids"].shape[1]
     real = int(inputs["attention_mask"].sum()) - (batch * prefix.ids.shape[1] if path == "fast-cached" else 0)
     patches = int(inputs["image_grid_thw"].prod(-1).sum())
-    floor = floor_ms(Sizes.of(loaded.model), real, patches, 2 if path.startswith("fast") else args.explain_tokens,
-                     args)
+    floor = floor_ms(Sizes.of(loaded.model), real, patches, 2 if path.startswith("fast") else args.explain_tokens, args)
     mean = statistics.fmean(ms)
-    return {"precision": "int8" if loaded.quant == "int8" else str(loaded.dtype).removeprefix("torch."),
-            "path": path, "batch": batch, "prompt_tokens": tokens, "p50_ms": statistics.median(ms),
-            "p95_ms": sorted(ms)[min(len(ms) - 1, int(0.95 * len(ms)))], "items_per_s": batch * 1000 / mean,
-            "floor_ms": floor, "floor_items_per_s": batch * 1000 / floor, "x_floor": mean / floor,
-            "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9 if loaded.device.type == "cuda" else None}
+    return {
+        "precision": "int8" if loaded.quant == "int8" else str(loaded.dtype).removeprefix("torch."),
+        "path": path,
+        "batch": batch,
+        "prompt_tokens": tokens,
+        "p50_ms": statistics.median(ms),
+        "p95_ms": sorted(ms)[min(len(ms) - 1, int(0.95 * len(ms)))],
+        "items_per_s": batch * 1000 / mean,
+        "floor_ms": floor,
+        "floor_items_per_s": batch * 1000 / floor,
+        "x_floor": mean / floor,
+        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9 if loaded.device.type == "cuda" else None,
+    }
 
 
 @dataclass(frozen=True)
@@ -147,8 +160,12 @@ class Sizes:
     def of(cls, model: Any) -> Sizes:
         text = model.model.language_model
         lm = [text.layers, text.norm, model.lm_head]
-        return cls(sum(p.numel() for m in lm for p in m.parameters()), sum(weight_bytes(m) for m in lm),
-                   sum(p.numel() for p in model.model.visual.parameters()), weight_bytes(model.model.visual))
+        return cls(
+            sum(p.numel() for m in lm for p in m.parameters()),
+            sum(weight_bytes(m) for m in lm),
+            sum(p.numel() for p in model.model.visual.parameters()),
+            weight_bytes(model.model.visual),
+        )
 
 
 def floor_ms(sizes: Sizes, tokens: int, patches: int, decode_steps: int, args: argparse.Namespace) -> float:
@@ -157,8 +174,9 @@ def floor_ms(sizes: Sizes, tokens: int, patches: int, decode_steps: int, args: a
     whichever is longer, plus one read of the language model's weights per decode step."""
     read_ms = sizes.lm_bytes / (args.hbm_tbps * 1e12) * 1000
     flops = 2 * sizes.lm_params * tokens + 2 * sizes.vit_params * patches
-    prefill_ms = max(flops / (args.tflops * 1e12) * 1000, (sizes.lm_bytes + sizes.vit_bytes) / (args.hbm_tbps * 1e12)
-                     * 1000)
+    prefill_ms = max(
+        flops / (args.tflops * 1e12) * 1000, (sizes.lm_bytes + sizes.vit_bytes) / (args.hbm_tbps * 1e12) * 1000
+    )
     return prefill_ms + decode_steps * read_ms
 
 
@@ -166,17 +184,23 @@ def prefix_share(loaded: LoadedModel, args: argparse.Namespace) -> dict[str, flo
     """Prefill time of the system prompt alone vs the whole fast-path prompt (batch 1): the system prompt's
     KV is the same for every item, so a shared-prefix cache would save this per item."""
     tok = loaded.processor.tokenizer
-    system = tok(loaded.processor.apply_chat_template([{"role": "system", "content": SYSTEM_PROMPT}],
-                                                      tokenize=False), return_tensors="pt").to(loaded.device)
+    system = tok(
+        loaded.processor.apply_chat_template([{"role": "system", "content": SYSTEM_PROMPT}], tokenize=False),
+        return_tensors="pt",
+    ).to(loaded.device)
     with torch.inference_mode():
         prefix_ms = statistics.median(timed(lambda: loaded.model(**system), loaded.device, args.repeats))
     images = memes(1, args.pixels)
     batch = reading.batch_inputs(loaded, reading.prompt_texts(loaded, [messages("配文", "", [], {})]), images)
     with torch.inference_mode():
         full_ms = statistics.median(timed(lambda: loaded.model(**batch), loaded.device, args.repeats))
-    return {"system_prompt_tokens": int(system["input_ids"].shape[1]),
-            "prompt_tokens": int(batch["input_ids"].shape[1]), "system_prefill_ms": prefix_ms,
-            "full_prefill_ms": full_ms, "share": prefix_ms / full_ms}
+    return {
+        "system_prompt_tokens": int(system["input_ids"].shape[1]),
+        "prompt_tokens": int(batch["input_ids"].shape[1]),
+        "system_prefill_ms": prefix_ms,
+        "full_prefill_ms": full_ms,
+        "share": prefix_ms / full_ms,
+    }
 
 
 def main() -> None:
@@ -185,8 +209,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="smoke run: the tiny test model on CPU")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16])
     parser.add_argument("--quants", nargs="+", default=["none", "int8"], choices=["none", "int8"])
-    parser.add_argument("--paths", nargs="+", default=["fast", "fast-cached", "explain"],
-                        choices=["fast", "fast-cached", "explain"], help="fast-cached: with the shared-prefix KV")
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        default=["fast", "fast-cached", "explain"],
+        choices=["fast", "fast-cached", "explain"],
+        help="fast-cached: with the shared-prefix KV",
+    )
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--pixels", type=int, default=512 * 512)
     parser.add_argument("--explain-tokens", type=int, default=64)
@@ -196,14 +225,18 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     loaded = build_model(args, device, "none")  # one copy: measured, then quantised in place
-    extra: dict[str, Any] = {"weights_gb_none": loaded.weight_bytes / 1e9, "prefix": prefix_share(loaded, args),
-                             "sizes_none": asdict(Sizes.of(loaded.model))}
+    extra: dict[str, Any] = {
+        "weights_gb_none": loaded.weight_bytes / 1e9,
+        "prefix": prefix_share(loaded, args),
+        "sizes_none": asdict(Sizes.of(loaded.model)),
+    }
     reference = next_token_logits(loaded, args)
     rows = [measure(loaded, b, p, args) for p in args.paths for b in args.batch_sizes] if "none" in args.quants else []
     if "int8" in args.quants:
         quantize_int8(loaded.model)
-        loaded = LoadedModel(loaded.processor, loaded.model, device, loaded.dtype, "int8",
-                             weight_bytes(loaded.model), 0)
+        loaded = LoadedModel(
+            loaded.processor, loaded.model, device, loaded.dtype, "int8", weight_bytes(loaded.model), 0
+        )
         extra["weights_gb_int8"] = loaded.weight_bytes / 1e9
         extra["sizes_int8"] = asdict(Sizes.of(loaded.model))
         extra["int8_vs_unquantised"] = agreement(reference, next_token_logits(loaded, args))
@@ -223,33 +256,47 @@ def next_token_logits(loaded: LoadedModel, args: argparse.Namespace) -> torch.Te
 
 def agreement(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
     cosine = torch.nn.functional.cosine_similarity(reference, other, dim=-1)
-    return {"cosine_min": cosine.min().item(), "cosine_mean": cosine.mean().item(),
-            "top1_agreement": (reference.argmax(-1) == other.argmax(-1)).float().mean().item()}
+    return {
+        "cosine_min": cosine.min().item(),
+        "cosine_mean": cosine.mean().item(),
+        "top1_agreement": (reference.argmax(-1) == other.argmax(-1)).float().mean().item(),
+    }
 
 
 def report(rows: list[dict[str, Any]], extra: dict[str, Any], device: torch.device, args: argparse.Namespace) -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "CPU"
-    print(f"GLM-4.6V {'tiny (smoke)' if args.tiny else 'full-size random weights'} on {name}; "
-          f"weights: " + ", ".join(f"{k.removeprefix('weights_gb_')} {v:.2f} GB" for k, v in extra.items()
-                                   if k.startswith("weights")))
-    print(f"{'prec':<9}{'path':<13}{'batch':>5}{'p50 ms':>10}{'p95 ms':>10}{'items/s':>10}{'floor ms':>10}"
-          f"{'floor/s':>10}{'x floor':>8}{'peak GB':>9}")
+    print(
+        f"GLM-4.6V {'tiny (smoke)' if args.tiny else 'full-size random weights'} on {name}; "
+        f"weights: "
+        + ", ".join(f"{k.removeprefix('weights_gb_')} {v:.2f} GB" for k, v in extra.items() if k.startswith("weights"))
+    )
+    print(
+        f"{'prec':<9}{'path':<13}{'batch':>5}{'p50 ms':>10}{'p95 ms':>10}{'items/s':>10}{'floor ms':>10}"
+        f"{'floor/s':>10}{'x floor':>8}{'peak GB':>9}"
+    )
     for r in rows:
         peak = f"{r['peak_gpu_gb']:.1f}" if r["peak_gpu_gb"] is not None else "-"
-        print(f"{r['precision']:<9}{r['path']:<13}{r['batch']:>5}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
-              f"{r['items_per_s']:>10.1f}{r['floor_ms']:>10.1f}{r['floor_items_per_s']:>10.1f}{r['x_floor']:>8.1f}"
-              f"{peak:>9}")
+        print(
+            f"{r['precision']:<9}{r['path']:<13}{r['batch']:>5}{r['p50_ms']:>10.1f}{r['p95_ms']:>10.1f}"
+            f"{r['items_per_s']:>10.1f}{r['floor_ms']:>10.1f}{r['floor_items_per_s']:>10.1f}{r['x_floor']:>8.1f}"
+            f"{peak:>9}"
+        )
     if "int8_vs_unquantised" in extra:
         a = extra["int8_vs_unquantised"]
-        print(f"int8 vs unquantised next-token logits: cosine min {a['cosine_min']:.4f} mean {a['cosine_mean']:.4f}, "
-              f"top-1 agreement {a['top1_agreement']:.1%}")
+        print(
+            f"int8 vs unquantised next-token logits: cosine min {a['cosine_min']:.4f} mean {a['cosine_mean']:.4f}, "
+            f"top-1 agreement {a['top1_agreement']:.1%}"
+        )
     if "prefix" in extra:
         p = extra["prefix"]
-        print(f"system prompt: {p['system_prompt_tokens']} of {p['prompt_tokens']} prompt tokens; its prefill "
-              f"{p['system_prefill_ms']:.1f} ms of {p['full_prefill_ms']:.1f} ms ({p['share']:.0%}) per item")
+        print(
+            f"system prompt: {p['system_prompt_tokens']} of {p['prompt_tokens']} prompt tokens; its prefill "
+            f"{p['system_prefill_ms']:.1f} ms of {p['full_prefill_ms']:.1f} ms ({p['share']:.0%}) per item"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"device": name, "tiny": args.tiny, **extra, "rows": rows}, indent=2) + "\n",
-                             encoding="utf-8")
+        args.json.write_text(
+            json.dumps({"device": name, "tiny": args.tiny, **extra, "rows": rows}, indent=2) + "\n", encoding="utf-8"
+        )
 
 
 if __name__ == "__main__":

@@ -49,8 +49,13 @@ def login_form(request: Request) -> Response:
 
 
 @router.post("/login")
-def login(request: Request, username: Annotated[str, Form()], password: Annotated[str, Form()],
-          csrf: Annotated[str, Form()] = "", mg_login: Annotated[str | None, Cookie()] = None) -> Response:
+def login(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+    mg_login: Annotated[str | None, Cookie()] = None,
+) -> Response:
     runtime, secret = console_runtime(request)
     expected = (sessions.unsign(secret, mg_login) or {}).get("csrf")
     if not sessions.csrf_matches(str(expected) if expected else None, csrf):
@@ -91,8 +96,9 @@ def queue_page(me: SignedIn, name: str, rule: str | None = None, empty: int = 0)
 
 
 @router.post("/queue/{name}/next")
-def claim_next(me: SignedIn, name: str, csrf: Annotated[str, Form()] = "",
-               rule: Annotated[str | None, Form()] = None) -> Response:
+def claim_next(
+    me: SignedIn, name: str, csrf: Annotated[str, Form()] = "", rule: Annotated[str | None, Form()] = None
+) -> Response:
     """Claim the queue's first free item and open it (keyboard: n)."""
     me.check_csrf(csrf)
     with me.runtime.sessions() as session:

@@ -29,8 +29,16 @@ class Bar:
 def bars(stats: list[review_views.OverturnStat]) -> list[Bar]:
     """Chart geometry; rows with no reviews are left out (nothing to say yet)."""
     rows = [s for s in stats if s.reviewed]
-    return [Bar(i * ROW_HEIGHT, s.key, BAR_WIDTH * s.stricter / s.reviewed, BAR_WIDTH * s.looser / s.reviewed,
-                f"{s.rate:.0%}（{s.overturned}/{s.reviewed}）") for i, s in enumerate(rows)]
+    return [
+        Bar(
+            i * ROW_HEIGHT,
+            s.key,
+            BAR_WIDTH * s.stricter / s.reviewed,
+            BAR_WIDTH * s.looser / s.reviewed,
+            f"{s.rate:.0%}（{s.overturned}/{s.reviewed}）",
+        )
+        for i, s in enumerate(rows)
+    ]
 
 
 @router.get("/stats")

@@ -38,8 +38,18 @@ def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = ""
         except reviews.ReviewError as exc:
             raise _refuse(exc) from exc
         bank_names = [b.name for b, _ in banks.list_banks(session)] if me.user.role is not Role.REVIEWER else []
-    return page("item.html", me=me, item=detail, queue=q, done=done, bulk_done=n, bank_names=bank_names,
-                actions=list(ModerationAction), harm_types=list(HarmType), intents=list(Intent))
+    return page(
+        "item.html",
+        me=me,
+        item=detail,
+        queue=q,
+        done=done,
+        bulk_done=n,
+        bank_names=bank_names,
+        actions=list(ModerationAction),
+        harm_types=list(HarmType),
+        intents=list(Intent),
+    )
 
 
 @router.get("/item/{job_id}/image")
@@ -58,14 +68,21 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
         raise Refused(404, "图片已不在存储中。") from exc
     except BlobUnavailable as exc:  # the object store did not answer: transient, say so
         raise Refused(503, "图片存储暂时不可用，请稍后重试。") from exc
-    return Response(data, media_type=job.media_type or "application/octet-stream",
-                    headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
-                             "Content-Disposition": "inline"})
+    return Response(
+        data,
+        media_type=job.media_type or "application/octet-stream",
+        headers={
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "inline",
+        },
+    )
 
 
 @router.post("/item/{job_id}/claim")
-def claim_item(me: SignedIn, job_id: uuid.UUID, csrf: Annotated[str, Form()] = "",
-               q: Annotated[str, Form()] = "tagged") -> Response:
+def claim_item(
+    me: SignedIn, job_id: uuid.UUID, csrf: Annotated[str, Form()] = "", q: Annotated[str, Form()] = "tagged"
+) -> Response:
     me.check_csrf(csrf)
     with me.runtime.sessions() as session:
         try:
@@ -77,11 +94,18 @@ def claim_item(me: SignedIn, job_id: uuid.UUID, csrf: Annotated[str, Form()] = "
 
 
 @router.post("/item/{job_id}/decide")
-def decide_item(me: SignedIn, job_id: uuid.UUID, decision: Annotated[str, Form()],
-                csrf: Annotated[str, Form()] = "", reason: Annotated[str, Form()] = "",
-                action: Annotated[str, Form()] = "", harm_type: Annotated[str, Form()] = "",
-                intent: Annotated[str, Form()] = "", bulk: Annotated[str, Form()] = "",
-                q: Annotated[str, Form()] = "tagged") -> Response:
+def decide_item(
+    me: SignedIn,
+    job_id: uuid.UUID,
+    decision: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "",
+    harm_type: Annotated[str, Form()] = "",
+    intent: Annotated[str, Form()] = "",
+    bulk: Annotated[str, Form()] = "",
+    q: Annotated[str, Form()] = "tagged",
+) -> Response:
     """confirm / overturn (with the correct action and, optionally, labels) / escalate; with ``bulk`` the same
     decision for every item awaiting review with the identical image."""
     me.check_csrf(csrf)
@@ -89,8 +113,11 @@ def decide_item(me: SignedIn, job_id: uuid.UUID, decision: Annotated[str, Form()
     with me.runtime.sessions() as session:
         try:
             reviews.decide(session, job_id, me.user, decision, **choice)
-            others = review_views.identical_items(session, me.user, reviews.owned_job(
-                session, job_id, me.user)) if bulk else []
+            others = (
+                review_views.identical_items(session, me.user, reviews.owned_job(session, job_id, me.user))
+                if bulk
+                else []
+            )
             outcome = reviews.decide_many(session, others, me.user, decision, **choice)
         except reviews.ReviewError as exc:
             raise _refuse(exc) from exc
@@ -107,16 +134,28 @@ def _decision(decision: str, reason: str, action: str, harm_type: str, intent: s
         raise Refused(400, "推翻或升级需要填写理由。")
     try:
         chosen = ModerationAction(action) if decision == "overturn" else None
-        labels = {k: v for k, v in (("harm_type", HarmType(harm_type).value if harm_type else ""),
-                                    ("intent", Intent(intent).value if intent else "")) if v}
+        labels = {
+            k: v
+            for k, v in (
+                ("harm_type", HarmType(harm_type).value if harm_type else ""),
+                ("intent", Intent(intent).value if intent else ""),
+            )
+            if v
+        }
     except ValueError as exc:
         raise Refused(400, f"无效的选项：{exc}") from exc
     return {"reason": reason.strip() or "确认原处置", "action": chosen, "labels": labels}
 
 
 @router.post("/item/{job_id}/bank")
-def add_to_bank(me: SignedIn, job_id: uuid.UUID, bank: Annotated[str, Form()], csrf: Annotated[str, Form()] = "",
-                note: Annotated[str, Form()] = "", q: Annotated[str, Form()] = "tagged") -> Response:
+def add_to_bank(
+    me: SignedIn,
+    job_id: uuid.UUID,
+    bank: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+    note: Annotated[str, Form()] = "",
+    q: Annotated[str, Form()] = "tagged",
+) -> Response:
     """Senior reviewers and admins put a reviewed item's image into a bank (known harmful, template,
     allow-list): from then on, workers recognise it. Audited like every bank change."""
     me.check_csrf(csrf)

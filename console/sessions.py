@@ -61,10 +61,12 @@ def new_session(secret: bytes, user_id: int) -> tuple[str, SessionData]:
 
 def read_session(secret: bytes, token: str | None) -> SessionData | None:
     data = unsign(secret, token)
-    if data is None or not all(isinstance(data.get(k), t) for k, t in (("uid", int), ("csrf", str), ("iat", int))):
+    if data is None:
         return None
-    return SessionData(int(data["uid"]), str(data["csrf"]), int(data["exp"]),  # type: ignore[call-overload]
-                       int(data["iat"]))  # type: ignore[call-overload]
+    uid, csrf, exp, iat = data.get("uid"), data.get("csrf"), data.get("exp"), data.get("iat")
+    if not (isinstance(uid, int) and isinstance(csrf, str) and isinstance(exp, int) and isinstance(iat, int)):
+        return None
+    return SessionData(uid, csrf, exp, iat)
 
 
 def new_login_token(secret: bytes) -> tuple[str, str]:

@@ -24,12 +24,20 @@ from memeguard.users import UserRecord
 router = APIRouter(prefix="/review", include_in_schema=False)
 TEMPLATES = Environment(loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"]))
 TEMPLATES.filters["zh"] = label_zh
-TEMPLATES.globals["queue_names"] = {"tagged": "打标", "throttled": "限流", "low_confidence": "低置信度",
-                                    "qa_sample": "质检抽样", "appeals": "申诉", "escalated": "升级"}
+TEMPLATES.globals["queue_names"] = {
+    "tagged": "打标",
+    "throttled": "限流",
+    "low_confidence": "低置信度",
+    "qa_sample": "质检抽样",
+    "appeals": "申诉",
+    "escalated": "升级",
+}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
-                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -90,8 +98,9 @@ SignedIn = Annotated[Reviewer, Depends(signed_in)]
 
 
 def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(TEMPLATES.get_template(template).render(**context), status_code=status,
-                        headers=SECURITY_HEADERS)
+    return HTMLResponse(
+        TEMPLATES.get_template(template).render(**context), status_code=status, headers=SECURITY_HEADERS
+    )
 
 
 def refused_page(_: Request, exc: Exception) -> Response:
@@ -102,5 +111,12 @@ def refused_page(_: Request, exc: Exception) -> Response:
 
 
 def set_cookie(response: Response, runtime: Runtime, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict", path="/review",
-                        secure=runtime.settings.console_secure_cookies)
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        path="/review",
+        secure=runtime.settings.console_secure_cookies,
+    )

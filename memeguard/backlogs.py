@@ -27,8 +27,11 @@ def _age(now: datetime, oldest: datetime | None) -> float:
 def callback_backlog(session: Session) -> Backlog:
     """``pending``: callbacks not delivered yet and not failed for good; ``failed``: given up (kept)."""
     now = utcnow()
-    pending = session.execute(sa.select(sa.func.count(), sa.func.min(CallbackRow.created_at))
-                              .where(CallbackRow.delivered_at.is_(None), CallbackRow.failed_at.is_(None))).one()
+    pending = session.execute(
+        sa.select(sa.func.count(), sa.func.min(CallbackRow.created_at)).where(
+            CallbackRow.delivered_at.is_(None), CallbackRow.failed_at.is_(None)
+        )
+    ).one()
     failed = session.scalar(sa.select(sa.func.count()).where(CallbackRow.failed_at.is_not(None))) or 0
     return {"pending": (int(pending[0]), _age(now, pending[1])), "failed": (int(failed), 0.0)}
 
@@ -41,11 +44,14 @@ def review_backlog(session: Session) -> Backlog:
     backlog: Backlog = {}
     for name, action in (("tagged", ModerationAction.TAG), ("throttled", ModerationAction.THROTTLE)):
         row = session.execute(
-            sa.select(sa.func.count(), sa.func.min(Job.finished_at)).select_from(Job)
+            sa.select(sa.func.count(), sa.func.min(Job.finished_at))
+            .select_from(Job)
             .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
-            .where(ActionRow.action == action, unreviewed)).one()
+            .where(ActionRow.action == action, unreviewed)
+        ).one()
         backlog[name] = (int(row[0]), _age(now, row[1]))
-    appeals = session.execute(sa.select(sa.func.count(), sa.func.min(Appeal.created_at))
-                              .where(Appeal.status == "open")).one()
+    appeals = session.execute(
+        sa.select(sa.func.count(), sa.func.min(Appeal.created_at)).where(Appeal.status == "open")
+    ).one()
     backlog["appeals"] = (int(appeals[0]), _age(now, appeals[1]))
     return backlog

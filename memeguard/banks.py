@@ -80,16 +80,31 @@ class FingerprintRecord:
     created_at: datetime
 
 
-def create_bank(session: Session, name: str, kind: BankKind, label: str = "", *, actor: str,
-                pdq_distance: int = 31, phash_distance: int = 8) -> BankRecord:
+def create_bank(
+    session: Session,
+    name: str,
+    kind: BankKind,
+    label: str = "",
+    *,
+    actor: str,
+    pdq_distance: int = 31,
+    phash_distance: int = 8,
+) -> BankRecord:
     """Names are lower-case slugs; distances are bounded so a typo cannot make a bank match everything."""
     if not BANK_NAME.match(name):
         raise BankError(f"bank name {name!r}: use lower-case letters, digits, '_', '.', '-'")
     _check_distances(pdq_distance, phash_distance)
     if session.scalar(sa.select(Bank.id).where(Bank.name == name)) is not None:
         raise BankError(f"bank {name!r} already exists", "conflict")
-    row = Bank(name=name, kind=kind, label=label, pdq_distance=pdq_distance, phash_distance=phash_distance,
-               enabled=True, enabled_ratio=1.0)
+    row = Bank(
+        name=name,
+        kind=kind,
+        label=label,
+        pdq_distance=pdq_distance,
+        phash_distance=phash_distance,
+        enabled=True,
+        enabled_ratio=1.0,
+    )
     session.add(row)
     session.flush()
     _audit(session, actor, "bank.created", {"bank": name, "kind": kind.value, "label": label})
@@ -114,27 +129,46 @@ def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -
     return _bank(row)
 
 
-def add_hashes(session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str,
-               job_id: uuid.UUID | None = None) -> list[int]:
+def add_hashes(
+    session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str, job_id: uuid.UUID | None = None
+) -> list[int]:
     """Insert hashes (validated: lower-case hex of the right width) and audit the batch (against the job
     the image came from, when it came from one, so the item's history shows it)."""
     row = _bank_row(session, name)
     for new in hashes:
         _check_hash(new)
-    rows = [BankHash(bank_id=row.id, pdq=h.pdq, pdq_quality=h.pdq_quality, phash=h.phash, note=h.note,
-                     source=source, added_by=actor) for h in hashes]
+    rows = [
+        BankHash(
+            bank_id=row.id,
+            pdq=h.pdq,
+            pdq_quality=h.pdq_quality,
+            phash=h.phash,
+            note=h.note,
+            source=source,
+            added_by=actor,
+        )
+        for h in hashes
+    ]
     session.add_all(rows)
     session.flush()
-    _audit(session, actor, "bank.hashes_added",
-           {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]}, job_id)
+    _audit(
+        session,
+        actor,
+        "bank.hashes_added",
+        {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]},
+        job_id,
+    )
     return [r.id for r in rows]
 
 
 def remove_hashes(session: Session, name: str, ids: list[int], *, actor: str) -> int:
     """Soft-delete (``removed_at``), so every worker's incremental refresh sees the removal."""
     row = _bank_row(session, name)
-    result = session.execute(sa.update(BankHash).where(BankHash.bank_id == row.id, BankHash.id.in_(ids),
-                                                        BankHash.removed_at.is_(None)).values(removed_at=utcnow()))
+    result = session.execute(
+        sa.update(BankHash)
+        .where(BankHash.bank_id == row.id, BankHash.id.in_(ids), BankHash.removed_at.is_(None))
+        .values(removed_at=utcnow())
+    )
     count = int(getattr(result, "rowcount", 0) or 0)
     _audit(session, actor, "bank.hashes_removed", {"bank": name, "count": count, "ids": ids[:100]})
     return count
@@ -159,8 +193,11 @@ def list_banks(session: Session) -> list[tuple[BankRecord, int]]:
 def import_csv(session: Session, name: str, text: str, *, actor: str, source: str) -> list[int]:
     """ThreatExchange PDQ CSV (``pdq_hex,quality[,note]``); a bad line fails the whole import with its number."""
     try:
-        hashes = [new for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
-                  if (new := _csv_hash(number, fields)) is not None]
+        hashes = [
+            new
+            for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
+            if (new := _csv_hash(number, fields)) is not None
+        ]
     except csv.Error as exc:  # a stray carriage return or quote: the text is not CSV
         raise BankError(f"not CSV: {exc}") from exc
     return add_hashes(session, name, hashes, actor=actor, source=source)
@@ -185,8 +222,11 @@ def _csv_hash(number: int, fields: list[str]) -> NewHash | None:
 def export_csv(session: Session, name: str) -> str:
     """The bank's live PDQ hashes in the same CSV format."""
     row = _bank_row(session, name)
-    query = sa.select(BankHash).where(BankHash.bank_id == row.id, BankHash.removed_at.is_(None),
-                                      BankHash.pdq.is_not(None)).order_by(BankHash.id)
+    query = (
+        sa.select(BankHash)
+        .where(BankHash.bank_id == row.id, BankHash.removed_at.is_(None), BankHash.pdq.is_not(None))
+        .order_by(BankHash.id)
+    )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for item in session.scalars(query):
@@ -200,8 +240,12 @@ def banks_snapshot(session: Session) -> list[BankRecord]:
 
 def hashes_after(session: Session, after_id: int, limit: int = 100_000) -> list[HashRecord]:
     """Live hashes added after ``after_id`` (the refresh's high-water mark), oldest first."""
-    query = sa.select(BankHash).where(BankHash.id > after_id, BankHash.removed_at.is_(None)) \
-        .order_by(BankHash.id).limit(limit)
+    query = (
+        sa.select(BankHash)
+        .where(BankHash.id > after_id, BankHash.removed_at.is_(None))
+        .order_by(BankHash.id)
+        .limit(limit)
+    )
     return [_hash(h) for h in session.scalars(query)]
 
 
@@ -210,24 +254,26 @@ def removed_since(session: Session, since: datetime) -> list[int]:
     return [int(i) for i in session.scalars(query)]
 
 
-def save_fingerprint(session: Session, job_id: uuid.UUID, tenant: str, pdq: str, pdq_quality: int, phash: str,
-                     text: str) -> None:
-    session.add(JobFingerprint(job_id=job_id, tenant=tenant, pdq=pdq, pdq_quality=pdq_quality, phash=phash,
-                               text=text))
+def save_fingerprint(
+    session: Session, job_id: uuid.UUID, tenant: str, pdq: str, pdq_quality: int, phash: str, text: str
+) -> None:
+    session.add(JobFingerprint(job_id=job_id, tenant=tenant, pdq=pdq, pdq_quality=pdq_quality, phash=phash, text=text))
 
 
-def fingerprints_after(session: Session, after_id: int, limit: int = 100_000,
-                       since: datetime | None = None) -> list[FingerprintRecord]:
+def fingerprints_after(
+    session: Session, after_id: int, limit: int = 100_000, since: datetime | None = None
+) -> list[FingerprintRecord]:
     """Job fingerprints with ids above ``after_id`` (and stored at or after ``since``), oldest first."""
     query = sa.select(JobFingerprint).where(JobFingerprint.id > after_id)
     if since is not None:
         query = query.where(JobFingerprint.created_at >= since)
-    return [FingerprintRecord(f.id, f.job_id, f.tenant, f.pdq, f.pdq_quality, f.phash, f.text, f.created_at)
-            for f in session.scalars(query.order_by(JobFingerprint.id).limit(limit))]
+    return [
+        FingerprintRecord(f.id, f.job_id, f.tenant, f.pdq, f.pdq_quality, f.phash, f.text, f.created_at)
+        for f in session.scalars(query.order_by(JobFingerprint.id).limit(limit))
+    ]
 
 
-def _audit(session: Session, actor: str, event: str, detail: dict[str, Any],
-           job_id: uuid.UUID | None = None) -> None:
+def _audit(session: Session, actor: str, event: str, detail: dict[str, Any], job_id: uuid.UUID | None = None) -> None:
     store.audit(session, event, actor=actor, detail=detail, job_id=job_id)
 
 
@@ -255,8 +301,17 @@ def _check_distances(pdq: int, phash: int) -> None:
 
 
 def _bank(row: Bank) -> BankRecord:
-    return BankRecord(row.id, row.name, row.kind, row.label, row.pdq_distance, row.phash_distance, row.enabled,
-                      row.enabled_ratio, row.updated_at)
+    return BankRecord(
+        row.id,
+        row.name,
+        row.kind,
+        row.label,
+        row.pdq_distance,
+        row.phash_distance,
+        row.enabled,
+        row.enabled_ratio,
+        row.updated_at,
+    )
 
 
 def _hash(row: BankHash) -> HashRecord:

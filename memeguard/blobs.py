@@ -110,12 +110,20 @@ class S3BlobStore:
             from botocore.config import Config
         except ImportError as exc:  # pragma: no cover - the s3 extra is part of every install target
             raise RuntimeError("an s3:// blob store needs boto3: pip install 'memeguard[s3]'") from exc
-        config = Config(connect_timeout=options.timeout_s, read_timeout=options.timeout_s,
-                        retries={"max_attempts": options.max_attempts, "mode": "standard"},
-                        s3={"addressing_style": "path" if options.path_style else "auto"})
-        self.client: Any = boto3.client("s3", endpoint_url=options.endpoint_url, region_name=options.region,
-                                        aws_access_key_id=options.access_key_id,
-                                        aws_secret_access_key=options.secret_access_key, config=config)
+        config = Config(
+            connect_timeout=options.timeout_s,
+            read_timeout=options.timeout_s,
+            retries={"max_attempts": options.max_attempts, "mode": "standard"},
+            s3={"addressing_style": "path" if options.path_style else "auto"},
+        )
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=options.endpoint_url,
+            region_name=options.region,
+            aws_access_key_id=options.access_key_id,
+            aws_secret_access_key=options.secret_access_key,
+            config=config,
+        )
         self.bucket, self.prefix = bucket, prefix.strip("/")
 
     def _object(self, key: str) -> str:
@@ -126,8 +134,13 @@ class S3BlobStore:
     def put(self, data: bytes) -> str:
         key = sha256_hex(data)
         if not self.exists(key):  # content-addressed: the same bytes are already there
-            self._call("put_object", Bucket=self.bucket, Key=self._object(key), Body=data,
-                       ContentType="application/octet-stream")
+            self._call(
+                "put_object",
+                Bucket=self.bucket,
+                Key=self._object(key),
+                Body=data,
+                ContentType="application/octet-stream",
+            )
         return key
 
     def get(self, key: str) -> bytes:

@@ -32,8 +32,9 @@ def make_celery(settings: Settings) -> Any:
         task_serializer="json",
         accept_content=["json"],
         task_default_queue=settings.queue_name,
-        task_routes={name: {"queue": settings.queue_name}
-                     for name in (TASK_NAME, SWEEP_TASK, CALLBACKS_TASK, BLOBS_GC_TASK)},
+        task_routes={
+            name: {"queue": settings.queue_name} for name in (TASK_NAME, SWEEP_TASK, CALLBACKS_TASK, BLOBS_GC_TASK)
+        },
         broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
@@ -50,7 +51,8 @@ def _schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat's periodic tasks; image retention only when ``blob_retention_days`` is set."""
     schedule: dict[str, dict[str, Any]] = {
         "sweep-stale-jobs": {"task": SWEEP_TASK, "schedule": settings.sweep_every_s},
-        "deliver-callbacks": {"task": CALLBACKS_TASK, "schedule": settings.callback_poll_s}}
+        "deliver-callbacks": {"task": CALLBACKS_TASK, "schedule": settings.callback_poll_s},
+    }
     if settings.blob_retention_days is not None:
         schedule["blobs-gc"] = {"task": BLOBS_GC_TASK, "schedule": GC_EVERY_S}
     return schedule
@@ -64,9 +66,11 @@ def _rabbitmq(settings: Settings) -> dict[str, Any]:
 
     queue: Any = getattr(kombu, "Queue")  # noqa: B009 - kombu exports it untyped and implicitly
     names = [settings.queue_name, *([settings.vlm_queue] if settings.vlm_queue else [])]
-    return {"task_queues": [queue(name, routing_key=name, queue_arguments={"x-queue-type": "quorum"})
-                            for name in names],
-            "worker_detect_quorum_queues": True, "broker_heartbeat": 30}
+    return {
+        "task_queues": [queue(name, routing_key=name, queue_arguments={"x-queue-type": "quorum"}) for name in names],
+        "worker_detect_quorum_queues": True,
+        "broker_heartbeat": 30,
+    }
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:
@@ -81,8 +85,10 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         return {"confirm_publish": True, "connect_timeout": settings.broker_timeout_s}
     if settings.sentinels:  # kombu asks the sentinels for the current master on every (re)connect
         options["master_name"] = settings.broker_sentinel_master
-        options["sentinel_kwargs"] = {"socket_timeout": settings.broker_timeout_s,
-                                      "socket_connect_timeout": settings.broker_timeout_s}
+        options["sentinel_kwargs"] = {
+            "socket_timeout": settings.broker_timeout_s,
+            "socket_connect_timeout": settings.broker_timeout_s,
+        }
     return options
 
 

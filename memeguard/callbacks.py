@@ -46,24 +46,48 @@ class Due:
 
 def enqueue_action(session: Session, job: store.JobRecord, verdict: Verdict, decision: Decision) -> None:
     """Queue the "action set" callback for a job that asked for one (no-op without a callback URL)."""
-    _enqueue(session, job, {"action": decision.action.value,
-                            "policy": f"{decision.policy_name}@{decision.policy_version}",
-                            "rule_id": decision.rule_id, "harm_type": verdict.harm_type.value,
-                            "confidence": verdict.confidence})
+    _enqueue(
+        session,
+        job,
+        {
+            "action": decision.action.value,
+            "policy": f"{decision.policy_name}@{decision.policy_version}",
+            "rule_id": decision.rule_id,
+            "harm_type": verdict.harm_type.value,
+            "confidence": verdict.confidence,
+        },
+    )
 
 
-def enqueue_change(session: Session, job: store.JobRecord, action: ModerationAction, *, source: str,
-                   reason: str) -> None:
+def enqueue_change(
+    session: Session, job: store.JobRecord, action: ModerationAction, *, source: str, reason: str
+) -> None:
     """Queue the "action changed" callback after a human decision (no-op without a callback URL)."""
     _enqueue(session, job, {"action": action.value, "source": source, "reason": reason[:500]})
 
 
-def enqueue_appeal_outcome(session: Session, job: store.JobRecord, appeal_ids: list[int], *, upheld: bool,
-                           action: ModerationAction, reason: str) -> None:
+def enqueue_appeal_outcome(
+    session: Session,
+    job: store.JobRecord,
+    appeal_ids: list[int],
+    *,
+    upheld: bool,
+    action: ModerationAction,
+    reason: str,
+) -> None:
     """Queue the "appeal decided" callback: sent whether or not the action changed, because the platform
     that appealed is waiting for an answer either way (no-op without a callback URL)."""
-    _enqueue(session, job, {"appeal_ids": appeal_ids, "outcome": "upheld" if upheld else "overturned",
-                            "action": action.value, "reason": reason[:500]}, event=EVENT_APPEAL)
+    _enqueue(
+        session,
+        job,
+        {
+            "appeal_ids": appeal_ids,
+            "outcome": "upheld" if upheld else "overturned",
+            "action": action.value,
+            "reason": reason[:500],
+        },
+        event=EVENT_APPEAL,
+    )
 
 
 def _enqueue(session: Session, job: store.JobRecord, fields: dict[str, Any], event: str = EVENT_ACTION) -> None:
@@ -71,39 +95,72 @@ def _enqueue(session: Session, job: store.JobRecord, fields: dict[str, Any], eve
     if not job.callback_url:
         return
     now = utcnow()
-    payload = {"event": event, "job_id": str(job.id), "tenant": job.tenant, "content_id": job.content_id,
-               **fields, "at": now.isoformat()}
-    session.add(CallbackRow(job_id=job.id, tenant=job.tenant, url=job.callback_url, event=event,
-                            payload=payload, attempts=0, next_attempt_at=now))
+    payload = {
+        "event": event,
+        "job_id": str(job.id),
+        "tenant": job.tenant,
+        "content_id": job.content_id,
+        **fields,
+        "at": now.isoformat(),
+    }
+    session.add(
+        CallbackRow(
+            job_id=job.id,
+            tenant=job.tenant,
+            url=job.callback_url,
+            event=event,
+            payload=payload,
+            attempts=0,
+            next_attempt_at=now,
+        )
+    )
 
 
 def claim_due(session: Session, now: datetime, limit: int = 50) -> list[Due]:
     """Due rows, locked so two senders never deliver the same one (SKIP LOCKED on PostgreSQL)."""
-    query = sa.select(CallbackRow).where(CallbackRow.delivered_at.is_(None), CallbackRow.failed_at.is_(None),
-                                         CallbackRow.next_attempt_at <= now).order_by(CallbackRow.id).limit(limit)
+    query = (
+        sa.select(CallbackRow)
+        .where(CallbackRow.delivered_at.is_(None), CallbackRow.failed_at.is_(None), CallbackRow.next_attempt_at <= now)
+        .order_by(CallbackRow.id)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return [Due(r.id, r.job_id, r.tenant, r.url, r.event, body(r.payload), r.attempts) for r in session.scalars(query)]
 
 
 def mark_delivered(session: Session, callback_id: int, now: datetime) -> None:
-    session.execute(sa.update(CallbackRow).where(CallbackRow.id == callback_id)
-                    .values(delivered_at=now, attempts=CallbackRow.attempts + 1, last_error=None))
+    session.execute(
+        sa.update(CallbackRow)
+        .where(CallbackRow.id == callback_id)
+        .values(delivered_at=now, attempts=CallbackRow.attempts + 1, last_error=None)
+    )
 
 
-def mark_retry(session: Session, due: Due, error: str, now: datetime, *, max_attempts: int,
-               backoff_s: float) -> bool:
+def mark_retry(session: Session, due: Due, error: str, now: datetime, *, max_attempts: int, backoff_s: float) -> bool:
     """Schedule the next attempt (backoff doubles, capped at an hour); False once the row has failed for good."""
     attempts = due.attempts + 1
     if attempts >= max_attempts:
-        session.execute(sa.update(CallbackRow).where(CallbackRow.id == due.id)
-                        .values(failed_at=now, attempts=attempts, last_error=error[:2000]))
-        store.audit(session, "callback.failed", actor="callbacks", tenant=due.tenant, job_id=due.job_id,
-                    detail={"callback_id": due.id, "url": due.url, "attempts": attempts, "error": error[:500]})
+        session.execute(
+            sa.update(CallbackRow)
+            .where(CallbackRow.id == due.id)
+            .values(failed_at=now, attempts=attempts, last_error=error[:2000])
+        )
+        store.audit(
+            session,
+            "callback.failed",
+            actor="callbacks",
+            tenant=due.tenant,
+            job_id=due.job_id,
+            detail={"callback_id": due.id, "url": due.url, "attempts": attempts, "error": error[:500]},
+        )
         return False
     delay = min(backoff_s * 2 ** (attempts - 1), 3600.0)
-    session.execute(sa.update(CallbackRow).where(CallbackRow.id == due.id).values(
-        attempts=attempts, last_error=error[:2000], next_attempt_at=now + timedelta(seconds=delay)))
+    session.execute(
+        sa.update(CallbackRow)
+        .where(CallbackRow.id == due.id)
+        .values(attempts=attempts, last_error=error[:2000], next_attempt_at=now + timedelta(seconds=delay))
+    )
     return True
 
 

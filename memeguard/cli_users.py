@@ -27,14 +27,19 @@ def _password(from_stdin: bool) -> str:
 
 
 @users_app.command("add")
-def add(username: str, role: Annotated[Role, typer.Option()] = Role.REVIEWER,
-        tenant: Annotated[list[str] | None, typer.Option(help="tenant this person may review (repeat)")] = None,
-        password_stdin: bool = False, actor: str | None = None) -> None:
+def add(
+    username: str,
+    role: Annotated[Role, typer.Option()] = Role.REVIEWER,
+    tenant: Annotated[list[str] | None, typer.Option(help="tenant this person may review (repeat)")] = None,
+    password_stdin: bool = False,
+    actor: str | None = None,
+) -> None:
     password = _password(password_stdin)
     with _session() as session:
         try:
-            user = users.add_user(session, username, password, role, tenant or [],
-                                  actor=actor or f"cli:{getpass.getuser()}")
+            user = users.add_user(
+                session, username, password, role, tenant or [], actor=actor or f"cli:{getpass.getuser()}"
+            )
         except users.UserError as exc:
             typer.echo(f"refused: {exc}", err=True)
             raise typer.Exit(EXIT_REJECTED) from exc

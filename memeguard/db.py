@@ -26,8 +26,13 @@ def utcnow() -> datetime:
 def value_enum(enum_cls: type[StrEnum], name: str) -> sa.Enum:
     """A VARCHAR + CHECK enum storing ``.value`` (never the member name), portable to SQLite."""
     return sa.Enum(
-        enum_cls, name=name, native_enum=False, create_constraint=True, length=32,
-        values_callable=lambda members: [m.value for m in members], validate_strings=True,
+        enum_cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
     )
 
 
@@ -60,8 +65,12 @@ class Job(Base):
         UniqueConstraint("tenant", "content_id", name="uq_jobs_tenant_content"),
         Index("ix_jobs_status_updated", "status", "updated_at"),
         Index("ix_jobs_image_sha256", "image_sha256"),
-        Index("ix_jobs_tenant_queued", "tenant", postgresql_where=sa.text("status = 'queued'"),
-              sqlite_where=sa.text("status = 'queued'")),
+        Index(
+            "ix_jobs_tenant_queued",
+            "tenant",
+            postgresql_where=sa.text("status = 'queued'"),
+            sqlite_where=sa.text("status = 'queued'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -252,8 +261,15 @@ class ReviewRow(Base):
 class Appeal(Base):
     __tablename__ = "appeals"
     # at most one open appeal per job (a platform retrying its appeal must not queue it twice)
-    __table_args__ = (Index("uq_appeals_open_job", "job_id", unique=True, postgresql_where=sa.text("status = 'open'"),
-                            sqlite_where=sa.text("status = 'open'")),)
+    __table_args__ = (
+        Index(
+            "uq_appeals_open_job",
+            "job_id",
+            unique=True,
+            postgresql_where=sa.text("status = 'open'"),
+            sqlite_where=sa.text("status = 'open'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

@@ -30,8 +30,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str], list[str]]
 
 # names that reach a cloud provider's instance metadata whatever they resolve to here
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "metadata.azure.internal",
-                            "instance-data", "instance-data.ec2.internal"})
+METADATA_HOSTS = frozenset(
+    {"metadata.google.internal", "metadata", "metadata.azure.internal", "instance-data", "instance-data.ec2.internal"}
+)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 
@@ -55,15 +56,17 @@ class Target:
         return {"headers": {"Host": self.host_header}, "extensions": {"sni_hostname": self.host}}
 
 
-def refusal(url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: Sequence[str] = (),
-            resolver: Resolver = resolve) -> str | None:
+def refusal(
+    url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: Sequence[str] = (), resolver: Resolver = resolve
+) -> str | None:
     """Why memeguard must not send to ``url`` for ``tenant``, or None when it may."""
     checked = vet(url, tenant, allow=allow, http_tenants=http_tenants, resolver=resolver)
     return checked if isinstance(checked, str) else None
 
 
-def vet(url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: Sequence[str] = (),
-        resolver: Resolver = resolve) -> Target | str:
+def vet(
+    url: str, tenant: str, *, allow: Sequence[str] = (), http_tenants: Sequence[str] = (), resolver: Resolver = resolve
+) -> Target | str:
     """The target pinned to its first checked address, or why memeguard must not send to ``url``."""
     parts = urlsplit(url)
     host = (parts.hostname or "").rstrip(".").lower()
@@ -108,14 +111,23 @@ def _internal(address: Address) -> str | None:
     """Why an address is not a public unicast one (None when it is), looking through IPv6 forms that embed
     an IPv4 address."""
     if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None) \
+        embedded = (
+            address.ipv4_mapped
+            or address.sixtofour
+            or (address.teredo[1] if address.teredo else None)
             or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in NAT64 else None)
+        )
         if embedded is not None:
             return _internal(embedded)
-    checks = (("loopback", address.is_loopback), ("link-local (cloud metadata lives there)", address.is_link_local),
-              ("private", address.is_private), ("multicast", address.is_multicast),
-              ("reserved", address.is_reserved), ("unspecified", address.is_unspecified),
-              ("not globally routable", not address.is_global))
+    checks = (
+        ("loopback", address.is_loopback),
+        ("link-local (cloud metadata lives there)", address.is_link_local),
+        ("private", address.is_private),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+        ("unspecified", address.is_unspecified),
+        ("not globally routable", not address.is_global),
+    )
     return next((f"a {name} address" for name, hit in checks if hit), None)
 
 
@@ -123,8 +135,9 @@ class EgressPolicy:
     """The callback-target rule as configured: ``refusal(url, tenant)``. The default allows no internal
     address and no plain http."""
 
-    def __init__(self, allow: Sequence[str] = (), http_tenants: Sequence[str] = (),
-                 resolver: Resolver = resolve) -> None:
+    def __init__(
+        self, allow: Sequence[str] = (), http_tenants: Sequence[str] = (), resolver: Resolver = resolve
+    ) -> None:
         self.allow, self.http_tenants, self.resolver = tuple(allow), tuple(http_tenants), resolver
 
     @classmethod

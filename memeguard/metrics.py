@@ -17,27 +17,41 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-STAGES = ("validate", "hash", "queue_wait", "decode", "fingerprint", "ocr", "kb", "embedded", "vlm_fast", "vlm",
-          "model", "policy", "store")
+STAGES = (
+    "validate",
+    "hash",
+    "queue_wait",
+    "decode",
+    "fingerprint",
+    "ocr",
+    "kb",
+    "embedded",
+    "vlm_fast",
+    "vlm",
+    "model",
+    "policy",
+    "store",
+)
 WORKER_STAGES = STAGES[2:]  # validate and hash are observed by the API node that did them
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 JOBS = Counter("memeguard_jobs_total", "Jobs by outcome and tenant", ["status", "tenant"])
-STAGE_SECONDS = Histogram(
-    "memeguard_stage_seconds", "Per-stage latency of a job", ["stage"], buckets=LATENCY_BUCKETS)
-BATCH_SIZE = Histogram(
-    "memeguard_batch_size", "Items per batch", ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+STAGE_SECONDS = Histogram("memeguard_stage_seconds", "Per-stage latency of a job", ["stage"], buckets=LATENCY_BUCKETS)
+BATCH_SIZE = Histogram("memeguard_batch_size", "Items per batch", ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
 CACHE_HITS = Counter("memeguard_cache_hits_total", "Work avoided by a cache or idempotency", ["cache"])
 ANALYZER_ERRORS = Counter("memeguard_analyzer_errors_total", "Analyzer failures", ["analyzer", "kind"])
 RETRIES = Counter("memeguard_task_retries_total", "Transient failures retried with backoff", ["reason"])
 VLM_ITEMS = Counter("memeguard_vlm_items_total", "Items the VLM read, by load mode and path", ["mode", "path"])
-LIMITED = Counter("memeguard_limited_total", "Requests and uploads refused 429 by a tenant limit",
-                  ["tenant", "limit"])
+LIMITED = Counter("memeguard_limited_total", "Requests and uploads refused 429 by a tenant limit", ["tenant", "limit"])
 LIMITER_ERRORS = Counter("memeguard_limiter_errors_total", "Rate-limit checks skipped: the limit store failed")
 CALLBACKS = Counter("memeguard_callbacks_total", "Callback delivery attempts by outcome", ["outcome"])
 BLOB_ERRORS = Counter("memeguard_blob_errors_total", "Blob-store calls that failed", ["operation", "kind"])
-HTTP_SECONDS = Histogram("memeguard_http_request_seconds", "API requests by route template and status",
-                         ["method", "route", "status"], buckets=LATENCY_BUCKETS)
+HTTP_SECONDS = Histogram(
+    "memeguard_http_request_seconds",
+    "API requests by route template and status",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
 CASCADE = Counter("memeguard_cascade_total", "Cascade outcomes: where each item's verdict came from", ["tier"])
 
 
@@ -88,8 +102,11 @@ class QueueAgeCollector(Collector):
         self._ages = ages
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily("memeguard_queue_oldest_age_seconds",
-                                   "Age of the oldest job waiting in the queue (0: none waiting)", labels=["queue"])
+        family = GaugeMetricFamily(
+            "memeguard_queue_oldest_age_seconds",
+            "Age of the oldest job waiting in the queue (0: none waiting)",
+            labels=["queue"],
+        )
         try:
             ages = self._ages()
         except Exception:
@@ -108,8 +125,9 @@ class BacklogCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         items = GaugeMetricFamily(f"memeguard_{self._name}", self._what, labels=[self._label])
-        ages = GaugeMetricFamily(f"memeguard_{self._name}_oldest_age_seconds",
-                                 f"Age of the oldest item: {self._what}", labels=[self._label])
+        ages = GaugeMetricFamily(
+            f"memeguard_{self._name}_oldest_age_seconds", f"Age of the oldest item: {self._what}", labels=[self._label]
+        )
         try:
             backlog = self._read()
         except Exception:
@@ -135,9 +153,11 @@ class ReadinessCollector(Collector):
         yield family
 
 
-def build_registry(queue_depths: Callable[[], dict[str, int]] | None = None,
-                   queue_ages: Callable[[], dict[str, float]] | None = None,
-                   backlogs: Sequence[Collector] = ()) -> CollectorRegistry:
+def build_registry(
+    queue_depths: Callable[[], dict[str, int]] | None = None,
+    queue_ages: Callable[[], dict[str, float]] | None = None,
+    backlogs: Sequence[Collector] = (),
+) -> CollectorRegistry:
     """The registry to expose: process-local metrics, or the multiprocess aggregate when enabled."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()

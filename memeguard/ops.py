@@ -26,8 +26,7 @@ def serve_ops(port: int, registry: CollectorRegistry, ready: ReadyCheck, host: s
             elif self.path == "/readyz":
                 checks = ready()
                 ok = all(v == "ok" for v in checks.values())
-                self._send(200 if ok else 503, json.dumps({"ready": ok, "checks": checks}).encode(),
-                           "application/json")
+                self._send(200 if ok else 503, json.dumps({"ready": ok, "checks": checks}).encode(), "application/json")
             else:
                 self._send(404, b'{"error":"not_found"}', "application/json")
 

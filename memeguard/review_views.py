@@ -31,8 +31,12 @@ from memeguard.reviews import ReviewError, owned_job
 from memeguard.schemas import ModerationAction, Verdict
 from memeguard.users import UserRecord
 
-ACTION_RANK = {ModerationAction.ALLOW: 0, ModerationAction.THROTTLE: 1, ModerationAction.TAG: 2,
-               ModerationAction.BLOCK: 3}
+ACTION_RANK = {
+    ModerationAction.ALLOW: 0,
+    ModerationAction.THROTTLE: 1,
+    ModerationAction.TAG: 2,
+    ModerationAction.BLOCK: 3,
+}
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,16 @@ class ItemDetail:
 def item_detail(session: Session, user: UserRecord, job_id: uuid.UUID, now: datetime | None = None) -> ItemDetail:
     """The item, if it belongs to one of the reviewer's tenants; otherwise ``ReviewError`` (no such item)."""
     job = owned_job(session, job_id, user)
-    return ItemDetail(job, store.verdict_of(session, job_id), _actions(session, job_id), _audit(session, job_id),
-                      _callbacks(session, job_id), _appeals(session, job_id),
-                      _claimant(session, job_id, now or utcnow()), identical_items(session, user, job))
+    return ItemDetail(
+        job,
+        store.verdict_of(session, job_id),
+        _actions(session, job_id),
+        _audit(session, job_id),
+        _callbacks(session, job_id),
+        _appeals(session, job_id),
+        _claimant(session, job_id, now or utcnow()),
+        identical_items(session, user, job),
+    )
 
 
 def identical_items(session: Session, user: UserRecord, job: store.JobRecord, limit: int = 500) -> list[uuid.UUID]:
@@ -101,17 +112,27 @@ def identical_items(session: Session, user: UserRecord, job: store.JobRecord, li
         same.append(Job.id.in_(sa.select(JobFingerprint.job_id).where(JobFingerprint.pdq == pdq)))
     if not same:
         return []
-    query = (sa.select(Job.id).join(VerdictRow, VerdictRow.job_id == Job.id)
-             .where(sa.or_(*same), Job.id != job.id, Job.tenant.in_(user.tenants),
-                    ~sa.exists().where(ReviewRow.job_id == Job.id))
-             .order_by(Job.created_at).limit(limit))
+    query = (
+        sa.select(Job.id)
+        .join(VerdictRow, VerdictRow.job_id == Job.id)
+        .where(
+            sa.or_(*same),
+            Job.id != job.id,
+            Job.tenant.in_(user.tenants),
+            ~sa.exists().where(ReviewRow.job_id == Job.id),
+        )
+        .order_by(Job.created_at)
+        .limit(limit)
+    )
     return list(session.scalars(query))
 
 
 def _actions(session: Session, job_id: uuid.UUID) -> list[store.ActionRecord]:
     rows = session.scalars(sa.select(ActionRow).where(ActionRow.job_id == job_id).order_by(ActionRow.id))
-    return [store.ActionRecord(a.action, a.source, a.policy_name, a.policy_version, a.rule_id, a.reason,
-                               a.created_at) for a in rows]
+    return [
+        store.ActionRecord(a.action, a.source, a.policy_name, a.policy_version, a.rule_id, a.reason, a.created_at)
+        for a in rows
+    ]
 
 
 def _audit(session: Session, job_id: uuid.UUID) -> list[AuditLine]:
@@ -121,8 +142,12 @@ def _audit(session: Session, job_id: uuid.UUID) -> list[AuditLine]:
 
 def _callbacks(session: Session, job_id: uuid.UUID) -> list[CallbackLine]:
     rows = session.scalars(sa.select(CallbackRow).where(CallbackRow.job_id == job_id).order_by(CallbackRow.id))
-    return [CallbackLine(r.event, dict(r.payload or {}), r.attempts, r.created_at, r.delivered_at, r.failed_at,
-                         r.last_error) for r in rows]
+    return [
+        CallbackLine(
+            r.event, dict(r.payload or {}), r.attempts, r.created_at, r.delivered_at, r.failed_at, r.last_error
+        )
+        for r in rows
+    ]
 
 
 def _appeals(session: Session, job_id: uuid.UUID) -> list[AppealLine]:
@@ -156,21 +181,37 @@ class OverturnStat:
 def overturn_stats(session: Session, user: UserRecord, by: str) -> list[OverturnStat]:
     """Per policy rule (``by="rule"``) or per analyzer (``by="analyzer"``): the latest confirm/overturn of each
     item in the reviewer's tenants, most-overturned first. Escalations are not judgements and do not count."""
-    keys = {"rule": (ActionRow.policy_version, ActionRow.rule_id),
-            "analyzer": (VerdictRow.analyzer, VerdictRow.analyzer_version)}
+    keys = {
+        "rule": (ActionRow.policy_version, ActionRow.rule_id),
+        "analyzer": (VerdictRow.analyzer, VerdictRow.analyzer_version),
+    }
     if by not in keys:
         raise ReviewError(f"unknown grouping {by!r}: rule or analyzer", 400)
-    latest = (sa.select(sa.func.max(ReviewRow.id)).where(ReviewRow.decision.in_(("confirm", "overturn")))
-              .group_by(ReviewRow.job_id))
+    latest = (
+        sa.select(sa.func.max(ReviewRow.id))
+        .where(ReviewRow.decision.in_(("confirm", "overturn")))
+        .group_by(ReviewRow.job_id)
+    )
     before, after = _rank(ReviewRow.before_action), _rank(ReviewRow.after_action)
     overturned = ReviewRow.decision == "overturn"
-    query = (sa.select(*keys[by], sa.func.count(), _count(overturned), _count(overturned & (after > before)),
-                       _count(overturned & (after < before)))
-             .join(Job, Job.id == ReviewRow.job_id).join(VerdictRow, VerdictRow.job_id == ReviewRow.job_id)
-             .join(ActionRow, sa.and_(ActionRow.job_id == ReviewRow.job_id, ActionRow.source == "policy"))
-             .where(ReviewRow.id.in_(latest), Job.tenant.in_(user.tenants)).group_by(*keys[by]))
-    stats = [OverturnStat(f"{b} @ {a}" if by == "rule" else f"{a} {b}", *map(int, counts))
-             for a, b, *counts in session.execute(query)]
+    query = (
+        sa.select(
+            *keys[by],
+            sa.func.count(),
+            _count(overturned),
+            _count(overturned & (after > before)),
+            _count(overturned & (after < before)),
+        )
+        .join(Job, Job.id == ReviewRow.job_id)
+        .join(VerdictRow, VerdictRow.job_id == ReviewRow.job_id)
+        .join(ActionRow, sa.and_(ActionRow.job_id == ReviewRow.job_id, ActionRow.source == "policy"))
+        .where(ReviewRow.id.in_(latest), Job.tenant.in_(user.tenants))
+        .group_by(*keys[by])
+    )
+    stats = [
+        OverturnStat(f"{b} @ {a}" if by == "rule" else f"{a} {b}", *map(int, counts))
+        for a, b, *counts in session.execute(query)
+    ]
     return sorted(stats, key=lambda s: (-s.rate, -s.reviewed, s.key))
 
 

@@ -29,8 +29,13 @@ from memeguard.users import UserRecord
 CLAIM_TTL = timedelta(minutes=10)
 LOW_CONFIDENCE = 0.6
 QUEUES = ("tagged", "throttled", "low_confidence", "qa_sample", "appeals", "escalated")
-SEVERITY = {HarmType.TARGETED_HARM: 4, HarmType.SEXUAL_INNUENDO: 3, HarmType.GENERAL_OFFENSE: 2,
-            HarmType.DISPIRITED_CULTURE: 1, HarmType.NONE: 0}
+SEVERITY = {
+    HarmType.TARGETED_HARM: 4,
+    HarmType.SEXUAL_INNUENDO: 3,
+    HarmType.GENERAL_OFFENSE: 2,
+    HarmType.DISPIRITED_CULTURE: 1,
+    HarmType.NONE: 0,
+}
 SAMPLE_SLOTS = 65536  # QA sample: Knuth's multiplicative hash of the verdict id into 16 bits
 _GOLDEN16 = 40503
 
@@ -58,8 +63,16 @@ class QueueItem:
     claimed_by: str | None
 
 
-def queue(session: Session, user: UserRecord, name: str, *, rule: str | None = None, limit: int = 50,
-          qa_share: float = 0.02, now: datetime | None = None) -> list[QueueItem]:
+def queue(
+    session: Session,
+    user: UserRecord,
+    name: str,
+    *,
+    rule: str | None = None,
+    limit: int = 50,
+    qa_share: float = 0.02,
+    now: datetime | None = None,
+) -> list[QueueItem]:
     """Items waiting in a queue for this reviewer's tenants: most severe harm first, then oldest first,
     sorted and cut in the database (a queue of 10k items reads 50 rows)."""
     query = _queue_query(user, name, rule, qa_share).add_columns(_live_claimant(now or utcnow()))
@@ -71,24 +84,36 @@ def queue(session: Session, user: UserRecord, name: str, *, rule: str | None = N
 def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, int]:
     """How many items wait in each queue this reviewer may open: one pass over the reviewer's items
     (conditional counts), not one count query per queue."""
-    judged = (sa.select(ReviewRow.job_id, _any(ReviewRow.decision != "escalate").label("decided"),
-                        _any(ReviewRow.decision == "escalate").label("escalated"))
-              .group_by(ReviewRow.job_id).subquery())
+    judged = (
+        sa.select(
+            ReviewRow.job_id,
+            _any(ReviewRow.decision != "escalate").label("decided"),
+            _any(ReviewRow.decision == "escalate").label("escalated"),
+        )
+        .group_by(ReviewRow.job_id)
+        .subquery()
+    )
     appealed = sa.select(Appeal.job_id).where(Appeal.status == "open").distinct().subquery()
     open_ = judged.c.job_id.is_(None)
     counts = {
         "tagged": open_ & (ActionRow.action == ModerationAction.TAG),
         "throttled": open_ & (ActionRow.action == ModerationAction.THROTTLE),
         "low_confidence": open_ & (VerdictRow.confidence < LOW_CONFIDENCE),
-        "qa_sample": open_ & ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK))
+        "qa_sample": open_
+        & ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK))
         & in_qa_sample(VerdictRow.id, qa_share),
         "appeals": appealed.c.job_id.is_not(None),
         "escalated": (judged.c.escalated == 1) & (judged.c.decided == 0),
     }
-    query = (sa.select(*(sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0) for c in counts.values()))
-             .select_from(Job).join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
-             .join(VerdictRow, VerdictRow.job_id == Job.id).outerjoin(judged, judged.c.job_id == Job.id)
-             .outerjoin(appealed, appealed.c.job_id == Job.id).where(Job.tenant.in_(user.tenants)))
+    query = (
+        sa.select(*(sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0) for c in counts.values()))
+        .select_from(Job)
+        .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
+        .join(VerdictRow, VerdictRow.job_id == Job.id)
+        .outerjoin(judged, judged.c.job_id == Job.id)
+        .outerjoin(appealed, appealed.c.job_id == Job.id)
+        .where(Job.tenant.in_(user.tenants))
+    )
     sizes = dict(zip(counts, map(int, session.execute(query).one()), strict=True))
     if user.role is Role.REVIEWER:
         del sizes["escalated"]
@@ -105,20 +130,26 @@ def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float)
     if name == "escalated" and user.role is Role.REVIEWER:
         raise ReviewError("the escalation queue is for senior reviewers and admins", 403)
     later = aliased(ActionRow)
-    current = (sa.select(later.action).where(later.job_id == Job.id)
-               .order_by(later.id.desc()).limit(1).scalar_subquery())
-    query = (sa.select(Job.id, Job.tenant, current, VerdictRow.harm_type, VerdictRow.confidence,
-                       ActionRow.rule_id, Job.created_at)
-             .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
-             .join(VerdictRow, VerdictRow.job_id == Job.id).where(Job.tenant.in_(user.tenants)))
+    current = sa.select(later.action).where(later.job_id == Job.id).order_by(later.id.desc()).limit(1).scalar_subquery()
+    query = (
+        sa.select(
+            Job.id, Job.tenant, current, VerdictRow.harm_type, VerdictRow.confidence, ActionRow.rule_id, Job.created_at
+        )
+        .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
+        .join(VerdictRow, VerdictRow.job_id == Job.id)
+        .where(Job.tenant.in_(user.tenants))
+    )
     if rule:
         query = query.where(ActionRow.rule_id == rule)
     return _filter(query, name, qa_share)
 
 
 def _live_claimant(now: datetime) -> Any:
-    return (sa.select(ReviewClaim.username)
-            .where(ReviewClaim.job_id == Job.id, ReviewClaim.expires_at > now).scalar_subquery())
+    return (
+        sa.select(ReviewClaim.username)
+        .where(ReviewClaim.job_id == Job.id, ReviewClaim.expires_at > now)
+        .scalar_subquery()
+    )
 
 
 def _filter(query: Any, name: str, qa_share: float) -> Any:
@@ -129,8 +160,11 @@ def _filter(query: Any, name: str, qa_share: float) -> Any:
     if name == "low_confidence":
         return query.where(VerdictRow.confidence < LOW_CONFIDENCE, unreviewed)
     if name == "qa_sample":
-        return query.where(ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK)),
-                           in_qa_sample(VerdictRow.id, qa_share), unreviewed)
+        return query.where(
+            ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK)),
+            in_qa_sample(VerdictRow.id, qa_share),
+            unreviewed,
+        )
     if name == "appeals":
         return query.where(Job.id.in_(sa.select(Appeal.job_id).where(Appeal.status == "open")))
     escalated = sa.select(ReviewRow.job_id).where(ReviewRow.decision == "escalate")
@@ -165,8 +199,15 @@ def claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime |
     return now + CLAIM_TTL
 
 
-def claim_next(session: Session, user: UserRecord, name: str, *, rule: str | None = None,
-               qa_share: float = 0.02, now: datetime | None = None) -> uuid.UUID | None:
+def claim_next(
+    session: Session,
+    user: UserRecord,
+    name: str,
+    *,
+    rule: str | None = None,
+    qa_share: float = 0.02,
+    now: datetime | None = None,
+) -> uuid.UUID | None:
     """Claim the first item of the queue that nobody else holds (the reviewer's "next" key)."""
     now = now or utcnow()
     for item in queue(session, user, name, rule=rule, limit=200, qa_share=qa_share, now=now):
@@ -179,9 +220,17 @@ def claim_next(session: Session, user: UserRecord, name: str, *, rule: str | Non
     return None
 
 
-def decide_many(session: Session, job_ids: list[uuid.UUID], user: UserRecord, decision: str, *, reason: str,
-                action: ModerationAction | None = None, labels: dict[str, Any] | None = None,
-                now: datetime | None = None) -> dict[uuid.UUID, str]:
+def decide_many(
+    session: Session,
+    job_ids: list[uuid.UUID],
+    user: UserRecord,
+    decision: str,
+    *,
+    reason: str,
+    action: ModerationAction | None = None,
+    labels: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> dict[uuid.UUID, str]:
     """One decision over several items (identical fingerprints): each is claimed and decided on its own,
     exactly as if done one by one; an item someone else holds is left out. Returns job id -> outcome
     ("overturn: block" or the reason it was left out)."""
@@ -190,17 +239,24 @@ def decide_many(session: Session, job_ids: list[uuid.UUID], user: UserRecord, de
         try:
             with session.begin_nested():
                 claim(session, job_id, user, now)
-                after = decide(session, job_id, user, decision, reason=reason, action=action, labels=labels,
-                               now=now)
+                after = decide(session, job_id, user, decision, reason=reason, action=action, labels=labels, now=now)
             outcome[job_id] = f"{decision}: {after.value}"
         except ReviewError as exc:
             outcome[job_id] = f"skipped: {exc}"
     return outcome
 
 
-def decide(session: Session, job_id: uuid.UUID, user: UserRecord, decision: str, *, reason: str,
-           action: ModerationAction | None = None, labels: dict[str, Any] | None = None,
-           now: datetime | None = None) -> ModerationAction:
+def decide(
+    session: Session,
+    job_id: uuid.UUID,
+    user: UserRecord,
+    decision: str,
+    *,
+    reason: str,
+    action: ModerationAction | None = None,
+    labels: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> ModerationAction:
     """confirm | overturn (with the correct action) | escalate. Returns the item's action afterwards."""
     now = now or utcnow()
     job = owned_job(session, job_id, user)
@@ -209,14 +265,32 @@ def decide(session: Session, job_id: uuid.UUID, user: UserRecord, decision: str,
     if before is None:
         raise ReviewError("the item has no action yet (not finished)")
     after = _after(decision, before.action, action, user, session, job_id)
-    session.add(ReviewRow(job_id=job_id, username=user.username, decision=decision,
-                          before_action=before.action.value, after_action=after.value if after else None,
-                          labels=labels or {}, reason=reason))
+    session.add(
+        ReviewRow(
+            job_id=job_id,
+            username=user.username,
+            decision=decision,
+            before_action=before.action.value,
+            after_action=after.value if after else None,
+            labels=labels or {},
+            reason=reason,
+        )
+    )
     if after is not None and after is not before.action:
         _change_action(session, job, before, after, user, reason)
-    store.audit(session, f"review.{decision}", actor=f"reviewer:{user.username}", tenant=job.tenant,
-                job_id=job_id, detail={"before": before.action.value, "after": after.value if after else None,
-                                       "why": reason, "labels": labels or {}})
+    store.audit(
+        session,
+        f"review.{decision}",
+        actor=f"reviewer:{user.username}",
+        tenant=job.tenant,
+        job_id=job_id,
+        detail={
+            "before": before.action.value,
+            "after": after.value if after else None,
+            "why": reason,
+            "labels": labels or {},
+        },
+    )
     if decision != "escalate":
         _close_appeals(session, job, after or before.action, upheld=after is before.action, reason=reason, now=now)
     session.execute(sa.delete(ReviewClaim).where(ReviewClaim.job_id == job_id))
@@ -224,8 +298,9 @@ def decide(session: Session, job_id: uuid.UUID, user: UserRecord, decision: str,
     return after or before.action
 
 
-def _close_appeals(session: Session, job: store.JobRecord, action: ModerationAction, *, upheld: bool, reason: str,
-                   now: datetime) -> None:
+def _close_appeals(
+    session: Session, job: store.JobRecord, action: ModerationAction, *, upheld: bool, reason: str, now: datetime
+) -> None:
     """A decision answers every open appeal on the item, and the platform is told the outcome."""
     ids = list(session.scalars(sa.select(Appeal.id).where(Appeal.job_id == job.id, Appeal.status == "open")))
     if ids:
@@ -249,8 +324,14 @@ def file_appeal(session: Session, tenant: str, job_id: uuid.UUID, reason: str) -
         session.flush()
     except IntegrityError as exc:
         raise ReviewError("an appeal of this job is already open", code="appeal_open") from exc
-    store.audit(session, "appeal.filed", actor=f"tenant:{tenant}", tenant=tenant, job_id=job_id,
-                detail={"appeal_id": row.id, "reason": reason[:500]})
+    store.audit(
+        session,
+        "appeal.filed",
+        actor=f"tenant:{tenant}",
+        tenant=tenant,
+        job_id=job_id,
+        detail={"appeal_id": row.id, "reason": reason[:500]},
+    )
     return row.id
 
 
@@ -266,10 +347,20 @@ class Labelled:
 def training_items(session: Session) -> list[Labelled]:
     """What reviewers decided, as labelled data for ``memeguard train --from-reviews``: the latest confirm or
     overturn per item; an overturn's ``labels["harm_type"]`` corrects the verdict, a confirm keeps it."""
-    query = (sa.select(ReviewRow.job_id, ReviewRow.decision, ReviewRow.labels, VerdictRow.ocr_text,
-                       VerdictRow.harm_type, Job.post_text)
-             .join(VerdictRow, VerdictRow.job_id == ReviewRow.job_id).join(Job, Job.id == ReviewRow.job_id)
-             .where(ReviewRow.decision.in_(("confirm", "overturn"))).order_by(ReviewRow.id))
+    query = (
+        sa.select(
+            ReviewRow.job_id,
+            ReviewRow.decision,
+            ReviewRow.labels,
+            VerdictRow.ocr_text,
+            VerdictRow.harm_type,
+            Job.post_text,
+        )
+        .join(VerdictRow, VerdictRow.job_id == ReviewRow.job_id)
+        .join(Job, Job.id == ReviewRow.job_id)
+        .where(ReviewRow.decision.in_(("confirm", "overturn")))
+        .order_by(ReviewRow.id)
+    )
     latest: dict[uuid.UUID, Labelled] = {}
     for job_id, decision, labels, ocr_text, harm, post_text in session.execute(query):
         label = labels.get("harm_type") if decision == "overturn" else None
@@ -279,8 +370,14 @@ def training_items(session: Session) -> list[Labelled]:
     return list(latest.values())
 
 
-def _after(decision: str, before: ModerationAction, action: ModerationAction | None, user: UserRecord,
-           session: Session, job_id: uuid.UUID) -> ModerationAction | None:
+def _after(
+    decision: str,
+    before: ModerationAction,
+    action: ModerationAction | None,
+    user: UserRecord,
+    session: Session,
+    job_id: uuid.UUID,
+) -> ModerationAction | None:
     if decision == "confirm":
         return before
     if decision == "overturn":
@@ -295,15 +392,34 @@ def _after(decision: str, before: ModerationAction, action: ModerationAction | N
 
 
 def _escalated(session: Session, job_id: uuid.UUID) -> bool:
-    return session.scalar(sa.select(ReviewRow.id).where(ReviewRow.job_id == job_id,
-                                                        ReviewRow.decision == "escalate").limit(1)) is not None
+    return (
+        session.scalar(
+            sa.select(ReviewRow.id).where(ReviewRow.job_id == job_id, ReviewRow.decision == "escalate").limit(1)
+        )
+        is not None
+    )
 
 
-def _change_action(session: Session, job: store.JobRecord, before: store.ActionRecord, after: ModerationAction,
-                   user: UserRecord, reason: str) -> None:
-    session.add(ActionRow(job_id=job.id, verdict_id=None, action=after, source="review",
-                          policy_name=before.policy_name, policy_version=before.policy_version,
-                          rule_id=f"review:{user.username}", reason=reason))
+def _change_action(
+    session: Session,
+    job: store.JobRecord,
+    before: store.ActionRecord,
+    after: ModerationAction,
+    user: UserRecord,
+    reason: str,
+) -> None:
+    session.add(
+        ActionRow(
+            job_id=job.id,
+            verdict_id=None,
+            action=after,
+            source="review",
+            policy_name=before.policy_name,
+            policy_version=before.policy_version,
+            rule_id=f"review:{user.username}",
+            reason=reason,
+        )
+    )
     callbacks.enqueue_change(session, job, after, source="review", reason=reason)
 
 

@@ -61,8 +61,17 @@ class Runtime:
     def deps(self) -> Deps:
         from worker.pipeline import Deps
 
-        return Deps(self.sessions, self.blobs, self.analyzer, self.policy, self.settings.max_attempts,
-                    self.settings.max_frames, self.fingerprinting, self.gpu_queue, self.settings.vlm_queue)
+        return Deps(
+            self.sessions,
+            self.blobs,
+            self.analyzer,
+            self.policy,
+            self.settings.max_attempts,
+            self.settings.max_frames,
+            self.fingerprinting,
+            self.gpu_queue,
+            self.settings.vlm_queue,
+        )
 
     @cached_property
     def fingerprinting(self) -> Fingerprinting | None:
@@ -103,13 +112,16 @@ class Runtime:
             def run() -> backlogs.Backlog:
                 with self.sessions() as session:
                     return backlog(session)
+
             return run
 
-        return [ReadinessCollector(self.readiness),
-                BacklogCollector("callbacks", "state", read(backlogs.callback_backlog),
-                                 "Callbacks pending delivery, and failed for good"),
-                BacklogCollector("review_backlog", "queue", read(backlogs.review_backlog),
-                                 "Items waiting for a reviewer")]
+        return [
+            ReadinessCollector(self.readiness),
+            BacklogCollector(
+                "callbacks", "state", read(backlogs.callback_backlog), "Callbacks pending delivery, and failed for good"
+            ),
+            BacklogCollector("review_backlog", "queue", read(backlogs.review_backlog), "Items waiting for a reviewer"),
+        ]
 
     @cached_property
     def gpu_queue(self) -> JobQueue | None:
@@ -135,8 +147,13 @@ class Runtime:
         from producer.service import Producer
         from producer.validation import Limits
 
-        return Producer(self.sessions, self.blobs, self.queue, Limits.from_settings(self.settings),
-                        EgressPolicy.from_settings(self.settings))
+        return Producer(
+            self.sessions,
+            self.blobs,
+            self.queue,
+            Limits.from_settings(self.settings),
+            EgressPolicy.from_settings(self.settings),
+        )
 
     def view(self, job_id: uuid.UUID) -> store.JobView | None:
         """A job with its verdict and current action, read in its own session."""

@@ -37,8 +37,13 @@ def find_cjk_font() -> Path:
 
 def _face(draw: ImageDraw.ImageDraw, template: str, box: tuple[int, int, int, int]) -> None:
     x0, y0, x1, y1 = box
-    colours = {"doge": (222, 184, 120), "panda": (245, 245, 245), "crying_cat": (250, 220, 160),
-               "question": (90, 60, 40), "plain": (200, 200, 200)}
+    colours = {
+        "doge": (222, 184, 120),
+        "panda": (245, 245, 245),
+        "crying_cat": (250, 220, 160),
+        "question": (90, 60, 40),
+        "plain": (200, 200, 200),
+    }
     draw.ellipse(box, fill=colours.get(template, (200, 200, 200)), outline="black", width=4)
     ex, ey = (x1 - x0) // 4, (y1 - y0) // 3
     eye = (0, 0, 0) if template != "question" else (255, 255, 255)
@@ -52,8 +57,14 @@ def _face(draw: ImageDraw.ImageDraw, template: str, box: tuple[int, int, int, in
             draw.ellipse((cx - 22, y0 + ey - 22, cx + 22, y0 + ey + 22), outline="black", width=8)
 
 
-def render_meme(caption: str, template: str = "plain", size: tuple[int, int] = (480, 400),
-                fmt: str = "PNG", font_size: int = 34, seed_colour: int = 0) -> bytes:
+def render_meme(
+    caption: str,
+    template: str = "plain",
+    size: tuple[int, int] = (480, 400),
+    fmt: str = "PNG",
+    font_size: int = 34,
+    seed_colour: int = 0,
+) -> bytes:
     """A meme image: a face template on top, the caption (wrapped) below; the canvas grows downwards when
     the caption needs more lines than ``size`` holds. Returns encoded bytes."""
     width = size[0]

@@ -73,21 +73,45 @@ class JobStatus(StrEnum):
 
 
 LABELS_ZH: dict[StrEnum, str] = {
-    Emotion.JOY: "喜悦", Emotion.AMUSEMENT: "好笑", Emotion.EXCITEMENT: "兴奋",
-    Emotion.SADNESS: "悲伤", Emotion.DISAPPOINTMENT: "失望", Emotion.ANGER: "愤怒",
-    Emotion.DISGUST: "厌恶", Emotion.SURPRISE: "惊讶", Emotion.DISBELIEF: "难以置信",
-    Emotion.FEAR: "恐惧", Emotion.EMBARRASSMENT: "尴尬", Emotion.CONTEMPT: "轻蔑",
+    Emotion.JOY: "喜悦",
+    Emotion.AMUSEMENT: "好笑",
+    Emotion.EXCITEMENT: "兴奋",
+    Emotion.SADNESS: "悲伤",
+    Emotion.DISAPPOINTMENT: "失望",
+    Emotion.ANGER: "愤怒",
+    Emotion.DISGUST: "厌恶",
+    Emotion.SURPRISE: "惊讶",
+    Emotion.DISBELIEF: "难以置信",
+    Emotion.FEAR: "恐惧",
+    Emotion.EMBARRASSMENT: "尴尬",
+    Emotion.CONTEMPT: "轻蔑",
     Emotion.NEUTRAL: "中性",
-    Intent.HUMOR: "幽默", Intent.SARCASM: "讽刺/阴阳怪气", Intent.IMPLICIT_ATTACK: "隐性攻击",
-    Intent.EXPLICIT_ATTACK: "显性攻击", Intent.PROVOCATION: "挑衅", Intent.COMPLAINT: "抱怨/投诉",
-    Intent.VENTING: "宣泄", Intent.PRAISE: "称赞", Intent.HIGHLIGHT: "高能预警/亮点",
-    Intent.GREETING: "问候", Intent.NEUTRAL: "中性", Intent.COUNTER_SPEECH: "反歧视/转述",
-    HarmType.NONE: "无害", HarmType.TARGETED_HARM: "针对性伤害", HarmType.SEXUAL_INNUENDO: "性暗示",
-    HarmType.GENERAL_OFFENSE: "一般冒犯", HarmType.DISPIRITED_CULTURE: "丧文化",
-    ModerationAction.ALLOW: "放行", ModerationAction.THROTTLE: "限流",
-    ModerationAction.TAG: "打标", ModerationAction.BLOCK: "拦截",
-    JobStatus.QUEUED: "排队中", JobStatus.RUNNING: "处理中", JobStatus.DONE: "已完成",
-    JobStatus.FAILED: "失败", JobStatus.REJECTED: "已拒收",
+    Intent.HUMOR: "幽默",
+    Intent.SARCASM: "讽刺/阴阳怪气",
+    Intent.IMPLICIT_ATTACK: "隐性攻击",
+    Intent.EXPLICIT_ATTACK: "显性攻击",
+    Intent.PROVOCATION: "挑衅",
+    Intent.COMPLAINT: "抱怨/投诉",
+    Intent.VENTING: "宣泄",
+    Intent.PRAISE: "称赞",
+    Intent.HIGHLIGHT: "高能预警/亮点",
+    Intent.GREETING: "问候",
+    Intent.NEUTRAL: "中性",
+    Intent.COUNTER_SPEECH: "反歧视/转述",
+    HarmType.NONE: "无害",
+    HarmType.TARGETED_HARM: "针对性伤害",
+    HarmType.SEXUAL_INNUENDO: "性暗示",
+    HarmType.GENERAL_OFFENSE: "一般冒犯",
+    HarmType.DISPIRITED_CULTURE: "丧文化",
+    ModerationAction.ALLOW: "放行",
+    ModerationAction.THROTTLE: "限流",
+    ModerationAction.TAG: "打标",
+    ModerationAction.BLOCK: "拦截",
+    JobStatus.QUEUED: "排队中",
+    JobStatus.RUNNING: "处理中",
+    JobStatus.DONE: "已完成",
+    JobStatus.FAILED: "失败",
+    JobStatus.REJECTED: "已拒收",
 }
 
 
@@ -103,9 +127,12 @@ class Signal(BaseModel):
 
     source: str = Field(description="fingerprint, ocr, kb, classifier, novelty, embedded, vlm, noop …")
     decided: list[str] = Field(default_factory=list, description="verdict fields this source decided")
-    backs: list[str] = Field(default_factory=list, description="verdict fields this source's own evidence "
-                             "corroborates (a knowledge-base entry read as an attack, a known-harmful bank match, "
-                             "the VLM's reading): what the default policy needs before it blocks")
+    backs: list[str] = Field(
+        default_factory=list,
+        description="verdict fields this source's own evidence "
+        "corroborates (a knowledge-base entry read as an attack, a known-harmful bank match, "
+        "the VLM's reading): what the default policy needs before it blocks",
+    )
     evidence: list[str] = Field(default_factory=list)
     weight: float = 0.0
     latency_ms: float | None = None

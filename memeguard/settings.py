@@ -19,8 +19,23 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from memeguard.blobs import S3Options
 
 PLACEHOLDER_SECRETS = frozenset(
-    {"changeme", "change-me", "change_me", "secret", "password", "placeholder", "example", "todo",
-     "xxx", "test", "dev", "default", "key", "apikey", "api-key"}
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "password",
+        "placeholder",
+        "example",
+        "todo",
+        "xxx",
+        "test",
+        "dev",
+        "default",
+        "key",
+        "apikey",
+        "api-key",
+    }
 )
 MIN_API_KEY_LENGTH = 16
 INLINE_BROKER = "inline"
@@ -64,46 +79,68 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MEMEGUARD_", env_file=None, extra="ignore", env_ignore_empty=True)
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit arguments, then the environment, then ``MEMEGUARD_*_FILE`` secrets."""
         return init_settings, env_settings, FileSecrets(settings_cls)
 
     data_dir: Path = Field(default=Path(".memeguard"), description="root for the embedded defaults")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty = SQLite in data_dir")
-    broker_url: str = Field(default=INLINE_BROKER, description="'inline' (in-process), a redis:// URL, Redis "
-                            "Sentinel (sentinel://host:26379;sentinel://host2:26379 with broker_sentinel_master) "
-                            "or RabbitMQ (amqp://user:password@host:5672/vhost: quorum queues)")
-    broker_sentinel_master: str | None = Field(default=None, description="the master name the sentinels "
-                                               "watch (sentinel:// broker URLs)")
+    broker_url: str = Field(
+        default=INLINE_BROKER,
+        description="'inline' (in-process), a redis:// URL, Redis "
+        "Sentinel (sentinel://host:26379;sentinel://host2:26379 with broker_sentinel_master) "
+        "or RabbitMQ (amqp://user:password@host:5672/vhost: quorum queues)",
+    )
+    broker_sentinel_master: str | None = Field(
+        default=None, description="the master name the sentinels watch (sentinel:// broker URLs)"
+    )
     queue_name: str = "memeguard.analyze"
-    vlm_queue: str = Field(default="", description="the GPU tier's own queue: cascade workers (no VLM loaded) hand "
-                           "the items they are unsure of to it, vlm workers read it; empty = one queue, a cascade "
-                           "worker runs both tiers")
-    blob_store: str = Field(default="", description="file:///path, a path, or s3://bucket/prefix; empty = "
-                            "data_dir/blobs")
-    blob_s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (MinIO, Ceph "
-                                             "RGW, a cloud's S3 API); unset: AWS")
+    vlm_queue: str = Field(
+        default="",
+        description="the GPU tier's own queue: cascade workers (no VLM loaded) hand "
+        "the items they are unsure of to it, vlm workers read it; empty = one queue, a cascade "
+        "worker runs both tiers",
+    )
+    blob_store: str = Field(
+        default="", description="file:///path, a path, or s3://bucket/prefix; empty = data_dir/blobs"
+    )
+    blob_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, Ceph RGW, a cloud's S3 API); unset: AWS"
+    )
     blob_s3_region: str = "us-east-1"
     blob_s3_path_style: bool = Field(default=False, description="bucket in the path, not the host name (MinIO)")
-    blob_s3_access_key_id: SecretStr | None = Field(default=None, description="unset: boto3's chain (AWS_* "
-                                                    "environment, ~/.aws, an instance or pod role)")
+    blob_s3_access_key_id: SecretStr | None = Field(
+        default=None, description="unset: boto3's chain (AWS_* environment, ~/.aws, an instance or pod role)"
+    )
     blob_s3_secret_access_key: SecretStr | None = None
-    blob_retention_days: float | None = Field(default=None, gt=0, description="beat deletes the images of "
-                                              "finished jobs this old that nothing still needs; unset: kept")
+    blob_retention_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="beat deletes the images of finished jobs this old that nothing still needs; unset: kept",
+    )
     blob_timeout_s: float = Field(default=10.0, gt=0, description="connect and read timeout of one store call")
     blob_max_attempts: int = Field(default=4, ge=1, description="tries per store call (backoff with jitter)")
     analyzer: str = Field(default="embedded", description="embedded | vlm | cascade | noop")
     tenant_analyzers: dict[str, Literal["embedded", "cascade", "vlm"]] = Field(
-        default_factory=dict, description="cascade only: tenant -> embedded | cascade | vlm (others: cascade)")
-    cascade_min_confidence: float = Field(default=0.8, ge=0, le=1, description="cascade: the embedded verdict "
-                                          "stands when at least this confident and its action is not 'tag'")
+        default_factory=dict, description="cascade only: tenant -> embedded | cascade | vlm (others: cascade)"
+    )
+    cascade_min_confidence: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="cascade: the embedded verdict stands when at least this confident and its action is not 'tag'",
+    )
     vlm_model: str = Field(default="", description="local directory (or cached model id) of GLM-4.6V-Flash")
     vlm_quant: Literal["none", "int8", "bnb8"] = Field(
-        default="none", description="none | int8 (torchao, CPU+GPU) | bnb8 (bitsandbytes, CUDA)")
+        default="none", description="none | int8 (torchao, CPU+GPU) | bnb8 (bitsandbytes, CUDA)"
+    )
     vlm_device: str = Field(default="auto", description="auto | cpu | cuda | cuda:N")
     vlm_max_pixels: int = Field(default=512 * 512, ge=28 * 28, description="image pixel budget, normal mode")
     vlm_max_new_tokens: int = Field(default=64, ge=1, le=512, description="explanation tokens, normal mode")
@@ -113,37 +150,56 @@ class Settings(BaseSettings):
     vlm_gpu_threshold: float = Field(default=0.8, gt=0, le=1, description="GPU memory/utilisation to degrade at")
     vlm_max_frames: int = Field(default=4, ge=1, le=16, description="frames of an animated meme the VLM sees")
     vlm_prefix_cache: bool = Field(default=True, description="reuse the system prompt's KV across batches")
-    vlm_calibration: Path | None = Field(default=None, description="temperature file from `memeguard calibrate` "
-                                         "(fitted for this model, quant and prompt); unset = raw probabilities")
+    vlm_calibration: Path | None = Field(
+        default=None,
+        description="temperature file from `memeguard calibrate` "
+        "(fitted for this model, quant and prompt); unset = raw probabilities",
+    )
     vlm_explain: Literal["policy", "never", "always"] = Field(
-        default="policy", description="policy (items the policy tags or blocks) | never | always")
+        default="policy", description="policy (items the policy tags or blocks) | never | always"
+    )
     policy_file: Path | None = Field(default=None, description="policy YAML; empty = bundled default")
     kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
     fingerprints: bool = Field(default=True, description="hash banks + verdict cache in front of the analyzer")
     bank_refresh_s: float = Field(default=30.0, gt=0, le=60, description="how stale a worker's bank view may get")
-    cache_retention_days: float = Field(default=30.0, ge=0, description="how long a moderated image stays in "
-                                        "the workers' verdict cache (memory); 0 = for ever")
-    cache_shared_tenants: list[str] = Field(default_factory=list,
-                                            description="tenants whose verdict caches are shared with each other")
+    cache_retention_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="how long a moderated image stays in the workers' verdict cache (memory); 0 = for ever",
+    )
+    cache_shared_tenants: list[str] = Field(
+        default_factory=list, description="tenants whose verdict caches are shared with each other"
+    )
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
     ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
-    classifier_path: Path | None = Field(default=None, description="artefact from `memeguard train`; unset = the "
-                                         "shipped one, data_dir/models/current.joblib (`make model`), when it exists")
+    classifier_path: Path | None = Field(
+        default=None,
+        description="artefact from `memeguard train`; unset = the "
+        "shipped one, data_dir/models/current.joblib (`make model`), when it exists",
+    )
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
     admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
     metrics_token: SecretStr | None = Field(
-        default=None, description="bearer token for the API's /metrics (tenant names are in it); unset: loopback only")
-    console_secret: SecretStr | None = Field(default=None,
-                                             description="signs review console sessions; unset = console off")
+        default=None, description="bearer token for the API's /metrics (tenant names are in it); unset: loopback only"
+    )
+    console_secret: SecretStr | None = Field(
+        default=None, description="signs review console sessions; unset = console off"
+    )
     console_secure_cookies: bool = Field(default=True, description="session cookie only over HTTPS")
-    review_qa_share: float = Field(default=0.02, ge=0, le=1,
-                                   description="share of automatic allow/block decisions sampled for QA review")
-    callback_secrets: dict[str, SecretStr] = Field(default_factory=dict,
-                                                   description="tenant -> HMAC secret for callbacks (else its API key)")
-    callback_allow: list[str] = Field(default_factory=list, description="callback hosts or CIDR networks allowed "
-                                      "although internal (on-premise receivers); others must be public addresses")
-    callback_http_tenants: list[str] = Field(default_factory=list,
-                                             description="tenants whose callbacks may use plain http ('*': all)")
+    review_qa_share: float = Field(
+        default=0.02, ge=0, le=1, description="share of automatic allow/block decisions sampled for QA review"
+    )
+    callback_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict, description="tenant -> HMAC secret for callbacks (else its API key)"
+    )
+    callback_allow: list[str] = Field(
+        default_factory=list,
+        description="callback hosts or CIDR networks allowed "
+        "although internal (on-premise receivers); others must be public addresses",
+    )
+    callback_http_tenants: list[str] = Field(
+        default_factory=list, description="tenants whose callbacks may use plain http ('*': all)"
+    )
     callback_max_attempts: int = Field(default=8, ge=1, description="deliveries tried before a callback fails")
     callback_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles, capped at 1 h")
     callback_timeout_s: float = Field(default=5.0, gt=0)
@@ -156,22 +212,37 @@ class Settings(BaseSettings):
     max_context_bytes: int = 4096
     max_batch_items: int = 256
     max_stream_items: int = Field(default=1000, ge=1, description="items one :stream request may carry")
-    max_batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024,
-                                 description="body cap of one :batch request, enforced while reading")
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
-                                description="body cap of every other request (bank imports, appeals, console forms)")
+    max_batch_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="body cap of one :batch request, enforced while reading"
+    )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="body cap of every other request (bank imports, appeals, console forms)",
+    )
 
-    rate_limit: str | None = Field(default="50/second", description="requests per tenant, shared by every API "
-                                   "process through the broker's Redis (a `limits` string such as '50/second'; "
-                                   "'off': no limit)")
-    upload_quota: str | None = Field(default=None, description="uploads per tenant, e.g. '100000/day' (unset or "
-                                     "'off': none)")
+    rate_limit: str | None = Field(
+        default="50/second",
+        description="requests per tenant, shared by every API "
+        "process through the broker's Redis (a `limits` string such as '50/second'; "
+        "'off': no limit)",
+    )
+    upload_quota: str | None = Field(
+        default=None, description="uploads per tenant, e.g. '100000/day' (unset or 'off': none)"
+    )
     tenant_limits: dict[str, dict[str, str | int | None]] = Field(
-        default_factory=dict, description="per-tenant overrides: tenant -> {rate_limit, upload_quota, max_queued}")
-    max_queued: int | None = Field(default=10_000, ge=1, description="queued jobs one tenant may have waiting; "
-                                   "more are refused 429 so one tenant cannot starve the others ('off': none)")
-    rate_limit_storage: str | None = Field(default=None, description="`limits` storage URI; unset: the broker's "
-                                           "Redis, or this process's memory when embedded")
+        default_factory=dict, description="per-tenant overrides: tenant -> {rate_limit, upload_quota, max_queued}"
+    )
+    max_queued: int | None = Field(
+        default=10_000,
+        ge=1,
+        description="queued jobs one tenant may have waiting; "
+        "more are refused 429 so one tenant cannot starve the others ('off': none)",
+    )
+    rate_limit_storage: str | None = Field(
+        default=None,
+        description="`limits` storage URI; unset: the broker's Redis, or this process's memory when embedded",
+    )
 
     max_attempts: int = Field(default=5, ge=1, description="deliveries before a job is dead-lettered")
     retry_backoff_s: float = 2.0
@@ -184,13 +255,19 @@ class Settings(BaseSettings):
     stream_wait_s: float = 30.0
 
     worker_batch_size: int = Field(
-        default=8, ge=1, description="jobs per worker batch; results of a batch are stored together, so keep it "
-        "small for slow analyzers (CPU OCR) and large for cheap ones (cache hits, GPU batches)")
+        default=8,
+        ge=1,
+        description="jobs per worker batch; results of a batch are stored together, so keep it "
+        "small for slow analyzers (CPU OCR) and large for cheap ones (cache hits, GPU batches)",
+    )
     worker_batch_wait_ms: float = Field(default=10.0, gt=0, description="longest wait to fill a batch")
     task_events: bool = Field(default=False, description="Celery task events (for Flower); cost per job")
     worker_ops_port: int = Field(default=9108, description="worker /metrics /healthz /readyz; 0 = off")
-    worker_ops_host: str = Field(default="0.0.0.0", description="the ops server's bind address (a scraper on "
-                                 "another host needs a routable one; 127.0.0.1 keeps it on the node)")
+    worker_ops_host: str = Field(
+        default="0.0.0.0",
+        description="the ops server's bind address (a scraper on "
+        "another host needs a routable one; 127.0.0.1 keeps it on the node)",
+    )
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -228,10 +305,12 @@ class Settings(BaseSettings):
     @field_validator("admin_api_key", "metrics_token")
     @classmethod
     def _admin_key_is_real(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None and (is_placeholder(key.get_secret_value())
-                                or len(key.get_secret_value()) < MIN_API_KEY_LENGTH):
-            raise ValueError(f"admin API key / metrics token is a placeholder or shorter than {MIN_API_KEY_LENGTH} "
-                             "characters")
+        if key is not None and (
+            is_placeholder(key.get_secret_value()) or len(key.get_secret_value()) < MIN_API_KEY_LENGTH
+        ):
+            raise ValueError(
+                f"admin API key / metrics token is a placeholder or shorter than {MIN_API_KEY_LENGTH} characters"
+            )
         return key
 
     @model_validator(mode="after")
@@ -244,8 +323,9 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _sentinel_names_its_master(self) -> Settings:
         if self.broker_url.startswith("sentinel://") and not self.broker_sentinel_master:
-            raise ValueError("a sentinel:// broker needs MEMEGUARD_BROKER_SENTINEL_MASTER (the master name the "
-                             "sentinels watch)")
+            raise ValueError(
+                "a sentinel:// broker needs MEMEGUARD_BROKER_SENTINEL_MASTER (the master name the sentinels watch)"
+            )
         return self
 
     @property
@@ -266,8 +346,10 @@ class Settings(BaseSettings):
         if self.vlm_queue and self.vlm_queue == self.queue_name:
             raise ValueError("MEMEGUARD_VLM_QUEUE must differ from MEMEGUARD_QUEUE_NAME (the GPU tier's own queue)")
         if self.vlm_queue and self.is_inline:
-            raise ValueError("MEMEGUARD_VLM_QUEUE needs a broker: set MEMEGUARD_BROKER_URL=redis://… (the embedded "
-                             "deployment runs every tier in one process)")
+            raise ValueError(
+                "MEMEGUARD_VLM_QUEUE needs a broker: set MEMEGUARD_BROKER_URL=redis://… (the embedded "
+                "deployment runs every tier in one process)"
+            )
         return self
 
     @property
@@ -312,9 +394,15 @@ class Settings(BaseSettings):
         def plain(secret: SecretStr | None) -> str | None:
             return secret.get_secret_value() if secret is not None else None
 
-        return S3Options(self.blob_s3_endpoint_url, self.blob_s3_region, self.blob_s3_path_style,
-                         plain(self.blob_s3_access_key_id), plain(self.blob_s3_secret_access_key),
-                         self.blob_timeout_s, self.blob_max_attempts)
+        return S3Options(
+            self.blob_s3_endpoint_url,
+            self.blob_s3_region,
+            self.blob_s3_path_style,
+            plain(self.blob_s3_access_key_id),
+            plain(self.blob_s3_secret_access_key),
+            self.blob_timeout_s,
+            self.blob_max_attempts,
+        )
 
     @property
     def is_inline(self) -> bool:

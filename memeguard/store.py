@@ -57,13 +57,21 @@ class Handoff:
     why: str = "not confident"  # or "pinned to the VLM" (the tenant's tier)
 
     def to_json(self) -> dict[str, Any]:
-        return {"verdict": self.verdict.model_dump(mode="json"), "timings": self.timings, "queue": self.queue,
-                "why": self.why}
+        return {
+            "verdict": self.verdict.model_dump(mode="json"),
+            "timings": self.timings,
+            "queue": self.queue,
+            "why": self.why,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Handoff:
-        return cls(Verdict.model_validate(data["verdict"]), dict(data.get("timings", {})), str(data.get("queue", "")),
-                   str(data.get("why", "not confident")))
+        return cls(
+            Verdict.model_validate(data["verdict"]),
+            dict(data.get("timings", {})),
+            str(data.get("queue", "")),
+            str(data.get("why", "not confident")),
+        )
 
 
 @dataclass(frozen=True)
@@ -106,12 +114,27 @@ class NewJob:
 
 def _record(job: Job) -> JobRecord:
     return JobRecord(
-        id=job.id, tenant=job.tenant, content_id=job.content_id, status=JobStatus(job.status),
-        image_sha256=job.image_sha256, media_type=job.media_type, width=job.width, height=job.height,
-        frames=job.frames, post_text=job.post_text, context=dict(job.context or {}),
-        callback_url=job.callback_url, attempts=job.attempts, error_code=job.error_code, error=job.error,
-        timings=dict(job.timings or {}), created_at=job.created_at, enqueued_at=job.enqueued_at,
-        started_at=job.started_at, finished_at=job.finished_at, handed_off_at=job.handed_off_at,
+        id=job.id,
+        tenant=job.tenant,
+        content_id=job.content_id,
+        status=JobStatus(job.status),
+        image_sha256=job.image_sha256,
+        media_type=job.media_type,
+        width=job.width,
+        height=job.height,
+        frames=job.frames,
+        post_text=job.post_text,
+        context=dict(job.context or {}),
+        callback_url=job.callback_url,
+        attempts=job.attempts,
+        error_code=job.error_code,
+        error=job.error,
+        timings=dict(job.timings or {}),
+        created_at=job.created_at,
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        handed_off_at=job.handed_off_at,
         handoff=Handoff.from_json(job.handoff) if job.handoff else None,
     )
 
@@ -127,8 +150,7 @@ def insert_jobs(session: Session, news: list[NewJob]) -> list[JobRecord]:
 
 
 def _status_times(status: JobStatus, now: datetime) -> dict[str, datetime | None]:
-    return {"enqueued_at": now if status is JobStatus.QUEUED else None,
-            "finished_at": now if status.is_final else None}
+    return {"enqueued_at": now if status is JobStatus.QUEUED else None, "finished_at": now if status.is_final else None}
 
 
 def find_jobs(session: Session, tenant: str, content_ids: list[str]) -> dict[str, JobRecord]:
@@ -207,8 +229,7 @@ def claim_jobs(session: Session, job_ids: list[uuid.UUID], max_attempts: int) ->
         session.execute(sa.text("SET LOCAL synchronous_commit = off"))
     rows = session.scalars(
         sa.update(Job)
-        .where(Job.id.in_(job_ids), Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-               Job.attempts < max_attempts)
+        .where(Job.id.in_(job_ids), Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.attempts < max_attempts)
         .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, started_at=now, updated_at=now)
         .returning(Job)
         .execution_options(synchronize_session=False)
@@ -261,14 +282,37 @@ def finish_jobs(session: Session, done: list[tuple[uuid.UUID, Verdict, Decision,
     rows = [VerdictRow(job_id=job_id, **_verdict_columns(verdict)) for job_id, verdict, _, _ in done]
     session.add_all(rows)
     session.flush()
-    session.add_all([ActionRow(
-        job_id=job_id, verdict_id=row.id, action=d.action, source="policy", policy_name=d.policy_name,
-        policy_version=d.policy_version, rule_id=d.rule_id, reason=d.reason,
-    ) for (job_id, _, d, _), row in zip(done, rows, strict=True)])
+    session.add_all(
+        [
+            ActionRow(
+                job_id=job_id,
+                verdict_id=row.id,
+                action=d.action,
+                source="policy",
+                policy_name=d.policy_name,
+                policy_version=d.policy_version,
+                rule_id=d.rule_id,
+                reason=d.reason,
+            )
+            for (job_id, _, d, _), row in zip(done, rows, strict=True)
+        ]
+    )
     now = utcnow()
-    session.execute(sa.update(Job), [
-        {"id": job_id, "status": JobStatus.DONE, "finished_at": now, "updated_at": now, "timings": timings,
-         "error_code": None, "error": None} for job_id, _, _, timings in done])
+    session.execute(
+        sa.update(Job),
+        [
+            {
+                "id": job_id,
+                "status": JobStatus.DONE,
+                "finished_at": now,
+                "updated_at": now,
+                "timings": timings,
+                "error_code": None,
+                "error": None,
+            }
+            for job_id, _, _, timings in done
+        ],
+    )
     session.flush()
 
 
@@ -286,15 +330,29 @@ def hand_off_jobs(session: Session, handoffs: list[tuple[uuid.UUID, Handoff]]) -
     moved = []
     for job_id, handoff in handoffs:
         row = session.scalar(
-            sa.update(Job).where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-            .values(status=JobStatus.QUEUED, handoff=handoff.to_json(), handed_off_at=now, enqueued_at=now,
-                    updated_at=now)
-            .returning(Job.tenant).execution_options(synchronize_session=False))
+            sa.update(Job)
+            .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
+            .values(
+                status=JobStatus.QUEUED, handoff=handoff.to_json(), handed_off_at=now, enqueued_at=now, updated_at=now
+            )
+            .returning(Job.tenant)
+            .execution_options(synchronize_session=False)
+        )
         if row is not None:
             moved.append(job_id)
-            audit(session, "job.handed_off", actor="worker", tenant=row, job_id=job_id, detail={
-                "queue": handoff.queue, "why": handoff.why, "confidence": handoff.verdict.confidence,
-                "harm_type": handoff.verdict.harm_type.value})
+            audit(
+                session,
+                "job.handed_off",
+                actor="worker",
+                tenant=row,
+                job_id=job_id,
+                detail={
+                    "queue": handoff.queue,
+                    "why": handoff.why,
+                    "confidence": handoff.verdict.confidence,
+                    "harm_type": handoff.verdict.harm_type.value,
+                },
+            )
     session.flush()
     return moved
 
@@ -302,26 +360,51 @@ def hand_off_jobs(session: Session, handoffs: list[tuple[uuid.UUID, Handoff]]) -
 def _verdict_columns(verdict: Verdict) -> dict[str, Any]:
     data = verdict.model_dump(mode="json")
     data["signals"] = [s.model_dump(mode="json") for s in verdict.signals]
-    return {k: data[k] for k in (
-        "emotion", "intent", "harm_type", "confidence", "emotion_confidence", "intent_confidence", "explanation",
-        "ocr_text", "signals",
-        "analyzer", "analyzer_version", "latency_ms")}
+    return {
+        k: data[k]
+        for k in (
+            "emotion",
+            "intent",
+            "harm_type",
+            "confidence",
+            "emotion_confidence",
+            "intent_confidence",
+            "explanation",
+            "ocr_text",
+            "signals",
+            "analyzer",
+            "analyzer_version",
+            "latency_ms",
+        )
+    }
 
 
 def _verdict(row: VerdictRow) -> Verdict:
     return Verdict(
-        emotion=row.emotion, intent=row.intent, harm_type=row.harm_type, confidence=row.confidence,
-        emotion_confidence=row.emotion_confidence, intent_confidence=row.intent_confidence,
-        explanation=row.explanation, ocr_text=row.ocr_text,
-        signals=[Signal.model_validate(s) for s in row.signals or []], analyzer=row.analyzer,
-        analyzer_version=row.analyzer_version, latency_ms=row.latency_ms,
+        emotion=row.emotion,
+        intent=row.intent,
+        harm_type=row.harm_type,
+        confidence=row.confidence,
+        emotion_confidence=row.emotion_confidence,
+        intent_confidence=row.intent_confidence,
+        explanation=row.explanation,
+        ocr_text=row.ocr_text,
+        signals=[Signal.model_validate(s) for s in row.signals or []],
+        analyzer=row.analyzer,
+        analyzer_version=row.analyzer_version,
+        latency_ms=row.latency_ms,
     )
 
 
 def _action(row: ActionRow) -> ActionRecord:
     return ActionRecord(
-        action=ModerationAction(row.action), source=row.source, policy_name=row.policy_name,
-        policy_version=row.policy_version, rule_id=row.rule_id, reason=row.reason, created_at=row.created_at,
+        action=ModerationAction(row.action),
+        source=row.source,
+        policy_name=row.policy_name,
+        policy_version=row.policy_version,
+        rule_id=row.rule_id,
+        reason=row.reason,
+        created_at=row.created_at,
     )
 
 
@@ -383,8 +466,13 @@ def touch_jobs(session: Session, job_ids: list[uuid.UUID]) -> None:
 
 
 def audit(
-    session: Session, event: str, *, actor: str, tenant: str | None = None,
-    job_id: uuid.UUID | None = None, detail: dict[str, Any] | None = None,
+    session: Session,
+    event: str,
+    *,
+    actor: str,
+    tenant: str | None = None,
+    job_id: uuid.UUID | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit entry (the table refuses updates and deletes)."""
     session.add(AuditEntry(actor=actor, tenant=tenant, job_id=job_id, event=event, detail=detail or {}))

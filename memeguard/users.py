@@ -46,8 +46,9 @@ class UserRecord:
     last_login_at: datetime | None
 
 
-def add_user(session: Session, username: str, password: str, role: Role, tenants: list[str], *,
-             actor: str) -> UserRecord:
+def add_user(
+    session: Session, username: str, password: str, role: Role, tenants: list[str], *, actor: str
+) -> UserRecord:
     """A reviewer sees only the tenants assigned; an admin with no tenants listed sees none (be explicit)."""
     if not USERNAME.match(username):
         raise UserError(f"username {username!r}: 2-64 lower-case letters, digits, '_', '.', '-'")
@@ -55,12 +56,14 @@ def add_user(session: Session, username: str, password: str, role: Role, tenants
         raise UserError(f"password must be at least {MIN_PASSWORD} characters and not a placeholder")
     if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
         raise UserError(f"user {username!r} already exists")
-    row = User(username=username, password_hash=_HASHER.hash(password), role=role, tenants=sorted(set(tenants)),
-               disabled=False)
+    row = User(
+        username=username, password_hash=_HASHER.hash(password), role=role, tenants=sorted(set(tenants)), disabled=False
+    )
     session.add(row)
     session.flush()
-    store.audit(session, "user.added", actor=actor, detail={"user": username, "role": role.value,
-                                                           "tenants": row.tenants})
+    store.audit(
+        session, "user.added", actor=actor, detail={"user": username, "role": role.value, "tenants": row.tenants}
+    )
     return record(row)
 
 
@@ -109,8 +112,12 @@ def _failed(session: Session, row: User, now: datetime) -> None:
     beyond = row.failed_logins - LOCK_AFTER
     if beyond >= 0:
         row.locked_until = now + min(LOCK_MAX, LOCK_FOR * 2 ** min(beyond, 10))
-        store.audit(session, "user.locked", actor="console", detail={
-            "user": row.username, "failed_logins": row.failed_logins, "until": row.locked_until.isoformat()})
+        store.audit(
+            session,
+            "user.locked",
+            actor="console",
+            detail={"user": row.username, "failed_logins": row.failed_logins, "until": row.locked_until.isoformat()},
+        )
     session.flush()
 
 

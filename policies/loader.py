@@ -165,7 +165,9 @@ def _rule(node: Node, issues: _Issues) -> Rule | None:
 def _when(node: Node, issues: _Issues) -> tuple[tuple[Condition, ...], ConfidenceRange | None]:
     keys = _mapping(node, issues, {*ENUMS, "signal", "evidence", "confidence"}, "when")
     conditions = [
-        cond for name, (_, value) in keys.items() if name != "confidence"
+        cond
+        for name, (_, value) in keys.items()
+        if name != "confidence"
         if (cond := _condition(name, value, issues)) is not None
     ]
     confidence = _confidence(keys["confidence"][1], issues) if "confidence" in keys else None

@@ -62,8 +62,11 @@ router = APIRouter()
 # specific code, and a refused upload is stored as a rejected job)
 CONTENT_ID_SCHEMA: dict[str, Any] = {"pattern": r"^[\w.:@/+=-]{1,256}$", "minLength": 1, "maxLength": 256}
 POST_TEXT_SCHEMA: dict[str, Any] = {"maxLength": 2000, "pattern": "^[^\\x00]*$"}
-CONTEXT_SCHEMA: dict[str, Any] = {"contentMediaType": "application/json", "maxLength": 4096,
-                  "description": "a JSON object (the post's context), at most MEMEGUARD_MAX_CONTEXT_BYTES"}
+CONTEXT_SCHEMA: dict[str, Any] = {
+    "contentMediaType": "application/json",
+    "maxLength": 4096,
+    "description": "a JSON object (the post's context), at most MEMEGUARD_MAX_CONTEXT_BYTES",
+}
 CALLBACK_SCHEMA: dict[str, Any] = {"format": "uri", "pattern": "^https?://[^\\s]+$", "maxLength": 2048}
 
 
@@ -86,16 +89,24 @@ class BatchIn(BaseModel):
 
 # any body with a line is taken: each line is answered on its own (one that is not a BatchItem gets
 # ``invalid_line``); a body without any line is refused
-STREAM_OPENAPI: dict[str, Any] = {"requestBody": {
-    "required": True, "description": "one BatchItem JSON object per line",
-    "content": {"application/x-ndjson": {"schema": {"type": "string", "pattern": "\\S"},
-                                         "x-item-schema": {"$ref": "#/components/schemas/BatchItem"}}}}}
+STREAM_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "one BatchItem JSON object per line",
+        "content": {
+            "application/x-ndjson": {
+                "schema": {"type": "string", "pattern": "\\S"},
+                "x-item-schema": {"$ref": "#/components/schemas/BatchItem"},
+            }
+        },
+    }
+}
 
 
 def create_app(runtime: Runtime) -> FastAPI:
     """Build the API around a runtime. Refuses to start without API keys: no key, no access."""
     if not runtime.settings.api_keys:
-        raise ValueError("no API keys configured: set MEMEGUARD_API_KEYS='{\"tenant\": \"<key>\"}'")
+        raise ValueError('no API keys configured: set MEMEGUARD_API_KEYS=\'{"tenant": "<key>"}\'')
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN
     app = FastAPIOffline(title="memeguard ingestion API", version=__version__, description=DESCRIPTION)
     app.state.runtime = runtime
@@ -151,8 +162,9 @@ def _appeal_webhook(body: AppealCallback) -> None:
 def _internal_error(_: Request, exc: Exception) -> JSONResponse:
     """The last resort: an unforeseen failure still answers the one error shape (logged with its traceback)."""
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": "internal_error", "message": f"an unforeseen failure ({type(exc).__name__})"},
-                        status_code=500)
+    return JSONResponse(
+        {"error": "internal_error", "message": f"an unforeseen failure ({type(exc).__name__})"}, status_code=500
+    )
 
 
 def _queue_down(_: Request, exc: QueueUnavailable) -> JSONResponse:
@@ -163,13 +175,23 @@ def _database_down(_: Request, exc: sa_exc.DBAPIError) -> JSONResponse:
     """The database refused or dropped the request's connection (pre-ping already replaced a dead pooled
     one): a 503 with a code the client retries on, never a bare 500."""
     log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else type(exc).__name__)
-    return JSONResponse({"error": "database_unavailable", "message": "the database is unreachable; retry later"},
-                        status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(
+        {"error": "database_unavailable", "message": "the database is unreachable; retry later"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
 
 
 # the code of an error the framework raises itself (unknown route, wrong method …), by status
-FRAMEWORK_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                   405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type"}
+FRAMEWORK_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -198,10 +220,14 @@ def _allowed_methods(request: Request) -> list[str]:
 def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     """A request whose fields or body do not fit the endpoint: 422 ``invalid_request`` with each field's
     location and reason (never the input echoed back: it may be megabytes, or secret)."""
-    fields = [{"location": ".".join(str(p) for p in error.get("loc", ())), "reason": str(error.get("msg", ""))}
-              for error in exc.errors()][:20]
-    return JSONResponse({"error": "invalid_request", "message": "the request does not fit this endpoint",
-                         "fields": fields}, status_code=422)
+    fields = [
+        {"location": ".".join(str(p) for p in error.get("loc", ())), "reason": str(error.get("msg", ""))}
+        for error in exc.errors()
+    ][:20]
+    return JSONResponse(
+        {"error": "invalid_request", "message": "the request does not fit this endpoint", "fields": fields},
+        status_code=422,
+    )
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -215,10 +241,12 @@ BEARER = HTTPBearer(auto_error=False, description="the tenant's API key as a bea
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="the tenant's API key")
 
 
-def tenant_of(request: Request,
-              bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
-              x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
-              x_memeguard_tenant: Annotated[str | None, Header()] = None) -> str:
+def tenant_of(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    x_api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+    x_memeguard_tenant: Annotated[str | None, Header()] = None,
+) -> str:
     """The tenant owning the presented API key (constant-time comparison); 401 otherwise. A client that
     names its tenant (``X-Memeguard-Tenant``) gets 403 if the key belongs to another: a misconfigured
     pipeline fails loudly instead of filing uploads under the wrong platform."""
@@ -226,11 +254,16 @@ def tenant_of(request: Request,
     keys: list[tuple[bytes, str]] = request.app.state.api_keys
     tenant = next((t for key, t in keys if hmac.compare_digest(key, presented)), None)
     if not presented or tenant is None:
-        raise HTTPException(401, {"error": "unauthorized", "message": "missing or unknown API key"},
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            {"error": "unauthorized", "message": "missing or unknown API key"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     if x_memeguard_tenant is not None and x_memeguard_tenant != tenant:
-        raise HTTPException(403, {"error": "tenant_mismatch",
-                                  "message": f"this API key does not belong to tenant {x_memeguard_tenant!r}"})
+        raise HTTPException(
+            403,
+            {"error": "tenant_mismatch", "message": f"this API key does not belong to tenant {x_memeguard_tenant!r}"},
+        )
     quotas_of(request).request(tenant)
     return tenant
 
@@ -255,13 +288,17 @@ def _submission(item: BatchItem) -> Submission:
 
 
 def _ref_json(ref: JobRef) -> dict[str, Any]:
-    return {"job_id": str(ref.job_id), "content_id": ref.content_id, "status": ref.status.value,
-            "created": ref.created}
+    return {"job_id": str(ref.job_id), "content_id": ref.content_id, "status": ref.status.value, "created": ref.created}
 
 
 def _rejection_json(rej: Rejection) -> dict[str, Any]:
-    return {"error": rej.code, "message": rej.message, "content_id": rej.content_id,
-            "job_id": str(rej.job_id) if rej.job_id else None, "http_status": rej.http_status}
+    return {
+        "error": rej.code,
+        "message": rej.message,
+        "content_id": rej.content_id,
+        "job_id": str(rej.job_id) if rej.job_id else None,
+        "http_status": rej.http_status,
+    }
 
 
 def _created(results: list[JobRef | Rejection]) -> int:
@@ -272,11 +309,20 @@ def _result_json(result: JobRef | Rejection) -> dict[str, Any]:
     return _ref_json(result) if isinstance(result, JobRef) else _rejection_json(result)
 
 
-@router.post("/v1/jobs", status_code=201, summary="Submit one meme (multipart)", response_model=JobRefOut,
-             responses={200: {"model": JobRefOut, "description": "the content id was known: the same job"},
-                        **errors(*UPLOAD_CODES)})
+@router.post(
+    "/v1/jobs",
+    status_code=201,
+    summary="Submit one meme (multipart)",
+    response_model=JobRefOut,
+    responses={
+        200: {"model": JobRefOut, "description": "the content id was known: the same job"},
+        **errors(*UPLOAD_CODES),
+    },
+)
 def create_job(
-    tenant: Tenant, runtime: Rt, quotas: Qs,
+    tenant: Tenant,
+    runtime: Rt,
+    quotas: Qs,
     image: Annotated[UploadFile, File(description="JPEG, PNG, GIF or WebP (decided by magic bytes)")],
     content_id: Annotated[str, Form(json_schema_extra=CONTENT_ID_SCHEMA)],
     post_text: Annotated[str, Form(json_schema_extra=POST_TEXT_SCHEMA)] = "",
@@ -285,10 +331,17 @@ def create_job(
 ) -> JSONResponse:
     limit = runtime.settings.max_upload_bytes
     data = image.file.read(limit + 1)
-    too_large = ("too_large", f"{image.size if image.size is not None else 'more than ' + str(limit)} bytes "
-                 f"exceeds the limit of {limit}") if len(data) > limit else None
-    item = Submission(b"" if too_large else data, content_id, post_text, context or None, callback_url or None,
-                      too_large)
+    too_large = (
+        (
+            "too_large",
+            f"{image.size if image.size is not None else 'more than ' + str(limit)} bytes exceeds the limit of {limit}",
+        )
+        if len(data) > limit
+        else None
+    )
+    item = Submission(
+        b"" if too_large else data, content_id, post_text, context or None, callback_url or None, too_large
+    )
     quotas.uploads(tenant, 1)
     [result] = runtime.producer.submit_many([item], tenant=tenant)
     quotas.spend(tenant, _created([result]))
@@ -297,9 +350,14 @@ def create_job(
     return JSONResponse(_ref_json(result), status_code=201 if result.created else 200)
 
 
-@router.post("/v1/jobs:batch", summary="Submit many memes (JSON, base64 images); per-item results",
-             response_model=BatchOut, responses=errors(*AUTH_CODES, "too_large", "too_many_items", "quota_exceeded",
-                                                       "queue_full", "queue_unavailable", "bad_request"))
+@router.post(
+    "/v1/jobs:batch",
+    summary="Submit many memes (JSON, base64 images); per-item results",
+    response_model=BatchOut,
+    responses=errors(
+        *AUTH_CODES, "too_large", "too_many_items", "quota_exceeded", "queue_full", "queue_unavailable", "bad_request"
+    ),
+)
 def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict[str, Any]:
     limit = runtime.settings.max_batch_items
     if len(body.items) > limit:
@@ -309,16 +367,23 @@ def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict
     quotas.spend(tenant, _created(results))
     BATCH_SIZE.labels("api_batch").observe(len(results))
     accepted = sum(isinstance(r, JobRef) for r in results)
-    return {"results": [_result_json(r) for r in results], "accepted": accepted,
-            "rejected": len(results) - accepted}
+    return {"results": [_result_json(r) for r in results], "accepted": accepted, "rejected": len(results) - accepted}
 
 
-@router.post("/v1/jobs:stream", summary="NDJSON in; one result line per item out, as each completes",
-             response_class=StreamingResponse, openapi_extra=STREAM_OPENAPI,
-             responses={200: {"description": "one JSON line per item: its job (as GET answers it, plus `line` and "
-                              "`timeout`) or its error (`line`, `error`, `message`)",
-                              "content": {"application/x-ndjson": {"schema": {"type": "string"}}}},
-                        **errors(*AUTH_CODES)})
+@router.post(
+    "/v1/jobs:stream",
+    summary="NDJSON in; one result line per item out, as each completes",
+    response_class=StreamingResponse,
+    openapi_extra=STREAM_OPENAPI,
+    responses={
+        200: {
+            "description": "one JSON line per item: its job (as GET answers it, plus `line` and "
+            "`timeout`) or its error (`line`, `error`, `message`)",
+            "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        },
+        **errors(*AUTH_CODES),
+    },
+)
 async def create_stream(tenant: Tenant, runtime: Rt, quotas: Qs, request: Request) -> StreamingResponse:
     """Items are submitted as their lines arrive; results are written in completion order."""
     results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -337,12 +402,28 @@ async def create_stream(tenant: Tenant, runtime: Rt, quotas: Qs, request: Reques
     items = 0
     async for number, line in _ndjson_lines(request.stream(), max_line):
         if line is None:
-            tasks.append(asyncio.create_task(_answer(results, {"line": number, "error": "line_too_large",
-                                                               "message": f"the line exceeds {max_line} bytes"})))
+            tasks.append(
+                asyncio.create_task(
+                    _answer(
+                        results,
+                        {"line": number, "error": "line_too_large", "message": f"the line exceeds {max_line} bytes"},
+                    )
+                )
+            )
         elif items >= settings.max_stream_items:
-            tasks.append(asyncio.create_task(_answer(results, {
-                "line": number, "error": "too_many_items",
-                "message": f"a stream carries at most {settings.max_stream_items} items; send the rest in another"})))
+            tasks.append(
+                asyncio.create_task(
+                    _answer(
+                        results,
+                        {
+                            "line": number,
+                            "error": "too_many_items",
+                            "message": f"a stream carries at most {settings.max_stream_items} items; "
+                            "send the rest in another",
+                        },
+                    )
+                )
+            )
         else:
             items += 1
             tasks.append(asyncio.create_task(run(number, line)))
@@ -361,8 +442,11 @@ def _stream_failure(exc: Exception) -> dict[str, str]:
     """A line the service could not take: the broker or the database is down (retry the line: uploads are
     idempotent by content id), or something unforeseen (logged with its traceback)."""
     if isinstance(exc, QueueUnavailable):
-        return {"error": "queue_unavailable", "message": "the queue is unreachable; a stored job is re-published "
-                "by the sweeper, and resubmitting the line is safe"}
+        return {
+            "error": "queue_unavailable",
+            "message": "the queue is unreachable; a stored job is re-published "
+            "by the sweeper, and resubmitting the line is safe",
+        }
     if isinstance(exc, sa_exc.DBAPIError):
         return {"error": "database_unavailable", "message": "the database is unreachable; resubmit the line"}
     log.exception("stream line failed")
@@ -397,14 +481,22 @@ async def _wait_final(runtime: Runtime, job_id: uuid.UUID) -> dict[str, Any]:
         await asyncio.sleep(POLL_S)
 
 
-@router.get("/v1/jobs/{job_id}", summary="Status, verdict and action of a job", response_model=JobOut,
-            responses=errors(*AUTH_CODES, "not_found"))
+@router.get(
+    "/v1/jobs/{job_id}",
+    summary="Status, verdict and action of a job",
+    response_model=JobOut,
+    responses=errors(*AUTH_CODES, "not_found"),
+)
 def get_job(tenant: Tenant, runtime: Rt, job_id: str) -> dict[str, Any]:
     return job_json(_owned(runtime, tenant, job_id))
 
 
-@router.get("/v1/jobs", summary="Find a job by the platform's content id", response_model=JobOut,
-            responses=errors(*AUTH_CODES, "not_found"))
+@router.get(
+    "/v1/jobs",
+    summary="Find a job by the platform's content id",
+    response_model=JobOut,
+    responses=errors(*AUTH_CODES, "not_found"),
+)
 def find_job(tenant: Tenant, runtime: Rt, content_id: Annotated[str, Query()]) -> dict[str, Any]:
     with runtime.sessions() as session:
         job = store.find_job(session, tenant, content_id)
@@ -415,9 +507,13 @@ class AppealIn(BaseModel):
     reason: str = ""
 
 
-@router.post("/v1/jobs/{job_id}/appeal", status_code=201, summary="Appeal a job's action (review queue)",
-             response_model=AppealOut, responses=errors(*AUTH_CODES, "not_found", "not_finished", "appeal_open",
-                                                        "too_large", "bad_request"))
+@router.post(
+    "/v1/jobs/{job_id}/appeal",
+    status_code=201,
+    summary="Appeal a job's action (review queue)",
+    response_model=AppealOut,
+    responses=errors(*AUTH_CODES, "not_found", "not_finished", "appeal_open", "too_large", "bad_request"),
+)
 def appeal(tenant: Tenant, runtime: Rt, job_id: str, body: AppealIn) -> dict[str, Any]:
     """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL.
     An id that is no job of this tenant — malformed ones included — is ``not_found``, as on GET."""
@@ -456,8 +552,11 @@ def metrics_endpoint(request: Request, runtime: Rt, authorization: Annotated[str
     if token is not None:
         given = (authorization or "").removeprefix("Bearer ").encode()
         if not hmac.compare_digest(given, token.get_secret_value().encode()):
-            raise HTTPException(401, {"error": "unauthorized", "message": "metrics need the metrics token"},
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                {"error": "unauthorized", "message": "metrics need the metrics token"},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
     elif (request.client.host if request.client else "") not in LOOPBACK:
         raise HTTPException(404, {"error": "not_found", "message": "no such route"})
     registry: CollectorRegistry = request.app.state.registry

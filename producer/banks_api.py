@@ -23,9 +23,22 @@ from memeguard.db import BankKind
 from memeguard.runtime import Runtime
 from producer.contract import ERRORS, errors
 
-router = APIRouter(prefix="/v1/banks", tags=["banks"], responses=errors(
-    "unauthorized", "banks_disabled", "not_found", "not_finished", "conflict", "bank_refused", "invalid_request",
-    "too_large", "bad_request", "database_unavailable"))
+router = APIRouter(
+    prefix="/v1/banks",
+    tags=["banks"],
+    responses=errors(
+        "unauthorized",
+        "banks_disabled",
+        "not_found",
+        "not_finished",
+        "conflict",
+        "bank_refused",
+        "invalid_request",
+        "too_large",
+        "bad_request",
+        "database_unavailable",
+    ),
+)
 # one ThreatExchange PDQ CSV line (``pdq_hex[,quality[,note]]``), a comment or a header, as import_csv reads it
 CSV_TEXT = r'[^\r\n"]*'
 CSV_LINE = rf"([ \t\f\v]*|#{CSV_TEXT}|(hash|pdq)(,{CSV_TEXT})?|[0-9a-f]{{64}}(,(100|[0-9]{{1,2}})?(,{CSV_TEXT})?)?)"
@@ -64,9 +77,14 @@ class BankPatch(BaseModel):
 class HashIn(BaseModel):
     """A PDQ hash (64 lower-case hex digits), a pHash (16), or both."""
 
-    model_config = ConfigDict(json_schema_extra={"anyOf": [
-        {"required": ["pdq"], "properties": {"pdq": {"type": "string"}}},
-        {"required": ["phash"], "properties": {"phash": {"type": "string"}}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["pdq"], "properties": {"pdq": {"type": "string"}}},
+                {"required": ["phash"], "properties": {"phash": {"type": "string"}}},
+            ]
+        }
+    )
     pdq: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
     quality: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
     phash: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9a-f]{16}$"})
@@ -80,8 +98,11 @@ class HashIds(BaseModel):
     ids: list[Annotated[Whole, Field(ge=0, le=MAX_ID, json_schema_extra={"minimum": 0, "maximum": MAX_ID})]]
 
 
-def admin_of(request: Request, authorization: Annotated[str | None, Header()] = None,
-             x_api_key: Annotated[str | None, Header()] = None) -> str:
+def admin_of(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
     """The admin key (MEMEGUARD_ADMIN_API_KEY) or 401; with none configured, bank curation is off (403)."""
     runtime: Runtime = request.app.state.runtime
     configured = runtime.settings.admin_api_key
@@ -89,8 +110,11 @@ def admin_of(request: Request, authorization: Annotated[str | None, Header()] = 
         raise HTTPException(403, {"error": "banks_disabled", "message": "no MEMEGUARD_ADMIN_API_KEY configured"})
     presented = (x_api_key or (authorization or "").removeprefix("Bearer ")).strip().encode()
     if not hmac.compare_digest(presented, configured.get_secret_value().encode()):
-        raise HTTPException(401, {"error": "unauthorized", "message": "bank curation needs the admin API key"},
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            {"error": "unauthorized", "message": "bank curation needs the admin API key"},
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return "api:admin"
 
 
@@ -109,9 +133,15 @@ def _change(request: Request, change: Callable[[Session], T]) -> T:
 
 
 def _bank_json(bank: BankRecord, count: int | None = None) -> dict[str, Any]:
-    data = {"name": bank.name, "kind": bank.kind.value, "label": bank.label, "enabled": bank.enabled,
-            "enabled_ratio": bank.enabled_ratio, "pdq_distance": bank.pdq_distance,
-            "phash_distance": bank.phash_distance}
+    data = {
+        "name": bank.name,
+        "kind": bank.kind.value,
+        "label": bank.label,
+        "enabled": bank.enabled,
+        "enabled_ratio": bank.enabled_ratio,
+        "pdq_distance": bank.pdq_distance,
+        "phash_distance": bank.phash_distance,
+    }
     return data if count is None else {**data, "hashes": count}
 
 
@@ -122,9 +152,18 @@ def list_banks(request: Request, _: Admin) -> list[dict[str, Any]]:
 
 @router.post("", status_code=201, summary="Create a bank (template, harmful or allow-list)")
 def create_bank(request: Request, actor: Admin, body: BankIn) -> dict[str, Any]:
-    bank = _change(request, lambda s: banks.create_bank(s, body.name, body.kind, body.label, actor=actor,
-                                                        pdq_distance=body.pdq_distance,
-                                                        phash_distance=body.phash_distance))
+    bank = _change(
+        request,
+        lambda s: banks.create_bank(
+            s,
+            body.name,
+            body.kind,
+            body.label,
+            actor=actor,
+            pdq_distance=body.pdq_distance,
+            phash_distance=body.phash_distance,
+        ),
+    )
     return _bank_json(bank)
 
 
@@ -146,8 +185,12 @@ def remove_hashes(request: Request, actor: Admin, name: str, body: HashIds) -> d
 
 
 @router.post("/{name}/hashes:import", status_code=201, summary="Import ThreatExchange PDQ CSV (text/csv)")
-def import_csv(request: Request, actor: Admin, name: str,
-               body: Annotated[str, Body(media_type="text/csv", json_schema_extra=CSV_SCHEMA)]) -> dict[str, Any]:
+def import_csv(
+    request: Request,
+    actor: Admin,
+    name: str,
+    body: Annotated[str, Body(media_type="text/csv", json_schema_extra=CSV_SCHEMA)],
+) -> dict[str, Any]:
     ids = _change(request, lambda s: banks.import_csv(s, name, body, actor=actor, source="api:csv"))
     return {"imported": len(ids)}
 

@@ -46,8 +46,10 @@ class BodyCaps:
 
 def too_large(cap: int, size: int | None) -> HTTPException:
     stated = f"{size} bytes" if size is not None else "more bytes than that"
-    return HTTPException(413, {"error": "too_large",
-                               "message": f"the request body exceeds this endpoint's limit of {cap} bytes ({stated})"})
+    return HTTPException(
+        413,
+        {"error": "too_large", "message": f"the request body exceeds this endpoint's limit of {cap} bytes ({stated})"},
+    )
 
 
 class BodyLimit:
@@ -96,7 +98,15 @@ def _content_length(scope: Scope) -> int | None:
 
 async def _refuse(send: Send, exc: HTTPException) -> None:
     body = json.dumps(exc.detail).encode()
-    await send({"type": "http.response.start", "status": exc.status_code,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status_code,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -114,16 +114,25 @@ class Job:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Job:
         action = body.get("action")
-        return cls(body["job_id"], body["content_id"], body["status"], body.get("verdict"),
-                   Action(**action) if action else None, body.get("error"), body.get("timings") or {}, dict(body))
+        return cls(
+            body["job_id"],
+            body["content_id"],
+            body["status"],
+            body.get("verdict"),
+            Action(**action) if action else None,
+            body.get("error"),
+            body.get("timings") or {},
+            dict(body),
+        )
 
 
 class MemeguardError(Exception):
     """A refused request: ``code`` is the API's stable error code (``too_large``, ``rate_limited`` …),
     ``status`` the HTTP status (for one item of a batch: the status it would have had on its own)."""
 
-    def __init__(self, status: int | None, code: str, message: str, job_id: str | None = None,
-                 retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, status: int | None, code: str, message: str, job_id: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message, self.job_id = status, code, message, job_id
         self.retry_after_s = retry_after_s
@@ -158,8 +167,16 @@ class _Base:
 class Client(_Base):
     """``Client(url, key)``; pass ``tenant=`` (here or per call) to have the server check the key's tenant."""
 
-    def __init__(self, base_url: str, api_key: str, *, tenant: str | None = None, timeout: float = 30.0,
-                 retry: Retry = Retry(), transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        tenant: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry = Retry(),
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         super().__init__(api_key, tenant, retry)
         self._http = httpx.Client(base_url=base_url, headers=self._headers, timeout=timeout, transport=transport)
 
@@ -172,8 +189,16 @@ class Client(_Base):
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def submit(self, image: bytes | Path, content_id: str, *, tenant: str | None = None, post_text: str = "",
-               context: dict[str, Any] | None = None, callback_url: str | None = None) -> JobRef:
+    def submit(
+        self,
+        image: bytes | Path,
+        content_id: str,
+        *,
+        tenant: str | None = None,
+        post_text: str = "",
+        context: dict[str, Any] | None = None,
+        callback_url: str | None = None,
+    ) -> JobRef:
         """Submit one upload; re-submitting the same content id returns the same job (``created=False``)."""
         form, files = _form(image, content_id, post_text, context, callback_url)
         body = self._request("POST", "/v1/jobs", data=form, files=files, headers=_tenant_header(tenant))
@@ -189,8 +214,9 @@ class Client(_Base):
         """NDJSON streaming: yields one finished result per item, in completion order. Not retried as a
         whole (lines already answered would be sent again); a line's own ``error`` says what to resend."""
         lines = (json.dumps(_item_json(item), ensure_ascii=False).encode() + b"\n" for item in items)
-        with self._http.stream("POST", "/v1/jobs:stream", content=lines,
-                               headers={"Content-Type": "application/x-ndjson"}) as response:
+        with self._http.stream(
+            "POST", "/v1/jobs:stream", content=lines, headers={"Content-Type": "application/x-ndjson"}
+        ) as response:
             if response.status_code >= 400:
                 response.read()
                 raise _error(response)
@@ -228,11 +254,18 @@ class Client(_Base):
 class AsyncClient(_Base):
     """``Client`` for asyncio: the same methods, awaited (``stream`` is an async iterator)."""
 
-    def __init__(self, base_url: str, api_key: str, *, tenant: str | None = None, timeout: float = 30.0,
-                 retry: Retry = Retry(), transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        tenant: str | None = None,
+        timeout: float = 30.0,
+        retry: Retry = Retry(),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         super().__init__(api_key, tenant, retry)
-        self._http = httpx.AsyncClient(base_url=base_url, headers=self._headers, timeout=timeout,
-                                       transport=transport)
+        self._http = httpx.AsyncClient(base_url=base_url, headers=self._headers, timeout=timeout, transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -243,21 +276,29 @@ class AsyncClient(_Base):
     async def __aexit__(self, *_: object) -> None:
         await self.aclose()
 
-    async def submit(self, image: bytes | Path, content_id: str, *, tenant: str | None = None, post_text: str = "",
-                     context: dict[str, Any] | None = None, callback_url: str | None = None) -> JobRef:
+    async def submit(
+        self,
+        image: bytes | Path,
+        content_id: str,
+        *,
+        tenant: str | None = None,
+        post_text: str = "",
+        context: dict[str, Any] | None = None,
+        callback_url: str | None = None,
+    ) -> JobRef:
         form, files = _form(image, content_id, post_text, context, callback_url)
         return _ref(await self._request("POST", "/v1/jobs", data=form, files=files, headers=_tenant_header(tenant)))
 
-    async def submit_many(self, items: Iterable[Item], *,
-                          tenant: str | None = None) -> list[JobRef | MemeguardError]:
+    async def submit_many(self, items: Iterable[Item], *, tenant: str | None = None) -> list[JobRef | MemeguardError]:
         payload = {"items": [_item_json(item) for item in items]}
         body = await self._request("POST", "/v1/jobs:batch", json=payload, headers=_tenant_header(tenant))
         return [_result(r) for r in body["results"]]
 
     async def stream(self, items: Iterable[Item]) -> AsyncIterator[dict[str, Any]]:
         content = b"".join(json.dumps(_item_json(i), ensure_ascii=False).encode() + b"\n" for i in items)
-        async with self._http.stream("POST", "/v1/jobs:stream", content=content,
-                                     headers={"Content-Type": "application/x-ndjson"}) as response:
+        async with self._http.stream(
+            "POST", "/v1/jobs:stream", content=content, headers={"Content-Type": "application/x-ndjson"}
+        ) as response:
             if response.status_code >= 400:
                 await response.aread()
                 raise _error(response)
@@ -291,8 +332,9 @@ class AsyncClient(_Base):
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def verify(secret: bytes, body: bytes, headers: Mapping[str, str], *, tolerance_s: int = 300,
-           now: float | None = None) -> bool:
+def verify(
+    secret: bytes, body: bytes, headers: Mapping[str, str], *, tolerance_s: int = 300, now: float | None = None
+) -> bool:
     """Check a callback's Standard Webhooks signature (``webhook-id``, ``webhook-timestamp``,
     ``webhook-signature``) with the tenant's secret; a timestamp further than ``tolerance_s`` from now is
     refused (replays). Any ``v1,`` signature of the header's list may match (secret rotation)."""
@@ -306,8 +348,9 @@ def verify(secret: bytes, body: bytes, headers: Mapping[str, str], *, tolerance_
     return any(hmac.compare_digest(expected, g) for g in given)
 
 
-def _form(image: bytes | Path, content_id: str, post_text: str, context: dict[str, Any] | None,
-          callback_url: str | None) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+def _form(
+    image: bytes | Path, content_id: str, post_text: str, context: dict[str, Any] | None, callback_url: str | None
+) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
     data = image.read_bytes() if isinstance(image, Path) else image
     form: dict[str, str] = {"content_id": content_id, "post_text": post_text}
     if context is not None:
@@ -323,8 +366,13 @@ def _tenant_header(tenant: str | None) -> dict[str, str]:
 
 def _item_json(item: Item) -> dict[str, Any]:
     context = json.loads(item.context) if isinstance(item.context, str) else item.context
-    return {"content_id": item.content_id, "image_base64": base64.b64encode(item.image).decode(),
-            "post_text": item.post_text, "context": context, "callback_url": item.callback_url}
+    return {
+        "content_id": item.content_id,
+        "image_base64": base64.b64encode(item.image).decode(),
+        "post_text": item.post_text,
+        "context": context,
+        "callback_url": item.callback_url,
+    }
 
 
 def _ref(body: Mapping[str, Any]) -> JobRef:
@@ -351,10 +399,19 @@ def _error(response: httpx.Response) -> MemeguardError:
     except ValueError:
         body = None
     if not isinstance(body, dict) or "error" not in body:
-        return MemeguardError(response.status_code, f"http_{response.status_code}", response.text[:200],
-                              retry_after_s=_retry_after(response))
-    return MemeguardError(response.status_code, str(body["error"]), str(body.get("message", "")),
-                          body.get("job_id"), _retry_after(response))
+        return MemeguardError(
+            response.status_code,
+            f"http_{response.status_code}",
+            response.text[:200],
+            retry_after_s=_retry_after(response),
+        )
+    return MemeguardError(
+        response.status_code,
+        str(body["error"]),
+        str(body.get("message", "")),
+        body.get("job_id"),
+        _retry_after(response),
+    )
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:

@@ -55,9 +55,24 @@ STREAM_LINE_CODES = {"invalid_line": "not a valid item", "line_too_large": "the 
 
 # every endpoint that takes a key can answer these
 AUTH_CODES = ("unauthorized", "tenant_mismatch", "invalid_request", "rate_limited", "database_unavailable")
-UPLOAD_CODES = (*AUTH_CODES, "too_large", "too_many_pixels", "unsupported_type", "corrupt_image", "empty_upload",
-                "invalid_content_id", "invalid_text", "invalid_context", "text_too_long", "invalid_callback_url",
-                "content_id_conflict", "quota_exceeded", "queue_full", "queue_unavailable", "bad_request")
+UPLOAD_CODES = (
+    *AUTH_CODES,
+    "too_large",
+    "too_many_pixels",
+    "unsupported_type",
+    "corrupt_image",
+    "empty_upload",
+    "invalid_content_id",
+    "invalid_text",
+    "invalid_context",
+    "text_too_long",
+    "invalid_callback_url",
+    "content_id_conflict",
+    "quota_exceeded",
+    "queue_full",
+    "queue_unavailable",
+    "bad_request",
+)
 
 
 class FieldError(BaseModel):
@@ -176,8 +191,9 @@ def errors(*codes: str) -> dict[int | str, dict[str, Any]]:
     by_status: dict[int, dict[str, Any]] = {}
     for code in codes:
         status, message = ERRORS[code]
-        entry = by_status.setdefault(status, {"model": ErrorOut, "description": "", "content": {
-            "application/json": {"examples": {}}}})
+        entry = by_status.setdefault(
+            status, {"model": ErrorOut, "description": "", "content": {"application/json": {"examples": {}}}}
+        )
         entry["content"]["application/json"]["examples"][code] = {"value": {"error": code, "message": message}}
         entry["description"] = ", ".join(filter(None, [entry["description"], f"`{code}`"]))
     for status, entry in by_status.items():

@@ -55,8 +55,11 @@ def limits_of(settings: Settings, tenant: str) -> TenantLimits:
     rate = own.get("rate_limit", settings.rate_limit)
     quota = own.get("upload_quota", settings.upload_quota)
     queued = own.get("max_queued", settings.max_queued)
-    return TenantLimits(parse(str(rate)) if rate else None, parse(str(quota)) if quota else None,
-                        int(queued) if queued is not None else None)
+    return TenantLimits(
+        parse(str(rate)) if rate else None,
+        parse(str(quota)) if quota else None,
+        int(queued) if queued is not None else None,
+    )
 
 
 def storage_uri(settings: Settings) -> str:
@@ -76,8 +79,11 @@ class Quotas:
         for tenant in ("", *settings.tenant_limits):  # a malformed limit fails at start, not on a request
             limits_of(settings, tenant)
         uri = storage_uri(settings)
-        options = {"socket_timeout": STORE_TIMEOUT_S, "socket_connect_timeout": STORE_TIMEOUT_S} \
-            if uri.startswith("redis") else {}
+        options = (
+            {"socket_timeout": STORE_TIMEOUT_S, "socket_connect_timeout": STORE_TIMEOUT_S}
+            if uri.startswith("redis")
+            else {}
+        )
         storage = storage_from_string(uri, key_prefix="memeguard-limits", **options)
         if not isinstance(storage, Storage):
             raise ValueError(f"rate_limit_storage {uri!r} is an async storage; use a synchronous one")
@@ -93,8 +99,9 @@ class Quotas:
         rate = limits_of(self.settings, tenant).rate
         if rate is not None and not self._guarded(lambda: self.rates.hit(rate, tenant), True):
             retry = self._reset(self.rates, rate, tenant)
-            raise self._refuse(tenant, "requests", "rate_limited", f"more than {rate} requests for tenant {tenant!r}",
-                               retry)
+            raise self._refuse(
+                tenant, "requests", "rate_limited", f"more than {rate} requests for tenant {tenant!r}", retry
+            )
 
     def uploads(self, tenant: str, count: int) -> None:
         """Before ``count`` uploads: refused ``queue_full`` while the tenant already has ``max_queued`` jobs
@@ -103,12 +110,22 @@ class Quotas:
         upload accepted for processing counts, a resubmitted content id included."""
         own = limits_of(self.settings, tenant)
         if own.max_queued is not None and self.queued(tenant) >= own.max_queued:
-            raise self._refuse(tenant, "queued", "queue_full", f"tenant {tenant!r} has {own.max_queued} or more "
-                               "jobs waiting; retry when some are done", 5)
+            raise self._refuse(
+                tenant,
+                "queued",
+                "queue_full",
+                f"tenant {tenant!r} has {own.max_queued} or more jobs waiting; retry when some are done",
+                5,
+            )
         quota = own.quota
         if quota is not None and not self._guarded(lambda: self.quotas.hit(quota, tenant, cost=count), True):
-            raise self._refuse(tenant, "uploads", "quota_exceeded", f"upload quota of {quota} reached for tenant "
-                               f"{tenant!r}", self._reset(self.quotas, quota, tenant))
+            raise self._refuse(
+                tenant,
+                "uploads",
+                "quota_exceeded",
+                f"upload quota of {quota} reached for tenant {tenant!r}",
+                self._reset(self.quotas, quota, tenant),
+            )
 
     def spend(self, tenant: str, created: int) -> None:
         """Jobs just created wait in the queue: count them until the next read of the database."""
@@ -134,8 +151,7 @@ class Quotas:
             log.warning("rate-limit store unavailable (%s): request let through", type(exc).__name__)
             return fallback
 
-    def _reset(self, limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem,
-               tenant: str) -> int:
+    def _reset(self, limiter: SlidingWindowCounterRateLimiter, item: RateLimitItem, tenant: str) -> int:
         try:
             reset_at = limiter.get_window_stats(item, tenant).reset_time
         except Exception:

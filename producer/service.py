@@ -64,15 +64,27 @@ class SubmitRejected(UploadRejected):
 class Producer:
     """Validate, store and enqueue uploads. One database transaction per call, whatever the batch size."""
 
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, queue: JobQueue, limits: Limits,
-                 egress: EgressPolicy | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        queue: JobQueue,
+        limits: Limits,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         """``egress``: where callbacks may go (default: public https addresses only; see ``memeguard.egress``)."""
         self.sessions, self.blobs, self.queue, self.limits = sessions, blobs, queue, limits
         self.egress = egress or EgressPolicy()
 
     def submit(
-        self, image: bytes | Path, content_id: str, *, tenant: str, post_text: str = "",
-        context: dict[str, Any] | str | None = None, callback_url: str | None = None,
+        self,
+        image: bytes | Path,
+        content_id: str,
+        *,
+        tenant: str,
+        post_text: str = "",
+        context: dict[str, Any] | str | None = None,
+        callback_url: str | None = None,
     ) -> JobRef:
         """Submit one upload. Re-submitting a content id returns the existing job (and re-publishes it if it
         is still queued, which recovers a message the broker lost). Raises ``SubmitRejected``."""
@@ -144,8 +156,9 @@ class Producer:
         try:
             if item.invalid is not None:
                 raise UploadRejected(*item.invalid)
-            context = validate_fields(tenant, item.content_id, item.post_text, item.context,
-                                      item.callback_url, self.limits)
+            context = validate_fields(
+                tenant, item.content_id, item.post_text, item.context, item.callback_url, self.limits
+            )
             if item.callback_url and (why := self.egress.refusal(item.callback_url, tenant)):
                 raise UploadRejected("invalid_callback_url", why)
             image = validate_image(item.image, self.limits, sha)
@@ -159,20 +172,33 @@ class Producer:
     ) -> store.NewJob:
         log.info("upload rejected", extra={"tenant": tenant, "content_id": item.content_id, "code": exc.code})
         return store.NewJob(
-            tenant=tenant, content_id=item.content_id, status=JobStatus.REJECTED,
+            tenant=tenant,
+            content_id=item.content_id,
+            status=JobStatus.REJECTED,
             image_sha256=sha256_hex(item.image) if item.image else None,
-            post_text=item.post_text.replace("\x00", "")[: self.limits.max_text_chars], error_code=exc.code,
+            post_text=item.post_text.replace("\x00", "")[: self.limits.max_text_chars],
+            error_code=exc.code,
             error=exc.message,
             timings=timings,
         )
 
     @staticmethod
-    def _queued_job(tenant: str, item: Submission, image: ValidatedImage, context: dict[str, Any],
-                    timings: dict[str, float]) -> store.NewJob:
+    def _queued_job(
+        tenant: str, item: Submission, image: ValidatedImage, context: dict[str, Any], timings: dict[str, float]
+    ) -> store.NewJob:
         return store.NewJob(
-            tenant=tenant, content_id=item.content_id, status=JobStatus.QUEUED, image_sha256=image.sha256,
-            media_type=image.media_type, width=image.width, height=image.height, frames=image.frames,
-            post_text=item.post_text, context=context, callback_url=item.callback_url, timings=timings,
+            tenant=tenant,
+            content_id=item.content_id,
+            status=JobStatus.QUEUED,
+            image_sha256=image.sha256,
+            media_type=image.media_type,
+            width=image.width,
+            height=image.height,
+            frames=image.frames,
+            post_text=item.post_text,
+            context=context,
+            callback_url=item.callback_url,
+            timings=timings,
         )
 
 
@@ -185,7 +211,8 @@ class _Plan:
     rejected_unstored: dict[int, Rejection] = field(default_factory=dict)
     inserts: list[tuple[Submission, store.NewJob, UploadRejected | None]] = field(default_factory=list)
     replaces: list[tuple[Submission, store.JobRecord, store.NewJob, UploadRejected | None]] = field(
-        default_factory=list)
+        default_factory=list
+    )
     done: dict[str, JobRef | Rejection] = field(default_factory=dict)
     planned: dict[str, str] = field(default_factory=dict)  # content id -> sha256, first occurrence
     duplicates: dict[int, str] = field(default_factory=dict)  # later occurrences in the same batch
@@ -195,8 +222,12 @@ class _Plan:
         """The content id is known: same bytes -> the same job (re-published while still queued)."""
         if job.image_sha256 != sha:
             self.done[item.content_id] = Rejection(
-                item.content_id, "content_id_conflict",
-                f"content_id {item.content_id!r} was already submitted with different image bytes", job.id, 409)
+                item.content_id,
+                "content_id_conflict",
+                f"content_id {item.content_id!r} was already submitted with different image bytes",
+                job.id,
+                409,
+            )
             return
         if job.status is JobStatus.QUEUED:
             self.publish.append(job.id)
@@ -208,8 +239,9 @@ class _Plan:
     def accept(self, item: Submission, new: store.NewJob, current: store.JobRecord | None) -> None:
         self._write_later(item, new, current, None)
 
-    def _write_later(self, item: Submission, new: store.NewJob, current: store.JobRecord | None,
-                     exc: UploadRejected | None) -> None:
+    def _write_later(
+        self, item: Submission, new: store.NewJob, current: store.JobRecord | None, exc: UploadRejected | None
+    ) -> None:
         if current is not None:
             self.replaces.append((item, current, new, exc))
         else:
@@ -224,8 +256,14 @@ class _Plan:
 
     def _settle(self, session: Session, item: Submission, row: store.JobRecord, exc: UploadRejected | None) -> None:
         if exc is not None:
-            store.audit(session, "job.rejected", actor=f"tenant:{self.tenant}", tenant=self.tenant, job_id=row.id,
-                        detail={"content_id": item.content_id, "code": exc.code})
+            store.audit(
+                session,
+                "job.rejected",
+                actor=f"tenant:{self.tenant}",
+                tenant=self.tenant,
+                job_id=row.id,
+                detail={"content_id": item.content_id, "code": exc.code},
+            )
             self.done[item.content_id] = Rejection(item.content_id, exc.code, exc.message, row.id, exc.http_status)
             return
         self.publish.append(row.id)
@@ -241,9 +279,13 @@ class _Plan:
         if id(item) not in self.duplicates:
             return first
         if self.duplicates[id(item)] != self.planned[item.content_id]:
-            return Rejection(item.content_id, "content_id_conflict",
-                             "the same content_id appears twice in this batch with different image bytes",
-                             None, 409)
+            return Rejection(
+                item.content_id,
+                "content_id_conflict",
+                "the same content_id appears twice in this batch with different image bytes",
+                None,
+                409,
+            )
         if isinstance(first, Rejection):
             return first
         return JobRef(first.job_id, first.tenant, first.content_id, first.status, created=False)

@@ -26,9 +26,18 @@ TENANT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 CALLBACK_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]{1,2000}")
 MAX_CONTEXT_DEPTH = 32  # nesting levels of a context object: deeper is no metadata a platform sends
 HTTP_STATUS = {
-    "unsupported_type": 415, "too_large": 413, "too_many_pixels": 413, "corrupt_image": 422,
-    "empty_upload": 422, "invalid_content_id": 422, "invalid_tenant": 422, "text_too_long": 422,
-    "invalid_context": 422, "invalid_callback_url": 422, "content_id_conflict": 409, "invalid_text": 422,
+    "unsupported_type": 415,
+    "too_large": 413,
+    "too_many_pixels": 413,
+    "corrupt_image": 422,
+    "empty_upload": 422,
+    "invalid_content_id": 422,
+    "invalid_tenant": 422,
+    "text_too_long": 422,
+    "invalid_context": 422,
+    "invalid_callback_url": 422,
+    "content_id_conflict": 409,
+    "invalid_text": 422,
 }
 
 
@@ -54,8 +63,13 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
-        return cls(settings.max_upload_bytes, settings.max_pixels, settings.max_frames,
-                   settings.max_text_chars, settings.max_context_bytes)
+        return cls(
+            settings.max_upload_bytes,
+            settings.max_pixels,
+            settings.max_frames,
+            settings.max_text_chars,
+            settings.max_context_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,8 @@ def validate_image(data: bytes, limits: Limits, sha256: str | None = None) -> Va
     width, height, frames = _header(data)
     if width * height > limits.max_pixels:
         raise UploadRejected(
-            "too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds {limits.max_pixels}")
+            "too_many_pixels", f"{width}x{height} = {width * height} pixels exceeds {limits.max_pixels}"
+        )
     _decode(data, limits.max_frames)
     return ValidatedImage(sha256 or sha256_hex(data), media_type, width, height, frames)
 

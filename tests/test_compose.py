@@ -22,8 +22,18 @@ APP_SERVICES = ("api", "worker-cpu", "worker-gpu", "beat")
 
 
 def test_all_services_are_present() -> None:
-    assert set(SERVICES) == {"redis", "postgres", "minio", "minio-init", "migrate", "api", "worker-cpu", "worker-gpu",
-                             "beat", "flower"}
+    assert set(SERVICES) == {
+        "redis",
+        "postgres",
+        "minio",
+        "minio-init",
+        "migrate",
+        "api",
+        "worker-cpu",
+        "worker-gpu",
+        "beat",
+        "flower",
+    }
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -62,7 +72,7 @@ def test_secrets_are_required_not_defaulted() -> None:
 @pytest.mark.parametrize("name", [n for n, s in SERVICES.items() if s.get("command", [None])[0] == "memeguard"])
 def test_every_memeguard_command_exists(name: str) -> None:
     args = SERVICES[name]["command"][1:]
-    subcommand = [a for a in args if not a.startswith("-")][:2 if args[0] == "db" else 1]
+    subcommand = [a for a in args if not a.startswith("-")][: 2 if args[0] == "db" else 1]
     result = CliRunner().invoke(app, [*subcommand, "--help"])
     assert result.exit_code == 0, result.output
     for option in (a for a in args if a.startswith("--")):
@@ -102,7 +112,8 @@ def test_the_app_environment_with_optional_settings_left_unset_is_valid(monkeypa
 
 
 def test_one_queue_by_default_and_a_two_queue_fleet_from_the_documented_variables(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from memeguard.cli import worker_refusal
 
     cpu, gpu = (service_settings(monkeypatch, name, {}) for name in ("worker-cpu", "worker-gpu"))
@@ -124,8 +135,11 @@ def test_the_image_copies_every_package_the_distribution_installs() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
-    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
-              if line.startswith("COPY ")}
+    copied = {
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+        if line.startswith("COPY ")
+    }
     assert packages <= copied, f"Dockerfile does not copy {sorted(packages - copied)}"
 
 
@@ -135,14 +149,20 @@ def test_the_image_copies_every_package_the_distribution_installs() -> None:
 # ${VAR:?error}, ${VAR?error}, ${VAR:+other}; the variable closes at the first "}" (so a default cannot hold a
 # literal "{}"); "$$" is a literal "$"
 INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
-REQUIRED = {"POSTGRES_PASSWORD": "pg-" + "p" * 20, "MEMEGUARD_API_KEYS": '{"tenant-a": "' + "k" * 32 + '"}',
-            "MINIO_ROOT_PASSWORD": "minio-" + "m" * 20}
+REQUIRED = {
+    "POSTGRES_PASSWORD": "pg-" + "p" * 20,
+    "MEMEGUARD_API_KEYS": '{"tenant-a": "' + "k" * 32 + '"}',
+    "MINIO_ROOT_PASSWORD": "minio-" + "m" * 20,
+}
 OPTIONAL = {
-    "MEMEGUARD_ADMIN_API_KEY": "admin-" + "a" * 30, "MEMEGUARD_CACHE_SHARED_TENANTS": '["tenant-a"]',
+    "MEMEGUARD_ADMIN_API_KEY": "admin-" + "a" * 30,
+    "MEMEGUARD_CACHE_SHARED_TENANTS": '["tenant-a"]',
     "MEMEGUARD_CONSOLE_SECRET": "console-" + "c" * 40,
     "MEMEGUARD_CALLBACK_SECRETS": '{"tenant-a": "s3cr3t-' + "x" * 20 + '"}',
-    "MEMEGUARD_CALLBACK_ALLOW": '["10.1.0.0/16"]', "MEMEGUARD_CALLBACK_HTTP_TENANTS": '["tenant-a"]',
-    "MEMEGUARD_METRICS_TOKEN": "metrics-" + "m" * 30, "MEMEGUARD_REVIEW_QA_SHARE": "0.05",
+    "MEMEGUARD_CALLBACK_ALLOW": '["10.1.0.0/16"]',
+    "MEMEGUARD_CALLBACK_HTTP_TENANTS": '["tenant-a"]',
+    "MEMEGUARD_METRICS_TOKEN": "metrics-" + "m" * 30,
+    "MEMEGUARD_REVIEW_QA_SHARE": "0.05",
 }
 
 
@@ -176,8 +196,9 @@ def interpolate(text: str, env: dict[str, str]) -> str:
 
 @pytest.mark.parametrize("shape", ["one-queue", "two-queue"])
 @pytest.mark.parametrize("optional", ["unset", "set"])
-def test_every_app_service_starts_from_the_interpolated_file(shape: str, optional: str,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_app_service_starts_from_the_interpolated_file(
+    shape: str, optional: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What compose hands each container parses into Settings: the JSON values stay JSON whether the
     optional variables are set or not (a ``${VAR:-{}}`` default broke every container once one was set)."""
     env = {**REQUIRED, **(OPTIONAL if optional == "set" else {})}
@@ -224,6 +245,7 @@ def test_no_two_services_share_a_disk() -> None:
     for name in APP_SERVICES:
         mounts = [m for m in SERVICES[name].get("volumes", []) if not str(m).endswith(":ro")]
         assert mounts == [], (name, mounts)
-    owners = [name for name, service in SERVICES.items() for m in service.get("volumes", [])
-              if not str(m).endswith(":ro")]
+    owners = [
+        name for name, service in SERVICES.items() for m in service.get("volumes", []) if not str(m).endswith(":ro")
+    ]
     assert len(owners) == len(set(owners)) and set(owners) <= {"redis", "postgres", "minio"}

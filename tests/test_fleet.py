@@ -35,7 +35,14 @@ from tests.conftest import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
 CAPTIONS = [
-    "你说得对，但是我不听", "前方高能预警", "我破防了", "你个sb", "早上好", "不想活了", "笑死我了", "你认真的？",
+    "你说得对，但是我不听",
+    "前方高能预警",
+    "我破防了",
+    "你个sb",
+    "早上好",
+    "不想活了",
+    "笑死我了",
+    "你认真的？",
 ]
 
 
@@ -92,10 +99,15 @@ def is_quorum_queue(broker_url: str, name: str) -> bool:
 def env(broker: str, fleet_db: str, tmp_path: Path) -> Iterator[dict[str, str]]:
     queue = f"memeguard.test.{uuid.uuid4().hex[:8]}"
     values = {
-        "MEMEGUARD_DATABASE_URL": fleet_db, "MEMEGUARD_BROKER_URL": broker, "MEMEGUARD_QUEUE_NAME": queue,
-        "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"), "MEMEGUARD_ANALYZER": "embedded",
-        "MEMEGUARD_VISIBILITY_TIMEOUT_S": "3", "MEMEGUARD_REDELIVERY_CHECK_S": "1",
-        "MEMEGUARD_WORKER_OPS_PORT": str(free_port()), "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
+        "MEMEGUARD_DATABASE_URL": fleet_db,
+        "MEMEGUARD_BROKER_URL": broker,
+        "MEMEGUARD_QUEUE_NAME": queue,
+        "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"),
+        "MEMEGUARD_ANALYZER": "embedded",
+        "MEMEGUARD_VISIBILITY_TIMEOUT_S": "3",
+        "MEMEGUARD_REDELIVERY_CHECK_S": "1",
+        "MEMEGUARD_WORKER_OPS_PORT": str(free_port()),
+        "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
         "MEMEGUARD_DATA_DIR": str(tmp_path),
     }
     yield values
@@ -109,7 +121,11 @@ class Worker:
         self.log, self.port = log, int(env["MEMEGUARD_WORKER_OPS_PORT"])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", pool, "-n", f"{name}@%h"],
-            env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            env={**os.environ, **env},
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -138,8 +154,9 @@ class Worker:
 
 
 def api_client(env: dict[str, str]) -> tuple[TestClient, Runtime]:
-    values = {k.removeprefix("MEMEGUARD_").lower(): json.loads(v) if v.startswith(("{", "[")) else v
-              for k, v in env.items()}
+    values = {
+        k.removeprefix("MEMEGUARD_").lower(): json.loads(v) if v.startswith(("{", "[")) else v for k, v in env.items()
+    }
     settings = Settings(**values)
     runtime = Runtime(settings)
     return TestClient(create_app(runtime)), runtime
@@ -148,8 +165,12 @@ def api_client(env: dict[str, str]) -> tuple[TestClient, Runtime]:
 def submit_all(client: TestClient, prefix: str, suffix: str = "") -> list[str]:
     ids = []
     for i, caption in enumerate(CAPTIONS):
-        response = client.post("/v1/jobs", headers=AUTH, data={"content_id": f"{prefix}-{i}"},
-                               files={"image": ("m.png", render_meme(caption + suffix, "doge"), "image/png")})
+        response = client.post(
+            "/v1/jobs",
+            headers=AUTH,
+            data={"content_id": f"{prefix}-{i}"},
+            files={"image": ("m.png", render_meme(caption + suffix, "doge"), "image/png")},
+        )
         assert response.status_code == 201, response.text
         ids.append(response.json()["job_id"])
     return ids
@@ -181,8 +202,9 @@ def test_api_to_broker_to_worker_to_postgres(env: dict[str, str], tmp_path: Path
         assert 'memeguard_stage_seconds_count{stage="validate"}' not in metrics
         assert f'memeguard_queue_depth{{queue="{env["MEMEGUARD_QUEUE_NAME"]}"}} 0.0' in metrics
         assert worker.get("/readyz").json()["ready"] is True
-        logged = [json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines()
-                  if line.startswith("{")]
+        logged = [
+            json.loads(line) for line in (tmp_path / "worker.log").read_text().splitlines() if line.startswith("{")
+        ]
         assert {r["job_id"] for r in logged if r.get("message") == "job done"} == set(job_ids)
         assert client.get("/readyz").json()["checks"]["broker"] == "ok"
         if env["MEMEGUARD_BROKER_URL"].startswith("amqp"):
@@ -195,10 +217,13 @@ def test_api_to_broker_to_worker_to_postgres(env: dict[str, str], tmp_path: Path
 
 def _stream_through_the_fleet(client: TestClient) -> None:
     """NDJSON in, one finished result per item out, each analysed by the worker process."""
-    lines = [json.dumps({"content_id": f"stream-{i}", "image_base64": base64.b64encode(render_meme(c)).decode()})
-             for i, c in enumerate(["早上好", "你个sb"])]
-    response = client.post("/v1/jobs:stream", headers={**AUTH, "Content-Type": "application/x-ndjson"},
-                           content="\n".join(lines).encode())
+    lines = [
+        json.dumps({"content_id": f"stream-{i}", "image_base64": base64.b64encode(render_meme(c)).decode()})
+        for i, c in enumerate(["早上好", "你个sb"])
+    ]
+    response = client.post(
+        "/v1/jobs:stream", headers={**AUTH, "Content-Type": "application/x-ndjson"}, content="\n".join(lines).encode()
+    )
     results = {r["content_id"]: r for r in map(json.loads, response.text.splitlines())}
     assert set(results) == {"stream-0", "stream-1"}
     assert all(r["status"] == "done" and not r["timeout"] for r in results.values())
@@ -254,11 +279,21 @@ def test_a_gpu_worker_reads_a_batch_of_jobs_in_one_forward_pass(env: dict[str, s
     from worker.vlm import synthetic
 
     model_dir = synthetic.build(tmp_path / "glm46v-tiny")
-    gpu_env = {**env, "MEMEGUARD_ANALYZER": "vlm", "MEMEGUARD_VLM_MODEL": str(model_dir),
-               "MEMEGUARD_VLM_DEVICE": "cpu", "MEMEGUARD_WORKER_BATCH_SIZE": "8",
-               "MEMEGUARD_WORKER_BATCH_WAIT_MS": "2000"}
-    refused = subprocess.run([sys.executable, "-m", "memeguard.cli", "worker", "-P", "prefork"],
-                             env={**os.environ, **gpu_env}, capture_output=True, text=True, timeout=60)
+    gpu_env = {
+        **env,
+        "MEMEGUARD_ANALYZER": "vlm",
+        "MEMEGUARD_VLM_MODEL": str(model_dir),
+        "MEMEGUARD_VLM_DEVICE": "cpu",
+        "MEMEGUARD_WORKER_BATCH_SIZE": "8",
+        "MEMEGUARD_WORKER_BATCH_WAIT_MS": "2000",
+    }
+    refused = subprocess.run(
+        [sys.executable, "-m", "memeguard.cli", "worker", "-P", "prefork"],
+        env={**os.environ, **gpu_env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 2 and "must not fork" in refused.stderr
     client, _ = api_client(gpu_env)
     job_ids = submit_all(client, "gpu")  # queued before any worker runs
@@ -274,7 +309,8 @@ def test_a_gpu_worker_reads_a_batch_of_jobs_in_one_forward_pass(env: dict[str, s
 
 
 def test_a_two_queue_fleet_cpu_workers_hand_what_they_are_unsure_of_to_gpu_workers(
-        env: dict[str, str], tmp_path: Path) -> None:
+    env: dict[str, str], tmp_path: Path
+) -> None:
     """A CPU worker (prefork, cascade, no VLM loaded) and a GPU worker (solo, the tiny GLM-4.6V) on their own
     queues. Tenant A is pinned to the VLM, so every item is handed off: each reaches the GPU worker with the
     embedded tier's findings and ends done exactly once; a repeat of a finished meme is then reused by the
@@ -283,11 +319,20 @@ def test_a_two_queue_fleet_cpu_workers_hand_what_they_are_unsure_of_to_gpu_worke
     from worker.vlm import synthetic
 
     vlm_queue = f"{env['MEMEGUARD_QUEUE_NAME']}.vlm"
-    fleet = {**env, "MEMEGUARD_VLM_QUEUE": vlm_queue, "MEMEGUARD_TENANT_ANALYZERS": '{"tenant-a": "vlm"}',
-             "MEMEGUARD_BANK_REFRESH_S": "0.2"}
+    fleet = {
+        **env,
+        "MEMEGUARD_VLM_QUEUE": vlm_queue,
+        "MEMEGUARD_TENANT_ANALYZERS": '{"tenant-a": "vlm"}',
+        "MEMEGUARD_BANK_REFRESH_S": "0.2",
+    }
     cpu_env = {**fleet, "MEMEGUARD_ANALYZER": "cascade"}
-    gpu_env = {**fleet, "MEMEGUARD_ANALYZER": "vlm", "MEMEGUARD_VLM_MODEL": str(synthetic.build(tmp_path / "tiny")),
-               "MEMEGUARD_VLM_DEVICE": "cpu", "MEMEGUARD_WORKER_OPS_PORT": str(free_port())}
+    gpu_env = {
+        **fleet,
+        "MEMEGUARD_ANALYZER": "vlm",
+        "MEMEGUARD_VLM_MODEL": str(synthetic.build(tmp_path / "tiny")),
+        "MEMEGUARD_VLM_DEVICE": "cpu",
+        "MEMEGUARD_WORKER_OPS_PORT": str(free_port()),
+    }
     client, runtime = api_client(fleet)
     workers = [Worker(cpu_env, tmp_path / "cpu.log", "cpu"), Worker(gpu_env, tmp_path / "gpu.log", "gpu", "solo")]
     try:
@@ -297,15 +342,21 @@ def test_a_two_queue_fleet_cpu_workers_hand_what_they_are_unsure_of_to_gpu_worke
         for job in jobs:
             signals = {s["source"]: s for s in job["verdict"]["signals"]}
             assert job["verdict"]["analyzer"] == "vlm" and {"ocr", "kb", "vlm"} <= set(signals)
-            assert f"pinned to the VLM: escalated on a CPU worker, handed to {vlm_queue}" in signals[
-                "cascade"]["evidence"][0]
+            assert (
+                f"pinned to the VLM: escalated on a CPU worker, handed to {vlm_queue}"
+                in signals["cascade"]["evidence"][0]
+            )
         with runtime.sessions() as session:
             assert all(store.count_verdicts(session, uuid.UUID(j["job_id"])) == (1, 1) for j in jobs)
             assert all(store.audit_events(session, uuid.UUID(j["job_id"])) == ["job.handed_off"] for j in jobs)
         assert f'memeguard_queue_depth{{queue="{vlm_queue}"}} 0.0' in workers[0].get("/metrics").text
         assert 'memeguard_cascade_total{tier="handoff"} 8.0' in workers[0].get("/metrics").text
-        repeat = client.post("/v1/jobs", headers=AUTH, data={"content_id": "two-repeat"},
-                             files={"image": ("m.png", render_meme(CAPTIONS[0] + "（转）", "doge"), "image/png")})
+        repeat = client.post(
+            "/v1/jobs",
+            headers=AUTH,
+            data={"content_id": "two-repeat"},
+            files={"image": ("m.png", render_meme(CAPTIONS[0] + "（转）", "doge"), "image/png")},
+        )
         [again] = wait_all_done(client, [repeat.json()["job_id"]], timeout=60)
         assert again["status"] == "done" and "reused verdict" in again["verdict"]["signals"][0]["evidence"][0]
     finally:

@@ -109,8 +109,9 @@ class Forward:
             await asyncio.start_server(self._pipe, listen, self.port)
             ready.set()
 
-        threading.Thread(target=lambda: (self.loop.run_until_complete(serve()), self.loop.run_forever()),
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: (self.loop.run_until_complete(serve()), self.loop.run_forever()), daemon=True
+        ).start()
         assert ready.wait(10)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -139,14 +140,34 @@ class Host:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        script = (f"mount -t tmpfs -o size=512m tmpfs {PRIVATE} && mkdir -p {PRIVATE}/tmp && "
-                  f'exec "$@"')
+        script = f'mount -t tmpfs -o size=512m tmpfs {PRIVATE} && mkdir -p {PRIVATE}/tmp && exec "$@"'
         env = {**os.environ, **self.env, "MEMEGUARD_DATA_DIR": PRIVATE, "TMPDIR": f"{PRIVATE}/tmp"}
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.namespace, "unshare", "--mount", "--propagation", "private", "--",
-             "sh", "-c", script, "sh", sys.executable, "-m", "memeguard.cli", *self.args],
-            env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.namespace,
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                sys.executable,
+                "-m",
+                "memeguard.cli",
+                *self.args,
+            ],
+            env=env,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def wait_log(self, marker: bytes, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -179,8 +200,9 @@ def running_on_gpu(db_url: str, job_ids: list[str], timeout: float) -> bool:
     seen in time (the kill then hits a worker between jobs, which must lose nothing either)."""
     engine = make_engine(db_url)
     deadline = time.monotonic() + timeout
-    query = sa.text("SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'running' "
-                    "AND handed_off_at IS NOT NULL")
+    query = sa.text(
+        "SELECT count(*) FROM jobs WHERE id = ANY(:ids) AND status = 'running' AND handed_off_at IS NOT NULL"
+    )
     try:
         while time.monotonic() < deadline:
             with engine.connect() as conn:
@@ -212,9 +234,23 @@ def test_api_cpu_and_gpu_hosts_share_no_disk(network: Network, tmp_path: Path) -
     Path(PRIVATE).mkdir(parents=True, exist_ok=True)
     gateway = network.gateway
     redis_port, s3_port = free_port(), free_port()
-    redis = subprocess.Popen(["redis-server", "--bind", gateway, "--port", str(redis_port), "--save", "",
-                              "--appendonly", "no", "--protected-mode", "no"],
-                             stdout=(tmp_path / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+    redis = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            gateway,
+            "--port",
+            str(redis_port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "no",
+        ],
+        stdout=(tmp_path / "redis.log").open("ab"),
+        stderr=subprocess.STDOUT,
+    )
     s3 = ThreadedMotoServer(ip_address=gateway, port=s3_port, verbose=False)
     s3.start()
     db_url = create_pg_database("memeguard_hosts")
@@ -224,31 +260,55 @@ def test_api_cpu_and_gpu_hosts_share_no_disk(network: Network, tmp_path: Path) -
     try:
         import boto3
 
-        boto3.client("s3", endpoint_url=f"http://{gateway}:{s3_port}", region_name="us-east-1",
-                     aws_access_key_id="hosts", aws_secret_access_key="hosts").create_bucket(Bucket="memeguard")
+        boto3.client(
+            "s3",
+            endpoint_url=f"http://{gateway}:{s3_port}",
+            region_name="us-east-1",
+            aws_access_key_id="hosts",
+            aws_secret_access_key="hosts",
+        ).create_bucket(Bucket="memeguard")
         with make_sessions(make_engine(db_url))() as session:
             users.add_user(session, "ann", PASSWORD, Role.REVIEWER, ["tenant-a"], actor="test")
             session.commit()
         queue = f"memeguard.hosts.{uuid.uuid4().hex[:6]}"
         common = {
             "MEMEGUARD_DATABASE_URL": database.set(host=gateway, port=postgres.port).render_as_string(False),
-            "MEMEGUARD_BROKER_URL": f"redis://{gateway}:{redis_port}/0", "MEMEGUARD_QUEUE_NAME": queue,
-            "MEMEGUARD_VLM_QUEUE": f"{queue}.vlm", "MEMEGUARD_TENANT_ANALYZERS": '{"tenant-a": "vlm"}',
-            "MEMEGUARD_BLOB_STORE": "s3://memeguard/images", "MEMEGUARD_BLOB_S3_ENDPOINT_URL":
-            f"http://{gateway}:{s3_port}", "MEMEGUARD_BLOB_S3_PATH_STYLE": "true",
-            "MEMEGUARD_BLOB_S3_ACCESS_KEY_ID": "hosts", "MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY": "hosts",
-            "MEMEGUARD_API_KEYS": json.dumps(API_KEYS), "MEMEGUARD_CONSOLE_SECRET": CONSOLE_SECRET,
-            "MEMEGUARD_CONSOLE_SECURE_COOKIES": "false", "MEMEGUARD_VISIBILITY_TIMEOUT_S": "5",
-            "MEMEGUARD_REDELIVERY_CHECK_S": "1", "MEMEGUARD_WORKER_OPS_PORT": "9108",
-            "MEMEGUARD_CALLBACK_ALLOW": "[]", "MEMEGUARD_CALLBACK_HTTP_TENANTS": "[]"}
+            "MEMEGUARD_BROKER_URL": f"redis://{gateway}:{redis_port}/0",
+            "MEMEGUARD_QUEUE_NAME": queue,
+            "MEMEGUARD_VLM_QUEUE": f"{queue}.vlm",
+            "MEMEGUARD_TENANT_ANALYZERS": '{"tenant-a": "vlm"}',
+            "MEMEGUARD_BLOB_STORE": "s3://memeguard/images",
+            "MEMEGUARD_BLOB_S3_ENDPOINT_URL": f"http://{gateway}:{s3_port}",
+            "MEMEGUARD_BLOB_S3_PATH_STYLE": "true",
+            "MEMEGUARD_BLOB_S3_ACCESS_KEY_ID": "hosts",
+            "MEMEGUARD_BLOB_S3_SECRET_ACCESS_KEY": "hosts",
+            "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
+            "MEMEGUARD_CONSOLE_SECRET": CONSOLE_SECRET,
+            "MEMEGUARD_CONSOLE_SECURE_COOKIES": "false",
+            "MEMEGUARD_VISIBILITY_TIMEOUT_S": "5",
+            "MEMEGUARD_REDELIVERY_CHECK_S": "1",
+            "MEMEGUARD_WORKER_OPS_PORT": "9108",
+            "MEMEGUARD_CALLBACK_ALLOW": "[]",
+            "MEMEGUARD_CALLBACK_HTTP_TENANTS": "[]",
+        }
         model = synthetic.build(tmp_path / "glm46v-tiny")  # read-only weights, as a model volume would be
-        api = Host(network, "api", ["api", "--host", network.hosts["api"][1], "--port", "8000"], common,
-                   tmp_path / "api.log")
-        cpu = Host(network, "cpu", ["worker", "-c", "1", "-P", "solo", "--beat", "-n", "cpu@%h"],
-                   {**common, "MEMEGUARD_ANALYZER": "cascade"}, tmp_path / "cpu.log")
-        gpu = Host(network, "gpu", ["worker", "-c", "1", "-P", "solo", "-n", "gpu@%h"],
-                   {**common, "MEMEGUARD_ANALYZER": "vlm", "MEMEGUARD_VLM_MODEL": str(model),
-                    "MEMEGUARD_VLM_DEVICE": "cpu"}, tmp_path / "gpu.log")
+        api = Host(
+            network, "api", ["api", "--host", network.hosts["api"][1], "--port", "8000"], common, tmp_path / "api.log"
+        )
+        cpu = Host(
+            network,
+            "cpu",
+            ["worker", "-c", "1", "-P", "solo", "--beat", "-n", "cpu@%h"],
+            {**common, "MEMEGUARD_ANALYZER": "cascade"},
+            tmp_path / "cpu.log",
+        )
+        gpu = Host(
+            network,
+            "gpu",
+            ["worker", "-c", "1", "-P", "solo", "-n", "gpu@%h"],
+            {**common, "MEMEGUARD_ANALYZER": "vlm", "MEMEGUARD_VLM_MODEL": str(model), "MEMEGUARD_VLM_DEVICE": "cpu"},
+            tmp_path / "gpu.log",
+        )
         hosts = [api, cpu, gpu]
         for host in hosts:
             host.start()
@@ -256,12 +316,18 @@ def test_api_cpu_and_gpu_hosts_share_no_disk(network: Network, tmp_path: Path) -
         cpu.wait_log(b"ready.")
         gpu.wait_log(b"ready.")
         client = httpx.Client(base_url=f"http://{network.hosts['api'][1]}:8000", timeout=30)
-        images = {f"host-{n}": render_meme(caption, "doge")
-                  for n, caption in enumerate(["你说得对，但是我不听", "前方高能预警", "早上好", "我破防了"])}
+        images = {
+            f"host-{n}": render_meme(caption, "doge")
+            for n, caption in enumerate(["你说得对，但是我不听", "前方高能预警", "早上好", "我破防了"])
+        }
 
         def submit(content_ids: list[str]) -> list[str]:
-            answers = [client.post("/v1/jobs", headers=AUTH, data={"content_id": c},
-                                   files={"image": ("m.png", images[c], "image/png")}) for c in content_ids]
+            answers = [
+                client.post(
+                    "/v1/jobs", headers=AUTH, data={"content_id": c}, files={"image": ("m.png", images[c], "image/png")}
+                )
+                for c in content_ids
+            ]
             assert all(a.status_code == 201 for a in answers), [a.text for a in answers]
             return [a.json()["job_id"] for a in answers]
 
@@ -281,8 +347,12 @@ def test_api_cpu_and_gpu_hosts_share_no_disk(network: Network, tmp_path: Path) -
 
         form = client.get("/review/login")
         token = CSRF.search(form.text).group(1)  # type: ignore[union-attr]
-        assert client.post("/review/login", data={"username": "ann", "password": PASSWORD, "csrf": token},
-                           follow_redirects=False).status_code == 303
+        assert (
+            client.post(
+                "/review/login", data={"username": "ann", "password": PASSWORD, "csrf": token}, follow_redirects=False
+            ).status_code
+            == 303
+        )
         for job in jobs:
             shown = client.get(f"/review/item/{job['job_id']}/image")
             assert shown.status_code == 200 and shown.content == images[job["content_id"]]

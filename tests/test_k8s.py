@@ -22,30 +22,65 @@ VERSION = "1.32.0"
 # KEDA ScaledObject (keda.sh/v1alpha1), the fields https://keda.sh/docs/latest/reference/scaledobject-spec/
 # documents that these manifests use, with the two triggers' documented metadata
 KEDA_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
     "properties": {
-        "apiVersion": {"const": "keda.sh/v1alpha1"}, "kind": {"const": "ScaledObject"},
+        "apiVersion": {"const": "keda.sh/v1alpha1"},
+        "kind": {"const": "ScaledObject"},
         "metadata": {"type": "object", "required": ["name"]},
         "spec": {
-            "type": "object", "required": ["scaleTargetRef", "triggers"], "additionalProperties": False,
+            "type": "object",
+            "required": ["scaleTargetRef", "triggers"],
+            "additionalProperties": False,
             "properties": {
-                "scaleTargetRef": {"type": "object", "required": ["name"], "additionalProperties": False,
-                                   "properties": {"name": {"type": "string"}, "kind": {"type": "string"},
-                                                  "apiVersion": {"type": "string"}}},
+                "scaleTargetRef": {
+                    "type": "object",
+                    "required": ["name"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "apiVersion": {"type": "string"},
+                    },
+                },
                 "minReplicaCount": {"type": "integer", "minimum": 0},
                 "maxReplicaCount": {"type": "integer", "minimum": 1},
                 "pollingInterval": {"type": "integer", "minimum": 1},
                 "cooldownPeriod": {"type": "integer", "minimum": 0},
-                "triggers": {"type": "array", "minItems": 1, "items": {"oneOf": [
-                    {"type": "object", "required": ["type", "metadata"], "additionalProperties": False,
-                     "properties": {"type": {"const": "redis"}, "metadata": {
-                         "type": "object", "required": ["address", "listName", "listLength"],
-                         "additionalProperties": {"type": "string"}}}},
-                    {"type": "object", "required": ["type", "metadata"], "additionalProperties": False,
-                     "properties": {"type": {"const": "prometheus"}, "metadata": {
-                         "type": "object", "required": ["serverAddress", "query", "threshold"],
-                         "additionalProperties": {"type": "string"}}}},
-                ]}},
+                "triggers": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "oneOf": [
+                            {
+                                "type": "object",
+                                "required": ["type", "metadata"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {"const": "redis"},
+                                    "metadata": {
+                                        "type": "object",
+                                        "required": ["address", "listName", "listLength"],
+                                        "additionalProperties": {"type": "string"},
+                                    },
+                                },
+                            },
+                            {
+                                "type": "object",
+                                "required": ["type", "metadata"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "type": {"const": "prometheus"},
+                                    "metadata": {
+                                        "type": "object",
+                                        "required": ["serverAddress", "query", "threshold"],
+                                        "additionalProperties": {"type": "string"},
+                                    },
+                                },
+                            },
+                        ]
+                    },
+                },
             },
         },
     },
@@ -122,8 +157,9 @@ def test_each_worker_tier_scales_on_its_own_queue(target: str) -> None:
 
 def test_the_api_autoscales_beat_is_a_singleton_and_migrations_are_a_job() -> None:
     docs = RENDERS["base"]
-    assert of_kind(docs, "HorizontalPodAutoscaler")["memeguard-api"]["spec"]["scaleTargetRef"]["name"] == \
-        "memeguard-api"
+    assert (
+        of_kind(docs, "HorizontalPodAutoscaler")["memeguard-api"]["spec"]["scaleTargetRef"]["name"] == "memeguard-api"
+    )
     beat = of_kind(docs, "Deployment")["memeguard-beat"]["spec"]
     assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
     job = of_kind(docs, "Job")["memeguard-migrate"]["spec"]["template"]["spec"]["containers"][0]
@@ -142,6 +178,8 @@ def test_workers_shut_down_warm_with_time_for_a_batch() -> None:
     gpu = deployments["memeguard-worker-gpu"]["spec"]["template"]["spec"]["containers"][0]
     assert gpu["resources"]["limits"]["nvidia.com/gpu"] == "1" and "--pool" in gpu["command"]
     assert gpu["command"][gpu["command"].index("--pool") + 1] == "solo"
-    cpu_env = {e["name"]: e["value"] for e in deployments["memeguard-worker-cpu"]["spec"]["template"]["spec"]
-               ["containers"][0]["env"]}
+    cpu_env = {
+        e["name"]: e["value"]
+        for e in deployments["memeguard-worker-cpu"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert cpu_env["MEMEGUARD_ANALYZER"] == "cascade"  # hands off to the GPU queue in the overlay

@@ -51,8 +51,10 @@ def exported_metrics(tmp_path: Path, sqlite_url: str) -> set[str]:
     from memeguard.settings import Settings
 
     code = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "memeguard").glob("*.py"))
-    declared = {name.removesuffix("_total") + "_total" if kind == "Counter" else name
-                for kind, name in re.findall(r"\b(Counter|Histogram)\(\s*\"(memeguard_\w+)\"", code)}
+    declared = {
+        name.removesuffix("_total") + "_total" if kind == "Counter" else name
+        for kind, name in re.findall(r"\b(Counter|Histogram)\(\s*\"(memeguard_\w+)\"", code)
+    }
     runtime = Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url))
     scraped = generate_latest(build_registry(runtime.queue.depths, runtime.queue_ages, runtime.ops_collectors()))
     gauges = set(re.findall(r"^# TYPE (memeguard_\w+) ", scraped.decode(), re.MULTILINE))
@@ -69,9 +71,18 @@ def test_every_metric_an_alert_reads_is_exported(tmp_path: Path, sqlite_url: str
 
 
 DASHBOARD = json.loads((ROOT / "deploy" / "grafana" / "memeguard.json").read_text(encoding="utf-8"))
-WANTED_PANELS = ("Uploads per second", "Stage latency p95", "Queue depth per queue", "Oldest waiting job per queue",
-                 "Cache-hit share", "Cascade escalation share", "Degraded-mode share", "GPU memory", "Callbacks",
-                 "Review backlog")
+WANTED_PANELS = (
+    "Uploads per second",
+    "Stage latency p95",
+    "Queue depth per queue",
+    "Oldest waiting job per queue",
+    "Cache-hit share",
+    "Cascade escalation share",
+    "Degraded-mode share",
+    "GPU memory",
+    "Callbacks",
+    "Review backlog",
+)
 
 
 def test_the_dashboard_has_the_panels_ops_ask_for_on_exported_metrics(tmp_path: Path, sqlite_url: str) -> None:

@@ -44,16 +44,18 @@ class RedisNode:
         self.port = free_port()
         self.log = workdir / f"{name}.log"
         self.conf = workdir / f"{name}.conf"
-        self.conf.write_text(f"port {self.port}\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir {workdir}\n"
-                             + "\n".join(args) + "\n")
+        self.conf.write_text(
+            f'port {self.port}\nbind 127.0.0.1\nsave ""\nappendonly no\ndir {workdir}\n' + "\n".join(args) + "\n"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str) -> None:
         server = shutil.which("redis-server")
         if server is None:
             pytest.fail("no redis-server (Debian's redis-server package)")
-        self.proc = subprocess.Popen([server, str(self.conf), *extra], stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [server, str(self.conf), *extra], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -75,9 +77,19 @@ def sentinel_set(tmp_path: Path) -> Iterator[tuple[RedisNode, RedisNode, list[Re
     master.start()
     replica = RedisNode(tmp_path, "replica", [f"replicaof 127.0.0.1 {master.port}"])
     replica.start()
-    sentinels = [RedisNode(tmp_path, f"sentinel{i}", [
-        f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 2", f"sentinel down-after-milliseconds {MASTER} 1000",
-        f"sentinel failover-timeout {MASTER} 5000", f"sentinel parallel-syncs {MASTER} 1"]) for i in range(3)]
+    sentinels = [
+        RedisNode(
+            tmp_path,
+            f"sentinel{i}",
+            [
+                f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 2",
+                f"sentinel down-after-milliseconds {MASTER} 1000",
+                f"sentinel failover-timeout {MASTER} 5000",
+                f"sentinel parallel-syncs {MASTER} 1",
+            ],
+        )
+        for i in range(3)
+    ]
     for node in sentinels:
         node.start("--sentinel")
     yield master, replica, sentinels
@@ -91,24 +103,47 @@ def current_master(sentinels: list[RedisNode]) -> int:
 
 
 def test_every_job_ends_done_once_when_the_redis_master_dies(
-        sentinel_set: tuple[RedisNode, RedisNode, list[RedisNode]], tmp_path: Path) -> None:
+    sentinel_set: tuple[RedisNode, RedisNode, list[RedisNode]], tmp_path: Path
+) -> None:
     master, replica, sentinels = sentinel_set
     db_url = create_pg_database(f"memeguard_sentinel_{uuid.uuid4().hex[:6]}")
     broker = ";".join(f"sentinel://127.0.0.1:{node.port}" for node in sentinels)
-    env = {"MEMEGUARD_DATABASE_URL": db_url, "MEMEGUARD_BROKER_URL": broker,
-           "MEMEGUARD_BROKER_SENTINEL_MASTER": MASTER, "MEMEGUARD_QUEUE_NAME": "memeguard.sentinel",
-           "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"), "MEMEGUARD_ANALYZER": "noop",
-           "MEMEGUARD_FINGERPRINTS": "false", "MEMEGUARD_VISIBILITY_TIMEOUT_S": "5",
-           "MEMEGUARD_REDELIVERY_CHECK_S": "1", "MEMEGUARD_REQUEUE_AFTER_S": "5", "MEMEGUARD_SWEEP_EVERY_S": "2",
-           "MEMEGUARD_BROKER_TIMEOUT_S": "2", "MEMEGUARD_WORKER_OPS_PORT": "0",
-           "MEMEGUARD_API_KEYS": json.dumps(API_KEYS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
-    worker = subprocess.Popen([sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", "solo", "--beat",
-                               "-n", "sentinel@%h"], env={**os.environ, **env},
-                              stdout=(tmp_path / "worker.log").open("ab"), stderr=subprocess.STDOUT,
-                              start_new_session=True, cwd=tmp_path)
-    settings = Settings(database_url=db_url, broker_url=broker, broker_sentinel_master=MASTER,
-                        queue_name="memeguard.sentinel", blob_store=str(tmp_path / "blobs"), api_keys=API_KEYS,
-                        data_dir=tmp_path, broker_timeout_s=2, rate_limit=None)
+    env = {
+        "MEMEGUARD_DATABASE_URL": db_url,
+        "MEMEGUARD_BROKER_URL": broker,
+        "MEMEGUARD_BROKER_SENTINEL_MASTER": MASTER,
+        "MEMEGUARD_QUEUE_NAME": "memeguard.sentinel",
+        "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"),
+        "MEMEGUARD_ANALYZER": "noop",
+        "MEMEGUARD_FINGERPRINTS": "false",
+        "MEMEGUARD_VISIBILITY_TIMEOUT_S": "5",
+        "MEMEGUARD_REDELIVERY_CHECK_S": "1",
+        "MEMEGUARD_REQUEUE_AFTER_S": "5",
+        "MEMEGUARD_SWEEP_EVERY_S": "2",
+        "MEMEGUARD_BROKER_TIMEOUT_S": "2",
+        "MEMEGUARD_WORKER_OPS_PORT": "0",
+        "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", "solo", "--beat", "-n", "sentinel@%h"],
+        env={**os.environ, **env},
+        stdout=(tmp_path / "worker.log").open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=tmp_path,
+    )
+    settings = Settings(
+        database_url=db_url,
+        broker_url=broker,
+        broker_sentinel_master=MASTER,
+        queue_name="memeguard.sentinel",
+        blob_store=str(tmp_path / "blobs"),
+        api_keys=API_KEYS,
+        data_dir=tmp_path,
+        broker_timeout_s=2,
+        rate_limit=None,
+    )
     client = TestClient(create_app(Runtime(settings)))
     accepted: list[str] = []
     try:
@@ -116,8 +151,12 @@ def test_every_job_ends_done_once_when_the_redis_master_dies(
             if n == 20:
                 master.kill()  # SIGKILL: no goodbye to the replica or the sentinels
             for _ in range(60):  # a platform retries 503 (uploads are idempotent by content id)
-                answer = client.post("/v1/jobs", headers=AUTH, data={"content_id": f"s{n}"},
-                                     files={"image": ("m.png", solid("PNG", (64 + n, 48)), "image/png")})
+                answer = client.post(
+                    "/v1/jobs",
+                    headers=AUTH,
+                    data={"content_id": f"s{n}"},
+                    files={"image": ("m.png", solid("PNG", (64 + n, 48)), "image/png")},
+                )
                 if answer.status_code in (200, 201):
                     accepted.append(answer.json()["job_id"])
                     break
@@ -141,8 +180,9 @@ def test_every_job_ends_done_once_when_the_redis_master_dies(
             verdicts = conn.execute(sa.text("SELECT count(*), count(DISTINCT job_id) FROM verdicts")).one()
             actions = conn.execute(sa.text("SELECT count(*) FROM actions WHERE source = 'policy'")).scalar_one()
         engine.dispose()
-        assert len(accepted) == 60 and [statuses.get(job) for job in accepted] == ["done"] * 60, \
-            (tmp_path / "worker.log").read_text(errors="replace")[-3000:]
+        assert len(accepted) == 60 and [statuses.get(job) for job in accepted] == ["done"] * 60, (
+            tmp_path / "worker.log"
+        ).read_text(errors="replace")[-3000:]
         assert tuple(verdicts) == (60, 60) and actions == 60  # exactly once
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

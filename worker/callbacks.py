@@ -31,8 +31,16 @@ class SendResult:
     failed: int = 0
 
 
-def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of: Callable[[str], bytes | None], *,
-                max_attempts: int, backoff_s: float, limit: int = 50, egress: EgressPolicy | None = None) -> SendResult:
+def deliver_due(
+    sessions: sessionmaker[Session],
+    client: httpx.Client,
+    secret_of: Callable[[str], bytes | None],
+    *,
+    max_attempts: int,
+    backoff_s: float,
+    limit: int = 50,
+    egress: EgressPolicy | None = None,
+) -> SendResult:
     """One pass over the due callbacks (one transaction: the locks hold until the outcomes are stored). Each
     target is checked again right before it is sent (``egress``; default: public https only): a name may
     resolve to an internal address by now. The client must not follow redirects (httpx does not by default)."""
@@ -42,8 +50,11 @@ def deliver_due(sessions: sessionmaker[Session], client: httpx.Client, secret_of
         now = utcnow()
         for due in callbacks.claim_due(session, now, limit):
             target = egress.vet(due.url, due.tenant)
-            error = f"refused target: {target}" if isinstance(target, str) \
+            error = (
+                f"refused target: {target}"
+                if isinstance(target, str)
                 else _post(client, due, target, secret_of(due.tenant))
+            )
             if error is None:
                 callbacks.mark_delivered(session, due.id, now)
                 outcome = "delivered"
@@ -65,10 +76,16 @@ def _post(client: httpx.Client, due: callbacks.Due, target: Target, secret: byte
         return f"no signing secret for tenant {due.tenant!r}: set MEMEGUARD_CALLBACK_SECRETS or its API key"
     now, message_id = int(time.time()), f"msg_{due.id}"
     options = target.request_options()
-    headers = {**options["headers"], "Content-Type": "application/json", "X-Memeguard-Event": due.event,
-               "X-Memeguard-Delivery": str(due.id), "webhook-id": message_id, "webhook-timestamp": str(now),
-               "webhook-signature": callbacks.standard_signature(secret, message_id, now, due.body),
-               "X-Memeguard-Signature": callbacks.signature(secret, now, due.body)}
+    headers = {
+        **options["headers"],
+        "Content-Type": "application/json",
+        "X-Memeguard-Event": due.event,
+        "X-Memeguard-Delivery": str(due.id),
+        "webhook-id": message_id,
+        "webhook-timestamp": str(now),
+        "webhook-signature": callbacks.standard_signature(secret, message_id, now, due.body),
+        "X-Memeguard-Signature": callbacks.signature(secret, now, due.body),
+    }
     try:
         response = client.post(target.url, content=due.body, headers=headers, extensions=options["extensions"])
     except httpx.HTTPError as exc:

@@ -140,8 +140,9 @@ class NbVoter:
     models: list[LogisticRegression]
 
     @classmethod
-    def fit(cls, features: sparse.csr_matrix, y: np.ndarray, classes: list[int],
-            weights: np.ndarray | None = None) -> NbVoter:
+    def fit(
+        cls, features: sparse.csr_matrix, y: np.ndarray, classes: list[int], weights: np.ndarray | None = None
+    ) -> NbVoter:
         present = (features > 0).astype(np.float64)
         w = np.ones(len(y)) if weights is None else weights
         ratios, models = [], []
@@ -155,8 +156,9 @@ class NbVoter:
         return cls(classes, ratios, models)
 
     def proba(self, features: sparse.csr_matrix) -> np.ndarray:
-        scores = np.column_stack([m.predict_proba(features.multiply(r).tocsr())[:, 1]
-                                  for r, m in zip(self.ratios, self.models, strict=True)])
+        scores = np.column_stack(
+            [m.predict_proba(features.multiply(r).tocsr())[:, 1] for r, m in zip(self.ratios, self.models, strict=True)]
+        )
         return _shares(scores)
 
 
@@ -179,11 +181,21 @@ class HarmClassifier:
     attack: AttackReader | None = None
 
     @classmethod
-    def fit(cls, texts: Sequence[str], labels: Sequence[int], kb: KnowledgeBase, *,
-            contexts: Sequence[str] | None = None, weights: Sequence[float] | None = None,
-            groups: Sequence[str] | None = None, source: str = "", encoder: SentenceEncoder | None = None,
-            sources: list[dict[str, Any]] | None = None, kb_external: Sequence[Path] = (),
-            max_false_alarm: float = MAX_FALSE_ALARM) -> HarmClassifier:
+    def fit(
+        cls,
+        texts: Sequence[str],
+        labels: Sequence[int],
+        kb: KnowledgeBase,
+        *,
+        contexts: Sequence[str] | None = None,
+        weights: Sequence[float] | None = None,
+        groups: Sequence[str] | None = None,
+        source: str = "",
+        encoder: SentenceEncoder | None = None,
+        sources: list[dict[str, Any]] | None = None,
+        kb_external: Sequence[Path] = (),
+        max_false_alarm: float = MAX_FALSE_ALARM,
+    ) -> HarmClassifier:
         """Train on (text, class id) pairs — a class is a harm type id or ``COUNTER`` — with each item's
         post context, sample weight and source (``groups``: what the decision threshold and the calibration
         balance over) when given, and the sentence encoder's vectors when one is given. ``sources`` describes
@@ -211,13 +223,20 @@ class HarmClassifier:
         if vectors is not None:
             model.novelty = novelty_threshold(vectors, [bool(normalize(t)) for t in texts])
         model.version, digest = _version(texts, contexts, labels, w, g, kb, encoder, max_false_alarm)
-        model.trained = {"items": n, "data_sha256_12": digest, "source": source, "sources": sources or [],
-                         "kb_version": kb.version, "kb_external": [str(p.resolve()) for p in kb_external],
-                         "encoder": encoder.id if encoder else "none",
-                         "threshold": model.threshold, "max_false_alarm": max_false_alarm,
-                         "novelty": model.novelty,
-                         "classes": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
-                         "seconds": round(time.perf_counter() - started, 2)}
+        model.trained = {
+            "items": n,
+            "data_sha256_12": digest,
+            "source": source,
+            "sources": sources or [],
+            "kb_version": kb.version,
+            "kb_external": [str(p.resolve()) for p in kb_external],
+            "encoder": encoder.id if encoder else "none",
+            "threshold": model.threshold,
+            "max_false_alarm": max_false_alarm,
+            "novelty": model.novelty,
+            "classes": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         if out_of_fold is not None:
             model.trained["out_of_fold"] = model.out_of_fold_report(out_of_fold, attacks, y, g)
         return model
@@ -225,28 +244,53 @@ class HarmClassifier:
     @classmethod
     def blank(cls, encoder: SentenceEncoder | None) -> HarmClassifier:
         """An unfitted classifier with this module's feature blocks and voters."""
-        return cls(_char_vectorizer(3), DictVectorizer(), _char_vectorizer(2), _char_vectorizer(2),
-                   LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0), Calibrator.identity(), None,
-                   "", {}, SemanticBlock.using(encoder) if encoder else None)
+        return cls(
+            _char_vectorizer(3),
+            DictVectorizer(),
+            _char_vectorizer(2),
+            _char_vectorizer(2),
+            LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0),
+            Calibrator.identity(),
+            None,
+            "",
+            {},
+            SemanticBlock.using(encoder) if encoder else None,
+        )
 
-    def _features(self, texts: Sequence[str], contexts: Sequence[str], matches: Sequence[Sequence[Match]],
-                  fit: bool = False, vectors: np.ndarray | None = None) -> sparse.csr_matrix:
+    def _features(
+        self,
+        texts: Sequence[str],
+        contexts: Sequence[str],
+        matches: Sequence[Sequence[Match]],
+        fit: bool = False,
+        vectors: np.ndarray | None = None,
+    ) -> sparse.csr_matrix:
         """The feature rows; ``vectors`` are the texts' sentence vectors when the caller has them already."""
         if fit:
             self.meaning_vectorizer = _usable(self.meaning_vectorizer, [meanings(m) for m in matches])
             self.context_vectorizer = _usable(self.context_vectorizer, [ngram_text(c) for c in contexts])
-        blocks = [(self.vectorizer, [ngram_text(t) for t in texts], 1.0),
-                  (self.kb_vectorizer, [kb_features(m) for m in matches], 1.0),
-                  (self.meaning_vectorizer, [meanings(m) for m in matches], 1.0),
-                  (self.context_vectorizer, [ngram_text(c) for c in contexts], CONTEXT_WEIGHT)]
-        parts = [(v.fit_transform(data) if fit else v.transform(data)) * weight
-                 for v, data, weight in blocks if v is not None]
+        blocks = [
+            (self.vectorizer, [ngram_text(t) for t in texts], 1.0),
+            (self.kb_vectorizer, [kb_features(m) for m in matches], 1.0),
+            (self.meaning_vectorizer, [meanings(m) for m in matches], 1.0),
+            (self.context_vectorizer, [ngram_text(c) for c in contexts], CONTEXT_WEIGHT),
+        ]
+        parts = [
+            (v.fit_transform(data) if fit else v.transform(data)) * weight
+            for v, data, weight in blocks
+            if v is not None
+        ]
         if self.semantic is not None:
             parts.append(sparse.csr_matrix(self.semantic.features(texts, contexts, fit=fit, vectors=vectors)))
         return sparse.hstack(parts).tocsr()
 
-    def predict(self, texts: Sequence[str], kb: KnowledgeBase, matches: Sequence[Sequence[Match]] | None = None,
-                contexts: Sequence[str] | None = None) -> list[Reading]:
+    def predict(
+        self,
+        texts: Sequence[str],
+        kb: KnowledgeBase,
+        matches: Sequence[Sequence[Match]] | None = None,
+        contexts: Sequence[str] | None = None,
+    ) -> list[Reading]:
         """How the classifier reads each text. Pass ``matches`` when the caller already read the knowledge base
         on text + context (the analyzer does)."""
         contexts = contexts if contexts is not None else [""] * len(texts)
@@ -259,18 +303,31 @@ class HarmClassifier:
         similarity = np.where([bool(normalize(t)) for t in texts], nearest, np.nan)
         decisions = self.decide(shares, attack_strengths(matches))
         confidence = self.calibrator(decisions, similarity)
-        feelings: list[Feeling | None] = list(self.emotion.read(texts, matches, vectors)) if self.emotion \
-            else [None] * len(texts)
-        styles: list[Style | None] = list(self.attack.read(texts, matches, vectors)) if self.attack \
-            else [None] * len(texts)
-        return [Reading(HarmType(LABELS[NONE if c == COUNTER else c]), float(p), [float(x) for x in row],
-                        bool(c == COUNTER), None if np.isnan(s) else float(s),
-                        bool(self.novelty is not None and not np.isnan(s) and s < self.novelty), feeling, style)
-                for c, p, row, s, feeling, style in zip(decisions.classes, confidence, shares, similarity, feelings,
-                                                        styles, strict=True)]
+        feelings: list[Feeling | None] = (
+            list(self.emotion.read(texts, matches, vectors)) if self.emotion else [None] * len(texts)
+        )
+        styles: list[Style | None] = (
+            list(self.attack.read(texts, matches, vectors)) if self.attack else [None] * len(texts)
+        )
+        return [
+            Reading(
+                HarmType(LABELS[NONE if c == COUNTER else c]),
+                float(p),
+                [float(x) for x in row],
+                bool(c == COUNTER),
+                None if np.isnan(s) else float(s),
+                bool(self.novelty is not None and not np.isnan(s) and s < self.novelty),
+                feeling,
+                style,
+            )
+            for c, p, row, s, feeling, style in zip(
+                decisions.classes, confidence, shares, similarity, feelings, styles, strict=True
+            )
+        ]
 
-    def learn_feelings(self, kb: KnowledgeBase, emotions: Sequence[tuple[str, str]],
-                       attacks: Sequence[tuple[str, str]]) -> HarmClassifier:
+    def learn_feelings(
+        self, kb: KnowledgeBase, emotions: Sequence[tuple[str, str]], attacks: Sequence[tuple[str, str]]
+    ) -> HarmClassifier:
         """Add the emotion reader ((text, CLUEmotion-style label) pairs) and the attack-style reader ((text,
         explicit_attack | implicit_attack) pairs), each over the same features as prediction uses, and record
         what they learned from in the artefact (its version changes with their data)."""
@@ -306,8 +363,9 @@ class HarmClassifier:
         support = np.where(harmful, attacks[np.arange(len(shares)), strongest], attacks.max(axis=1))
         return Decisions(classes, harmful, decided_share, support)
 
-    def _fit_voters(self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray,
-                    vectors: np.ndarray | None) -> None:
+    def _fit_voters(
+        self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray, vectors: np.ndarray | None
+    ) -> None:
         self.decider.fit(features, y, sample_weight=weights)
         self.nb = NbVoter.fit(features, y, [int(c) for c in self.decider.classes_], weights)
         self.neighbours = NeighbourVoter.fit(vectors, y) if vectors is not None else None
@@ -328,8 +386,14 @@ class HarmClassifier:
         votes[:, classes] = part
         return votes, nearest
 
-    def _out_of_fold(self, features: sparse.csr_matrix, y: np.ndarray, weights: np.ndarray, groups: np.ndarray,
-                     vectors: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _out_of_fold(
+        self,
+        features: sparse.csr_matrix,
+        y: np.ndarray,
+        weights: np.ndarray,
+        groups: np.ndarray,
+        vectors: np.ndarray | None,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """(vote shares, similarity to the nearest training text) for every training item, each predicted by
         voters fitted without it (folds stratified by class and source): what the threshold and the calibrator
         learn from. None for data too small to split."""
@@ -348,8 +412,9 @@ class HarmClassifier:
                 shares[held] = _shares(votes)
         return shares, similarity
 
-    def out_of_fold_report(self, out_of_fold: tuple[np.ndarray, np.ndarray], attacks: np.ndarray, y: np.ndarray,
-                           groups: np.ndarray) -> dict[str, dict[str, float]]:
+    def out_of_fold_report(
+        self, out_of_fold: tuple[np.ndarray, np.ndarray], attacks: np.ndarray, y: np.ndarray, groups: np.ndarray
+    ) -> dict[str, dict[str, float]]:
         """Per training source: binary macro-F1 and calibration error of the out-of-fold decisions (the
         calibrator was fitted on these same decisions, so the ECE here is a fit check; the evaluation
         harnesses measure it on held-out test splits)."""
@@ -364,10 +429,12 @@ class HarmClassifier:
             harmless = at & (harm_truth == NONE)
             report[str(group)] = {
                 "n": int(at.sum()),
-                "binary_macro_f1": round(float(f1_score(harm_truth[at] != NONE, harm_pred[at] != NONE,
-                                                        average="macro", zero_division=0)), 4),
+                "binary_macro_f1": round(
+                    float(f1_score(harm_truth[at] != NONE, harm_pred[at] != NONE, average="macro", zero_division=0)), 4
+                ),
                 "false_alarm": round(float((harm_pred[harmless] != NONE).mean()) if harmless.any() else 0.0, 4),
-                "ece": round(_ece(right, confidence[at]), 4)}
+                "ece": round(_ece(right, confidence[at]), 4),
+            }
         return report
 
     def warm(self) -> HarmClassifier:
@@ -385,16 +452,19 @@ class HarmClassifier:
         """Refuse a knowledge base other than the one training read: the model weighs its entries' features,
         and those of another base (or none, C-HarmKB left out) are features it never saw."""
         if kb.version != self.trained.get("kb_version"):
-            raise ValueError(f"classifier {self.version} was trained with knowledge base "
-                             f"{self.trained.get('kb_version')!r} (external: {self.trained.get('kb_external', [])}); "
-                             f"this worker has {kb.version!r}: set MEMEGUARD_KB_EXTERNAL to the files it was trained "
-                             f"with (or leave it unset), or retrain")
+            raise ValueError(
+                f"classifier {self.version} was trained with knowledge base "
+                f"{self.trained.get('kb_version')!r} (external: {self.trained.get('kb_external', [])}); "
+                f"this worker has {kb.version!r}: set MEMEGUARD_KB_EXTERNAL to the files it was trained "
+                f"with (or leave it unset), or retrain"
+            )
 
     def save(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump({"format": ARTEFACT_FORMAT, "classifier": self}, path)
-        path.with_suffix(".json").write_text(json.dumps({"version": self.version, **self.trained}, indent=2,
-                                                        ensure_ascii=False))
+        path.with_suffix(".json").write_text(
+            json.dumps({"version": self.version, **self.trained}, indent=2, ensure_ascii=False)
+        )
         return path
 
     @classmethod
@@ -405,8 +475,10 @@ class HarmClassifier:
         try:
             data = joblib.load(path)
         except Exception as exc:  # a truncated or foreign file: unpickling fails in many ways
-            raise ValueError(f"{path} is not a memeguard classifier artefact ({type(exc).__name__}): retrain with "
-                             "`memeguard train` or `make model`") from exc
+            raise ValueError(
+                f"{path} is not a memeguard classifier artefact ({type(exc).__name__}): retrain with "
+                "`memeguard train` or `make model`"
+            ) from exc
         if not isinstance(data, dict) or data.get("format") != ARTEFACT_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
             hint = " (an older memeguard's: retrain with `memeguard train` or `make model`)" if found else ""
@@ -443,8 +515,9 @@ def _harm(classes: np.ndarray) -> np.ndarray:
     return np.where(classes == COUNTER, NONE, classes)
 
 
-def choose_threshold(shares: np.ndarray, y: np.ndarray, groups: np.ndarray,
-                     max_false_alarm: float = MAX_FALSE_ALARM) -> float:
+def choose_threshold(
+    shares: np.ndarray, y: np.ndarray, groups: np.ndarray, max_false_alarm: float = MAX_FALSE_ALARM
+) -> float:
     """The operating point: among the harmful-share thresholds that flag at most ``max_false_alarm`` of every
     source's harmless items (a product that flags one harmless comment in five cannot act on its own), the
     one with the best binary macro-F1 averaged over the sources (ties: the higher, stricter one). If none
@@ -455,10 +528,14 @@ def choose_threshold(shares: np.ndarray, y: np.ndarray, groups: np.ndarray,
     best, best_key = 0.5, (False, -1.0, -1.0)
     for threshold in THRESHOLDS:
         flagged = harmful_share >= threshold
-        score = float(np.mean([f1_score(truth[groups == g], flagged[groups == g], average="macro", zero_division=0)
-                               for g in names]))
-        worst = max(float(flagged[(groups == g) & ~truth].mean()) if ((groups == g) & ~truth).any() else 0.0
-                    for g in names)
+        score = float(
+            np.mean(
+                [f1_score(truth[groups == g], flagged[groups == g], average="macro", zero_division=0) for g in names]
+            )
+        )
+        worst = max(
+            float(flagged[(groups == g) & ~truth].mean()) if ((groups == g) & ~truth).any() else 0.0 for g in names
+        )
         key = (worst <= max_false_alarm, score if worst <= max_false_alarm else -worst, score)
         if key >= best_key:
             best, best_key = float(threshold), key
@@ -474,19 +551,28 @@ def novelty_threshold(vectors: np.ndarray, has_text: Sequence[bool]) -> float:
         return 0.0
     nearest = np.empty(len(rows))
     for begin in range(0, len(rows), 2048):
-        block = rows[begin:begin + 2048] @ rows.T
+        block = rows[begin : begin + 2048] @ rows.T
         block[np.arange(len(block)), np.arange(begin, begin + len(block))] = -1.0
-        nearest[begin:begin + len(block)] = block.max(axis=1)
+        nearest[begin : begin + len(block)] = block.max(axis=1)
     return float(np.quantile(nearest, NOVELTY_QUANTILE))
 
 
-def _version(texts: Sequence[str], contexts: Sequence[str], labels: Sequence[int], weights: np.ndarray,
-             groups: np.ndarray, kb: KnowledgeBase, encoder: SentenceEncoder | None,
-             max_false_alarm: float) -> tuple[str, str]:
+def _version(
+    texts: Sequence[str],
+    contexts: Sequence[str],
+    labels: Sequence[int],
+    weights: np.ndarray,
+    groups: np.ndarray,
+    kb: KnowledgeBase,
+    encoder: SentenceEncoder | None,
+    max_false_alarm: float,
+) -> tuple[str, str]:
     """The version names the data (with weights and sources), the model format, the knowledge base, the
     encoder and the operating point's bound: change any, get a new version."""
-    rows = "\n".join(f"{t}\t{c}\t{label}\t{w:g}\t{g}"
-                     for t, c, label, w, g in zip(texts, contexts, labels, weights, groups, strict=True))
+    rows = "\n".join(
+        f"{t}\t{c}\t{label}\t{w:g}\t{g}"
+        for t, c, label, w, g in zip(texts, contexts, labels, weights, groups, strict=True)
+    )
     encoder_id = encoder.id if encoder else "none"
     head = f"format {ARTEFACT_FORMAT}\nkb {kb.version}\nencoder {encoder_id}\nmax false alarm {max_false_alarm:g}"
     digest = hashlib.sha256(f"{head}\n{rows}".encode())
@@ -508,8 +594,14 @@ def _ece(right: np.ndarray, confidence: np.ndarray, bins: int = 10) -> float:
     if len(right) == 0:
         return 0.0
     index = np.minimum((confidence * bins).astype(int), bins - 1)
-    return float(sum(abs(right[index == b].mean() - confidence[index == b].mean()) * (index == b).sum()
-                     for b in range(bins) if (index == b).any()) / len(right))
+    return float(
+        sum(
+            abs(right[index == b].mean() - confidence[index == b].mean()) * (index == b).sum()
+            for b in range(bins)
+            if (index == b).any()
+        )
+        / len(right)
+    )
 
 
 @dataclass(frozen=True)
@@ -534,8 +626,10 @@ class Calibrator:
         right = (_harm(decisions.classes) == _harm(y)).astype(int)
         balance = _source_balance(groups)
         inputs = _calibration_inputs(decisions, similarity)
-        fitted = [_platt(inputs[at], right[at], balance[at], has_distance=not np.isnan(similarity).any())
-                  for at in (decisions.harmful, ~decisions.harmful)]
+        fitted = [
+            _platt(inputs[at], right[at], balance[at], has_distance=not np.isnan(similarity).any())
+            for at in (decisions.harmful, ~decisions.harmful)
+        ]
         return cls(fitted[0], fitted[1])
 
     def __call__(self, decisions: Decisions, similarity: np.ndarray) -> np.ndarray:
@@ -559,8 +653,9 @@ def _source_balance(groups: np.ndarray) -> np.ndarray:
     return np.asarray(len(groups) / (len(names) * counts[index]))
 
 
-def _platt(inputs: np.ndarray, right: np.ndarray, weights: np.ndarray,
-           has_distance: bool) -> tuple[float, float, float, float]:
+def _platt(
+    inputs: np.ndarray, right: np.ndarray, weights: np.ndarray, has_distance: bool
+) -> tuple[float, float, float, float]:
     """(a, b, d, c) of a logistic fit of rightness on ``_calibration_inputs``."""
     if len(right) == 0:
         return (1.0, 0.0, 0.0, 0.0)
@@ -601,8 +696,9 @@ class SemanticBlock:
         OCR's punctuation, spacing and line breaks do not move them); memoised by the encoder."""
         return self._encoder().encode([for_encoder(t) for t in texts])
 
-    def features(self, texts: Sequence[str], contexts: Sequence[str], fit: bool = False,
-                 vectors: np.ndarray | None = None) -> np.ndarray:
+    def features(
+        self, texts: Sequence[str], contexts: Sequence[str], fit: bool = False, vectors: np.ndarray | None = None
+    ) -> np.ndarray:
         encoder = self._encoder()
         text_vectors = vectors if vectors is not None else self.vectors(texts)
         raw = np.hstack([text_vectors, encoder.encode(list(contexts))])
@@ -611,7 +707,7 @@ class SemanticBlock:
         if self.mean is None or self.scale is None:
             raise ValueError("semantic block used before it was fitted")
         standard = (raw - self.mean) / self.scale
-        standard[:, encoder.dim:] *= CONTEXT_WEIGHT
+        standard[:, encoder.dim :] *= CONTEXT_WEIGHT
         return np.asarray(standard * SEMANTIC_WEIGHT)
 
 
@@ -646,8 +742,7 @@ class NeighbourVoter:
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         closest = np.take_along_axis(similarity, nearest, axis=1)
         weights = np.exp(self.sharpness * (closest - 1.0))
-        votes = np.stack([(weights * (self.labels[nearest] == c)).sum(axis=1) for c in range(len(CLASSES))],
-                         axis=1)
+        votes = np.stack([(weights * (self.labels[nearest] == c)).sum(axis=1) for c in range(len(CLASSES))], axis=1)
         proba = _shares(votes / weights.sum(axis=1, keepdims=True) / self.priors.clip(1e-12))
         return proba, np.asarray(closest.max(axis=1), dtype=np.float64)
 

@@ -68,9 +68,16 @@ def load_toxicn(path: Path) -> list[LabelledItem]:
     """ToxiCN MM v2 (``train_2.0.json`` / ``test_2.0.json``): the meme's text and its harm type, the dataset's
     description of the image as context, and its LLM-written reading of the caption (``text_discription``)."""
     rows = _json(path)
-    return [LabelledItem(str(r["text"]).strip(), int(r["type"]), str(r.get("meme_discription", "")),
-                         str(r.get("text_discription", "")), group=HARM_TYPES[int(r["type"])])
-            for r in rows]
+    return [
+        LabelledItem(
+            str(r["text"]).strip(),
+            int(r["type"]),
+            str(r.get("meme_discription", "")),
+            str(r.get("text_discription", "")),
+            group=HARM_TYPES[int(r["type"])],
+        )
+        for r in rows
+    ]
 
 
 TARGETS = ("lgbtq", "region", "sexism", "racism", "others")  # ToxiCN text's one-hot ``target`` order
@@ -96,26 +103,43 @@ def _toxicn_text_item(row: Mapping[str, Any]) -> LabelledItem:
         harm = HarmType.TARGETED_HARM
         intent = Intent.EXPLICIT_ATTACK if expression == 1 else Intent.IMPLICIT_ATTACK
         group = EXPRESSIONS.get(expression, "hate")
-    return LabelledItem(str(row["content"]).strip(), HARM_TYPES.index(harm.value),
-                        intent=intent.value if intent else "", group=group, targets=targets)
+    return LabelledItem(
+        str(row["content"]).strip(),
+        HARM_TYPES.index(harm.value),
+        intent=intent.value if intent else "",
+        group=group,
+        targets=targets,
+    )
 
 
-TOXICN_MM_MAPPING = {"type 0 (non-harmful)": "none", "type 1 (targeted harmful)": "targeted_harm",
-                     "type 2 (sexual innuendo)": "sexual_innuendo", "type 3 (general offense)": "general_offense",
-                     "type 4 (dispirited culture)": "dispirited_culture",
-                     "meme_discription": "post context (the image described)"}
+TOXICN_MM_MAPPING = {
+    "type 0 (non-harmful)": "none",
+    "type 1 (targeted harmful)": "targeted_harm",
+    "type 2 (sexual innuendo)": "sexual_innuendo",
+    "type 3 (general offense)": "general_offense",
+    "type 4 (dispirited culture)": "dispirited_culture",
+    "meme_discription": "post context (the image described)",
+}
 TOXICN_TEXT_MAPPING = {
     "toxic 0": "none",
     "toxic_type 1 (offensive language)": "general_offense",
     "toxic_type 2 (hate speech), expression 1 (explicit)": "targeted_harm, intent explicit_attack",
     "toxic_type 2 (hate speech), expression 2 (implicit)": "targeted_harm, intent implicit_attack",
-    "expression 3 (reporting: reports or argues against discrimination)":
-        "none, intent counter_speech (the classifier's counter-speech class)",
+    "expression 3 (reporting: reports or argues against discrimination)": (
+        "none, intent counter_speech (the classifier's counter-speech class)"
+    ),
 }
 CLUE_EMOTION_LABELS = ("like", "happiness", "sadness", "anger", "disgust", "fear", "surprise")
-CLUE_EMOTION_MAPPING = {"like": "joy", "happiness": "joy", "sadness": "sadness", "anger": "anger",
-                        "disgust": "disgust", "fear": "fear", "surprise": "surprise",
-                        "(all)": "no harm label: trains the emotion reader only, never the harm classifier"}
+CLUE_EMOTION_MAPPING = {
+    "like": "joy",
+    "happiness": "joy",
+    "sadness": "sadness",
+    "anger": "anger",
+    "disgust": "disgust",
+    "fear": "fear",
+    "surprise": "surprise",
+    "(all)": "no harm label: trains the emotion reader only, never the harm classifier",
+}
 
 
 def load_clue_emotion(path: Path) -> list[LabelledItem]:
@@ -129,17 +153,23 @@ def load_clue_emotion(path: Path) -> list[LabelledItem]:
             row = json.loads(line)
             label = str(row["label"])
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"{path}:{number}: expected {{\"content\": ..., \"label\": ...}}: {exc}") from exc
+            raise DataError(f'{path}:{number}: expected {{"content": ..., "label": ...}}: {exc}') from exc
         if label not in CLUE_EMOTION_LABELS:
             raise DataError(f"{path}:{number}: unknown emotion {label!r} (one of {', '.join(CLUE_EMOTION_LABELS)})")
-        items.append(LabelledItem(str(row.get("content", "")).strip(), None, emotion=label,
-                                  id=str(row.get("id", number)), group=label))
+        items.append(
+            LabelledItem(
+                str(row.get("content", "")).strip(), None, emotion=label, id=str(row.get("id", number)), group=label
+            )
+        )
     return items
 
 
-JSONL_MAPPING = {"harm_type": "0..4 or a harm type name", "intent": "counter_speech marks harmless counter-speech",
-                 "context / post_text": "post context",
-                 "emotion / intent": "evaluation: one of memeguard's emotions / intents, or a list of acceptable ones"}
+JSONL_MAPPING = {
+    "harm_type": "0..4 or a harm type name",
+    "intent": "counter_speech marks harmless counter-speech",
+    "context / post_text": "post context",
+    "emotion / intent": "evaluation: one of memeguard's emotions / intents, or a list of acceptable ones",
+}
 
 
 def load_jsonl(path: Path) -> list[LabelledItem]:
@@ -173,12 +203,18 @@ def _jsonl_item(row: Any, path: Path, number: int) -> LabelledItem:
     image = str(row.get("image") or "")
     intent = str(row["intent"]) if isinstance(row.get("intent"), str) else ""
     return LabelledItem(
-        str(row.get("text", "")), harm if harm is not None else (None if harmful else 0),
-        str(row.get("post_text", row.get("context", "")) or ""), intent=intent,
-        group=str(row.get("group", "") or ""), id=str(row.get("id", number)), scene=str(row.get("scene") or ""),
-        image=str((path.parent / image) if image and not Path(image).is_absolute() else image), harmful=harmful,
+        str(row.get("text", "")),
+        harm if harm is not None else (None if harmful else 0),
+        str(row.get("post_text", row.get("context", "")) or ""),
+        intent=intent,
+        group=str(row.get("group", "") or ""),
+        id=str(row.get("id", number)),
+        scene=str(row.get("scene") or ""),
+        image=str((path.parent / image) if image and not Path(image).is_absolute() else image),
+        harmful=harmful,
         emotions=_accepted(row.get("emotion"), Emotion, "emotion"),
-        intents=_accepted(row.get("intent"), Intent, "intent"))
+        intents=_accepted(row.get("intent"), Intent, "intent"),
+    )
 
 
 def _accepted(value: Any, kind: type[Emotion] | type[Intent], name: str) -> tuple[str, ...]:
@@ -285,5 +321,10 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """What the artefact records of this source."""
-        return {"name": self.name, "path": str(self.path.resolve()), "weight": self.weight, "items": len(self.items),
-                "mapping": SOURCE_KINDS[self.name].mapping}
+        return {
+            "name": self.name,
+            "path": str(self.path.resolve()),
+            "weight": self.weight,
+            "items": len(self.items),
+            "mapping": SOURCE_KINDS[self.name].mapping,
+        }

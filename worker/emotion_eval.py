@@ -79,8 +79,7 @@ def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> di
     kb = KnowledgeBase.bundled().warm()
     started = time.perf_counter()
     train_matches, eval_matches = _read(kb, train), _read(kb, evaluation)
-    train_vectors, eval_vectors = (_vectors(encoder, train), _vectors(encoder, evaluation)) if encoder else \
-        (None, None)
+    train_vectors, eval_vectors = (_vectors(encoder, train), _vectors(encoder, evaluation)) if encoder else (None, None)
     reader = EmotionReader.fit([i.text for i in train], [i.emotion for i in train], train_matches, train_vectors)
     trained_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -100,12 +99,25 @@ def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> di
         "agreement": float(np.mean([s in CLUE_ACCEPTS[t] for s, t in zip(stated, truth, strict=True)])),
         "neutral": float(np.mean([s is Emotion.NEUTRAL for s in stated])),
         "stated_agreement": _stated_agreement(stated, truth),
-        "decided_by": {source: sum(c.source == source for c in calls) / len(calls)
-                       for source in ("kb", "kb+model", "model", "none")}}
-    report.update({"dataset": "clue-emotion", "split": config.split, "trained_on": len(train),
-                   "encoder": encoder.id if encoder else None, "kb": kb.version, "threshold": reader.threshold,
-                   "temperature": reader.labels.temperature, "mapping": reader.trained["mapping"],
-                   "train_seconds": round(trained_s, 1), "items_per_s": len(evaluation) / elapsed if elapsed else 0.0})
+        "decided_by": {
+            source: sum(c.source == source for c in calls) / len(calls)
+            for source in ("kb", "kb+model", "model", "none")
+        },
+    }
+    report.update(
+        {
+            "dataset": "clue-emotion",
+            "split": config.split,
+            "trained_on": len(train),
+            "encoder": encoder.id if encoder else None,
+            "kb": kb.version,
+            "threshold": reader.threshold,
+            "temperature": reader.labels.temperature,
+            "mapping": reader.trained["mapping"],
+            "train_seconds": round(trained_s, 1),
+            "items_per_s": len(evaluation) / elapsed if elapsed else 0.0,
+        }
+    )
     return report
 
 
@@ -124,14 +136,18 @@ def _stated_agreement(stated: list[Emotion], truth: list[str]) -> float:
 
 def _scores(truth: list[str], predicted: list[str], confidence: np.ndarray | None) -> dict[str, Any]:
     labels = [label for label in CLUE_EMOTION_LABELS if label in set(truth) | set(predicted)]
-    precision, recall, _, support = precision_recall_fscore_support(truth, predicted, labels=labels,
-                                                                    zero_division=0)
+    precision, recall, _, support = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
     report: dict[str, Any] = {
-        "n": len(truth), "accuracy": float(accuracy_score(truth, predicted)),
+        "n": len(truth),
+        "accuracy": float(accuracy_score(truth, predicted)),
         "macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
-        "per_class": {label: {"precision": float(p), "recall": float(r), "support": int(n)}
-                      for label, p, r, n in zip(labels, precision, recall, support, strict=True)},
-        "labels": labels, "confusion": confusion_matrix(truth, predicted, labels=labels).tolist()}
+        "per_class": {
+            label: {"precision": float(p), "recall": float(r), "support": int(n)}
+            for label, p, r, n in zip(labels, precision, recall, support, strict=True)
+        },
+        "labels": labels,
+        "confusion": confusion_matrix(truth, predicted, labels=labels).tolist(),
+    }
     if confidence is not None:
         right = [int(t == p) for t, p in zip(truth, predicted, strict=True)]
         report["ece"] = expected_calibration_error(right, [float(c) for c in confidence])

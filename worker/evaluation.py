@@ -51,8 +51,10 @@ from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, 
 from worker.encoder import SentenceEncoder
 from worker.training import TrainingSet, build_kb
 
-PAPER = {"note": "ToxiCN MM paper (Lu et al., NeurIPS 2024) reports multimodal models on the binary task "
-                 "with images; memeguard's embedded tier sees only the rendered text"}
+PAPER = {
+    "note": "ToxiCN MM paper (Lu et al., NeurIPS 2024) reports multimodal models on the binary task "
+    "with images; memeguard's embedded tier sees only the rendered text"
+}
 DATASETS = {  # evaluated name -> (training source name, train file, test file, reader)
     "toxicn": ("toxicn-mm", "train_2.0.json", "test_2.0.json", load_toxicn),
     "toxicn-text": ("toxicn-text", "train.json", "test.json", load_toxicn_text),
@@ -122,8 +124,11 @@ def _folds(config: EvalConfig) -> list[Fold]:
     parts = [shuffled[i::k] for i in range(k)] if k > 1 else [shuffled[: len(shuffled) // 5]]
     folds = []
     for index, held_out in enumerate(parts):
-        rest = [item for j, part in enumerate(parts) if j != index for item in part] if k > 1 else \
-            shuffled[len(held_out):]
+        rest = (
+            [item for j, part in enumerate(parts) if j != index for item in part]
+            if k > 1
+            else shuffled[len(held_out) :]
+        )
         folds.append((rest, _limited(held_out, config, divide=k)))
     return folds
 
@@ -147,8 +152,9 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
 
         ocr = ChineseOcr().read
     policy = config.policy or load_policy()
-    others = [_sampled_source(Source.parse(name, config.data_dir.parent).load(), config)
-              for name in config.other_sources]
+    others = [
+        _sampled_source(Source.parse(name, config.data_dir.parent).load(), config) for name in config.other_sources
+    ]
     folds = split_items(config)
     encoder = _encoder(config, folds, others)
     truth: list[LabelledItem] = []
@@ -156,28 +162,44 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
     baseline: list[int] = []
     elapsed, versions, thresholds = 0.0, [], []
     for train, evaluation in folds:
-        own = Source(config.source_name, config.data_dir / DATASETS[config.dataset][1], 1.0,
-                     [_with_context(i, config) for i in train])
+        own = Source(
+            config.source_name,
+            config.data_dir / DATASETS[config.dataset][1],
+            1.0,
+            [_with_context(i, config) for i in train],
+        )
         training = TrainingSet.of([own, *others])
         classifier = training.fit(kb, encoder, config.kb_external, config.max_false_alarm)
         versions.append(classifier.version)
         thresholds.append(classifier.threshold)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
-        predictions += [_predict(analyzer, policy, item, config.render, _context(item, config))
-                        for item in evaluation]
+        predictions += [_predict(analyzer, policy, item, config.render, _context(item, config)) for item in evaluation]
         elapsed += time.perf_counter() - started
         truth += evaluation
         baseline += baseline_predict(training.items, evaluation)
     report = _report(truth, predictions, baseline)
     latencies = [p.latency_ms for p in predictions]
-    report.update({"items_per_s": len(truth) / elapsed if elapsed else 0.0, "p50_ms": statistics.median(latencies),
-                   "p95_ms": float(np.percentile(latencies, 95)), "render": config.render, "context": config.context,
-                   "caption_reading": config.caption_reading, "encoder": encoder.id if encoder else None,
-                   "dataset": config.dataset, "split": config.split, "folds": max(config.folds, 1), "kb": kb.version,
-                   "classifier": versions, "threshold": thresholds, "policy": policy.ref,
-                   "max_false_alarm": config.max_false_alarm,
-                   "trained_on": [config.source_name, *config.other_sources]})
+    report.update(
+        {
+            "items_per_s": len(truth) / elapsed if elapsed else 0.0,
+            "p50_ms": statistics.median(latencies),
+            "p95_ms": float(np.percentile(latencies, 95)),
+            "render": config.render,
+            "context": config.context,
+            "caption_reading": config.caption_reading,
+            "encoder": encoder.id if encoder else None,
+            "dataset": config.dataset,
+            "split": config.split,
+            "folds": max(config.folds, 1),
+            "kb": kb.version,
+            "classifier": versions,
+            "threshold": thresholds,
+            "policy": policy.ref,
+            "max_false_alarm": config.max_false_alarm,
+            "trained_on": [config.source_name, *config.other_sources],
+        }
+    )
     if config.dataset == "toxicn":
         report["paper"] = PAPER
     return report
@@ -187,12 +209,20 @@ def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: 
     """Scores, the baseline's, their difference, and the per-group / per-target slices."""
     types = [i.harm_type for i in truth]
     typed = all(t is not None for t in types)
-    report = score([t if t is not None else 0 for t in types], [p.harm_type for p in predictions],
-                   [p.confidence for p in predictions], [i.is_harmful for i in truth], typed=typed)
-    report["baseline"] = score([t if t is not None else 0 for t in types], baseline, None,
-                               [i.is_harmful for i in truth], typed=typed)
-    report["delta"] = {k: report[k] - report["baseline"][k] for k in ("binary_macro_f1", "accuracy",
-                                                                      *(("type_macro_f1",) if typed else ()))}
+    report = score(
+        [t if t is not None else 0 for t in types],
+        [p.harm_type for p in predictions],
+        [p.confidence for p in predictions],
+        [i.is_harmful for i in truth],
+        typed=typed,
+    )
+    report["baseline"] = score(
+        [t if t is not None else 0 for t in types], baseline, None, [i.is_harmful for i in truth], typed=typed
+    )
+    report["delta"] = {
+        k: report[k] - report["baseline"][k]
+        for k in ("binary_macro_f1", "accuracy", *(("type_macro_f1",) if typed else ()))
+    }
     report["groups"] = slices(truth, predictions, lambda item: [item.group] if item.group else [])
     targets = slices(truth, predictions, lambda item: list(item.targets))
     if targets:
@@ -215,21 +245,27 @@ def label_agreement(truth: list[LabelledItem], predictions: list[Prediction]) ->
         by_group: dict[str, list[tuple[LabelledItem, Prediction]]] = {}
         for item, p in labelled:
             by_group.setdefault(item.group, []).append((item, p))
-        out[name] = {**_agreeing(name, labelled),
-                     "groups": {g: _agreeing(name, rows) for g, rows in sorted(by_group.items()) if g}}
+        out[name] = {
+            **_agreeing(name, labelled),
+            "groups": {g: _agreeing(name, rows) for g, rows in sorted(by_group.items()) if g},
+        }
     return out
 
 
 def _agreeing(name: str, rows: list[tuple[LabelledItem, Prediction]]) -> dict[str, Any]:
     got = [getattr(p, name) for _, p in rows]
     agree = sum(g in getattr(item, f"{name}s") for g, (item, _) in zip(got, rows, strict=True))
-    return {"n": len(rows), "agreement": agree / len(rows),
-            "neutral": sum(g == "neutral" for g in got) / len(rows),
-            "read_as": dict(Counter(got).most_common())}
+    return {
+        "n": len(rows),
+        "agreement": agree / len(rows),
+        "neutral": sum(g == "neutral" for g in got) / len(rows),
+        "read_as": dict(Counter(got).most_common()),
+    }
 
 
-def slices(truth: list[LabelledItem], predictions: list[Prediction],
-           key: Callable[[LabelledItem], list[str]]) -> dict[str, dict[str, Any]]:
+def slices(
+    truth: list[LabelledItem], predictions: list[Prediction], key: Callable[[LabelledItem], list[str]]
+) -> dict[str, dict[str, Any]]:
     """Per group: n, the share flagged (harm type not none), the share of each action under the policy, the
     share read as counter-speech, and binary accuracy."""
     members: dict[str, list[int]] = {}
@@ -244,7 +280,8 @@ def slices(truth: list[LabelledItem], predictions: list[Prediction],
             "flagged": sum(predictions[i].harm_type != 0 for i in at) / len(at),
             "actions": {a.value: actions.get(a.value, 0) / len(at) for a in ModerationAction},
             "counter_speech": sum(predictions[i].intent == Intent.COUNTER_SPEECH.value for i in at) / len(at),
-            "binary_accuracy": sum((predictions[i].harm_type != 0) == truth[i].is_harmful for i in at) / len(at)}
+            "binary_accuracy": sum((predictions[i].harm_type != 0) == truth[i].is_harmful for i in at) / len(at),
+        }
     return out
 
 
@@ -255,8 +292,11 @@ def _sampled_source(source: Source, config: EvalConfig) -> Source:
 def _with_context(item: LabelledItem, config: EvalConfig) -> LabelledItem:
     """The training item with the post context the evaluation gives (context left out, reading added)."""
     context = _context(item, config)
-    return item if context == item.context else LabelledItem(item.text, item.harm_type, context, item.reading,
-                                                             item.intent, item.group, item.targets)
+    return (
+        item
+        if context == item.context
+        else LabelledItem(item.text, item.harm_type, context, item.reading, item.intent, item.group, item.targets)
+    )
 
 
 def _encoder(config: EvalConfig, folds: list[Fold], others: list[Source]) -> SentenceEncoder | None:
@@ -273,8 +313,9 @@ def _context(item: LabelledItem, config: EvalConfig) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _predict(analyzer: EmbeddedAnalyzer, policy: Policy, item: LabelledItem, render: bool, context: str,
-             scene: str = "") -> Prediction:
+def _predict(
+    analyzer: EmbeddedAnalyzer, policy: Policy, item: LabelledItem, render: bool, context: str, scene: str = ""
+) -> Prediction:
     started = time.perf_counter()
     extra = {"scene": scene} if scene else {}
     agrees = None
@@ -287,8 +328,15 @@ def _predict(analyzer: EmbeddedAnalyzer, policy: Policy, item: LabelledItem, ren
     else:
         verdict = analyzer.read_text(item.text, post_text=context, context=extra).verdict
     latency = (time.perf_counter() - started) * 1000
-    return Prediction(LABELS.index(verdict.harm_type.value), verdict.confidence, latency,
-                      evaluate(policy, verdict).action.value, verdict.intent.value, agrees, verdict.emotion.value)
+    return Prediction(
+        LABELS.index(verdict.harm_type.value),
+        verdict.confidence,
+        latency,
+        evaluate(policy, verdict).action.value,
+        verdict.intent.value,
+        agrees,
+        verdict.emotion.value,
+    )
 
 
 def _same(one: Verdict, other: Verdict, policy: Policy) -> bool:
@@ -298,8 +346,10 @@ def _same(one: Verdict, other: Verdict, policy: Policy) -> bool:
 
 def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[int]:
     """The reference over the harm types (counter-speech is harm type none to it)."""
-    return [int(p) for p in reference_predict([i.text for i in train], [i.harm_type for i in train],
-                                              [i.text for i in evaluation])]
+    return [
+        int(p)
+        for p in reference_predict([i.text for i in train], [i.harm_type for i in train], [i.text for i in evaluation])
+    ]
 
 
 def reference_predict(texts: Sequence[str], labels: Sequence[Any], evaluation: Sequence[str]) -> list[Any]:
@@ -311,8 +361,13 @@ def reference_predict(texts: Sequence[str], labels: Sequence[Any], evaluation: S
     return list(model.predict(vectorizer.transform(list(evaluation))))
 
 
-def score(truth: list[int], predicted: list[int], confidence: list[float] | None,
-          harmful: list[bool] | None = None, typed: bool = True) -> dict[str, Any]:
+def score(
+    truth: list[int],
+    predicted: list[int],
+    confidence: list[float] | None,
+    harmful: list[bool] | None = None,
+    typed: bool = True,
+) -> dict[str, Any]:
     """Binary (harmful = any type but none, or the items' own binary labels) and, when every item has a harm
     type, 5-class harm-type metrics; ECE when confidences exist."""
     binary_truth = [int(h) for h in harmful] if harmful is not None else [int(t != 0) for t in truth]
@@ -326,18 +381,31 @@ def score(truth: list[int], predicted: list[int], confidence: list[float] | None
     if typed:
         labels = list(range(len(LABELS)))
         precision, recall, _, support = precision_recall_fscore_support(
-            truth, predicted, labels=labels, zero_division=0)
-        report.update({
-            "type_macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
-            "accuracy": float(accuracy_score(truth, predicted)),
-            "per_class": {HarmType(LABELS[i]).value: {"precision": float(precision[i]), "recall": float(recall[i]),
-                                                       "support": int(support[i])} for i in labels},
-            "confusion": confusion_matrix(truth, predicted, labels=labels).tolist()})
+            truth, predicted, labels=labels, zero_division=0
+        )
+        report.update(
+            {
+                "type_macro_f1": float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)),
+                "accuracy": float(accuracy_score(truth, predicted)),
+                "per_class": {
+                    HarmType(LABELS[i]).value: {
+                        "precision": float(precision[i]),
+                        "recall": float(recall[i]),
+                        "support": int(support[i]),
+                    }
+                    for i in labels
+                },
+                "confusion": confusion_matrix(truth, predicted, labels=labels).tolist(),
+            }
+        )
     else:
         report["accuracy"] = report["binary_accuracy"]
     if confidence is not None:
-        right = [int(t == p) for t, p in zip(truth, predicted, strict=True)] if typed else \
-            [int(t == p) for t, p in zip(binary_truth, binary_pred, strict=True)]
+        right = (
+            [int(t == p) for t, p in zip(truth, predicted, strict=True)]
+            if typed
+            else [int(t == p) for t, p in zip(binary_truth, binary_pred, strict=True)]
+        )
         report["ece"] = expected_calibration_error(right, confidence)
     return report
 
@@ -381,9 +449,18 @@ def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer) -> dict[str, Any
     report = _report(items, predictions, baseline)
     latencies = [p.latency_ms for p in predictions]
     classifier = analyzer.classifier
-    report.update({"file": str(config.path), "render": config.render, "items_per_s": len(items) / elapsed,
-                   "p50_ms": statistics.median(latencies), "p95_ms": float(np.percentile(latencies, 95)),
-                   "analyzer": analyzer.version, "kb": analyzer.kb.version, "policy": policy.ref,
-                   "classifier": classifier.version if classifier else None,
-                   "baseline_trained_on": [s["name"] for s in training.sources]})
+    report.update(
+        {
+            "file": str(config.path),
+            "render": config.render,
+            "items_per_s": len(items) / elapsed,
+            "p50_ms": statistics.median(latencies),
+            "p95_ms": float(np.percentile(latencies, 95)),
+            "analyzer": analyzer.version,
+            "kb": analyzer.kb.version,
+            "policy": policy.ref,
+            "classifier": classifier.version if classifier else None,
+            "baseline_trained_on": [s["name"] for s in training.sources],
+        }
+    )
     return report

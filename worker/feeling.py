@@ -47,8 +47,14 @@ MAX_CUE = 0.97  # a knowledge-base cue's strength is never certainty
 WRONG_COST = 0.5  # stating a wrong emotion costs half what stating the right one gains (neutral costs 0)
 
 CLUE_EMOTION_MAPPING: dict[str, Emotion] = {
-    "like": Emotion.JOY, "happiness": Emotion.JOY, "sadness": Emotion.SADNESS, "anger": Emotion.ANGER,
-    "disgust": Emotion.DISGUST, "fear": Emotion.FEAR, "surprise": Emotion.SURPRISE}
+    "like": Emotion.JOY,
+    "happiness": Emotion.JOY,
+    "sadness": Emotion.SADNESS,
+    "anger": Emotion.ANGER,
+    "disgust": Emotion.DISGUST,
+    "fear": Emotion.FEAR,
+    "surprise": Emotion.SURPRISE,
+}
 ATTACK_STYLES = (Intent.EXPLICIT_ATTACK.value, Intent.IMPLICIT_ATTACK.value)
 
 
@@ -77,19 +83,23 @@ class LabelModel:
     """Text (+ knowledge-base cues + sentence vector) -> calibrated probabilities over ``labels``."""
 
     labels: list[str]
-    vectorizer: TfidfVectorizer = field(default_factory=lambda: TfidfVectorizer(
-        analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=2))
+    vectorizer: TfidfVectorizer = field(
+        default_factory=lambda: TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
+    )
     cues: DictVectorizer = field(default_factory=DictVectorizer)
     model: LogisticRegression = field(default_factory=lambda: LogisticRegression(max_iter=3000, C=C))
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
     temperature: float = 1.0
 
-    def features(self, texts: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None,
-                 fit: bool = False) -> sparse.csr_matrix:
+    def features(
+        self, texts: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None, fit: bool = False
+    ) -> sparse.csr_matrix:
         docs, cues = [_ngrams(t) for t in texts], [cue_features(m) for m in matches]
-        parts = [self.vectorizer.fit_transform(docs) if fit else self.vectorizer.transform(docs),
-                 self.cues.fit_transform(cues) if fit else self.cues.transform(cues)]
+        parts = [
+            self.vectorizer.fit_transform(docs) if fit else self.vectorizer.transform(docs),
+            self.cues.fit_transform(cues) if fit else self.cues.transform(cues),
+        ]
         if vectors is not None:
             if fit:
                 self.mean, self.scale = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
@@ -98,15 +108,22 @@ class LabelModel:
         return sparse.hstack(parts).tocsr()
 
     @classmethod
-    def fit(cls, labels: Sequence[str], texts: Sequence[str], y: Sequence[str],
-            matches: Sequence[Sequence[Match]], vectors: np.ndarray | None) -> tuple[LabelModel, np.ndarray]:
+    def fit(
+        cls,
+        labels: Sequence[str],
+        texts: Sequence[str],
+        y: Sequence[str],
+        matches: Sequence[Sequence[Match]],
+        vectors: np.ndarray | None,
+    ) -> tuple[LabelModel, np.ndarray]:
         """The fitted model and its out-of-fold calibrated probabilities on the training data (what a
         threshold is chosen on)."""
         model = cls(list(labels))
         target = np.asarray([model.labels.index(label) for label in y])
         counts = np.bincount(target, minlength=len(model.labels))
-        model.model.set_params(class_weight={i: (len(target) / (len(counts) * c)) ** CLASS_WEIGHT_POWER
-                                             for i, c in enumerate(counts) if c})
+        model.model.set_params(
+            class_weight={i: (len(target) / (len(counts) * c)) ** CLASS_WEIGHT_POWER for i, c in enumerate(counts) if c}
+        )
         features = model.features(texts, matches, vectors, fit=True)
         raw = model._out_of_fold(features, target)
         model.temperature = _temperature(raw, target)
@@ -121,8 +138,7 @@ class LabelModel:
             out[np.ix_(held, fold.classes_)] = fold.predict_proba(features[held])
         return out
 
-    def proba(self, texts: Sequence[str], matches: Sequence[Sequence[Match]],
-              vectors: np.ndarray | None) -> np.ndarray:
+    def proba(self, texts: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None) -> np.ndarray:
         raw = np.zeros((len(texts), len(self.labels)))
         raw[:, self.model.classes_] = self.model.predict_proba(self.features(texts, matches, vectors))
         return _softmax(np.log(raw.clip(1e-12)) / self.temperature)
@@ -159,10 +175,19 @@ class Feeling:
 # families of emotions: the model learns seven coarse labels, the knowledge base names finer ones (笑死 is
 # amusement, 破防 disappointment); a cue and the model agree when they fall in one family
 FAMILIES: dict[Emotion, str] = {
-    Emotion.JOY: "positive", Emotion.AMUSEMENT: "positive", Emotion.EXCITEMENT: "positive",
-    Emotion.SADNESS: "low", Emotion.DISAPPOINTMENT: "low", Emotion.EMBARRASSMENT: "low", Emotion.FEAR: "fear",
-    Emotion.ANGER: "hostile", Emotion.DISGUST: "hostile", Emotion.CONTEMPT: "hostile",
-    Emotion.SURPRISE: "surprise", Emotion.DISBELIEF: "surprise"}
+    Emotion.JOY: "positive",
+    Emotion.AMUSEMENT: "positive",
+    Emotion.EXCITEMENT: "positive",
+    Emotion.SADNESS: "low",
+    Emotion.DISAPPOINTMENT: "low",
+    Emotion.EMBARRASSMENT: "low",
+    Emotion.FEAR: "fear",
+    Emotion.ANGER: "hostile",
+    Emotion.DISGUST: "hostile",
+    Emotion.CONTEMPT: "hostile",
+    Emotion.SURPRISE: "surprise",
+    Emotion.DISBELIEF: "surprise",
+}
 
 
 @dataclass(frozen=True)
@@ -217,8 +242,14 @@ class EmotionReader:
     trained: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], y: Sequence[str], matches: Sequence[Sequence[Match]],
-            vectors: np.ndarray | None, mapping: Mapping[str, Emotion] = CLUE_EMOTION_MAPPING) -> EmotionReader:
+    def fit(
+        cls,
+        texts: Sequence[str],
+        y: Sequence[str],
+        matches: Sequence[Sequence[Match]],
+        vectors: np.ndarray | None,
+        mapping: Mapping[str, Emotion] = CLUE_EMOTION_MAPPING,
+    ) -> EmotionReader:
         labels = sorted(set(y), key=list(mapping).index)
         model, out_of_fold = LabelModel.fit(labels, texts, y, matches, vectors)
         reader = cls(model, {label: mapping[label] for label in labels}, 0.0)
@@ -228,13 +259,18 @@ class EmotionReader:
         predicted = mapped.argmax(axis=1)
         stated = mapped.max(axis=1) >= reader.threshold
         reader.trained = {
-            "items": len(y), "labels": {label: int(sum(1 for v in y if v == label)) for label in labels},
-            "mapping": {k: v.value for k, v in reader.mapping.items()}, "temperature": model.temperature,
-            "threshold": reader.threshold, "wrong_cost": WRONG_COST,
-            "out_of_fold": {"accuracy": round(float((out_of_fold.argmax(axis=1) == _index(labels, y)).mean()), 4),
-                            "stated": round(float(stated.mean()), 4),
-                            "stated_accuracy": round(float((predicted == truth)[stated].mean()), 4)
-                            if stated.any() else 0.0}}
+            "items": len(y),
+            "labels": {label: int(sum(1 for v in y if v == label)) for label in labels},
+            "mapping": {k: v.value for k, v in reader.mapping.items()},
+            "temperature": model.temperature,
+            "threshold": reader.threshold,
+            "wrong_cost": WRONG_COST,
+            "out_of_fold": {
+                "accuracy": round(float((out_of_fold.argmax(axis=1) == _index(labels, y)).mean()), 4),
+                "stated": round(float(stated.mean()), 4),
+                "stated_accuracy": round(float((predicted == truth)[stated].mean()), 4) if stated.any() else 0.0,
+            },
+        }
         return reader
 
     @property
@@ -248,20 +284,30 @@ class EmotionReader:
             out[:, self.emotions.index(self.mapping[label])] += proba[:, column]
         return out
 
-    def native_proba(self, texts: Sequence[str], matches: Sequence[Sequence[Match]],
-                     vectors: np.ndarray | None) -> np.ndarray:
+    def native_proba(
+        self, texts: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None
+    ) -> np.ndarray:
         return self.labels.proba(texts, matches, vectors)
 
-    def read(self, texts: Sequence[str], matches: Sequence[Sequence[Match]],
-             vectors: np.ndarray | None) -> list[Feeling]:
+    def read(
+        self, texts: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None
+    ) -> list[Feeling]:
         native = self.native_proba(texts, matches, vectors)
         mapped = self._mapped(native)
         out = []
         for row, native_row in zip(mapped, native, strict=True):
             best = self.emotions[int(row.argmax())]
             stated = best if row.max() >= self.threshold else Emotion.NEUTRAL
-            out.append(Feeling(stated, float(row.max()), best, self.labels.labels[int(native_row.argmax())],
-                               {e: float(p) for e, p in zip(self.emotions, row, strict=True)}, self.threshold))
+            out.append(
+                Feeling(
+                    stated,
+                    float(row.max()),
+                    best,
+                    self.labels.labels[int(native_row.argmax())],
+                    {e: float(p) for e, p in zip(self.emotions, row, strict=True)},
+                    self.threshold,
+                )
+            )
         return out
 
 
@@ -292,14 +338,21 @@ class AttackReader:
     trained: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], y: Sequence[str], matches: Sequence[Sequence[Match]],
-            vectors: np.ndarray | None) -> AttackReader:
+    def fit(
+        cls, texts: Sequence[str], y: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None
+    ) -> AttackReader:
         model, out_of_fold = LabelModel.fit(ATTACK_STYLES, texts, y, matches, vectors)
         accuracy = float((out_of_fold.argmax(axis=1) == _index(ATTACK_STYLES, y)).mean())
-        return cls(model, {"items": len(y), "labels": {s: int(sum(1 for v in y if v == s)) for s in ATTACK_STYLES},
-                           "temperature": model.temperature, "out_of_fold": {"accuracy": round(accuracy, 4)}})
+        return cls(
+            model,
+            {
+                "items": len(y),
+                "labels": {s: int(sum(1 for v in y if v == s)) for s in ATTACK_STYLES},
+                "temperature": model.temperature,
+                "out_of_fold": {"accuracy": round(accuracy, 4)},
+            },
+        )
 
-    def read(self, texts: Sequence[str], matches: Sequence[Sequence[Match]],
-             vectors: np.ndarray | None) -> list[Style]:
+    def read(self, texts: Sequence[str], matches: Sequence[Sequence[Match]], vectors: np.ndarray | None) -> list[Style]:
         proba = self.labels.proba(texts, matches, vectors)
         return [Style(Intent(ATTACK_STYLES[int(row.argmax())]), float(row.max())) for row in proba]

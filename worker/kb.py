@@ -157,8 +157,9 @@ class Match:
             object.__setattr__(self, "weight", self.entry.weight)
 
     def adjusted(self, factor: float, reason: str, denied: bool = False) -> Match:
-        return replace(self, weight=min(1.0, self.weight * factor), why=(*self.why, reason),
-                       denied=self.denied or denied)
+        return replace(
+            self, weight=min(1.0, self.weight * factor), why=(*self.why, reason), denied=self.denied or denied
+        )
 
     @property
     def attacking(self) -> bool:
@@ -173,10 +174,12 @@ class KnowledgeBase:
         self.entries, self.version = entries, version
         self._order = {entry.id: index for index, entry in enumerate(entries)}
         self._phrases = [(m.norm, m.breaks, e) for e in entries for p in e.phrases if (m := marked(p)).norm]
-        self._sounds = [(key, phrase, e) for phrase, _, e in self._phrases if e.phonetic
-                        and (key := _sound_key(phrase))]
-        self._initials = {key: (phrase, e) for phrase, _, e in self._phrases if e.phonetic
-                          and (key := initials(phrase))}
+        self._sounds = [
+            (key, phrase, e) for phrase, _, e in self._phrases if e.phonetic and (key := _sound_key(phrase))
+        ]
+        self._initials = {
+            key: (phrase, e) for phrase, _, e in self._phrases if e.phonetic and (key := initials(phrase))
+        }
         self._segmenter = Segmenter(phrase for phrase, _, _ in self._phrases)
 
     @classmethod
@@ -216,11 +219,24 @@ class KnowledgeBase:
         for file in files:
             harm = HarmType.GENERAL_OFFENSE if file.stem == "general" else HarmType.TARGETED_HARM
             terms = json.loads(file.read_text(encoding="utf-8"))
-            entries += [Entry(id=f"toxicn-lexicon.{file.stem}.{i}", phrases=(term,), patterns=(), emotion=None,
-                              intent=None, harm=harm, weight=0.45, softener=False,
-                              note=f"ToxiCN 侮辱词表（{file.stem}）", examples=(term,), source=str(file),
-                              phonetic=False)
-                        for i, term in enumerate(terms) if len(normalize(term)) >= 2]
+            entries += [
+                Entry(
+                    id=f"toxicn-lexicon.{file.stem}.{i}",
+                    phrases=(term,),
+                    patterns=(),
+                    emotion=None,
+                    intent=None,
+                    harm=harm,
+                    weight=0.45,
+                    softener=False,
+                    note=f"ToxiCN 侮辱词表（{file.stem}）",
+                    examples=(term,),
+                    source=str(file),
+                    phonetic=False,
+                )
+                for i, term in enumerate(terms)
+                if len(normalize(term)) >= 2
+            ]
         return cls(entries, f"toxicn-lexicon-{len(entries)}")
 
     @classmethod
@@ -254,8 +270,9 @@ class KnowledgeBase:
                 found[entry.id] = Match(entry, phrase, start)
         for entry in self.entries:
             for pattern in entry.patterns:
-                hit = next((h for h in pattern.finditer(norm)
-                            if fits(h.start(), h.end(), across=entry.across_clauses)), None)
+                hit = next(
+                    (h for h in pattern.finditer(norm) if fits(h.start(), h.end(), across=entry.across_clauses)), None
+                )
                 if entry.id not in found and hit:
                     found[entry.id] = Match(entry, hit.group(0), hit.start())
         for match in self._phonetic(norm):
@@ -273,7 +290,7 @@ class KnowledgeBase:
             for key, _phrase, entry in self._sounds:
                 if (at := keyed.find(key)) >= 0:
                     start = keyed[:at].count(" ")
-                    out.append(Match(entry, norm[start:start + key.count(" ") - 1], start, "homophone"))
+                    out.append(Match(entry, norm[start : start + key.count(" ") - 1], start, "homophone"))
         for run in LATIN_RUN.finditer(norm):
             if hit := self._initials.get(run.group(0)):
                 out.append(Match(hit[1], run.group(0), run.start(), "initials"))
@@ -353,8 +370,10 @@ class _Fit:
 # some sentences — 18 % of harmless training sentences contained one. The bundled knowledge base lists the
 # everyday insults (废物, 垃圾) itself.
 COMMON_WORD = 300
-DEROGATORY = re.compile("贬义|贬低|贬损|侮辱|辱骂|谩骂|蔑称|鄙视|轻蔑|羞辱|污名|歧视性|带有歧视|含歧视|骂人|粗口|脏话|"
-                        "低俗|诅咒|仇视|挑衅|攻击")
+DEROGATORY = re.compile(
+    "贬义|贬低|贬损|侮辱|辱骂|谩骂|蔑称|鄙视|轻蔑|羞辱|污名|歧视性|带有歧视|含歧视|骂人|粗口|脏话|"
+    "低俗|诅咒|仇视|挑衅|攻击"
+)
 SEXUAL_WORDS = ("性", "色情", "自慰", "生殖", "裸", "淫", "嫖", "卖淫", "胸")
 TARGETED_CATEGORIES = {"Sexism", "Racism", "Region", "LGBTQ"}
 
@@ -384,10 +403,21 @@ def _c_harmkb_entry(index: int, raw: dict[str, Any], source: str, common: set[st
         harm = HarmType.SEXUAL_INNUENDO
     else:
         harm = HarmType.GENERAL_OFFENSE
-    return Entry(id=f"c-harmkb.{index}", phrases=(term,), patterns=(), emotion=None, intent=None, harm=harm,
-                 weight=0.45, softener=False, note=f"C-HarmKB {raw.get('category')}：{definition}",
-                 examples=(term,), source=source, phonetic=False,
-                 evidence=bool(DEROGATORY.search(definition)) and term not in common)
+    return Entry(
+        id=f"c-harmkb.{index}",
+        phrases=(term,),
+        patterns=(),
+        emotion=None,
+        intent=None,
+        harm=harm,
+        weight=0.45,
+        softener=False,
+        note=f"C-HarmKB {raw.get('category')}：{definition}",
+        examples=(term,),
+        source=source,
+        phonetic=False,
+        evidence=bool(DEROGATORY.search(definition)) and term not in common,
+    )
 
 
 def _sound_key(phrase: str) -> str | None:

@@ -70,8 +70,13 @@ class Deps:
 
 
 TRANSIENT = (
-    sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError,
-    redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError, TimeoutError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
 )
 
 
@@ -94,9 +99,18 @@ class Prepared:
     timings: dict[str, float]
 
 
-def prepare(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer, max_frames: int,
-            fingerprints: Fingerprinting | None = None, tenant: str = "", item_key: str = "",
-            prior: Verdict | None = None) -> Prepared:
+def prepare(
+    data: bytes,
+    post_text: str,
+    context: dict[str, Any],
+    *,
+    analyzer: Analyzer,
+    max_frames: int,
+    fingerprints: Fingerprinting | None = None,
+    tenant: str = "",
+    item_key: str = "",
+    prior: Verdict | None = None,
+) -> Prepared:
     """Decode -> (fingerprints): everything before the model. ``prior``: the embedded tier's verdict of a
     job handed to the GPU tier — its OCR text is reused (by the cache match and as the VLM's context)."""
     started = time.perf_counter()
@@ -108,8 +122,9 @@ def prepare(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: A
         return Prepared(item, None, timings)
     from worker.fingerprints.stage import screen
 
-    screened = screen(frames, post_text, context, stage=fingerprints, tenant=tenant, item_key=item_key,
-                      known_text=known_text)
+    screened = screen(
+        frames, post_text, context, stage=fingerprints, tenant=tenant, item_key=item_key, known_text=known_text
+    )
     pending = screened.pending
     if pending is not None and prior is not None:
         pending = dataclasses.replace(pending, prior=prior)
@@ -139,21 +154,40 @@ def complete(prepared: Prepared, result: AnalysisResult | None, policy: Policy, 
     return PipelineResult(verdict, decision, timings, known)
 
 
-def analyze_bytes(data: bytes, post_text: str, context: dict[str, Any], *, analyzer: Analyzer,
-                  policy: Policy, max_frames: int, fingerprints: Fingerprinting | None = None,
-                  tenant: str = "", item_key: str = "") -> PipelineResult:
+def analyze_bytes(
+    data: bytes,
+    post_text: str,
+    context: dict[str, Any],
+    *,
+    analyzer: Analyzer,
+    policy: Policy,
+    max_frames: int,
+    fingerprints: Fingerprinting | None = None,
+    tenant: str = "",
+    item_key: str = "",
+) -> PipelineResult:
     """Decode -> (fingerprints) -> analyze -> decide, one item. ``memeguard analyze`` calls this too, so the
     CLI is the same pipeline."""
-    prepared = prepare(data, post_text, context, analyzer=analyzer, max_frames=max_frames,
-                       fingerprints=fingerprints, tenant=tenant, item_key=item_key)
+    prepared = prepare(
+        data,
+        post_text,
+        context,
+        analyzer=analyzer,
+        max_frames=max_frames,
+        fingerprints=fingerprints,
+        tenant=tenant,
+        item_key=item_key,
+    )
     started = time.perf_counter()
     result = analyze_many(analyzer, [prepared.pending])[0] if prepared.pending is not None else None
     if isinstance(result, AnalyzerError):
         raise result
     if result is not None and result.hand_off:
-        raise AnalyzerError(f"this cascade hands items it is unsure of ({result.hand_off}) to the GPU queue "
-                            "(MEMEGUARD_VLM_QUEUE), and one process cannot: unset MEMEGUARD_VLM_QUEUE to run "
-                            "the VLM here (MEMEGUARD_VLM_MODEL), or MEMEGUARD_ANALYZER=embedded")
+        raise AnalyzerError(
+            f"this cascade hands items it is unsure of ({result.hand_off}) to the GPU queue "
+            "(MEMEGUARD_VLM_QUEUE), and one process cannot: unset MEMEGUARD_VLM_QUEUE to run "
+            "the VLM here (MEMEGUARD_VLM_MODEL), or MEMEGUARD_ANALYZER=embedded"
+        )
     return complete(prepared, result, policy, _ms(started))
 
 
@@ -190,16 +224,21 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
     finished = _analyze_all(prepared, deps)
     outcomes.update({job.id: r for job, r in finished if isinstance(r, Outcome)})
     outcomes.update(_hand_off_all([(job, r) for job, r in finished if isinstance(r, store.Handoff)], deps))
-    outcomes.update(_store_all([(job, r, {**_queue_wait(job), **r.timings}) for job, r in finished
-                                if isinstance(r, PipelineResult)], deps.sessions))
+    outcomes.update(
+        _store_all(
+            [(job, r, {**_queue_wait(job), **r.timings}) for job, r in finished if isinstance(r, PipelineResult)],
+            deps.sessions,
+        )
+    )
     return [outcomes[job_id] for job_id in job_ids]
 
 
 Finished = PipelineResult | Outcome | store.Handoff
 
 
-def _analyze_all(prepared: list[tuple[store.JobRecord, Prepared]],
-                 deps: Deps) -> list[tuple[store.JobRecord, Finished]]:
+def _analyze_all(
+    prepared: list[tuple[store.JobRecord, Prepared]], deps: Deps
+) -> list[tuple[store.JobRecord, Finished]]:
     """One ``analyze_many`` over the jobs still pending, then each job's verdict and decision (or hand-off)."""
     pending = [(job, p) for job, p in prepared if p.pending is not None]
     started = time.perf_counter()
@@ -238,8 +277,9 @@ def _analyze_one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | Ex
         return exc
 
 
-def _complete(job: store.JobRecord, prepared: Prepared, result: AnalysisResult | Exception | None, deps: Deps,
-              model_ms: float) -> PipelineResult | store.Handoff:
+def _complete(
+    job: store.JobRecord, prepared: Prepared, result: AnalysisResult | Exception | None, deps: Deps, model_ms: float
+) -> PipelineResult | store.Handoff:
     if isinstance(result, Exception):
         raise result
     if result is not None and result.hand_off:
@@ -252,8 +292,9 @@ def _complete(job: store.JobRecord, prepared: Prepared, result: AnalysisResult |
 def _handoff(job: store.JobRecord, result: AnalysisResult, deps: Deps) -> store.Handoff:
     """What to store with a job handed to the GPU tier. A job handed off before keeps its first findings."""
     if deps.gpu_queue is None:
-        raise AnalyzerError("the analyzer handed this job off but this worker has no GPU queue "
-                            "(set MEMEGUARD_VLM_QUEUE)")
+        raise AnalyzerError(
+            "the analyzer handed this job off but this worker has no GPU queue (set MEMEGUARD_VLM_QUEUE)"
+        )
     if job.handoff is not None:
         return job.handoff
     timings = {k: round(v, 3) for k, v in result.timings.items()}
@@ -268,8 +309,12 @@ def _after_handoff(handoff: store.Handoff, result: AnalysisResult, model_ms: flo
         return AnalysisResult(result.verdict, timings)
     from worker.analyzers.cascade import stage_signal
 
-    signal = stage_signal(handoff.verdict, handoff.timings.get("embedded_ms", 0.0), model_ms,
-                          f"{handoff.why}: escalated on a CPU worker, handed to {handoff.queue}")
+    signal = stage_signal(
+        handoff.verdict,
+        handoff.timings.get("embedded_ms", 0.0),
+        model_ms,
+        f"{handoff.why}: escalated on a CPU worker, handed to {handoff.queue}",
+    )
     return AnalysisResult(result.verdict.model_copy(update={"signals": [*result.verdict.signals, signal]}), timings)
 
 
@@ -306,8 +351,9 @@ def _guarded(job: store.JobRecord, deps: Deps, step: Callable[[], T]) -> T | Out
     except Exception as exc:
         if is_transient(exc):
             raise
-        return dead_letter(job.id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}",
-                           analyzer=deps.analyzer.name)
+        return dead_letter(
+            job.id, deps.sessions, _error_code(exc), f"{type(exc).__name__}: {exc}", analyzer=deps.analyzer.name
+        )
 
 
 def _unclaimed(job_id: uuid.UUID, reason: str, tenant: str | None) -> Outcome:
@@ -323,9 +369,17 @@ def _prepare(job: store.JobRecord, deps: Deps) -> Prepared:
     if job.image_sha256 is None:
         raise BlobNotFound("job has no image")
     data = deps.blobs.get(job.image_sha256)
-    return prepare(data, job.post_text, job.context, analyzer=deps.analyzer, max_frames=deps.max_frames,
-                   fingerprints=deps.fingerprints, tenant=job.tenant, item_key=f"{job.tenant}/{job.content_id}",
-                   prior=job.handoff.verdict if job.handoff else None)
+    return prepare(
+        data,
+        job.post_text,
+        job.context,
+        analyzer=deps.analyzer,
+        max_frames=deps.max_frames,
+        fingerprints=deps.fingerprints,
+        tenant=job.tenant,
+        item_key=f"{job.tenant}/{job.content_id}",
+        prior=job.handoff.verdict if job.handoff else None,
+    )
 
 
 def _error_code(exc: Exception) -> str:
@@ -336,8 +390,9 @@ def _error_code(exc: Exception) -> str:
     return "analyzer_error"
 
 
-def _store_all(ready: list[tuple[store.JobRecord, PipelineResult, dict[str, float]]],
-               sessions: sessionmaker[Session]) -> dict[uuid.UUID, Outcome]:
+def _store_all(
+    ready: list[tuple[store.JobRecord, PipelineResult, dict[str, float]]], sessions: sessionmaker[Session]
+) -> dict[uuid.UUID, Outcome]:
     """Store every verdict + action of the batch in one transaction. If any job of the batch was already
     stored by a racing delivery, fall back to storing one by one so only that job is skipped."""
     if not ready:
@@ -357,8 +412,9 @@ def _store_all(ready: list[tuple[store.JobRecord, PipelineResult, dict[str, floa
     return {job.id: _done(job, result, {**timings, "store_ms": store_ms}) for job, result, timings in ready}
 
 
-def _store(job: store.JobRecord, result: PipelineResult, timings: dict[str, float],
-           sessions: sessionmaker[Session]) -> Outcome:
+def _store(
+    job: store.JobRecord, result: PipelineResult, timings: dict[str, float], sessions: sessionmaker[Session]
+) -> Outcome:
     started = time.perf_counter()
     with sessions() as session:
         try:
@@ -378,8 +434,7 @@ def _remember(session: Session, job: store.JobRecord, result: PipelineResult) ->
     if known is None or known.hashes is None:
         return
     hashes = known.hashes
-    banks.save_fingerprint(session, job.id, job.tenant, hashes.pdq_hex, hashes.quality, hashes.phash_hex,
-                           known.caption)
+    banks.save_fingerprint(session, job.id, job.tenant, hashes.pdq_hex, hashes.quality, hashes.phash_hex, known.caption)
 
 
 def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:
@@ -396,8 +451,9 @@ def _duplicate(job_id: uuid.UUID) -> Outcome:
     return Outcome(job_id, "duplicate", "verdict already stored")
 
 
-def dead_letter(job_id: uuid.UUID, sessions: sessionmaker[Session], code: str, message: str,
-                *, analyzer: str = "") -> Outcome:
+def dead_letter(
+    job_id: uuid.UUID, sessions: sessionmaker[Session], code: str, message: str, *, analyzer: str = ""
+) -> Outcome:
     """End a job as ``failed`` with its reason and an audit entry (the dead-letter state). Counted only
     when this call ended it, so a redelivery of an already failed job is not a second failure."""
     with sessions() as session:

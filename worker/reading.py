@@ -49,7 +49,7 @@ def _countered(match: Match, counter: Match | None) -> Match:
 
 def _negation(match: Match, norm: str) -> Match:
     """A negator right before the phrase denies it (不是废物); 是不是/要不 ask, they do not deny."""
-    before = norm[max(0, match.start - 3):match.start]
+    before = norm[max(0, match.start - 3) : match.start]
     if match.entry.softener or any(before.endswith(word) for word in NOT_NEGATION):
         return match
     negator = next((word for word in NEGATORS if before.endswith(word)), None)
@@ -60,8 +60,13 @@ def _contrast(match: Match, norm: str) -> Match:
     """Before a contrast marker the speaker concedes; after it comes what they mean. A phrase that itself
     contains the marker (你说得对但是) is a pattern of its own and is left alone."""
     end = match.start + len(match.text)
-    markers = [(at, word) for word in CONTRAST if word not in match.text
-               for at in _positions(norm, word) if at >= end or at + len(word) <= match.start]
+    markers = [
+        (at, word)
+        for word in CONTRAST
+        if word not in match.text
+        for at in _positions(norm, word)
+        if at >= end or at + len(word) <= match.start
+    ]
     if not markers:
         return match
     after = [word for at, word in markers if at >= end]
@@ -72,12 +77,13 @@ def _contrast(match: Match, norm: str) -> Match:
 
 def _intensity(match: Match, norm: str, emphatic: bool) -> Match:
     """Degree words before (太, 超级), after (死了, 极了), repeated marks (！！) strengthen; hedges weaken."""
-    before = norm[max(0, match.start - 2):match.start]
-    after = norm[match.start + len(match.text):match.start + len(match.text) + 3]
+    before = norm[max(0, match.start - 2) : match.start]
+    after = norm[match.start + len(match.text) : match.start + len(match.text) + 3]
     if hedge := next((w for w in DIMINISHERS if before.endswith(w)), None):
         return match.adjusted(WEAKER, f"程度词「{hedge}」弱化")
-    word = next((w for w in INTENSIFIERS if before.endswith(w)), None) or \
-        next((w for w in AFTER_INTENSIFIERS if after.startswith(w)), None)
+    word = next((w for w in INTENSIFIERS if before.endswith(w)), None) or next(
+        (w for w in AFTER_INTENSIFIERS if after.startswith(w)), None
+    )
     if word:
         match = match.adjusted(STRONGER, f"程度词「{word}」加强")
     if emphatic and match.entry.harm is not None:
@@ -89,13 +95,16 @@ def _positions(text: str, word: str) -> list[int]:
     return [m.start() for m in re.finditer(re.escape(word), text)]
 
 
-REGIONS = ("北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|"
-           "海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古?|广西|西藏|宁夏|新疆|香港|澳门|东北|南方|北方|西北|苏北|"
-           "温州|潮汕|农村|乡下|外地")
+REGIONS = (
+    "北京|天津|上海|重庆|河北|山西|辽宁|吉林|黑龙江|江苏|浙江|安徽|福建|江西|山东|河南|湖北|湖南|广东|"
+    "海南|四川|贵州|云南|陕西|甘肃|青海|台湾|内蒙古?|广西|西藏|宁夏|新疆|香港|澳门|东北|南方|北方|西北|苏北|"
+    "温州|潮汕|农村|乡下|外地"
+)
 GROUPS = re.compile(
     "女生|女性|女人|女孩|妇女|女权|女司机|男生|男性|男人|直男|男权|小仙女|同性恋|男同|女同|基佬|跨性别|lgbt|黑人|白人|"
     "黄种人|亚裔|非洲人|外国人|老外|犹太人|穆斯林|回族|维吾尔族?|藏族|少数民族|日本人|韩国人|美国人|印度人|残疾人|盲人|"
-    f"聋哑人|农民工|穷人|(?:{REGIONS})(?:人|佬)")
+    f"聋哑人|农民工|穷人|(?:{REGIONS})(?:人|佬)"
+)
 
 
 def mentioned_groups(text: str) -> list[str]:

@@ -18,8 +18,9 @@ from memeguard.queue import JobQueue
 log = logging.getLogger(__name__)
 
 
-def requeue_stale(sessions: sessionmaker[Session], queue: JobQueue, older_than: timedelta,
-                  gpu_queue: JobQueue | None = None) -> list[uuid.UUID]:
+def requeue_stale(
+    sessions: sessionmaker[Session], queue: JobQueue, older_than: timedelta, gpu_queue: JobQueue | None = None
+) -> list[uuid.UUID]:
     """Re-publish stale jobs and mark them touched so the next sweep does not repeat them at once. A job a
     CPU cascade worker handed to the GPU tier goes back to ``gpu_queue`` (when the fleet has one), so the
     embedded tier does not read it twice."""

@@ -61,8 +61,13 @@ def handle_batch(payloads: list[tuple[Any, int]], deps: Deps, republish: Republi
         outcomes = dict(zip(job_ids, (o.status for o in process_jobs(job_ids, deps)), strict=True))
     except Exception as exc:
         RETRIES.labels(type(exc).__name__).inc()
-        log.log(logging.WARNING if is_transient(exc) else logging.ERROR,
-                "batch failed, re-publishing %d jobs: %s", len(job_ids), exc, exc_info=not is_transient(exc))
+        log.log(
+            logging.WARNING if is_transient(exc) else logging.ERROR,
+            "batch failed, re-publishing %d jobs: %s",
+            len(job_ids),
+            exc,
+            exc_info=not is_transient(exc),
+        )
         for job_id, retries in parsed:
             if job_id is not None:
                 republish(job_id, retries + 1, backoff_s(retries))
@@ -80,15 +85,22 @@ def _job_id(raw: object) -> uuid.UUID | None:
 
 def _republish(job_id: uuid.UUID, retries: int, countdown: float) -> None:
     """Back to the queue this worker reads (a GPU worker's failed batch stays on the GPU tier's queue)."""
-    analyze.apply_async(args=[str(job_id)], kwargs={"retries": retries}, countdown=countdown,
-                        queue=get_settings().worker_queue)
+    analyze.apply_async(
+        args=[str(job_id)], kwargs={"retries": retries}, countdown=countdown, queue=get_settings().worker_queue
+    )
 
 
 _settings = get_settings()
 
 
-@app.task(name=TASK_NAME, base=Batches, acks_late=True, reject_on_worker_lost=True,
-          flush_every=_settings.worker_batch_size, flush_interval=_settings.worker_batch_wait_ms / 1000)
+@app.task(
+    name=TASK_NAME,
+    base=Batches,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    flush_every=_settings.worker_batch_size,
+    flush_interval=_settings.worker_batch_wait_ms / 1000,
+)
 def analyze(requests: list[Any]) -> list[str]:
     """Analyze the jobs that arrived together (up to ``worker_batch_size`` or ``worker_batch_wait_ms``).
     Messages are acknowledged after the batch returns; a worker killed mid-batch leaves them unacked, and
@@ -102,9 +114,14 @@ def send_callbacks() -> dict[str, int]:
     """Periodic (celery beat): deliver due callbacks, signed, with retries."""
     settings = get_settings()
     with httpx.Client(timeout=settings.callback_timeout_s) as client:
-        result = deliver_due(worker_deps().sessions, client, settings.callback_secret,
-                             max_attempts=settings.callback_max_attempts, backoff_s=settings.callback_backoff_s,
-                             egress=EgressPolicy.from_settings(settings))
+        result = deliver_due(
+            worker_deps().sessions,
+            client,
+            settings.callback_secret,
+            max_attempts=settings.callback_max_attempts,
+            backoff_s=settings.callback_backoff_s,
+            egress=EgressPolicy.from_settings(settings),
+        )
     return {"delivered": result.delivered, "retrying": result.retrying, "failed": result.failed}
 
 
@@ -127,6 +144,11 @@ def blobs_gc() -> int:
     if settings.blob_retention_days is None:
         return 0
     deps = worker_deps()
-    result = collect(deps.sessions, deps.blobs, timedelta(days=settings.blob_retention_days),
-                     qa_share=settings.review_qa_share, actor="beat")
+    result = collect(
+        deps.sessions,
+        deps.blobs,
+        timedelta(days=settings.blob_retention_days),
+        qa_share=settings.review_qa_share,
+        actor="beat",
+    )
     return len(result.deleted)

@@ -33,8 +33,13 @@ class TrainingSet:
     emotions: list[LabelledItem] = field(default_factory=list)  # emotion-labelled only (CLUEmotion)
 
     @classmethod
-    def of(cls, sources: Sequence[Source], extra: Sequence[LabelledItem] = (), extra_name: str = "reviews",
-           exclude: Sequence[LabelledItem] = ()) -> TrainingSet:
+    def of(
+        cls,
+        sources: Sequence[Source],
+        extra: Sequence[LabelledItem] = (),
+        extra_name: str = "reviews",
+        exclude: Sequence[LabelledItem] = (),
+    ) -> TrainingSet:
         """Every loaded source's items (weighted as the source says), then ``extra`` (reviewers' decisions);
         ``exclude`` leaves out items held out for evaluation (compared by identity)."""
         held = {id(item) for item in exclude}
@@ -54,17 +59,34 @@ class TrainingSet:
             described.append({"name": extra_name, "items": len(extra)})
         return cls(items, weights, groups, described, emotions)
 
-    def fit(self, kb: KnowledgeBase, encoder: SentenceEncoder | None, kb_external: Sequence[Path] = (),
-            max_false_alarm: float = MAX_FALSE_ALARM) -> HarmClassifier:
+    def fit(
+        self,
+        kb: KnowledgeBase,
+        encoder: SentenceEncoder | None,
+        kb_external: Sequence[Path] = (),
+        max_false_alarm: float = MAX_FALSE_ALARM,
+    ) -> HarmClassifier:
         """The harm classifier, then the emotion reader (from the emotion-labelled items) and the attack-style
         reader (from the items whose intent says explicit or implicit attack) on the same features."""
-        model = HarmClassifier.fit([i.text for i in self.items], [i.training_class for i in self.items], kb,
-                                   contexts=[i.context for i in self.items], weights=self.weights, groups=self.groups,
-                                   source=",".join(s["name"] for s in self.sources), encoder=encoder,
-                                   sources=self.sources, kb_external=kb_external, max_false_alarm=max_false_alarm)
+        model = HarmClassifier.fit(
+            [i.text for i in self.items],
+            [i.training_class for i in self.items],
+            kb,
+            contexts=[i.context for i in self.items],
+            weights=self.weights,
+            groups=self.groups,
+            source=",".join(s["name"] for s in self.sources),
+            encoder=encoder,
+            sources=self.sources,
+            kb_external=kb_external,
+            max_false_alarm=max_false_alarm,
+        )
         styles = [(i.text, i.intent) for i in self.items if i.intent in ATTACK_STYLES]
-        return model.learn_feelings(kb, [(i.text, i.emotion) for i in self.emotions],
-                                    styles if len({label for _, label in styles}) == len(ATTACK_STYLES) else [])
+        return model.learn_feelings(
+            kb,
+            [(i.text, i.emotion) for i in self.emotions],
+            styles if len({label for _, label in styles}) == len(ATTACK_STYLES) else [],
+        )
 
 
 def build_kb(paths: Sequence[Path]) -> KnowledgeBase:

@@ -16,10 +16,34 @@ branch_labels = None
 depends_on = None
 
 JOB_STATUS = ("queued", "running", "done", "failed", "rejected")
-EMOTION = ("joy", "amusement", "excitement", "sadness", "disappointment", "anger", "disgust", "surprise",
-           "disbelief", "fear", "embarrassment", "contempt", "neutral")
-INTENT = ("humor", "sarcasm", "implicit_attack", "explicit_attack", "provocation", "complaint", "venting",
-          "praise", "highlight", "greeting", "neutral")
+EMOTION = (
+    "joy",
+    "amusement",
+    "excitement",
+    "sadness",
+    "disappointment",
+    "anger",
+    "disgust",
+    "surprise",
+    "disbelief",
+    "fear",
+    "embarrassment",
+    "contempt",
+    "neutral",
+)
+INTENT = (
+    "humor",
+    "sarcasm",
+    "implicit_attack",
+    "explicit_attack",
+    "provocation",
+    "complaint",
+    "venting",
+    "praise",
+    "highlight",
+    "greeting",
+    "neutral",
+)
 HARM = ("none", "targeted_harm", "sexual_innuendo", "general_offense", "dispirited_culture")
 ACTION = ("allow", "throttle", "tag", "block")
 
@@ -51,7 +75,10 @@ def upgrade() -> None:
         sa.Column("error_code", sa.String(64)),
         sa.Column("error", sa.Text()),
         sa.Column("timings", sa.JSON(), nullable=False),
-        _ts("created_at"), _ts("updated_at"), _ts("enqueued_at", True), _ts("started_at", True),
+        _ts("created_at"),
+        _ts("updated_at"),
+        _ts("enqueued_at", True),
+        _ts("started_at", True),
         _ts("finished_at", True),
         sa.UniqueConstraint("tenant", "content_id", name="uq_jobs_tenant_content"),
     )
@@ -60,8 +87,7 @@ def upgrade() -> None:
     op.create_table(
         "verdicts",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-        sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False,
-                  unique=True),
+        sa.Column("job_id", sa.Uuid(), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, unique=True),
         sa.Column("emotion", _enum("emotion", EMOTION), nullable=False),
         sa.Column("intent", _enum("intent", INTENT), nullable=False),
         sa.Column("harm_type", _enum("harm_type", HARM), nullable=False),

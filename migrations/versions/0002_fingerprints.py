@@ -27,14 +27,18 @@ def upgrade() -> None:
         "banks",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("name", sa.String(128), nullable=False, unique=True),
-        sa.Column("kind", sa.Enum(*BANK_KIND, name="bank_kind", native_enum=False, create_constraint=True,
-                                  length=32), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum(*BANK_KIND, name="bank_kind", native_enum=False, create_constraint=True, length=32),
+            nullable=False,
+        ),
         sa.Column("label", sa.String(128), nullable=False),
         sa.Column("pdq_distance", sa.Integer(), nullable=False),
         sa.Column("phash_distance", sa.Integer(), nullable=False),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.Column("enabled_ratio", sa.Float(), nullable=False),
-        _ts("created_at"), _ts("updated_at"),
+        _ts("created_at"),
+        _ts("updated_at"),
     )
     op.create_table(
         "bank_hashes",
@@ -46,7 +50,8 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=False),
         sa.Column("source", sa.String(256), nullable=False),
         sa.Column("added_by", sa.String(128), nullable=False),
-        _ts("created_at"), _ts("removed_at", True),
+        _ts("created_at"),
+        _ts("removed_at", True),
     )
     op.create_index("ix_bank_hashes_bank_id", "bank_hashes", ["bank_id"])
     op.create_index("ix_bank_hashes_removed_at", "bank_hashes", ["removed_at"])

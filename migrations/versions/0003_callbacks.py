@@ -30,7 +30,9 @@ def upgrade() -> None:
         sa.Column("event", sa.String(32), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        _ts("next_attempt_at"), _ts("delivered_at", True), _ts("failed_at", True),
+        _ts("next_attempt_at"),
+        _ts("delivered_at", True),
+        _ts("failed_at", True),
         sa.Column("last_error", sa.Text()),
         _ts("created_at"),
     )

@@ -22,8 +22,13 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("username", sa.String(64), nullable=False, unique=True),
         sa.Column("password_hash", sa.String(256), nullable=False),
-        sa.Column("role", sa.Enum("reviewer", "senior", "admin", name="user_role", native_enum=False,
-                                  create_constraint=True, length=32), nullable=False),
+        sa.Column(
+            "role",
+            sa.Enum(
+                "reviewer", "senior", "admin", name="user_role", native_enum=False, create_constraint=True, length=32
+            ),
+            nullable=False,
+        ),
         sa.Column("tenants", sa.JSON(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),

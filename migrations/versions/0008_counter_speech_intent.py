@@ -15,8 +15,19 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-INTENT = ("humor", "sarcasm", "implicit_attack", "explicit_attack", "provocation", "complaint", "venting",
-          "praise", "highlight", "greeting", "neutral")
+INTENT = (
+    "humor",
+    "sarcasm",
+    "implicit_attack",
+    "explicit_attack",
+    "provocation",
+    "complaint",
+    "venting",
+    "praise",
+    "highlight",
+    "greeting",
+    "neutral",
+)
 WITH_COUNTER_SPEECH = (*INTENT, "counter_speech")
 
 

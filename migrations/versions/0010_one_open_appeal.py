@@ -20,11 +20,13 @@ OPEN = sa.text("status = 'open'")
 
 def upgrade() -> None:
     # appeals filed twice before this revision: keep the oldest open one, close the rest as duplicates
-    op.execute(sa.text(
-        "UPDATE appeals SET status = 'duplicate' WHERE status = 'open' AND id NOT IN "
-        "(SELECT MIN(id) FROM appeals WHERE status = 'open' GROUP BY job_id)"))
-    op.create_index("uq_appeals_open_job", "appeals", ["job_id"], unique=True, postgresql_where=OPEN,
-                    sqlite_where=OPEN)
+    op.execute(
+        sa.text(
+            "UPDATE appeals SET status = 'duplicate' WHERE status = 'open' AND id NOT IN "
+            "(SELECT MIN(id) FROM appeals WHERE status = 'open' GROUP BY job_id)"
+        )
+    )
+    op.create_index("uq_appeals_open_job", "appeals", ["job_id"], unique=True, postgresql_where=OPEN, sqlite_where=OPEN)
 
 
 def downgrade() -> None:

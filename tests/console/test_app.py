@@ -26,8 +26,10 @@ def test_login_then_the_queue_shows_only_my_tenants(client: TestClient, mine: uu
     assert "medium.harmful" in page.text and "打标（1）" in page.text  # the rule that fired; queue sizes in the nav
 
 
-@pytest.mark.parametrize(("password", "csrf", "status", "text"), [
-    ("wrong password!!", None, 401, "用户名或密码错误"), (PASSWORD, "forged", 403, "CSRF")])
+@pytest.mark.parametrize(
+    ("password", "csrf", "status", "text"),
+    [("wrong password!!", None, 401, "用户名或密码错误"), (PASSWORD, "forged", 403, "CSRF")],
+)
 def test_login_refusals(client: TestClient, password: str, csrf: str | None, status: int, text: str) -> None:
     response = login(client, password=password, csrf=csrf)
     assert response.status_code == status and text in response.text
@@ -78,8 +80,10 @@ def test_the_console_is_off_without_a_secret(tmp_path: Path, sqlite_url: str) ->
 def test_pages_forbid_framing_caching_and_foreign_scripts(client: TestClient) -> None:
     login(client)
     headers = client.get("/review/queue/tagged").headers
-    assert "script-src 'self'" in headers["content-security-policy"] and "frame-ancestors 'none'" in headers[
-        "content-security-policy"]
+    assert (
+        "script-src 'self'" in headers["content-security-policy"]
+        and "frame-ancestors 'none'" in headers["content-security-policy"]
+    )
     assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY"
     assert client.get("/review/static/console.js").status_code == 200
     assert client.get("/review/static/..%2Fapp.py").status_code == 404
@@ -97,9 +101,13 @@ def test_next_claims_the_most_severe_free_item(client: TestClient, runtime: Runt
     login(other, "sam")
     taken = other.post("/review/queue/tagged/next", data={"csrf": csrf_of(other)})
     assert taken.headers["location"] == f"/review/item/{mine}?q=tagged"  # ann's claim is skipped
-    assert other.post("/review/queue/tagged/next", data={"csrf": csrf_of(other)}).headers[
-        "location"] == f"/review/item/{mine}?q=tagged"  # resuming my own claim
+    assert (
+        other.post("/review/queue/tagged/next", data={"csrf": csrf_of(other)}).headers["location"]
+        == f"/review/item/{mine}?q=tagged"
+    )  # resuming my own claim
     token = csrf_of(client)
     client.post(f"/review/item/{severe}/decide", data={"csrf": token, "decision": "confirm"})
-    assert client.post("/review/queue/tagged/next", data={"csrf": token}).headers[
-        "location"] == "/review/queue/tagged?empty=1"
+    assert (
+        client.post("/review/queue/tagged/next", data={"csrf": token}).headers["location"]
+        == "/review/queue/tagged?empty=1"
+    )

@@ -25,8 +25,10 @@ def test_the_dashboard_charts_overturns_of_my_tenants(client: TestClient, runtim
     login(client)
     for job_id, decision in zip(items, ["overturn", "overturn", "overturn", "confirm"], strict=True):
         client.post(f"/review/item/{job_id}/claim", data={"csrf": csrf_of(client)})
-        client.post(f"/review/item/{job_id}/decide", data={"csrf": csrf_of(client), "decision": decision,
-                                                           "action": "allow", "reason": "误判"})
+        client.post(
+            f"/review/item/{job_id}/decide",
+            data={"csrf": csrf_of(client), "decision": decision, "action": "allow", "reason": "误判"},
+        )
     page = client.get("/review/stats")
     assert page.status_code == 200 and page.text.count("<svg") == 2
     assert "medium.harmful @ 3" in page.text and "embedded 3" in page.text and "75%（3/4）" in page.text

@@ -32,8 +32,16 @@ from worker.callbacks import deliver_due
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="install the dev extra: pip install -e '.[dev]'")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 REVIEW_EVERYTHING = """name: e2e
 version: "1"
 default: tag
@@ -63,8 +71,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, embedded_analyzer: Any)
     root = tmp_path_factory.mktemp("e2e")
     (root / "policy.yaml").write_text(REVIEW_EVERYTHING, encoding="utf-8")
     url = create_pg_database("memeguard_e2e")
-    runtime = Runtime(Settings(data_dir=root, database_url=url, api_keys=API_KEYS, console_secret=SECRET,
-                               console_secure_cookies=False, policy_file=root / "policy.yaml"))
+    runtime = Runtime(
+        Settings(
+            data_dir=root,
+            database_url=url,
+            api_keys=API_KEYS,
+            console_secret=SECRET,
+            console_secure_cookies=False,
+            policy_file=root / "policy.yaml",
+        )
+    )
     runtime.__dict__["analyzer"] = embedded_analyzer  # the session's loaded models, not a second copy
     with runtime.sessions() as session:
         users.add_user(session, "ann", PASSWORD, Role.REVIEWER, ["tenant-a"], actor="e2e")
@@ -85,14 +101,16 @@ def upload(base: str, tenant: str, content_id: str, caption: str, template: str,
     """What a platform's upload pipeline does: one multipart POST with its API key."""
     files = {"image": (f"{content_id}.png", render_meme(caption, template), "image/png")}
     form = {"content_id": content_id, "post_text": "评论区看到的", "callback_url": callback}
-    response = httpx.post(f"{base}/v1/jobs", files=files, data=form, headers={"X-API-Key": API_KEYS[tenant]},
-                          timeout=60)
+    response = httpx.post(
+        f"{base}/v1/jobs", files=files, data=form, headers={"X-API-Key": API_KEYS[tenant]}, timeout=60
+    )
     assert response.status_code in (200, 201), response.text
     return str(response.json()["job_id"])
 
 
 def test_a_reviewer_overturns_an_item_and_the_platform_hears_of_it(
-        browser: Any, server: str, deployment: Runtime, platform: Platform) -> None:
+    browser: Any, server: str, deployment: Runtime, platform: Platform
+) -> None:
     upload(server, "tenant-a", "meme-1", "你说得对，但是我不听", "doge", platform.url)
     upload(server, "tenant-a", "meme-2", "笑死我了", "panda", platform.url)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -123,13 +141,18 @@ def test_a_reviewer_overturns_an_item_and_the_platform_hears_of_it(
 
     platform.received.clear()
     with httpx.Client(timeout=5) as client:
-        sent = deliver_due(deployment.sessions, client, deployment.settings.callback_secret, max_attempts=3,
-                           backoff_s=1, egress=EgressPolicy.from_settings(deployment.settings))
+        sent = deliver_due(
+            deployment.sessions,
+            client,
+            deployment.settings.callback_secret,
+            max_attempts=3,
+            backoff_s=1,
+            egress=EgressPolicy.from_settings(deployment.settings),
+        )
     assert sent.delivered >= 1
     received = [(headers, raw, json.loads(raw)) for headers, raw in platform.received]
     headers, raw, _ = next(r for r in received if r[2]["job_id"] == opened and r[2]["action"] == "allow")
-    assert callbacks.verify(API_KEYS["tenant-a"].encode(), headers["X-Memeguard-Signature"], raw,
-                            now=int(time.time()))
+    assert callbacks.verify(API_KEYS["tenant-a"].encode(), headers["X-Memeguard-Signature"], raw, now=int(time.time()))
     page.reload()
     assert "已送达" in page.inner_text("#callbacks")
     page.screenshot(path=str(SCREENSHOTS / "item-decided.png"), full_page=True)

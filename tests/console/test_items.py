@@ -29,14 +29,28 @@ def test_the_item_page_shows_what_decided(client: TestClient, mine: uuid.UUID) -
     login(client)
     page = client.get(f"/review/item/{mine}")
     assert page.status_code == 200
-    for shown in ("你说得对，但是我不听", "你说得对 但是我不听", "讽刺/阴阳怪气", "轻蔑", "一般冒犯", "0.70",
-                  "轻蔑 <span class=\"muted\">（0.64）</span>", "（0.80）",
-                  "embedded 3", "medium.harmful", "default 3", f"/review/item/{mine}/image", "你说得对，但是", "打标"):
+    for shown in (
+        "你说得对，但是我不听",
+        "你说得对 但是我不听",
+        "讽刺/阴阳怪气",
+        "轻蔑",
+        "一般冒犯",
+        "0.70",
+        '轻蔑 <span class="muted">（0.64）</span>',
+        "（0.80）",
+        "embedded 3",
+        "medium.harmful",
+        "default 3",
+        f"/review/item/{mine}/image",
+        "你说得对，但是",
+        "打标",
+    ):
         assert shown in page.text, shown
 
 
 def test_the_image_is_served_only_to_signed_in_reviewers_of_its_tenant(
-        client: TestClient, mine: uuid.UUID, theirs: uuid.UUID, meme_png: bytes) -> None:
+    client: TestClient, mine: uuid.UUID, theirs: uuid.UUID, meme_png: bytes
+) -> None:
     anonymous = client.get(f"/review/item/{mine}/image")
     assert anonymous.status_code == 303 and anonymous.headers["location"] == "/review/login"
     login(client)
@@ -48,7 +62,8 @@ def test_the_image_is_served_only_to_signed_in_reviewers_of_its_tenant(
 
 
 def test_claim_then_overturn_changes_the_action_and_shows_the_audit_entry(
-        client: TestClient, runtime: Runtime, mine: uuid.UUID) -> None:
+    client: TestClient, runtime: Runtime, mine: uuid.UUID
+) -> None:
     login(client)
     assert decide(client, mine, decision="overturn", action="allow", reason="玩梗").status_code == 409  # unclaimed
     assert client.post(f"/review/item/{mine}/claim", data={}).status_code == 403  # no CSRF token
@@ -65,8 +80,9 @@ def test_claim_then_overturn_changes_the_action_and_shows_the_audit_entry(
 def test_a_forged_csrf_token_changes_nothing(client: TestClient, runtime: Runtime, mine: uuid.UUID) -> None:
     login(client)
     client.post(f"/review/item/{mine}/claim", data={"csrf": csrf_of(client)})
-    forged = client.post(f"/review/item/{mine}/decide", data={"csrf": "x" * 32, "decision": "overturn",
-                                                                "action": "allow", "reason": "r"})
+    forged = client.post(
+        f"/review/item/{mine}/decide", data={"csrf": "x" * 32, "decision": "overturn", "action": "allow", "reason": "r"}
+    )
     assert forged.status_code == 403 and "CSRF" in forged.text
     assert action_of(runtime, mine) is ModerationAction.TAG
 
@@ -78,8 +94,9 @@ def test_another_tenants_item_cannot_be_claimed_or_decided(client: TestClient, t
     assert decide(client, theirs, decision="confirm").status_code == 404
 
 
-def test_bulk_decides_every_identical_image(client: TestClient, runtime: Runtime, meme_png: bytes,
-                                           mine: uuid.UUID) -> None:
+def test_bulk_decides_every_identical_image(
+    client: TestClient, runtime: Runtime, meme_png: bytes, mine: uuid.UUID
+) -> None:
     copies = [add_item(runtime, "tenant-a", f"copy-{i}", image=meme_png) for i in range(3)]
     login(client)
     page = client.get(f"/review/item/{mine}").text
@@ -101,8 +118,9 @@ def test_only_seniors_add_images_to_banks(client: TestClient, runtime: Runtime, 
     assert refused.status_code == 403
     senior = TestClient(client.app, follow_redirects=False)
     login(senior, "sam")
-    added = senior.post(f"/review/item/{mine}/bank", data={"csrf": csrf_of(senior), "bank": "known-harmful",
-                                                           "note": "复审确认"})
+    added = senior.post(
+        f"/review/item/{mine}/bank", data={"csrf": csrf_of(senior), "bank": "known-harmful", "note": "复审确认"}
+    )
     assert added.status_code == 303
     with runtime.sessions() as session:
         assert [(b.name, n) for b, n in banks.list_banks(session)] == [("known-harmful", 1)]

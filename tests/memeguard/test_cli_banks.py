@@ -13,8 +13,12 @@ def test_bank_lifecycle_from_the_command_line(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     image = tmp_path / "doge.png"
     image.write_bytes(render_meme("笑死", "doge"))
-    steps = [("create", "doge", "--kind", "template", "--label", "狗头"), ("add", "doge", str(image)),
-             ("set", "doge", "--ratio", "0.5", "--actor", "alice"), ("export", "doge")]
+    steps = [
+        ("create", "doge", "--kind", "template", "--label", "狗头"),
+        ("add", "doge", str(image)),
+        ("set", "doge", "--ratio", "0.5", "--actor", "alice"),
+        ("export", "doge"),
+    ]
     outputs = []
     for step in steps:
         result = memeguard("banks", *step, data_dir=tmp_path)
@@ -44,11 +48,14 @@ def test_refused_changes_exit_2_with_the_reason(tmp_path: Path) -> None:
 def test_a_finished_job_can_be_added_to_a_bank(tmp_path: Path) -> None:
     demo = memeguard("demo", data_dir=tmp_path)
     assert demo.returncode == 0, demo.stderr
-    jobs = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path),
-                     data_dir=tmp_path)
+    jobs = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path), data_dir=tmp_path)
     job_id = json.loads(jobs.stdout)["job_id"] if jobs.returncode == 0 else None
     assert job_id, jobs.stderr
-    assert memeguard("banks", "create", "confirmed", "--kind", "harmful", "--label", "general_offense",
-                     data_dir=tmp_path).returncode == 0
+    assert (
+        memeguard(
+            "banks", "create", "confirmed", "--kind", "harmful", "--label", "general_offense", data_dir=tmp_path
+        ).returncode
+        == 0
+    )
     added = memeguard("banks", "add-job", "confirmed", job_id, "--actor", "reviewer:ann", data_dir=tmp_path)
     assert added.returncode == 0 and "added job" in added.stdout, added.stderr

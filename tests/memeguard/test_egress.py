@@ -12,17 +12,30 @@ def fixed(*addresses: str):  # type: ignore[no-untyped-def]
     return lambda _host: list(addresses)
 
 
-@pytest.mark.parametrize("url", [
-    "https://127.0.0.1/hook", "https://localhost/hook", "https://[::1]/hook", "https://169.254.169.254/latest/",
-    "https://metadata.google.internal/computeMetadata/v1/", "https://10.0.0.5/x", "https://172.16.3.4/x",
-    "https://192.168.1.1/x", "https://[fd00::1]/x", "https://[fe80::1]/x", "https://0.0.0.0/x",
-    "https://2130706433/x",  # 127.0.0.1 as one decimal number
-    "https://0x7f.0.0.1/x", "https://0177.0.0.1/x",  # hex and octal spellings the resolver accepts
-    "https://[::ffff:127.0.0.1]/x", "https://[::ffff:169.254.169.254]/x",  # IPv4-mapped
-    "https://[2002:7f00:1::]/x",  # 6to4 around 127.0.0.1
-    "https://[64:ff9b::a9fe:a9fe]/x",  # NAT64 around 169.254.169.254
-    "https://100.64.0.1/x",  # carrier-grade NAT: not globally routable
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "https://localhost/hook",
+        "https://[::1]/hook",
+        "https://169.254.169.254/latest/",
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "https://10.0.0.5/x",
+        "https://172.16.3.4/x",
+        "https://192.168.1.1/x",
+        "https://[fd00::1]/x",
+        "https://[fe80::1]/x",
+        "https://0.0.0.0/x",
+        "https://2130706433/x",  # 127.0.0.1 as one decimal number
+        "https://0x7f.0.0.1/x",
+        "https://0177.0.0.1/x",  # hex and octal spellings the resolver accepts
+        "https://[::ffff:127.0.0.1]/x",
+        "https://[::ffff:169.254.169.254]/x",  # IPv4-mapped
+        "https://[2002:7f00:1::]/x",  # 6to4 around 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/x",  # NAT64 around 169.254.169.254
+        "https://100.64.0.1/x",  # carrier-grade NAT: not globally routable
+    ],
+)
 def test_internal_targets_are_refused_in_every_encoding(url: str) -> None:
     assert refusal(url, "acme") is not None, url
 

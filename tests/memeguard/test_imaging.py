@@ -6,8 +6,9 @@ from memeguard.imaging import decode_frames, sample_indices
 from tests.images import animated
 
 
-@pytest.mark.parametrize(("total", "limit", "expected"), [
-    (1, 8, [0]), (5, 8, [0, 1, 2, 3, 4]), (16, 4, [0, 4, 8, 12]), (10, 3, [0, 3, 6])])
+@pytest.mark.parametrize(
+    ("total", "limit", "expected"), [(1, 8, [0]), (5, 8, [0, 1, 2, 3, 4]), (16, 4, [0, 4, 8, 12]), (10, 3, [0, 3, 6])]
+)
 def test_frame_sampling_is_bounded_and_spread(total: int, limit: int, expected: list[int]) -> None:
     assert sample_indices(total, limit) == expected
 

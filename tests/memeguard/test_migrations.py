@@ -35,8 +35,9 @@ def test_models_match_migrations_on_sqlite(sqlite_url: str) -> None:
 
 def _append_only(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO audit_log (at, actor, event, detail) VALUES (CURRENT_TIMESTAMP, 't', 'e', '{}')"))
+        conn.execute(
+            sa.text("INSERT INTO audit_log (at, actor, event, detail) VALUES (CURRENT_TIMESTAMP, 't', 'e', '{}')")
+        )
     for statement in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log"):
         try:
             with engine.begin() as conn:
@@ -68,8 +69,11 @@ def test_downgrade_to_base_and_back(sqlite_url: str) -> None:
 
 def test_enums_are_stored_by_value(pg_engine: Engine) -> None:
     with pg_engine.connect() as conn:
-        checks = conn.execute(sa.text(
-            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_status'")).scalars().all()
+        checks = (
+            conn.execute(sa.text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'job_status'"))
+            .scalars()
+            .all()
+        )
     assert checks and "'queued'" in checks[0] and "'QUEUED'" not in checks[0]
 
 

@@ -21,15 +21,24 @@ from policies import evaluate, load_policy
 LATER = timedelta(days=40)  # the pass runs "40 days from now": everything finished today is 40 days old
 
 
-def finished(session: Session, blobs: LocalBlobStore, image: bytes, harm: HarmType = HarmType.NONE,
-             confidence: float = 0.95) -> uuid.UUID:
+def finished(
+    session: Session, blobs: LocalBlobStore, image: bytes, harm: HarmType = HarmType.NONE, confidence: float = 0.95
+) -> uuid.UUID:
     """A finished job with its image stored and its action decided by the real default policy."""
     sha = blobs.put(image)
-    job_id = store.insert_jobs(session, [store.NewJob("ret", f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING,
-                                                      image_sha256=sha)])[0].id
-    verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=confidence,
-                      explanation="测试", analyzer="test", analyzer_version="1",
-                      signals=[Signal(source="kb", backs=["harm_type"])])
+    job_id = store.insert_jobs(
+        session, [store.NewJob("ret", f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING, image_sha256=sha)]
+    )[0].id
+    verdict = Verdict(
+        emotion=Emotion.NEUTRAL,
+        intent=Intent.NEUTRAL,
+        harm_type=harm,
+        confidence=confidence,
+        explanation="测试",
+        analyzer="test",
+        analyzer_version="1",
+        signals=[Signal(source="kb", backs=["harm_type"])],
+    )
     store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
     return job_id
 
@@ -39,13 +48,13 @@ def sha_of(session: Session, job_id: uuid.UUID) -> str:
 
 
 def run(sessions: sessionmaker[Session], blobs: LocalBlobStore, dry_run: bool = False) -> list[str]:
-    result = collect(sessions, blobs, timedelta(days=30), qa_share=0.0, dry_run=dry_run,
-                     now=lambda: utcnow() + LATER)
+    result = collect(sessions, blobs, timedelta(days=30), qa_share=0.0, dry_run=dry_run, now=lambda: utcnow() + LATER)
     return result.deleted
 
 
-def test_only_images_nothing_needs_go_and_each_is_audited(pg_sessions: sessionmaker[Session],
-                                                          blobs: LocalBlobStore) -> None:
+def test_only_images_nothing_needs_go_and_each_is_audited(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore
+) -> None:
     with pg_sessions() as session:
         plain = finished(session, blobs, b"plain allow")
         tagged = finished(session, blobs, b"tagged, waiting for a reviewer", HarmType.GENERAL_OFFENSE, 0.7)
@@ -63,16 +72,30 @@ def test_only_images_nothing_needs_go_and_each_is_audited(pg_sessions: sessionma
         session.add(Appeal(job_id=appealed, tenant="ret", reason="误判", status="open"))
         banks.create_bank(session, "known", BankKind.HARMFUL, "", actor="admin")
         session.execute(sa.update(Job).where(Job.id == banked).values(finished_at=utcnow()))
-        banks.add_hashes(session, "known", [banks.NewHash("f" * 64, 90, None, "")], actor="admin",
-                         source=f"job:{banked}")
-        young = [j for j in session.scalars(sa.select(Job.id).where(Job.image_sha256 == sha_of(session, shared_old)))
-                 if j != shared_old]
-        session.execute(sa.update(Job).where(Job.id.in_([*young, recent]))
-                        .values(finished_at=utcnow() + timedelta(days=35)))
+        banks.add_hashes(
+            session, "known", [banks.NewHash("f" * 64, 90, None, "")], actor="admin", source=f"job:{banked}"
+        )
+        young = [
+            j
+            for j in session.scalars(sa.select(Job.id).where(Job.image_sha256 == sha_of(session, shared_old)))
+            if j != shared_old
+        ]
+        session.execute(
+            sa.update(Job).where(Job.id.in_([*young, recent])).values(finished_at=utcnow() + timedelta(days=35))
+        )
         session.commit()
-        shas = {name: sha_of(session, job) for name, job in [("plain", plain), ("tagged", tagged),
-                ("decided", decided), ("appealed", appealed), ("banked", banked), ("shared", shared_old),
-                ("recent", recent)]}
+        shas = {
+            name: sha_of(session, job)
+            for name, job in [
+                ("plain", plain),
+                ("tagged", tagged),
+                ("decided", decided),
+                ("appealed", appealed),
+                ("banked", banked),
+                ("shared", shared_old),
+                ("recent", recent),
+            ]
+        }
 
     assert run(pg_sessions, blobs, dry_run=True) == [shas["plain"]]
     assert blobs.exists(shas["plain"])  # a dry run deletes nothing
@@ -86,8 +109,7 @@ def test_only_images_nothing_needs_go_and_each_is_audited(pg_sessions: sessionma
     assert run(pg_sessions, blobs) == []  # nothing left to do
 
 
-def test_the_cli_gc_dry_run_lists_and_deletes_nothing(tmp_path: Path, sqlite_url: str,
-                                                      monkeypatch: object) -> None:
+def test_the_cli_gc_dry_run_lists_and_deletes_nothing(tmp_path: Path, sqlite_url: str, monkeypatch: object) -> None:
     from memeguard.cli import app
     from memeguard.db import make_engine, make_sessions
 
@@ -104,4 +126,3 @@ def test_the_cli_gc_dry_run_lists_and_deletes_nothing(tmp_path: Path, sqlite_url
     done = CliRunner().invoke(app, ["blobs", "gc", "--older-than", "30"], env=env)
     assert done.exit_code == 0 and f"deleted {sha}" in done.output and not blobs.exists(sha)
     assert ModerationAction.ALLOW  # the policy allowed it: not in any review queue
-

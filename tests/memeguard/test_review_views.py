@@ -16,13 +16,37 @@ from policies import evaluate, load_policy
 SHA = "ab" * 32
 
 
-def item(session: Session, harm: HarmType, confidence: float, *, tenant: str = "rev", sha: str | None = None,
-         analyzer: str = "embedded") -> uuid.UUID:
-    job_id = store.insert_jobs(session, [store.NewJob(tenant, f"v-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING,
-                                                      image_sha256=sha, callback_url="https://p.example/hook")])[0].id
-    verdict = Verdict(emotion=Emotion.CONTEMPT, intent=Intent.SARCASM, harm_type=harm, confidence=confidence,
-                      explanation="阴阳怪气", analyzer=analyzer, analyzer_version="3",
-                      signals=[Signal(source="kb", backs=["harm_type"])])  # an entry read as an attack
+def item(
+    session: Session,
+    harm: HarmType,
+    confidence: float,
+    *,
+    tenant: str = "rev",
+    sha: str | None = None,
+    analyzer: str = "embedded",
+) -> uuid.UUID:
+    job_id = store.insert_jobs(
+        session,
+        [
+            store.NewJob(
+                tenant,
+                f"v-{uuid.uuid4().hex[:8]}",
+                JobStatus.RUNNING,
+                image_sha256=sha,
+                callback_url="https://p.example/hook",
+            )
+        ],
+    )[0].id
+    verdict = Verdict(
+        emotion=Emotion.CONTEMPT,
+        intent=Intent.SARCASM,
+        harm_type=harm,
+        confidence=confidence,
+        explanation="阴阳怪气",
+        analyzer=analyzer,
+        analyzer_version="3",
+        signals=[Signal(source="kb", backs=["harm_type"])],
+    )  # an entry read as an attack
     store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
     return job_id
 
@@ -32,8 +56,9 @@ def ann(pg_session: Session) -> users.UserRecord:
     return users.add_user(pg_session, "ann", "correct horse battery", Role.REVIEWER, ["rev"], actor="admin")
 
 
-def review(session: Session, user: users.UserRecord, job_id: uuid.UUID, decision: str,
-           action: ModerationAction | None = None) -> None:
+def review(
+    session: Session, user: users.UserRecord, job_id: uuid.UUID, decision: str, action: ModerationAction | None = None
+) -> None:
     reviews.claim(session, job_id, user)
     reviews.decide(session, job_id, user, decision, reason="why", action=action)
 
@@ -42,8 +67,10 @@ def test_item_detail_has_the_whole_history(pg_session: Session, ann: users.UserR
     job_id = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
     review(pg_session, ann, job_id, "overturn", ModerationAction.ALLOW)
     detail = review_views.item_detail(pg_session, ann, job_id)
-    assert [(a.source, a.action) for a in detail.actions] == [("policy", ModerationAction.TAG),
-                                                              ("review", ModerationAction.ALLOW)]
+    assert [(a.source, a.action) for a in detail.actions] == [
+        ("policy", ModerationAction.TAG),
+        ("review", ModerationAction.ALLOW),
+    ]
     assert detail.policy_action.rule_id == "medium.harmful"  # type: ignore[union-attr]
     assert detail.current.action is ModerationAction.ALLOW  # type: ignore[union-attr]
     overturn = next(a for a in detail.audit if a.event == "review.overturn")
@@ -74,12 +101,12 @@ def test_identical_items_share_bytes_or_pdq_and_await_review(pg_session: Session
 def test_overturn_stats_per_rule_and_per_analyzer(pg_session: Session, ann: users.UserRecord) -> None:
     tagged = [item(pg_session, HarmType.GENERAL_OFFENSE, 0.7) for _ in range(4)]
     blocked = item(pg_session, HarmType.TARGETED_HARM, 0.95, analyzer="vlm")
-    review(pg_session, ann, tagged[0], "overturn", ModerationAction.ALLOW)   # looser
-    review(pg_session, ann, tagged[1], "overturn", ModerationAction.BLOCK)   # stricter
+    review(pg_session, ann, tagged[0], "overturn", ModerationAction.ALLOW)  # looser
+    review(pg_session, ann, tagged[1], "overturn", ModerationAction.BLOCK)  # stricter
     review(pg_session, ann, tagged[2], "confirm")
-    review(pg_session, ann, tagged[3], "escalate")                          # not a judgement
+    review(pg_session, ann, tagged[3], "escalate")  # not a judgement
     review(pg_session, ann, blocked, "overturn", ModerationAction.ALLOW)
-    review(pg_session, ann, blocked, "confirm")                             # the latest decision counts
+    review(pg_session, ann, blocked, "confirm")  # the latest decision counts
     foreign = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7, tenant="rev-other")
     sam = users.add_user(pg_session, "sam", "correct horse battery", Role.SENIOR, ["rev-other"], actor="admin")
     review(pg_session, sam, foreign, "overturn", ModerationAction.ALLOW)

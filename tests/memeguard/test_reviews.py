@@ -20,14 +20,27 @@ from policies import evaluate, load_policy
 PASSWORD = "correct horse battery"
 
 
-def item(session: Session, harm: HarmType, confidence: float, tenant: str = "rev",
-         callback: str | None = "https://platform.example/hook") -> uuid.UUID:
+def item(
+    session: Session,
+    harm: HarmType,
+    confidence: float,
+    tenant: str = "rev",
+    callback: str | None = "https://platform.example/hook",
+) -> uuid.UUID:
     """A finished job whose action the real default policy decided."""
-    job_id = store.insert_jobs(session, [store.NewJob(tenant, f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING,
-                                                      callback_url=callback)])[0].id
-    verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=confidence,
-                      explanation="测试", analyzer="test", analyzer_version="1",
-                      signals=[Signal(source="kb", backs=["harm_type"])])  # an entry read as an attack
+    job_id = store.insert_jobs(
+        session, [store.NewJob(tenant, f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING, callback_url=callback)]
+    )[0].id
+    verdict = Verdict(
+        emotion=Emotion.NEUTRAL,
+        intent=Intent.NEUTRAL,
+        harm_type=harm,
+        confidence=confidence,
+        explanation="测试",
+        analyzer="test",
+        analyzer_version="1",
+        signals=[Signal(source="kb", backs=["harm_type"])],
+    )  # an entry read as an attack
     store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
     return job_id
 
@@ -51,12 +64,22 @@ def test_overturn_changes_the_action_audits_and_calls_back(pg_session: Session, 
     job_id = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
     assert [i.job_id for i in reviews.queue(pg_session, ann, "tagged")] == [job_id]
     reviews.claim(pg_session, job_id, ann)
-    after = reviews.decide(pg_session, job_id, ann, "overturn", action=ModerationAction.ALLOW,
-                           labels={"harm_type": "none"}, reason="玩笑，不构成冒犯")
+    after = reviews.decide(
+        pg_session,
+        job_id,
+        ann,
+        "overturn",
+        action=ModerationAction.ALLOW,
+        labels={"harm_type": "none"},
+        reason="玩笑，不构成冒犯",
+    )
     assert after is ModerationAction.ALLOW
     current = store.current_action(pg_session, job_id)
     assert current is not None and (current.action, current.source, current.rule_id) == (
-        ModerationAction.ALLOW, "review", "review:ann")
+        ModerationAction.ALLOW,
+        "review",
+        "review:ann",
+    )
     audit = pg_session.scalars(sa.select(AuditEntry).where(AuditEntry.event == "review.overturn")).one()
     assert audit.actor == "reviewer:ann" and audit.detail["before"] == "tag" and audit.detail["after"] == "allow"
     assert audit.detail["why"] == "玩笑，不构成冒犯"
@@ -73,8 +96,9 @@ def test_confirm_keeps_the_action_and_sends_no_change(pg_session: Session, ann: 
     assert pg_session.scalar(sa.select(sa.func.count()).select_from(CallbackRow)) == before
 
 
-def test_claims_lock_an_item_for_one_reviewer(pg_session: Session, ann: users.UserRecord,
-                                              sam: users.UserRecord) -> None:
+def test_claims_lock_an_item_for_one_reviewer(
+    pg_session: Session, ann: users.UserRecord, sam: users.UserRecord
+) -> None:
     job_id = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
     reviews.claim(pg_session, job_id, ann)
     with pytest.raises(ReviewError, match="claimed by ann"):
@@ -103,8 +127,7 @@ def test_escalation_goes_to_seniors(pg_session: Session, ann: users.UserRecord, 
     assert reviews.queue(pg_session, sam, "escalated") == []
 
 
-def test_an_appeal_enters_the_queue_and_its_outcome_is_called_back(pg_session: Session,
-                                                                   ann: users.UserRecord) -> None:
+def test_an_appeal_enters_the_queue_and_its_outcome_is_called_back(pg_session: Session, ann: users.UserRecord) -> None:
     job_id = item(pg_session, HarmType.SEXUAL_INNUENDO, 0.95)  # blocked by policy
     reviews.file_appeal(pg_session, "rev", job_id, "这是正常的泳装照")
     with pytest.raises(ReviewError, match="no such job"):
@@ -142,17 +165,30 @@ def test_decisions_become_training_data(pg_session: Session, ann: users.UserReco
     confirmed = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
     corrected = item(pg_session, HarmType.SEXUAL_INNUENDO, 0.7)
     escalated = item(pg_session, HarmType.TARGETED_HARM, 0.7)
-    for job_id, decision, labels in [(confirmed, "confirm", None), (corrected, "overturn", {"harm_type": "none"}),
-                                     (escalated, "escalate", None)]:
+    for job_id, decision, labels in [
+        (confirmed, "confirm", None),
+        (corrected, "overturn", {"harm_type": "none"}),
+        (escalated, "escalate", None),
+    ]:
         reviews.claim(pg_session, job_id, ann)
-        reviews.decide(pg_session, job_id, ann, decision, reason="r", labels=labels,
-                       action=ModerationAction.ALLOW if decision == "overturn" else None)
+        reviews.decide(
+            pg_session,
+            job_id,
+            ann,
+            decision,
+            reason="r",
+            labels=labels,
+            action=ModerationAction.ALLOW if decision == "overturn" else None,
+        )
     assert sorted(r.harm_type.value for r in reviews.training_items(pg_session)) == ["general_offense", "none"]
 
 
 def test_qa_sample_is_a_stable_share_of_automatic_allow_and_block(pg_session: Session, sam: users.UserRecord) -> None:
-    automatic = {item(pg_session, harm, conf) for harm, conf in [(HarmType.NONE, 0.9), (HarmType.TARGETED_HARM, 0.95)]
-                 for _ in range(150)}
+    automatic = {
+        item(pg_session, harm, conf)
+        for harm, conf in [(HarmType.NONE, 0.9), (HarmType.TARGETED_HARM, 0.95)]
+        for _ in range(150)
+    }
     tagged = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
 
     def sample(share: float) -> set[uuid.UUID]:
@@ -173,8 +209,9 @@ def test_queues_filter_by_policy_rule(pg_session: Session, ann: users.UserRecord
     assert [(i.job_id, i.rule_id) for i in only] == [(dispirited, "low.dispirited")]
 
 
-def test_claim_next_skips_items_held_by_others(pg_session: Session, ann: users.UserRecord,
-                                               sam: users.UserRecord) -> None:
+def test_claim_next_skips_items_held_by_others(
+    pg_session: Session, ann: users.UserRecord, sam: users.UserRecord
+) -> None:
     first, second = item(pg_session, HarmType.TARGETED_HARM, 0.7), item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
     assert reviews.claim_next(pg_session, sam, "tagged") == first
     assert [i.claimed_by for i in reviews.queue(pg_session, ann, "tagged")] == ["sam", None]
@@ -185,26 +222,39 @@ def test_claim_next_skips_items_held_by_others(pg_session: Session, ann: users.U
 
 
 def test_decide_many_decides_each_and_leaves_out_items_held_by_others(
-        pg_session: Session, ann: users.UserRecord, sam: users.UserRecord) -> None:
+    pg_session: Session, ann: users.UserRecord, sam: users.UserRecord
+) -> None:
     mine = [item(pg_session, HarmType.GENERAL_OFFENSE, 0.7) for _ in range(3)]
     held = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
     reviews.claim(pg_session, held, sam)
-    outcome = reviews.decide_many(pg_session, [*mine, held], ann, "overturn", reason="same meme, harmless",
-                                  action=ModerationAction.ALLOW)
+    outcome = reviews.decide_many(
+        pg_session, [*mine, held], ann, "overturn", reason="same meme, harmless", action=ModerationAction.ALLOW
+    )
     assert [outcome[j] for j in mine] == ["overturn: allow"] * 3 and outcome[held].startswith("skipped: claimed by sam")
     assert [store.current_action(pg_session, j).action for j in mine] == [ModerationAction.ALLOW] * 3  # type: ignore[union-attr]
     assert store.current_action(pg_session, held).action is ModerationAction.TAG  # type: ignore[union-attr]
     for job_id in mine:  # each one audited and called back on its own
         assert store.audit_events(pg_session, job_id)[-1] == "review.overturn"
-        assert pg_session.scalars(sa.select(CallbackRow).where(CallbackRow.job_id == job_id)).all()[-1] \
-            .payload["action"] == "allow"
+        assert (
+            pg_session.scalars(sa.select(CallbackRow).where(CallbackRow.job_id == job_id)).all()[-1].payload["action"]
+            == "allow"
+        )
 
 
-def test_queue_sizes_count_what_each_queue_lists(pg_session: Session, ann: users.UserRecord,
-                                                 sam: users.UserRecord) -> None:
-    jobs = [item(pg_session, harm, conf) for harm, conf in [
-        (HarmType.GENERAL_OFFENSE, 0.7), (HarmType.GENERAL_OFFENSE, 0.55), (HarmType.DISPIRITED_CULTURE, 0.5),
-        (HarmType.NONE, 0.4), (HarmType.TARGETED_HARM, 0.95), (HarmType.NONE, 0.9)]]
+def test_queue_sizes_count_what_each_queue_lists(
+    pg_session: Session, ann: users.UserRecord, sam: users.UserRecord
+) -> None:
+    jobs = [
+        item(pg_session, harm, conf)
+        for harm, conf in [
+            (HarmType.GENERAL_OFFENSE, 0.7),
+            (HarmType.GENERAL_OFFENSE, 0.55),
+            (HarmType.DISPIRITED_CULTURE, 0.5),
+            (HarmType.NONE, 0.4),
+            (HarmType.TARGETED_HARM, 0.95),
+            (HarmType.NONE, 0.9),
+        ]
+    ]
     reviews.file_appeal(pg_session, "rev", jobs[4], "误判")
     with pytest.raises(reviews.ReviewError) as refused:  # one open appeal per item
         reviews.file_appeal(pg_session, "rev", jobs[4], "再次申诉")

@@ -10,8 +10,7 @@ import pytest
 from memeguard.samples import FONT_CANDIDATES, find_cjk_font, render_meme
 
 
-def test_an_explicit_font_path_wins_and_a_wrong_one_is_refused(monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+def test_an_explicit_font_path_wins_and_a_wrong_one_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     installed = next(Path(c) for c in FONT_CANDIDATES if Path(c).exists())
     copy = tmp_path / "font.ttc"
     copy.write_bytes(installed.read_bytes())

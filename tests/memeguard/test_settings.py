@@ -43,8 +43,11 @@ def test_placeholder_database_password_fails_fast() -> None:
 
 
 def test_masked_hides_every_secret() -> None:
-    settings = Settings(api_keys={"acme": GOOD_KEY}, database_url="postgresql://u:s3cr3t-pw@db/x",
-                        broker_url="redis://:redispw-123@redis:6379/0")
+    settings = Settings(
+        api_keys={"acme": GOOD_KEY},
+        database_url="postgresql://u:s3cr3t-pw@db/x",
+        broker_url="redis://:redispw-123@redis:6379/0",
+    )
     text = json.dumps(settings.masked())
     assert GOOD_KEY not in text and "s3cr3t-pw" not in text and "redispw-123" not in text
     assert settings.masked()["api_keys"] == {"acme": "***"}
@@ -85,10 +88,13 @@ def test_a_two_queue_fleet_splits_the_roles() -> None:
     assert not embedded.hands_off and embedded.worker_queue == "memeguard.analyze"
 
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"broker_url": REDIS, "vlm_queue": "memeguard.analyze"}, "must differ"),
-    ({"vlm_queue": "memeguard.vlm"}, "needs a broker"),
-])
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"broker_url": REDIS, "vlm_queue": "memeguard.analyze"}, "must differ"),
+        ({"vlm_queue": "memeguard.vlm"}, "needs a broker"),
+    ],
+)
 def test_a_vlm_queue_that_cannot_work_fails_fast(values: dict[str, str], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings(**values)
@@ -101,8 +107,10 @@ def test_the_shipped_classifier_is_used_when_it_exists(tmp_path: Path) -> None:
     shipped.parent.mkdir()
     shipped.write_bytes(b"")
     assert settings.effective_classifier_path == shipped
-    assert Settings(data_dir=tmp_path, classifier_path=tmp_path / "other.joblib").effective_classifier_path == \
-        tmp_path / "other.joblib"  # MEMEGUARD_CLASSIFIER_PATH overrides
+    assert (
+        Settings(data_dir=tmp_path, classifier_path=tmp_path / "other.joblib").effective_classifier_path
+        == tmp_path / "other.joblib"
+    )  # MEMEGUARD_CLASSIFIER_PATH overrides
     assert not settings.kb_external_given and Settings(kb_external=[]).kb_external_given
 
 

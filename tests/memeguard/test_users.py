@@ -23,8 +23,9 @@ def test_add_authenticate_disable(pg_session: Session) -> None:
     assert users.authenticate(pg_session, "ann", PASSWORD).last_login_at is not None  # type: ignore[union-attr]
     users.disable_user(pg_session, "ann", actor="admin")
     assert users.authenticate(pg_session, "ann", PASSWORD) is None
-    events = list(pg_session.scalars(sa.select(AuditEntry.event).where(AuditEntry.event.like("user.%"))
-                                     .order_by(AuditEntry.id)))
+    events = list(
+        pg_session.scalars(sa.select(AuditEntry.event).where(AuditEntry.event.like("user.%")).order_by(AuditEntry.id))
+    )
     assert events == ["user.added", "user.disabled"]
 
 
@@ -34,10 +35,14 @@ def test_wrong_password_and_unknown_user_look_the_same(pg_session: Session, user
     assert users.authenticate(pg_session, username, password) is None
 
 
-@pytest.mark.parametrize(("username", "password", "reason"), [
-    ("Ann Smith", PASSWORD, "lower-case"), ("bob", "short", "at least 12"),
-    ("ann", PASSWORD, "already exists"),
-])
+@pytest.mark.parametrize(
+    ("username", "password", "reason"),
+    [
+        ("Ann Smith", PASSWORD, "lower-case"),
+        ("bob", "short", "at least 12"),
+        ("ann", PASSWORD, "already exists"),
+    ],
+)
 def test_refusals_name_the_reason(pg_session: Session, username: str, password: str, reason: str) -> None:
     users.add_user(pg_session, "ann", PASSWORD, Role.ADMIN, [], actor="admin")
     with pytest.raises(UserError, match=reason):

@@ -9,13 +9,25 @@ from memeguard.schemas import Emotion, HarmType, Intent, ModerationAction, Signa
 from policies import Decision, evaluate, load_policy, parse_policy
 
 
-def verdict(harm: str = "none", intent: str = "neutral", confidence: float = 0.5, emotion: str = "neutral",
-            signals: tuple[str, ...] = (), backed_by: tuple[str, ...] = ()) -> Verdict:
+def verdict(
+    harm: str = "none",
+    intent: str = "neutral",
+    confidence: float = 0.5,
+    emotion: str = "neutral",
+    signals: tuple[str, ...] = (),
+    backed_by: tuple[str, ...] = (),
+) -> Verdict:
     """A verdict with empty signals from ``signals`` and signals from ``backed_by`` that back its harm type."""
-    return Verdict(emotion=Emotion(emotion), intent=Intent(intent), harm_type=HarmType(harm),
-                   confidence=confidence, explanation="测试", analyzer="test", analyzer_version="1",
-                   signals=[Signal(source=s) for s in signals] + [Signal(source=s, backs=["harm_type"])
-                                                                  for s in backed_by])
+    return Verdict(
+        emotion=Emotion(emotion),
+        intent=Intent(intent),
+        harm_type=HarmType(harm),
+        confidence=confidence,
+        explanation="测试",
+        analyzer="test",
+        analyzer_version="1",
+        signals=[Signal(source=s) for s in signals] + [Signal(source=s, backs=["harm_type"]) for s in backed_by],
+    )
 
 
 POLICY = """
@@ -74,19 +86,22 @@ def test_decisions_are_frozen(policy) -> None:  # type: ignore[no-untyped-def]
         decision.action = ModerationAction.BLOCK  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("harm", "intent", "confidence", "action"), [
-    ("targeted_harm", "explicit_attack", 0.95, "block"),      # high risk, backed by evidence (below)
-    ("sexual_innuendo", "provocation", 0.9, "block"),
-    ("general_offense", "explicit_attack", 0.9, "block"),
-    ("general_offense", "implicit_attack", 0.9, "tag"),       # medium: harmful but not explicit
-    ("targeted_harm", "implicit_attack", 0.6, "tag"),
-    ("dispirited_culture", "venting", 0.75, "throttle"),      # low risk
-    ("general_offense", "sarcasm", 0.3, "throttle"),          # low-confidence harm
-    ("none", "provocation", 0.7, "throttle"),                 # hostile tone without harm type
-    ("none", "sarcasm", 0.9, "allow"),
-    ("none", "humor", 0.6, "allow"),
-    ("none", "counter_speech", 0.9, "allow"),                 # arguing against discrimination
-])
+@pytest.mark.parametrize(
+    ("harm", "intent", "confidence", "action"),
+    [
+        ("targeted_harm", "explicit_attack", 0.95, "block"),  # high risk, backed by evidence (below)
+        ("sexual_innuendo", "provocation", 0.9, "block"),
+        ("general_offense", "explicit_attack", 0.9, "block"),
+        ("general_offense", "implicit_attack", 0.9, "tag"),  # medium: harmful but not explicit
+        ("targeted_harm", "implicit_attack", 0.6, "tag"),
+        ("dispirited_culture", "venting", 0.75, "throttle"),  # low risk
+        ("general_offense", "sarcasm", 0.3, "throttle"),  # low-confidence harm
+        ("none", "provocation", 0.7, "throttle"),  # hostile tone without harm type
+        ("none", "sarcasm", 0.9, "allow"),
+        ("none", "humor", 0.6, "allow"),
+        ("none", "counter_speech", 0.9, "allow"),  # arguing against discrimination
+    ],
+)
 def test_default_policy_risk_tiers(harm: str, intent: str, confidence: float, action: str) -> None:
     decision = evaluate(load_policy(), verdict(harm, intent, confidence, backed_by=("kb",)))
     assert decision.action.value == action
@@ -98,8 +113,9 @@ def test_the_default_policy_blocks_only_with_evidence_beyond_the_classifier(back
     policy = load_policy()
     alone = evaluate(policy, verdict("targeted_harm", "explicit_attack", 0.97, signals=("classifier", "kb")))
     assert (alone.action.value, alone.rule_id) == ("tag", "review.classifier-only")
-    backed = evaluate(policy, verdict("targeted_harm", "explicit_attack", 0.97, signals=("classifier",),
-                                      backed_by=backed_by))
+    backed = evaluate(
+        policy, verdict("targeted_harm", "explicit_attack", 0.97, signals=("classifier",), backed_by=backed_by)
+    )
     assert (backed.action.value, backed.rule_id) == ("block", "high.targeted-or-sexual")
     offense = verdict("general_offense", "explicit_attack", 0.9, backed_by=backed_by)
     assert evaluate(policy, offense).action.value == "block"
@@ -116,14 +132,18 @@ def test_evidence_conditions_name_known_sources() -> None:
     from policies import PolicyError
 
     with pytest.raises(PolicyError, match="unknown evidence source 'classifier'"):
-        parse_policy("name: x\nversion: '1'\ndefault: allow\nrules:\n  - id: a\n    when: {evidence: classifier}\n"
-                     "    action: block\n")
+        parse_policy(
+            "name: x\nversion: '1'\ndefault: allow\nrules:\n  - id: a\n    when: {evidence: classifier}\n"
+            "    action: block\n"
+        )
 
 
 def test_policies_package_is_pure() -> None:
     """The engine must import without SQLAlchemy, Celery or Redis (osprey's engine/worker split)."""
-    code = ("import sys, policies; policies.evaluate(policies.load_policy(), None) if False else None;"
-            "bad = [m for m in ('sqlalchemy', 'celery', 'redis', 'kombu') if m in sys.modules];"
-            "print(','.join(bad)); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys, policies; policies.evaluate(policies.load_policy(), None) if False else None;"
+        "bad = [m for m in ('sqlalchemy', 'celery', 'redis', 'kombu') if m in sys.modules];"
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"policies imported {result.stdout.strip()}"

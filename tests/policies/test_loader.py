@@ -20,8 +20,10 @@ def test_bundled_default_policy_is_valid() -> None:
 
 
 def test_errors_name_line_and_column() -> None:
-    text = ('name: x\nversion: "1"\ndefault: allow\nrules:\n  - id: r1\n    when:\n'
-            '      intent: sarcastic\n    action: tag\n')
+    text = (
+        'name: x\nversion: "1"\ndefault: allow\nrules:\n  - id: r1\n    when:\n'
+        "      intent: sarcastic\n    action: tag\n"
+    )
     with pytest.raises(PolicyError) as info:
         parse_policy(text, source="p.yaml")
     assert str(info.value).startswith("p.yaml:7:15: unknown intent 'sarcastic'")
@@ -63,8 +65,11 @@ def test_invalid_yaml_points_at_the_syntax_error() -> None:
 
 def test_missing_required_keys() -> None:
     found = issues("name: x\n")
-    assert {m for _, m in found} >= {"missing required key 'version'", "missing required key 'default'",
-                                     "missing required key 'rules'"}
+    assert {m for _, m in found} >= {
+        "missing required key 'version'",
+        "missing required key 'default'",
+        "missing required key 'rules'",
+    }
 
 
 def test_empty_file() -> None:
@@ -73,6 +78,6 @@ def test_empty_file() -> None:
 
 def test_load_policy_from_file(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text('name: mine\nversion: 2\ndefault: tag\nrules: []\n', encoding="utf-8")
+    path.write_text("name: mine\nversion: 2\ndefault: tag\nrules: []\n", encoding="utf-8")
     policy = load_policy(path)
     assert (policy.name, policy.version, policy.default_action.value, policy.rules) == ("mine", "2", "tag", ())

@@ -23,8 +23,9 @@ B = {"X-API-Key": API_KEYS["tenant-b"]}
 def runtime(tmp_path: Path, sqlite_url: str, embedded_analyzer) -> Runtime:  # type: ignore[no-untyped-def]
     """The embedded deployment (SQLite file, inline queue): the API serves requests from a thread pool,
     so it needs a real connection pool, not the single rolled-back test connection."""
-    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
-                        max_upload_bytes=300_000, max_batch_items=5)
+    settings = Settings(
+        data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, max_upload_bytes=300_000, max_batch_items=5
+    )
     rt = Runtime(settings)
     rt.analyzer = embedded_analyzer  # share the loaded OCR models across tests
     return rt
@@ -36,8 +37,12 @@ def client(runtime: Runtime) -> TestClient:
 
 
 def post(client: TestClient, data: bytes, content_id: str, headers: dict[str, str] = A, **form: str):  # type: ignore[no-untyped-def]
-    return client.post("/v1/jobs", headers=headers, data={"content_id": content_id, **form},
-                       files={"image": ("meme.png", data, "image/png")})
+    return client.post(
+        "/v1/jobs",
+        headers=headers,
+        data={"content_id": content_id, **form},
+        files={"image": ("meme.png", data, "image/png")},
+    )
 
 
 def test_submit_runs_the_pipeline_and_get_returns_verdict_and_action(client: TestClient) -> None:
@@ -74,11 +79,18 @@ def test_a_tenant_never_sees_another_tenants_jobs(client: TestClient) -> None:
     assert client.get("/v1/jobs/not-a-uuid", headers=A).status_code == 404
 
 
-@pytest.mark.parametrize(("data", "status", "code"), [
-    (SVG, 415, "unsupported_type"), (png_bomb(), 413, "too_many_pixels"), (b"\x89PNG\r\n\x1a\n" + b"\0" * 50, 422,
-     "corrupt_image"), (solid("PNG", (600, 600)) + b"\0" * 400_000, 413, "too_large")])
-def test_rejections_are_4xx_with_a_code_and_stored(client: TestClient, runtime: Runtime, data: bytes,
-                                                   status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "status", "code"),
+    [
+        (SVG, 415, "unsupported_type"),
+        (png_bomb(), 413, "too_many_pixels"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 50, 422, "corrupt_image"),
+        (solid("PNG", (600, 600)) + b"\0" * 400_000, 413, "too_large"),
+    ],
+)
+def test_rejections_are_4xx_with_a_code_and_stored(
+    client: TestClient, runtime: Runtime, data: bytes, status: int, code: str
+) -> None:
     response = post(client, data, "bad")
     assert response.status_code == status
     body = response.json()
@@ -109,11 +121,14 @@ def test_batch_over_the_item_limit_is_refused(client: TestClient) -> None:
 
 
 def test_stream_answers_one_line_per_item(client: TestClient) -> None:
-    lines = [json.dumps({"content_id": f"s{i}", "image_base64": base64.b64encode(solid("PNG", (40 + i, 40))).decode()})
-             for i in range(3)]
+    lines = [
+        json.dumps({"content_id": f"s{i}", "image_base64": base64.b64encode(solid("PNG", (40 + i, 40))).decode()})
+        for i in range(3)
+    ]
     lines += ["{broken json", json.dumps({"content_id": "s-svg", "image_base64": base64.b64encode(SVG).decode()})]
-    response = client.post("/v1/jobs:stream", headers={**A, "Content-Type": "application/x-ndjson"},
-                           content="\n".join(lines).encode())
+    response = client.post(
+        "/v1/jobs:stream", headers={**A, "Content-Type": "application/x-ndjson"}, content="\n".join(lines).encode()
+    )
     assert response.status_code == 200
     results = [json.loads(line) for line in response.text.splitlines()]
     assert len(results) == 5
@@ -131,8 +146,12 @@ def test_health_readiness_metrics_and_docs(client: TestClient) -> None:
     assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "broker": "ok"}
     assert client.get("/metrics").status_code == 404  # tenant names are in it: not for the world
     metrics = TestClient(client.app, client=("127.0.0.1", 50000)).get("/metrics").text  # a scraper on this host
-    for name in ("memeguard_jobs_total", "memeguard_stage_seconds_bucket", "memeguard_queue_depth",
-                 "memeguard_batch_size"):
+    for name in (
+        "memeguard_jobs_total",
+        "memeguard_stage_seconds_bucket",
+        "memeguard_queue_depth",
+        "memeguard_batch_size",
+    ):
         assert name in metrics
     assert 'stage="validate"' in metrics
     assert client.get("/docs").status_code == 200
@@ -149,12 +168,14 @@ def test_an_api_node_never_loads_ocr_or_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import json, sys; from memeguard.settings import Settings; from memeguard.runtime import Runtime;"
-            "from producer.api import create_app;"
-            "create_app(Runtime(Settings(broker_url='redis://127.0.0.1:6379/0', database_url='sqlite://',"
-            "api_keys={'t': 'x' * 20})));"
-            "heavy = ('torch', 'rapidocr_onnxruntime', 'onnxruntime', 'cv2');"
-            "print(json.dumps([m for m in heavy if m in sys.modules]))")
+    code = (
+        "import json, sys; from memeguard.settings import Settings; from memeguard.runtime import Runtime;"
+        "from producer.api import create_app;"
+        "create_app(Runtime(Settings(broker_url='redis://127.0.0.1:6379/0', database_url='sqlite://',"
+        "api_keys={'t': 'x' * 20})));"
+        "heavy = ('torch', 'rapidocr_onnxruntime', 'onnxruntime', 'cv2');"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout) == []
@@ -177,9 +198,11 @@ def test_a_platform_can_appeal_its_own_job_only(client: TestClient) -> None:
 def test_a_nul_in_post_text_is_a_422_with_a_code_and_the_batchs_valid_items_are_kept(client: TestClient) -> None:
     single = post(client, solid("PNG"), "nul-1", post_text="早上好\x00")
     assert single.status_code == 422 and single.json()["error"] == "invalid_text"
-    items = [{"content_id": "nul-2", "image_base64": base64.b64encode(solid("PNG")).decode(), "post_text": "a\x00"},
-             {"content_id": "nul-3", "image_base64": base64.b64encode(solid("PNG")).decode()},
-             {"content_id": "nul-4", "image_base64": base64.b64encode(SVG).decode(), "post_text": "b\x00"}]
+    items = [
+        {"content_id": "nul-2", "image_base64": base64.b64encode(solid("PNG")).decode(), "post_text": "a\x00"},
+        {"content_id": "nul-3", "image_base64": base64.b64encode(solid("PNG")).decode()},
+        {"content_id": "nul-4", "image_base64": base64.b64encode(SVG).decode(), "post_text": "b\x00"},
+    ]
     body = client.post("/v1/jobs:batch", headers=A, json={"items": items}).json()
     assert [r.get("error") for r in body["results"]] == ["invalid_text", None, "invalid_text"]
 
@@ -193,8 +216,9 @@ def test_too_large_states_the_uploads_size_not_the_limit_plus_one(client: TestCl
 def test_readiness_answers_within_a_second_while_the_broker_is_down(tmp_path: Path, sqlite_url: str) -> None:
     import time
 
-    down = Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
-                            broker_url="redis://127.0.0.1:1/0"))  # nothing listens on port 1
+    down = Runtime(
+        Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, broker_url="redis://127.0.0.1:1/0")
+    )  # nothing listens on port 1
     started = time.perf_counter()
     ready = TestClient(create_app(down)).get("/readyz")
     assert time.perf_counter() - started < 1.0  # kombu's default retries took ~6 s
@@ -202,16 +226,22 @@ def test_readiness_answers_within_a_second_while_the_broker_is_down(tmp_path: Pa
     assert ready.json()["checks"]["database"] == "ok"
 
 
-@pytest.mark.parametrize(("broken", "code"), [
-    ({"broker_url": "redis://127.0.0.1:1/0"}, "queue_unavailable"),  # Redis down: nothing listens on port 1
-    ({"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/gone"}, "database_unavailable"),
-])
+@pytest.mark.parametrize(
+    ("broken", "code"),
+    [
+        ({"broker_url": "redis://127.0.0.1:1/0"}, "queue_unavailable"),  # Redis down: nothing listens on port 1
+        ({"database_url": "postgresql+psycopg://postgres@127.0.0.1:1/gone"}, "database_unavailable"),
+    ],
+)
 def test_a_stream_ends_with_a_result_line_per_item_when_a_dependency_is_down(
-        tmp_path: Path, sqlite_url: str, broken: dict[str, str], code: str) -> None:
+    tmp_path: Path, sqlite_url: str, broken: dict[str, str], code: str
+) -> None:
     settings = {"data_dir": tmp_path, "database_url": sqlite_url, "api_keys": API_KEYS, **broken}
     client = TestClient(create_app(Runtime(Settings(**settings))))  # type: ignore[arg-type]
-    lines = [json.dumps({"content_id": f"down-{i}", "image_base64": base64.b64encode(solid("PNG")).decode()})
-             for i in range(2)]
+    lines = [
+        json.dumps({"content_id": f"down-{i}", "image_base64": base64.b64encode(solid("PNG")).decode()})
+        for i in range(2)
+    ]
     response = client.post("/v1/jobs:stream", headers=A, content="\n".join(lines) + "\n")
     assert response.status_code == 200  # before: the body never ended (the line's task died unanswered)
     results = [json.loads(line) for line in response.text.splitlines()]
@@ -219,7 +249,8 @@ def test_a_stream_ends_with_a_result_line_per_item_when_a_dependency_is_down(
 
 
 def test_connections_the_database_cut_are_replaced_and_an_unreachable_database_is_a_503(
-        tmp_path: Path, pg_url: str) -> None:
+    tmp_path: Path, pg_url: str
+) -> None:
     import sqlalchemy as sa
 
     from memeguard.db import make_engine
@@ -228,14 +259,25 @@ def test_connections_the_database_cut_are_replaced_and_an_unreachable_database_i
     assert client.get("/v1/jobs", params={"content_id": "none"}, headers=A).status_code == 404  # pool warmed
     admin = make_engine(pg_url)
     with admin.connect() as conn:  # what the fault campaign did: cut every other connection to the database
-        conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
     admin.dispose()
     for _ in range(3):  # before: a plain-text 500, three times of three
         after = client.get("/v1/jobs", params={"content_id": "none"}, headers=A)
         assert after.status_code == 404 and after.json()["error"] == "not_found"
-    gone = TestClient(create_app(Runtime(Settings(data_dir=tmp_path, api_keys=API_KEYS,
-                                                  database_url="postgresql+psycopg://postgres@127.0.0.1:1/x"))))
+    gone = TestClient(
+        create_app(
+            Runtime(
+                Settings(
+                    data_dir=tmp_path, api_keys=API_KEYS, database_url="postgresql+psycopg://postgres@127.0.0.1:1/x"
+                )
+            )
+        )
+    )
     down = gone.get("/v1/jobs", params={"content_id": "none"}, headers=A)
     assert down.status_code == 503 and down.json()["error"] == "database_unavailable"
     assert down.headers["retry-after"] == "1"
@@ -257,10 +299,12 @@ def test_every_error_has_the_one_shape_with_a_code(client: TestClient) -> None:
         assert set(response.json()) <= {"error", "message", "fields"} and response.json()["message"]
 
 
-def test_a_stream_caps_its_items_and_each_lines_bytes_while_reading(tmp_path: Path, sqlite_url: str,
-                                                                    embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, max_upload_bytes=300_000,
-                        max_stream_items=2)
+def test_a_stream_caps_its_items_and_each_lines_bytes_while_reading(
+    tmp_path: Path, sqlite_url: str, embedded_analyzer
+) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(
+        data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, max_upload_bytes=300_000, max_stream_items=2
+    )
     runtime = Runtime(settings)
     runtime.analyzer = embedded_analyzer
     client = TestClient(create_app(runtime))
@@ -284,8 +328,11 @@ def test_a_stream_caps_its_items_and_each_lines_bytes_while_reading(tmp_path: Pa
 
 def test_metrics_need_the_metrics_token_when_one_is_set(tmp_path: Path, sqlite_url: str) -> None:
     token = "m" * 40
-    client = TestClient(create_app(Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
-                                                    metrics_token=token))))  # type: ignore[arg-type]
+    client = TestClient(
+        create_app(
+            Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, metrics_token=token))
+        )
+    )  # type: ignore[arg-type]
     refused = client.get("/metrics", headers={"Authorization": "Bearer wrong"})
     assert refused.status_code == 401 and refused.json()["error"] == "unauthorized"
     assert client.get("/metrics", headers=A).status_code == 401  # a tenant's API key is not the metrics token

@@ -23,19 +23,27 @@ TENANT = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
 
 @pytest.fixture
 def client(tmp_path: Path, sqlite_url: str, embedded_analyzer) -> TestClient:  # type: ignore[no-untyped-def]
-    runtime = Runtime(Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS,
-                               admin_api_key=ADMIN_KEY, bank_refresh_s=1))
+    runtime = Runtime(
+        Settings(
+            data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, admin_api_key=ADMIN_KEY, bank_refresh_s=1
+        )
+    )
     runtime.analyzer = embedded_analyzer
     return TestClient(create_app(runtime))
 
 
 def test_curation_round_trip(client: TestClient) -> None:
-    assert client.post("/v1/banks", json={"name": "bad", "kind": "harmful", "label": "general_offense"},
-                       headers=ADMIN).status_code == 201
+    assert (
+        client.post(
+            "/v1/banks", json={"name": "bad", "kind": "harmful", "label": "general_offense"}, headers=ADMIN
+        ).status_code
+        == 201
+    )
     added = client.post("/v1/banks/bad/hashes", json=[{"pdq": "a" * 64, "quality": 90}], headers=ADMIN)
     assert added.status_code == 201 and len(added.json()["ids"]) == 1
-    imported = client.post("/v1/banks/bad/hashes:import", content=f"{'b' * 64},80,x\n",
-                           headers={**ADMIN, "Content-Type": "text/csv"})
+    imported = client.post(
+        "/v1/banks/bad/hashes:import", content=f"{'b' * 64},80,x\n", headers={**ADMIN, "Content-Type": "text/csv"}
+    )
     assert imported.json() == {"imported": 1}
     assert client.patch("/v1/banks/bad", json={"enabled_ratio": 0.1}, headers=ADMIN).json()["enabled_ratio"] == 0.1
     removed = client.post("/v1/banks/bad/hashes:remove", json={"ids": added.json()["ids"]}, headers=ADMIN)
@@ -61,8 +69,9 @@ def test_a_bank_added_over_the_api_decides_the_next_upload(client: TestClient) -
     image = hash_frame(decode_frames(meme, 1)[0])
     client.post("/v1/banks", json={"name": "known", "kind": "harmful", "label": "targeted_harm"}, headers=ADMIN)
     client.post("/v1/banks/known/hashes", json=[{"pdq": image.pdq_hex, "quality": image.quality}], headers=ADMIN)
-    created = client.post("/v1/jobs", files={"image": ("m.png", meme, "image/png")}, data={"content_id": "k1"},
-                          headers=TENANT)
+    created = client.post(
+        "/v1/jobs", files={"image": ("m.png", meme, "image/png")}, data={"content_id": "k1"}, headers=TENANT
+    )
     body = client.get(f"/v1/jobs/{created.json()['job_id']}", headers=TENANT).json()
     assert body["verdict"]["harm_type"] == "targeted_harm" and body["verdict"]["analyzer"] == "fingerprint"
 

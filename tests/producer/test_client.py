@@ -103,8 +103,10 @@ def test_429_is_retried_after_the_servers_retry_after(tmp_path: Path, sqlite_url
     before = REGISTRY.get_sample_value("memeguard_limited_total", {"tenant": "tenant-a", "limit": "requests"}) or 0
     with serving(create_app(runtime)) as url, Client(url, API_KEYS["tenant-a"]) as client:
         refs = [client.submit(solid("PNG"), f"r{n}") for n in range(5)]
-        with Client(url, API_KEYS["tenant-a"], retry=Retry(attempts=1)) as impatient, \
-                pytest.raises(MemeguardError) as info:
+        with (
+            Client(url, API_KEYS["tenant-a"], retry=Retry(attempts=1)) as impatient,
+            pytest.raises(MemeguardError) as info,
+        ):
             for n in range(5):
                 impatient.submit(solid("PNG"), f"i{n}")
     assert all(ref.created for ref in refs)  # every upload got through, some after waiting
@@ -129,8 +131,10 @@ def test_connection_errors_are_retried_then_raised() -> None:
         port = sock.getsockname()[1]  # closed once the block ends: nothing listens there
     transport = CountingTransport()
     quick = Retry(attempts=3, base_s=0.01)
-    with Client(f"http://127.0.0.1:{port}", "k" * 30, retry=quick, transport=transport) as client, \
-            pytest.raises(httpx.ConnectError):
+    with (
+        Client(f"http://127.0.0.1:{port}", "k" * 30, retry=quick, transport=transport) as client,
+        pytest.raises(httpx.ConnectError),
+    ):
         client.get("00000000-0000-0000-0000-000000000000")
     assert transport.calls == 3
 
@@ -154,7 +158,8 @@ def test_the_client_needs_only_httpx() -> None:
         f"        if name.split('.')[0] in {blocked!r}: raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
         "import producer.client as c\n"
-        "print(c.Client.__name__, c.AsyncClient.__name__, c.verify.__name__)\n")
+        "print(c.Client.__name__, c.AsyncClient.__name__, c.verify.__name__)\n"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["Client", "AsyncClient", "verify"]

@@ -40,8 +40,16 @@ MAX_EXAMPLES = 25  # per operation: the whole run stays well under a minute
 def build_app(tmp: Path) -> Any:
     url = f"sqlite:///{tmp / 'contract.db'}"
     upgrade(url)
-    runtime = Runtime(Settings(data_dir=tmp, database_url=url, api_keys=API_KEYS, admin_api_key=ADMIN_KEY,
-                               rate_limit=None, max_upload_bytes=300_000))
+    runtime = Runtime(
+        Settings(
+            data_dir=tmp,
+            database_url=url,
+            api_keys=API_KEYS,
+            admin_api_key=ADMIN_KEY,
+            rate_limit=None,
+            max_upload_bytes=300_000,
+        )
+    )
     runtime.analyzer = NoopAnalyzer()  # the contract is the edge's; the pipeline behind it is tested elsewhere
     return create_app(runtime)
 
@@ -111,8 +119,11 @@ def _negative_parts(case: Any) -> set[str]:
     """Where the case breaks the schema; a negative case that does not say where is taken as its body."""
     if case.meta is None:
         return set()
-    parts = {str(location).lower() for location, info in case.meta.components.items()
-             if info.mode == schemathesis.GenerationMode.NEGATIVE}
+    parts = {
+        str(location).lower()
+        for location, info in case.meta.components.items()
+        if info.mode == schemathesis.GenerationMode.NEGATIVE
+    }
     if not parts and case.meta.generation.mode == schemathesis.GenerationMode.NEGATIVE:
         parts = {"body"}
     return parts
@@ -158,7 +169,7 @@ def test_the_readme_table_lists_exactly_the_codes(app: Any) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     table = readme.split("Every error answers one shape", 1)[1].split("\n\n", 2)[1]
     in_readme = set(re.findall(r"`([a-z_]+)`", table))
-    assert in_readme == set(ERRORS), (in_readme ^ set(ERRORS))
+    assert in_readme == set(ERRORS), in_readme ^ set(ERRORS)
     for code in STREAM_LINE_CODES:
         assert f"`{code}`" in readme
 
@@ -183,5 +194,6 @@ def test_an_unforeseen_failure_answers_the_error_shape_not_a_bare_500(tmp_path: 
 
     app.state.runtime.view = broken
     answer = TestClient(app, raise_server_exceptions=False).get(
-        "/v1/jobs/00000000-0000-0000-0000-000000000000", headers=AUTH)
+        "/v1/jobs/00000000-0000-0000-0000-000000000000", headers=AUTH
+    )
     assert answer.status_code == 500 and answer.json()["error"] == "internal_error"

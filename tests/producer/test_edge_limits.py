@@ -29,8 +29,15 @@ B = {"Authorization": f"Bearer {API_KEYS['tenant-b']}"}
 
 
 def make_client(tmp_path: Path, sqlite_url: str, analyzer: Any, **overrides: Any) -> tuple[TestClient, Runtime]:
-    settings = Settings(data_dir=tmp_path, database_url=sqlite_url, api_keys=API_KEYS, max_upload_bytes=300_000,
-                        max_batch_items=5, max_batch_bytes=200_000, **overrides)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=sqlite_url,
+        api_keys=API_KEYS,
+        max_upload_bytes=300_000,
+        max_batch_items=5,
+        max_batch_bytes=200_000,
+        **overrides,
+    )
     runtime = Runtime(settings)
     runtime.analyzer = analyzer
     return TestClient(create_app(runtime)), runtime
@@ -42,8 +49,9 @@ def edge(tmp_path: Path, sqlite_url: str, embedded_analyzer: Any) -> tuple[TestC
 
 
 def upload(client: TestClient, data: bytes, content_id: str, headers: dict[str, str] = A) -> Any:
-    return client.post("/v1/jobs", headers=headers, data={"content_id": content_id},
-                       files={"image": ("meme.png", data, "image/png")})
+    return client.post(
+        "/v1/jobs", headers=headers, data={"content_id": content_id}, files={"image": ("meme.png", data, "image/png")}
+    )
 
 
 def limited(tenant: str, limit: str) -> float:
@@ -51,6 +59,7 @@ def limited(tenant: str, limit: str) -> float:
 
 
 # --- byte caps ---------------------------------------------------------------------------------------------
+
 
 def test_a_declared_length_over_the_cap_is_refused_before_reading(edge: tuple[TestClient, Runtime]) -> None:
     client, _ = edge
@@ -102,7 +111,8 @@ def test_the_middleware_stops_pulling_the_body_at_the_cap() -> None:
 
 
 def test_an_image_somewhat_over_the_limit_is_a_stored_rejection_far_over_is_cut(
-        edge: tuple[TestClient, Runtime]) -> None:
+    edge: tuple[TestClient, Runtime],
+) -> None:
     client, runtime = edge
     near = upload(client, solid("PNG", (600, 600)) + b"\0" * 400_000, "near")
     assert near.status_code == 413 and near.json()["job_id"] and "exceeds the limit of 300000" in near.json()["message"]
@@ -122,10 +132,13 @@ def test_other_bodies_have_their_own_cap(tmp_path: Path, sqlite_url: str, embedd
 
 # --- rate limits, quotas, queued caps ----------------------------------------------------------------------
 
-def test_requests_past_the_rate_limit_get_429_with_retry_after(tmp_path: Path, sqlite_url: str,
-                                                               embedded_analyzer: Any) -> None:
-    client, _ = make_client(tmp_path, sqlite_url, embedded_analyzer, rate_limit="3/minute",
-                            tenant_limits={"tenant-b": {"rate_limit": None}})
+
+def test_requests_past_the_rate_limit_get_429_with_retry_after(
+    tmp_path: Path, sqlite_url: str, embedded_analyzer: Any
+) -> None:
+    client, _ = make_client(
+        tmp_path, sqlite_url, embedded_analyzer, rate_limit="3/minute", tenant_limits={"tenant-b": {"rate_limit": None}}
+    )
     before = limited("tenant-a", "requests")
     answers = [client.get("/v1/jobs", params={"content_id": "nope"}, headers=A) for _ in range(4)]
     assert [a.status_code for a in answers] == [404, 404, 404, 429]
@@ -149,11 +162,14 @@ def test_the_upload_quota_refuses_past_its_amount(tmp_path: Path, sqlite_url: st
     assert upload(client, solid("PNG"), "q3", headers=B).status_code == 201  # another tenant's own quota
 
 
-def test_a_stream_line_past_the_quota_gets_its_own_error_line(tmp_path: Path, sqlite_url: str,
-                                                              embedded_analyzer: Any) -> None:
+def test_a_stream_line_past_the_quota_gets_its_own_error_line(
+    tmp_path: Path, sqlite_url: str, embedded_analyzer: Any
+) -> None:
     client, _ = make_client(tmp_path, sqlite_url, embedded_analyzer, upload_quota="1/hour")
-    lines = "".join(json.dumps({"content_id": f"s{n}", "image_base64": base64.b64encode(solid("PNG")).decode()})
-                    + "\n" for n in range(2))
+    lines = "".join(
+        json.dumps({"content_id": f"s{n}", "image_base64": base64.b64encode(solid("PNG")).decode()}) + "\n"
+        for n in range(2)
+    )
     response = client.post("/v1/jobs:stream", headers={**A, "Content-Type": "application/x-ndjson"}, content=lines)
     results = sorted((json.loads(line) for line in response.text.splitlines()), key=lambda r: r["line"])
     codes = sorted(r.get("error") or r.get("status") for r in results)
@@ -161,8 +177,7 @@ def test_a_stream_line_past_the_quota_gets_its_own_error_line(tmp_path: Path, sq
     assert next(r for r in results if r.get("error"))["retry_after_s"] > 0
 
 
-def test_a_tenant_with_too_many_queued_jobs_is_refused(tmp_path: Path, sqlite_url: str,
-                                                       embedded_analyzer: Any) -> None:
+def test_a_tenant_with_too_many_queued_jobs_is_refused(tmp_path: Path, sqlite_url: str, embedded_analyzer: Any) -> None:
     client, runtime = make_client(tmp_path, sqlite_url, embedded_analyzer, max_queued=2)
     with runtime.sessions() as session:
         store.insert_jobs(session, [store.NewJob("tenant-a", f"w{n}", JobStatus.QUEUED) for n in range(2)])
@@ -203,6 +218,12 @@ def test_a_malformed_limit_fails_at_start() -> None:
 
 
 def test_count_queued_counts_only_waiting_jobs_of_the_tenant(pg_session: Any) -> None:
-    store.insert_jobs(pg_session, [store.NewJob("cq", "a", JobStatus.QUEUED), store.NewJob("cq", "b", JobStatus.DONE),
-                                   store.NewJob("other", "c", JobStatus.QUEUED)])
+    store.insert_jobs(
+        pg_session,
+        [
+            store.NewJob("cq", "a", JobStatus.QUEUED),
+            store.NewJob("cq", "b", JobStatus.DONE),
+            store.NewJob("other", "c", JobStatus.QUEUED),
+        ],
+    )
     assert store.count_queued(pg_session, "cq") == 1

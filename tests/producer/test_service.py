@@ -28,7 +28,8 @@ def producer(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, publishe
 
 
 def test_submit_stores_blob_and_queued_job_then_publishes(
-        producer: Producer, pg_session: Session, blobs: LocalBlobStore, published: list[uuid.UUID]) -> None:
+    producer: Producer, pg_session: Session, blobs: LocalBlobStore, published: list[uuid.UUID]
+) -> None:
     data = solid("PNG")
     ref = producer.submit(data, "post-1", tenant="acme", post_text="哈哈", context={"scene": "弹幕"})
     assert ref.created and ref.status is JobStatus.QUEUED
@@ -41,7 +42,8 @@ def test_submit_stores_blob_and_queued_job_then_publishes(
 
 
 def test_resubmitting_returns_the_same_job_and_republishes_while_queued(
-        producer: Producer, published: list[uuid.UUID]) -> None:
+    producer: Producer, published: list[uuid.UUID]
+) -> None:
     first = producer.submit(solid("PNG"), "post-1", tenant="acme")
     again = producer.submit(solid("PNG"), "post-1", tenant="acme")
     assert again == JobRef(first.job_id, "acme", "post-1", JobStatus.QUEUED, created=False)
@@ -62,7 +64,8 @@ def test_reusing_a_content_id_with_other_bytes_is_a_conflict(producer: Producer)
 
 
 def test_rejection_is_stored_as_a_rejected_job_and_never_published(
-        producer: Producer, pg_session: Session, published: list[uuid.UUID]) -> None:
+    producer: Producer, pg_session: Session, published: list[uuid.UUID]
+) -> None:
     with pytest.raises(SubmitRejected) as info:
         producer.submit(SVG, "post-svg", tenant="acme")
     assert info.value.code == "unsupported_type" and info.value.job_id is not None
@@ -82,8 +85,9 @@ def test_a_rejected_content_id_can_be_fixed_by_resubmitting(producer: Producer, 
 
 
 def test_submit_many_rejects_items_independently(producer: Producer) -> None:
-    results = producer.submit_many([
-        Submission(solid("PNG"), "a"), Submission(b"nope", "b"), Submission(solid("GIF"), "c")], tenant="acme")
+    results = producer.submit_many(
+        [Submission(solid("PNG"), "a"), Submission(b"nope", "b"), Submission(solid("GIF"), "c")], tenant="acme"
+    )
     assert [type(r) for r in results] == [JobRef, Rejection, JobRef]
     rejection = results[1]
     assert isinstance(rejection, Rejection) and rejection.code == "unsupported_type"
@@ -113,12 +117,20 @@ def test_concurrent_submits_of_one_content_id_create_one_job(pg_url: str, tmp_pa
 
 
 def test_a_batch_is_one_transaction_and_handles_repeated_content_ids(
-        producer: Producer, published: list[uuid.UUID]) -> None:
+    producer: Producer, published: list[uuid.UUID]
+) -> None:
     png, gif = solid("PNG"), solid("GIF")
-    results = producer.submit_many([
-        Submission(png, "dup"), Submission(png, "dup"), Submission(gif, "dup"), Submission(b"", "empty"),
-        Submission(png, "bad id!"), Submission(png, "ok", invalid=("invalid_encoding", "not base64"))],
-        tenant="acme")
+    results = producer.submit_many(
+        [
+            Submission(png, "dup"),
+            Submission(png, "dup"),
+            Submission(gif, "dup"),
+            Submission(b"", "empty"),
+            Submission(png, "bad id!"),
+            Submission(png, "ok", invalid=("invalid_encoding", "not base64")),
+        ],
+        tenant="acme",
+    )
     first, again, conflict, empty, bad_id, invalid = results
     assert isinstance(first, JobRef) and first.created
     assert isinstance(again, JobRef) and again.job_id == first.job_id and not again.created
@@ -137,16 +149,25 @@ def test_metrics_count_each_outcome_once(producer: Producer) -> None:
 
     rejected, queued = {"status": "rejected", "tenant": "metrics"}, {"status": "queued", "tenant": "metrics"}
     before = value("memeguard_jobs_total", rejected), value("memeguard_jobs_total", queued)
-    producer.submit_many([Submission(SVG, "bad"), Submission(SVG, "bad"), Submission(solid("PNG"), "good"),
-                          Submission(solid("PNG"), "good")], tenant="metrics")
+    producer.submit_many(
+        [
+            Submission(SVG, "bad"),
+            Submission(SVG, "bad"),
+            Submission(solid("PNG"), "good"),
+            Submission(solid("PNG"), "good"),
+        ],
+        tenant="metrics",
+    )
     after = value("memeguard_jobs_total", rejected), value("memeguard_jobs_total", queued)
     assert (after[0] - before[0], after[1] - before[1]) == (1.0, 1.0)
 
 
 def test_a_nul_in_post_text_is_refused_and_the_rejection_stored_in_postgresql(
-        producer: Producer, pg_session: Session) -> None:
-    results = producer.submit_many([Submission(SVG, "nul-svg", "早\x00上好"), Submission(solid("PNG"), "nul-ok")],
-                                   tenant="acme")
+    producer: Producer, pg_session: Session
+) -> None:
+    results = producer.submit_many(
+        [Submission(SVG, "nul-svg", "早\x00上好"), Submission(solid("PNG"), "nul-ok")], tenant="acme"
+    )
     rejected, accepted = results
     assert isinstance(rejected, Rejection) and rejected.code == "invalid_text" and rejected.job_id is not None
     assert isinstance(accepted, JobRef)  # the batch's valid item is not lost with it

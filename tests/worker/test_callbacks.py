@@ -30,10 +30,10 @@ SECRET = b"platform-secret-0123456789"
 LOOPBACK_RECEIVER = EgressPolicy(allow=["127.0.0.1/32"], http_tenants=["acme"])  # the test platform: on-premise
 
 
-def run_job(sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None,
-            egress: EgressPolicy = LOOPBACK_RECEIVER) -> None:
-    producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512),
-                        egress)
+def run_job(
+    sessions: sessionmaker[Session], blobs: LocalBlobStore, url: str | None, egress: EgressPolicy = LOOPBACK_RECEIVER
+) -> None:
+    producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512), egress)
     job_id = producer.submit(solid("PNG"), "c1", tenant="acme", callback_url=url).job_id
     deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), 3, 4)
     assert process_job(job_id, deps).status == "done"
@@ -45,8 +45,9 @@ def send(sessions: sessionmaker[Session], **kwargs: object) -> callbacks.Due | o
         return deliver_due(sessions, client, lambda tenant: SECRET if tenant == "acme" else None, **options)  # type: ignore[arg-type]
 
 
-def test_the_action_is_called_back_signed_once(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
-                                               platform: Platform) -> None:
+def test_the_action_is_called_back_signed_once(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform
+) -> None:
     from prometheus_client import REGISTRY
 
     before = REGISTRY.get_sample_value("memeguard_callbacks_total", {"outcome": "delivered"}) or 0
@@ -64,7 +65,8 @@ def test_the_action_is_called_back_signed_once(pg_sessions: sessionmaker[Session
 
 
 def test_callbacks_carry_standard_webhooks_headers_a_library_verifies(
-        pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform) -> None:
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform
+) -> None:
     from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
     run_job(pg_sessions, blobs, platform.url)
@@ -82,8 +84,9 @@ def test_callbacks_carry_standard_webhooks_headers_a_library_verifies(
     assert not client.verify(SECRET, body, headers, now=time.time() + 3600)  # a replay, an hour later
 
 
-def test_delivery_connects_to_the_address_that_was_vetted(pg_sessions: sessionmaker[Session],
-                                                          blobs: LocalBlobStore, platform: Platform) -> None:
+def test_delivery_connects_to_the_address_that_was_vetted(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform
+) -> None:
     """DNS rebinding: the delivery does not look the name up again. ``receiver.test`` resolves only through
     the policy's resolver (to loopback), so the callback arrives only if the vetted address is used — with
     the name kept in the Host header."""
@@ -102,8 +105,9 @@ def test_no_callback_url_no_callback(pg_sessions: sessionmaker[Session], blobs: 
 
 
 @pytest.mark.parametrize("platform", [[500, 503]], indirect=True)
-def test_failures_are_retried_with_backoff(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
-                                           platform: Platform) -> None:
+def test_failures_are_retried_with_backoff(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform
+) -> None:
     run_job(pg_sessions, blobs, platform.url)
     # half a second of backoff: on a loaded 2-core CI machine the next call can take longer than 50 ms to start
     assert send(pg_sessions, backoff_s=0.5).retrying == 1  # type: ignore[attr-defined]
@@ -117,8 +121,9 @@ def test_failures_are_retried_with_backoff(pg_sessions: sessionmaker[Session], b
     assert len(platform.received) == 3 and len(ids) == 1  # one delivery id across the retries
 
 
-def test_a_callback_that_keeps_failing_ends_failed_and_audited(pg_sessions: sessionmaker[Session],
-                                                               blobs: LocalBlobStore) -> None:
+def test_a_callback_that_keeps_failing_ends_failed_and_audited(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore
+) -> None:
     run_job(pg_sessions, blobs, "http://127.0.0.1:9/unreachable")  # nothing listens on port 9
     assert send(pg_sessions, max_attempts=2).retrying == 1  # type: ignore[attr-defined]
     time.sleep(0.06)
@@ -129,19 +134,22 @@ def test_a_callback_that_keeps_failing_ends_failed_and_audited(pg_sessions: sess
         assert session.scalars(sa.select(AuditEntry.event).where(AuditEntry.event == "callback.failed")).one()
 
 
-def test_a_tenant_without_a_secret_is_not_called_unsigned(pg_sessions: sessionmaker[Session],
-                                                          blobs: LocalBlobStore, platform: Platform) -> None:
+def test_a_tenant_without_a_secret_is_not_called_unsigned(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform
+) -> None:
     run_job(pg_sessions, blobs, platform.url)
     with httpx.Client(timeout=2) as client:
-        result = deliver_due(pg_sessions, client, lambda _tenant: None, max_attempts=3, backoff_s=1,
-                             egress=LOOPBACK_RECEIVER)
+        result = deliver_due(
+            pg_sessions, client, lambda _tenant: None, max_attempts=3, backoff_s=1, egress=LOOPBACK_RECEIVER
+        )
     assert result.retrying == 1 and platform.received == []
     with pg_sessions() as session:
         assert "no signing secret" in (session.scalars(sa.select(CallbackRow.last_error)).one() or "")
 
 
 def test_a_callback_into_the_fleets_network_is_refused_on_upload_and_before_delivery(
-        pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform) -> None:
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, platform: Platform
+) -> None:
     strict = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512))
     for url in ("http://127.0.0.1:9/x", "https://169.254.169.254/latest/meta-data/", "https://[::ffff:10.0.0.1]/x"):
         with pytest.raises(SubmitRejected) as refused:  # the default: public https addresses only

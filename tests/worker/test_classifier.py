@@ -11,9 +11,11 @@ from worker.classifier import CLASSES, COUNTER, HarmClassifier, kb_features, mea
 from worker.kb import KnowledgeBase, normalize
 
 KB = KnowledgeBase.bundled()
-TEXTS = (["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
-         + ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾"] * 8
-         + ["不想活了", "躺平摆烂", "人间不值得", "努力有什么用"] * 8)
+TEXTS = (
+    ["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
+    + ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾"] * 8
+    + ["不想活了", "躺平摆烂", "人间不值得", "努力有什么用"] * 8
+)
 LABELS = [0] * 32 + [3] * 32 + [4] * 32
 
 
@@ -33,7 +35,11 @@ def test_learns_and_predicts_with_calibrated_probabilities(classifier: HarmClass
 
 def test_knowledge_base_hits_are_features() -> None:
     assert kb_features(KB.match("你个sb 手动狗头")) == {
-        "kb_harm=general_offense": 0.85, "kb_intent=explicit_attack": 0.85, "kb_intent=humor": 0.5, "kb_softener": 1.0}
+        "kb_harm=general_offense": 0.85,
+        "kb_intent=explicit_attack": 0.85,
+        "kb_intent=humor": 0.5,
+        "kb_softener": 1.0,
+    }
     # a topic word (harm depends on the sentence) is a feature of its own, never the evidence feature
     assert kb_features(KB.match("他是基佬")) == {"kb_topic=targeted_harm": 0.35, "kb_intent=neutral": 0.35}
 
@@ -122,8 +128,7 @@ def semantic() -> HarmClassifier:
     return HarmClassifier.fit(TEXTS, LABELS, KB, source="unit", encoder=shared_encoder())
 
 
-def test_sentence_encoder_block_is_part_of_the_features(semantic: HarmClassifier,
-                                                        classifier: HarmClassifier) -> None:
+def test_sentence_encoder_block_is_part_of_the_features(semantic: HarmClassifier, classifier: HarmClassifier) -> None:
     assert semantic.semantic is not None and semantic.semantic.mean is not None
     plain = classifier._features(["早上好"], [""], [[]])
     with_vectors = semantic._features(["早上好"], [""], [[]])
@@ -199,8 +204,9 @@ def test_calibrator_maps_shares_distance_and_kb_evidence_to_how_often_they_are_r
 
     right = rng.uniform(size=n) < truth(shares.clip(0.01, 0.99), similarity, support)
     y = np.where(right, 1, 0)  # class ids: decided class 1 is right when the truth is 1
-    calibrator = Calibrator.fit(Decisions(np.ones(n, dtype=int), harmful, shares, support), y, similarity,
-                                np.array(["a"] * n))
+    calibrator = Calibrator.fit(
+        Decisions(np.ones(n, dtype=int), harmful, shares, support), y, similarity, np.array(["a"] * n)
+    )
 
     def confidence(share: float, sim: float, kb: float) -> float:
         one = Decisions(np.ones(1, dtype=int), np.array([True]), np.array([share]), np.array([kb]))
@@ -246,8 +252,14 @@ def test_the_harmful_threshold_is_chosen_out_of_fold_for_every_source_alike() ->
     rng = np.random.default_rng(1)
     y = np.array([3] * 200 + [0] * 200 + [3] * 200 + [0] * 200)
     groups = np.array(["a"] * 400 + ["b"] * 400)
-    harmful_share = np.concatenate([rng.normal(0.55, 0.05, 200), rng.normal(0.35, 0.05, 200),
-                                    rng.normal(0.75, 0.05, 200), rng.normal(0.50, 0.05, 200)]).clip(0, 1)
+    harmful_share = np.concatenate(
+        [
+            rng.normal(0.55, 0.05, 200),
+            rng.normal(0.35, 0.05, 200),
+            rng.normal(0.75, 0.05, 200),
+            rng.normal(0.50, 0.05, 200),
+        ]
+    ).clip(0, 1)
     shares = np.zeros((800, len(CLASSES)))
     shares[:, 3], shares[:, 0] = harmful_share, 1 - harmful_share
     threshold = choose_threshold(shares, y, groups, max_false_alarm=1.0)
@@ -283,8 +295,14 @@ def test_sources_are_weighted_and_reported_each() -> None:
     texts = TEXTS * 2
     labels = LABELS * 2
     groups = ["a"] * len(TEXTS) + ["b"] * len(TEXTS)
-    model = HarmClassifier.fit(texts, labels, KB, groups=groups, weights=[1.0] * len(TEXTS) + [0.5] * len(TEXTS),
-                               sources=[{"name": "a"}, {"name": "b"}])
+    model = HarmClassifier.fit(
+        texts,
+        labels,
+        KB,
+        groups=groups,
+        weights=[1.0] * len(TEXTS) + [0.5] * len(TEXTS),
+        sources=[{"name": "a"}, {"name": "b"}],
+    )
     assert set(model.trained["out_of_fold"]) == {"a", "b"}
     assert all(0.0 <= row["ece"] <= 1.0 and row["n"] == len(TEXTS) for row in model.trained["out_of_fold"].values())
     assert model.trained["sources"] == [{"name": "a"}, {"name": "b"}]
@@ -318,8 +336,11 @@ def test_the_shipped_classifier_is_loaded_with_the_knowledge_bases_it_was_traine
     from worker.analyzers.embedded import EmbeddedAnalyzer
 
     external = tmp_path / "extra.yaml"
-    external.write_text("version: x1\nentries:\n  - {id: extra.a, phrases: [蓝瘦香菇], emotion: sadness, "
-                        "note: 难受想哭, examples: [蓝瘦香菇]}\n", encoding="utf-8")
+    external.write_text(
+        "version: x1\nentries:\n  - {id: extra.a, phrases: [蓝瘦香菇], emotion: sadness, "
+        "note: 难受想哭, examples: [蓝瘦香菇]}\n",
+        encoding="utf-8",
+    )
     kb = KB.merged(KnowledgeBase.load_any(external))
     model = HarmClassifier.fit(TEXTS, LABELS, kb, kb_external=[external])
     model.save(tmp_path / "models" / "current.joblib")

@@ -23,14 +23,28 @@ def _toxicn_text(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def row(content: str, toxic: int, kind: int, expression: int, target: list[int] | None = None) -> dict[str, object]:
-    return {"content": content, "toxic": toxic, "toxic_type": kind, "expression": expression,
-            "target": target or [0, 0, 0, 0, 0]}
+    return {
+        "content": content,
+        "toxic": toxic,
+        "toxic_type": kind,
+        "expression": expression,
+        "target": target or [0, 0, 0, 0, 0],
+    }
 
 
 def test_toxicn_text_labels_map_onto_harm_types_and_intents(tmp_path: Path) -> None:
-    items = load_toxicn_text(_toxicn_text(tmp_path, [
-        row("今天天气好", 0, 0, 0), row("你个傻逼", 1, 1, 0), row("黑人都是……", 1, 2, 1, [0, 0, 0, 1, 0]),
-        row("女的就是……", 1, 2, 2, [0, 0, 1, 0, 0]), row("地域黑要不得", 1, 2, 3, [0, 1, 0, 0, 0])]))
+    items = load_toxicn_text(
+        _toxicn_text(
+            tmp_path,
+            [
+                row("今天天气好", 0, 0, 0),
+                row("你个傻逼", 1, 1, 0),
+                row("黑人都是……", 1, 2, 1, [0, 0, 0, 1, 0]),
+                row("女的就是……", 1, 2, 2, [0, 0, 1, 0, 0]),
+                row("地域黑要不得", 1, 2, 3, [0, 1, 0, 0, 0]),
+            ],
+        )
+    )
     mapped = [(i.harm_type, i.intent, i.group, i.targets, i.training_class) for i in items]
     assert mapped == [
         (0, "", "non_toxic", (), 0),
@@ -71,11 +85,25 @@ def test_held_out_test_splits_and_missing_files_are_refused(tmp_path: Path) -> N
 
 def test_jsonl_items_for_training_and_for_evaluation(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl"
-    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
-        {"text": "滚", "harm_type": 3},
-        {"text": "好", "harm_type": "none", "intent": "counter_speech"},
-        {"id": "x", "text": "图", "label": 1, "group": "g", "post_text": "配文", "scene": "评论", "image": "m.png"},
-    ]), encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            json.dumps(r, ensure_ascii=False)
+            for r in [
+                {"text": "滚", "harm_type": 3},
+                {"text": "好", "harm_type": "none", "intent": "counter_speech"},
+                {
+                    "id": "x",
+                    "text": "图",
+                    "label": 1,
+                    "group": "g",
+                    "post_text": "配文",
+                    "scene": "评论",
+                    "image": "m.png",
+                },
+            ]
+        ),
+        encoding="utf-8",
+    )
     first, second, third = load_jsonl(path)
     assert (first.harm_type, second.training_class) == (3, COUNTER_CLASS)
     assert (third.harm_type, third.is_harmful, third.group) == (None, True, "g")
@@ -83,9 +111,13 @@ def test_jsonl_items_for_training_and_for_evaluation(tmp_path: Path) -> None:
     assert third.image == str(tmp_path / "m.png")  # relative to the file
     with pytest.raises(DataError, match="has no harm_type"):
         third.training_class  # noqa: B018
-    for line, message in (('{"text": "x"}', "give harm_type"), ('{"text": "x", "harm_type": 9}', "0..4"),
-                          ('{"text": "x", "harm_type": 3, "label": 0}', "contradicts"), ("[1]", "JSON object"),
-                          ("{not json", "items.jsonl:1")):
+    for line, message in (
+        ('{"text": "x"}', "give harm_type"),
+        ('{"text": "x", "harm_type": 9}', "0..4"),
+        ('{"text": "x", "harm_type": 3, "label": 0}', "contradicts"),
+        ("[1]", "JSON object"),
+        ("{not json", "items.jsonl:1"),
+    ):
         path.write_text(line + "\n", encoding="utf-8")
         with pytest.raises(DataError, match=message):
             load_jsonl(path)

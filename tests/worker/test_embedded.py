@@ -19,17 +19,27 @@ def analyze(analyzer: EmbeddedAnalyzer, caption: str, post_text: str = "", templ
     return analyzer.analyze(AnalysisInput(frames, post_text)).verdict
 
 
-@pytest.mark.parametrize(("caption", "post_text", "template", "emotion", "intent", "harm"), [
-    ("你说得对，但是这版本就是不行", "", "doge", "contempt", "sarcasm", "none"),
-    ("前方高能预警", "", "panda", "excitement", "highlight", "none"),
-    ("你认真的？", "", "question", "disbelief", "neutral", "none"),
-    ("笑死我了", "狗头保命", "doge", "amusement", "humor", "none"),
-    ("你个sb赶紧去死", "", "plain", "anger", "explicit_attack", "targeted_harm"),
-    ("我直接躺平摆烂了", "", "crying_cat", "disappointment", "venting", "dispirited_culture"),
-    ("早上好，今天也要开心", "", "plain", "joy", "greeting", "none"),
-])
-def test_reads_rendered_memes(embedded_analyzer: EmbeddedAnalyzer, caption: str, post_text: str, template: str,
-                              emotion: str, intent: str, harm: str) -> None:
+@pytest.mark.parametrize(
+    ("caption", "post_text", "template", "emotion", "intent", "harm"),
+    [
+        ("你说得对，但是这版本就是不行", "", "doge", "contempt", "sarcasm", "none"),
+        ("前方高能预警", "", "panda", "excitement", "highlight", "none"),
+        ("你认真的？", "", "question", "disbelief", "neutral", "none"),
+        ("笑死我了", "狗头保命", "doge", "amusement", "humor", "none"),
+        ("你个sb赶紧去死", "", "plain", "anger", "explicit_attack", "targeted_harm"),
+        ("我直接躺平摆烂了", "", "crying_cat", "disappointment", "venting", "dispirited_culture"),
+        ("早上好，今天也要开心", "", "plain", "joy", "greeting", "none"),
+    ],
+)
+def test_reads_rendered_memes(
+    embedded_analyzer: EmbeddedAnalyzer,
+    caption: str,
+    post_text: str,
+    template: str,
+    emotion: str,
+    intent: str,
+    harm: str,
+) -> None:
     verdict = analyze(embedded_analyzer, caption, post_text, template)
     assert (verdict.emotion.value, verdict.intent.value, verdict.harm_type.value) == (emotion, intent, harm)
     assert verdict.ocr_text, "OCR read nothing"
@@ -72,16 +82,20 @@ def test_unknown_analyzer_name_is_an_error() -> None:
 
 
 def test_embedded_analyzer_runs_without_torch() -> None:
-    code = ("import sys; from memeguard.samples import render_meme; from memeguard.imaging import decode_frames;"
-            "from worker.analyzers import build_analyzer, AnalysisInput;"
-            "v = build_analyzer('embedded').analyze(AnalysisInput(decode_frames(render_meme('笑死'), 1))).verdict;"
-            "assert v.intent.value == 'humor', v; assert 'torch' not in sys.modules; print('ok')")
+    code = (
+        "import sys; from memeguard.samples import render_meme; from memeguard.imaging import decode_frames;"
+        "from worker.analyzers import build_analyzer, AnalysisInput;"
+        "v = build_analyzer('embedded').analyze(AnalysisInput(decode_frames(render_meme('笑死'), 1))).verdict;"
+        "assert v.intent.value == 'humor', v; assert 'torch' not in sys.modules; print('ok')"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]
 
 
-@pytest.mark.parametrize(("text", "self_directed"), [
-    ("我就是个废物", True), ("你就是个废物", False), ("我觉得他是废物", False), ("今天天气不错", False)])
+@pytest.mark.parametrize(
+    ("text", "self_directed"),
+    [("我就是个废物", True), ("你就是个废物", False), ("我觉得他是废物", False), ("今天天气不错", False)],
+)
 def test_who_is_targeted(text: str, self_directed: bool) -> None:
     from worker.analyzers.embedded import is_self_directed
 

@@ -56,9 +56,11 @@ def test_thread_count_changes_speed_not_vectors(tmp_path) -> None:  # type: igno
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from worker.encoder import SentenceEncoder; "
-            "e = SentenceEncoder(threads=int(sys.argv[1])); "
-            "np.save(sys.argv[2], e.encode(['你说得对，但是', '人间不值得', '早上好']))")
+    code = (
+        "import sys, numpy as np; from worker.encoder import SentenceEncoder; "
+        "e = SentenceEncoder(threads=int(sys.argv[1])); "
+        "np.save(sys.argv[2], e.encode(['你说得对，但是', '人间不值得', '早上好']))"
+    )
     for threads in (1, 2):
         subprocess.run([sys.executable, "-c", code, str(threads), str(tmp_path / f"{threads}.npy")], check=True)
     assert np.array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))

@@ -19,8 +19,9 @@ DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).resolve(
 TOXICN = DATASETS / "toxicn_mm"
 TOXICN_TEXT = DATASETS / "toxicn_text"
 C_HARMKB = DATASETS / "c_harmkb" / "C-harmKB.json"
-needs_data = pytest.mark.skipif(not (TOXICN.exists() and TOXICN_TEXT.exists()),
-                                reason=f"ToxiCN MM / ToxiCN text not present under {DATASETS}")
+needs_data = pytest.mark.skipif(
+    not (TOXICN.exists() and TOXICN_TEXT.exists()), reason=f"ToxiCN MM / ToxiCN text not present under {DATASETS}"
+)
 
 
 def test_score_and_ece_on_known_values() -> None:
@@ -41,7 +42,8 @@ def test_no_render_run_reports_memeguard_beside_the_baseline() -> None:
         assert 0.0 <= report[key] <= 1.0
     assert set(report["baseline"]) >= {"binary_macro_f1", "type_macro_f1", "accuracy"}
     assert report["delta"]["type_macro_f1"] == pytest.approx(
-        report["type_macro_f1"] - report["baseline"]["type_macro_f1"])
+        report["type_macro_f1"] - report["baseline"]["type_macro_f1"]
+    )
     assert report["binary_macro_f1"] > 0.6  # far above chance even on a small sample
 
 
@@ -59,8 +61,9 @@ def test_sentence_encoder_run_trains_on_a_seeded_sample() -> None:
 
 @needs_data
 def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
-    report = run(EvalConfig(TOXICN, "train", render=True, limit=12, train_limit=400, also_train=()),
-                 ocr=embedded_analyzer._ocr)
+    report = run(
+        EvalConfig(TOXICN, "train", render=True, limit=12, train_limit=400, also_train=()), ocr=embedded_analyzer._ocr
+    )
     assert report["n"] == 12 and report["render"] is True and report["p95_ms"] > 0
     assert 0.0 <= report["render_agreement"] <= 1.0  # rendered runs compare with the text-only verdicts
 
@@ -68,9 +71,29 @@ def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  
 @needs_data
 def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
     env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "toxicn", "--split", "train",
-                             "--no-render", "--limit", "100", "--train-limit", "500", "--only", "--json"],
-                            capture_output=True, text=True, env=env, check=False, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memeguard.cli",
+            "eval",
+            "toxicn",
+            "--split",
+            "train",
+            "--no-render",
+            "--limit",
+            "100",
+            "--train-limit",
+            "500",
+            "--only",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert {"binary_macro_f1", "type_macro_f1", "accuracy", "n"} <= set(report)
@@ -83,8 +106,13 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
     rows = [{"text": t, "harm_type": h} for t, h in [("早上好", 0), ("你个傻逼", 3), ("躺平了", 4)] * 10]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "memeguard.cli", "train", "--data", str(data), "--out",
-                             str(tmp_path / "m.joblib")], capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "memeguard.cli", "train", "--data", str(data), "--out", str(tmp_path / "m.joblib")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0 and "trained tfidf-lr-" in result.stdout, result.stderr[-2000:]
     from memeguard.settings import Settings
     from worker.analyzers.embedded import EmbeddedAnalyzer
@@ -93,8 +121,23 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
     assert analyzer.classifier is not None and analyzer.classifier.version in analyzer.version
     assert analyzer.classifier.semantic is not None  # the sentence encoder is on by default
     assert analyzer.read_text("你个傻逼").verdict.harm_type.value == "general_offense"
-    plain = subprocess.run([sys.executable, "-m", "memeguard.cli", "train", "--data", str(data), "--no-encoder",
-                            "--out", str(tmp_path / "p.joblib")], capture_output=True, text=True, env=env, check=False)
+    plain = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memeguard.cli",
+            "train",
+            "--data",
+            str(data),
+            "--no-encoder",
+            "--out",
+            str(tmp_path / "p.joblib"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert json.loads((tmp_path / "p.json").read_text())["encoder"] == "none"
 
@@ -120,8 +163,9 @@ def test_cross_validation_scores_out_of_fold_predictions_once() -> None:
     assert len(held_out) == 9600 and len({id(i) for i in held_out}) == 9600  # every item held out once
     for train, evaluation in folds:
         assert not {id(i) for i in train} & {id(i) for i in evaluation}
-    report = run(EvalConfig(TOXICN, "train", render=False, folds=3, limit=150, encoder=False, train_limit=1500,
-                            also_train=()))
+    report = run(
+        EvalConfig(TOXICN, "train", render=False, folds=3, limit=150, encoder=False, train_limit=1500, also_train=())
+    )
     assert report["folds"] == 3 and report["n"] == 150 and len(report["classifier"]) == 3
 
 
@@ -133,8 +177,11 @@ def test_post_context_is_the_datasets_image_description_and_can_be_left_out() ->
     item = split_items(config)[0][1][0]
     assert item.context and _context(item, config) == item.context
     assert _context(item, EvalConfig(TOXICN, "train", render=False, context=False)) == ""
-    report = run(EvalConfig(TOXICN, "train", render=False, limit=100, context=False, encoder=False,
-                            train_limit=1500, also_train=()))
+    report = run(
+        EvalConfig(
+            TOXICN, "train", render=False, limit=100, context=False, encoder=False, train_limit=1500, also_train=()
+        )
+    )
     assert report["context"] is False and report["n"] == 100
 
 
@@ -150,8 +197,11 @@ def test_the_datasets_caption_reading_reaches_the_context_only_when_asked() -> N
 
 @needs_data
 def test_toxicn_text_run_slices_by_expression_and_target_with_the_policys_actions() -> None:
-    report = run(EvalConfig(TOXICN_TEXT, "train", render=False, limit=400, encoder=False, train_limit=2000,
-                            dataset="toxicn-text"))
+    report = run(
+        EvalConfig(
+            TOXICN_TEXT, "train", render=False, limit=400, encoder=False, train_limit=2000, dataset="toxicn-text"
+        )
+    )
     assert report["dataset"] == "toxicn-text" and report["n"] == 400
     assert report["trained_on"] == ["toxicn-text", "toxicn-mm", "clue-emotion"]  # as shipped: the other sources too
     assert report["max_false_alarm"] == 0.10 and 0.3 <= report["threshold"][0] <= 0.9
@@ -160,7 +210,11 @@ def test_toxicn_text_run_slices_by_expression_and_target_with_the_policys_action
     for row in [*report["groups"].values(), *report["targets"].values()]:
         assert row["n"] > 0 and 0.0 <= row["flagged"] <= 1.0 and 0.0 <= row["counter_speech"] <= 1.0
         assert sum(row["actions"].values()) == pytest.approx(1.0) and set(row["actions"]) == {
-            "allow", "throttle", "tag", "block"}
+            "allow",
+            "throttle",
+            "tag",
+            "block",
+        }
     assert report["groups"]["non_toxic"]["flagged"] < report["groups"]["explicit"]["flagged"]
     # reporting counts as harmless: the binary truth of a reporting item is "not harmful"
     assert report["baseline"]["binary_macro_f1"] > 0.5 and report["binary_macro_f1"] > 0.5
@@ -169,36 +223,82 @@ def test_toxicn_text_run_slices_by_expression_and_target_with_the_policys_action
 @needs_data
 def test_a_comment_rendered_as_a_meme_reads_as_its_text() -> None:
     """OCR returns other punctuation and line breaks than the clean text: the verdicts must not change."""
-    report = run(EvalConfig(TOXICN_TEXT, "train", render=True, limit=40, encoder=False, train_limit=1500,
-                            dataset="toxicn-text", also_train=()))
+    report = run(
+        EvalConfig(
+            TOXICN_TEXT,
+            "train",
+            render=True,
+            limit=40,
+            encoder=False,
+            train_limit=1500,
+            dataset="toxicn-text",
+            also_train=(),
+        )
+    )
     assert report["render_agreement"] >= 0.95, report["render_agreement"]
 
 
 @needs_data
 def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(tmp_path: Path) -> None:
-    env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path),
-           "MEMEGUARD_KB_EXTERNAL": "[]"}
+    env = {
+        **os.environ,
+        "MEMEGUARD_DATASETS_DIR": str(DATASETS),
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+        "MEMEGUARD_KB_EXTERNAL": "[]",
+    }
     data = tmp_path / "train.jsonl"
-    rows = [{"text": t, "harm_type": h} for t, h in [("早上好", 0), ("你个傻逼", 3), ("躺平了", 4),
-                                                      ("今天吃什么", 0), ("滚你妈的", 3)] * 8]
+    rows = [
+        {"text": t, "harm_type": h}
+        for t, h in [("早上好", 0), ("你个傻逼", 3), ("躺平了", 4), ("今天吃什么", 0), ("滚你妈的", 3)] * 8
+    ]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    trained = subprocess.run([sys.executable, "-m", "memeguard.cli", "train", "--source", f"jsonl={data}",
-                              "--no-encoder", "--out", str(tmp_path / "models" / "current.joblib")],
-                             capture_output=True, text=True, env=env, check=False, timeout=300)
+    trained = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memeguard.cli",
+            "train",
+            "--source",
+            f"jsonl={data}",
+            "--no-encoder",
+            "--out",
+            str(tmp_path / "models" / "current.joblib"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     items = tmp_path / "platform.jsonl"
-    lines = [{"id": "a", "text": "你这个傻逼", "label": 1, "group": "insult",
-              "emotion": ["anger", "contempt"], "intent": "explicit_attack"},
-             {"id": "b", "text": "早上好呀", "label": 0, "group": "everyday", "emotion": "joy"},
-             {"id": "c", "text": "地域黑要不得，哪里都有好人坏人", "label": 0, "group": "counter"},
-             {"id": "d", "text": "今天吃什么呢", "post_text": "午饭", "scene": "评论", "label": 0, "group": "everyday"}]
+    lines = [
+        {
+            "id": "a",
+            "text": "你这个傻逼",
+            "label": 1,
+            "group": "insult",
+            "emotion": ["anger", "contempt"],
+            "intent": "explicit_attack",
+        },
+        {"id": "b", "text": "早上好呀", "label": 0, "group": "everyday", "emotion": "joy"},
+        {"id": "c", "text": "地域黑要不得，哪里都有好人坏人", "label": 0, "group": "counter"},
+        {"id": "d", "text": "今天吃什么呢", "post_text": "午饭", "scene": "评论", "label": 0, "group": "everyday"},
+    ]
     items.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines), encoding="utf-8")
-    result = subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(items), "--json"],
-                            capture_output=True, text=True, env=env, check=False, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(items), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["n"] == 4 and {"binary_macro_f1", "accuracy", "ece", "baseline", "groups", "classifier"} <= set(
-        report)
+        report
+    )
     assert "type_macro_f1" not in report  # no item gave a harm type
     assert report["baseline_trained_on"] == ["jsonl"] and report["policy"] == "default@3"
     assert set(report["groups"]) == {"insult", "everyday", "counter"} and report["groups"]["everyday"]["n"] == 2
@@ -208,8 +308,14 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     assert intent["n"] == 1 and intent["agreement"] == 1.0 and intent["read_as"] == {"explicit_attack": 1}
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
-    refused = subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(bad)],
-                             capture_output=True, text=True, env=env, check=False, timeout=300)
+    refused = subprocess.run(
+        [sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
     assert refused.returncode == 2 and "bad.jsonl:1: label must be 1" in refused.stderr
 
 
@@ -217,6 +323,12 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
 def test_training_sources_refuse_held_out_test_splits(tmp_path: Path) -> None:
     env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
     for spec in (f"toxicn-text={TOXICN_TEXT / 'test.json'}", f"toxicn-mm={TOXICN / 'test_2.0.json'}"):
-        result = subprocess.run([sys.executable, "-m", "memeguard.cli", "train", "--source", spec, "--no-encoder"],
-                                capture_output=True, text=True, env=env, check=False, timeout=120)
+        result = subprocess.run(
+            [sys.executable, "-m", "memeguard.cli", "train", "--source", spec, "--no-encoder"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
         assert result.returncode == 2 and "held-out test split" in result.stderr

@@ -24,28 +24,73 @@ needs_clue = pytest.mark.skipif(not (CLUE / "valid.txt").exists(), reason="clue_
 
 # a small emotion-labelled set in CLUEmotion's terms (like and happiness both become joy)
 FEELINGS = {
-    "happiness": ["今天好开心啊", "太高兴了终于放假", "开心到飞起", "好快乐的一天", "哈哈哈太开心了",
-                  "高兴得睡不着", "心情超级好", "今天真快乐", "开心开心", "快乐每一天"],
-    "like": ["好喜欢这首歌", "爱了爱了", "超级喜欢你", "喜欢这只猫", "真心喜欢这部剧",
-             "太喜欢了", "喜欢得不得了", "我爱这个城市", "好爱这家店", "喜欢喜欢"],
-    "sadness": ["好难过想哭", "心里好难受", "哭了一整晚", "伤心透了", "难过得说不出话",
-                "眼泪止不住", "好伤心啊", "心碎了", "想哭又哭不出来", "难受极了"],
-    "anger": ["气死我了", "太气人了吧", "真是气炸了", "我很生气", "火大得很",
-              "气得发抖", "越想越气", "愤怒到极点", "简直气死", "生气生气"],
+    "happiness": [
+        "今天好开心啊",
+        "太高兴了终于放假",
+        "开心到飞起",
+        "好快乐的一天",
+        "哈哈哈太开心了",
+        "高兴得睡不着",
+        "心情超级好",
+        "今天真快乐",
+        "开心开心",
+        "快乐每一天",
+    ],
+    "like": [
+        "好喜欢这首歌",
+        "爱了爱了",
+        "超级喜欢你",
+        "喜欢这只猫",
+        "真心喜欢这部剧",
+        "太喜欢了",
+        "喜欢得不得了",
+        "我爱这个城市",
+        "好爱这家店",
+        "喜欢喜欢",
+    ],
+    "sadness": [
+        "好难过想哭",
+        "心里好难受",
+        "哭了一整晚",
+        "伤心透了",
+        "难过得说不出话",
+        "眼泪止不住",
+        "好伤心啊",
+        "心碎了",
+        "想哭又哭不出来",
+        "难受极了",
+    ],
+    "anger": [
+        "气死我了",
+        "太气人了吧",
+        "真是气炸了",
+        "我很生气",
+        "火大得很",
+        "气得发抖",
+        "越想越气",
+        "愤怒到极点",
+        "简直气死",
+        "生气生气",
+    ],
 }
 EMOTION_PAIRS = [(text, label) for label, texts in FEELINGS.items() for text in texts]
 IMPLICIT = ["果然是那个地方的人", "也就配这样了", "这种人就该待在老家", "他们那儿的人都一个样", "那边来的能好到哪去"]
-HARM_TEXTS = (["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
-              + ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾"] * 8 + IMPLICIT * 6)
+HARM_TEXTS = (
+    ["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
+    + ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾"] * 8
+    + IMPLICIT * 6
+)
 HARM_LABELS = [0] * 32 + [3] * 32 + [1] * 30
-ATTACK_PAIRS = ([(t, "explicit_attack") for t in ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾", "去死吧"] * 2]
-                + [(t, "implicit_attack") for t in IMPLICIT * 2])
+ATTACK_PAIRS = [
+    (t, "explicit_attack") for t in ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾", "去死吧"] * 2
+] + [(t, "implicit_attack") for t in IMPLICIT * 2]
 
 
 @pytest.fixture(scope="module")
 def classifier() -> HarmClassifier:
-    return HarmClassifier.fit(HARM_TEXTS, HARM_LABELS, KB, source="unit").learn_feelings(KB, EMOTION_PAIRS,
-                                                                                          ATTACK_PAIRS)
+    return HarmClassifier.fit(HARM_TEXTS, HARM_LABELS, KB, source="unit").learn_feelings(
+        KB, EMOTION_PAIRS, ATTACK_PAIRS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +153,9 @@ def test_a_knowledge_base_cue_keeps_its_specific_emotion(analyzer: EmbeddedAnaly
     assert "emotion" in {s.source: s.decided for s in verdict.signals}["kb"]
 
 
-def test_a_harmful_text_without_an_intent_cue_gets_its_attack_style(analyzer: EmbeddedAnalyzer,
-                                                                    classifier: HarmClassifier) -> None:
+def test_a_harmful_text_without_an_intent_cue_gets_its_attack_style(
+    analyzer: EmbeddedAnalyzer, classifier: HarmClassifier
+) -> None:
     verdict = analyzer.read_text("你就是个垃圾").verdict
     assert verdict.harm_type.value == "general_offense"
     # the knowledge base names this insult an explicit attack itself: its cue stays
@@ -130,9 +176,16 @@ def test_the_readers_survive_the_artefact_round_trip(classifier: HarmClassifier,
 
 def test_jsonl_items_may_give_acceptable_emotions_and_intents(tmp_path: Path) -> None:
     path = tmp_path / "items.jsonl"
-    path.write_text("\n".join(json.dumps(row, ensure_ascii=False) for row in [
-        {"text": "笑死", "label": 0, "emotion": ["amusement", "joy"], "intent": "humor"},
-        {"text": "好难过", "label": 0, "emotion": "sadness"}]), encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            json.dumps(row, ensure_ascii=False)
+            for row in [
+                {"text": "笑死", "label": 0, "emotion": ["amusement", "joy"], "intent": "humor"},
+                {"text": "好难过", "label": 0, "emotion": "sadness"},
+            ]
+        ),
+        encoding="utf-8",
+    )
     first, second = load_jsonl(path)
     assert first.emotions == ("amusement", "joy") and first.intents == ("humor",) and first.intent == "humor"
     assert second.emotions == ("sadness",) and second.intents == ()
@@ -166,8 +219,11 @@ def test_eval_clue_emotion_scores_the_reader_beside_the_baseline() -> None:
     assert abs(sum(tier["decided_by"].values()) - 1.0) < 1e-9
 
 
-def test_the_fields_own_confidences_are_stored_with_the_verdict(analyzer: EmbeddedAnalyzer, pg_sessions,  # type: ignore[no-untyped-def]
-                                                                 blobs) -> None:
+def test_the_fields_own_confidences_are_stored_with_the_verdict(
+    analyzer: EmbeddedAnalyzer,
+    pg_sessions,  # type: ignore[no-untyped-def]
+    blobs,
+) -> None:
     from memeguard import store
     from memeguard.queue import InlineQueue
     from memeguard.samples import render_meme
@@ -176,11 +232,13 @@ def test_the_fields_own_confidences_are_stored_with_the_verdict(analyzer: Embedd
     from producer.validation import Limits
     from worker.pipeline import Deps, process_job
 
-    job_id = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512)
-                      ).submit(render_meme("今天真快乐"), "feel-1", tenant="acme").job_id
+    job_id = (
+        Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512))
+        .submit(render_meme("今天真快乐"), "feel-1", tenant="acme")
+        .job_id
+    )
     reads_the_meme = EmbeddedAnalyzer(KB, lambda _frames: "今天真快乐", analyzer.classifier)  # the OCR's reading
-    deps = Deps(pg_sessions, blobs, reads_the_meme, load_policy(),
-                max_attempts=3, max_frames=4)
+    deps = Deps(pg_sessions, blobs, reads_the_meme, load_policy(), max_attempts=3, max_frames=4)
     assert process_job(job_id, deps).status == "done"
     with pg_sessions() as session:
         verdict = store.verdict_of(session, job_id)
@@ -201,8 +259,14 @@ def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
 
     def cli(*args: str, datasets: Path) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(datasets)}
-        return subprocess.run([sys.executable, "-m", "memeguard.cli", "eval", "clue-emotion", *args],
-                              capture_output=True, text=True, env=env, check=False, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "memeguard.cli", "eval", "clue-emotion", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
 
     missing = cli("--no-encoder", datasets=tmp_path)
     assert missing.returncode == 2 and "clue_emotion not found at" in missing.stderr
@@ -210,7 +274,8 @@ def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
     (tmp_path / "clue_emotion" / "valid.txt").write_text('{"content": "好开心", "label": "glee"}\n', encoding="utf-8")
     bad = cli("--split", "train", "--no-encoder", datasets=tmp_path)
     assert bad.returncode == 2 and "valid.txt:1: unknown emotion 'glee'" in bad.stderr
-    (tmp_path / "clue_emotion" / "valid.txt").write_text('{"content": "好开心", "label": "happiness"}\n',
-                                                        encoding="utf-8")
+    (tmp_path / "clue_emotion" / "valid.txt").write_text(
+        '{"content": "好开心", "label": "happiness"}\n', encoding="utf-8"
+    )
     wrong = cli("--split", "dev", "--no-encoder", datasets=tmp_path)
     assert wrong.returncode == 2 and "unknown split 'dev'" in wrong.stderr

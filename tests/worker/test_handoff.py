@@ -32,17 +32,29 @@ from worker.sweeper import requeue_stale
 GPU_QUEUE = "memeguard.vlm"
 
 
-def cpu_deps(sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded: Any, gpu: JobQueue | None, *,
-             min_confidence: float = 1.01, tiers: dict[str, str] | None = None) -> Deps:
+def cpu_deps(
+    sessions: sessionmaker[Session],
+    blobs: LocalBlobStore,
+    embedded: Any,
+    gpu: JobQueue | None,
+    *,
+    min_confidence: float = 1.01,
+    tiers: dict[str, str] | None = None,
+) -> Deps:
     """A CPU cascade worker of a two-queue fleet (min_confidence 1.01: nothing is ever sure enough)."""
     analyzer = CascadeAnalyzer(embedded, None, load_policy(), min_confidence, tiers or {})
-    return Deps(sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4, gpu_queue=gpu,
-                gpu_queue_name=GPU_QUEUE)
+    return Deps(
+        sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4, gpu_queue=gpu, gpu_queue_name=GPU_QUEUE
+    )
 
 
 def test_an_unsure_item_is_handed_to_the_gpu_queue_with_the_embedded_findings(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any,
-        meme_png: bytes) -> None:
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
     published: list[uuid.UUID] = []
     job_id = submit(pg_sessions, blobs, meme_png, post_text="手动狗头")
     [outcome] = process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append)))
@@ -62,7 +74,8 @@ def test_an_unsure_item_is_handed_to_the_gpu_queue_with_the_embedded_findings(
 
 
 def test_a_confident_item_is_finished_on_the_cpu_worker(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any) -> None:
+    pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any
+) -> None:
     published: list[uuid.UUID] = []
     job_id = submit(pg_sessions, blobs, render_meme("早上好，今天也要开心", "plain"))
     deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append), min_confidence=0.0)
@@ -75,8 +88,12 @@ def test_a_confident_item_is_finished_on_the_cpu_worker(
 
 
 def test_tenants_pinned_to_a_tier_skip_the_confidence_test(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any,
-        meme_png: bytes) -> None:
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
     published: list[uuid.UUID] = []
     gpu = InlineQueue(published.append)
     cpu_only = cpu_deps(pg_sessions, blobs, embedded_analyzer, gpu, tiers={"acme": "embedded"})
@@ -89,8 +106,12 @@ def test_tenants_pinned_to_a_tier_skip_the_confidence_test(
 
 
 def test_a_handed_off_job_delivered_again_to_a_cpu_worker_is_handed_on_unread(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any,
-        meme_png: bytes) -> None:
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
     """E.g. the CPU worker died after committing the hand-off but before acking its message."""
     published: list[uuid.UUID] = []
     deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append))
@@ -106,8 +127,12 @@ def test_a_handed_off_job_delivered_again_to_a_cpu_worker_is_handed_on_unread(
 
 
 def test_a_lost_hand_off_publish_loses_nothing_the_sweeper_sends_it_to_the_gpu_queue(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any,
-        meme_png: bytes) -> None:
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
     down = CeleryQueue(make_celery(Settings(broker_url="redis://127.0.0.1:1/0", broker_timeout_s=0.5)), GPU_QUEUE)
     job_id = submit(pg_sessions, blobs, meme_png)
     assert process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, down))[0].status == "handed_off"
@@ -120,8 +145,12 @@ def test_a_lost_hand_off_publish_loses_nothing_the_sweeper_sends_it_to_the_gpu_q
 
 
 def test_a_hand_off_without_a_gpu_queue_dead_letters_with_the_reason(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any,
-        meme_png: bytes) -> None:
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
     job_id = submit(pg_sessions, blobs, meme_png)
     [outcome] = process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, None))
     assert outcome.status == "failed" and "MEMEGUARD_VLM_QUEUE" in outcome.detail
@@ -129,8 +158,13 @@ def test_a_hand_off_without_a_gpu_queue_dead_letters_with_the_reason(
     assert job is not None and job.status is JobStatus.FAILED and job.error_code == "analyzer_error"
 
 
-def test_only_a_running_job_can_be_handed_off(pg_sessions: sessionmaker[Session], pg_session: Session,
-                                              blobs: LocalBlobStore, embedded_analyzer: Any, meme_png: bytes) -> None:
+def test_only_a_running_job_can_be_handed_off(
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
     """A delivery that finished the job meanwhile wins: the hand-off leaves it alone."""
     job_id = submit(pg_sessions, blobs, meme_png)
     verdict = embedded_analyzer.analyze(_input(meme_png)).verdict
@@ -150,13 +184,19 @@ def _input(data: bytes) -> Any:
 
 
 def test_one_process_refuses_to_hand_off_and_says_what_to_set(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, meme_png: bytes) -> None:
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, meme_png: bytes
+) -> None:
     """`memeguard analyze` with a fleet's CPU-worker settings: no GPU queue to wait for in one process."""
     image = tmp_path / "m.png"
     image.write_bytes(meme_png)
-    for name, value in {"MEMEGUARD_ANALYZER": "cascade", "MEMEGUARD_VLM_QUEUE": GPU_QUEUE,
-                        "MEMEGUARD_BROKER_URL": "redis://127.0.0.1:6379/0", "MEMEGUARD_DATA_DIR": str(tmp_path),
-                        "MEMEGUARD_CASCADE_MIN_CONFIDENCE": "1", "MEMEGUARD_FINGERPRINTS": "false"}.items():
+    for name, value in {
+        "MEMEGUARD_ANALYZER": "cascade",
+        "MEMEGUARD_VLM_QUEUE": GPU_QUEUE,
+        "MEMEGUARD_BROKER_URL": "redis://127.0.0.1:6379/0",
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+        "MEMEGUARD_CASCADE_MIN_CONFIDENCE": "1",
+        "MEMEGUARD_FINGERPRINTS": "false",
+    }.items():
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(app, ["analyze", str(image)])
     assert result.exit_code == 2 and "unset MEMEGUARD_VLM_QUEUE" in result.output

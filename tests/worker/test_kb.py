@@ -27,14 +27,17 @@ def test_every_example_matches_its_entry(entry) -> None:  # type: ignore[no-unty
         assert entry.id in {m.entry.id for m in KB.match(example)}, example
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ("你说得对，但是", "你说得对但是"),           # punctuation
-    ("你 说 得 对 但 是", "你说得对但是"),         # inserted spaces (OCR noise)
-    ("ＳＢ", "sb"),                               # full-width
-    ("你说得对…但是！", "你说得对但是"),
-    ("手动🐶", "手动🐶"),                          # meaningful emoji stay
-    ("我媽說你這個垃圾", "我妈说你这个垃圾"),      # traditional -> simplified
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("你说得对，但是", "你说得对但是"),  # punctuation
+        ("你 说 得 对 但 是", "你说得对但是"),  # inserted spaces (OCR noise)
+        ("ＳＢ", "sb"),  # full-width
+        ("你说得对…但是！", "你说得对但是"),
+        ("手动🐶", "手动🐶"),  # meaningful emoji stay
+        ("我媽說你這個垃圾", "我妈说你这个垃圾"),  # traditional -> simplified
+    ],
+)
 def test_normalize(raw: str, expected: str) -> None:
     assert normalize(raw) == expected
 
@@ -53,12 +56,15 @@ def test_unknown_enum_values_fail_loudly(tmp_path: Path) -> None:
         KnowledgeBase.load(path)
 
 
-@pytest.mark.parametrize(("text", "entry_id", "how"), [
-    ("你马死了", "insult.nmsl", "homophone"),      # 你妈死了 written with a homophone
-    ("操尼码", "insult.nima", "homophone"),        # 草泥马 ~ 操尼码 (cao ni ma)
-    ("你真是个nmd", "insult.nima", "initials"),    # 你妈的 -> nmd, not listed by hand
-    ("ljdx别说话", "insult.laji", "initials"),      # 垃圾东西 -> ljdx
-])
+@pytest.mark.parametrize(
+    ("text", "entry_id", "how"),
+    [
+        ("你马死了", "insult.nmsl", "homophone"),  # 你妈死了 written with a homophone
+        ("操尼码", "insult.nima", "homophone"),  # 草泥马 ~ 操尼码 (cao ni ma)
+        ("你真是个nmd", "insult.nima", "initials"),  # 你妈的 -> nmd, not listed by hand
+        ("ljdx别说话", "insult.laji", "initials"),  # 垃圾东西 -> ljdx
+    ],
+)
 def test_evasions_are_caught_by_sound(text: str, entry_id: str, how: str) -> None:
     hits = {m.entry.id: m for m in KB.match(text)}
     assert entry_id in hits, text
@@ -95,25 +101,31 @@ def test_phrases_do_not_match_across_the_meme_text_and_post_text_border() -> Non
     assert "insult.qusi" in {m.entry.id for m in KB.match("你快去死吧")}
 
 
-@pytest.mark.parametrize(("text", "entry_id"), [
-    ("中国女权主义者", "targeted.gender-slur"),   # the slur 国女 inside 中国 + 女权
-    ("中国女性的就业率在提高", "targeted.gender-slur"),
-    ("笑死，狗都不理", "insult.shen-gou"),  # 死狗 across a comma
-    ("笑死狗头", "insult.shen-gou"),        # 死狗 across 笑死 + 狗头
-    ("废物利用是个好习惯", "insult.laji"),    # 废物 inside 废物利用
-])
+@pytest.mark.parametrize(
+    ("text", "entry_id"),
+    [
+        ("中国女权主义者", "targeted.gender-slur"),  # the slur 国女 inside 中国 + 女权
+        ("中国女性的就业率在提高", "targeted.gender-slur"),
+        ("笑死，狗都不理", "insult.shen-gou"),  # 死狗 across a comma
+        ("笑死狗头", "insult.shen-gou"),  # 死狗 across 笑死 + 狗头
+        ("废物利用是个好习惯", "insult.laji"),  # 废物 inside 废物利用
+    ],
+)
 def test_matches_never_reach_inside_a_word_or_across_a_clause(text: str, entry_id: str) -> None:
     assert entry_id not in {m.entry.id for m in KB.match(text)}, text
 
 
-@pytest.mark.parametrize(("text", "entry_id"), [
-    ("这个国女真是的", "targeted.gender-slur"),
-    ("你这死狗", "insult.shen-gou"),
-    ("真是个人渣", "insult.hundan"),      # 个人 + 渣 is the dictionary's route, 个 + 人渣 what is meant
-    ("你个sb赶紧去死", "insult.qusi"),
-    ("你说得对，但是我不听", "sarcasm.nishuodedui-danshi"),  # the entry's phrase spans the comma itself
-    ("你说得对但是我不听", "sarcasm.nishuodedui-danshi"),
-])
+@pytest.mark.parametrize(
+    ("text", "entry_id"),
+    [
+        ("这个国女真是的", "targeted.gender-slur"),
+        ("你这死狗", "insult.shen-gou"),
+        ("真是个人渣", "insult.hundan"),  # 个人 + 渣 is the dictionary's route, 个 + 人渣 what is meant
+        ("你个sb赶紧去死", "insult.qusi"),
+        ("你说得对，但是我不听", "sarcasm.nishuodedui-danshi"),  # the entry's phrase spans the comma itself
+        ("你说得对但是我不听", "sarcasm.nishuodedui-danshi"),
+    ],
+)
 def test_matches_on_word_boundaries_still_find_what_is_meant(text: str, entry_id: str) -> None:
     assert entry_id in {m.entry.id for m in KB.match(text)}, text
 
@@ -124,18 +136,38 @@ def test_line_breaks_and_spaces_are_layout_not_clause_ends() -> None:
 
 
 def test_a_pattern_does_not_span_a_clause_unless_its_entry_says_so() -> None:
-    kb = KnowledgeBase([_pattern_entry("test.p", "你.{0,3}垃圾", across=False),
-                        _pattern_entry("test.q", "你.{0,3}垃圾", across=True)], "t")
+    kb = KnowledgeBase(
+        [_pattern_entry("test.p", "你.{0,3}垃圾", across=False), _pattern_entry("test.q", "你.{0,3}垃圾", across=True)],
+        "t",
+    )
     assert {m.entry.id for m in kb.match("你好，垃圾")} == {"test.q"}
 
 
 def _pattern_entry(entry_id: str, pattern: str, across: bool) -> Entry:
-    return Entry(entry_id, (), (re.compile(pattern),), None, None, HarmType.GENERAL_OFFENSE, 0.5, False, "test", (),
-                 "test", across_clauses=across, evidence=True)
+    return Entry(
+        entry_id,
+        (),
+        (re.compile(pattern),),
+        None,
+        None,
+        HarmType.GENERAL_OFFENSE,
+        0.5,
+        False,
+        "test",
+        (),
+        "test",
+        across_clauses=across,
+        evidence=True,
+    )
 
 
-EVERYDAY = [line.strip() for line in (Path(__file__).parent / "data" / "everyday_group_mentions.txt")
-            .read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+EVERYDAY = [
+    line.strip()
+    for line in (Path(__file__).parent / "data" / "everyday_group_mentions.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
+    if line.strip() and not line.startswith("#")
+]
 DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
 
 
@@ -168,5 +200,6 @@ def test_harmless_training_sentences_rarely_hold_an_attack() -> None:
     assert attacks_per_thousand(KB, sample) <= 35
     if (DATASETS / "c_harmkb" / "C-harmKB.json").exists():
         kb = KB.merged(KnowledgeBase.load_any(DATASETS / "c_harmkb" / "C-harmKB.json"))
-        assert attacks_per_thousand(kb.merged(KnowledgeBase.load_any(DATASETS / "toxicn_text" / "lexicon")),
-                                    sample) <= 75
+        assert (
+            attacks_per_thousand(kb.merged(KnowledgeBase.load_any(DATASETS / "toxicn_text" / "lexicon")), sample) <= 75
+        )

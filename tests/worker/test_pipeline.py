@@ -24,10 +24,14 @@ from worker.pipeline import Deps, dead_letter, is_transient, process_job, proces
 LIMITS = Limits(1_000_000, 4_000_000, 4, 200, 512)
 
 
-def submit(sessions: sessionmaker[Session], blobs: LocalBlobStore, data: bytes, content_id: str = "c1",
-           post_text: str = "") -> uuid.UUID:
-    return Producer(sessions, blobs, InlineQueue(lambda _: None), LIMITS).submit(
-        data, content_id, tenant="acme", post_text=post_text).job_id
+def submit(
+    sessions: sessionmaker[Session], blobs: LocalBlobStore, data: bytes, content_id: str = "c1", post_text: str = ""
+) -> uuid.UUID:
+    return (
+        Producer(sessions, blobs, InlineQueue(lambda _: None), LIMITS)
+        .submit(data, content_id, tenant="acme", post_text=post_text)
+        .job_id
+    )
 
 
 @pytest.fixture
@@ -36,7 +40,8 @@ def deps(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_ana
 
 
 def test_job_runs_to_done_with_verdict_action_audit_and_timings(
-        deps: Deps, pg_session: Session, meme_png: bytes) -> None:
+    deps: Deps, pg_session: Session, meme_png: bytes
+) -> None:
     job_id = submit(deps.sessions, deps.blobs, meme_png, post_text="手动狗头")
     outcome = process_job(job_id, deps)
     assert outcome.status == "done"
@@ -47,7 +52,8 @@ def test_job_runs_to_done_with_verdict_action_audit_and_timings(
     assert view.verdict.intent.value == "sarcasm"
     assert view.action.policy_name == "default" and view.action.rule_id
     assert {"validate_ms", "queue_wait_ms", "decode_ms", "ocr_ms", "kb_ms", "model_ms", "policy_ms"} <= set(
-        view.job.timings)
+        view.job.timings
+    )
     assert store.audit_events(pg_session, job_id) == []  # the normal path is in jobs/verdicts/actions
 
 
@@ -159,20 +165,23 @@ class Picky(NoopAnalyzer):
 
 
 @pytest.mark.parametrize("batch", [False, True])
-def test_one_unreadable_item_fails_alone_not_its_batch(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore,
-                                                      pg_session: Session, batch: bool) -> None:
+def test_one_unreadable_item_fails_alone_not_its_batch(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, pg_session: Session, batch: bool
+) -> None:
     analyzer = Picky(batch=batch)
     deps = Deps(pg_sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4)
-    ids = [submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"p{i}", "poison" if i == 1 else "ok")
-           for i in range(3)]
+    ids = [
+        submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"p{i}", "poison" if i == 1 else "ok") for i in range(3)
+    ]
     assert [o.status for o in process_jobs(ids, deps)] == ["done", "failed", "done"]
     failed = store.get_job(pg_session, ids[1])
     assert failed is not None and failed.error_code == "analyzer_error" and "cannot read" in (failed.error or "")
     assert analyzer.batch_calls == (1 if batch else 0)  # the batch was tried once, then item by item
 
 
-def test_a_transient_batch_failure_propagates_for_a_retry(pg_sessions: sessionmaker[Session],
-                                                          blobs: LocalBlobStore, pg_session: Session) -> None:
+def test_a_transient_batch_failure_propagates_for_a_retry(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, pg_session: Session
+) -> None:
     deps = Deps(pg_sessions, blobs, Picky(batch=True, transient=True), load_policy(), max_attempts=3, max_frames=4)
     ids = [submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"t{i}") for i in range(2)]
     with pytest.raises(ConnectionError):

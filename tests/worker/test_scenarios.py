@@ -9,8 +9,9 @@ from worker.analyzers import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
 
 
-def read(analyzer: EmbeddedAnalyzer, caption: str, template: str, post_text: str = "",
-         context: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+def read(
+    analyzer: EmbeddedAnalyzer, caption: str, template: str, post_text: str = "", context: dict[str, str] | None = None
+):  # type: ignore[no-untyped-def]
     frames = decode_frames(render_meme(caption, template), 4)
     return analyzer.analyze(AnalysisInput(frames, post_text, context or {})).verdict
 
@@ -31,9 +32,11 @@ def test_question_mark_face_are_you_serious_is_disbelief(embedded_analyzer: Embe
 
 
 def test_crying_cat_broken_in_customer_service_is_a_complaint_with_handover(
-        embedded_analyzer: EmbeddedAnalyzer) -> None:
-    verdict = read(embedded_analyzer, "我破防了", "crying_cat", post_text="快递三天了还没到",
-                   context={"scene": "customer_service"})
+    embedded_analyzer: EmbeddedAnalyzer,
+) -> None:
+    verdict = read(
+        embedded_analyzer, "我破防了", "crying_cat", post_text="快递三天了还没到", context={"scene": "customer_service"}
+    )
     assert (verdict.emotion.value, verdict.intent.value) == ("disappointment", "complaint")
     assert "转人工" in verdict.explanation
 

@@ -76,12 +76,17 @@ def test_transient_failure_republishes_every_job_with_backoff(tasks) -> None:  #
     from worker.pipeline import Deps
 
     deps = tasks.worker_deps()
-    down = Deps(make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1")),
-                deps.blobs, deps.analyzer, deps.policy, 3, 4)
+    down = Deps(
+        make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1")),
+        deps.blobs,
+        deps.analyzer,
+        deps.policy,
+        3,
+        4,
+    )
     ids = [uuid.uuid4(), uuid.uuid4()]
     republished: list[tuple[uuid.UUID, int, float]] = []
-    result = tasks.handle_batch([(str(ids[0]), 0), (str(ids[1]), 3)], down,
-                                lambda *args: republished.append(args))
+    result = tasks.handle_batch([(str(ids[0]), 0), (str(ids[1]), 3)], down, lambda *args: republished.append(args))
     assert result == ["retry", "retry"]
     assert republished == [(ids[0], 1, 2.0), (ids[1], 4, 16.0)]
 
@@ -110,8 +115,11 @@ def test_sweeper_republishes_stale_jobs_only(pg_sessions: sessionmaker[Session],
     stale = producer.submit(solid("PNG"), "old", tenant="acme").job_id
     fresh = producer.submit(solid("GIF"), "new", tenant="acme").job_id
     with pg_sessions() as session:
-        session.execute(store.sa.update(store.Job).where(store.Job.id == stale).values(
-            updated_at=store.utcnow() - timedelta(hours=1)))
+        session.execute(
+            store.sa.update(store.Job)
+            .where(store.Job.id == stale)
+            .values(updated_at=store.utcnow() - timedelta(hours=1))
+        )
         session.commit()
     assert requeue_stale(pg_sessions, InlineQueue(published.append), timedelta(minutes=10)) == [stale]
     assert published == [stale] and fresh not in published
@@ -134,8 +142,15 @@ def test_the_sweep_task_sends_a_stale_handed_off_job_to_the_gpu_queue(tasks, mon
     get_settings.cache_clear()
     deps = tasks.worker_deps()
     job_id = _submit(deps, "handed")
-    verdict = Verdict(emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=HarmType.NONE, confidence=0.5,
-                      explanation="", analyzer="embedded", analyzer_version="t")
+    verdict = Verdict(
+        emotion=Emotion.NEUTRAL,
+        intent=Intent.NEUTRAL,
+        harm_type=HarmType.NONE,
+        confidence=0.5,
+        explanation="",
+        analyzer="embedded",
+        analyzer_version="t",
+    )
     with deps.sessions() as session:
         store.claim_job(session, job_id, 3)
         assert store.hand_off_jobs(session, [(job_id, store.Handoff(verdict, {}, gpu))]) == [job_id]

@@ -42,8 +42,13 @@ def _gpu_tier(name: str, settings: Settings | None) -> Analyzer:
     vlm = build_vlm(settings, reader=embedded if name == "vlm" else None)
     if name == "vlm":
         return vlm
-    return CascadeAnalyzer(embedded, vlm, load_policy(settings.policy_file), settings.cascade_min_confidence,
-                           dict(settings.tenant_analyzers))
+    return CascadeAnalyzer(
+        embedded,
+        vlm,
+        load_policy(settings.policy_file),
+        settings.cascade_min_confidence,
+        dict(settings.tenant_analyzers),
+    )
 
 
 def _handoff_cascade(settings: Settings) -> Analyzer:
@@ -53,8 +58,13 @@ def _handoff_cascade(settings: Settings) -> Analyzer:
     from worker.analyzers.cascade import CascadeAnalyzer
     from worker.analyzers.embedded import EmbeddedAnalyzer
 
-    return CascadeAnalyzer(EmbeddedAnalyzer.default(settings), None, load_policy(settings.policy_file),
-                           settings.cascade_min_confidence, dict(settings.tenant_analyzers))
+    return CascadeAnalyzer(
+        EmbeddedAnalyzer.default(settings),
+        None,
+        load_policy(settings.policy_file),
+        settings.cascade_min_confidence,
+        dict(settings.tenant_analyzers),
+    )
 
 
 __all__ = ["ANALYZERS", "AnalysisInput", "AnalysisResult", "Analyzer", "AnalyzerError", "build_analyzer"]

@@ -30,8 +30,9 @@ TIERS = ("embedded", "cascade", "vlm")
 Outcome = AnalysisResult | AnalyzerError
 
 
-def stage_signal(first: Verdict | None, fast_ms: float, slow_ms: float | None,
-                 escalated: str = "not confident: escalated") -> Signal:
+def stage_signal(
+    first: Verdict | None, fast_ms: float, slow_ms: float | None, escalated: str = "not confident: escalated"
+) -> Signal:
     """The ``cascade`` signal: each tier that ran, its latency, and why the embedded verdict stood or not."""
     stages = []
     if first is not None:
@@ -61,8 +62,10 @@ class CascadeAnalyzer:
 
     def confident(self, verdict: Verdict) -> bool:
         """The embedded verdict is final: confident enough, and the policy would not send it to review."""
-        return (verdict.confidence >= self.min_confidence
-                and evaluate(self.policy, verdict).action is not ModerationAction.TAG)
+        return (
+            verdict.confidence >= self.min_confidence
+            and evaluate(self.policy, verdict).action is not ModerationAction.TAG
+        )
 
     def _tier(self, item: AnalysisInput) -> str:
         return self.tenant_tiers.get(item.tenant, "cascade")
@@ -70,8 +73,7 @@ class CascadeAnalyzer:
     def _escalate(self, item: AnalysisInput, first: Outcome | None) -> bool:
         if self._tier(item) == "vlm" or item.prior is not None:
             return True
-        return self._tier(item) == "cascade" and isinstance(first, AnalysisResult) and not self.confident(
-            first.verdict)
+        return self._tier(item) == "cascade" and isinstance(first, AnalysisResult) and not self.confident(first.verdict)
 
     def _why(self, item: AnalysisInput) -> str:
         if item.prior is not None:
@@ -82,11 +84,18 @@ class CascadeAnalyzer:
         firsts, fast_ms = self._fast(items)
         slow_idx = [i for i, item in enumerate(items) if self._escalate(item, firsts.get(i))]
         if self.slow is None:
-            return [self._hand_off(firsts[i], fast_ms, self._why(items[i])) if i in slow_idx
-                    else self._final(firsts[i], fast_ms) for i in range(len(items))]
+            return [
+                self._hand_off(firsts[i], fast_ms, self._why(items[i]))
+                if i in slow_idx
+                else self._final(firsts[i], fast_ms)
+                for i in range(len(items))
+            ]
         started = time.perf_counter()
-        seconds = dict(zip(slow_idx, analyze_many(self.slow, [_with_prior(items[i], firsts.get(i)) for i in slow_idx]),
-                           strict=True))
+        seconds = dict(
+            zip(
+                slow_idx, analyze_many(self.slow, [_with_prior(items[i], firsts.get(i)) for i in slow_idx]), strict=True
+            )
+        )
         slow_ms = (time.perf_counter() - started) * 1000 / max(1, len(slow_idx))
         return [self._combine(firsts.get(i), seconds.get(i), fast_ms, slow_ms) for i in range(len(items))]
 
@@ -94,8 +103,9 @@ class CascadeAnalyzer:
         """The embedded tier over the items that need it: not those pinned to the VLM (unless the VLM is on
         another worker, which then gets the embedded findings as context), not those read before (prior)."""
         prior = {i: AnalysisResult(item.prior) for i, item in enumerate(items) if item.prior is not None}
-        todo = [i for i, item in enumerate(items)
-                if i not in prior and (self.slow is None or self._tier(item) != "vlm")]
+        todo = [
+            i for i, item in enumerate(items) if i not in prior and (self.slow is None or self._tier(item) != "vlm")
+        ]
         started = time.perf_counter()
         firsts: dict[int, Outcome] = dict(zip(todo, analyze_many(self.fast, [items[i] for i in todo]), strict=True))
         return {**firsts, **prior}, (time.perf_counter() - started) * 1000 / max(1, len(todo))
@@ -104,8 +114,9 @@ class CascadeAnalyzer:
         if isinstance(first, AnalyzerError):
             return first
         CASCADE.labels("embedded").inc()
-        verdict = first.verdict.model_copy(update={
-            "signals": [*first.verdict.signals, stage_signal(first.verdict, fast_ms, None)]})
+        verdict = first.verdict.model_copy(
+            update={"signals": [*first.verdict.signals, stage_signal(first.verdict, fast_ms, None)]}
+        )
         return AnalysisResult(verdict, {**first.timings, "embedded_ms": fast_ms})
 
     @staticmethod
@@ -123,8 +134,11 @@ class CascadeAnalyzer:
         signal = stage_signal(prior, fast_ms, slow_ms if second is not None else None)
         verdict = final.verdict.model_copy(update={"signals": [*final.verdict.signals, signal]})
         CASCADE.labels("vlm" if second is not None else "embedded").inc()
-        timings = {**(first.timings if isinstance(first, AnalysisResult) else {}), **final.timings,
-                   "embedded_ms": fast_ms if first is not None else 0.0}
+        timings = {
+            **(first.timings if isinstance(first, AnalysisResult) else {}),
+            **final.timings,
+            "embedded_ms": fast_ms if first is not None else 0.0,
+        }
         return AnalysisResult(verdict, timings)
 
 

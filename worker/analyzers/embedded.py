@@ -102,8 +102,10 @@ class EmbeddedAnalyzer:
             classifier = HarmClassifier.load(path)
             externals = externals if settings.kb_external_given else classifier.kb_external
             if missing := [str(p) for p in externals if not p.exists()]:
-                raise FileNotFoundError(f"classifier {classifier.version} reads the knowledge bases {missing}, which "
-                                        "are not there: set MEMEGUARD_KB_EXTERNAL to where they are now, or retrain")
+                raise FileNotFoundError(
+                    f"classifier {classifier.version} reads the knowledge bases {missing}, which "
+                    "are not there: set MEMEGUARD_KB_EXTERNAL to where they are now, or retrain"
+                )
         kb = KnowledgeBase.bundled()
         for external in externals:
             kb = kb.merged(KnowledgeBase.load_any(external))
@@ -121,16 +123,18 @@ class EmbeddedAnalyzer:
         """The OCR this analyzer uses (the fingerprint stage reads text once and passes it on)."""
         return self._ocr(frames)
 
-    def read_text(self, ocr_text: str, post_text: str = "", context: dict[str, Any] | None = None,
-                  ocr_ms: float = 0.0) -> AnalysisResult:
+    def read_text(
+        self, ocr_text: str, post_text: str = "", context: dict[str, Any] | None = None, ocr_ms: float = 0.0
+    ) -> AnalysisResult:
         """Everything after OCR (the evaluation harness's ``--no-render`` mode starts here)."""
         started = time.perf_counter()
         templates = " ".join(str(t) for t in (context or {}).get("templates", []))
         text = joined(ocr_text, post_text, templates)  # a matched template (狗头, 熊猫头) reads as a cue
         matches = read(self.kb.match(text), text)
         learned = self._learned(ocr_text, post_text, matches)
-        verdict = self._verdict(ocr_text, post_text, matches, ocr_ms, learned,
-                                {**(context or {}), "_self": is_self_directed(text)})
+        verdict = self._verdict(
+            ocr_text, post_text, matches, ocr_ms, learned, {**(context or {}), "_self": is_self_directed(text)}
+        )
         return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
 
     def _learned(self, ocr_text: str, post_text: str, matches: list[Match]) -> Reading | None:
@@ -138,8 +142,15 @@ class EmbeddedAnalyzer:
             return None
         return self.classifier.predict([ocr_text], self.kb, [matches], [post_text])[0]
 
-    def _verdict(self, ocr_text: str, post_text: str, matches: list[Match], ocr_ms: float,
-                 learned: Reading | None, context: dict[str, Any]) -> Verdict:
+    def _verdict(
+        self,
+        ocr_text: str,
+        post_text: str,
+        matches: list[Match],
+        ocr_ms: float,
+        learned: Reading | None,
+        context: dict[str, Any],
+    ) -> Verdict:
         softened = any(m.entry.softener for m in matches)
         factor = SOFTENER_HARM_FACTOR if softened else 1.0
         # topic words never decide a harm type alone, nor does what the sentence denies or argues against
@@ -161,26 +172,37 @@ class EmbeddedAnalyzer:
             intent = _counter_intent(intent, learned, matches)
         elif harm.value is not HarmType.NONE and intent.value is Intent.COUNTER_SPEECH:
             intent = _intent_beside_counter_speech(matches)
-        felt = settle_emotion(Emotion(emotion.value) if emotion.support else None, emotion.score,
-                              learned.feeling if learned else None)
-        emotion = _Pick(felt.emotion, felt.confidence or 0.0, emotion.support if felt.source != "model" else (),
-                        felt.source)
+        felt = settle_emotion(
+            Emotion(emotion.value) if emotion.support else None, emotion.score, learned.feeling if learned else None
+        )
+        emotion = _Pick(
+            felt.emotion, felt.confidence or 0.0, emotion.support if felt.source != "model" else (), felt.source
+        )
         intent = _scene_intent(_learned_intent(intent, HarmType(harm.value), felt, learned), context)
         # the knowledge base backs the harm type when it read an attack the sentence did not soften or turn
-        backed = HarmType(harm.value) in ATTACK_HARMS and not (softened or self_directed) and \
-            any(m.attacking for m in matches)
-        explanation = _explain(ocr_text, matches, softened, emotion, intent, harm, confidence,
-                               learned.feeling if learned else None)
+        backed = (
+            HarmType(harm.value) in ATTACK_HARMS
+            and not (softened or self_directed)
+            and any(m.attacking for m in matches)
+        )
+        explanation = _explain(
+            ocr_text, matches, softened, emotion, intent, harm, confidence, learned.feeling if learned else None
+        )
         if self_directed:
             explanation += "用语指向自己（第一人称、未指向他人），按自嘲处理，攻击性弱化。"
         explanation += _group_reading(joined(ocr_text, post_text), harm, intent, matches, learned)
         return Verdict(
-            emotion=Emotion(emotion.value), intent=Intent(intent.value), harm_type=HarmType(harm.value),
-            confidence=round(confidence, 4), emotion_confidence=felt.confidence,
-            intent_confidence=_intent_confidence(intent), ocr_text=ocr_text,
+            emotion=Emotion(emotion.value),
+            intent=Intent(intent.value),
+            harm_type=HarmType(harm.value),
+            confidence=round(confidence, 4),
+            emotion_confidence=felt.confidence,
+            intent_confidence=_intent_confidence(intent),
+            ocr_text=ocr_text,
             explanation=explanation + _advice(intent, context, learned),
             signals=_signals(ocr_text, ocr_ms, matches, learned, backed, emotion, intent, harm),
-            analyzer=self.name, analyzer_version=self.version,
+            analyzer=self.name,
+            analyzer_version=self.version,
         )
 
     @staticmethod
@@ -197,8 +219,12 @@ class EmbeddedAnalyzer:
 
 # a harmless text's intent from the family of its emotion (when no cue names one): a laughing meme jokes, a
 # mourning one vents, an angry or disgusted one complains
-INTENT_OF_FAMILY = {"positive": Intent.HUMOR, "low": Intent.VENTING, "fear": Intent.VENTING,
-                    "hostile": Intent.COMPLAINT}
+INTENT_OF_FAMILY = {
+    "positive": Intent.HUMOR,
+    "low": Intent.VENTING,
+    "fear": Intent.VENTING,
+    "hostile": Intent.COMPLAINT,
+}
 
 
 def _learned_intent(intent: _Pick, harm: HarmType, felt: EmotionCall, learned: Reading | None) -> _Pick:
@@ -281,13 +307,21 @@ def _advice(intent: _Pick, context: dict[str, Any], learned: Reading | None) -> 
     return "".join(parts)
 
 
-DECIDERS = {"kb": ("kb",), "kb+model": ("kb", "emotion_model"), "model": ("emotion_model",),
-            "emotion": ("emotion_model",), "attack_style": ("attack_style",), "classifier": ("classifier",),
-            "none": ("embedded",), "embedded": ("embedded",)}
+DECIDERS = {
+    "kb": ("kb",),
+    "kb+model": ("kb", "emotion_model"),
+    "model": ("emotion_model",),
+    "emotion": ("emotion_model",),
+    "attack_style": ("attack_style",),
+    "classifier": ("classifier",),
+    "none": ("embedded",),
+    "embedded": ("embedded",),
+}
 
 
-def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: Reading | None, backed: bool,
-             *picks: _Pick) -> list[Signal]:
+def _signals(
+    ocr_text: str, ocr_ms: float, matches: list[Match], learned: Reading | None, backed: bool, *picks: _Pick
+) -> list[Signal]:
     """One signal per source, each listing the verdict fields it decided."""
     decided: dict[str, list[str]] = defaultdict(list)
     for name, pick in zip(("emotion", "intent", "harm_type"), picks, strict=True):
@@ -297,21 +331,46 @@ def _signals(ocr_text: str, ocr_ms: float, matches: list[Match], learned: Readin
     if learned is not None:
         signals.append(_classifier_signal(learned, decided["classifier"]))
     if learned is not None and learned.novel:
-        signals.append(Signal(source="novelty", evidence=[
-            f"nearest training text cosine {learned.similarity:.3f} is below the novelty threshold"]))
+        signals.append(
+            Signal(
+                source="novelty",
+                evidence=[f"nearest training text cosine {learned.similarity:.3f} is below the novelty threshold"],
+            )
+        )
     if learned is not None and learned.feeling is not None:
         f = learned.feeling
-        signals.append(Signal(source="emotion_model", decided=decided["emotion_model"], weight=round(f.confidence, 3),
-                              evidence=[f"{f.likeliest.value} p={f.confidence:.3f}", f"label {f.native}",
-                                        f"threshold {f.threshold:.2f}"]))
+        signals.append(
+            Signal(
+                source="emotion_model",
+                decided=decided["emotion_model"],
+                weight=round(f.confidence, 3),
+                evidence=[
+                    f"{f.likeliest.value} p={f.confidence:.3f}",
+                    f"label {f.native}",
+                    f"threshold {f.threshold:.2f}",
+                ],
+            )
+        )
     if learned is not None and learned.style is not None and decided["attack_style"]:
-        signals.append(Signal(source="attack_style", decided=decided["attack_style"],
-                              weight=round(learned.style.confidence, 3),
-                              evidence=[f"{learned.style.intent.value} p={learned.style.confidence:.3f}"]))
+        signals.append(
+            Signal(
+                source="attack_style",
+                decided=decided["attack_style"],
+                weight=round(learned.style.confidence, 3),
+                evidence=[f"{learned.style.intent.value} p={learned.style.confidence:.3f}"],
+            )
+        )
     if matches:
         evidence = [f"{m.entry.id}:{m.text}" + (f" ({m.how})" if m.how != "exact" else "") for m in matches]
-        signals.append(Signal(source="kb", decided=decided["kb"], backs=["harm_type"] if backed else [],
-                              evidence=evidence, weight=round(max(m.weight for m in matches), 3)))
+        signals.append(
+            Signal(
+                source="kb",
+                decided=decided["kb"],
+                backs=["harm_type"] if backed else [],
+                evidence=evidence,
+                weight=round(max(m.weight for m in matches), 3),
+            )
+        )
     if decided["embedded"]:
         signals.append(Signal(source="embedded", decided=decided["embedded"], evidence=["no evidence either way"]))
     return signals
@@ -327,8 +386,16 @@ def _classifier_signal(learned: Reading, fields: list[str]) -> Signal:
     return Signal(source="classifier", decided=decided, evidence=evidence, weight=round(learned.confidence, 3))
 
 
-def _explain(ocr_text: str, matches: list[Match], softened: bool, emotion: _Pick, intent: _Pick,
-             harm: _Pick, confidence: float, feeling: Feeling | None = None) -> str:
+def _explain(
+    ocr_text: str,
+    matches: list[Match],
+    softened: bool,
+    emotion: _Pick,
+    intent: _Pick,
+    harm: _Pick,
+    confidence: float,
+    feeling: Feeling | None = None,
+) -> str:
     """A Chinese explanation that cites the text read and every knowledge-base entry that matched, and states
     the emotion and the intent each with the evidence for it."""
     parts = [f"图中文字：「{_clip(ocr_text)}」。" if ocr_text else "图中未识别到文字。"]
@@ -342,7 +409,8 @@ def _explain(ocr_text: str, matches: list[Match], softened: bool, emotion: _Pick
     parts.append(
         f"综合判断：情绪「{label_zh(emotion.value)}」（{_emotion_because(emotion, feeling)}），"
         f"意图「{label_zh(intent.value)}」（{_intent_because(intent)}），"
-        f"危害类型「{label_zh(harm.value)}」，置信度 {confidence:.2f}。")
+        f"危害类型「{label_zh(harm.value)}」，置信度 {confidence:.2f}。"
+    )
     return "".join(parts)
 
 
@@ -359,8 +427,10 @@ def _emotion_because(emotion: _Pick, feeling: Feeling | None) -> str:
         leaning = f"，情绪模型倾向「{label_zh(feeling.likeliest)}」" if feeling else ""
         return f"依据知识库{_cues(emotion)}{leaning}"
     if feeling is not None:
-        return (f"情绪模型最可能为「{label_zh(feeling.likeliest)}」，但概率 {feeling.confidence:.2f} 低于阈值 "
-                f"{feeling.threshold:.2f}，不作判断")
+        return (
+            f"情绪模型最可能为「{label_zh(feeling.likeliest)}」，但概率 {feeling.confidence:.2f} 低于阈值 "
+            f"{feeling.threshold:.2f}，不作判断"
+        )
     return "未见情绪线索"
 
 

@@ -16,9 +16,13 @@ class NoopAnalyzer:
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         verdict = Verdict(
-            emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=HarmType.NONE, confidence=0.0,
+            emotion=Emotion.NEUTRAL,
+            intent=Intent.NEUTRAL,
+            harm_type=HarmType.NONE,
+            confidence=0.0,
             explanation="空分析器（仅用于压测管线开销），未对内容做任何判断。",
             signals=[Signal(source="noop", decided=["emotion", "intent", "harm_type"])],
-            analyzer=self.name, analyzer_version=self.version,
+            analyzer=self.name,
+            analyzer_version=self.version,
         )
         return AnalysisResult(verdict)

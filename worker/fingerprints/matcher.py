@@ -77,8 +77,14 @@ class ImageMatch:
 
 
 class Matcher:
-    def __init__(self, sessions: sessionmaker[Session], *, refresh_s: float = 30.0,
-                 shared_tenants: Sequence[str] = (), retention: timedelta | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        refresh_s: float = 30.0,
+        shared_tenants: Sequence[str] = (),
+        retention: timedelta | None = None,
+    ) -> None:
         """``retention``: how long a moderated image stays in this worker's verdict cache (None: for ever).
         Older fingerprints are never loaded and are dropped at each refresh, so a worker's memory is bounded
         by the traffic of the retention window, not by all history."""
@@ -105,8 +111,9 @@ class Matcher:
             self._add_bank_hashes(bank_store.hashes_after(session, max(0, self._hash_mark - ID_LAG)))
             removed = bank_store.removed_since(session, self._removals_since)
             cutoff = started_at - self.retention if self.retention is not None else None
-            self._add_fingerprints(bank_store.fingerprints_after(session, max(0, self._job_mark - ID_LAG),
-                                                                 since=cutoff))
+            self._add_fingerprints(
+                bank_store.fingerprints_after(session, max(0, self._job_mark - ID_LAG), since=cutoff)
+            )
         if cutoff is not None:
             self._expire(cutoff)
         self._pdq.remove(removed)
@@ -117,15 +124,18 @@ class Matcher:
         """Bank and cache matches for an image (all of its sampled frames); low-quality hashes never match."""
         usable = [h for h in hashes if h.matchable]
         hits: dict[tuple[int, int], BankHit] = {}
-        for hit in sorted((hit for h in usable for hit in self._bank_hits(h)), key=lambda h: (h.signal != "pdq",
-                                                                                             h.distance)):
+        for hit in sorted(
+            (hit for h in usable for hit in self._bank_hits(h)), key=lambda h: (h.signal != "pdq", h.distance)
+        ):
             hits.setdefault((hit.bank.id, hit.hash_id), hit)  # one hit per bank entry: PDQ's when both match
         live = [hit for hit in hits.values() if self._applies(hit.bank, item_key)]
         allowed = [hit for hit in live if hit.bank.kind is BankKind.ALLOW]
         banks = [] if allowed else [hit for hit in live if hit.bank.kind is not BankKind.ALLOW]
         suppressed = [hit for hit in live if allowed and hit.bank.kind is not BankKind.ALLOW]
-        cache = sorted({c for h in usable for c in self._cache_hits(h, tenant)},
-                       key=lambda c: (c[0].signal != "pdq", c[0].distance))
+        cache = sorted(
+            {c for h in usable for c in self._cache_hits(h, tenant)},
+            key=lambda c: (c[0].signal != "pdq", c[0].distance),
+        )
         return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache)
 
     def _bank_hits(self, image: ImageHashes) -> list[BankHit]:
@@ -145,8 +155,9 @@ class Matcher:
     def _cache_hits(self, image: ImageHashes, tenant: str) -> list[tuple[CacheHit, str]]:
         """Earlier jobs with a near image (PDQ, else pHash) that this tenant may reuse."""
         found = [("pdq", *hit) for hit in self._jobs.search(to_words(image.pdq, PDQ_BITS), CACHE_PDQ_DISTANCE)]
-        found += [("phash", *hit) for hit in
-                  self._jobs_phash.search(to_words(image.phash, PHASH_BITS), CACHE_PHASH_DISTANCE)]
+        found += [
+            ("phash", *hit) for hit in self._jobs_phash.search(to_words(image.phash, PHASH_BITS), CACHE_PHASH_DISTANCE)
+        ]
         out: dict[uuid.UUID, tuple[CacheHit, str]] = {}
         for signal, row_id, distance in found:
             meta = self._jobs_meta[row_id]
@@ -178,7 +189,6 @@ class Matcher:
         _add(self._jobs_phash, [(r.id, int(r.phash, 16)) for r in usable], PHASH_BITS)
         self._jobs_meta.update({r.id: r for r in rows})
         self._job_mark = max([self._job_mark, *(r.id for r in rows)])
-
 
     def _expire(self, cutoff: datetime) -> None:
         """Forget the cache entries stored before ``cutoff``; compact once they are a tenth of the index."""

@@ -62,8 +62,16 @@ class Screened:
     timings: dict[str, float]
 
 
-def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *, stage: Fingerprinting,
-           tenant: str, item_key: str, known_text: str | None = None) -> Screened:
+def screen(
+    frames: list[Image.Image],
+    post_text: str,
+    context: dict[str, Any],
+    *,
+    stage: Fingerprinting,
+    tenant: str,
+    item_key: str,
+    known_text: str | None = None,
+) -> Screened:
     """Hash and match; a known-harmful bank or a reusable earlier verdict decides here, without the model.
     ``known_text``: the image text another tier already read (a job handed to the GPU tier): not read again."""
     started = time.perf_counter()
@@ -91,27 +99,32 @@ def screen(frames: list[Image.Image], post_text: str, context: dict[str, Any], *
 
 def finish(screened: Screened, result: AnalysisResult) -> Fingerprinted:
     """The analyzer's verdict with the fingerprint signal added and the hashes kept for the cache."""
-    verdict = result.verdict.model_copy(update={"signals": [*result.verdict.signals,
-                                                            _signal(screened.match, screened.hashed_ms)]})
-    timings = {**screened.timings, **{k: round(v, 3) for k, v in result.timings.items()
-                                      if k not in screened.timings}}
+    verdict = result.verdict.model_copy(
+        update={"signals": [*result.verdict.signals, _signal(screened.match, screened.hashed_ms)]}
+    )
+    timings = {**screened.timings, **{k: round(v, 3) for k, v in result.timings.items() if k not in screened.timings}}
     first = screened.match.hashes[0] if screened.match.hashes else None
     post_text = screened.pending.post_text if screened.pending else ""
     return Fingerprinted(verdict, first, caption(verdict.ocr_text, post_text), timings)
 
 
-def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting,
-           hashed_ms: float) -> Verdict | None:
+def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting, hashed_ms: float) -> Verdict | None:
     hit = match.reusable(caption(ocr_text, post_text))
     earlier = stage.load_verdict(hit.job_id) if hit is not None else None
     if hit is None or earlier is None:
         return None
     evidence = [f"reused verdict of job {hit.job_id}", f"{hit.signal} distance {hit.distance}", "caption matches"]
-    signal = Signal(source="fingerprint", decided=["emotion", "intent", "harm_type", "confidence"],
-                    evidence=evidence, weight=1.0, latency_ms=round(hashed_ms, 2))
+    signal = Signal(
+        source="fingerprint",
+        decided=["emotion", "intent", "harm_type", "confidence"],
+        evidence=evidence,
+        weight=1.0,
+        latency_ms=round(hashed_ms, 2),
+    )
     explanation = f"与已审内容相同（图片与文字均匹配），沿用其结论。{earlier.explanation}"
-    return earlier.model_copy(update={"signals": [signal, *earlier.signals], "latency_ms": round(hashed_ms, 2),
-                                      "explanation": explanation})
+    return earlier.model_copy(
+        update={"signals": [signal, *earlier.signals], "latency_ms": round(hashed_ms, 2), "explanation": explanation}
+    )
 
 
 def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
@@ -120,12 +133,25 @@ def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
     harm = HarmType(hit.bank.label) if hit.bank.label in labels else HarmType.GENERAL_OFFENSE
     where = f"{hit.signal.upper()} 距离 {hit.distance}"
     return Verdict(
-        emotion=Emotion.NEUTRAL, intent=Intent.NEUTRAL, harm_type=harm, confidence=BANK_CONFIDENCE,
+        emotion=Emotion.NEUTRAL,
+        intent=Intent.NEUTRAL,
+        harm_type=harm,
+        confidence=BANK_CONFIDENCE,
         explanation=f"图片命中已知有害内容库「{hit.bank.name}」（{where}），按库标签判定，未调用模型。",
-        signals=[Signal(source="fingerprint", decided=["harm_type", "confidence"], backs=["harm_type"], weight=1.0,
-                        evidence=[f"bank {hit.bank.name} hash {hit.hash_id} {hit.signal} d={hit.distance}"],
-                        latency_ms=round(hashed_ms, 2))],
-        analyzer="fingerprint", analyzer_version=f"bank:{hit.bank.name}", latency_ms=round(hashed_ms, 2))
+        signals=[
+            Signal(
+                source="fingerprint",
+                decided=["harm_type", "confidence"],
+                backs=["harm_type"],
+                weight=1.0,
+                evidence=[f"bank {hit.bank.name} hash {hit.hash_id} {hit.signal} d={hit.distance}"],
+                latency_ms=round(hashed_ms, 2),
+            )
+        ],
+        analyzer="fingerprint",
+        analyzer_version=f"bank:{hit.bank.name}",
+        latency_ms=round(hashed_ms, 2),
+    )
 
 
 def _signal(match: ImageMatch, hashed_ms: float) -> Signal:
@@ -135,8 +161,9 @@ def _signal(match: ImageMatch, hashed_ms: float) -> Signal:
         evidence.append(f"image matches {len(match.cache)} earlier job(s) with another caption: template only")
     if match.hashes and not any(h.matchable for h in match.hashes):
         evidence.append(f"PDQ quality {max(h.quality for h in match.hashes)} < 50: not matched")
-    return Signal(source="fingerprint", decided=[], evidence=evidence or ["no known meme"],
-                  latency_ms=round(hashed_ms, 2))
+    return Signal(
+        source="fingerprint", decided=[], evidence=evidence or ["no known meme"], latency_ms=round(hashed_ms, 2)
+    )
 
 
 def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: Settings) -> Fingerprinting:
@@ -145,11 +172,14 @@ def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: S
         import imagehash  # noqa: F401
         import pdqhash  # noqa: F401
     except ImportError as exc:
-        raise RuntimeError("fingerprints need the CPU extra (`pip install 'memeguard[cpu]'`); "
-                           "or turn them off with MEMEGUARD_FINGERPRINTS=false") from exc
+        raise RuntimeError(
+            "fingerprints need the CPU extra (`pip install 'memeguard[cpu]'`); "
+            "or turn them off with MEMEGUARD_FINGERPRINTS=false"
+        ) from exc
     retention = timedelta(days=settings.cache_retention_days) if settings.cache_retention_days else None
-    matcher = Matcher(sessions, refresh_s=settings.bank_refresh_s, shared_tenants=settings.cache_shared_tenants,
-                      retention=retention)
+    matcher = Matcher(
+        sessions, refresh_s=settings.bank_refresh_s, shared_tenants=settings.cache_shared_tenants, retention=retention
+    )
     ocr = getattr(analyzer, "read_image_text", None)
 
     def load_verdict(job_id: uuid.UUID) -> Verdict | None:

@@ -86,8 +86,10 @@ class VlmAnalyzer:
         """One mode, one fast-path ``generate`` and at most one explanation ``generate`` for the batch."""
         readable = [i for i, item in enumerate(items) if item.frames]
         results: dict[int, AnalysisResult | AnalyzerError] = {
-            i: AnalyzerError("the VLM reads images: this item has no frame") for i in range(len(items))
-            if i not in readable}
+            i: AnalyzerError("the VLM reads images: this item has no frame")
+            for i in range(len(items))
+            if i not in readable
+        }
         if readable:
             results.update(zip(readable, self._run([items[i] for i in readable]), strict=True))
         return [results[i] for i in range(len(items))]
@@ -97,13 +99,16 @@ class VlmAnalyzer:
         ``memeguard calibrate`` fits the temperature on."""
         return [read.probs[2] for read in self._fast(items, self.budgets[NORMAL])[3]]
 
-    def _fast(self, items: list[AnalysisInput], budget: Budget) -> tuple[
-            list[Verdict | None], list[str], list[Image.Image], list[reading.LabelRead]]:
+    def _fast(
+        self, items: list[AnalysisInput], budget: Budget
+    ) -> tuple[list[Verdict | None], list[str], list[Image.Image], list[reading.LabelRead]]:
         """Context (the embedded tier's findings), images within the budget, prompts, one labels pass."""
         priors = [self._prior(item) for item in items]
         images = [frame_sheet(item.frames, self.max_frames, budget.max_pixels) for item in items]
-        texts = reading.prompt_texts(self.loaded, [self._conversation(item, prior, self.max_frames)
-                                                   for item, prior in zip(items, priors, strict=True)])
+        texts = reading.prompt_texts(
+            self.loaded,
+            [self._conversation(item, prior, self.max_frames) for item, prior in zip(items, priors, strict=True)],
+        )
         return priors, texts, images, reading.read_labels(self.loaded, texts, images, self.code_ids, self.prefix)
 
     def _run(self, items: list[AnalysisInput]) -> list[AnalysisResult]:
@@ -139,33 +144,62 @@ class VlmAnalyzer:
     def _verdict(self, read: reading.LabelRead, prior: Verdict | None, mode: str, ms: float) -> Verdict:
         emotion, intent, harm = (table[code] for (_, table), code in zip(CODES.fields, read.codes, strict=True))
         confidence = round(self._confidence(read), 4)
-        evidence = [f"mode={mode}", *(f"p({name})={read.probability(i):.3f}"
-                                      for i, (name, _) in enumerate(CODES.fields))]
+        evidence = [
+            f"mode={mode}",
+            *(f"p({name})={read.probability(i):.3f}" for i, (name, _) in enumerate(CODES.fields)),
+        ]
         if self.calibration is not None:
-            evidence.append(f"calibrated T={self.calibration.temperature:g}: p(harm_type) "
-                            f"{read.probability(2):.3f} -> {confidence:.3f}")
-        explanation = (f"模型判读：情绪「{label_zh(emotion)}」，意图「{label_zh(intent)}」，"
-                       f"危害类型「{label_zh(harm)}」，概率 {confidence:.2f}"
-                       f"（{'降级模式' if mode == DEGRADED else '常规模式'}）。")
+            evidence.append(
+                f"calibrated T={self.calibration.temperature:g}: p(harm_type) "
+                f"{read.probability(2):.3f} -> {confidence:.3f}"
+            )
+        explanation = (
+            f"模型判读：情绪「{label_zh(emotion)}」，意图「{label_zh(intent)}」，"
+            f"危害类型「{label_zh(harm)}」，概率 {confidence:.2f}"
+            f"（{'降级模式' if mode == DEGRADED else '常规模式'}）。"
+        )
         # the embedded tier's novelty flag asked for a reader that knows more: the model has now read the item
         carried = [s for s in (prior.signals if prior else []) if s.source != "novelty"]
-        signals = [*carried,
-                   Signal(source="vlm", decided=["emotion", "intent", "harm_type", "confidence"], backs=["harm_type"],
-                          evidence=evidence,
-                          weight=confidence, latency_ms=round(ms, 2))]
-        return Verdict(emotion=emotion, intent=intent, harm_type=harm, confidence=confidence, explanation=explanation,
-                       ocr_text=prior.ocr_text if prior else "", signals=signals, analyzer=self.name,
-                       analyzer_version=self.version)
+        signals = [
+            *carried,
+            Signal(
+                source="vlm",
+                decided=["emotion", "intent", "harm_type", "confidence"],
+                backs=["harm_type"],
+                evidence=evidence,
+                weight=confidence,
+                latency_ms=round(ms, 2),
+            ),
+        ]
+        return Verdict(
+            emotion=emotion,
+            intent=intent,
+            harm_type=harm,
+            confidence=confidence,
+            explanation=explanation,
+            ocr_text=prior.ocr_text if prior else "",
+            signals=signals,
+            analyzer=self.name,
+            analyzer_version=self.version,
+        )
 
-    def _explain(self, verdicts: list[Verdict], texts: list[str], images: list[Image.Image],
-                 reads: list[reading.LabelRead], budget: Budget, mode: str) -> list[Verdict]:
+    def _explain(
+        self,
+        verdicts: list[Verdict],
+        texts: list[str],
+        images: list[Image.Image],
+        reads: list[reading.LabelRead],
+        budget: Budget,
+        mode: str,
+    ) -> list[Verdict]:
         wanted = [i for i, v in enumerate(verdicts) if self.explain_when(v)]
         if not wanted:
             return verdicts
         started = time.perf_counter()
         prompts = [reading.explanation_prompt(texts[i], reads[i]) for i in wanted]
-        raw = reading.generate_explanations(self.loaded, prompts, [images[i] for i in wanted], budget.max_new_tokens,
-                                            prefix=self.prefix)
+        raw = reading.generate_explanations(
+            self.loaded, prompts, [images[i] for i in wanted], budget.max_new_tokens, prefix=self.prefix
+        )
         ms = (time.perf_counter() - started) * 1000 / len(wanted)
         VLM_ITEMS.labels(mode, "explain").inc(len(wanted))
         out = list(verdicts)
@@ -180,11 +214,16 @@ def with_explanation(verdict: Verdict, raw: str, ms: float) -> Verdict:
         parsed = reading.parse_explanation(raw)
     except reading.VlmOutputError as exc:
         flag = Signal(source="review_needed", evidence=[f"模型说明无法解析：{exc}"], latency_ms=round(ms, 2))
-        return verdict.model_copy(update={
-            "confidence": min(verdict.confidence, UNPARSED_CONFIDENCE), "signals": [*verdict.signals, flag],
-            "explanation": verdict.explanation + "模型的说明无法解析，需人工复核。"})
+        return verdict.model_copy(
+            update={
+                "confidence": min(verdict.confidence, UNPARSED_CONFIDENCE),
+                "signals": [*verdict.signals, flag],
+                "explanation": verdict.explanation + "模型的说明无法解析，需人工复核。",
+            }
+        )
     detail = "；".join(f"{k}：{v}" for k, v in parsed.items() if k != "explanation")
     text = parsed.get("explanation", "") + (f"（{detail}）" if detail else "")
     note = Signal(source="vlm_explanation", evidence=[raw[:200]], latency_ms=round(ms, 2))
-    return verdict.model_copy(update={"explanation": f"{verdict.explanation}{text}",
-                                      "signals": [*verdict.signals, note]})
+    return verdict.model_copy(
+        update={"explanation": f"{verdict.explanation}{text}", "signals": [*verdict.signals, note]}
+    )

@@ -38,16 +38,28 @@ def build_vlm(settings: Settings, reader: Analyzer | None = None) -> VlmAnalyzer
     except ImportError as exc:
         raise VlmUnavailable(f"the VLM tier needs the vlm extra (pip install 'memeguard[vlm]'): {exc}") from exc
     loaded = load(settings.vlm_model, quant=settings.vlm_quant, device=settings.vlm_device)
-    monitor = LoadMonitor(queue_depth=_queue_depth(settings), max_queue=settings.vlm_max_queue,
-                          gpu_load=cuda_load if loaded.device.type == "cuda" else None,
-                          threshold=settings.vlm_gpu_threshold)
-    budgets = {NORMAL: Budget(settings.vlm_max_pixels, settings.vlm_max_new_tokens),
-               DEGRADED: Budget(settings.vlm_degraded_pixels, settings.vlm_degraded_new_tokens)}
+    monitor = LoadMonitor(
+        queue_depth=_queue_depth(settings),
+        max_queue=settings.vlm_max_queue,
+        gpu_load=cuda_load if loaded.device.type == "cuda" else None,
+        threshold=settings.vlm_gpu_threshold,
+    )
+    budgets = {
+        NORMAL: Budget(settings.vlm_max_pixels, settings.vlm_max_new_tokens),
+        DEGRADED: Budget(settings.vlm_degraded_pixels, settings.vlm_degraded_new_tokens),
+    }
     rule = explain_rule(settings.vlm_explain, load_policy(settings.policy_file))
     calibration = Calibration.load(settings.vlm_calibration) if settings.vlm_calibration else None
-    return VlmAnalyzer(loaded, reader=reader, explain_when=rule, monitor=monitor, budgets=budgets,
-                       prefix_cache=settings.vlm_prefix_cache, max_frames=settings.vlm_max_frames,
-                       calibration=calibration)
+    return VlmAnalyzer(
+        loaded,
+        reader=reader,
+        explain_when=rule,
+        monitor=monitor,
+        budgets=budgets,
+        prefix_cache=settings.vlm_prefix_cache,
+        max_frames=settings.vlm_max_frames,
+        calibration=calibration,
+    )
 
 
 def _queue_depth(settings: Settings) -> Callable[[], int] | None:

@@ -55,8 +55,10 @@ class Calibration:
     def check(self, model: str) -> None:
         """Refuse a calibration fitted for another model, quantisation or prompt."""
         if self.model != model:
-            raise ValueError(f"VLM calibration was fitted for {self.model!r}, this worker serves {model!r}: "
-                             "recalibrate with `memeguard calibrate`")
+            raise ValueError(
+                f"VLM calibration was fitted for {self.model!r}, this worker serves {model!r}: "
+                "recalibrate with `memeguard calibrate`"
+            )
 
 
 def scaled(probs: Mapping[str, float], temperature: float) -> dict[str, float]:
@@ -70,8 +72,9 @@ def scaled(probs: Mapping[str, float], temperature: float) -> dict[str, float]:
 
 def nll(rows: Sequence[Mapping[str, float]], labels: Sequence[str], temperature: float) -> float:
     """Mean negative log-likelihood of the true labels under the scaled probabilities."""
-    return -sum(math.log(max(scaled(row, temperature)[label], 1e-12))
-                for row, label in zip(rows, labels, strict=True)) / max(1, len(rows))
+    return -sum(
+        math.log(max(scaled(row, temperature)[label], 1e-12)) for row, label in zip(rows, labels, strict=True)
+    ) / max(1, len(rows))
 
 
 def ece(rows: Sequence[Mapping[str, float]], labels: Sequence[str], temperature: float) -> float:
@@ -92,8 +95,15 @@ def fit(rows: Sequence[Mapping[str, float]], labels: Sequence[str], model: str) 
         raise ValueError("a label is not one of the allowed codes")
     low, high = (math.log(t) for t in T_RANGE)
     t = math.exp(_golden(lambda log_t: nll(rows, labels, math.exp(log_t)), low, high))
-    return Calibration(round(t, 4), model, len(rows), nll(rows, labels, 1.0), nll(rows, labels, t),
-                       ece(rows, labels, 1.0), ece(rows, labels, t))
+    return Calibration(
+        round(t, 4),
+        model,
+        len(rows),
+        nll(rows, labels, 1.0),
+        nll(rows, labels, t),
+        ece(rows, labels, 1.0),
+        ece(rows, labels, t),
+    )
 
 
 def _golden(func: Callable[[float], float], low: float, high: float, steps: int = 60) -> float:
@@ -120,8 +130,9 @@ def harm_code(harm_type: int) -> str:
     return next(code for code, harm in CODES.harm.items() if harm is wanted)
 
 
-def collect(analyzer: HarmReader, items: Sequence[LabelledItem], batch_size: int = 8) -> tuple[
-        list[dict[str, float]], list[str]]:
+def collect(
+    analyzer: HarmReader, items: Sequence[LabelledItem], batch_size: int = 8
+) -> tuple[list[dict[str, float]], list[str]]:
     """Each item rendered as a meme (as the evaluation harness does; its description as the post text) and
     read by the VLM's fast path in batches: the raw harm distributions and the human labels' codes."""
     from memeguard.imaging import decode_frames
@@ -130,7 +141,8 @@ def collect(analyzer: HarmReader, items: Sequence[LabelledItem], batch_size: int
 
     rows: list[dict[str, float]] = []
     for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
-        rows += analyzer.harm_probabilities([AnalysisInput(decode_frames(render_meme(i.text or " "), 1),
-                                                           post_text=i.context) for i in chunk])
+        chunk = items[start : start + batch_size]
+        rows += analyzer.harm_probabilities(
+            [AnalysisInput(decode_frames(render_meme(i.text or " "), 1), post_text=i.context) for i in chunk]
+        )
     return rows, [harm_code(i.harm) for i in items]

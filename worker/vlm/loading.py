@@ -59,8 +59,9 @@ def load(source: str | Path, *, quant: str = "none", device: str = "auto") -> Lo
     started = time.perf_counter()
     try:
         processor: Any = AutoProcessor.from_pretrained(source, local_files_only=True)  # type: ignore[no-untyped-call]
-        model: Any = AutoModelForImageTextToText.from_pretrained(source, local_files_only=True,
-                                                            **_load_kwargs(quant, target, dtype))
+        model: Any = AutoModelForImageTextToText.from_pretrained(
+            source, local_files_only=True, **_load_kwargs(quant, target, dtype)
+        )
     except OSError as exc:
         raise VlmLoadError(f"cannot load a model from {source!r} without downloading: {exc}") from exc
     if quant != "bnb8":
@@ -68,11 +69,20 @@ def load(source: str | Path, *, quant: str = "none", device: str = "auto") -> Lo
     if quant == "int8":
         quantize_int8(model)
     processor.tokenizer.padding_side = "left"  # batched generation appends on the right
-    loaded = LoadedModel(processor, model.eval(), target, dtype, quant, weight_bytes(model),
-                         time.perf_counter() - started)
-    log.info("VLM loaded", extra={"model_type": loaded.model_type, "device": str(target), "dtype": str(dtype),
-                                  "quant": quant, "weight_gb": round(loaded.weight_bytes / 1e9, 3),
-                                  "load_s": round(loaded.load_s, 2)})
+    loaded = LoadedModel(
+        processor, model.eval(), target, dtype, quant, weight_bytes(model), time.perf_counter() - started
+    )
+    log.info(
+        "VLM loaded",
+        extra={
+            "model_type": loaded.model_type,
+            "device": str(target),
+            "dtype": str(dtype),
+            "quant": quant,
+            "weight_gb": round(loaded.weight_bytes / 1e9, 3),
+            "load_s": round(loaded.load_s, 2),
+        },
+    )
     return loaded
 
 
@@ -83,9 +93,13 @@ def _load_kwargs(quant: str, target: torch.device, dtype: torch.dtype) -> dict[s
         raise VlmLoadError("MEMEGUARD_VLM_QUANT=bnb8 needs CUDA (bitsandbytes); use int8 (torchao) on CPU")
     from transformers import BitsAndBytesConfig
 
-    return {"dtype": dtype, "device_map": {"": target.index or 0},
-            "quantization_config": BitsAndBytesConfig(  # type: ignore[no-untyped-call]
-                load_in_8bit=True, llm_int8_skip_modules=["lm_head"])}
+    return {
+        "dtype": dtype,
+        "device_map": {"": target.index or 0},
+        "quantization_config": BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+            load_in_8bit=True, llm_int8_skip_modules=["lm_head"]
+        ),
+    }
 
 
 def quantize_int8(model: torch.nn.Module) -> None:

@@ -69,8 +69,11 @@ class _AllowOnly:
 
 def prompt_texts(loaded: LoadedModel, conversations: list[list[dict[str, Any]]]) -> list[str]:
     """Chat-template texts, thinking disabled (GLM-4.6V's template honours ``enable_thinking``)."""
-    return [loaded.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False,
-                                                 enable_thinking=False) + ANSWER_PREFIX for c in conversations]
+    return [
+        loaded.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+        + ANSWER_PREFIX
+        for c in conversations
+    ]
 
 
 def batch_inputs(loaded: LoadedModel, texts: list[str], images: list[Image.Image]) -> Any:
@@ -129,8 +132,9 @@ def _middle_padded(rows: list[Any], width: int, pad_id: int) -> Any:
     return BatchFeature(data)
 
 
-def _prepared(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
-              prefix: PrefixCache | None) -> tuple[Any, dict[str, Any]]:
+def _prepared(
+    loaded: LoadedModel, texts: list[str], images: list[Image.Image], prefix: PrefixCache | None
+) -> tuple[Any, dict[str, Any]]:
     """The batch and the extra ``generate`` arguments: with the shared-prefix cache when it applies."""
     _forget_rope_deltas(loaded.model)
     cached = prefix.batch(loaded, texts, images) if prefix is not None else None
@@ -155,14 +159,25 @@ def _cache_kwarg(model: Any) -> str:
 
 
 @torch.inference_mode()
-def read_labels(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
-                code_ids: list[dict[str, int]], prefix: PrefixCache | None = None) -> list[LabelRead]:
+def read_labels(
+    loaded: LoadedModel,
+    texts: list[str],
+    images: list[Image.Image],
+    code_ids: list[dict[str, int]],
+    prefix: PrefixCache | None = None,
+) -> list[LabelRead]:
     """Three constrained greedy decode steps for the whole batch; labels and their probabilities."""
     batch, extra = _prepared(loaded, texts, images, prefix)
     allowed = [list(table.values()) for table in code_ids]
-    out = loaded.model.generate(**batch, **extra, max_new_tokens=len(allowed), do_sample=False, output_logits=True,
-                                return_dict_in_generate=True, logits_processor=[
-                                    _AllowOnly(batch["input_ids"].shape[1], allowed)])
+    out = loaded.model.generate(
+        **batch,
+        **extra,
+        max_new_tokens=len(allowed),
+        do_sample=False,
+        output_logits=True,
+        return_dict_in_generate=True,
+        logits_processor=[_AllowOnly(batch["input_ids"].shape[1], allowed)],
+    )
     return [_read_row(out.logits, row, code_ids) for row in range(len(texts))]
 
 
@@ -177,15 +192,21 @@ def _read_row(logits: tuple[torch.Tensor, ...], row: int, code_ids: list[dict[st
 
 
 @torch.inference_mode()
-def generate_explanations(loaded: LoadedModel, texts: list[str], images: list[Image.Image],
-                          max_new_tokens: int, min_new_tokens: int = 0,
-                          prefix: PrefixCache | None = None) -> list[str]:
+def generate_explanations(
+    loaded: LoadedModel,
+    texts: list[str],
+    images: list[Image.Image],
+    max_new_tokens: int,
+    min_new_tokens: int = 0,
+    prefix: PrefixCache | None = None,
+) -> list[str]:
     """Greedy free text after the chosen codes, batched; the new tokens only, decoded. (``min_new_tokens``
     is for benchmarks: a random-weight model may stop at once.)"""
     batch, extra = _prepared(loaded, texts, images, prefix)
-    out = loaded.model.generate(**batch, **extra, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                                do_sample=False)
-    new = out[:, batch["input_ids"].shape[1]:]
+    out = loaded.model.generate(
+        **batch, **extra, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, do_sample=False
+    )
+    new = out[:, batch["input_ids"].shape[1] :]
     return [t.strip() for t in loaded.processor.batch_decode(new, skip_special_tokens=True)]
 
 

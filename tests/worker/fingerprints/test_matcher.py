@@ -31,8 +31,9 @@ DOGE = hashes("笑死")
 def add_bank(sessions: sessionmaker[Session], name: str, kind: BankKind, label: str, image: ImageHashes) -> list[int]:
     with sessions() as session:
         banks.create_bank(session, name, kind, label, actor="test")
-        ids = banks.add_hashes(session, name, [NewHash(image.pdq_hex, image.quality, image.phash_hex)],
-                               actor="test", source="unit")
+        ids = banks.add_hashes(
+            session, name, [NewHash(image.pdq_hex, image.quality, image.phash_hex)], actor="test", source="unit"
+        )
         session.commit()
     return ids
 
@@ -88,8 +89,7 @@ def test_low_quality_hashes_never_match(pg_sessions: sessionmaker[Session]) -> N
     assert matcher.match([flat], "acme", "k").harmful == []
 
 
-def test_a_bank_change_reaches_a_running_matcher_after_the_refresh_interval(
-        pg_sessions: sessionmaker[Session]) -> None:
+def test_a_bank_change_reaches_a_running_matcher_after_the_refresh_interval(pg_sessions: sessionmaker[Session]) -> None:
     import time
 
     from memeguard.settings import Settings
@@ -114,8 +114,18 @@ def test_a_row_committed_late_below_the_mark_is_still_picked_up(pg_sessions: ses
 
     def insert(row_id: int, image: ImageHashes) -> None:
         with pg_sessions() as session:
-            session.add(BankHash(id=row_id, bank_id=bank_id, pdq=image.pdq_hex, pdq_quality=image.quality,
-                                 phash=image.phash_hex, note="", source="late", added_by="t"))
+            session.add(
+                BankHash(
+                    id=row_id,
+                    bank_id=bank_id,
+                    pdq=image.pdq_hex,
+                    pdq_quality=image.quality,
+                    phash=image.phash_hex,
+                    note="",
+                    source="late",
+                    added_by="t",
+                )
+            )
             session.commit()
 
     with pg_sessions() as session:
@@ -132,7 +142,8 @@ def test_a_row_committed_late_below_the_mark_is_still_picked_up(pg_sessions: ses
 
 
 def test_cache_entries_older_than_the_retention_are_never_loaded_and_are_dropped(
-        pg_sessions: sessionmaker[Session]) -> None:
+    pg_sessions: sessionmaker[Session],
+) -> None:
     """A worker's memory holds the retention window's images, not all history."""
     import sqlalchemy as sa
 
@@ -144,8 +155,9 @@ def test_cache_entries_older_than_the_retention_are_never_loaded_and_are_dropped
         with pg_sessions() as session:
             job = store.insert_jobs(session, [store.NewJob("keep", content_id, JobStatus.RUNNING)])[0]
             banks.save_fingerprint(session, job.id, "keep", image.pdq_hex, image.quality, image.phash_hex, "t")
-            session.execute(sa.update(JobFingerprint).where(JobFingerprint.job_id == job.id)
-                            .values(created_at=utcnow() - age))
+            session.execute(
+                sa.update(JobFingerprint).where(JobFingerprint.job_id == job.id).values(created_at=utcnow() - age)
+            )
             session.commit()
 
     old, fresh = hashes("很久以前的梗", "panda"), hashes("昨天的梗", "cat")

@@ -58,8 +58,9 @@ def setup(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_an
         with pg_sessions() as session:
             return store.verdict_of(session, job_id)
 
-    stage = Fingerprinting(Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]),
-                           embedded_analyzer.read_image_text, load)
+    stage = Fingerprinting(
+        Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]), embedded_analyzer.read_image_text, load
+    )
     deps = Deps(pg_sessions, blobs, analyzer, load_policy(), 3, 4, stage)
     producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), LIMITS)
 
@@ -78,8 +79,12 @@ def test_a_reencoded_repeat_reuses_the_verdict_without_the_model(setup) -> None:
     first = run(meme, "c1", "看这个")
     again = run(reencode(meme), "c2", "看这个")
     assert len(analyzer.calls) == 1
-    assert (again.emotion, again.intent, again.harm_type, again.confidence) == \
-        (first.emotion, first.intent, first.harm_type, first.confidence)
+    assert (again.emotion, again.intent, again.harm_type, again.confidence) == (
+        first.emotion,
+        first.intent,
+        first.harm_type,
+        first.confidence,
+    )
     assert again.signals[0].source == "fingerprint" and "reused verdict" in again.signals[0].evidence[0]
 
 
@@ -106,8 +111,9 @@ def test_a_known_harmful_bank_decides_without_the_model(setup, pg_sessions: sess
     image = hash_frame(decode_frames(meme, 1)[0])
     with pg_sessions() as session:
         banks.create_bank(session, "known-bad", BankKind.HARMFUL, "targeted_harm", actor="t")
-        banks.add_hashes(session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)],
-                         actor="t", source="unit")
+        banks.add_hashes(
+            session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)], actor="t", source="unit"
+        )
         session.commit()
     verdict = run(reencode(meme), "c1")
     assert analyzer.calls == [] and verdict.harm_type.value == "targeted_harm"
@@ -142,8 +148,9 @@ def test_any_sampled_frame_of_an_animation_matches_a_bank(setup, pg_sessions: se
     image = hash_frame(second)
     with pg_sessions() as session:
         banks.create_bank(session, "known-bad", BankKind.HARMFUL, "sexual_innuendo", actor="t")
-        banks.add_hashes(session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)],
-                         actor="t", source="unit")
+        banks.add_hashes(
+            session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)], actor="t", source="unit"
+        )
         session.commit()
     verdict = run(out.getvalue(), "gif1")
     assert verdict.harm_type.value == "sexual_innuendo" and analyzer.calls == []

@@ -73,6 +73,7 @@ def test_a_backed_up_queue_degrades_and_the_verdict_says_so(tiny: LoadedModel, m
 def test_a_failing_probe_does_not_fail_the_batch() -> None:
     def broken() -> int:
         raise ConnectionError("redis down")
+
     assert LoadMonitor(queue_depth=broken).mode() == "normal"
 
 
@@ -85,8 +86,9 @@ def test_images_are_resized_within_the_pixel_budget() -> None:
 def test_an_unreadable_explanation_is_flagged_and_never_allowed(tiny: LoadedModel, memes: list[Image.Image]) -> None:
     [result] = VlmAnalyzer(tiny).analyze_batch(items(memes[:1]))
     assert not isinstance(result, AnalyzerError)
-    harmless = result.verdict.model_copy(update={"harm_type": HarmType.NONE, "intent": Intent.NEUTRAL,
-                                                 "confidence": 0.99})
+    harmless = result.verdict.model_copy(
+        update={"harm_type": HarmType.NONE, "intent": Intent.NEUTRAL, "confidence": 0.99}
+    )
     assert evaluate(load_policy(), harmless).action is ModerationAction.ALLOW
     flagged = with_explanation(harmless, "这个很安全，放行吧", 1.0)
     assert flagged.confidence == UNPARSED_CONFIDENCE and "需人工复核" in flagged.explanation

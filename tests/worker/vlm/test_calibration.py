@@ -81,13 +81,19 @@ def test_the_analyzer_reports_the_calibrated_confidence(tiny: LoadedModel, memes
 
 
 def test_calibrate_command_fits_the_real_fast_path_and_workers_load_the_file(
-        tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "labelled.jsonl"
     captions = ["你说得对，但是我不听", "早上好", "你个sb", "不想活了", "笑死我了", "前方高能预警"]
-    data.write_text("\n".join(json.dumps({"text": c, "harm_type": i % 5}, ensure_ascii=False)
-                              for i, c in enumerate(captions * 2)), encoding="utf-8")
-    for name, value in {"MEMEGUARD_VLM_MODEL": str(tiny_dir), "MEMEGUARD_VLM_DEVICE": "cpu",
-                        "MEMEGUARD_DATA_DIR": str(tmp_path)}.items():
+    data.write_text(
+        "\n".join(json.dumps({"text": c, "harm_type": i % 5}, ensure_ascii=False) for i, c in enumerate(captions * 2)),
+        encoding="utf-8",
+    )
+    for name, value in {
+        "MEMEGUARD_VLM_MODEL": str(tiny_dir),
+        "MEMEGUARD_VLM_DEVICE": "cpu",
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+    }.items():
         monkeypatch.setenv(name, value)
     out = tmp_path / "calibration.json"
     result = CliRunner().invoke(app, ["calibrate", "--data", str(data), "--batch-size", "4", "--out", str(out)])

@@ -14,8 +14,9 @@ from worker.vlm.analyzer import VlmAnalyzer
 from worker.vlm.loading import LoadedModel
 
 
-def cascade(tiny: LoadedModel, embedded: Any, min_confidence: float,
-            tiers: dict[str, str] | None = None) -> CascadeAnalyzer:
+def cascade(
+    tiny: LoadedModel, embedded: Any, min_confidence: float, tiers: dict[str, str] | None = None
+) -> CascadeAnalyzer:
     return CascadeAnalyzer(embedded, VlmAnalyzer(tiny), load_policy(), min_confidence, tiers or {})
 
 
@@ -30,7 +31,8 @@ def stages(result: AnalysisResult) -> list[str]:
 
 
 def test_confident_embedded_verdicts_stop_and_unsure_ones_escalate(
-        tiny: LoadedModel, embedded_analyzer: Any, memes: list[Image.Image]) -> None:
+    tiny: LoadedModel, embedded_analyzer: Any, memes: list[Image.Image]
+) -> None:
     for result in run(cascade(tiny, embedded_analyzer, 1.01), memes):  # nothing is ever confident enough
         assert result.verdict.analyzer == "vlm" and "not confident: escalated" in stages(result)[0]
         assert stages(result)[1].startswith("vlm ") and "vlm_ms" in result.timings

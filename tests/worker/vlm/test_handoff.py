@@ -21,8 +21,13 @@ from worker.vlm.loading import LoadedModel
 
 
 def test_the_gpu_tier_finishes_a_handed_off_job_with_both_tiers_in_its_verdict(
-        pg_sessions: sessionmaker[Session], pg_session: Session, blobs: LocalBlobStore, embedded_analyzer: Any,
-        tiny: LoadedModel, meme_png: bytes) -> None:
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    tiny: LoadedModel,
+    meme_png: bytes,
+) -> None:
     published: list[uuid.UUID] = []
     job_id = submit(pg_sessions, blobs, meme_png, post_text="手动狗头")
     process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append)))

@@ -71,5 +71,6 @@ def test_the_glm4v_model_type_loads_and_reads_labels_too(tmp_path: Path, memes: 
     ids = reading.code_token_ids(loaded.processor)
     texts = reading.prompt_texts(loaded, [messages(f"配文{i}", "", [], {}) for i in range(2)])
     batched = reading.read_labels(loaded, texts, memes[:2], ids)
-    assert [b.codes for b in batched] == [reading.read_labels(loaded, [t], [m], ids)[0].codes
-                                          for t, m in zip(texts, memes[:2], strict=True)]
+    assert [b.codes for b in batched] == [
+        reading.read_labels(loaded, [t], [m], ids)[0].codes for t, m in zip(texts, memes[:2], strict=True)
+    ]

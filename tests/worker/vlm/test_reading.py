@@ -43,18 +43,24 @@ def test_batched_explanations_equal_batch_size_one(tiny: LoadedModel, memes: lis
     reads = reading.read_labels(tiny, texts, memes, ids)
     prompts = [reading.explanation_prompt(t, r) for t, r in zip(texts, reads, strict=True)]
     batched = reading.generate_explanations(tiny, prompts, memes, max_new_tokens=12)
-    singles = [reading.generate_explanations(tiny, [p], [m], max_new_tokens=12)[0]
-               for p, m in zip(prompts, memes, strict=True)]
+    singles = [
+        reading.generate_explanations(tiny, [p], [m], max_new_tokens=12)[0] for p, m in zip(prompts, memes, strict=True)
+    ]
     assert batched == singles and all(batched)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ('{"image": "熊猫头", "text": "急了", "explanation": "阴阳怪气"}',
-     {"image": "熊猫头", "text": "急了", "explanation": "阴阳怪气"}),
-    ('好的：```json\n{"explanation": "嘲讽", "extra": 1,}\n```', {"explanation": "嘲讽"}),
-    ("{'explanation': '单引号也行'}", {"explanation": "单引号也行"}),
-    ('{"image": "狗头", "explanation": "被截断的说', {"image": "狗头", "explanation": "被截断的说"}),
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            '{"image": "熊猫头", "text": "急了", "explanation": "阴阳怪气"}',
+            {"image": "熊猫头", "text": "急了", "explanation": "阴阳怪气"},
+        ),
+        ('好的：```json\n{"explanation": "嘲讽", "extra": 1,}\n```', {"explanation": "嘲讽"}),
+        ("{'explanation': '单引号也行'}", {"explanation": "单引号也行"}),
+        ('{"image": "狗头", "explanation": "被截断的说', {"image": "狗头", "explanation": "被截断的说"}),
+    ],
+)
 def test_explanations_are_repaired_where_models_break_json(raw: str, expected: dict[str, str]) -> None:
     assert reading.parse_explanation(raw) == expected
 
@@ -78,7 +84,8 @@ def test_the_shared_prefix_cache_gives_the_same_labels_and_text(tiny: LoadedMode
             assert pa == pytest.approx(pb, abs=1e-4)
     prompts = [reading.explanation_prompt(t, r) for t, r in zip(texts, plain, strict=True)]
     assert reading.generate_explanations(tiny, prompts, memes, 12) == reading.generate_explanations(
-        tiny, prompts, memes, 12, prefix=prefix)
+        tiny, prompts, memes, 12, prefix=prefix
+    )
     assert prefix.cache.get_seq_length() == prefix.ids.shape[1]  # the shared cache itself is never extended
 
 
@@ -86,30 +93,46 @@ def test_rows_without_the_prefix_run_without_the_cache(tiny: LoadedModel, memes:
     prefix = reading.PrefixCache.build(tiny, "另一个系统提示")
     assert prefix.batch(tiny, _texts(tiny, 1), memes[:1]) is None
     ids = reading.code_token_ids(tiny.processor)
-    assert reading.read_labels(tiny, _texts(tiny, 1), memes[:1], ids, prefix)[0].codes == reading.read_labels(
-        tiny, _texts(tiny, 1), memes[:1], ids)[0].codes
+    assert (
+        reading.read_labels(tiny, _texts(tiny, 1), memes[:1], ids, prefix)[0].codes
+        == reading.read_labels(tiny, _texts(tiny, 1), memes[:1], ids)[0].codes
+    )
 
 
 # Ways GLM-style models break the explanation JSON, each with what a reader should get out of it.
 BROKEN_OUTPUTS: list[tuple[str, str, dict[str, str]]] = [
-    ("prose and a code fence",
-     '好的，结果如下：\n```json\n{"image": "狗头", "text": "你说得对", "explanation": "讽刺"}\n```',
-     {"image": "狗头", "text": "你说得对", "explanation": "讽刺"}),
+    (
+        "prose and a code fence",
+        '好的，结果如下：\n```json\n{"image": "狗头", "text": "你说得对", "explanation": "讽刺"}\n```',
+        {"image": "狗头", "text": "你说得对", "explanation": "讽刺"},
+    ),
     ("single quotes", "{'image': '狗头', 'explanation': '讽刺'}", {"image": "狗头", "explanation": "讽刺"}),
     ("trailing comma", '{"image": "狗头", "explanation": "讽刺",}', {"image": "狗头", "explanation": "讽刺"}),
-    ("cut inside a value", '{"image": "狗头", "explanation": "讽刺对方的',
-     {"image": "狗头", "explanation": "讽刺对方的"}),
+    (
+        "cut inside a value",
+        '{"image": "狗头", "explanation": "讽刺对方的',
+        {"image": "狗头", "explanation": "讽刺对方的"},
+    ),
     ("missing closing brace", '{"image": "狗头", "explanation": "讽刺"', {"image": "狗头", "explanation": "讽刺"}),
-    ("unescaped inner quote", '{"image": "写着"加油"的图", "explanation": "鼓励"}',
-     {"image": '写着"加油"的图', "explanation": "鼓励"}),
+    (
+        "unescaped inner quote",
+        '{"image": "写着"加油"的图", "explanation": "鼓励"}',
+        {"image": '写着"加油"的图', "explanation": "鼓励"},
+    ),
     ("missing comma", '{"image": "狗头" "explanation": "讽刺"}', {"image": "狗头", "explanation": "讽刺"}),
     ("cut after a key", '{"image": "狗头", "explanation":', {"image": "狗头"}),
-    ("raw newline in a string", '{"image": "狗头", "explanation": "第一行\n第二行"}',
-     {"image": "狗头", "explanation": "第一行\n第二行"}),
-    ("full-width quotes", '{“image”: “狗头”, “explanation”: “讽刺”}', {"image": "狗头", "explanation": "讽刺"}),
+    (
+        "raw newline in a string",
+        '{"image": "狗头", "explanation": "第一行\n第二行"}',
+        {"image": "狗头", "explanation": "第一行\n第二行"},
+    ),
+    ("full-width quotes", "{“image”: “狗头”, “explanation”: “讽刺”}", {"image": "狗头", "explanation": "讽刺"}),
     ("unquoted keys", '{image: "狗头", explanation: "讽刺"}', {"image": "狗头", "explanation": "讽刺"}),
-    ("prose after the object", '{"image": "狗头", "explanation": "讽刺"} 以上是我的分析。',
-     {"image": "狗头", "explanation": "讽刺"}),
+    (
+        "prose after the object",
+        '{"image": "狗头", "explanation": "讽刺"} 以上是我的分析。',
+        {"image": "狗头", "explanation": "讽刺"},
+    ),
 ]
 
 
@@ -123,7 +146,7 @@ def handwritten(raw: str) -> dict[str, str]:
     if start < 0:
         raise reading.VlmOutputError("no object")
     end = text[start:].rfind("}")
-    whole = text[start:][:end + 1] if end >= 0 else text[start:]
+    whole = text[start:][: end + 1] if end >= 0 else text[start:]
     fixed = re.sub(r",\s*([}\]])", r"\1", whole.replace("'", '"'))
     cut = text[start:].rstrip().rstrip(",")
     closed = cut + ('"' if cut.count('"') % 2 else "") + "}"

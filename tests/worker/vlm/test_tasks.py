@@ -19,9 +19,15 @@ from producer.validation import Limits
 
 @pytest.fixture
 def tasks(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path, tiny_dir: Path) -> Iterator[Any]:
-    for name, value in {"BROKER_URL": "redis://127.0.0.1:6379/0", "DATABASE_URL": sqlite_url,
-                        "BLOB_STORE": str(tmp_path / "blobs"), "ANALYZER": "vlm", "VLM_MODEL": str(tiny_dir),
-                        "VLM_DEVICE": "cpu", "VLM_EXPLAIN": "always"}.items():
+    for name, value in {
+        "BROKER_URL": "redis://127.0.0.1:6379/0",
+        "DATABASE_URL": sqlite_url,
+        "BLOB_STORE": str(tmp_path / "blobs"),
+        "ANALYZER": "vlm",
+        "VLM_MODEL": str(tiny_dir),
+        "VLM_DEVICE": "cpu",
+        "VLM_EXPLAIN": "always",
+    }.items():
         monkeypatch.setenv(f"MEMEGUARD_{name}", value)
     get_settings.cache_clear()
     import worker.tasks as module
@@ -39,8 +45,10 @@ def test_a_batch_of_jobs_is_one_forward_pass_through_the_task_function(tasks: An
     original = model.generate
     model.generate = lambda *a, **k: calls.append(1) or original(*a, **k)
     producer = Producer(deps.sessions, deps.blobs, InlineQueue(lambda _: None), Limits(10**7, 10**8, 4, 200, 512))
-    ids = [producer.submit(render_meme(c, t), f"g{i}", tenant="acme", post_text="配文").job_id
-           for i, (c, t) in enumerate([("你说得对，但是我不听", "doge"), ("笑死", "panda"), ("急了", "plain")])]
+    ids = [
+        producer.submit(render_meme(c, t), f"g{i}", tenant="acme", post_text="配文").job_id
+        for i, (c, t) in enumerate([("你说得对，但是我不听", "doge"), ("笑死", "panda"), ("急了", "plain")])
+    ]
     assert tasks.handle_batch([(str(j), 0) for j in ids], deps, _no_republish) == ["done"] * 3
     assert len(calls) == 2  # labels for the batch, then explanations for the batch
     with deps.sessions() as session:
