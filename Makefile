@@ -14,7 +14,7 @@ GPU_TRANSFORMERS ?= 5.17.0
 GPU_HF_HUB       ?= 1.33.0
 COMPAT  := $(VENV)/compat/transformers-$(GPU_TRANSFORMERS)
 
-.PHONY: demo test lint typecheck unit vlm-compat system-deps clean bench model
+.PHONY: demo test lint fmt typecheck unit suite vlm-compat system-deps clean bench model
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS) $(EXTRA_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,11 +39,23 @@ model: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# format the tree (the pre-commit hooks in .pre-commit-config.yaml do the same on each commit)
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# the fast tests (about 2 minutes on 2 cores): no fleets, sentinels, namespaces or browser (`integration`) and no
+# whole-dataset runs (`slow`); `make test` runs everything
 unit: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not integration and not slow"
+
+# every test
+suite: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 vlm-compat: $(STAMP)
@@ -52,7 +64,7 @@ vlm-compat: $(STAMP)
 	PYTHONPATH=$(COMPAT) $(VENV)/bin/pytest -q -p no:cacheprovider tests/worker/vlm
 
 test: EXTRA_APT_PKGS = $(TEST_APT_PKGS)
-test: system-deps $(STAMP) lint typecheck unit vlm-compat
+test: system-deps $(STAMP) lint typecheck suite vlm-compat
 
 bench: $(STAMP)
 	$(PY) bench/pipeline.py

@@ -48,6 +48,8 @@ default: tag
 rules: []
 """
 
+pytestmark = pytest.mark.integration  # drives a real browser (Debian's Chromium)
+
 
 def chromium_path() -> str:
     """Debian's Chromium (``make test`` installs it); Playwright's own browser download does not work here."""

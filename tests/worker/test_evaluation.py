@@ -15,6 +15,8 @@ import pytest
 from worker.evaluation import EvalConfig, expected_calibration_error, run, score
 from worker.kb import KnowledgeBase
 
+pytestmark = pytest.mark.slow  # train and evaluate on the real datasets: minutes, left out of `make unit`
+
 DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).resolve().parents[3] / "shared" / "datasets"))
 TOXICN = DATASETS / "toxicn_mm"
 TOXICN_TEXT = DATASETS / "toxicn_text"

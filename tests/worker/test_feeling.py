@@ -207,6 +207,7 @@ def test_clue_emotion_trains_the_emotion_reader_only_and_its_test_split_is_held_
 
 
 @needs_clue
+@pytest.mark.slow
 def test_eval_clue_emotion_scores_the_reader_beside_the_baseline() -> None:
     from worker.emotion_eval import EmotionEvalConfig, run
 
