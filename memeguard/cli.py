@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from memeguard.cli_banks import banks_app
 from memeguard.cli_blobs import blobs_app
+from memeguard.cli_common import EXIT_REJECTED, load_settings
 from memeguard.cli_users import users_app
 from memeguard.settings import Settings
 
@@ -37,17 +37,6 @@ app.add_typer(blobs_app, name="blobs")
 app.add_typer(users_app, name="users")
 callbacks_app = typer.Typer(no_args_is_help=True, help="Signed callbacks to platforms.")
 app.add_typer(callbacks_app, name="callbacks")
-
-EXIT_REJECTED = 2
-
-
-def load_settings() -> Settings:
-    """Settings or a clear message and exit 2 (placeholder secrets, malformed values)."""
-    try:
-        return Settings()
-    except ValidationError as exc:
-        typer.echo(f"invalid configuration:\n{exc}", err=True)
-        raise typer.Exit(EXIT_REJECTED) from exc
 
 
 def _emit(data: Any) -> None:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import getpass
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -17,29 +16,20 @@ from sqlalchemy.orm import Session
 
 from memeguard import banks
 from memeguard.banks import BankError, NewHash
-from memeguard.db import BankKind, make_engine, make_sessions
+from memeguard.cli_common import EXIT_REJECTED, open_session
+from memeguard.db import BankKind
 
 banks_app = typer.Typer(no_args_is_help=True, help="Hash banks: known memes, templates, allow-lists.")
 T = TypeVar("T")
-EXIT_REJECTED = 2
 
 
 def _actor(actor: str | None) -> str:
     return actor or f"cli:{getpass.getuser()}"
 
 
-@contextmanager
-def _session() -> Iterator[Session]:
-    from memeguard.cli import load_settings
-
-    sessions = make_sessions(make_engine(load_settings().effective_database_url))
-    with sessions() as session:
-        yield session
-
-
 def _run(change: Callable[[Session], T]) -> T:
     """Run one change in one transaction; a refusal prints its reason and exits 2."""
-    with _session() as session:
+    with open_session() as session:
         try:
             result = change(session)
         except BankError as exc:
@@ -72,7 +62,7 @@ def create(
 
 @banks_app.command("list")
 def list_() -> None:
-    with _session() as session:
+    with open_session() as session:
         rows = banks.list_banks(session)
     for bank, count in rows:
         state = "on" if bank.enabled else "off"

@@ -19,7 +19,7 @@ def gc(
 ) -> None:
     """Delete the images of finished jobs older than --older-than days that no review, appeal, reviewer
     decision or bank entry still needs; each deletion is audited (``blob.deleted``)."""
-    from memeguard.cli import load_settings
+    from memeguard.cli_common import load_settings
     from memeguard.retention import collect
     from memeguard.runtime import Runtime
 

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from memeguard import users
-from memeguard.cli_banks import EXIT_REJECTED, _session
+from memeguard.cli_common import EXIT_REJECTED, open_session
 from memeguard.db import Role
 
 users_app = typer.Typer(no_args_is_help=True, help="Review console accounts.")
@@ -35,7 +35,7 @@ def add(
     actor: str | None = None,
 ) -> None:
     password = _password(password_stdin)
-    with _session() as session:
+    with open_session() as session:
         try:
             user = users.add_user(
                 session, username, password, role, tenant or [], actor=actor or f"cli:{getpass.getuser()}"
@@ -49,7 +49,7 @@ def add(
 
 @users_app.command("list")
 def list_() -> None:
-    with _session() as session:
+    with open_session() as session:
         rows = users.list_users(session)
     for user in rows:
         state = "disabled" if user.disabled else "active"
@@ -58,7 +58,7 @@ def list_() -> None:
 
 @users_app.command("disable")
 def disable(username: str, actor: str | None = None) -> None:
-    with _session() as session:
+    with open_session() as session:
         try:
             users.disable_user(session, username, actor=actor or f"cli:{getpass.getuser()}")
         except users.UserError as exc:

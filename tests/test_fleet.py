@@ -30,7 +30,7 @@ from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.conftest import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database, drop_pg_database
+from tests.helpers.services import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database, drop_pg_database
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from memeguard import users
 from memeguard.db import Role, make_engine, make_sessions
 from memeguard.samples import render_meme
-from tests.conftest import API_KEYS, create_pg_database, drop_pg_database, free_port
+from tests.helpers.services import API_KEYS, create_pg_database, drop_pg_database, free_port
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}

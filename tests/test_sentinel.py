@@ -31,8 +31,8 @@ from memeguard.runtime import Runtime
 from memeguard.settings import Settings
 from producer.api import create_app
 from producer.quotas import Quotas
-from tests.conftest import API_KEYS, create_pg_database, drop_pg_database, free_port
-from tests.images import solid
+from tests.helpers.images import solid
+from tests.helpers.services import API_KEYS, create_pg_database, drop_pg_database, free_port
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}

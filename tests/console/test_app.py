@@ -12,8 +12,8 @@ from memeguard.runtime import Runtime
 from memeguard.schemas import HarmType
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.conftest import API_KEYS
-from tests.console.conftest import PASSWORD, add_item, csrf_of, login
+from tests.helpers.console import PASSWORD, add_item, csrf_of, login
+from tests.helpers.services import API_KEYS
 
 
 def test_login_then_the_queue_shows_only_my_tenants(client: TestClient, mine: uuid.UUID, theirs: uuid.UUID) -> None:

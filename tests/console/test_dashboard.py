@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from console.dashboard import BAR_WIDTH, bars
 from memeguard.review_views import OverturnStat
 from memeguard.runtime import Runtime
-from tests.console.conftest import add_item, csrf_of, login
+from tests.helpers.console import add_item, csrf_of, login
 
 
 def test_bars_split_stricter_and_looser_overturns() -> None:

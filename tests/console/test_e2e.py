@@ -26,8 +26,8 @@ from memeguard.runtime import Runtime
 from memeguard.samples import render_meme
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.conftest import API_KEYS, Platform, create_pg_database, drop_pg_database, serving
-from tests.console.conftest import PASSWORD, SECRET
+from tests.helpers.console import PASSWORD, SECRET
+from tests.helpers.services import API_KEYS, Platform, create_pg_database, drop_pg_database, serving
 from worker.callbacks import deliver_due
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="install the dev extra: pip install -e '.[dev]'")

@@ -13,7 +13,7 @@ from memeguard import banks, store
 from memeguard.db import BankKind
 from memeguard.runtime import Runtime
 from memeguard.schemas import ModerationAction
-from tests.console.conftest import add_item, csrf_of, login
+from tests.helpers.console import add_item, csrf_of, login
 
 
 def action_of(runtime: Runtime, job_id: uuid.UUID) -> ModerationAction:

@@ -22,7 +22,7 @@ from memeguard.blobs import (
 )
 from memeguard.runtime import Runtime
 from memeguard.settings import Settings
-from tests.conftest import free_port
+from tests.helpers.services import free_port
 from worker.pipeline import is_transient
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from memeguard.samples import render_meme
-from tests.images import SVG, png_bomb
+from tests.helpers.cli import demo_content_id, memeguard
+from tests.helpers.images import SVG, png_bomb
 
 REQUIRED_KEYS = {
     "emotion",
@@ -26,18 +27,6 @@ REQUIRED_KEYS = {
     "policy",
     "signals",
 }
-
-
-def memeguard(*args: str, data_dir: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "MEMEGUARD_DATA_DIR": str(data_dir), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "memeguard.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
@@ -82,7 +71,7 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     assert "caption" in demo.stdout and "block" in demo.stdout and "sarcasm" in demo.stdout
     assert len(list((tmp_path / "samples").glob("*.png"))) == 8
-    shown = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path), data_dir=tmp_path)
+    shown = memeguard("jobs", "show", "--tenant", "demo", "--content-id", demo_content_id(tmp_path), data_dir=tmp_path)
     assert shown.returncode == 0, shown.stderr
     job = json.loads(shown.stdout)
     assert job["status"] == "done" and job["audit"] == [] and job["verdict"]
@@ -96,14 +85,6 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     assert all(t["to"] == "tag" for t in report["transitions"])
     again = memeguard("jobs", "show", job["job_id"], data_dir=tmp_path)
     assert json.loads(again.stdout)["action"]["policy"] == "default@3"  # replay wrote nothing
-
-
-def _demo_content_id(data_dir: Path) -> str:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(f"sqlite:///{data_dir / 'memeguard.db'}")
-    with engine.connect() as conn:
-        return str(conn.execute(sa.text("SELECT content_id FROM jobs LIMIT 1")).scalar_one())
 
 
 def test_policy_check_reports_line_numbers(tmp_path: Path) -> None:
@@ -268,9 +249,8 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
 
     import httpx
 
-    from tests.conftest import API_KEYS, REDIS_URL, create_pg_database, drop_pg_database
-    from tests.images import solid
-    from tests.test_fleet import free_port
+    from tests.helpers.images import solid
+    from tests.helpers.services import API_KEYS, REDIS_URL, create_pg_database, drop_pg_database, free_port
 
     db, port, queue = create_pg_database("memeguard_api"), free_port(), f"memeguard.test.{uuid.uuid4().hex[:8]}"
     env = {
@@ -378,7 +358,7 @@ def test_analyze_refuses_a_classifier_it_cannot_load_with_what_to_do(tmp_path: P
 def test_the_worker_ops_server_binds_the_configured_address(tmp_path: Path) -> None:
     from memeguard.cli import _start_worker_ops
     from memeguard.settings import Settings
-    from tests.conftest import free_port
+    from tests.helpers.services import free_port
 
     settings = Settings(data_dir=tmp_path, worker_ops_port=free_port(), worker_ops_host="127.0.0.1")
     server = _start_worker_ops(settings)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from memeguard.samples import render_meme
-from tests.memeguard.test_cli import _demo_content_id, memeguard
+from tests.helpers.cli import demo_content_id, memeguard
 
 
 def test_bank_lifecycle_from_the_command_line(tmp_path: Path) -> None:
@@ -48,7 +48,7 @@ def test_refused_changes_exit_2_with_the_reason(tmp_path: Path) -> None:
 def test_a_finished_job_can_be_added_to_a_bank(tmp_path: Path) -> None:
     demo = memeguard("demo", data_dir=tmp_path)
     assert demo.returncode == 0, demo.stderr
-    jobs = memeguard("jobs", "show", "--tenant", "demo", "--content-id", _demo_content_id(tmp_path), data_dir=tmp_path)
+    jobs = memeguard("jobs", "show", "--tenant", "demo", "--content-id", demo_content_id(tmp_path), data_dir=tmp_path)
     job_id = json.loads(jobs.stdout)["job_id"] if jobs.returncode == 0 else None
     assert job_id, jobs.stderr
     assert (

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from memeguard.imaging import decode_frames, sample_indices
-from tests.images import animated
+from tests.helpers.images import animated
 
 
 @pytest.mark.parametrize(

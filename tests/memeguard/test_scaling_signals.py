@@ -87,7 +87,7 @@ def test_api_requests_are_measured_by_route_template(tmp_path: Path, sqlite_url:
     from memeguard.runtime import Runtime
     from memeguard.settings import Settings
     from producer.api import create_app
-    from tests.conftest import API_KEYS
+    from tests.helpers.services import API_KEYS
 
     labels = {"method": "GET", "route": "/v1/jobs/{job_id}", "status": "404"}
     before = REGISTRY.get_sample_value("memeguard_http_request_seconds_count", labels) or 0

@@ -12,8 +12,8 @@ from memeguard.runtime import Runtime
 from memeguard.samples import render_meme
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.conftest import API_KEYS
-from tests.images import SVG, png_bomb, solid
+from tests.helpers.images import SVG, png_bomb, solid
+from tests.helpers.services import API_KEYS
 
 A = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
 B = {"X-API-Key": API_KEYS["tenant-b"]}

@@ -13,7 +13,7 @@ from memeguard.runtime import Runtime
 from memeguard.samples import render_meme
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.conftest import API_KEYS
+from tests.helpers.services import API_KEYS
 from worker.fingerprints.hashing import hash_frame
 
 ADMIN_KEY = "adm-" + "7" * 28

@@ -19,8 +19,8 @@ from memeguard.settings import Settings
 from producer.api import create_app
 from producer.client import AsyncClient, Client, JobRef, MemeguardError, Retry, Upload
 from producer.service import Submission
-from tests.conftest import API_KEYS, Platform, serving
-from tests.images import SVG, solid
+from tests.helpers.images import SVG, solid
+from tests.helpers.services import API_KEYS, Platform, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 

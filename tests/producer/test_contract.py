@@ -26,8 +26,8 @@ from memeguard.runtime import Runtime
 from memeguard.settings import Settings
 from producer.api import create_app
 from producer.contract import ERRORS, STREAM_LINE_CODES
-from tests.conftest import API_KEYS
-from tests.images import solid
+from tests.helpers.images import solid
+from tests.helpers.services import API_KEYS
 from worker.analyzers.noop import NoopAnalyzer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ from memeguard.settings import Settings
 from producer.api import create_app
 from producer.body_limits import BodyCaps, BodyLimit
 from producer.quotas import Quotas
-from tests.conftest import API_KEYS, REDIS_URL
-from tests.images import solid
+from tests.helpers.images import solid
+from tests.helpers.services import API_KEYS, REDIS_URL
 
 A = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
 B = {"Authorization": f"Bearer {API_KEYS['tenant-b']}"}

@@ -12,7 +12,7 @@ from memeguard.queue import InlineQueue
 from memeguard.schemas import JobStatus
 from producer.service import JobRef, Producer, Rejection, Submission, SubmitRejected
 from producer.validation import Limits
-from tests.images import SVG, solid
+from tests.helpers.images import SVG, solid
 
 LIMITS = Limits(max_bytes=1_000_000, max_pixels=4_000_000, max_frames=4, max_text_chars=200, max_context_bytes=512)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from producer.validation import Limits, UploadRejected, validate_fields, validate_image
-from tests.images import SVG, animated, png_bomb, solid
+from tests.helpers.images import SVG, animated, png_bomb, solid
 
 LIMITS = Limits(max_bytes=2_000_000, max_pixels=4_000_000, max_frames=4, max_text_chars=50, max_context_bytes=64)
 

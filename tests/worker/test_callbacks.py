@@ -20,8 +20,8 @@ from policies import load_policy
 from producer import client
 from producer.service import Producer, SubmitRejected
 from producer.validation import Limits
-from tests.conftest import Platform
-from tests.images import solid
+from tests.helpers.images import solid
+from tests.helpers.services import Platform
 from worker.analyzers.noop import NoopAnalyzer
 from worker.callbacks import deliver_due
 from worker.pipeline import Deps, process_job

@@ -18,34 +18,14 @@ from memeguard import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.broker import make_celery
 from memeguard.cli import app
-from memeguard.queue import CeleryQueue, InlineQueue, JobQueue
+from memeguard.queue import CeleryQueue, InlineQueue
 from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
 from memeguard.views import job_json
-from policies import load_policy
-from tests.worker.test_pipeline import submit
-from worker.analyzers.cascade import CascadeAnalyzer
-from worker.pipeline import Deps, process_jobs
+from tests.helpers.pipeline import GPU_QUEUE, cpu_deps, submit
+from worker.pipeline import process_jobs
 from worker.sweeper import requeue_stale
-
-GPU_QUEUE = "memeguard.vlm"
-
-
-def cpu_deps(
-    sessions: sessionmaker[Session],
-    blobs: LocalBlobStore,
-    embedded: Any,
-    gpu: JobQueue | None,
-    *,
-    min_confidence: float = 1.01,
-    tiers: dict[str, str] | None = None,
-) -> Deps:
-    """A CPU cascade worker of a two-queue fleet (min_confidence 1.01: nothing is ever sure enough)."""
-    analyzer = CascadeAnalyzer(embedded, None, load_policy(), min_confidence, tiers or {})
-    return Deps(
-        sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4, gpu_queue=gpu, gpu_queue_name=GPU_QUEUE
-    )
 
 
 def test_an_unsure_item_is_handed_to_the_gpu_queue_with_the_embedded_findings(

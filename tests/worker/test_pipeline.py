@@ -12,26 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from memeguard import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import AuditEntry, make_engine, make_sessions
-from memeguard.queue import InlineQueue
 from memeguard.schemas import JobStatus
 from policies import load_policy
-from producer.service import Producer
-from producer.validation import Limits
-from tests.images import solid
+from tests.helpers.images import solid
+from tests.helpers.pipeline import submit
 from worker.analyzers.noop import NoopAnalyzer
 from worker.pipeline import Deps, dead_letter, is_transient, process_job, process_jobs
-
-LIMITS = Limits(1_000_000, 4_000_000, 4, 200, 512)
-
-
-def submit(
-    sessions: sessionmaker[Session], blobs: LocalBlobStore, data: bytes, content_id: str = "c1", post_text: str = ""
-) -> uuid.UUID:
-    return (
-        Producer(sessions, blobs, InlineQueue(lambda _: None), LIMITS)
-        .submit(data, content_id, tenant="acme", post_text=post_text)
-        .job_id
-    )
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from memeguard.schemas import JobStatus
 from memeguard.settings import get_settings
 from producer.service import Producer
 from producer.validation import Limits
-from tests.images import solid
+from tests.helpers.images import solid
 from worker.sweeper import requeue_stale
 
 

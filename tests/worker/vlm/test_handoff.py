@@ -13,8 +13,7 @@ from memeguard import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.queue import InlineQueue
 from policies import load_policy
-from tests.worker.test_handoff import GPU_QUEUE, cpu_deps
-from tests.worker.test_pipeline import submit
+from tests.helpers.pipeline import GPU_QUEUE, cpu_deps, submit
 from worker.pipeline import Deps, process_jobs
 from worker.vlm.analyzer import VlmAnalyzer
 from worker.vlm.loading import LoadedModel

@@ -1,0 +1,33 @@
+"""What every command group of the CLI shares: the exit code of a refusal, loading the settings, and the
+one way a command opens a database session. The command modules import this; it imports none of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from memeguard.db import make_engine, make_sessions
+from memeguard.settings import Settings
+
+EXIT_REJECTED = 2  # a refused command: bad input or a refused change, said on stderr
+
+
+def load_settings() -> Settings:
+    """Settings or a clear message and exit 2 (placeholder secrets, malformed values)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        typer.echo(f"invalid configuration:\n{exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+
+
+@contextmanager
+def open_session() -> Iterator[Session]:
+    """One session on the configured database, for one command."""
+    sessions = make_sessions(make_engine(load_settings().effective_database_url))
+    with sessions() as opened:
+        yield opened

@@ -1,0 +1,34 @@
+"""House rules the tree keeps: test modules share helpers through tests/helpers/ (or fixtures), never by
+importing one another; one exit code for a refused command."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    names |= {alias.name for n in ast.walk(tree) if isinstance(n, ast.Import) for alias in n.names}
+    return names
+
+
+def test_test_modules_import_only_helpers_from_the_tests_tree() -> None:
+    offenders = {}
+    for path in (ROOT / "tests").rglob("*.py"):
+        wrong = {m for m in imported_modules(path) if m.startswith("tests.") and not m.startswith("tests.helpers")}
+        if wrong:
+            offenders[str(path.relative_to(ROOT))] = sorted(wrong)
+    assert offenders == {}
+
+
+def test_one_exit_code_for_a_refused_command() -> None:
+    defined = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "memeguard").rglob("*.py")
+        if "EXIT_REJECTED = " in path.read_text(encoding="utf-8")
+    ]
+    assert len(defined) == 1, defined
