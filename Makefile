@@ -14,7 +14,7 @@ GPU_TRANSFORMERS ?= 5.17.0
 GPU_HF_HUB       ?= 1.33.0
 COMPAT  := $(VENV)/compat/transformers-$(GPU_TRANSFORMERS)
 
-.PHONY: demo test lint fmt typecheck unit suite vlm-compat system-deps clean bench model
+.PHONY: demo test lint fmt typecheck unit suite vlm-compat system-deps clean bench model lock
 
 system-deps:
 	@missing=""; for p in $(APT_PKGS) $(EXTRA_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -65,6 +65,10 @@ vlm-compat: $(STAMP)
 
 test: EXTRA_APT_PKGS = $(TEST_APT_PKGS)
 test: system-deps $(STAMP) lint typecheck suite vlm-compat
+
+# the Docker image's lock files (requirements/cpu.lock, gpu.lock), after a dependency changes in pyproject.toml
+lock: $(STAMP)
+	$(PY) tools/lock.py
 
 bench: $(STAMP)
 	$(PY) bench/pipeline.py

@@ -32,3 +32,29 @@ def test_one_exit_code_for_a_refused_command() -> None:
         if "EXIT_REJECTED = " in path.read_text(encoding="utf-8")
     ]
     assert len(defined) == 1, defined
+
+
+def test_the_image_installs_pinned_locks_that_cover_every_dependency() -> None:
+    """The Dockerfile's base is pinned to a patch release and suite, and it installs requirements/<lock>.lock
+    with --no-deps: so each lock must pin every dependency the image's extras declare."""
+    import re
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11\.\d+-slim-\w+$", dockerfile, re.MULTILINE)
+    assert "--no-deps -r requirements.lock" in dockerfile
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for lock, extras in (("cpu", ["cpu", "s3"]), ("gpu", ["cpu", "vlm", "s3"])):
+        pinned = {}
+        for line in (ROOT / "requirements" / f"{lock}.lock").read_text(encoding="utf-8").splitlines():
+            if line and not line.startswith("#"):
+                name, version = line.split("==")
+                pinned[name] = version
+        wanted = project["dependencies"] + [r for extra in extras for r in project["optional-dependencies"][extra]]
+        for spec in wanted:
+            requirement = Requirement(spec)
+            name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+            assert name in pinned, (lock, name)
+            assert requirement.specifier.contains(pinned[name], prereleases=True), (lock, name, pinned[name])
