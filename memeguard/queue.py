@@ -14,6 +14,8 @@ class QueueUnavailable(RuntimeError):
 
 
 class JobQueue(Protocol):
+    name: str  # the queue's name, as jobs and hand-offs record it
+
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None: ...
     def depths(self, timeout: float | None = None) -> dict[str, int]: ...
 
@@ -24,6 +26,7 @@ class CeleryQueue:
     def __init__(self, app: Any, queue_name: str, watch: tuple[str, ...] = ()) -> None:
         """``watch``: other queues whose depth ``depths`` reports too (the GPU tier's, for ops)."""
         self.app, self.queue_name, self.watch = app, queue_name, watch
+        self.name = queue_name
 
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
         """Publish a batch through one producer (one connection checkout for the whole batch)."""
@@ -65,8 +68,8 @@ def queue_length(conn: Any, name: str) -> int:
 class InlineQueue:
     """The embedded deployment's queue: run the job right away, in this process."""
 
-    def __init__(self, run: Callable[[uuid.UUID], object]) -> None:
-        self._run = run
+    def __init__(self, run: Callable[[uuid.UUID], object], name: str = "inline") -> None:
+        self._run, self.name = run, name
 
     def enqueue_many(self, job_ids: list[uuid.UUID]) -> None:
         for job_id in job_ids:

@@ -62,15 +62,14 @@ class Runtime:
         from worker.pipeline import Deps
 
         return Deps(
-            self.sessions,
-            self.blobs,
-            self.analyzer,
-            self.policy,
-            self.settings.max_attempts,
-            self.settings.max_frames,
-            self.fingerprinting,
-            self.gpu_queue,
-            self.settings.vlm_queue,
+            sessions=self.sessions,
+            blobs=self.blobs,
+            analyzer=self.analyzer,
+            policy=self.policy,
+            max_attempts=self.settings.max_attempts,
+            max_frames=self.settings.max_frames,
+            fingerprints=self.fingerprinting,
+            gpu_queue=self.gpu_queue,
         )
 
     @cached_property

@@ -54,9 +54,9 @@ class Outcome:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Deps:
-    """Everything ``process_job`` needs; built once per worker process."""
+    """Everything ``process_jobs`` needs, built once per worker process, by keyword."""
 
     sessions: sessionmaker[Session]
     blobs: BlobStore
@@ -66,7 +66,6 @@ class Deps:
     max_frames: int
     fingerprints: Fingerprinting | None = None
     gpu_queue: JobQueue | None = None  # where a CPU cascade worker hands the items it is unsure of
-    gpu_queue_name: str = ""
 
 
 TRANSIENT = (
@@ -298,7 +297,7 @@ def _handoff(job: store.JobRecord, result: AnalysisResult, deps: Deps) -> store.
     if job.handoff is not None:
         return job.handoff
     timings = {k: round(v, 3) for k, v in result.timings.items()}
-    return store.Handoff(result.verdict, timings, deps.gpu_queue_name, result.hand_off)
+    return store.Handoff(result.verdict, timings, deps.gpu_queue.name, result.hand_off)
 
 
 def _after_handoff(handoff: store.Handoff, result: AnalysisResult, model_ms: float) -> AnalysisResult:
@@ -333,7 +332,7 @@ def _hand_off_all(handoffs: list[tuple[store.JobRecord, store.Handoff]], deps: D
     except QueueUnavailable as exc:
         log.warning("hand-off of %d jobs not published (the sweeper will): %s", len(moved), exc)
     outcomes = {job.id: Outcome(job.id, "skipped", "finished by another delivery") for job, _ in handoffs}
-    outcomes.update({job_id: Outcome(job_id, "handed_off", deps.gpu_queue_name) for job_id in moved})
+    outcomes.update({job_id: Outcome(job_id, "handed_off", deps.gpu_queue.name) for job_id in moved})
     return outcomes
 
 

@@ -43,5 +43,11 @@ def cpu_deps(
     """A CPU cascade worker of a two-queue fleet (min_confidence 1.01: nothing is ever sure enough)."""
     analyzer = CascadeAnalyzer(embedded, None, load_policy(), min_confidence, tiers or {})
     return Deps(
-        sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4, gpu_queue=gpu, gpu_queue_name=GPU_QUEUE
+        sessions=sessions,
+        blobs=blobs,
+        analyzer=analyzer,
+        policy=load_policy(),
+        max_attempts=3,
+        max_frames=4,
+        gpu_queue=gpu,
     )

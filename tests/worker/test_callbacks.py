@@ -35,7 +35,9 @@ def run_job(
 ) -> None:
     producer = Producer(sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512), egress)
     job_id = producer.submit(solid("PNG"), "c1", tenant="acme", callback_url=url).job_id
-    deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), 3, 4)
+    deps = Deps(
+        sessions=sessions, blobs=blobs, analyzer=NoopAnalyzer(), policy=load_policy(), max_attempts=3, max_frames=4
+    )
     assert process_job(job_id, deps).status == "done"
 
 

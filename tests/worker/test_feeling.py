@@ -239,7 +239,9 @@ def test_the_fields_own_confidences_are_stored_with_the_verdict(
         .job_id
     )
     reads_the_meme = EmbeddedAnalyzer(KB, lambda _frames: "今天真快乐", analyzer.classifier)  # the OCR's reading
-    deps = Deps(pg_sessions, blobs, reads_the_meme, load_policy(), max_attempts=3, max_frames=4)
+    deps = Deps(
+        sessions=pg_sessions, blobs=blobs, analyzer=reads_the_meme, policy=load_policy(), max_attempts=3, max_frames=4
+    )
     assert process_job(job_id, deps).status == "done"
     with pg_sessions() as session:
         verdict = store.verdict_of(session, job_id)

@@ -37,7 +37,9 @@ def test_an_unsure_item_is_handed_to_the_gpu_queue_with_the_embedded_findings(
 ) -> None:
     published: list[uuid.UUID] = []
     job_id = submit(pg_sessions, blobs, meme_png, post_text="手动狗头")
-    [outcome] = process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append)))
+    [outcome] = process_jobs(
+        [job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append, GPU_QUEUE))
+    )
     assert (outcome.status, outcome.detail) == ("handed_off", GPU_QUEUE)
     assert published == [job_id]
     job = store.get_job(pg_session, job_id)
@@ -58,7 +60,7 @@ def test_a_confident_item_is_finished_on_the_cpu_worker(
 ) -> None:
     published: list[uuid.UUID] = []
     job_id = submit(pg_sessions, blobs, render_meme("早上好，今天也要开心", "plain"))
-    deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append), min_confidence=0.0)
+    deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append, GPU_QUEUE), min_confidence=0.0)
     [outcome] = process_jobs([job_id], deps)
     view = store.job_view(pg_session, job_id)
     assert outcome.status == "done" and published == [] and view is not None and view.verdict is not None
@@ -75,7 +77,7 @@ def test_tenants_pinned_to_a_tier_skip_the_confidence_test(
     meme_png: bytes,
 ) -> None:
     published: list[uuid.UUID] = []
-    gpu = InlineQueue(published.append)
+    gpu = InlineQueue(published.append, GPU_QUEUE)
     cpu_only = cpu_deps(pg_sessions, blobs, embedded_analyzer, gpu, tiers={"acme": "embedded"})
     assert process_jobs([submit(pg_sessions, blobs, meme_png, "c1")], cpu_only)[0].status == "done"
     gpu_only = cpu_deps(pg_sessions, blobs, embedded_analyzer, gpu, min_confidence=0.0, tiers={"acme": "vlm"})
@@ -94,7 +96,7 @@ def test_a_handed_off_job_delivered_again_to_a_cpu_worker_is_handed_on_unread(
 ) -> None:
     """E.g. the CPU worker died after committing the hand-off but before acking its message."""
     published: list[uuid.UUID] = []
-    deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append))
+    deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append, GPU_QUEUE))
     job_id = submit(pg_sessions, blobs, meme_png)
     process_jobs([job_id], deps)
     first = store.get_job(pg_session, job_id)

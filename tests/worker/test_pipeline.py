@@ -22,7 +22,14 @@ from worker.pipeline import Deps, dead_letter, is_transient, process_job, proces
 
 @pytest.fixture
 def deps(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_analyzer) -> Deps:  # type: ignore[no-untyped-def]
-    return Deps(pg_sessions, blobs, embedded_analyzer, load_policy(), max_attempts=3, max_frames=4)
+    return Deps(
+        sessions=pg_sessions,
+        blobs=blobs,
+        analyzer=embedded_analyzer,
+        policy=load_policy(),
+        max_attempts=3,
+        max_frames=4,
+    )
 
 
 def test_job_runs_to_done_with_verdict_action_audit_and_timings(
@@ -96,7 +103,9 @@ def test_unknown_job_is_skipped(deps: Deps) -> None:
 def test_database_outage_is_transient_and_propagates(deps: Deps, meme_png: bytes) -> None:
     """A real connection failure (nothing listens on port 1) must reach the task so it retries."""
     down = make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1"))
-    broken = Deps(down, deps.blobs, deps.analyzer, deps.policy, 3, 4)
+    broken = Deps(
+        sessions=down, blobs=deps.blobs, analyzer=deps.analyzer, policy=deps.policy, max_attempts=3, max_frames=4
+    )
     with pytest.raises(sqlalchemy.exc.OperationalError) as info:
         process_job(uuid.uuid4(), broken)
     assert is_transient(info.value)
@@ -107,7 +116,9 @@ def test_racing_deliveries_store_exactly_one_verdict(pg_url: str, tmp_path) -> N
     """Two workers get the same job at once (a redelivery while the first still runs)."""
     sessions = make_sessions(make_engine(pg_url))
     blobs = LocalBlobStore(tmp_path)
-    deps = Deps(sessions, blobs, NoopAnalyzer(), load_policy(), max_attempts=5, max_frames=4)
+    deps = Deps(
+        sessions=sessions, blobs=blobs, analyzer=NoopAnalyzer(), policy=load_policy(), max_attempts=5, max_frames=4
+    )
     job_id = submit(sessions, blobs, solid("PNG"), content_id=f"race-{uuid.uuid4().hex}")
     outcomes: list[str] = []
     barrier = threading.Barrier(4)
@@ -155,7 +166,9 @@ def test_one_unreadable_item_fails_alone_not_its_batch(
     pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, pg_session: Session, batch: bool
 ) -> None:
     analyzer = Picky(batch=batch)
-    deps = Deps(pg_sessions, blobs, analyzer, load_policy(), max_attempts=3, max_frames=4)
+    deps = Deps(
+        sessions=pg_sessions, blobs=blobs, analyzer=analyzer, policy=load_policy(), max_attempts=3, max_frames=4
+    )
     ids = [
         submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"p{i}", "poison" if i == 1 else "ok") for i in range(3)
     ]
@@ -168,7 +181,14 @@ def test_one_unreadable_item_fails_alone_not_its_batch(
 def test_a_transient_batch_failure_propagates_for_a_retry(
     pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, pg_session: Session
 ) -> None:
-    deps = Deps(pg_sessions, blobs, Picky(batch=True, transient=True), load_policy(), max_attempts=3, max_frames=4)
+    deps = Deps(
+        sessions=pg_sessions,
+        blobs=blobs,
+        analyzer=Picky(batch=True, transient=True),
+        policy=load_policy(),
+        max_attempts=3,
+        max_frames=4,
+    )
     ids = [submit(pg_sessions, blobs, solid("PNG", (64 + i, 48)), f"t{i}") for i in range(2)]
     with pytest.raises(ConnectionError):
         process_jobs(ids, deps)

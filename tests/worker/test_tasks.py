@@ -57,7 +57,7 @@ def test_worker_deps_are_the_runtime_composition(tasks, monkeypatch: pytest.Monk
     deps = tasks.worker_deps()
     assert deps.fingerprints is not None
     assert isinstance(deps.gpu_queue, CeleryQueue) and deps.gpu_queue.queue_name == "memeguard.test.vlm"
-    assert deps.gpu_queue_name == "memeguard.test.vlm"
+    assert deps.gpu_queue is not None and deps.gpu_queue.name == "memeguard.test.vlm"
 
 
 def _no_republish(*_: object) -> None:
@@ -77,12 +77,12 @@ def test_transient_failure_republishes_every_job_with_backoff(tasks) -> None:  #
 
     deps = tasks.worker_deps()
     down = Deps(
-        make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1")),
-        deps.blobs,
-        deps.analyzer,
-        deps.policy,
-        3,
-        4,
+        sessions=make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1")),
+        blobs=deps.blobs,
+        analyzer=deps.analyzer,
+        policy=deps.policy,
+        max_attempts=3,
+        max_frames=4,
     )
     ids = [uuid.uuid4(), uuid.uuid4()]
     republished: list[tuple[uuid.UUID, int, float]] = []

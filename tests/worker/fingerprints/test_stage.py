@@ -61,7 +61,15 @@ def setup(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_an
     stage = Fingerprinting(
         Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]), embedded_analyzer.read_image_text, load
     )
-    deps = Deps(pg_sessions, blobs, analyzer, load_policy(), 3, 4, stage)
+    deps = Deps(
+        sessions=pg_sessions,
+        blobs=blobs,
+        analyzer=analyzer,
+        policy=load_policy(),
+        max_attempts=3,
+        max_frames=4,
+        fingerprints=stage,
+    )
     producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), LIMITS)
 
     def run(data: bytes, content_id: str, post_text: str = "", tenant: str = "acme"):  # type: ignore[no-untyped-def]

@@ -29,11 +29,18 @@ def test_the_gpu_tier_finishes_a_handed_off_job_with_both_tiers_in_its_verdict(
 ) -> None:
     published: list[uuid.UUID] = []
     job_id = submit(pg_sessions, blobs, meme_png, post_text="手动狗头")
-    process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append)))
+    process_jobs([job_id], cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append, GPU_QUEUE)))
     handoff = store.get_job(pg_session, job_id).handoff  # type: ignore[union-attr]
     assert published == [job_id] and handoff is not None
     # the GPU worker's VLM has the embedded tier as its reader; a handed-off job must not be read again
-    gpu = Deps(pg_sessions, blobs, VlmAnalyzer(tiny, reader=embedded_analyzer), load_policy(), 3, 4)
+    gpu = Deps(
+        sessions=pg_sessions,
+        blobs=blobs,
+        analyzer=VlmAnalyzer(tiny, reader=embedded_analyzer),
+        policy=load_policy(),
+        max_attempts=3,
+        max_frames=4,
+    )
     assert process_jobs(published, gpu)[0].status == "done"
     pg_session.expire_all()
     view = store.job_view(pg_session, job_id)
