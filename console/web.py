@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from console import sessions
-from memeguard import users
+from memeguard import reviews, users
 from memeguard.db import User
 from memeguard.runtime import Runtime
 from memeguard.schemas import label_zh
@@ -24,6 +24,7 @@ from memeguard.users import UserRecord
 router = APIRouter(prefix="/review", include_in_schema=False)
 TEMPLATES = Environment(loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"]))
 TEMPLATES.filters["zh"] = label_zh
+TEMPLATES.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
 TEMPLATES.globals["queue_names"] = {
     "tagged": "打标",
     "throttled": "限流",

@@ -1,4 +1,6 @@
-"""The ``memeguard`` command line: demo, analyze, api, worker, db, policy, jobs, banks, train, eval, config."""
+"""The ``memeguard`` command line: config, analyze, demo, api, worker, train, calibrate, and the command groups
+db, policy, jobs, callbacks, eval, banks, blobs and users (the last three in ``cli_banks``, ``cli_blobs`` and
+``cli_users``; what they share in ``cli_common``)."""
 
 from __future__ import annotations
 

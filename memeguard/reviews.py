@@ -436,4 +436,4 @@ def owned_job(session: Session, job_id: uuid.UUID, user: UserRecord) -> store.Jo
 def _holds_claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime) -> None:
     current = session.get(ReviewClaim, job_id)
     if current is None or current.username != user.username or current.expires_at <= now:
-        raise ReviewError("claim the item first (claims expire after 10 minutes)")
+        raise ReviewError(f"claim the item first (claims expire after {CLAIM_TTL.total_seconds() / 60:g} minutes)")

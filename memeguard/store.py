@@ -1,4 +1,6 @@
-"""The storage edge: every query lives here, and rows leave as plain frozen dataclasses.
+"""The jobs' storage: jobs, verdicts, actions and the audit log, read and written here; rows leave as plain
+frozen dataclasses. (Banks, reviews, users, callbacks, retention and backlogs keep their own queries in their
+own modules.)
 
 Callers pass the ``Session`` and own the transaction, so a whole job outcome (verdict + action + status +
 audit entry) commits or rolls back together.

@@ -1,5 +1,6 @@
 """The job pipeline as plain functions: load job -> analyzer -> policy -> store verdict + action in one
-transaction. Celery tasks and the embedded queue both call ``process_job`` with their collaborators.
+transaction. Celery tasks call ``process_jobs`` with a batch, the embedded queue ``process_job`` with one;
+both take their collaborators in ``Deps``.
 
 Idempotency: a job that already ended is skipped; ``verdicts.job_id`` is unique, so two deliveries racing
 on the same job store one verdict and one action, never two.
