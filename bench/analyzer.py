@@ -63,7 +63,7 @@ def timed(fn, items):  # type: ignore[no-untyped-def]
 def feeling_stage(classifier, kb, texts):  # type: ignore[no-untyped-def]
     """What the emotion and attack-style readers add per meme: their reading of one text whose knowledge-base
     matches and sentence vector the analyzer has already computed for the harm classifier."""
-    from worker.reading import read
+    from worker.match_reading import read
 
     matches = [read(kb.match(t), t) for t in texts]
     vectors = classifier.semantic.vectors(texts) if classifier.semantic is not None else None

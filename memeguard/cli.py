@@ -368,7 +368,7 @@ def callbacks_deliver() -> None:
 
     from memeguard.db import make_engine, make_sessions
     from memeguard.egress import EgressPolicy
-    from worker.callbacks import deliver_due
+    from worker.delivery import deliver_due
 
     settings = load_settings()
     sessions = make_sessions(make_engine(settings.effective_database_url))

@@ -68,7 +68,7 @@ class Runtime:
             policy=self.policy,
             max_attempts=self.settings.max_attempts,
             max_frames=self.settings.max_frames,
-            fingerprints=self.fingerprinting,
+            fingerprinting=self.fingerprinting,
             gpu_queue=self.gpu_queue,
         )
 

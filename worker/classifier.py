@@ -57,8 +57,8 @@ from sklearn.model_selection import StratifiedKFold
 from memeguard.schemas import HarmType, Intent
 from worker.encoder import SentenceEncoder, encoder_for
 from worker.feeling import AttackReader, EmotionReader, Feeling, Style
-from worker.kb import KnowledgeBase, Match, clauses, joined, normalize
-from worker.reading import read
+from worker.knowledge import KnowledgeBase, Match, clauses, joined, normalize
+from worker.match_reading import read
 
 ARTEFACT_FORMAT = 6
 CONTEXT_WEIGHT = 0.5

@@ -34,8 +34,8 @@ from worker.datasets import CLUE_EMOTION_LABELS, LabelledItem, load_clue_emotion
 from worker.encoder import SentenceEncoder
 from worker.evaluation import expected_calibration_error, reference_predict, sampled
 from worker.feeling import EmotionReader, settle_emotion, strongest_cue
-from worker.kb import KnowledgeBase, Match
-from worker.reading import read
+from worker.knowledge import KnowledgeBase, Match
+from worker.match_reading import read
 
 TRAIN_FILE, TEST_FILE = "valid.txt", "test.txt"
 CLUE_ACCEPTS: dict[str, frozenset[Emotion]] = {

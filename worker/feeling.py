@@ -33,7 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from memeguard.schemas import Emotion, Intent
-from worker.kb import Match, clauses
+from worker.knowledge import Match, clauses
 
 VECTOR_WEIGHT = 0.03  # the standardised sentence vector's scale beside the unit-norm TF-IDF (5-fold CV, 0-0.1)
 C = 1.0

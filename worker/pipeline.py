@@ -65,7 +65,7 @@ class Deps:
     policy: Policy
     max_attempts: int
     max_frames: int
-    fingerprints: Fingerprinting | None = None
+    fingerprinting: Fingerprinting | None = None
     gpu_queue: JobQueue | None = None  # where a CPU cascade worker hands the items it is unsure of
 
 
@@ -106,7 +106,7 @@ def prepare(
     *,
     analyzer: Analyzer,
     max_frames: int,
-    fingerprints: Fingerprinting | None = None,
+    fingerprinting: Fingerprinting | None = None,
     tenant: str = "",
     item_key: str = "",
     prior: Verdict | None = None,
@@ -114,16 +114,16 @@ def prepare(
     """Decode -> (fingerprints): everything before the model. ``prior``: the embedded tier's verdict of a
     job handed to the GPU tier — its OCR text is reused (by the cache match and as the VLM's context)."""
     started = time.perf_counter()
-    frames = decode_frames(data, max_frames) if analyzer.needs_pixels or fingerprints else []
+    frames = decode_frames(data, max_frames) if analyzer.needs_pixels or fingerprinting else []
     timings = {"decode_ms": _ms(started)}
     known_text = prior.ocr_text if prior is not None else None
-    if fingerprints is None:
+    if fingerprinting is None:
         item = AnalysisInput(frames, post_text, context, tenant=tenant, prior=prior, ocr_text=known_text)
         return Prepared(item, None, timings)
     from worker.fingerprints.stage import screen
 
     screened = screen(
-        frames, post_text, context, stage=fingerprints, tenant=tenant, item_key=item_key, known_text=known_text
+        frames, post_text, context, stage=fingerprinting, tenant=tenant, item_key=item_key, known_text=known_text
     )
     pending = screened.pending
     if pending is not None and prior is not None:
@@ -162,7 +162,7 @@ def analyze_bytes(
     analyzer: Analyzer,
     policy: Policy,
     max_frames: int,
-    fingerprints: Fingerprinting | None = None,
+    fingerprinting: Fingerprinting | None = None,
     tenant: str = "",
     item_key: str = "",
 ) -> PipelineResult:
@@ -174,7 +174,7 @@ def analyze_bytes(
         context,
         analyzer=analyzer,
         max_frames=max_frames,
-        fingerprints=fingerprints,
+        fingerprinting=fingerprinting,
         tenant=tenant,
         item_key=item_key,
     )
@@ -203,8 +203,8 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
     Transient errors propagate (the caller re-publishes with backoff); a job whose analysis fails for any
     other reason is dead-lettered with its reason, so no job is ever silently dropped."""
     unique = list(dict.fromkeys(job_ids))
-    if deps.fingerprints is not None:
-        deps.fingerprints.matcher.maybe_refresh()
+    if deps.fingerprinting is not None:
+        deps.fingerprinting.matcher.maybe_refresh()
     with deps.sessions() as session:
         claims = store.claim_jobs(session, unique, deps.max_attempts)
         session.commit()
@@ -375,7 +375,7 @@ def _prepare(job: store.JobRecord, deps: Deps) -> Prepared:
         job.context,
         analyzer=deps.analyzer,
         max_frames=deps.max_frames,
-        fingerprints=deps.fingerprints,
+        fingerprinting=deps.fingerprinting,
         tenant=job.tenant,
         item_key=f"{job.tenant}/{job.content_id}",
         prior=job.handoff.verdict if job.handoff else None,

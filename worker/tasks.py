@@ -20,8 +20,8 @@ from memeguard.metrics import RETRIES
 from memeguard.queue import TASK_NAME, CeleryQueue
 from memeguard.runtime import Runtime
 from memeguard.settings import get_settings
-from worker.callbacks import deliver_due
 from worker.celery_app import app
+from worker.delivery import deliver_due
 from worker.pipeline import Deps, is_transient, process_jobs
 from worker.sweeper import requeue_stale
 

@@ -16,7 +16,7 @@ from worker.classifier import MAX_FALSE_ALARM, HarmClassifier
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source
 from worker.encoder import SentenceEncoder
 from worker.feeling import ATTACK_STYLES
-from worker.kb import KnowledgeBase
+from worker.knowledge import KnowledgeBase
 
 # under the datasets directory: the external knowledge bases the shipped classifier reads where present
 SHIPPED_KNOWLEDGE = (Path("c_harmkb") / "C-harmKB.json", Path("toxicn_text") / "lexicon")

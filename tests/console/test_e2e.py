@@ -28,7 +28,7 @@ from memeguard.settings import Settings
 from producer.api import create_app
 from tests.helpers.console import PASSWORD, SECRET
 from tests.helpers.services import API_KEYS, Platform, create_pg_database, drop_pg_database, serving
-from worker.callbacks import deliver_due
+from worker.delivery import deliver_due
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="install the dev extra: pip install -e '.[dev]'")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"

@@ -23,7 +23,7 @@ from producer.validation import Limits
 from tests.helpers.images import solid
 from tests.helpers.services import Platform
 from worker.analyzers.noop import NoopAnalyzer
-from worker.callbacks import deliver_due
+from worker.delivery import deliver_due
 from worker.pipeline import Deps, process_job
 
 SECRET = b"platform-secret-0123456789"

@@ -8,7 +8,7 @@ import pytest
 
 from memeguard.schemas import HarmType
 from worker.classifier import CLASSES, COUNTER, HarmClassifier, kb_features, meanings
-from worker.kb import KnowledgeBase, normalize
+from worker.knowledge import KnowledgeBase, normalize
 
 KB = KnowledgeBase.bundled()
 TEXTS = (

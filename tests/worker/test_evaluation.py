@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from worker.evaluation import EvalConfig, expected_calibration_error, run, score
-from worker.kb import KnowledgeBase
+from worker.knowledge import KnowledgeBase
 
 pytestmark = pytest.mark.slow  # train and evaluate on the real datasets: minutes, left out of `make unit`
 

@@ -14,8 +14,8 @@ from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import HarmClassifier
 from worker.datasets import DataError, Source, load_clue_emotion, load_jsonl
 from worker.feeling import Feeling, choose_threshold, settle_emotion, strongest_cue
-from worker.kb import KnowledgeBase
-from worker.reading import read
+from worker.knowledge import KnowledgeBase
+from worker.match_reading import read
 
 KB = KnowledgeBase.bundled()
 DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).parents[3] / "shared" / "datasets"))

@@ -55,7 +55,7 @@ def test_worker_deps_are_the_runtime_composition(tasks, monkeypatch: pytest.Monk
     monkeypatch.setenv("MEMEGUARD_VLM_QUEUE", "memeguard.test.vlm")
     get_settings.cache_clear()
     deps = tasks.worker_deps()
-    assert deps.fingerprints is not None
+    assert deps.fingerprinting is not None
     assert isinstance(deps.gpu_queue, CeleryQueue) and deps.gpu_queue.queue_name == "memeguard.test.vlm"
     assert deps.gpu_queue is not None and deps.gpu_queue.name == "memeguard.test.vlm"
 

@@ -15,8 +15,8 @@ from PIL import Image
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict, label_zh
 from worker.analyzers.base import AnalysisInput, AnalysisResult
 from worker.feeling import FAMILIES, EmotionCall, Feeling, settle_emotion, strongest_cue
-from worker.kb import ATTACK_HARMS, KnowledgeBase, Match, joined
-from worker.reading import mentioned_groups, read
+from worker.knowledge import ATTACK_HARMS, KnowledgeBase, Match, joined
+from worker.match_reading import mentioned_groups, read
 
 if TYPE_CHECKING:
     from memeguard.settings import Settings

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from worker.kb import SEPARATOR, normalize
+from worker.knowledge import SEPARATOR, normalize
 
 MAX_SIDE = 512
 MIN_QUALITY = 50

@@ -68,7 +68,7 @@ def setup(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_an
         policy=load_policy(),
         max_attempts=3,
         max_frames=4,
-        fingerprints=stage,
+        fingerprinting=stage,
     )
     producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), LIMITS)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from worker.analyzers.embedded import EmbeddedAnalyzer
-from worker.kb import KnowledgeBase
-from worker.reading import CONCEDED, COUNTERED, MEANT, NEGATED, STRONGER, WEAKER, read
+from worker.knowledge import KnowledgeBase
+from worker.match_reading import CONCEDED, COUNTERED, MEANT, NEGATED, STRONGER, WEAKER, read
 
 KB = KnowledgeBase.bundled()
 
@@ -101,7 +101,7 @@ def test_a_negated_insult_is_denied() -> None:
 
 
 def test_groups_a_text_names() -> None:
-    from worker.reading import mentioned_groups
+    from worker.match_reading import mentioned_groups
 
     assert mentioned_groups("说女生都不会开车就是刻板印象，河南人也不都那样，女生真的") == ["女生", "河南人"]
     assert mentioned_groups("今天天气真好") == []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from memeguard.schemas import HarmType
-from worker.kb import Entry, KnowledgeBase, initials, joined, normalize, syllables
-from worker.reading import read
+from worker.knowledge import Entry, KnowledgeBase, initials, joined, normalize, syllables
+from worker.match_reading import read
 
 KB = KnowledgeBase.bundled()
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from memeguard.schemas import HarmType, Intent
-from worker.kb import Match, normalize
+from worker.knowledge import Match, normalize
 
 NEGATORS = ("不是", "并不是", "并非", "才不是", "没有", "不算", "不")
 NOT_NEGATION = ("是不是", "是不", "要不", "不不")  # 你是不是傻逼 asks, it does not deny
