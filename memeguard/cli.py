@@ -21,7 +21,7 @@ import typer
 
 from memeguard.cli_banks import banks_app
 from memeguard.cli_blobs import blobs_app
-from memeguard.cli_common import EXIT_REJECTED, load_settings
+from memeguard.cli_common import EXIT_REJECTED, load_settings, open_sessions
 from memeguard.cli_users import users_app
 from memeguard.settings import Settings
 
@@ -282,7 +282,6 @@ def policy_replay(
     """Recompute actions over stored verdicts with FILE, without writing; show what would move, and which of
     FILE's rules would decide the moved items."""
     from memeguard import store
-    from memeguard.db import make_engine, make_sessions
     from policies import PolicyError, evaluate, load_policy
 
     try:
@@ -290,7 +289,7 @@ def policy_replay(
     except PolicyError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
-    sessions = make_sessions(make_engine(load_settings().effective_database_url))
+    sessions = open_sessions()
     moves: Counter[tuple[str, str, str]] = Counter()
     with sessions() as session:
         for _, verdict, action in store.iter_verdicts(session):
@@ -334,10 +333,9 @@ def jobs_show(
 ) -> None:
     """Show a job (status, verdict, action, per-stage timings) by id or by tenant + content id."""
     from memeguard import store
-    from memeguard.db import make_engine, make_sessions
     from memeguard.views import job_json
 
-    sessions = make_sessions(make_engine(load_settings().effective_database_url))
+    sessions = open_sessions()
     with sessions() as session:
         if job_id is None and content_id and tenant:
             job = store.find_job(session, tenant, content_id)
@@ -364,23 +362,9 @@ def jobs_requeue(older_than: Annotated[int, typer.Option(help="seconds untouched
 @callbacks_app.command("deliver")
 def callbacks_deliver() -> None:
     """One pass of the callback sender (beat runs it every MEMEGUARD_CALLBACK_POLL_S in a fleet)."""
-    import httpx
+    from worker.delivery import send_due
 
-    from memeguard.db import make_engine, make_sessions
-    from memeguard.egress import EgressPolicy
-    from worker.delivery import deliver_due
-
-    settings = load_settings()
-    sessions = make_sessions(make_engine(settings.effective_database_url))
-    with httpx.Client(timeout=settings.callback_timeout_s) as client:
-        result = deliver_due(
-            sessions,
-            client,
-            settings.callback_secret,
-            max_attempts=settings.callback_max_attempts,
-            backoff_s=settings.callback_backoff_s,
-            egress=EgressPolicy.from_settings(settings),
-        )
+    result = send_due(open_sessions(), load_settings())
     typer.echo(f"delivered {result.delivered}, retrying {result.retrying}, failed {result.failed}")
 
 
@@ -467,11 +451,10 @@ def train(
 def _reviewed_items(settings: Settings) -> list[Any]:
     """Reviewers' latest decisions as labelled items (an overturn's corrected harm type wins)."""
     from memeguard import reviews
-    from memeguard.db import make_engine, make_sessions
     from worker.classifier import LABELS
     from worker.datasets import LabelledItem
 
-    with make_sessions(make_engine(settings.effective_database_url))() as session:
+    with open_sessions(settings)() as session:
         reviewed = reviews.training_items(session)
     return [LabelledItem(r.text, LABELS.index(r.harm_type.value), r.context) for r in reviewed]
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import typer
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard.db import make_engine, make_sessions
 from memeguard.settings import Settings
@@ -25,9 +25,13 @@ def load_settings() -> Settings:
         raise typer.Exit(EXIT_REJECTED) from exc
 
 
+def open_sessions(settings: Settings | None = None) -> sessionmaker[Session]:
+    """The sessions of the configured database: the one place a command builds them."""
+    return make_sessions(make_engine((settings or load_settings()).effective_database_url))
+
+
 @contextmanager
 def open_session() -> Iterator[Session]:
     """One session on the configured database, for one command."""
-    sessions = make_sessions(make_engine(load_settings().effective_database_url))
-    with sessions() as opened:
+    with open_sessions()() as opened:
         yield opened

@@ -20,6 +20,7 @@ from memeguard import callbacks
 from memeguard.db import utcnow
 from memeguard.egress import EgressPolicy, Target
 from memeguard.metrics import CALLBACKS
+from memeguard.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +95,17 @@ def _post(client: httpx.Client, due: callbacks.Due, target: Target, secret: byte
     if 200 <= response.status_code < 300:
         return None
     return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def send_due(sessions: sessionmaker[Session], settings: Settings) -> SendResult:
+    """One pass of the sender wired from the settings — timeouts, signing secrets, retries, the egress
+    policy — the same for the beat task and ``memeguard callbacks deliver``."""
+    with httpx.Client(timeout=settings.callback_timeout_s) as client:
+        return deliver_due(
+            sessions,
+            client,
+            settings.callback_secret,
+            max_attempts=settings.callback_max_attempts,
+            backoff_s=settings.callback_backoff_s,
+            egress=EgressPolicy.from_settings(settings),
+        )

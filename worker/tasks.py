@@ -9,19 +9,17 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
-import httpx
 from celery.signals import worker_process_init
 from celery_batches import Batches
 
 from memeguard.broker import BLOBS_GC_TASK, CALLBACKS_TASK, SWEEP_TASK
-from memeguard.egress import EgressPolicy
 from memeguard.logs import configure_logging
 from memeguard.metrics import RETRIES
 from memeguard.queue import TASK_NAME, CeleryQueue
 from memeguard.runtime import Runtime
 from memeguard.settings import get_settings
 from worker.celery_app import app
-from worker.delivery import deliver_due
+from worker.delivery import send_due
 from worker.pipeline import Deps, is_transient, process_jobs
 from worker.sweeper import requeue_stale
 
@@ -112,16 +110,7 @@ def analyze(requests: list[Any]) -> list[str]:
 @app.task(name=CALLBACKS_TASK, acks_late=True)
 def send_callbacks() -> dict[str, int]:
     """Periodic (celery beat): deliver due callbacks, signed, with retries."""
-    settings = get_settings()
-    with httpx.Client(timeout=settings.callback_timeout_s) as client:
-        result = deliver_due(
-            worker_deps().sessions,
-            client,
-            settings.callback_secret,
-            max_attempts=settings.callback_max_attempts,
-            backoff_s=settings.callback_backoff_s,
-            egress=EgressPolicy.from_settings(settings),
-        )
+    result = send_due(worker_deps().sessions, get_settings())
     return {"delivered": result.delivered, "retrying": result.retrying, "failed": result.failed}
 
 
