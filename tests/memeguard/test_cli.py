@@ -369,3 +369,9 @@ def test_the_worker_ops_server_binds_the_configured_address(tmp_path: Path) -> N
         server.shutdown()
         server.server_close()
     assert _start_worker_ops(Settings(data_dir=tmp_path, worker_ops_port=0)) is None
+
+
+def test_callbacks_deliver_runs_one_pass_of_the_sender(tmp_path: Path, sqlite_url: str) -> None:
+    done = memeguard("callbacks", "deliver", data_dir=tmp_path, env={"MEMEGUARD_DATABASE_URL": sqlite_url})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "delivered 0, retrying 0, failed 0"
