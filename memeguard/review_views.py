@@ -129,10 +129,7 @@ def identical_items(session: Session, user: UserRecord, job: store.JobRecord, li
 
 def _actions(session: Session, job_id: uuid.UUID) -> list[store.ActionRecord]:
     rows = session.scalars(sa.select(ActionRow).where(ActionRow.job_id == job_id).order_by(ActionRow.id))
-    return [
-        store.ActionRecord(a.action, a.source, a.policy_name, a.policy_version, a.rule_id, a.reason, a.created_at)
-        for a in rows
-    ]
+    return [store.action_record(row) for row in rows]
 
 
 def _audit(session: Session, job_id: uuid.UUID) -> list[AuditLine]:

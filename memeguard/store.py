@@ -398,7 +398,8 @@ def _verdict(row: VerdictRow) -> Verdict:
     )
 
 
-def _action(row: ActionRow) -> ActionRecord:
+def action_record(row: ActionRow) -> ActionRecord:
+    """The one place an action row becomes an ``ActionRecord``."""
     return ActionRecord(
         action=ModerationAction(row.action),
         source=row.source,
@@ -413,7 +414,7 @@ def _action(row: ActionRow) -> ActionRecord:
 def current_action(session: Session, job_id: uuid.UUID) -> ActionRecord | None:
     query = sa.select(ActionRow).where(ActionRow.job_id == job_id).order_by(ActionRow.id.desc()).limit(1)
     row = session.scalars(query).first()
-    return _action(row) if row else None
+    return action_record(row) if row else None
 
 
 def verdict_of(session: Session, job_id: uuid.UUID) -> Verdict | None:
@@ -447,7 +448,7 @@ def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[tuple[uuid.UU
         .execution_options(yield_per=batch)
     )
     for verdict_row, action_row in session.execute(query).tuples():
-        yield verdict_row.job_id, _verdict(verdict_row), _action(action_row) if action_row else None
+        yield verdict_row.job_id, _verdict(verdict_row), action_record(action_row) if action_row else None
 
 
 def stale_jobs(session: Session, older_than: timedelta, limit: int = 1000) -> list[tuple[uuid.UUID, bool]]:
