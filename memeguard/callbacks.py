@@ -26,8 +26,7 @@ from sqlalchemy.orm import Session
 
 from memeguard import store
 from memeguard.db import CallbackRow, utcnow
-from memeguard.schemas import ModerationAction, Verdict
-from policies import Decision
+from memeguard.schemas import Decision, ModerationAction, Verdict
 
 EVENT_ACTION = "action"
 EVENT_APPEAL = "appeal"

@@ -6,6 +6,7 @@ Each carries a Chinese display label because reviewers and explanations are Chin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -165,3 +166,15 @@ class Verdict(BaseModel):
             "intent_zh": label_zh(self.intent),
             "harm_type_zh": label_zh(self.harm_type),
         }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy decided and why; the worker stores it verbatim as the item's action. A core value:
+    ``policies/`` returns it and the store keeps it, and neither imports the other for it."""
+
+    action: ModerationAction
+    policy_name: str
+    policy_version: str
+    rule_id: str
+    reason: str

@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from memeguard.db import ActionRow, AuditEntry, Job, VerdictRow, utcnow
-from memeguard.schemas import JobStatus, ModerationAction, Signal, Verdict
-from policies import Decision
+from memeguard.schemas import Decision, JobStatus, ModerationAction, Signal, Verdict
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 No SQLAlchemy, Celery or Redis here (a test enforces it): the engine decides, the worker carries out.
 """
 
-from policies.engine import Decision, evaluate
+from memeguard.schemas import Decision  # the value the engine returns lives in the core layer
+from policies.engine import evaluate
 from policies.loader import PolicyError, PolicyIssue, default_policy_path, load_policy, parse_policy
 from policies.model import Condition, ConfidenceRange, Policy, Rule
 

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from memeguard.schemas import ModerationAction, Verdict, label_zh
+from memeguard.schemas import Decision, ModerationAction, Verdict, label_zh
 from policies.model import Policy
 
 DEFAULT_RULE_ID = "default"
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What the policy decided and why; the worker stores it verbatim as the item's action."""
-
-    action: ModerationAction
-    policy_name: str
-    policy_version: str
-    rule_id: str
-    reason: str
 
 
 def evaluate(policy: Policy, verdict: Verdict) -> Decision:
