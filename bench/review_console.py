@@ -110,7 +110,7 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
         "MEMEGUARD_DATA_DIR": "/tmp/memeguard-bench-console",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "producer.asgi:app", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "uvicorn", "memeguard.webapp:app", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
         env=env,
     )

@@ -189,7 +189,7 @@ def api(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     load_settings()
     if workers > 1:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="memeguard-api-metrics-"))
-    uvicorn.run("producer.asgi:app", host=host, port=port, workers=workers, log_config=None)
+    uvicorn.run("memeguard.webapp:app", host=host, port=port, workers=workers, log_config=None)
 
 
 @app.command()

@@ -29,7 +29,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from console.app import install as install_console
 from memeguard import __version__, store
 from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
@@ -124,7 +123,6 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.webhooks.post("action", summary="A job's action was set or changed")(_action_webhook)
     app.webhooks.post("appeal", summary="An appeal was decided")(_appeal_webhook)
     app.include_router(banks_router)
-    install_console(app)
     return app
 
 

@@ -13,7 +13,7 @@ from memeguard import users
 from memeguard.db import Role
 from memeguard.runtime import Runtime
 from memeguard.settings import Settings
-from producer.api import create_app
+from memeguard.webapp import build_app as create_app
 from tests.helpers.console import PASSWORD, SECRET, add_item, csrf_of, login  # noqa: F401
 from tests.helpers.services import API_KEYS
 

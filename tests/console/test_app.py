@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from memeguard.runtime import Runtime
 from memeguard.schemas import HarmType
 from memeguard.settings import Settings
-from producer.api import create_app
+from memeguard.webapp import build_app as create_app
 from tests.helpers.console import PASSWORD, add_item, csrf_of, login
 from tests.helpers.services import API_KEYS
 

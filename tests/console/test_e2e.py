@@ -25,7 +25,7 @@ from memeguard.egress import EgressPolicy
 from memeguard.runtime import Runtime
 from memeguard.samples import render_meme
 from memeguard.settings import Settings
-from producer.api import create_app
+from memeguard.webapp import build_app as create_app
 from tests.helpers.console import PASSWORD, SECRET
 from tests.helpers.services import API_KEYS, Platform, create_pg_database, drop_pg_database, serving
 from worker.delivery import deliver_due

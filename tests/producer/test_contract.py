@@ -24,7 +24,7 @@ from schemathesis.transport.serialization import Binary
 from memeguard.migrate import upgrade
 from memeguard.runtime import Runtime
 from memeguard.settings import Settings
-from producer.api import create_app
+from memeguard.webapp import build_app as create_app
 from producer.contract import ERRORS, STREAM_LINE_CODES
 from tests.helpers.images import solid
 from tests.helpers.services import API_KEYS
