@@ -40,6 +40,7 @@ model: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # format the tree (the pre-commit hooks in .pre-commit-config.yaml do the same on each commit)
 fmt: $(STAMP)
