@@ -58,3 +58,43 @@ def test_the_image_installs_pinned_locks_that_cover_every_dependency() -> None:
             name = re.sub(r"[-_.]+", "-", requirement.name).lower()
             assert name in pinned, (lock, name)
             assert requirement.specifier.contains(pinned[name], prereleases=True), (lock, name, pinned[name])
+
+
+def test_no_import_cycle_between_first_party_modules() -> None:
+    """Every import statement of the five packages (inside functions too, as grimp reads them) forms a graph
+    without a cycle: Tarjan's strongly connected components are all single modules."""
+    import sys
+
+    import grimp
+
+    graph = grimp.build_graph("memeguard", "policies", "producer", "console", "worker", include_external_packages=False)
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in edges[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == module:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    assert cycles == []
