@@ -10,6 +10,7 @@ lock answers like a wrong password and is audited.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +30,13 @@ LOCK_FOR = timedelta(minutes=15)
 LOCK_MAX = timedelta(days=1)
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{1,63}$")
 _HASHER = PasswordHasher()
-_DUMMY_HASH = _HASHER.hash("memeguard-dummy-password")  # verified for unknown users: same cost, same answer
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified for unknown users, so a login costs the same whether the user exists or not. Hashed on the
+    first login, not at import (an argon2 hash is tens of milliseconds every process would pay at start)."""
+    return _HASHER.hash("memeguard-dummy-password")
 
 
 class UserError(ValueError):
@@ -92,7 +99,7 @@ def authenticate(session: Session, username: str, password: str, now: datetime |
     now = now or utcnow()
     row = session.scalar(sa.select(User).where(User.username == username))
     try:
-        _HASHER.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
+        _HASHER.verify(row.password_hash if row is not None else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         if row is not None:
             _failed(session, row, now)
