@@ -87,10 +87,7 @@ def logout(me: SignedIn, csrf: Annotated[str, Form()] = "") -> Response:
 @router.get("/queue/{name}")
 def queue_page(me: SignedIn, name: str, rule: str | None = None, empty: int = 0) -> Response:
     with me.runtime.sessions() as session:
-        try:
-            found = reviews.queue(session, me.user, name, rule=rule, qa_share=me.qa_share)
-        except reviews.ReviewError as exc:
-            raise Refused(exc.status, str(exc)) from exc
+        found = reviews.queue(session, me.user, name, rule=rule, qa_share=me.qa_share)
         sizes = reviews.queue_sizes(session, me.user, me.qa_share)
     return page("queue.html", me=me, name=name, rule=rule, items=found, sizes=sizes, empty=empty)
 
@@ -102,10 +99,7 @@ def claim_next(
     """Claim the queue's first free item and open it (keyboard: n)."""
     me.check_csrf(csrf)
     with me.runtime.sessions() as session:
-        try:
-            job_id = reviews.claim_next(session, me.user, name, rule=rule or None, qa_share=me.qa_share)
-        except reviews.ReviewError as exc:
-            raise Refused(exc.status, str(exc)) from exc
+        job_id = reviews.claim_next(session, me.user, name, rule=rule or None, qa_share=me.qa_share)
         session.commit()
     if job_id is None:
         return RedirectResponse(f"/review/queue/{name}?empty=1", status_code=303)

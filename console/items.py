@@ -26,17 +26,10 @@ def _item_url(job_id: uuid.UUID, queue: str, **extra: object) -> str:
     return f"/review/item/{job_id}?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
-def _refuse(exc: reviews.ReviewError) -> Refused:
-    return Refused(exc.status, str(exc))
-
-
 @router.get("/item/{job_id}")
 def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = "", n: int = 0) -> Response:
     with me.runtime.sessions() as session:
-        try:
-            detail = review_views.item_detail(session, me.user, job_id)
-        except reviews.ReviewError as exc:
-            raise _refuse(exc) from exc
+        detail = review_views.item_detail(session, me.user, job_id)
         bank_names = [b.name for b, _ in banks.list_banks(session)] if me.user.role is not Role.REVIEWER else []
     return page(
         "item.html",
@@ -56,10 +49,7 @@ def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = ""
 def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
     """The uploaded image, to a signed-in reviewer of its tenant only, never cached by anyone else."""
     with me.runtime.sessions() as session:
-        try:
-            job = reviews.owned_job(session, job_id, me.user)
-        except reviews.ReviewError as exc:
-            raise _refuse(exc) from exc
+        job = reviews.owned_job(session, job_id, me.user)
     if not job.image_sha256:
         raise Refused(404, "这条内容没有图片。")
     try:
@@ -85,10 +75,7 @@ def claim_item(
 ) -> Response:
     me.check_csrf(csrf)
     with me.runtime.sessions() as session:
-        try:
-            reviews.claim(session, job_id, me.user)
-        except reviews.ReviewError as exc:
-            raise _refuse(exc) from exc
+        reviews.claim(session, job_id, me.user)
         session.commit()
     return RedirectResponse(_item_url(job_id, q), status_code=303)
 
@@ -111,16 +98,11 @@ def decide_item(
     me.check_csrf(csrf)
     choice = _decision(decision, reason, action, harm_type, intent)
     with me.runtime.sessions() as session:
-        try:
-            reviews.decide(session, job_id, me.user, decision, **choice)
-            others = (
-                review_views.identical_items(session, me.user, reviews.owned_job(session, job_id, me.user))
-                if bulk
-                else []
-            )
-            outcome = reviews.decide_many(session, others, me.user, decision, **choice)
-        except reviews.ReviewError as exc:
-            raise _refuse(exc) from exc
+        reviews.decide(session, job_id, me.user, decision, **choice)
+        others = (
+            review_views.identical_items(session, me.user, reviews.owned_job(session, job_id, me.user)) if bulk else []
+        )
+        outcome = reviews.decide_many(session, others, me.user, decision, **choice)
         session.commit()
     decided = sum(1 for text in outcome.values() if not text.startswith("skipped"))
     return RedirectResponse(_item_url(job_id, q, done=decision, n=decided), status_code=303)
@@ -164,8 +146,6 @@ def add_to_bank(
         try:
             reviews.owned_job(session, job_id, me.user)
             banks.add_job(session, bank, job_id, actor=f"reviewer:{me.user.username}", note=note.strip())
-        except reviews.ReviewError as exc:
-            raise _refuse(exc) from exc
         except banks.BankError as exc:  # no such bank, or the item has no fingerprint
             raise Refused(409, str(exc)) from exc
         session.commit()

@@ -7,11 +7,13 @@ the console's own origin only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Cookie, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from console import sessions
@@ -21,7 +23,24 @@ from memeguard.runtime import Runtime
 from memeguard.schemas import label_zh
 from memeguard.users import UserRecord
 
-router = APIRouter(prefix="/review", include_in_schema=False)
+
+class ConsoleRoute(APIRoute):
+    """A console route: a review step refused (``ReviewError``) becomes the console's refusal page with the
+    error's status — the one place the console translates them, so no route repeats it."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def translated(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except reviews.ReviewError as exc:
+                raise Refused(exc.status, str(exc)) from exc
+
+        return translated
+
+
+router = APIRouter(prefix="/review", include_in_schema=False, route_class=ConsoleRoute)
 TEMPLATES = Environment(loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"]))
 TEMPLATES.filters["zh"] = label_zh
 TEMPLATES.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
