@@ -17,7 +17,9 @@ from memeguard.schemas import ModerationAction
 Backlog = dict[str, tuple[int, float]]  # name -> (items, age of the oldest in seconds; 0 when empty)
 
 
-def _age(now: datetime, oldest: datetime | None) -> float:
+def seconds_since(oldest: datetime | None, now: datetime) -> float:
+    """How long ago ``oldest`` was (0 when there is none). SQLite hands timestamps back without their zone;
+    they were written in UTC."""
     if oldest is None:
         return 0.0
     oldest = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=UTC)
@@ -33,7 +35,7 @@ def callback_backlog(session: Session) -> Backlog:
         )
     ).one()
     failed = session.scalar(sa.select(sa.func.count()).where(CallbackRow.failed_at.is_not(None))) or 0
-    return {"pending": (int(pending[0]), _age(now, pending[1])), "failed": (int(failed), 0.0)}
+    return {"pending": (int(pending[0]), seconds_since(pending[1], now)), "failed": (int(failed), 0.0)}
 
 
 def review_backlog(session: Session) -> Backlog:
@@ -49,9 +51,9 @@ def review_backlog(session: Session) -> Backlog:
             .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
             .where(ActionRow.action == action, unreviewed)
         ).one()
-        backlog[name] = (int(row[0]), _age(now, row[1]))
+        backlog[name] = (int(row[0]), seconds_since(row[1], now))
     appeals = session.execute(
         sa.select(sa.func.count(), sa.func.min(Appeal.created_at)).where(Appeal.status == "open")
     ).one()
-    backlog["appeals"] = (int(appeals[0]), _age(now, appeals[1]))
+    backlog["appeals"] = (int(appeals[0]), seconds_since(appeals[1], now))
     return backlog

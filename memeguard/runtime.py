@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -17,6 +16,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard import store
+from memeguard.backlogs import seconds_since
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions, utcnow
 from memeguard.egress import EgressPolicy
@@ -99,7 +99,7 @@ class Runtime:
         names = {"cpu": self.settings.queue_name, "gpu": self.settings.vlm_queue or self.settings.queue_name}
         ages: dict[str, float] = dict.fromkeys(dict.fromkeys(names.values()), 0.0)
         for tier, started in since.items():
-            age = max(0.0, (now - _aware(started)).total_seconds())
+            age = seconds_since(started, now)
             ages[names[tier]] = max(ages[names[tier]], age)
         return ages
 
@@ -175,8 +175,3 @@ class Runtime:
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}"
         return checks
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were written in UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
 from producer.api import create_app
-from tests.helpers.services import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database, drop_pg_database
+from tests.helpers.services import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database, drop_pg_database, free_port
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
@@ -44,12 +43,6 @@ CAPTIONS = [
     "笑死我了",
     "你认真的？",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 BROKERS = {"redis": REDIS_URL, "rabbitmq": RABBITMQ_URL}
