@@ -147,6 +147,17 @@ class Retry:
     base_s: float = 0.5
     max_s: float = 30.0
 
+    def wait(self, attempt: int, outcome: httpx.Response | httpx.TransportError) -> float | None:
+        """Seconds to wait before trying again after ``outcome`` of try number ``attempt`` (from 0), or None
+        when it stands: an answer that is not 429/503, or the last try. The one rule both clients follow."""
+        if attempt >= self.attempts - 1:
+            return None
+        if isinstance(outcome, httpx.TransportError):
+            return self.delay(attempt, None)
+        if outcome.status_code in RETRY_STATUSES:
+            return self.delay(attempt, _retry_after(outcome))
+        return None
+
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_s)
@@ -235,20 +246,17 @@ class Client(_Base):
         return self._request("POST", f"/v1/jobs/{job_id}/appeal", json={"reason": reason})
 
     def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        for attempt in range(self.retry.attempts):
-            last = attempt == self.retry.attempts - 1
+        attempt = 0
+        while True:
             try:
-                response = self._http.request(method, url, **kwargs)
-            except httpx.TransportError:
-                if last:
-                    raise
-                time.sleep(self.retry.delay(attempt, None))
-                continue
-            if response.status_code in RETRY_STATUSES and not last:
-                time.sleep(self.retry.delay(attempt, _retry_after(response)))
-                continue
-            return _checked(response)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                outcome: httpx.Response | httpx.TransportError = self._http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                outcome = exc
+            wait = self.retry.wait(attempt, outcome)
+            if wait is None:
+                return _settled(outcome)
+            time.sleep(wait)
+            attempt += 1
 
 
 class AsyncClient(_Base):
@@ -316,20 +324,17 @@ class AsyncClient(_Base):
         return await self._request("POST", f"/v1/jobs/{job_id}/appeal", json={"reason": reason})
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        for attempt in range(self.retry.attempts):
-            last = attempt == self.retry.attempts - 1
+        attempt = 0
+        while True:
             try:
-                response = await self._http.request(method, url, **kwargs)
-            except httpx.TransportError:
-                if last:
-                    raise
-                await asyncio.sleep(self.retry.delay(attempt, None))
-                continue
-            if response.status_code in RETRY_STATUSES and not last:
-                await asyncio.sleep(self.retry.delay(attempt, _retry_after(response)))
-                continue
-            return _checked(response)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+                outcome: httpx.Response | httpx.TransportError = await self._http.request(method, url, **kwargs)
+            except httpx.TransportError as exc:
+                outcome = exc
+            wait = self.retry.wait(attempt, outcome)
+            if wait is None:
+                return _settled(outcome)
+            await asyncio.sleep(wait)
+            attempt += 1
 
 
 def verify(
@@ -412,6 +417,13 @@ def _error(response: httpx.Response) -> MemeguardError:
         body.get("job_id"),
         _retry_after(response),
     )
+
+
+def _settled(outcome: httpx.Response | httpx.TransportError) -> dict[str, Any]:
+    """The final outcome of a request: the connection error raised, or the answer checked."""
+    if isinstance(outcome, httpx.TransportError):
+        raise outcome
+    return _checked(outcome)
 
 
 def _checked(response: httpx.Response) -> dict[str, Any]:
