@@ -15,8 +15,8 @@ from memeguard import banks, reviews, store, users
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import Appeal, AuditEntry, BankKind, Job, Role, utcnow
 from memeguard.retention import collect
-from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
-from policies import evaluate, load_policy
+from memeguard.schemas import HarmType, JobStatus, ModerationAction
+from tests.helpers.jobs import finished_job
 
 LATER = timedelta(days=40)  # the pass runs "40 days from now": everything finished today is 40 days old
 
@@ -25,22 +25,7 @@ def finished(
     session: Session, blobs: LocalBlobStore, image: bytes, harm: HarmType = HarmType.NONE, confidence: float = 0.95
 ) -> uuid.UUID:
     """A finished job with its image stored and its action decided by the real default policy."""
-    sha = blobs.put(image)
-    job_id = store.insert_jobs(
-        session, [store.NewJob("ret", f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING, image_sha256=sha)]
-    )[0].id
-    verdict = Verdict(
-        emotion=Emotion.NEUTRAL,
-        intent=Intent.NEUTRAL,
-        harm_type=harm,
-        confidence=confidence,
-        explanation="测试",
-        analyzer="test",
-        analyzer_version="1",
-        signals=[Signal(source="kb", backs=["harm_type"])],
-    )
-    store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
-    return job_id
+    return finished_job(session, "ret", harm, confidence, image_sha256=blobs.put(image))
 
 
 def sha_of(session: Session, job_id: uuid.UUID) -> str:

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from memeguard import reviews, store, users
 from memeguard.db import AuditEntry, CallbackRow, Role, utcnow
 from memeguard.reviews import ReviewError
-from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
-from policies import evaluate, load_policy
+from memeguard.schemas import HarmType, ModerationAction
+from tests.helpers.jobs import finished_job
 
 PASSWORD = "correct horse battery"
 
@@ -28,21 +28,7 @@ def item(
     callback: str | None = "https://platform.example/hook",
 ) -> uuid.UUID:
     """A finished job whose action the real default policy decided."""
-    job_id = store.insert_jobs(
-        session, [store.NewJob(tenant, f"c-{uuid.uuid4().hex[:8]}", JobStatus.RUNNING, callback_url=callback)]
-    )[0].id
-    verdict = Verdict(
-        emotion=Emotion.NEUTRAL,
-        intent=Intent.NEUTRAL,
-        harm_type=harm,
-        confidence=confidence,
-        explanation="测试",
-        analyzer="test",
-        analyzer_version="1",
-        signals=[Signal(source="kb", backs=["harm_type"])],
-    )  # an entry read as an attack
-    store.finish_jobs(session, [(job_id, verdict, evaluate(load_policy(), verdict), {})])
-    return job_id
+    return finished_job(session, tenant, harm, confidence, callback_url=callback)
 
 
 def sent_callbacks(session: Session, job_id: uuid.UUID) -> list[tuple[str, dict[str, object]]]:
