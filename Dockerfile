@@ -15,11 +15,15 @@ COPY requirements/${LOCK}.lock ./requirements.lock
 RUN pip install --no-cache-dir --no-deps -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY memeguard ./memeguard
-COPY worker ./worker
-COPY producer ./producer
 COPY policies ./policies
-COPY migrations ./migrations
+COPY jobs ./jobs
+COPY review ./review
+COPY banks ./banks
+COPY producer ./producer
 COPY console ./console
+COPY worker ./worker
+COPY composition ./composition
+COPY migrations ./migrations
 # the project itself: its dependencies are already installed at the locked versions
 RUN pip install --no-cache-dir --no-deps ".[${EXTRAS}]" && pip check
 RUN useradd --system --uid 10001 memeguard && mkdir -p /data/blobs && chown -R memeguard /data

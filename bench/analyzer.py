@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from memeguard.imaging import decode_frames  # noqa: E402
-from memeguard.samples import render_meme  # noqa: E402
 from worker.analyzers import AnalysisInput  # noqa: E402
 from worker.analyzers.embedded import EmbeddedAnalyzer  # noqa: E402
 from worker.ocr import ChineseOcr  # noqa: E402
+from worker.samples import render_meme  # noqa: E402
 from worker.training import build_kb  # noqa: E402
 
 SHIPPED = ROOT / ".memeguard" / "models" / "current.joblib"

@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.pipeline import PG_ADMIN, free_port  # noqa: E402
 from memeguard.migrate import upgrade  # noqa: E402
-from memeguard.samples import render_meme  # noqa: E402
+from worker.samples import render_meme  # noqa: E402
 
 KEY = "faults-" + "k" * 24
 RETRY_CODES = {"queue_unavailable", "database_unavailable", "internal_error", "rate_limited", "queue_full"}
@@ -123,7 +123,7 @@ class Fleet:
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "memeguard.cli", *args],
+            [sys.executable, "-m", "composition.cli", *args],
             env=self.env,
             stdout=(self.data / f"{name}.log").open("ab"),
             stderr=subprocess.STDOUT,

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from memeguard.migrate import upgrade  # noqa: E402
-from memeguard.samples import DEMO_MEMES, render_meme  # noqa: E402
+from worker.samples import DEMO_MEMES, render_meme  # noqa: E402
 
 PG_ADMIN = os.environ.get("MEMEGUARD_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("MEMEGUARD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -114,7 +114,7 @@ class Fleet:
 
     def _spawn(self, args: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [sys.executable, "-m", "memeguard.cli", *args],
+            [sys.executable, "-m", "composition.cli", *args],
             env=self.env,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -243,7 +243,7 @@ def analyze_phase(samples: int, data: Path) -> dict[str, float]:
     for path in paths:
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "memeguard.cli", "analyze", str(path), "--json"],
+            [sys.executable, "-m", "composition.cli", "analyze", str(path), "--json"],
             check=True,
             capture_output=True,
             env={**os.environ, "MEMEGUARD_DATA_DIR": str(data)},

@@ -29,13 +29,14 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from memeguard import reviews, store, users  # noqa: E402
+from composition.runtime import Runtime  # noqa: E402
+from jobs import store  # noqa: E402
 from memeguard.db import Role  # noqa: E402
 from memeguard.migrate import create_database, drop_database  # noqa: E402
-from memeguard.runtime import Runtime  # noqa: E402
 from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Verdict  # noqa: E402
 from memeguard.settings import Settings  # noqa: E402
 from policies import evaluate, load_policy  # noqa: E402
+from review import reviews, users  # noqa: E402
 
 PASSWORD = "bench password 123"
 KEY = "k" * 32
@@ -110,7 +111,7 @@ def serve(url: str, port: int) -> subprocess.Popen[bytes]:
         "MEMEGUARD_DATA_DIR": "/tmp/memeguard-bench-console",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "memeguard.webapp:app", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "uvicorn", "composition.webapp:app", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT,
         env=env,
     )

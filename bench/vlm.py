@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from memeguard.samples import render_meme  # noqa: E402
+from worker.samples import render_meme  # noqa: E402
 from worker.vlm import reading, synthetic  # noqa: E402
 from worker.vlm.analyzer import fit_pixels  # noqa: E402
 from worker.vlm.loading import LoadedModel, quantize_int8, weight_bytes  # noqa: E402

@@ -10,23 +10,26 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import Cookie, FastAPI, Form, Request
+from fastapi import APIRouter, Cookie, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from console import dashboard, items, sessions  # noqa: F401  (registers their routes)
-from console.web import Refused, SignedIn, console_runtime, page, refused_page, router, set_cookie
-from memeguard import reviews, users
+from console import dashboard, items, sessions
+from console.web import Refused, SignedIn, console_services, create_router, page, refused_page, set_cookie
+from review import reviews, users
 
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 
 
 def install(app: FastAPI) -> None:
-    """Mount the console on the API app, with its own (HTML) refusal pages."""
+    """Mount the console on the API app, with its own (HTML) refusal pages. The router and its routes are
+    built here, per app, not when the modules are imported."""
+    router = create_router()
+    for module_routes in (dashboard.add_routes, items.add_routes, add_routes):
+        module_routes(router)
     app.add_exception_handler(Refused, refused_page)
     app.include_router(router)
 
 
-@router.get("/static/{name}")
 def static(name: str) -> Response:
     if name not in STATIC:
         raise Refused(404, "没有这个文件。")
@@ -34,21 +37,18 @@ def static(name: str) -> Response:
     return Response(body, media_type=STATIC[name], headers={"Cache-Control": "private, max-age=300"})
 
 
-@router.get("/")
 def home() -> Response:
     return RedirectResponse("/review/queue/tagged", status_code=303)
 
 
-@router.get("/login")
 def login_form(request: Request) -> Response:
-    runtime, secret = console_runtime(request)
+    services, secret = console_services(request)
     cookie, csrf = sessions.new_login_token(secret)
     response = page("login.html", csrf=csrf)
-    set_cookie(response, runtime, sessions.LOGIN_COOKIE, cookie, sessions.LOGIN_TTL_S)
+    set_cookie(response, services, sessions.LOGIN_COOKIE, cookie, sessions.LOGIN_TTL_S)
     return response
 
 
-@router.post("/login")
 def login(
     request: Request,
     username: Annotated[str, Form()],
@@ -56,27 +56,26 @@ def login(
     csrf: Annotated[str, Form()] = "",
     mg_login: Annotated[str | None, Cookie()] = None,
 ) -> Response:
-    runtime, secret = console_runtime(request)
+    services, secret = console_services(request)
     expected = (sessions.unsign(secret, mg_login) or {}).get("csrf")
     if not sessions.csrf_matches(str(expected) if expected else None, csrf):
         return page("login.html", 403, csrf="", error="表单已过期或来源不明（CSRF），请刷新后重试。")
-    with runtime.sessions() as session:
+    with services.sessions() as session:
         user = users.authenticate(session, username, password)
         session.commit()
     if user is None:
         return page("login.html", 401, csrf=csrf, error="用户名或密码错误。")
     token, _ = sessions.new_session(secret, user.id)
     response = RedirectResponse("/review/queue/tagged", status_code=303)
-    set_cookie(response, runtime, sessions.SESSION_COOKIE, token, sessions.SESSION_TTL_S)
+    set_cookie(response, services, sessions.SESSION_COOKIE, token, sessions.SESSION_TTL_S)
     return response
 
 
-@router.post("/logout")
 def logout(me: SignedIn, csrf: Annotated[str, Form()] = "") -> Response:
     """Ends the session for good: every session of this account issued before now is refused from now on
     (a copied cookie is worthless after logout), and the cookie is deleted."""
     me.check_csrf(csrf)
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         users.end_sessions(session, me.user.username, actor=f"reviewer:{me.user.username}")
         session.commit()
     response = RedirectResponse("/review/login", status_code=303)
@@ -84,23 +83,32 @@ def logout(me: SignedIn, csrf: Annotated[str, Form()] = "") -> Response:
     return response
 
 
-@router.get("/queue/{name}")
 def queue_page(me: SignedIn, name: str, rule: str | None = None, empty: int = 0) -> Response:
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         found = reviews.queue(session, me.user, name, rule=rule, qa_share=me.qa_share)
         sizes = reviews.queue_sizes(session, me.user, me.qa_share)
     return page("queue.html", me=me, name=name, rule=rule, items=found, sizes=sizes, empty=empty)
 
 
-@router.post("/queue/{name}/next")
 def claim_next(
     me: SignedIn, name: str, csrf: Annotated[str, Form()] = "", rule: Annotated[str | None, Form()] = None
 ) -> Response:
     """Claim the queue's first free item and open it (keyboard: n)."""
     me.check_csrf(csrf)
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         job_id = reviews.claim_next(session, me.user, name, rule=rule or None, qa_share=me.qa_share)
         session.commit()
     if job_id is None:
         return RedirectResponse(f"/review/queue/{name}?empty=1", status_code=303)
     return RedirectResponse(f"/review/item/{job_id}?q={name}", status_code=303)
+
+
+def add_routes(router: APIRouter) -> None:
+    """Register this module's pages on the console's router (built by ``console.app.install``)."""
+    router.get("/static/{name}")(static)
+    router.get("/")(home)
+    router.get("/login")(login_form)
+    router.post("/login")(login)
+    router.post("/logout")(logout)
+    router.get("/queue/{name}")(queue_page)
+    router.post("/queue/{name}/next")(claim_next)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from console.web import SignedIn, page, router
-from memeguard import review_views, reviews
+from console.web import SignedIn, page
+from review import reviews
+from review import views as review_views
 
 BAR_WIDTH = 420  # px for a 100 % overturn rate
 ROW_HEIGHT = 26
@@ -41,11 +43,15 @@ def bars(stats: list[review_views.OverturnStat]) -> list[Bar]:
     ]
 
 
-@router.get("/stats")
 def stats_page(me: SignedIn) -> Response:
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         by_rule = review_views.overturn_stats(session, me.user, "rule")
         by_analyzer = review_views.overturn_stats(session, me.user, "analyzer")
         sizes = reviews.queue_sizes(session, me.user, me.qa_share)
     charts = [("按策略规则", by_rule, bars(by_rule)), ("按分析器", by_analyzer, bars(by_analyzer))]
     return page("stats.html", me=me, sizes=sizes, charts=charts, bar_width=BAR_WIDTH, row_height=ROW_HEIGHT)
+
+
+def add_routes(router: APIRouter) -> None:
+    """Register this module's pages on the console's router (built by ``console.app.install``)."""
+    router.get("/stats")(stats_page)

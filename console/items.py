@@ -8,14 +8,16 @@ import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import Form
+from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 
-from console.web import Refused, Reviewer, SignedIn, page, router
-from memeguard import banks, review_views, reviews
+from banks import store as banks
+from console.web import Refused, Reviewer, SignedIn, page
 from memeguard.blobs import BlobNotFound, BlobUnavailable
 from memeguard.db import Role
 from memeguard.schemas import HarmType, Intent, ModerationAction
+from review import reviews
+from review import views as review_views
 
 DECISIONS = ("confirm", "overturn", "escalate")
 
@@ -26,9 +28,8 @@ def _item_url(job_id: uuid.UUID, queue: str, **extra: object) -> str:
     return f"/review/item/{job_id}?" + urlencode({k: v for k, v in params.items() if v not in (None, "")})
 
 
-@router.get("/item/{job_id}")
 def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = "", n: int = 0) -> Response:
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         detail = review_views.item_detail(session, me.user, job_id)
         bank_names = [b.name for b, _ in banks.list_banks(session)] if me.user.role is not Role.REVIEWER else []
     return page(
@@ -45,15 +46,14 @@ def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = ""
     )
 
 
-@router.get("/item/{job_id}/image")
 def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
     """The uploaded image, to a signed-in reviewer of its tenant only, never cached by anyone else."""
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         job = reviews.owned_job(session, job_id, me.user)
     if not job.image_sha256:
         raise Refused(404, "这条内容没有图片。")
     try:
-        data = me.runtime.blobs.get(job.image_sha256)
+        data = me.services.blobs.get(job.image_sha256)
     except BlobNotFound as exc:
         raise Refused(404, "图片已不在存储中。") from exc
     except BlobUnavailable as exc:  # the object store did not answer: transient, say so
@@ -69,18 +69,16 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
     )
 
 
-@router.post("/item/{job_id}/claim")
 def claim_item(
     me: SignedIn, job_id: uuid.UUID, csrf: Annotated[str, Form()] = "", q: Annotated[str, Form()] = "tagged"
 ) -> Response:
     me.check_csrf(csrf)
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         reviews.claim(session, job_id, me.user)
         session.commit()
     return RedirectResponse(_item_url(job_id, q), status_code=303)
 
 
-@router.post("/item/{job_id}/decide")
 def decide_item(
     me: SignedIn,
     job_id: uuid.UUID,
@@ -97,7 +95,7 @@ def decide_item(
     decision for every item awaiting review with the identical image."""
     me.check_csrf(csrf)
     choice = _decision(decision, reason, action, harm_type, intent)
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         reviews.decide(session, job_id, me.user, decision, **choice)
         others = (
             review_views.identical_items(session, me.user, reviews.owned_job(session, job_id, me.user)) if bulk else []
@@ -129,7 +127,6 @@ def _decision(decision: str, reason: str, action: str, harm_type: str, intent: s
     return {"reason": reason.strip() or "确认原处置", "action": chosen, "labels": labels}
 
 
-@router.post("/item/{job_id}/bank")
 def add_to_bank(
     me: SignedIn,
     job_id: uuid.UUID,
@@ -142,7 +139,7 @@ def add_to_bank(
     allow-list): from then on, workers recognise it. Audited like every bank change."""
     me.check_csrf(csrf)
     _senior(me)
-    with me.runtime.sessions() as session:
+    with me.services.sessions() as session:
         try:
             reviews.owned_job(session, job_id, me.user)
             banks.add_job(session, bank, job_id, actor=f"reviewer:{me.user.username}", note=note.strip())
@@ -155,3 +152,12 @@ def add_to_bank(
 def _senior(me: Reviewer) -> None:
     if me.user.role is Role.REVIEWER:
         raise Refused(403, "只有资深审核员和管理员可以把内容加入指纹库。")
+
+
+def add_routes(router: APIRouter) -> None:
+    """Register this module's pages on the console's router (built by ``console.app.install``)."""
+    router.get("/item/{job_id}")(item_page)
+    router.get("/item/{job_id}/image")(item_image)
+    router.post("/item/{job_id}/claim")(claim_item)
+    router.post("/item/{job_id}/decide")(decide_item)
+    router.post("/item/{job_id}/bank")(add_to_bank)

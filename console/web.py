@@ -9,19 +9,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any
+from functools import lru_cache
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Cookie, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy.orm import Session, sessionmaker
 
 from console import sessions
-from memeguard import reviews, users
+from memeguard.blobs import BlobStore
 from memeguard.db import User
-from memeguard.runtime import Runtime
 from memeguard.schemas import label_zh
-from memeguard.users import UserRecord
+from memeguard.settings import Settings
+from review import reviews, users
+from review.users import UserRecord
+
+
+class ConsoleServices(Protocol):
+    """What the console needs from the composition: settings, database sessions and the image store. The
+    console names them here and never imports the composition (``Runtime`` satisfies this structurally)."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def blobs(self) -> BlobStore: ...
 
 
 class ConsoleRoute(APIRoute):
@@ -40,11 +57,7 @@ class ConsoleRoute(APIRoute):
         return translated
 
 
-router = APIRouter(prefix="/review", include_in_schema=False, route_class=ConsoleRoute)
-TEMPLATES = Environment(loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"]))
-TEMPLATES.filters["zh"] = label_zh
-TEMPLATES.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
-TEMPLATES.globals["queue_names"] = {
+QUEUE_NAMES = {
     "tagged": "打标",
     "throttled": "限流",
     "low_confidence": "低置信度",
@@ -52,6 +65,24 @@ TEMPLATES.globals["queue_names"] = {
     "appeals": "申诉",
     "escalated": "升级",
 }
+
+
+def create_router() -> APIRouter:
+    """The console's router (every page under /review, none in the OpenAPI schema, ``ReviewError``
+    translated by ``ConsoleRoute``); each module adds its pages with its ``add_routes``."""
+    return APIRouter(prefix="/review", include_in_schema=False, route_class=ConsoleRoute)
+
+
+@lru_cache(maxsize=1)
+def templates() -> Environment:
+    """The page templates (autoescaped), loaded on the first page rendered, not at import."""
+    environment = Environment(loader=PackageLoader("console", "templates"), autoescape=select_autoescape(["html"]))
+    environment.filters["zh"] = label_zh
+    environment.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
+    environment.globals["queue_names"] = QUEUE_NAMES
+    return environment
+
+
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -74,7 +105,7 @@ class Refused(Exception):
 class Reviewer:
     """The signed-in reviewer of this request, with the session's CSRF token."""
 
-    runtime: Runtime
+    services: ConsoleServices
     user: UserRecord
     csrf: str
 
@@ -84,29 +115,29 @@ class Reviewer:
 
     @property
     def qa_share(self) -> float:
-        return self.runtime.settings.review_qa_share
+        return self.services.settings.review_qa_share
 
 
-def console_runtime(request: Request) -> tuple[Runtime, bytes]:
-    """The runtime and the session-signing secret; 404 when the console is not enabled."""
-    runtime: Runtime = request.app.state.runtime
-    secret = runtime.settings.console_secret
+def console_services(request: Request) -> tuple[ConsoleServices, bytes]:
+    """The services and the session-signing secret; 404 when the console is not enabled."""
+    services: ConsoleServices = request.app.state.services
+    secret = services.settings.console_secret
     if secret is None:
         raise Refused(404, "审核台未启用（MEMEGUARD_CONSOLE_SECRET 未设置）。")
-    return runtime, secret.get_secret_value().encode()
+    return services, secret.get_secret_value().encode()
 
 
 def signed_in(request: Request, mg_session: Annotated[str | None, Cookie()] = None) -> Reviewer:
     """The reviewer behind a valid session cookie whose account is enabled; otherwise off to the login form."""
-    runtime, secret = console_runtime(request)
+    services, secret = console_services(request)
     current = sessions.read_session(secret, mg_session)
-    with runtime.sessions() as session:
+    with services.sessions() as session:
         row = session.get(User, current.user_id) if current else None
         live = row is not None and current is not None and not row.disabled and not _revoked(row, current)
         user = users.record(row) if live and row is not None else None
     if current is None or user is None:
         raise Refused(303, location="/review/login")
-    return Reviewer(runtime, user, current.csrf)
+    return Reviewer(services, user, current.csrf)
 
 
 def _revoked(row: User, current: sessions.SessionData) -> bool:
@@ -119,7 +150,7 @@ SignedIn = Annotated[Reviewer, Depends(signed_in)]
 
 def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(
-        TEMPLATES.get_template(template).render(**context), status_code=status, headers=SECURITY_HEADERS
+        templates().get_template(template).render(**context), status_code=status, headers=SECURITY_HEADERS
     )
 
 
@@ -130,7 +161,7 @@ def refused_page(_: Request, exc: Exception) -> Response:
     return page("error.html", exc.status, code=exc.status, message=exc.message)
 
 
-def set_cookie(response: Response, runtime: Runtime, name: str, value: str, max_age: int) -> None:
+def set_cookie(response: Response, services: ConsoleServices, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,
@@ -138,5 +169,5 @@ def set_cookie(response: Response, runtime: Runtime, name: str, value: str, max_
         httponly=True,
         samesite="strict",
         path="/review",
-        secure=runtime.settings.console_secure_cookies,
+        secure=services.settings.console_secure_cookies,
     )

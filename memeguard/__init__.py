@@ -1,9 +1,10 @@
-"""memeguard: the shared package of the moderation fleet — settings, database models and the jobs' store,
-schemas, blobs, queue and broker, metrics and logs — with, for now, the domain services that query the
-database (banks, reviews, users, callbacks, retention, backlogs), the start-up wiring (``runtime``) and the
-CLI; issue 17 moves those into layers of their own.
+"""memeguard's core layer: settings, database models and sessions, schemas (including the ``Decision`` value
+the policy engine returns), blobs, queue and broker, imaging, egress checks, logs, metrics, migrations and
+the ops server.
 
-Importing it pulls in nothing heavy: the policy engine depends on ``memeguard.schemas`` alone.
+May import: no other first-party package (it is the bottom layer; ``.importlinter`` checks it). Importing
+it pulls in nothing heavy. The layers above, bottom to top: ``policies``; the domain packages ``jobs``,
+then ``review`` and ``banks``; the adapters ``producer``, ``console`` and ``worker``; ``composition``.
 """
 
 __version__ = "0.1.0"

@@ -96,7 +96,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     # set when a CPU cascade worker handed the job to the GPU tier's queue: the embedded verdict + timings
     handed_off_at: Mapped[datetime | None]
-    image_deleted_at: Mapped[datetime | None]  # retention deleted the image (memeguard.retention)
+    image_deleted_at: Mapped[datetime | None]  # retention deleted the image (review.retention)
     handoff: Mapped[dict[str, Any] | None]
 
 

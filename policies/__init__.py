@@ -1,6 +1,7 @@
 """The pure policy engine: verdict + thresholds -> a frozen ``Decision``.
 
-No SQLAlchemy, Celery or Redis here (a test enforces it): the engine decides, the worker carries out.
+No SQLAlchemy, Celery or Redis here (a test and ``.importlinter`` enforce it): the engine decides, the
+worker carries out. May import: the core's schemas only.
 """
 
 from memeguard.schemas import Decision  # the value the engine returns lives in the core layer

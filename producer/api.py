@@ -29,11 +29,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from memeguard import __version__, store
+from jobs import store
+from jobs.payloads import job_json
+from memeguard import __version__
 from memeguard.metrics import BATCH_SIZE, build_registry, render
 from memeguard.queue import QueueUnavailable
-from memeguard.runtime import Runtime
-from memeguard.views import job_json
 from producer.banks_api import router as banks_router
 from producer.body_limits import FORM_OVERHEAD, BodyCaps, BodyLimit
 from producer.contract import (
@@ -47,6 +47,7 @@ from producer.contract import (
     JobRefOut,
     errors,
 )
+from producer.deps import ApiServices
 from producer.quotas import Limited, Quotas
 from producer.request_metrics import RequestMetrics
 from producer.service import JobRef, Rejection, Submission
@@ -102,17 +103,17 @@ STREAM_OPENAPI: dict[str, Any] = {
 }
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the API around a runtime. Refuses to start without API keys: no key, no access."""
-    if not runtime.settings.api_keys:
+def create_app(services: ApiServices) -> FastAPI:
+    """Build the API around a services. Refuses to start without API keys: no key, no access."""
+    if not services.settings.api_keys:
         raise ValueError('no API keys configured: set MEMEGUARD_API_KEYS=\'{"tenant": "<key>"}\'')
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN
     app = FastAPIOffline(title="memeguard ingestion API", version=__version__, description=DESCRIPTION)
-    app.state.runtime = runtime
-    app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in runtime.settings.api_keys.items()]
-    app.state.registry = build_registry(runtime.queue.depths, runtime.queue_ages, runtime.ops_collectors())
-    app.state.quotas = _quotas(runtime)
-    app.add_middleware(BodyLimit, caps=_body_caps(runtime))
+    app.state.services = services
+    app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in services.settings.api_keys.items()]
+    app.state.registry = build_registry(services.queue.depths, services.queue_ages, services.ops_collectors())
+    app.state.quotas = _quotas(services)
+    app.add_middleware(BodyLimit, caps=_body_caps(services))
     app.add_middleware(RequestMetrics)
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
     app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
@@ -126,16 +127,16 @@ def create_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-def _quotas(runtime: Runtime) -> Quotas:
+def _quotas(services: ApiServices) -> Quotas:
     def count_queued(tenant: str) -> int:
-        with runtime.sessions() as session:
+        with services.sessions() as session:
             return store.count_queued(session, tenant)
 
-    return Quotas(runtime.settings, count_queued)
+    return Quotas(services.settings, count_queued)
 
 
-def _body_caps(runtime: Runtime) -> BodyCaps:
-    s = runtime.settings
+def _body_caps(services: ApiServices) -> BodyCaps:
+    s = services.settings
     # up to twice the image limit is still read, so an image somewhat too large gets its stored ``too_large``
     # rejection (with its real size); past that the body is cut off while it arrives
     upload = 2 * s.max_upload_bytes + 4 * s.max_text_chars + s.max_context_bytes + FORM_OVERHEAD
@@ -228,9 +229,9 @@ def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     )
 
 
-def runtime_of(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
+def services_of(request: Request) -> ApiServices:
+    services: ApiServices = request.app.state.services
+    return services
 
 
 # declared security schemes: the OpenAPI document names both ways to present a key (and /docs gets an
@@ -272,7 +273,7 @@ def quotas_of(request: Request) -> Quotas:
 
 
 Tenant = Annotated[str, Depends(tenant_of)]
-Rt = Annotated[Runtime, Depends(runtime_of)]
+Svc = Annotated[ApiServices, Depends(services_of)]
 Qs = Annotated[Quotas, Depends(quotas_of)]
 
 
@@ -319,7 +320,7 @@ def _result_json(result: JobRef | Rejection) -> dict[str, Any]:
 )
 def create_job(
     tenant: Tenant,
-    runtime: Rt,
+    services: Svc,
     quotas: Qs,
     image: Annotated[UploadFile, File(description="JPEG, PNG, GIF or WebP (decided by magic bytes)")],
     content_id: Annotated[str, Form(json_schema_extra=CONTENT_ID_SCHEMA)],
@@ -327,7 +328,7 @@ def create_job(
     context: Annotated[str, Form(json_schema_extra=CONTEXT_SCHEMA)] = "",
     callback_url: Annotated[str, Form(json_schema_extra=CALLBACK_SCHEMA)] = "",
 ) -> JSONResponse:
-    limit = runtime.settings.max_upload_bytes
+    limit = services.settings.max_upload_bytes
     data = image.file.read(limit + 1)
     too_large = (
         (
@@ -341,7 +342,7 @@ def create_job(
         b"" if too_large else data, content_id, post_text, context or None, callback_url or None, too_large
     )
     quotas.uploads(tenant, 1)
-    [result] = runtime.producer.submit_many([item], tenant=tenant)
+    [result] = services.producer.submit_many([item], tenant=tenant)
     quotas.spend(tenant, _created([result]))
     if isinstance(result, Rejection):
         return JSONResponse(_rejection_json(result), status_code=result.http_status)
@@ -356,12 +357,12 @@ def create_job(
         *AUTH_CODES, "too_large", "too_many_items", "quota_exceeded", "queue_full", "queue_unavailable", "bad_request"
     ),
 )
-def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict[str, Any]:
-    limit = runtime.settings.max_batch_items
+def create_batch(tenant: Tenant, services: Svc, quotas: Qs, body: BatchIn) -> dict[str, Any]:
+    limit = services.settings.max_batch_items
     if len(body.items) > limit:
         raise HTTPException(413, {"error": "too_many_items", "message": f"{len(body.items)} items; max {limit}"})
     quotas.uploads(tenant, len(body.items))
-    results = runtime.producer.submit_many([_submission(i) for i in body.items], tenant=tenant)
+    results = services.producer.submit_many([_submission(i) for i in body.items], tenant=tenant)
     quotas.spend(tenant, _created(results))
     BATCH_SIZE.labels("api_batch").observe(len(results))
     accepted = sum(isinstance(r, JobRef) for r in results)
@@ -382,19 +383,19 @@ def create_batch(tenant: Tenant, runtime: Rt, quotas: Qs, body: BatchIn) -> dict
         **errors(*AUTH_CODES),
     },
 )
-async def create_stream(tenant: Tenant, runtime: Rt, quotas: Qs, request: Request) -> StreamingResponse:
+async def create_stream(tenant: Tenant, services: Svc, quotas: Qs, request: Request) -> StreamingResponse:
     """Items are submitted as their lines arrive; results are written in completion order."""
     results: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     tasks: list[asyncio.Task[None]] = []
 
     async def run(number: int, line: bytes) -> None:
         try:
-            result = await _stream_line(runtime, quotas, tenant, number, line)
+            result = await _stream_line(services, quotas, tenant, number, line)
         except Exception as exc:  # every line gets its result line, or the response never ends
             result = {"line": number, **_stream_failure(exc)}
         await results.put(result)
 
-    settings = runtime.settings
+    settings = services.settings
     # a line may hold one base64 image and its fields: its bytes are capped while reading, never buffered whole
     max_line = settings.max_upload_bytes * 4 // 3 + 4 * (settings.max_text_chars + settings.max_context_bytes) + 4096
     items = 0
@@ -451,7 +452,7 @@ def _stream_failure(exc: Exception) -> dict[str, str]:
     return {"error": "internal_error", "message": f"the line could not be processed ({type(exc).__name__})"}
 
 
-async def _stream_line(runtime: Runtime, quotas: Quotas, tenant: str, number: int, line: bytes) -> dict[str, Any]:
+async def _stream_line(services: ApiServices, quotas: Quotas, tenant: str, number: int, line: bytes) -> dict[str, Any]:
     try:
         item = BatchItem.model_validate_json(line)
     except ValueError as exc:
@@ -460,18 +461,18 @@ async def _stream_line(runtime: Runtime, quotas: Quotas, tenant: str, number: in
         await run_in_threadpool(quotas.uploads, tenant, 1)
     except Limited as exc:
         return {"line": number, "content_id": item.content_id, **exc.body, "retry_after_s": exc.retry_after_s}
-    [result] = await run_in_threadpool(runtime.producer.submit_many, [_submission(item)], tenant=tenant)
+    [result] = await run_in_threadpool(services.producer.submit_many, [_submission(item)], tenant=tenant)
     quotas.spend(tenant, _created([result]))
     if isinstance(result, Rejection):
         return {"line": number, **_rejection_json(result)}
-    return {"line": number, **await _wait_final(runtime, result.job_id)}
+    return {"line": number, **await _wait_final(services, result.job_id)}
 
 
-async def _wait_final(runtime: Runtime, job_id: uuid.UUID) -> dict[str, Any]:
+async def _wait_final(services: ApiServices, job_id: uuid.UUID) -> dict[str, Any]:
     """Poll the job until it ends or ``stream_wait_s`` passes (then it is reported with ``timeout``)."""
-    deadline = time.monotonic() + runtime.settings.stream_wait_s
+    deadline = time.monotonic() + services.settings.stream_wait_s
     while True:
-        view = await run_in_threadpool(runtime.view, job_id)
+        view = await run_in_threadpool(services.view, job_id)
         if view is None:
             return {"job_id": str(job_id), "status": "missing"}
         if view.job.status.is_final or time.monotonic() > deadline:
@@ -485,8 +486,8 @@ async def _wait_final(runtime: Runtime, job_id: uuid.UUID) -> dict[str, Any]:
     response_model=JobOut,
     responses=errors(*AUTH_CODES, "not_found"),
 )
-def get_job(tenant: Tenant, runtime: Rt, job_id: str) -> dict[str, Any]:
-    return job_json(_owned(runtime, tenant, job_id))
+def get_job(tenant: Tenant, services: Svc, job_id: str) -> dict[str, Any]:
+    return job_json(_owned(services, tenant, job_id))
 
 
 @router.get(
@@ -495,10 +496,10 @@ def get_job(tenant: Tenant, runtime: Rt, job_id: str) -> dict[str, Any]:
     response_model=JobOut,
     responses=errors(*AUTH_CODES, "not_found"),
 )
-def find_job(tenant: Tenant, runtime: Rt, content_id: Annotated[str, Query()]) -> dict[str, Any]:
-    with runtime.sessions() as session:
+def find_job(tenant: Tenant, services: Svc, content_id: Annotated[str, Query()]) -> dict[str, Any]:
+    with services.sessions() as session:
         job = store.find_job(session, tenant, content_id)
-    return job_json(_owned(runtime, tenant, str(job.id) if job else ""))
+    return job_json(_owned(services, tenant, str(job.id) if job else ""))
 
 
 class AppealIn(BaseModel):
@@ -512,12 +513,12 @@ class AppealIn(BaseModel):
     response_model=AppealOut,
     responses=errors(*AUTH_CODES, "not_found", "not_finished", "appeal_open", "too_large", "bad_request"),
 )
-def appeal(tenant: Tenant, runtime: Rt, job_id: str, body: AppealIn) -> dict[str, Any]:
+def appeal(tenant: Tenant, services: Svc, job_id: str, body: AppealIn) -> dict[str, Any]:
     """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL.
     An id that is no job of this tenant — malformed ones included — is ``not_found``, as on GET."""
-    from memeguard import reviews
+    from review import reviews
 
-    with runtime.sessions() as session:
+    with services.sessions() as session:
         try:
             appeal_id = reviews.file_appeal(session, tenant, _job_uuid(job_id), body.reason)
         except reviews.ReviewError as exc:
@@ -532,8 +533,8 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", include_in_schema=False)
-def readyz(runtime: Rt) -> JSONResponse:
-    checks = runtime.readiness()
+def readyz(services: Svc) -> JSONResponse:
+    checks = services.readiness()
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
@@ -542,11 +543,13 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics_endpoint(request: Request, runtime: Rt, authorization: Annotated[str | None, Header()] = None) -> Response:
+def metrics_endpoint(
+    request: Request, services: Svc, authorization: Annotated[str | None, Header()] = None
+) -> Response:
     """Prometheus metrics. They name tenants, so the public port serves them only with the bearer token
     ``MEMEGUARD_METRICS_TOKEN``, or without one only to a scraper on this host (loopback): to the world they
     do not exist (404)."""
-    token = runtime.settings.metrics_token
+    token = services.settings.metrics_token
     if token is not None:
         given = (authorization or "").removeprefix("Bearer ").encode()
         if not hmac.compare_digest(given, token.get_secret_value().encode()):
@@ -568,10 +571,10 @@ def _job_uuid(job_id: str) -> uuid.UUID:
         raise HTTPException(404, {"error": "not_found", "message": "no such job for this tenant"}) from None
 
 
-def _owned(runtime: Runtime, tenant: str, job_id: str) -> store.JobView:
+def _owned(services: ApiServices, tenant: str, job_id: str) -> store.JobView:
     """The job if it exists and belongs to ``tenant``; otherwise 404 (never reveal foreign ids)."""
     try:
-        view = runtime.view(uuid.UUID(job_id))
+        view = services.view(uuid.UUID(job_id))
     except ValueError:
         view = None
     if view is None or view.job.tenant != tenant:

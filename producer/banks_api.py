@@ -17,11 +17,11 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictStr
 from sqlalchemy.orm import Session
 
-from memeguard import banks
-from memeguard.banks import BANK_NAME, BankError, BankRecord, NewHash
+from banks import store as banks
+from banks.store import BANK_NAME, BankError, BankRecord, NewHash
 from memeguard.db import BankKind
-from memeguard.runtime import Runtime
 from producer.contract import ERRORS, errors
+from producer.deps import ApiServices
 
 router = APIRouter(
     prefix="/v1/banks",
@@ -104,8 +104,8 @@ def admin_of(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> str:
     """The admin key (MEMEGUARD_ADMIN_API_KEY) or 401; with none configured, bank curation is off (403)."""
-    runtime: Runtime = request.app.state.runtime
-    configured = runtime.settings.admin_api_key
+    services: ApiServices = request.app.state.services
+    configured = services.settings.admin_api_key
     if configured is None:
         raise HTTPException(403, {"error": "banks_disabled", "message": "no MEMEGUARD_ADMIN_API_KEY configured"})
     presented = (x_api_key or (authorization or "").removeprefix("Bearer ")).strip().encode()
@@ -122,8 +122,8 @@ Admin = Annotated[str, Depends(admin_of)]
 
 
 def _change(request: Request, change: Callable[[Session], T]) -> T:
-    runtime: Runtime = request.app.state.runtime
-    with runtime.sessions() as session:
+    services: ApiServices = request.app.state.services
+    with services.sessions() as session:
         try:
             result = change(session)
         except BankError as exc:

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import metrics, store
+from jobs import store
+from memeguard import metrics
 from memeguard.blobs import BlobStore, sha256_hex
 from memeguard.egress import EgressPolicy
 from memeguard.queue import JobQueue

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import make_engine
 from memeguard.migrate import upgrade
-from memeguard.samples import render_meme
 from tests.helpers.services import Platform, create_pg_database, drop_pg_database
+from worker.samples import render_meme
 
 # Tests never read a developer's .memeguard: the shipped classifier `make model` writes there would change what
 # every default Settings() analyzes with. Each run gets an empty data directory of its own.

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from memeguard.cli import app
+from composition.cli import app
 from memeguard.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,8 +80,8 @@ def test_every_memeguard_command_exists(name: str) -> None:
 
 
 def test_celery_app_module_used_by_beat_and_flower_exists() -> None:
-    assert (ROOT / "worker" / "celery_app.py").exists()
-    assert SERVICES["beat"]["command"][:3] == ["celery", "-A", "worker.celery_app"]
+    assert (ROOT / "composition" / "worker_app.py").exists()
+    assert SERVICES["beat"]["command"][:3] == ["celery", "-A", "composition.worker_app"]
 
 
 REQUIRED = {"POSTGRES_PASSWORD": "a-real-db-password-123", "MEMEGUARD_API_KEYS": '{"acme": "acme-key-0123456789abcd"}'}
@@ -114,7 +114,7 @@ def test_the_app_environment_with_optional_settings_left_unset_is_valid(monkeypa
 def test_one_queue_by_default_and_a_two_queue_fleet_from_the_documented_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from memeguard.cli import worker_refusal
+    from composition.cli.serve import worker_refusal
 
     cpu, gpu = (service_settings(monkeypatch, name, {}) for name in ("worker-cpu", "worker-gpu"))
     assert (cpu.analyzer, gpu.analyzer) == ("embedded", "cascade") and cpu.worker_queue == gpu.worker_queue

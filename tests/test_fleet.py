@@ -22,14 +22,14 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from memeguard import store
+from composition.runtime import Runtime
+from jobs import store
 from memeguard.db import make_engine, make_sessions
-from memeguard.runtime import Runtime
-from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
 from producer.api import create_app
 from tests.helpers.services import API_KEYS, RABBITMQ_URL, REDIS_URL, create_pg_database, drop_pg_database, free_port
+from worker.samples import render_meme
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
@@ -113,7 +113,7 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path, name: str, pool: str = "prefork") -> None:
         self.log, self.port = log, int(env["MEMEGUARD_WORKER_OPS_PORT"])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", pool, "-n", f"{name}@%h"],
+            [sys.executable, "-m", "composition.cli", "worker", "-c", "1", "-P", pool, "-n", f"{name}@%h"],
             env={**os.environ, **env},
             stdout=log.open("ab"),
             stderr=subprocess.STDOUT,
@@ -281,7 +281,7 @@ def test_a_gpu_worker_reads_a_batch_of_jobs_in_one_forward_pass(env: dict[str, s
         "MEMEGUARD_WORKER_BATCH_WAIT_MS": "2000",
     }
     refused = subprocess.run(
-        [sys.executable, "-m", "memeguard.cli", "worker", "-P", "prefork"],
+        [sys.executable, "-m", "composition.cli", "worker", "-P", "prefork"],
         env={**os.environ, **gpu_env},
         capture_output=True,
         text=True,

@@ -31,10 +31,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from memeguard import users
 from memeguard.db import Role, make_engine, make_sessions
-from memeguard.samples import render_meme
+from review import users
 from tests.helpers.services import API_KEYS, create_pg_database, drop_pg_database, free_port
+from worker.samples import render_meme
 
 pytestmark = pytest.mark.integration
 AUTH = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
@@ -160,7 +160,7 @@ class Host:
                 "sh",
                 sys.executable,
                 "-m",
-                "memeguard.cli",
+                "composition.cli",
                 *self.args,
             ],
             env=env,

@@ -9,6 +9,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _first_party() -> list[str]:
+    import tomllib
+
+    return list(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]["files"])
+
+
+LAYERED_PACKAGES = _first_party()
+
+
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
@@ -28,7 +37,8 @@ def test_test_modules_import_only_helpers_from_the_tests_tree() -> None:
 def test_one_exit_code_for_a_refused_command() -> None:
     defined = [
         str(path.relative_to(ROOT))
-        for path in (ROOT / "memeguard").rglob("*.py")
+        for package in LAYERED_PACKAGES
+        for path in (ROOT / package).rglob("*.py")
         if "EXIT_REJECTED = " in path.read_text(encoding="utf-8")
     ]
     assert len(defined) == 1, defined
@@ -60,14 +70,31 @@ def test_the_image_installs_pinned_locks_that_cover_every_dependency() -> None:
             assert requirement.specifier.contains(pinned[name], prereleases=True), (lock, name, pinned[name])
 
 
+def test_every_first_party_package_is_typed_packaged_shipped_and_layered() -> None:
+    """One list of packages (mypy's files) is what setuptools packages, the image copies and the import
+    contracts cover: a new package cannot slip past the type check, the image or the layers."""
+    import configparser
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packaged = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packaged == {*LAYERED_PACKAGES, "migrations"}
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    for package in LAYERED_PACKAGES:
+        assert f"COPY {package} ./{package}" in dockerfile, package
+    contracts = configparser.ConfigParser()
+    contracts.read(ROOT / ".importlinter")
+    assert contracts["importlinter"]["root_packages"].split() == LAYERED_PACKAGES
+
+
 def test_no_import_cycle_between_first_party_modules() -> None:
-    """Every import statement of the five packages (inside functions too, as grimp reads them) forms a graph
+    """Every import statement of the first-party packages (inside functions too, as grimp reads them) forms a graph
     without a cycle: Tarjan's strongly connected components are all single modules."""
     import sys
 
     import grimp
 
-    graph = grimp.build_graph("memeguard", "policies", "producer", "console", "worker", include_external_packages=False)
+    graph = grimp.build_graph(*LAYERED_PACKAGES, include_external_packages=False)
     edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
     index: dict[str, int] = {}
     low: dict[str, int] = {}

@@ -46,8 +46,8 @@ def exported_metrics(tmp_path: Path, sqlite_url: str) -> set[str]:
     (database-backed collectors included) shows them."""
     from prometheus_client import generate_latest
 
+    from composition.runtime import Runtime
     from memeguard.metrics import build_registry
-    from memeguard.runtime import Runtime
     from memeguard.settings import Settings
 
     code = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "memeguard").glob("*.py"))

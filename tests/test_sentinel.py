@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
+from composition.runtime import Runtime
 from memeguard.broker import broker_redis
 from memeguard.db import make_engine
-from memeguard.runtime import Runtime
 from memeguard.settings import Settings
 from producer.api import create_app
 from producer.quotas import Quotas
@@ -126,7 +126,7 @@ def test_every_job_ends_done_once_when_the_redis_master_dies(
         "MEMEGUARD_DATA_DIR": str(tmp_path),
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "memeguard.cli", "worker", "-c", "1", "-P", "solo", "--beat", "-n", "sentinel@%h"],
+        [sys.executable, "-m", "composition.cli", "worker", "-c", "1", "-P", "solo", "--beat", "-n", "sentinel@%h"],
         env={**os.environ, **env},
         stdout=(tmp_path / "worker.log").open("ab"),
         stderr=subprocess.STDOUT,

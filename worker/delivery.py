@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import callbacks
+from jobs import callbacks
 from memeguard.db import utcnow
 from memeguard.egress import EgressPolicy, Target
 from memeguard.metrics import CALLBACKS

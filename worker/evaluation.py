@@ -41,7 +41,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from memeguard.imaging import decode_frames
-from memeguard.samples import render_meme
 from memeguard.schemas import HarmType, Intent, ModerationAction, Verdict
 from policies import Policy, evaluate, load_policy
 from worker.analyzers.base import AnalysisInput
@@ -49,6 +48,7 @@ from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import LABELS, MAX_FALSE_ALARM
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, load_toxicn_text
 from worker.encoder import SentenceEncoder
+from worker.samples import render_meme
 from worker.training import TrainingSet, build_kb
 
 PAPER = {

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import redis.exceptions
-import sqlalchemy.exc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import banks, callbacks, metrics, store
+from banks import store as banks
+from jobs import callbacks, store
+from memeguard import metrics
 from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.imaging import decode_frames
 from memeguard.logs import job_context
@@ -30,7 +30,7 @@ from memeguard.queue import JobQueue, QueueUnavailable
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, evaluate
 from worker.analyzers import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
-from worker.analyzers.base import analyze_many
+from worker.analyzers.base import analyze_each, is_transient
 
 if TYPE_CHECKING:
     from worker.fingerprints.stage import Fingerprinted, Fingerprinting, Screened
@@ -67,22 +67,6 @@ class Deps:
     max_frames: int
     fingerprinting: Fingerprinting | None = None
     gpu_queue: JobQueue | None = None  # where a CPU cascade worker hands the items it is unsure of
-
-
-TRANSIENT = (
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
-    sqlalchemy.exc.TimeoutError,
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth retrying with backoff: the database, broker or network hiccuped, or the analyzer said so."""
-    return isinstance(exc, TRANSIENT) or (isinstance(exc, AnalyzerError) and exc.transient)
 
 
 def _ms(started: float) -> float:
@@ -179,8 +163,8 @@ def analyze_bytes(
         item_key=item_key,
     )
     started = time.perf_counter()
-    result = analyze_many(analyzer, [prepared.pending])[0] if prepared.pending is not None else None
-    if isinstance(result, AnalyzerError):
+    result = analyze_each(analyzer, [prepared.pending])[0] if prepared.pending is not None else None
+    if isinstance(result, Exception):
         raise result
     if result is not None and result.hand_off:
         raise AnalyzerError(
@@ -239,10 +223,10 @@ Finished = PipelineResult | Outcome | store.Handoff
 def _analyze_all(
     prepared: list[tuple[store.JobRecord, Prepared]], deps: Deps
 ) -> list[tuple[store.JobRecord, Finished]]:
-    """One ``analyze_many`` over the jobs still pending, then each job's verdict and decision (or hand-off)."""
+    """One ``analyze_each`` over the jobs still pending, then each job's verdict and decision (or hand-off)."""
     pending = [(job, p) for job, p in prepared if p.pending is not None]
     started = time.perf_counter()
-    results = analyze_isolated(deps.analyzer, [p.pending for _, p in pending]) if pending else []  # type: ignore[misc]
+    results = analyze_each(deps.analyzer, [p.pending for _, p in pending]) if pending else []  # type: ignore[misc]
     model_ms = _ms(started) / max(1, len(pending))
     by_job = {job.id: r for (job, _), r in zip(pending, results, strict=True)}
     done: list[tuple[store.JobRecord, Finished]] = []
@@ -251,30 +235,6 @@ def _analyze_all(
         with job_context(job.id):
             done.append((job, _guarded(job, deps, partial(_complete, job, p, result, deps, model_ms))))
     return done
-
-
-def analyze_isolated(analyzer: Analyzer, items: list[AnalysisInput]) -> list[AnalysisResult | Exception]:
-    """Every item's result or its own permanent error. A batch analyzer reads the batch in one pass; if
-    that pass fails for a reason that is not transient (a poison item, a bug), the items are read one by
-    one, so one bad item is dead-lettered alone instead of failing — and re-failing — its whole batch.
-    Transient errors propagate: the caller re-publishes the batch with backoff."""
-    if getattr(analyzer, "analyze_batch", None) is not None:
-        try:
-            return list(analyze_many(analyzer, items))
-        except Exception as exc:
-            if is_transient(exc):
-                raise
-            log.warning("batch analysis failed (%s); reading the %d items one by one", exc, len(items))
-    return [_analyze_one(analyzer, item) for item in items]
-
-
-def _analyze_one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | Exception:
-    try:
-        return analyzer.analyze(item)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        return exc
 
 
 def _complete(

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.queue import JobQueue
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from memeguard import users
+from composition.runtime import Runtime
+from composition.webapp import build_app as create_app
 from memeguard.db import Role
-from memeguard.runtime import Runtime
 from memeguard.settings import Settings
-from memeguard.webapp import build_app as create_app
+from review import users
 from tests.helpers.console import PASSWORD, SECRET, add_item, csrf_of, login  # noqa: F401
 from tests.helpers.services import API_KEYS
 

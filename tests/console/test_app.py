@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from memeguard.runtime import Runtime
+from composition.runtime import Runtime
+from composition.webapp import build_app as create_app
 from memeguard.schemas import HarmType
 from memeguard.settings import Settings
-from memeguard.webapp import build_app as create_app
 from tests.helpers.console import PASSWORD, add_item, csrf_of, login
 from tests.helpers.services import API_KEYS
 

@@ -6,9 +6,9 @@ import re
 
 from fastapi.testclient import TestClient
 
+from composition.runtime import Runtime
 from console.dashboard import BAR_WIDTH, bars
-from memeguard.review_views import OverturnStat
-from memeguard.runtime import Runtime
+from review.views import OverturnStat
 from tests.helpers.console import add_item, csrf_of, login
 
 

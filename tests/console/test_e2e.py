@@ -19,16 +19,17 @@ from typing import Any
 import httpx
 import pytest
 
-from memeguard import callbacks, users
+from composition.runtime import Runtime
+from composition.webapp import build_app as create_app
+from jobs import callbacks
 from memeguard.db import Role
 from memeguard.egress import EgressPolicy
-from memeguard.runtime import Runtime
-from memeguard.samples import render_meme
 from memeguard.settings import Settings
-from memeguard.webapp import build_app as create_app
+from review import users
 from tests.helpers.console import PASSWORD, SECRET
 from tests.helpers.services import API_KEYS, Platform, create_pg_database, drop_pg_database, serving
 from worker.delivery import deliver_due
+from worker.samples import render_meme
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="install the dev extra: pip install -e '.[dev]'")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"

@@ -9,9 +9,10 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from memeguard import banks, store
+from banks import store as banks
+from composition.runtime import Runtime
+from jobs import store
 from memeguard.db import BankKind
-from memeguard.runtime import Runtime
 from memeguard.schemas import ModerationAction
 from tests.helpers.console import add_item, csrf_of, login
 

@@ -7,8 +7,8 @@ import uuid
 
 from fastapi.testclient import TestClient
 
-from memeguard import store
-from memeguard.runtime import Runtime
+from composition.runtime import Runtime
+from jobs import store
 from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, Signal, Verdict
 from policies import evaluate, load_policy
 

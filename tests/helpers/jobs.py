@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from memeguard import store
+from jobs import store
 from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, Signal, Verdict
 from policies import evaluate, load_policy
 

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from memeguard import banks
-from memeguard.banks import BankError, NewHash
+from banks import store as banks
+from banks.store import BankError, NewHash
 from memeguard.db import AuditEntry, BankKind
 
 PDQ_A, PDQ_B = "f" * 64, "0f" * 32

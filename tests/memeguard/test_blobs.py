@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from composition.runtime import Runtime
 from memeguard.blobs import (
     BlobNotFound,
     BlobStore,
@@ -20,10 +21,9 @@ from memeguard.blobs import (
     open_blob_store,
     sha256_hex,
 )
-from memeguard.runtime import Runtime
 from memeguard.settings import Settings
 from tests.helpers.services import free_port
-from worker.pipeline import is_transient
+from worker.analyzers.base import is_transient
 
 
 def test_put_is_content_addressed_and_idempotent(tmp_path: Path) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from memeguard.samples import render_meme
 from tests.helpers.cli import demo_content_id, memeguard
 from tests.helpers.images import SVG, png_bomb
+from worker.samples import render_meme
 
 REQUIRED_KEYS = {
     "emotion",
@@ -129,7 +129,7 @@ def test_worker_refuses_the_inline_broker(tmp_path: Path) -> None:
 def test_worker_refuses_configurations_that_would_run_wrongly(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], pool: str, refused: str | None
 ) -> None:
-    from memeguard.cli import worker_refusal
+    from composition.cli.serve import worker_refusal
     from memeguard.settings import Settings
 
     for name, value in {"MEMEGUARD_BROKER_URL": "redis://127.0.0.1:6379/0", **env}.items():
@@ -157,7 +157,7 @@ def test_users_add_list_disable(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "memeguard.cli",
+            "composition.cli",
             "users",
             "add",
             "ann",
@@ -185,10 +185,11 @@ def test_users_add_list_disable(tmp_path: Path) -> None:
 def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
-    from memeguard import reviews, store, users
+    from jobs import store
     from memeguard.db import Role, make_engine, make_sessions
     from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, Verdict
     from policies import evaluate, load_policy
+    from review import reviews, users
 
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     refused = memeguard("train", "--from-reviews", data_dir=tmp_path)
@@ -262,7 +263,7 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
         "MEMEGUARD_BLOB_STORE": str(tmp_path / "blobs"),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memeguard.cli", "api", "--port", str(port), "--workers", "2"],
+        [sys.executable, "-m", "composition.cli", "api", "--port", str(port), "--workers", "2"],
         env=env,
         stdout=(tmp_path / "api.log").open("wb"),
         stderr=subprocess.STDOUT,
@@ -301,7 +302,7 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
 def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdicts(tmp_path: Path) -> None:
     """A block the classifier decided alone (stored under default@2) becomes a tag for review under the
     bundled policy; a block backed by a knowledge-base entry read as an attack stays a block."""
-    from memeguard import store
+    from jobs import store
     from memeguard.db import make_engine, make_sessions
     from memeguard.migrate import upgrade
     from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
@@ -356,7 +357,7 @@ def test_analyze_refuses_a_classifier_it_cannot_load_with_what_to_do(tmp_path: P
 
 
 def test_the_worker_ops_server_binds_the_configured_address(tmp_path: Path) -> None:
-    from memeguard.cli import _start_worker_ops
+    from composition.cli.serve import _start_worker_ops
     from memeguard.settings import Settings
     from tests.helpers.services import free_port
 

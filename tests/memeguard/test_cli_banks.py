@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from memeguard.samples import render_meme
 from tests.helpers.cli import demo_content_id, memeguard
+from worker.samples import render_meme
 
 
 def test_bank_lifecycle_from_the_command_line(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from memeguard import banks, reviews, store, users
+from banks import store as banks
+from jobs import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import Appeal, AuditEntry, BankKind, Job, Role, utcnow
-from memeguard.retention import collect
 from memeguard.schemas import HarmType, JobStatus, ModerationAction
+from review import reviews, users
+from review.retention import collect
 from tests.helpers.jobs import finished_job
 
 LATER = timedelta(days=40)  # the pass runs "40 days from now": everything finished today is 40 days old
@@ -95,7 +97,7 @@ def test_only_images_nothing_needs_go_and_each_is_audited(
 
 
 def test_the_cli_gc_dry_run_lists_and_deletes_nothing(tmp_path: Path, sqlite_url: str, monkeypatch: object) -> None:
-    from memeguard.cli import app
+    from composition.cli import app
     from memeguard.db import make_engine, make_sessions
 
     blobs = LocalBlobStore(tmp_path / "blobs")

@@ -8,10 +8,13 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session
 
-from memeguard import banks, review_views, reviews, store, users
+from banks import store as banks
+from jobs import store
 from memeguard.db import Role
 from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Signal, Verdict
 from policies import evaluate, load_policy
+from review import reviews, users
+from review import views as review_views
 
 SHA = "ab" * 32
 

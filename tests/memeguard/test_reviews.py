@@ -11,10 +11,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from memeguard import reviews, store, users
+from jobs import store
 from memeguard.db import AuditEntry, CallbackRow, Role, utcnow
-from memeguard.reviews import ReviewError
 from memeguard.schemas import HarmType, ModerationAction
+from review import reviews, users
+from review.reviews import ReviewError
 from tests.helpers.jobs import finished_job
 
 PASSWORD = "correct horse battery"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from memeguard.samples import FONT_CANDIDATES, find_cjk_font, render_meme
+from worker.samples import FONT_CANDIDATES, find_cjk_font, render_meme
 
 
 def test_an_explicit_font_path_wins_and_a_wrong_one_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -24,7 +24,7 @@ def test_an_explicit_font_path_wins_and_a_wrong_one_is_refused(monkeypatch: pyte
 def test_characters_the_font_cannot_draw_are_left_out_not_drawn_as_boxes() -> None:
     from PIL import ImageFont
 
-    from memeguard.samples import drawable, find_cjk_font
+    from worker.samples import drawable, find_cjk_font
 
     font = ImageFont.truetype(str(find_cjk_font()), 34)
     # an emoji drawn in a CJK text font is an empty box, which OCR reads back as 口

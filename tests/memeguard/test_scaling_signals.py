@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from memeguard import store
+from jobs import store
 from memeguard.db import Job, utcnow
 from memeguard.schemas import JobStatus
 
@@ -17,8 +17,8 @@ def test_the_oldest_waiting_job_per_queue_is_a_metric(tmp_path: Path, sqlite_url
     make a job younger), the GPU tier's queue from the hand-off."""
     from prometheus_client import generate_latest
 
+    from composition.runtime import Runtime
     from memeguard.metrics import build_registry
-    from memeguard.runtime import Runtime
     from memeguard.settings import Settings
 
     runtime = Runtime(
@@ -50,7 +50,7 @@ def test_the_callback_and_review_backlogs_are_metrics(pg_session: object) -> Non
     """Sizes and oldest ages of the callback outbox and the review queues (all tenants)."""
     from sqlalchemy.orm import Session
 
-    from memeguard import backlogs, callbacks
+    from jobs import backlogs, callbacks
     from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
     from policies import evaluate, load_policy
 
@@ -84,7 +84,7 @@ def test_api_requests_are_measured_by_route_template(tmp_path: Path, sqlite_url:
     from fastapi.testclient import TestClient
     from prometheus_client import REGISTRY
 
-    from memeguard.runtime import Runtime
+    from composition.runtime import Runtime
     from memeguard.settings import Settings
     from producer.api import create_app
     from tests.helpers.services import API_KEYS

@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from memeguard.cli import app
+from composition.cli import app
 from memeguard.settings import Settings, mask_url
 
 GOOD_KEY = "k" * 20

@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from memeguard import users
 from memeguard.db import AuditEntry, Role, User, utcnow
-from memeguard.users import UserError
+from review import users
+from review.users import UserError
 
 PASSWORD = "correct horse battery"
 

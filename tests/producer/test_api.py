@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from memeguard import store
-from memeguard.runtime import Runtime
-from memeguard.samples import render_meme
+from composition.runtime import Runtime
+from jobs import store
 from memeguard.settings import Settings
 from producer.api import create_app
 from tests.helpers.images import SVG, png_bomb, solid
 from tests.helpers.services import API_KEYS
+from worker.samples import render_meme
 
 A = {"Authorization": f"Bearer {API_KEYS['tenant-a']}"}
 B = {"X-API-Key": API_KEYS["tenant-b"]}
@@ -169,7 +169,7 @@ def test_an_api_node_never_loads_ocr_or_torch() -> None:
     import sys
 
     code = (
-        "import json, sys; from memeguard.settings import Settings; from memeguard.runtime import Runtime;"
+        "import json, sys; from memeguard.settings import Settings; from composition.runtime import Runtime;"
         "from producer.api import create_app;"
         "create_app(Runtime(Settings(broker_url='redis://127.0.0.1:6379/0', database_url='sqlite://',"
         "api_keys={'t': 'x' * 20})));"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from composition.runtime import Runtime
 from memeguard.imaging import decode_frames
-from memeguard.runtime import Runtime
-from memeguard.samples import render_meme
 from memeguard.settings import Settings
 from producer.api import create_app
 from tests.helpers.services import API_KEYS
 from worker.fingerprints.hashing import hash_frame
+from worker.samples import render_meme
 
 ADMIN_KEY = "adm-" + "7" * 28
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -13,14 +13,14 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from memeguard.runtime import Runtime
-from memeguard.samples import render_meme
+from composition.runtime import Runtime
 from memeguard.settings import Settings
 from producer.api import create_app
 from producer.client import AsyncClient, Client, JobRef, MemeguardError, Retry, Upload
 from producer.service import Submission
 from tests.helpers.images import SVG, solid
 from tests.helpers.services import API_KEYS, Platform, serving
+from worker.samples import render_meme
 
 ROOT = Path(__file__).resolve().parents[2]
 

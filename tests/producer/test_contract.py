@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 from schemathesis.transport.serialization import Binary
 
+from composition.runtime import Runtime
+from composition.webapp import build_app as create_app
 from memeguard.migrate import upgrade
-from memeguard.runtime import Runtime
 from memeguard.settings import Settings
-from memeguard.webapp import build_app as create_app
 from producer.contract import ERRORS, STREAM_LINE_CODES
 from tests.helpers.images import solid
 from tests.helpers.services import API_KEYS
@@ -192,7 +192,7 @@ def test_an_unforeseen_failure_answers_the_error_shape_not_a_bare_500(tmp_path: 
     def broken(_: Any) -> None:
         raise RuntimeError("a bug")
 
-    app.state.runtime.view = broken
+    app.state.services.view = broken
     answer = TestClient(app, raise_server_exceptions=False).get(
         "/v1/jobs/00000000-0000-0000-0000-000000000000", headers=AUTH
     )

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from memeguard import store
-from memeguard.runtime import Runtime
+from composition.runtime import Runtime
+from jobs import store
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
 from producer.api import create_app

@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.queue import InlineQueue
 from memeguard.schemas import JobStatus

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import callbacks
+from jobs import callbacks
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import AuditEntry, CallbackRow
 from memeguard.egress import EgressPolicy

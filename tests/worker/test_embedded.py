@@ -8,10 +8,10 @@ import sys
 import pytest
 
 from memeguard.imaging import decode_frames
-from memeguard.samples import render_meme
 from policies import evaluate, load_policy
 from worker.analyzers import AnalysisInput, build_analyzer
 from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.samples import render_meme
 
 
 def analyze(analyzer: EmbeddedAnalyzer, caption: str, post_text: str = "", template: str = "plain"):  # type: ignore[no-untyped-def]
@@ -83,7 +83,7 @@ def test_unknown_analyzer_name_is_an_error() -> None:
 
 def test_embedded_analyzer_runs_without_torch() -> None:
     code = (
-        "import sys; from memeguard.samples import render_meme; from memeguard.imaging import decode_frames;"
+        "import sys; from worker.samples import render_meme; from memeguard.imaging import decode_frames;"
         "from worker.analyzers import build_analyzer, AnalysisInput;"
         "v = build_analyzer('embedded').analyze(AnalysisInput(decode_frames(render_meme('笑死'), 1))).verdict;"
         "assert v.intent.value == 'humor', v; assert 'torch' not in sys.modules; print('ok')"

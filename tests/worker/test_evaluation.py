@@ -77,7 +77,7 @@ def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "memeguard.cli",
+            "composition.cli",
             "eval",
             "toxicn",
             "--split",
@@ -109,7 +109,7 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "memeguard.cli", "train", "--data", str(data), "--out", str(tmp_path / "m.joblib")],
+        [sys.executable, "-m", "composition.cli", "train", "--data", str(data), "--out", str(tmp_path / "m.joblib")],
         capture_output=True,
         text=True,
         env=env,
@@ -127,7 +127,7 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
         [
             sys.executable,
             "-m",
-            "memeguard.cli",
+            "composition.cli",
             "train",
             "--data",
             str(data),
@@ -258,7 +258,7 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
         [
             sys.executable,
             "-m",
-            "memeguard.cli",
+            "composition.cli",
             "train",
             "--source",
             f"jsonl={data}",
@@ -289,7 +289,7 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     ]
     items.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines), encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(items), "--json"],
+        [sys.executable, "-m", "composition.cli", "eval", "jsonl", str(items), "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -311,7 +311,7 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
     refused = subprocess.run(
-        [sys.executable, "-m", "memeguard.cli", "eval", "jsonl", str(bad)],
+        [sys.executable, "-m", "composition.cli", "eval", "jsonl", str(bad)],
         capture_output=True,
         text=True,
         env=env,
@@ -326,7 +326,7 @@ def test_training_sources_refuse_held_out_test_splits(tmp_path: Path) -> None:
     env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
     for spec in (f"toxicn-text={TOXICN_TEXT / 'test.json'}", f"toxicn-mm={TOXICN / 'test_2.0.json'}"):
         result = subprocess.run(
-            [sys.executable, "-m", "memeguard.cli", "train", "--source", spec, "--no-encoder"],
+            [sys.executable, "-m", "composition.cli", "train", "--source", spec, "--no-encoder"],
             capture_output=True,
             text=True,
             env=env,

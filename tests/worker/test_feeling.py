@@ -225,13 +225,13 @@ def test_the_fields_own_confidences_are_stored_with_the_verdict(
     pg_sessions,  # type: ignore[no-untyped-def]
     blobs,
 ) -> None:
-    from memeguard import store
+    from jobs import store
     from memeguard.queue import InlineQueue
-    from memeguard.samples import render_meme
     from policies import load_policy
     from producer.service import Producer
     from producer.validation import Limits
     from worker.pipeline import Deps, process_job
+    from worker.samples import render_meme
 
     job_id = (
         Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(1_000_000, 4_000_000, 4, 200, 512))
@@ -263,7 +263,7 @@ def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
     def cli(*args: str, datasets: Path) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(datasets)}
         return subprocess.run(
-            [sys.executable, "-m", "memeguard.cli", "eval", "clue-emotion", *args],
+            [sys.executable, "-m", "composition.cli", "eval", "clue-emotion", *args],
             capture_output=True,
             text=True,
             env=env,

@@ -14,17 +14,17 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from memeguard import store
+from composition.cli import app
+from jobs import store
+from jobs.payloads import job_json
 from memeguard.blobs import LocalBlobStore
 from memeguard.broker import make_celery
-from memeguard.cli import app
 from memeguard.queue import CeleryQueue, InlineQueue
-from memeguard.samples import render_meme
 from memeguard.schemas import JobStatus
 from memeguard.settings import Settings
-from memeguard.views import job_json
 from tests.helpers.pipeline import GPU_QUEUE, cpu_deps, submit
 from worker.pipeline import process_jobs
+from worker.samples import render_meme
 from worker.sweeper import requeue_stale
 
 

@@ -9,15 +9,16 @@ import sqlalchemy.exc
 from prometheus_client import REGISTRY
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import AuditEntry, make_engine, make_sessions
 from memeguard.schemas import JobStatus
 from policies import load_policy
 from tests.helpers.images import solid
 from tests.helpers.pipeline import submit
+from worker.analyzers.base import is_transient
 from worker.analyzers.noop import NoopAnalyzer
-from worker.pipeline import Deps, dead_letter, is_transient, process_job, process_jobs
+from worker.pipeline import Deps, dead_letter, process_job, process_jobs
 
 
 @pytest.fixture

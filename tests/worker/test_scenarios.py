@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from memeguard.imaging import decode_frames
-from memeguard.samples import render_meme
 from policies import evaluate, load_policy
 from worker.analyzers import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.samples import render_meme
 
 
 def read(

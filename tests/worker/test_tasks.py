@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.queue import CeleryQueue, InlineQueue
 from memeguard.schemas import JobStatus
 from memeguard.settings import get_settings
@@ -17,6 +17,7 @@ from producer.service import Producer
 from producer.validation import Limits
 from tests.helpers.images import solid
 from worker.sweeper import requeue_stale
+from worker.tasks import Backoff, handle_batch
 
 
 @pytest.fixture
@@ -26,11 +27,9 @@ def tasks(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path):  # 
     monkeypatch.setenv("MEMEGUARD_BLOB_STORE", str(tmp_path / "blobs"))
     monkeypatch.setenv("MEMEGUARD_ANALYZER", "noop")
     get_settings.cache_clear()
-    import worker.tasks as module
+    from composition.worker_app import create_worker_app
 
-    module.worker_deps.cache_clear()
-    yield module
-    module.worker_deps.cache_clear()
+    yield create_worker_app(get_settings())
     get_settings.cache_clear()
 
 
@@ -40,11 +39,11 @@ def _submit(deps, content_id: str) -> uuid.UUID:  # type: ignore[no-untyped-def]
 
 
 def test_batch_runs_jobs_and_is_idempotent(tasks) -> None:  # type: ignore[no-untyped-def]
-    deps = tasks.worker_deps()
+    deps = tasks.deps()
     ids = [_submit(deps, f"t{i}") for i in range(3)]
     payloads = [(str(j), 0) for j in ids] + [(str(ids[0]), 0), ("not-a-uuid", 0)]
-    assert tasks.handle_batch(payloads, deps, _no_republish) == ["done", "done", "done", "done", "invalid_payload"]
-    assert tasks.handle_batch([(str(ids[1]), 0)], deps, _no_republish) == ["skipped"]
+    assert handle_batch(payloads, deps, _no_republish) == ["done", "done", "done", "done", "invalid_payload"]
+    assert handle_batch([(str(ids[1]), 0)], deps, _no_republish) == ["skipped"]
     with deps.sessions() as session:
         assert all(store.count_verdicts(session, j) == (1, 1) for j in ids)
 
@@ -52,9 +51,11 @@ def test_batch_runs_jobs_and_is_idempotent(tasks) -> None:  # type: ignore[no-un
 def test_worker_deps_are_the_runtime_composition(tasks, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     """Fleet workers get the fingerprint stage (known memes skip inference there too, not only embedded) and,
     in a two-queue fleet, the GPU tier's queue."""
+    from composition.worker_app import create_worker_app
+
     monkeypatch.setenv("MEMEGUARD_VLM_QUEUE", "memeguard.test.vlm")
     get_settings.cache_clear()
-    deps = tasks.worker_deps()
+    deps = create_worker_app(get_settings()).deps()
     assert deps.fingerprinting is not None
     assert isinstance(deps.gpu_queue, CeleryQueue) and deps.gpu_queue.queue_name == "memeguard.test.vlm"
     assert deps.gpu_queue is not None and deps.gpu_queue.name == "memeguard.test.vlm"
@@ -65,7 +66,7 @@ def _no_republish(*_: object) -> None:
 
 
 def test_celery_task_entry_point_runs_a_batch_of_one(tasks) -> None:  # type: ignore[no-untyped-def]
-    deps = tasks.worker_deps()
+    deps = tasks.deps()
     job_id = _submit(deps, "apply")
     assert tasks.analyze.apply(args=(str(job_id),)).get() == ["done"]
 
@@ -75,7 +76,7 @@ def test_transient_failure_republishes_every_job_with_backoff(tasks) -> None:  #
     from memeguard.db import make_engine, make_sessions
     from worker.pipeline import Deps
 
-    deps = tasks.worker_deps()
+    deps = tasks.deps()
     down = Deps(
         sessions=make_sessions(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/x?connect_timeout=1")),
         blobs=deps.blobs,
@@ -86,19 +87,21 @@ def test_transient_failure_republishes_every_job_with_backoff(tasks) -> None:  #
     )
     ids = [uuid.uuid4(), uuid.uuid4()]
     republished: list[tuple[uuid.UUID, int, float]] = []
-    result = tasks.handle_batch([(str(ids[0]), 0), (str(ids[1]), 3)], down, lambda *args: republished.append(args))
+    result = handle_batch([(str(ids[0]), 0), (str(ids[1]), 3)], down, lambda *args: republished.append(args))
     assert result == ["retry", "retry"]
     assert republished == [(ids[0], 1, 2.0), (ids[1], 4, 16.0)]
 
 
 def test_malformed_payload_is_dropped_with_a_log(tasks, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    assert tasks.handle_batch([("not-a-uuid", 0)], tasks.worker_deps(), _no_republish) == ["invalid_payload"]
+    assert handle_batch([("not-a-uuid", 0)], tasks.deps(), _no_republish) == ["invalid_payload"]
     assert "malformed task payload" in caplog.text
 
 
 def test_backoff_grows_exponentially_and_is_capped(tasks) -> None:  # type: ignore[no-untyped-def]
-    assert [tasks.backoff_s(n) for n in range(4)] == [2.0, 4.0, 8.0, 16.0]
-    assert tasks.backoff_s(30) == 120.0
+    settings = get_settings()
+    backoff = Backoff(settings.retry_backoff_s, settings.retry_backoff_max_s)
+    assert [backoff(n) for n in range(4)] == [2.0, 4.0, 8.0, 16.0]
+    assert backoff(30) == 120.0
 
 
 def test_task_options_protect_against_loss(tasks) -> None:  # type: ignore[no-untyped-def]
@@ -140,7 +143,10 @@ def test_the_sweep_task_sends_a_stale_handed_off_job_to_the_gpu_queue(tasks, mon
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
-    deps = tasks.worker_deps()
+    from composition.worker_app import create_worker_app
+
+    tasks = create_worker_app(get_settings())  # the settings just set: a GPU tier of its own
+    deps = tasks.deps()
     job_id = _submit(deps, "handed")
     verdict = Verdict(
         emotion=Emotion.NEUTRAL,

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import redis.exceptions
+import sqlalchemy.exc
 from PIL import Image
 
 from memeguard.schemas import Verdict
+
+log = logging.getLogger(__name__)
 
 
 class AnalyzerError(RuntimeError):
@@ -63,19 +68,43 @@ def analyze_one(analyzer: BatchAnalyzer, item: AnalysisInput) -> AnalysisResult:
     return result
 
 
-def analyze_many(analyzer: Analyzer, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]:
-    """Every item's result or its own error: one call for a batch analyzer, one per item otherwise. An
-    ``AnalyzerError`` of one item never fails the others; any other exception propagates (transient
-    errors are the caller's to retry)."""
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying with backoff: the database, broker or network hiccuped, or the analyzer said so."""
+    return isinstance(exc, TRANSIENT) or (isinstance(exc, AnalyzerError) and exc.transient)
+
+
+def analyze_each(analyzer: Analyzer, items: list[AnalysisInput]) -> list[AnalysisResult | Exception]:
+    """Every item's result or its own permanent error — the one batch-with-per-item-fallback rule, used by
+    the pipeline and by the cascade for each of its tiers. A batch analyzer reads the batch in one pass; if
+    that pass fails for a reason that is not transient (a poison item, a bug), the items are read one by
+    one, so one bad item fails alone instead of failing (and re-failing) its whole batch. Transient errors
+    propagate: the caller re-publishes the batch with backoff."""
     batch = getattr(analyzer, "analyze_batch", None)
     if batch is not None and items:
-        results: list[AnalysisResult | AnalyzerError] = batch(items)
-        return results
-    return [_one(analyzer, item) for item in items]
+        try:
+            return list(batch(items))
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("batch analysis failed (%s); reading the %d items one by one", exc, len(items))
+    return [_analyze_one(analyzer, item) for item in items]
 
 
-def _one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | AnalyzerError:
+def _analyze_one(analyzer: Analyzer, item: AnalysisInput) -> AnalysisResult | Exception:
     try:
         return analyzer.analyze(item)
-    except AnalyzerError as exc:
+    except Exception as exc:
+        if is_transient(exc):
+            raise
         return exc

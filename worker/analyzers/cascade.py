@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from memeguard.metrics import CASCADE
 from memeguard.schemas import ModerationAction, Signal, Verdict
 from policies import Policy, evaluate
-from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_many, analyze_one
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError, analyze_each, analyze_one
 
 TIERS = ("embedded", "cascade", "vlm")
 Outcome = AnalysisResult | AnalyzerError
@@ -92,9 +92,7 @@ class CascadeAnalyzer:
             ]
         started = time.perf_counter()
         seconds = dict(
-            zip(
-                slow_idx, analyze_many(self.slow, [_with_prior(items[i], firsts.get(i)) for i in slow_idx]), strict=True
-            )
+            zip(slow_idx, _outcomes(self.slow, [_with_prior(items[i], firsts.get(i)) for i in slow_idx]), strict=True)
         )
         slow_ms = (time.perf_counter() - started) * 1000 / max(1, len(slow_idx))
         return [self._combine(firsts.get(i), seconds.get(i), fast_ms, slow_ms) for i in range(len(items))]
@@ -107,7 +105,7 @@ class CascadeAnalyzer:
             i for i, item in enumerate(items) if i not in prior and (self.slow is None or self._tier(item) != "vlm")
         ]
         started = time.perf_counter()
-        firsts: dict[int, Outcome] = dict(zip(todo, analyze_many(self.fast, [items[i] for i in todo]), strict=True))
+        firsts: dict[int, Outcome] = dict(zip(todo, _outcomes(self.fast, [items[i] for i in todo]), strict=True))
         return {**firsts, **prior}, (time.perf_counter() - started) * 1000 / max(1, len(todo))
 
     def _final(self, first: Outcome, fast_ms: float) -> Outcome:
@@ -140,6 +138,15 @@ class CascadeAnalyzer:
             "embedded_ms": fast_ms if first is not None else 0.0,
         }
         return AnalysisResult(verdict, timings)
+
+
+def _outcomes(analyzer: Analyzer, items: list[AnalysisInput]) -> list[Outcome]:
+    """A tier's results through the one batch-with-fallback rule (``analyze_each``); an item's unforeseen
+    error becomes that item's ``AnalyzerError``, so the other tier and the other items still run."""
+    return [
+        r if isinstance(r, AnalysisResult | AnalyzerError) else AnalyzerError(f"{type(r).__name__}: {r}")
+        for r in analyze_each(analyzer, items)
+    ]
 
 
 def _with_prior(item: AnalysisInput, first: Outcome | None) -> AnalysisInput:

@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import banks as bank_store
-from memeguard.banks import BankRecord, FingerprintRecord
+from banks import store as bank_store
+from banks.store import BankRecord, FingerprintRecord
 from memeguard.db import BankKind, utcnow
 from worker.fingerprints.hashing import PDQ_BITS, PHASH_BITS, ImageHashes, same_caption
 from worker.fingerprints.index import MultiIndexHash, to_words

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.metrics import CACHE_HITS
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer

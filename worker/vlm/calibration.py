@@ -136,8 +136,8 @@ def collect(
     """Each item rendered as a meme (as the evaluation harness does; its description as the post text) and
     read by the VLM's fast path in batches: the raw harm distributions and the human labels' codes."""
     from memeguard.imaging import decode_frames
-    from memeguard.samples import render_meme
     from worker.analyzers.base import AnalysisInput
+    from worker.samples import render_meme
 
     rows: list[dict[str, float]] = []
     for start in range(0, len(items), batch_size):

@@ -7,8 +7,8 @@ import io
 from PIL import Image
 
 from memeguard.imaging import decode_frames
-from memeguard.samples import render_meme
 from worker.fingerprints.hashing import MIN_QUALITY, caption, hash_frame, same_caption
+from worker.samples import render_meme
 
 
 def frame(text: str, template: str = "doge") -> Image.Image:

@@ -7,13 +7,13 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import banks
-from memeguard.banks import NewHash
+from banks import store as banks
+from banks.store import NewHash
 from memeguard.db import BankKind
 from memeguard.imaging import decode_frames
-from memeguard.samples import render_meme
 from worker.fingerprints.hashing import ImageHashes, hash_frame
 from worker.fingerprints.matcher import Matcher
+from worker.samples import render_meme
 
 
 def hashes(text: str, template: str = "doge", jpeg: int | None = None) -> ImageHashes:
@@ -147,7 +147,7 @@ def test_cache_entries_older_than_the_retention_are_never_loaded_and_are_dropped
     """A worker's memory holds the retention window's images, not all history."""
     import sqlalchemy as sa
 
-    from memeguard import store
+    from jobs import store
     from memeguard.db import JobFingerprint, utcnow
     from memeguard.schemas import JobStatus
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import banks, store
-from memeguard.banks import NewHash
+from banks import store as banks
+from banks.store import NewHash
+from jobs import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.db import BankKind
 from memeguard.imaging import decode_frames
 from memeguard.queue import InlineQueue
-from memeguard.samples import render_meme
 from policies import load_policy
 from producer.service import Producer
 from producer.validation import Limits
@@ -25,6 +25,7 @@ from worker.fingerprints.hashing import hash_frame
 from worker.fingerprints.matcher import Matcher
 from worker.fingerprints.stage import Fingerprinting
 from worker.pipeline import Deps, process_job
+from worker.samples import render_meme
 
 LIMITS = Limits(2_000_000, 4_000_000, 4, 200, 512)
 

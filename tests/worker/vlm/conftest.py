@@ -13,7 +13,7 @@ from PIL import Image
 
 pytest.importorskip("torch", reason="the VLM tests need the vlm extra: pip install -e '.[vlm]'")
 
-from memeguard.samples import render_meme
+from worker.samples import render_meme
 from worker.vlm import synthetic
 from worker.vlm.loading import LoadedModel, load
 

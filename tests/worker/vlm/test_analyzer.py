@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from memeguard.schemas import Emotion, HarmType, Intent, ModerationAction
 from policies import evaluate, load_policy
-from worker.analyzers.base import AnalysisInput, AnalyzerError, analyze_many
+from worker.analyzers.base import AnalysisInput, AnalyzerError, analyze_each
 from worker.vlm.analyzer import UNPARSED_CONFIDENCE, VlmAnalyzer, fit_pixels, frame_sheet, with_explanation
 from worker.vlm.degrade import LoadMonitor
 from worker.vlm.loading import LoadedModel
@@ -53,7 +53,7 @@ def test_a_batch_is_one_fast_pass_and_one_explanation_pass(tiny: LoadedModel, me
 
 
 def test_items_without_a_frame_fail_alone(tiny: LoadedModel, memes: list[Image.Image]) -> None:
-    results = analyze_many(VlmAnalyzer(tiny), [AnalysisInput([], "只有文字"), *items(memes[:1])])
+    results = analyze_each(VlmAnalyzer(tiny), [AnalysisInput([], "只有文字"), *items(memes[:1])])
     assert isinstance(results[0], AnalyzerError) and not isinstance(results[1], AnalyzerError)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from memeguard.cli import app
+from composition.cli import app
 from memeguard.settings import Settings
 from worker.analyzers.base import AnalysisInput, AnalysisResult
 from worker.vlm.analyzer import VlmAnalyzer

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.blobs import LocalBlobStore
 from memeguard.queue import InlineQueue
 from policies import load_policy

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from memeguard import store
+from jobs import store
 from memeguard.queue import InlineQueue
-from memeguard.samples import render_meme
 from memeguard.settings import get_settings
 from producer.service import Producer
 from producer.validation import Limits
+from worker.samples import render_meme
+from worker.tasks import handle_batch
 
 
 @pytest.fixture
@@ -30,16 +31,14 @@ def tasks(monkeypatch: pytest.MonkeyPatch, sqlite_url: str, tmp_path: Path, tiny
     }.items():
         monkeypatch.setenv(f"MEMEGUARD_{name}", value)
     get_settings.cache_clear()
-    import worker.tasks as module
+    from composition.worker_app import create_worker_app
 
-    module.worker_deps.cache_clear()
-    yield module
-    module.worker_deps.cache_clear()
+    yield create_worker_app(get_settings())
     get_settings.cache_clear()
 
 
 def test_a_batch_of_jobs_is_one_forward_pass_through_the_task_function(tasks: Any) -> None:
-    deps = tasks.worker_deps()
+    deps = tasks.deps()
     model = deps.analyzer.loaded.model
     calls = []
     original = model.generate
@@ -49,12 +48,12 @@ def test_a_batch_of_jobs_is_one_forward_pass_through_the_task_function(tasks: An
         producer.submit(render_meme(c, t), f"g{i}", tenant="acme", post_text="配文").job_id
         for i, (c, t) in enumerate([("你说得对，但是我不听", "doge"), ("笑死", "panda"), ("急了", "plain")])
     ]
-    assert tasks.handle_batch([(str(j), 0) for j in ids], deps, _no_republish) == ["done"] * 3
+    assert handle_batch([(str(j), 0) for j in ids], deps, _no_republish) == ["done"] * 3
     assert len(calls) == 2  # labels for the batch, then explanations for the batch
     with deps.sessions() as session:
         views = [store.job_view(session, j) for j in ids]
     assert all(v and v.verdict and v.verdict.analyzer == "vlm" and v.action for v in views)
-    assert tasks.handle_batch([(str(ids[0]), 0)], deps, _no_republish) == ["skipped"]  # redelivered: no-op
+    assert handle_batch([(str(ids[0]), 0)], deps, _no_republish) == ["skipped"]  # redelivered: no-op
 
 
 def _no_republish(*_: object) -> None:

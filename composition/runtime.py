@@ -1,4 +1,6 @@
-"""The composition root: turn ``Settings`` into wired collaborators for the CLI, the API and the demo.
+"""The composition root: turn ``Settings`` into wired collaborators for the CLI, the API, the console, the
+workers (``composition.worker_app``) and the demo. ``Runtime`` satisfies the adapters' protocols
+(``producer.deps.ApiServices``, ``console.web.ConsoleServices``) without their importing it.
 
 Producer-only nodes (the API in the fleet) never build an analyzer, so they never load OCR or torch.
 """
@@ -15,8 +17,8 @@ import sqlalchemy as sa
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
-from memeguard.backlogs import seconds_since
+from jobs import store
+from jobs.backlogs import seconds_since
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions, utcnow
 from memeguard.egress import EgressPolicy
@@ -105,7 +107,7 @@ class Runtime:
 
     def ops_collectors(self) -> list[Collector]:
         """Readiness, the callback outbox and the review queues as Prometheus collectors (read on scrape)."""
-        from memeguard import backlogs
+        from jobs import backlogs
 
         def read(backlog: Callable[[Session], backlogs.Backlog]) -> Callable[[], backlogs.Backlog]:
             def run() -> backlogs.Backlog:
@@ -132,7 +134,8 @@ class Runtime:
     def _run_inline(self, job_id: uuid.UUID) -> None:
         """Embedded deployments have no broker to retry through: a transient error dead-letters the job
         with its reason (visible in ``jobs show``) instead of leaving it queued forever."""
-        from worker.pipeline import dead_letter, is_transient, process_job
+        from worker.analyzers.base import is_transient
+        from worker.pipeline import dead_letter, process_job
 
         try:
             process_job(job_id, self.deps)

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from memeguard import store
+from jobs import store
 from memeguard.db import Bank, BankHash, BankKind, JobFingerprint, utcnow
 
 PDQ_HEX = re.compile(r"^[0-9a-f]{64}$")

@@ -1,10 +1,12 @@
-"""What every command group of the CLI shares: the exit code of a refusal, loading the settings, and the
-one way a command opens a database session. The command modules import this; it imports none of them."""
+"""What every command group of the CLI shares: the exit code of a refusal, loading the settings, the one
+way a command opens a database session, and JSON output. The command modules import this; it imports none of them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -35,3 +37,8 @@ def open_session() -> Iterator[Session]:
     """One session on the configured database, for one command."""
     with open_sessions()() as opened:
         yield opened
+
+
+def emit(data: Any) -> None:
+    """Print a command's result as indented JSON (Chinese left readable)."""
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))

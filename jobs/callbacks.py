@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from memeguard import store
+from jobs import store
 from memeguard.db import CallbackRow, utcnow
 from memeguard.schemas import Decision, ModerationAction, Verdict
 

@@ -14,9 +14,9 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.orm import Session
 
-from memeguard import banks
-from memeguard.banks import BankError, NewHash
-from memeguard.cli_common import EXIT_REJECTED, open_session
+from banks import store as banks
+from banks.store import BankError, NewHash
+from composition.cli.common import EXIT_REJECTED, open_session
 from memeguard.db import BankKind
 
 banks_app = typer.Typer(no_args_is_help=True, help="Hash banks: known memes, templates, allow-lists.")

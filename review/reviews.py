@@ -21,10 +21,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from memeguard import callbacks, store
+from jobs import callbacks, store
 from memeguard.db import ActionRow, Appeal, Job, ReviewClaim, ReviewRow, Role, VerdictRow, utcnow
 from memeguard.schemas import HarmType, ModerationAction
-from memeguard.users import UserRecord
+from review.users import UserRecord
 
 CLAIM_TTL = timedelta(minutes=10)
 LOW_CONFIDENCE = 0.6

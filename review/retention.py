@@ -18,11 +18,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard import store
+from jobs import store
 from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.db import ActionRow, Appeal, BankHash, Job, ReviewClaim, ReviewRow, VerdictRow, utcnow
-from memeguard.reviews import LOW_CONFIDENCE, in_qa_sample
 from memeguard.schemas import JobStatus, ModerationAction
+from review.reviews import LOW_CONFIDENCE, in_qa_sample
 
 FINAL = (JobStatus.DONE, JobStatus.FAILED, JobStatus.REJECTED)
 

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from memeguard import store
+from jobs import store
 from memeguard.db import (
     ActionRow,
     Appeal,
@@ -27,9 +27,9 @@ from memeguard.db import (
     VerdictRow,
     utcnow,
 )
-from memeguard.reviews import ReviewError, owned_job
 from memeguard.schemas import ModerationAction, Verdict
-from memeguard.users import UserRecord
+from review.reviews import ReviewError, owned_job
+from review.users import UserRecord
 
 ACTION_RANK = {
     ModerationAction.ALLOW: 0,

@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
-from memeguard import store
+from jobs import store
 from memeguard.db import Role, User, utcnow
 from memeguard.settings import is_placeholder
 

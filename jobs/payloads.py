@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memeguard import store
+from jobs import store
 
 
 def job_json(view: store.JobView) -> dict[str, Any]:

@@ -19,9 +19,9 @@ def gc(
 ) -> None:
     """Delete the images of finished jobs older than --older-than days that no review, appeal, reviewer
     decision or bank entry still needs; each deletion is audited (``blob.deleted``)."""
-    from memeguard.cli_common import load_settings
-    from memeguard.retention import collect
-    from memeguard.runtime import Runtime
+    from composition.cli.common import load_settings
+    from composition.runtime import Runtime
+    from review.retention import collect
 
     settings = load_settings()
     runtime = Runtime(settings)

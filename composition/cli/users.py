@@ -9,9 +9,9 @@ from typing import Annotated
 
 import typer
 
-from memeguard import users
-from memeguard.cli_common import EXIT_REJECTED, open_session
+from composition.cli.common import EXIT_REJECTED, open_session
 from memeguard.db import Role
+from review import users
 
 users_app = typer.Typer(no_args_is_help=True, help="Review console accounts.")
 

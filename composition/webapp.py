@@ -1,15 +1,15 @@
 """The web application as deployed: the ingestion API with the review console mounted on it.
 
 Composition, not an adapter: it is the one place that joins the two adapters (``producer`` and ``console``),
-which never import each other. ``memeguard api`` serves ``memeguard.webapp:app``.
+which never import each other. ``memeguard api`` serves ``composition.webapp:app``.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from composition.runtime import Runtime
 from console.app import install as install_console
-from memeguard.runtime import Runtime
 from producer.api import create_app
 
 
@@ -21,7 +21,7 @@ def build_app(runtime: Runtime) -> FastAPI:
 
 
 def __getattr__(name: str) -> FastAPI:
-    """``app``, built on first access from the process's settings (uvicorn imports ``memeguard.webapp:app``);
+    """``app``, built on first access from the process's settings (uvicorn imports ``composition.webapp:app``);
     importing this module builds nothing."""
     if name != "app":
         raise AttributeError(name)

@@ -1,6 +1,6 @@
 """The jobs' storage: jobs, verdicts, actions and the audit log, read and written here; rows leave as plain
-frozen dataclasses. (Banks, reviews, users, callbacks, retention and backlogs keep their own queries in their
-own modules.)
+frozen dataclasses. (The callback outbox and the backlogs keep their queries in ``jobs.callbacks`` and
+``jobs.backlogs``; reviews, users and retention theirs in ``review``; banks and fingerprints in ``banks``.)
 
 Callers pass the ``Session`` and own the transaction, so a whole job outcome (verdict + action + status +
 audit entry) commits or rolls back together.

@@ -1,0 +1,5 @@
+"""Domain: jobs — the job store (jobs, verdicts, actions, the audit log), the callback outbox and its
+signing, the JSON a job is shown as, and the ops backlogs read on scrape.
+
+May import: the core (``memeguard``) and ``policies``. Never the adapters or the composition.
+"""
