@@ -51,6 +51,8 @@ from producer.deps import ApiServices
 from producer.quotas import Limited, Quotas
 from producer.request_metrics import RequestMetrics
 from producer.service import JobRef, Rejection, Submission
+from review import reviews
+from review.reviews import ReviewError
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ def create_app(services: ApiServices) -> FastAPI:
     app.add_exception_handler(QueueUnavailable, _queue_down)  # type: ignore[arg-type]
     app.add_exception_handler(sa_exc.DBAPIError, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ReviewError, _review_refused)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(router)
@@ -204,6 +207,12 @@ def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     if exc.status_code == 405:  # Starlette names only the first matching route's methods
         headers["Allow"] = ", ".join(_allowed_methods(request))
     return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
+
+def _review_refused(request: Request, exc: ReviewError) -> JSONResponse:
+    """A review step the domain refused (``review.reviews.ReviewError``), in the API's error shape with the
+    error's own status and code — the API's one translation (the console's is ``console.web.ConsoleRoute``)."""
+    return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.status)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -516,13 +525,8 @@ class AppealIn(BaseModel):
 def appeal(tenant: Tenant, services: Svc, job_id: str, body: AppealIn) -> dict[str, Any]:
     """The item enters the reviewers' appeals queue; the decision is called back to the job's callback URL.
     An id that is no job of this tenant — malformed ones included — is ``not_found``, as on GET."""
-    from review import reviews
-
     with services.sessions() as session:
-        try:
-            appeal_id = reviews.file_appeal(session, tenant, _job_uuid(job_id), body.reason)
-        except reviews.ReviewError as exc:
-            raise HTTPException(exc.status, {"error": exc.code, "message": str(exc)}) from exc
+        appeal_id = reviews.file_appeal(session, tenant, _job_uuid(job_id), body.reason)
         session.commit()
     return {"appeal_id": appeal_id, "job_id": str(job_id), "status": "open"}
 
