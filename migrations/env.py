@@ -36,6 +36,12 @@ def run_online() -> None:
             connection.execute(text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
             connection.execute(text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
             connection.commit()
+        if connection.dialect.name == "sqlite":
+            # Batch migrations recreate a table (copy, drop, rename); with foreign keys on, dropping a parent
+            # table would cascade-delete its children's rows (e.g. banks -> bank_hashes). The pragma only
+            # takes effect outside a transaction, so it is set before the migrations' transaction begins.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=connection.dialect.name == "sqlite"
         )
