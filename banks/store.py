@@ -2,7 +2,9 @@
 read changes for the workers' incremental refresh, and the verdict cache's job fingerprints.
 
 Every change is audited in the same transaction (who, what, before/after), as HMA does for its banks.
-CSV is the format of ThreatExchange's PDQ tools: one ``pdq_hex,quality[,note]`` line per image.
+Hash values and match distances are kept by hash type (``banks.signals``' registry), so nothing here names
+a type except the CSV default. CSV is the format of ThreatExchange's hash tools, one type per file: one
+``value,quality[,note]`` line per image (``pdq`` by default).
 """
 
 from __future__ import annotations
@@ -11,19 +13,27 @@ import csv
 import io
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from banks.signals import (
+    SIGNAL_TYPES,
+    SignalError,
+    default_distances,
+    signal_type,
+    validate_distances,
+    validate_signals,
+)
 from jobs import store
 from memeguard.db import Bank, BankHash, BankKind, JobFingerprint, utcnow
 
-PDQ_HEX = re.compile(r"^[0-9a-f]{64}$")
-PHASH_HEX = re.compile(r"^[0-9a-f]{16}$")
 BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
+T = TypeVar("T")
 
 
 class BankError(ValueError):
@@ -41,20 +51,21 @@ class BankRecord:
     name: str
     kind: BankKind
     label: str
-    pdq_distance: int
-    phash_distance: int
+    distances: dict[str, int]  # hash type -> match distance, every registered type
     enabled: bool
     enabled_ratio: float
     updated_at: datetime
+
+    def distance(self, signal: str) -> int:
+        return self.distances[signal]
 
 
 @dataclass(frozen=True)
 class HashRecord:
     id: int
     bank_id: int
-    pdq: str | None
-    pdq_quality: int | None
-    phash: str | None
+    signals: dict[str, str]  # hash type -> value
+    quality: int | None
     note: str
     source: str
     removed_at: datetime | None
@@ -62,9 +73,8 @@ class HashRecord:
 
 @dataclass(frozen=True)
 class NewHash:
-    pdq: str | None
-    pdq_quality: int | None = None
-    phash: str | None = None
+    signals: dict[str, str]  # hash type -> value, at least one
+    quality: int | None = None  # the PDQ quality, when known (0..100)
     note: str = ""
 
 
@@ -73,9 +83,8 @@ class FingerprintRecord:
     id: int
     job_id: uuid.UUID
     tenant: str
-    pdq: str
-    pdq_quality: int
-    phash: str
+    signals: dict[str, str]
+    quality: int
     text: str
     created_at: datetime
 
@@ -87,39 +96,40 @@ def create_bank(
     label: str = "",
     *,
     actor: str,
-    pdq_distance: int = 31,
-    phash_distance: int = 8,
+    distances: dict[str, int] | None = None,
 ) -> BankRecord:
-    """Names are lower-case slugs; distances are bounded so a typo cannot make a bank match everything."""
+    """Names are lower-case slugs; a distance per hash type (the registry's default where not given), each
+    bounded so a typo cannot make a bank match everything."""
     if not BANK_NAME.match(name):
         raise BankError(f"bank name {name!r}: use lower-case letters, digits, '_', '.', '-'")
-    _check_distances(pdq_distance, phash_distance)
+    chosen = {**default_distances(), **_checked(validate_distances, distances or {})}
     if session.scalar(sa.select(Bank.id).where(Bank.name == name)) is not None:
         raise BankError(f"bank {name!r} already exists", "conflict")
     row = Bank(
         name=name,
         kind=kind,
         label=label,
-        pdq_distance=pdq_distance,
-        phash_distance=phash_distance,
+        distances=chosen,
         enabled=True,
         enabled_ratio=1.0,
     )
     session.add(row)
     session.flush()
-    _audit(session, actor, "bank.created", {"bank": name, "kind": kind.value, "label": label})
+    _audit(session, actor, "bank.created", {"bank": name, "kind": kind.value, "label": label, "distances": chosen})
     return _bank(row)
 
 
 def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -> BankRecord:
-    """Change enabled, enabled_ratio (0..1, gradual rollout), label or the match distances."""
+    """Change enabled, enabled_ratio (0..1, gradual rollout), label or ``distances`` (a mapping of the hash
+    types to change; the others keep theirs)."""
     row = _bank_row(session, name)
-    allowed = {"enabled", "enabled_ratio", "label", "pdq_distance", "phash_distance"}
+    allowed = {"enabled", "enabled_ratio", "label", "distances"}
     if unknown := set(changes) - allowed:
         raise BankError(f"unknown bank settings: {sorted(unknown)}")
     if not 0.0 <= float(changes.get("enabled_ratio", row.enabled_ratio)) <= 1.0:
         raise BankError("enabled_ratio must be between 0 and 1")
-    _check_distances(changes.get("pdq_distance", row.pdq_distance), changes.get("phash_distance", row.phash_distance))
+    if "distances" in changes:
+        changes["distances"] = {**_distances(row), **_checked(validate_distances, changes["distances"])}
     before = {key: getattr(row, key) for key in changes}
     for key, value in changes.items():
         setattr(row, key, value)
@@ -132,17 +142,16 @@ def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -
 def add_hashes(
     session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str, job_id: uuid.UUID | None = None
 ) -> list[int]:
-    """Insert hashes (validated: lower-case hex of the right width) and audit the batch (against the job
-    the image came from, when it came from one, so the item's history shows it)."""
+    """Insert hashes (validated by their types' formats) and audit the batch (against the job the image
+    came from, when it came from one, so the item's history shows it)."""
     row = _bank_row(session, name)
     for new in hashes:
         _check_hash(new)
     rows = [
         BankHash(
             bank_id=row.id,
-            pdq=h.pdq,
-            pdq_quality=h.pdq_quality,
-            phash=h.phash,
+            signals=dict(h.signals),
+            quality=h.quality,
             note=h.note,
             source=source,
             added_by=actor,
@@ -179,7 +188,7 @@ def add_job(session: Session, name: str, job_id: uuid.UUID, *, actor: str, note:
     row = session.scalar(sa.select(JobFingerprint).where(JobFingerprint.job_id == job_id))
     if row is None:
         raise BankError(f"job {job_id} has no fingerprint (not finished, or fingerprints were off)", "not_finished")
-    new = NewHash(row.pdq, row.pdq_quality, row.phash, note or f"job {job_id}")
+    new = NewHash(dict(row.signals), row.quality, note or f"job {job_id}")
     return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}", job_id=job_id)
 
 
@@ -190,28 +199,30 @@ def list_banks(session: Session) -> list[tuple[BankRecord, int]]:
     return [(_bank(bank), int(count)) for bank, count in session.execute(query)]
 
 
-def import_csv(session: Session, name: str, text: str, *, actor: str, source: str) -> list[int]:
-    """ThreatExchange PDQ CSV (``pdq_hex,quality[,note]``); a bad line fails the whole import with its number."""
+def import_csv(session: Session, name: str, text: str, *, actor: str, source: str, signal: str = "pdq") -> list[int]:
+    """ThreatExchange-style CSV of one hash type (``value,quality[,note]``; ``pdq`` by default); a bad line
+    fails the whole import with its number."""
+    kind = _checked(signal_type, signal).name
     try:
         hashes = [
             new
             for number, fields in enumerate(csv.reader(io.StringIO(text, newline="")), 1)
-            if (new := _csv_hash(number, fields)) is not None
+            if (new := _csv_hash(number, fields, kind)) is not None
         ]
     except csv.Error as exc:  # a stray carriage return or quote: the text is not CSV
         raise BankError(f"not CSV: {exc}") from exc
     return add_hashes(session, name, hashes, actor=actor, source=source)
 
 
-def _csv_hash(number: int, fields: list[str]) -> NewHash | None:
+def _csv_hash(number: int, fields: list[str], signal: str) -> NewHash | None:
     """One CSV line as a hash; None for a blank line, a comment or a header."""
-    if not "".join(fields).strip() or fields[0].startswith("#") or fields[0].strip().lower() in ("hash", "pdq"):
+    if not "".join(fields).strip() or fields[0].startswith("#") or fields[0].strip().lower() in ("hash", signal):
         return None
     try:
         quality = int(fields[1]) if len(fields) > 1 and fields[1].strip() else None
     except ValueError as exc:
         raise BankError(f"line {number}: quality {fields[1]!r} is not an integer") from exc
-    new = NewHash(fields[0].strip().lower(), quality, None, fields[2] if len(fields) > 2 else "")
+    new = NewHash({signal: fields[0].strip().lower()}, quality, fields[2] if len(fields) > 2 else "")
     try:
         _check_hash(new)
     except BankError as exc:
@@ -219,18 +230,16 @@ def _csv_hash(number: int, fields: list[str]) -> NewHash | None:
     return new
 
 
-def export_csv(session: Session, name: str) -> str:
-    """The bank's live PDQ hashes in the same CSV format."""
+def export_csv(session: Session, name: str, signal: str = "pdq") -> str:
+    """The bank's live hashes of one type in the same CSV format."""
+    kind = _checked(signal_type, signal).name
     row = _bank_row(session, name)
-    query = (
-        sa.select(BankHash)
-        .where(BankHash.bank_id == row.id, BankHash.removed_at.is_(None), BankHash.pdq.is_not(None))
-        .order_by(BankHash.id)
-    )
+    query = sa.select(BankHash).where(BankHash.bank_id == row.id, BankHash.removed_at.is_(None)).order_by(BankHash.id)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for item in session.scalars(query):
-        writer.writerow([item.pdq, "" if item.pdq_quality is None else item.pdq_quality, item.note])
+        if kind in item.signals:
+            writer.writerow([item.signals[kind], "" if item.quality is None else item.quality, item.note])
     return out.getvalue()
 
 
@@ -255,9 +264,10 @@ def removed_since(session: Session, since: datetime) -> list[int]:
 
 
 def save_fingerprint(
-    session: Session, job_id: uuid.UUID, tenant: str, pdq: str, pdq_quality: int, phash: str, text: str
+    session: Session, job_id: uuid.UUID, tenant: str, signals: dict[str, str], quality: int, text: str
 ) -> None:
-    session.add(JobFingerprint(job_id=job_id, tenant=tenant, pdq=pdq, pdq_quality=pdq_quality, phash=phash, text=text))
+    """A finished job's image signals (every type the image has) and caption: the verdict cache's key."""
+    session.add(JobFingerprint(job_id=job_id, tenant=tenant, signals=signals, quality=quality, text=text))
 
 
 def fingerprints_after(
@@ -268,7 +278,7 @@ def fingerprints_after(
     if since is not None:
         query = query.where(JobFingerprint.created_at >= since)
     return [
-        FingerprintRecord(f.id, f.job_id, f.tenant, f.pdq, f.pdq_quality, f.phash, f.text, f.created_at)
+        FingerprintRecord(f.id, f.job_id, f.tenant, dict(f.signals), f.quality, f.text, f.created_at)
         for f in session.scalars(query.order_by(JobFingerprint.id).limit(limit))
     ]
 
@@ -285,19 +295,24 @@ def _bank_row(session: Session, name: str) -> Bank:
 
 
 def _check_hash(new: NewHash) -> None:
-    if new.pdq is None and new.phash is None:
-        raise BankError("a hash needs a PDQ or a pHash")
-    if new.pdq is not None and not PDQ_HEX.match(new.pdq):
-        raise BankError(f"PDQ hash {new.pdq[:70]!r} is not 64 lower-case hex digits")
-    if new.phash is not None and not PHASH_HEX.match(new.phash):
-        raise BankError(f"pHash {new.phash[:20]!r} is not 16 lower-case hex digits")
-    if new.pdq_quality is not None and not 0 <= new.pdq_quality <= 100:
-        raise BankError(f"PDQ quality {new.pdq_quality} is outside 0..100")
+    _checked(validate_signals, new.signals)
+    if new.quality is not None and (isinstance(new.quality, bool) or not 0 <= new.quality <= 100):
+        raise BankError(f"PDQ quality {new.quality} is outside 0..100")
 
 
-def _check_distances(pdq: int, phash: int) -> None:
-    if not 0 <= int(pdq) <= 64 or not 0 <= int(phash) <= 16:
-        raise BankError("match distances: PDQ 0..64, pHash 0..16 bits")
+def _checked(check: Callable[[Any], T], value: Any) -> T:
+    """The registry's refusal (``SignalError``) as the banks' (``BankError``, code ``bank_refused``)."""
+    try:
+        return check(value)
+    except SignalError as exc:
+        raise BankError(str(exc)) from exc
+
+
+def _distances(row: Bank) -> dict[str, int]:
+    """Every registered type's distance: the bank's own, else the type's default (a type added after the
+    bank was created starts at its default)."""
+    stored = row.distances or {}
+    return {name: int(stored.get(name, t.default_distance)) for name, t in SIGNAL_TYPES.items()}
 
 
 def _bank(row: Bank) -> BankRecord:
@@ -306,8 +321,7 @@ def _bank(row: Bank) -> BankRecord:
         row.name,
         row.kind,
         row.label,
-        row.pdq_distance,
-        row.phash_distance,
+        _distances(row),
         row.enabled,
         row.enabled_ratio,
         row.updated_at,
@@ -315,4 +329,4 @@ def _bank(row: Bank) -> BankRecord:
 
 
 def _hash(row: BankHash) -> HashRecord:
-    return HashRecord(row.id, row.bank_id, row.pdq, row.pdq_quality, row.phash, row.note, row.source, row.removed_at)
+    return HashRecord(row.id, row.bank_id, dict(row.signals), row.quality, row.note, row.source, row.removed_at)

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from worker.fingerprints.index import MultiIndexHash, brute_force  # noqa: E402
+from banks.index import MultiIndexHash, brute_force  # noqa: E402
 
 RADIUS = 31  # PDQ's customary match distance
 

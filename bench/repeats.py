@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
+from banks.signals import hash_frame  # noqa: E402
 from composition.runtime import Runtime  # noqa: E402
 from jobs import store  # noqa: E402
 from memeguard.imaging import decode_frames  # noqa: E402
@@ -41,7 +42,6 @@ from memeguard.migrate import upgrade  # noqa: E402
 from memeguard.settings import Settings  # noqa: E402
 from worker.analyzers.base import AnalysisInput, AnalysisResult  # noqa: E402
 from worker.analyzers.embedded import EmbeddedAnalyzer  # noqa: E402
-from worker.fingerprints.hashing import hash_frame  # noqa: E402
 from worker.pipeline import process_job  # noqa: E402
 from worker.samples import TEMPLATES, render_meme  # noqa: E402
 

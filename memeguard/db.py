@@ -167,8 +167,7 @@ class Bank(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     kind: Mapped[BankKind] = mapped_column(value_enum(BankKind, "bank_kind"))
     label: Mapped[str] = mapped_column(String(128), default="")
-    pdq_distance: Mapped[int] = mapped_column(default=31)
-    phash_distance: Mapped[int] = mapped_column(default=8)
+    distances: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hash type -> match distance
     enabled: Mapped[bool] = mapped_column(default=True)
     enabled_ratio: Mapped[float] = mapped_column(sa.Float, default=1.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -183,9 +182,8 @@ class BankHash(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
-    pdq: Mapped[str | None] = mapped_column(String(64))
-    pdq_quality: Mapped[int | None]
-    phash: Mapped[str | None] = mapped_column(String(16))
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hash type -> value (banks.signals)
+    quality: Mapped[int | None]  # the PDQ quality of the image's first frame, when known
     note: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(256), default="")
     added_by: Mapped[str] = mapped_column(String(128))
@@ -201,9 +199,8 @@ class JobFingerprint(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), unique=True)
     tenant: Mapped[str] = mapped_column(String(64))
-    pdq: Mapped[str] = mapped_column(String(64))
-    pdq_quality: Mapped[int]
-    phash: Mapped[str] = mapped_column(String(16))
+    signals: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hash type -> value (banks.signals)
+    quality: Mapped[int]  # the PDQ quality of the first frame
     text: Mapped[str] = mapped_column(Text)  # normalised OCR + post text, compared exactly or nearly
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -14,10 +14,11 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictStr, model_validator
 from sqlalchemy.orm import Session
 
 from banks import store as banks
+from banks.signals import SIGNAL_TYPES, SignalType
 from banks.store import BANK_NAME, BankError, BankRecord, NewHash
 from memeguard.db import BankKind
 from producer.contract import ERRORS, errors
@@ -39,11 +40,30 @@ router = APIRouter(
         "database_unavailable",
     ),
 )
-# one ThreatExchange PDQ CSV line (``pdq_hex[,quality[,note]]``), a comment or a header, as import_csv reads it
 CSV_TEXT = r'[^\r\n"]*'
-CSV_LINE = rf"([ \t\f\v]*|#{CSV_TEXT}|(hash|pdq)(,{CSV_TEXT})?|[0-9a-f]{{64}}(,(100|[0-9]{{1,2}})?(,{CSV_TEXT})?)?)"
-CSV_SCHEMA = {"type": "string", "minLength": 1, "pattern": rf"^{CSV_LINE}((\r\n|\r|\n){CSV_LINE})*$"}
 T = TypeVar("T")
+LEGACY = ("pdq", "phash")  # the hash types that had fields of their own before ``signals`` (kept, deprecated)
+
+
+def csv_schema(signal: SignalType) -> dict[str, Any]:
+    """A CSV file of one hash type as import_csv reads it: ``value[,quality[,note]]`` lines, comments, a
+    header (``hash`` or the type's name) and blank lines."""
+    value = rf"{signal.pattern}(,(100|[0-9]{{1,2}})?(,{CSV_TEXT})?)?"
+    line = rf"([ \t\f\v]*|#{CSV_TEXT}|(hash|{signal.name})(,{CSV_TEXT})?|{value})"
+    return {"type": "string", "minLength": 1, "pattern": rf"^{line}((\r\n|\r|\n){line})*$"}
+
+
+DISTANCES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {t.name: {"type": "integer", "minimum": 0, "maximum": t.max_distance} for t in SIGNAL_TYPES.values()},
+    "additionalProperties": False,
+}
+SIGNALS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {t.name: {"type": "string", "pattern": f"^{t.pattern}$"} for t in SIGNAL_TYPES.values()},
+    "additionalProperties": False,
+    "minProperties": 1,
+}
 
 
 def _not_bool(value: object) -> object:
@@ -56,13 +76,36 @@ def _not_bool(value: object) -> object:
 Whole = Annotated[int, BeforeValidator(_not_bool)]
 
 
+def _distance(name: str) -> dict[str, Any]:
+    return {"minimum": 0, "maximum": SIGNAL_TYPES[name].max_distance}
+
+
+def _pattern(name: str) -> dict[str, Any]:
+    return {"pattern": f"^{SIGNAL_TYPES[name].pattern}$"}
+
+
+def _legacy(model: BaseModel, suffix: str) -> dict[str, Any]:
+    """The deprecated per-type fields (``pdq``/``pdq_distance`` …) that were given, by type name."""
+    given = model.__dict__  # not getattr: reading a deprecated field warns, and these are read on purpose
+    return {name: value for name in LEGACY if (value := given.get(name + suffix)) is not None}
+
+
 class BankIn(BaseModel):
     # the banks' own rules, declared (the banks refuse with ``bank_refused``; an existing name too)
     name: str = Field(json_schema_extra={"pattern": BANK_NAME.pattern})
     kind: BankKind
     label: str = ""
-    pdq_distance: Whole = Field(default=31, json_schema_extra={"minimum": 0, "maximum": 64})
-    phash_distance: Whole = Field(default=8, json_schema_extra={"minimum": 0, "maximum": 16})
+    distances: dict[str, Whole] | None = Field(
+        default=None,
+        description="match distance per hash type; the type's default where not given",
+        json_schema_extra=DISTANCES_SCHEMA,
+    )
+    pdq_distance: Whole | None = Field(default=None, deprecated=True, json_schema_extra=_distance("pdq"))
+    phash_distance: Whole | None = Field(default=None, deprecated=True, json_schema_extra=_distance("phash"))
+
+    def chosen(self) -> dict[str, int]:
+        """The distances asked for: ``distances`` over the deprecated per-type fields."""
+        return {**_legacy(self, "_distance"), **(self.distances or {})}
 
 
 class BankPatch(BaseModel):
@@ -70,25 +113,44 @@ class BankPatch(BaseModel):
     enabled: StrictBool | None = None
     enabled_ratio: Annotated[float, Strict()] | None = Field(default=None, ge=0.0, le=1.0)
     label: StrictStr | None = None
-    pdq_distance: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 64})
-    phash_distance: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 16})
+    distances: dict[str, Whole] | None = Field(
+        default=None, description="the hash types whose distance changes", json_schema_extra=DISTANCES_SCHEMA
+    )
+    pdq_distance: Whole | None = Field(default=None, deprecated=True, json_schema_extra=_distance("pdq"))
+    phash_distance: Whole | None = Field(default=None, deprecated=True, json_schema_extra=_distance("phash"))
+
+    def changes(self) -> dict[str, Any]:
+        given = self.model_dump(include={"enabled", "enabled_ratio", "label"}, exclude_none=True)
+        distances = {**_legacy(self, "_distance"), **(self.distances or {})}
+        return {**given, "distances": distances} if distances else given
 
 
 class HashIn(BaseModel):
-    """A PDQ hash (64 lower-case hex digits), a pHash (16), or both."""
+    """One image's hashes: ``signals`` maps hash types to values (lower-case hex; vPDQ: frame PDQs separated
+    by spaces). The deprecated ``pdq`` and ``phash`` fields still work, under ``signals``."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "anyOf": [
-                {"required": ["pdq"], "properties": {"pdq": {"type": "string"}}},
-                {"required": ["phash"], "properties": {"phash": {"type": "string"}}},
+                {"required": [name], "properties": {name: {"type": ["string", "object"]}}}
+                for name in ("signals", *LEGACY)
             ]
         }
     )
-    pdq: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9a-f]{64}$"})
+    signals: dict[str, str] | None = Field(default=None, json_schema_extra=SIGNALS_SCHEMA)
+    pdq: str | None = Field(default=None, deprecated=True, json_schema_extra=_pattern("pdq"))
     quality: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
-    phash: str | None = Field(default=None, json_schema_extra={"pattern": "^[0-9a-f]{16}$"})
+    phash: str | None = Field(default=None, deprecated=True, json_schema_extra=_pattern("phash"))
     note: str = ""
+
+    def new_hash(self) -> NewHash:
+        return NewHash({**_legacy(self, ""), **(self.signals or {})}, self.quality, self.note)
+
+    @model_validator(mode="after")
+    def _some_value(self) -> HashIn:
+        if self.signals is not None and not self.signals:
+            raise ValueError("signals: give at least one hash type's value")
+        return self
 
 
 MAX_ID = 2**53 - 1  # the largest integer every JSON parser carries exactly (ids are far below it)
@@ -139,8 +201,8 @@ def _bank_json(bank: BankRecord, count: int | None = None) -> dict[str, Any]:
         "label": bank.label,
         "enabled": bank.enabled,
         "enabled_ratio": bank.enabled_ratio,
-        "pdq_distance": bank.pdq_distance,
-        "phash_distance": bank.phash_distance,
+        "distances": bank.distances,
+        **{f"{name}_distance": bank.distance(name) for name in LEGACY},  # deprecated: read ``distances``
     }
     return data if count is None else {**data, "hashes": count}
 
@@ -160,8 +222,7 @@ def create_bank(request: Request, actor: Admin, body: BankIn) -> dict[str, Any]:
             body.kind,
             body.label,
             actor=actor,
-            pdq_distance=body.pdq_distance,
-            phash_distance=body.phash_distance,
+            distances=body.chosen(),
         ),
     )
     return _bank_json(bank)
@@ -169,13 +230,13 @@ def create_bank(request: Request, actor: Admin, body: BankIn) -> dict[str, Any]:
 
 @router.patch("/{name}", summary="Enable/disable, roll out gradually, change distances")
 def configure_bank(request: Request, actor: Admin, name: str, body: BankPatch) -> dict[str, Any]:
-    changes = body.model_dump(exclude_none=True)
+    changes = body.changes()
     return _bank_json(_change(request, lambda s: banks.configure_bank(s, name, actor=actor, **changes)))
 
 
-@router.post("/{name}/hashes", status_code=201, summary="Add hashes (PDQ and/or pHash, lower-case hex)")
+@router.post("/{name}/hashes", status_code=201, summary="Add hashes (a value per hash type, lower-case hex)")
 def add_hashes(request: Request, actor: Admin, name: str, body: list[HashIn]) -> dict[str, Any]:
-    new = [NewHash(h.pdq, h.quality, h.phash, h.note) for h in body]
+    new = [h.new_hash() for h in body]
     return {"ids": _change(request, lambda s: banks.add_hashes(s, name, new, actor=actor, source="api"))}
 
 
@@ -184,20 +245,47 @@ def remove_hashes(request: Request, actor: Admin, name: str, body: HashIds) -> d
     return {"removed": _change(request, lambda s: banks.remove_hashes(s, name, body.ids, actor=actor))}
 
 
-@router.post("/{name}/hashes:import", status_code=201, summary="Import ThreatExchange PDQ CSV (text/csv)")
-def import_csv(
-    request: Request,
-    actor: Admin,
-    name: str,
-    body: Annotated[str, Body(media_type="text/csv", json_schema_extra=CSV_SCHEMA)],
-) -> dict[str, Any]:
-    ids = _change(request, lambda s: banks.import_csv(s, name, body, actor=actor, source="api:csv"))
-    return {"imported": len(ids)}
+def _csv_routes(signal: SignalType, importing: str, exporting: str, operation: str) -> None:
+    """Import and export CSV of one hash type at the given paths (the registry's loop below)."""
+    body_schema = csv_schema(signal)
+
+    def import_csv(
+        request: Request,
+        actor: Admin,
+        name: str,
+        body: Annotated[str, Body(media_type="text/csv", json_schema_extra=body_schema)],
+    ) -> dict[str, Any]:
+        changed = _change(
+            request, lambda s: banks.import_csv(s, name, body, actor=actor, source="api:csv", signal=signal.name)
+        )
+        return {"imported": len(changed)}
+
+    def export_csv(request: Request, _: Admin, name: str) -> str:
+        return _change(request, lambda s: banks.export_csv(s, name, signal.name))
+
+    # postponed annotations are resolved in the module's globals, where this type's schema is not
+    import_csv.__annotations__["body"] = Annotated[str, Body(media_type="text/csv", json_schema_extra=body_schema)]
+
+    router.post(
+        importing,
+        status_code=201,
+        summary=f"Import {signal.title} CSV (text/csv, ``value,quality[,note]`` lines)",
+        operation_id=f"import_{operation}_csv",
+    )(import_csv)
+    router.get(
+        exporting,
+        response_class=PlainTextResponse,
+        summary=f"Export the live {signal.title} hashes as CSV",
+        operation_id=f"export_{operation}_csv",
+    )(export_csv)
 
 
-@router.get("/{name}/hashes.csv", response_class=PlainTextResponse, summary="Export the live PDQ hashes")
-def export_csv(request: Request, _: Admin, name: str) -> str:
-    return _change(request, lambda s: banks.export_csv(s, name))
+for _signal in SIGNAL_TYPES.values():
+    _csv_routes(
+        _signal, f"/{{name}}/hashes/{_signal.name}:import", f"/{{name}}/hashes/{_signal.name}.csv", _signal.name
+    )
+# ThreatExchange's PDQ CSV at the paths it always had
+_csv_routes(SIGNAL_TYPES["pdq"], "/{name}/hashes:import", "/{name}/hashes.csv", "threatexchange_pdq")
 
 
 @router.post("/{name}/jobs/{job_id}", status_code=201, summary="Add a moderated job's image to the bank")

@@ -107,9 +107,10 @@ def identical_items(session: Session, user: UserRecord, job: store.JobRecord, li
     """Other items awaiting review in the reviewer's tenants with the same image: the same bytes (sha256)
     or the same PDQ hash. These can be decided together (bulk)."""
     same = [Job.image_sha256 == job.image_sha256] if job.image_sha256 else []
-    pdq = session.scalar(sa.select(JobFingerprint.pdq).where(JobFingerprint.job_id == job.id))
+    pdq_of = JobFingerprint.signals["pdq"].as_string()
+    pdq = session.scalar(sa.select(pdq_of).where(JobFingerprint.job_id == job.id))
     if pdq:
-        same.append(Job.id.in_(sa.select(JobFingerprint.job_id).where(JobFingerprint.pdq == pdq)))
+        same.append(Job.id.in_(sa.select(JobFingerprint.job_id).where(pdq_of == pdq)))
     if not same:
         return []
     query = (

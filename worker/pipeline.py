@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from banks import store as banks
+from banks.signals import compute as compute_signals
 from jobs import callbacks, store
 from memeguard import metrics
 from memeguard.blobs import BlobNotFound, BlobStore
@@ -391,10 +392,10 @@ def _store(
 def _remember(session: Session, job: store.JobRecord, result: PipelineResult) -> None:
     """Store the image hashes and caption with the verdict (same transaction), so repeats find it."""
     known = result.known
-    if known is None or known.hashes is None:
+    if known is None or not known.hashes:
         return
-    hashes = known.hashes
-    banks.save_fingerprint(session, job.id, job.tenant, hashes.pdq_hex, hashes.quality, hashes.phash_hex, known.caption)
+    signals = compute_signals(known.hashes)  # every hash type's value (banks.signals' registry)
+    banks.save_fingerprint(session, job.id, job.tenant, signals, known.hashes[0].quality, known.caption)
 
 
 def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:

@@ -15,6 +15,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from banks import store as banks
+from banks.signals import SIGNAL_TYPES
 from banks.store import BankError, NewHash
 from composition.cli.common import EXIT_REJECTED, open_session
 from memeguard.db import BankKind
@@ -40,6 +41,23 @@ def _run(change: Callable[[Session], T]) -> T:
 
 
 ActorOpt = Annotated[str | None, typer.Option(help="who makes the change (audit log); default cli:<user>")]
+DistanceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--distance", help=f"TYPE=N, a match distance per hash type ({', '.join(SIGNAL_TYPES)}); repeat"),
+]
+SignalOpt = Annotated[str, typer.Option("--type", help=f"the hash type of the file: {', '.join(SIGNAL_TYPES)}")]
+
+
+def _distances(given: list[str] | None) -> dict[str, int]:
+    """``TYPE=N`` options as a mapping (the banks check types and bounds)."""
+    distances: dict[str, int] = {}
+    for item in given or []:
+        name, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            typer.echo(f"refused: --distance {item!r}: write TYPE=N, e.g. pdq=31", err=True)
+            raise typer.Exit(EXIT_REJECTED)
+        distances[name.strip()] = int(value)
+    return distances
 
 
 @banks_app.command("create")
@@ -47,16 +65,13 @@ def create(
     name: str,
     kind: Annotated[BankKind, typer.Option()],
     label: str = "",
-    pdq_distance: int = 31,
-    phash_distance: int = 8,
+    distance: DistanceOpt = None,
     actor: ActorOpt = None,
 ) -> None:
-    """A bank: template (label = template name), harmful (label = harm type) or allow (allow-list)."""
-    bank = _run(
-        lambda s: banks.create_bank(
-            s, name, kind, label, actor=_actor(actor), pdq_distance=pdq_distance, phash_distance=phash_distance
-        )
-    )
+    """A bank: template (label = template name), harmful (label = harm type) or allow (allow-list). Each
+    hash type matches within its default distance unless --distance TYPE=N says otherwise."""
+    distances = _distances(distance)
+    bank = _run(lambda s: banks.create_bank(s, name, kind, label, actor=_actor(actor), distances=distances))
     typer.echo(f"created bank {bank.name} ({bank.kind.value})")
 
 
@@ -68,7 +83,7 @@ def list_() -> None:
         state = "on" if bank.enabled else "off"
         typer.echo(
             f"{bank.name:<24}{bank.kind.value:<10}{bank.label:<18}{count:>8} hashes  {state} "
-            f"ratio={bank.enabled_ratio:g} pdq<={bank.pdq_distance} phash<={bank.phash_distance}"
+            f"ratio={bank.enabled_ratio:g} " + " ".join(f"{t}<={d}" for t, d in bank.distances.items())
         )
 
 
@@ -77,19 +92,12 @@ def set_(
     name: str,
     enabled: Annotated[bool | None, typer.Option("--enabled/--disabled")] = None,
     ratio: Annotated[float | None, typer.Option(help="share of items the bank applies to")] = None,
-    pdq_distance: int | None = None,
-    phash_distance: int | None = None,
+    distance: DistanceOpt = None,
     label: str | None = None,
     actor: ActorOpt = None,
 ) -> None:
     """Configure a bank (takes effect on every worker within MEMEGUARD_BANK_REFRESH_S)."""
-    given = {
-        "enabled": enabled,
-        "enabled_ratio": ratio,
-        "pdq_distance": pdq_distance,
-        "phash_distance": phash_distance,
-        "label": label,
-    }
+    given = {"enabled": enabled, "enabled_ratio": ratio, "distances": _distances(distance) or None, "label": label}
     changes = {k: v for k, v in given.items() if v is not None}
     bank = _run(lambda s: banks.configure_bank(s, name, actor=_actor(actor), **changes))
     typer.echo(f"bank {bank.name}: enabled={bank.enabled} ratio={bank.enabled_ratio:g}")
@@ -102,14 +110,16 @@ def add(
     note: str = "",
     actor: ActorOpt = None,
 ) -> None:
-    """Hash image files (first frame, EXIF orientation applied) into a bank."""
+    """Hash image files into a bank, as every hash type: PDQ and pHash of the first frame (EXIF orientation
+    applied) and, for an animation, vPDQ over its frames (up to the type's limit), so a re-encoded or
+    trimmed copy of it is recognised too."""
+    from banks.signals import Vpdq, compute, hash_frames
     from memeguard.imaging import decode_frames
-    from worker.fingerprints.hashing import hash_frame
 
-    hashed = [hash_frame(decode_frames(path.read_bytes(), 1)[0]) for path in images]
-    new = [
-        NewHash(h.pdq_hex, h.quality, h.phash_hex, note or path.name) for h, path in zip(hashed, images, strict=True)
-    ]
+    new = []
+    for path in images:
+        frames = hash_frames(decode_frames(path.read_bytes(), Vpdq.MAX_FRAMES))
+        new.append(NewHash(compute(frames), frames[0].quality, note or path.name))
     ids = _run(lambda s: banks.add_hashes(s, name, new, actor=_actor(actor), source="cli"))
     typer.echo(f"added {len(ids)} hashes to {name}: {ids}")
 
@@ -129,17 +139,27 @@ def remove(name: str, ids: list[int], actor: ActorOpt = None) -> None:
 
 @banks_app.command("import")
 def import_(
-    name: str, csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], actor: ActorOpt = None
+    name: str,
+    csv_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    signal: SignalOpt = "pdq",
+    actor: ActorOpt = None,
 ) -> None:
-    """ThreatExchange PDQ CSV: ``pdq_hex,quality[,note]`` per line; one bad line rejects the file."""
+    """ThreatExchange-style CSV of one hash type: ``value,quality[,note]`` per line; one bad line rejects
+    the file."""
     text = csv_file.read_text(encoding="utf-8")
-    ids = _run(lambda s: banks.import_csv(s, name, text, actor=_actor(actor), source=f"csv:{csv_file.name}"))
+    source = f"csv:{csv_file.name}"
+    ids = _run(lambda s: banks.import_csv(s, name, text, actor=_actor(actor), source=source, signal=signal))
     typer.echo(f"imported {len(ids)} hashes into {name}")
 
 
 @banks_app.command("export")
-def export(name: str, out: Annotated[Path | None, typer.Option(help="file (default: stdout)")] = None) -> None:
-    text = _run(lambda s: banks.export_csv(s, name))
+def export(
+    name: str,
+    out: Annotated[Path | None, typer.Option(help="file (default: stdout)")] = None,
+    signal: SignalOpt = "pdq",
+) -> None:
+    """The bank's live hashes of one type, in the CSV format ``import`` reads."""
+    text = _run(lambda s: banks.export_csv(s, name, signal))
     if out is None:
         typer.echo(text, nl=False)
     else:

@@ -111,7 +111,7 @@ def test_bulk_decides_every_identical_image(
 def test_only_seniors_add_images_to_banks(client: TestClient, runtime: Runtime, mine: uuid.UUID) -> None:
     with runtime.sessions() as session:
         banks.create_bank(session, "known-harmful", BankKind.HARMFUL, "targeted_harm", actor="t")
-        banks.save_fingerprint(session, mine, "tenant-a", "f" * 64, 100, "0" * 16, "text")
+        banks.save_fingerprint(session, mine, "tenant-a", {"pdq": "f" * 64, "phash": "0" * 16}, 100, "text")
         session.commit()
     login(client)
     assert "加入指纹库" not in client.get(f"/review/item/{mine}").text

@@ -40,3 +40,28 @@ def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
 
 
 SVG = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+def scenes(seed: int, count: int, size: tuple[int, int] = (240, 240)) -> list[Image.Image]:
+    """``count`` distinct frames of an animation: seeded random shapes on a random background (each frame a
+    different picture, as in a reaction GIF's cuts, with the edges PDQ needs for a usable quality)."""
+    import random
+
+    from PIL import ImageDraw
+
+    rng = random.Random(seed)
+    frames = []
+    for _ in range(count):
+        frame = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))  # type: ignore[arg-type]
+        draw = ImageDraw.Draw(frame)
+        for _ in range(12):
+            x, y = rng.randrange(size[0]), rng.randrange(size[1])
+            box = (x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 120))
+            colour = tuple(rng.randrange(256) for _ in range(3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)  # type: ignore[arg-type]
+        frames.append(frame)
+    return frames
+
+
+def animation(frames: list[Image.Image], fmt: str = "GIF", **kwargs: object) -> bytes:
+    return encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=80, loop=0, **kwargs)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from tests.helpers.cli import demo_content_id, memeguard
+from tests.helpers.images import animation, scenes
 from worker.samples import render_meme
 
 
@@ -40,7 +41,7 @@ def test_refused_changes_exit_2_with_the_reason(tmp_path: Path) -> None:
     bad.write_text("nothex,90\n", encoding="utf-8")
     assert memeguard("banks", "create", "b", "--kind", "harmful", data_dir=tmp_path).returncode == 0
     result = memeguard("banks", "import", "b", str(bad), data_dir=tmp_path)
-    assert result.returncode == 2 and "line 1: PDQ hash 'nothex'" in result.stderr
+    assert result.returncode == 2 and "line 1: PDQ value 'nothex'" in result.stderr
     result = memeguard("banks", "set", "missing", "--disabled", data_dir=tmp_path)
     assert result.returncode == 2 and "no bank named 'missing'" in result.stderr
 
@@ -59,3 +60,28 @@ def test_a_finished_job_can_be_added_to_a_bank(tmp_path: Path) -> None:
     )
     added = memeguard("banks", "add-job", "confirmed", job_id, "--actor", "reviewer:ann", data_dir=tmp_path)
     assert added.returncode == 0 and "added job" in added.stdout, added.stderr
+
+
+def test_an_animation_is_banked_by_every_hash_type_and_exported_per_type(tmp_path: Path) -> None:
+    """``banks add`` on a GIF hashes every frame (vPDQ) besides the first frame's PDQ and pHash; distances
+    and CSV files are per hash type, the registry's names."""
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    gif = tmp_path / "cut.gif"
+    gif.write_bytes(animation(scenes(3, 6)))
+    create = ("create", "gifs", "--kind", "harmful", "--distance", "vpdq=20", "--distance", "phash=4")
+    for step in (create, ("add", "gifs", str(gif))):
+        result = memeguard("banks", *step, data_dir=tmp_path)
+        assert result.returncode == 0, result.stderr
+    assert "pdq<=31 phash<=4 vpdq<=20" in memeguard("banks", "list", data_dir=tmp_path).stdout
+    exported = {
+        kind: memeguard("banks", "export", "gifs", "--type", kind, data_dir=tmp_path).stdout for kind in ("pdq", "vpdq")
+    }
+    value, quality, note = exported["vpdq"].strip().split(",")
+    assert len(value.split()) == 6 and note == "cut.gif" and int(quality) >= 50
+    assert exported["pdq"].split(",")[0] == value.split()[0]  # the first frame's PDQ is the first of the set
+    (tmp_path / "vpdq.csv").write_text(exported["vpdq"], encoding="utf-8")
+    assert memeguard("banks", "create", "copy", "--kind", "harmful", data_dir=tmp_path).returncode == 0
+    imported = memeguard("banks", "import", "copy", str(tmp_path / "vpdq.csv"), "--type", "vpdq", data_dir=tmp_path)
+    assert "imported 1" in imported.stdout, imported.stderr
+    refused = memeguard("banks", "create", "x", "--kind", "harmful", "--distance", "md5=3", data_dir=tmp_path)
+    assert refused.returncode == 2 and "unknown hash type 'md5'" in refused.stderr

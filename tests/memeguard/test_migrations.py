@@ -4,14 +4,19 @@ dialects, and the audit log must refuse changes at the database."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
-from memeguard.db import Base, make_engine
+from memeguard.db import Base, Job, make_engine, utcnow
 from memeguard.migrate import downgrade, upgrade
+from memeguard.schemas import JobStatus
+from tests.helpers.services import create_pg_database, drop_pg_database
 
 
 def _diff(engine: Engine) -> list[object]:
@@ -92,3 +97,74 @@ def test_the_one_open_appeal_revision_closes_duplicates_filed_before_it(sqlite_u
     with sessions() as session:
         statuses = session.execute(sa.select(Appeal.reason, Appeal.status).order_by(Appeal.id)).all()
     assert [tuple(row) for row in statuses] == [("一", "open"), ("二", "duplicate")]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of its own at head, on each dialect (the shared PostgreSQL one is never downgraded)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        upgrade(url)
+        yield url
+        return
+    url = create_pg_database("memeguard_migrate")
+    upgrade(url)
+    yield url
+    drop_pg_database(url)
+
+
+def test_the_signal_types_revision_moves_pdq_and_phash_values_and_back(fresh_url: str) -> None:
+    """0013 moves the PDQ/pHash columns under their type names (banks.signals' registry), in SQL on either
+    dialect; downgrading brings the columns back with their values."""
+    from memeguard.db import Bank, BankHash, JobFingerprint, make_sessions
+
+    downgrade(fresh_url, "0012")
+    engine = make_engine(fresh_url)
+    job_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO banks (id, name, kind, label, pdq_distance, phash_distance, enabled, enabled_ratio, "
+                "created_at, updated_at) VALUES (1, 'b', 'harmful', '', 20, 6, true, 1.0, :now, :now)"
+            ),
+            {"now": utcnow()},
+        )
+        for row_id, pdq, phash in ((1, "a" * 64, "b" * 16), (2, None, "c" * 16)):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO bank_hashes (id, bank_id, pdq, pdq_quality, phash, note, source, added_by, "
+                    "created_at) VALUES (:id, 1, :pdq, 90, :phash, '', '', 't', :now)"
+                ),
+                {"id": row_id, "pdq": pdq, "phash": phash, "now": utcnow()},
+            )
+        conn.execute(sa.insert(Job.__table__).values(id=job_id, tenant="t", content_id="c", status=JobStatus.DONE))
+        conn.execute(
+            sa.text(
+                "INSERT INTO job_fingerprints (job_id, tenant, pdq, pdq_quality, phash, text, created_at) "
+                "VALUES (:job, 't', :pdq, 77, :phash, 'x', :now)"
+            ),
+            {
+                "job": job_id if engine.dialect.name == "postgresql" else job_id.hex,
+                "pdq": "d" * 64,
+                "phash": "e" * 16,
+                "now": utcnow(),
+            },
+        )
+    upgrade(fresh_url)
+    with make_sessions(engine)() as session:
+        assert session.scalars(sa.select(Bank.distances)).one() == {"pdq": 20, "phash": 6}
+        hashes = session.execute(sa.select(BankHash.signals, BankHash.quality).order_by(BankHash.id)).all()
+        assert [tuple(h) for h in hashes] == [({"pdq": "a" * 64, "phash": "b" * 16}, 90), ({"phash": "c" * 16}, 90)]
+        fingerprint = session.execute(sa.select(JobFingerprint.signals, JobFingerprint.quality)).one()
+        assert tuple(fingerprint) == ({"pdq": "d" * 64, "phash": "e" * 16}, 77)
+    downgrade(fresh_url, "0012")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT pdq_distance, phash_distance FROM banks")).one() == (20, 6)
+        rows = conn.execute(sa.text("SELECT pdq, pdq_quality, phash FROM bank_hashes ORDER BY id")).all()
+        assert [tuple(r) for r in rows] == [("a" * 64, 90, "b" * 16), (None, 90, "c" * 16)]
+        assert tuple(conn.execute(sa.text("SELECT pdq, pdq_quality, phash FROM job_fingerprints")).one()) == (
+            "d" * 64,
+            77,
+            "e" * 16,
+        )
+    engine.dispose()

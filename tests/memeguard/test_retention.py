@@ -60,7 +60,7 @@ def test_only_images_nothing_needs_go_and_each_is_audited(
         banks.create_bank(session, "known", BankKind.HARMFUL, "", actor="admin")
         session.execute(sa.update(Job).where(Job.id == banked).values(finished_at=utcnow()))
         banks.add_hashes(
-            session, "known", [banks.NewHash("f" * 64, 90, None, "")], actor="admin", source=f"job:{banked}"
+            session, "known", [banks.NewHash({"pdq": "f" * 64}, 90)], actor="admin", source=f"job:{banked}"
         )
         young = [
             j

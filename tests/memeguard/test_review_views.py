@@ -96,7 +96,7 @@ def test_identical_items_share_bytes_or_pdq_and_await_review(pg_session: Session
     item(pg_session, HarmType.GENERAL_OFFENSE, 0.7, sha=SHA, tenant="rev-other")
     same_pdq, other = (item(pg_session, HarmType.GENERAL_OFFENSE, 0.7, sha=c * 64) for c in "cd")
     for jid, pdq in [(job_id, "f" * 64), (same_pdq, "f" * 64), (other, "e" * 64)]:
-        banks.save_fingerprint(pg_session, jid, "rev", pdq, 100, "0" * 16, "text")
+        banks.save_fingerprint(pg_session, jid, "rev", {"pdq": pdq, "phash": "0" * 16}, 100, "text")
     job = store.get_job(pg_session, job_id)
     assert set(review_views.identical_items(pg_session, ann, job)) == {same_bytes, same_pdq}  # type: ignore[arg-type]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from banks.signals import hash_frame
 from composition.runtime import Runtime
 from memeguard.imaging import decode_frames
 from memeguard.settings import Settings
 from producer.api import create_app
 from tests.helpers.services import API_KEYS
-from worker.fingerprints.hashing import hash_frame
 from worker.samples import render_meme
 
 ADMIN_KEY = "adm-" + "7" * 28
@@ -68,7 +68,11 @@ def test_a_bank_added_over_the_api_decides_the_next_upload(client: TestClient) -
     meme = render_meme("一段看似无害的文字", "panda")
     image = hash_frame(decode_frames(meme, 1)[0])
     client.post("/v1/banks", json={"name": "known", "kind": "harmful", "label": "targeted_harm"}, headers=ADMIN)
-    client.post("/v1/banks/known/hashes", json=[{"pdq": image.pdq_hex, "quality": image.quality}], headers=ADMIN)
+    client.post(
+        "/v1/banks/known/hashes",
+        json=[{"signals": {"pdq": f"{image.pdq:064x}"}, "quality": image.quality}],
+        headers=ADMIN,
+    )
     created = client.post(
         "/v1/jobs", files={"image": ("m.png", meme, "image/png")}, data={"content_id": "k1"}, headers=TENANT
     )
@@ -88,3 +92,37 @@ def test_placeholder_admin_key_fails_fast() -> None:
 
 def test_an_empty_admin_key_means_curation_is_off() -> None:
     assert Settings(admin_api_key="").admin_api_key is None
+
+
+def test_every_hash_type_of_the_registry_over_the_api(client: TestClient) -> None:
+    """Distances and values by type name (the deprecated per-type fields still read and write the same),
+    and CSV per type at ``/hashes/{type}:import`` and ``/hashes/{type}.csv``."""
+    from banks.signals import SIGNAL_TYPES
+
+    frames = " ".join(c * 64 for c in "abc")
+    bank = client.post(
+        "/v1/banks",
+        json={"name": "gifs", "kind": "harmful", "distances": {"vpdq": 20}, "phash_distance": 5},
+        headers=ADMIN,
+    ).json()
+    assert bank["distances"] == {"pdq": 31, "phash": 5, "vpdq": 20} and bank["phash_distance"] == 5
+    added = client.post(
+        "/v1/banks/gifs/hashes", json=[{"signals": {"vpdq": frames}, "quality": 88, "note": "n"}], headers=ADMIN
+    )
+    assert added.status_code == 201, added.text
+    assert client.get("/v1/banks/gifs/hashes/vpdq.csv", headers=ADMIN).text == f"{frames},88,n\n"
+    assert client.get("/v1/banks/gifs/hashes/pdq.csv", headers=ADMIN).text == ""
+    csv_headers = {**ADMIN, "Content-Type": "text/csv"}
+    imported = client.post("/v1/banks/gifs/hashes/phash:import", content=f"hash\n{'d' * 16},,\n", headers=csv_headers)
+    assert imported.json() == {"imported": 1}
+    patched = client.patch("/v1/banks/gifs", json={"distances": {"pdq": 10}}, headers=ADMIN).json()
+    assert patched["distances"] == {"pdq": 10, "phash": 5, "vpdq": 20}
+    for body, reason in (
+        ([{"signals": {"md5": "0" * 32}}], "unknown hash type"),
+        ([{"signals": {"vpdq": "a" * 64}}], "vPDQ value"),
+        ([{"signals": {}}], "at least one"),
+    ):
+        refused = client.post("/v1/banks/gifs/hashes", json=body, headers=ADMIN)
+        assert refused.status_code == 422 and reason in refused.text
+    paths = client.get("/openapi.json").json()["paths"]
+    assert all(f"/v1/banks/{{name}}/hashes/{name}.csv" in paths for name in SIGNAL_TYPES)

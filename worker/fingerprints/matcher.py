@@ -22,27 +22,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from banks import store as bank_store
+from banks.signals import MIN_QUALITY, SIGNAL_TYPES, FrameHash, SignalIndex
 from banks.store import BankRecord, FingerprintRecord
 from memeguard.db import BankKind, utcnow
-from worker.fingerprints.hashing import PDQ_BITS, PHASH_BITS, ImageHashes, same_caption
-from worker.fingerprints.index import MultiIndexHash, to_words
+from worker.fingerprints.captions import same_caption
 
-CACHE_PDQ_DISTANCE = 31
 # Ids come from a sequence but transactions commit out of order: a row with a lower id can become visible
 # after a refresh has read past it. Each refresh re-reads this many ids below its mark and skips known rows.
 ID_LAG = 10_000
-CACHE_PHASH_DISTANCE = 8  # pHash survives crops that move PDQ far; the caption check still guards reuse
+# The verdict cache matches at each type's default distance (pHash survives crops that move PDQ far; vPDQ
+# an animation re-encoded or trimmed); the caption check still guards every reuse.
+RANK = {name: rank for rank, name in enumerate(SIGNAL_TYPES)}  # registry order: PDQ's hit first when several
 
 
 @dataclass(frozen=True)
 class BankHit:
     bank: BankRecord
     hash_id: int
-    signal: str  # pdq | phash
+    signal: str  # the hash type's name (banks.signals)
     distance: int
 
 
@@ -58,7 +58,7 @@ class CacheHit:
 class ImageMatch:
     """What the image matched, before any text is read."""
 
-    hashes: list[ImageHashes]
+    hashes: list[FrameHash]
     banks: list[BankHit] = field(default_factory=list)
     suppressed: list[BankHit] = field(default_factory=list)  # matches an allow-list bank cancelled
     cache: list[tuple[CacheHit, str]] = field(default_factory=list)  # (hit, its caption)
@@ -91,8 +91,8 @@ class Matcher:
         self._sessions, self.refresh_s, self.shared = sessions, refresh_s, frozenset(shared_tenants)
         self.retention = retention
         self._lock = threading.Lock()
-        self._pdq, self._phash = MultiIndexHash(PDQ_BITS), MultiIndexHash(PHASH_BITS)
-        self._jobs, self._jobs_phash = MultiIndexHash(PDQ_BITS), MultiIndexHash(PHASH_BITS)
+        self._banks: dict[str, SignalIndex] = {name: t.index() for name, t in SIGNAL_TYPES.items()}
+        self._jobs: dict[str, SignalIndex] = {name: t.index() for name, t in SIGNAL_TYPES.items()}
         self._hash_bank: dict[int, int] = {}
         self._jobs_meta: dict[int, FingerprintRecord] = {}
         self.banks: dict[int, BankRecord] = {}
@@ -116,53 +116,50 @@ class Matcher:
             )
         if cutoff is not None:
             self._expire(cutoff)
-        self._pdq.remove(removed)
-        self._phash.remove(removed)
+        for index in self._banks.values():
+            index.remove(removed)
         self._removals_since, self._refreshed_at = started_at, time.monotonic()
 
-    def match(self, hashes: list[ImageHashes], tenant: str, item_key: str) -> ImageMatch:
-        """Bank and cache matches for an image (all of its sampled frames); low-quality hashes never match."""
-        usable = [h for h in hashes if h.matchable]
+    def match(self, hashes: list[FrameHash], tenant: str, item_key: str) -> ImageMatch:
+        """Bank and cache matches for an image (all of its sampled frames, by every hash type); low-quality
+        frames never match."""
+        queries = {name: t.queries(hashes) for name, t in SIGNAL_TYPES.items()}
         hits: dict[tuple[int, int], BankHit] = {}
-        for hit in sorted(
-            (hit for h in usable for hit in self._bank_hits(h)), key=lambda h: (h.signal != "pdq", h.distance)
-        ):
-            hits.setdefault((hit.bank.id, hit.hash_id), hit)  # one hit per bank entry: PDQ's when both match
+        for hit in sorted(self._bank_hits(queries), key=lambda h: (RANK[h.signal], h.distance)):
+            hits.setdefault((hit.bank.id, hit.hash_id), hit)  # one hit per bank entry: the first type's
         live = [hit for hit in hits.values() if self._applies(hit.bank, item_key)]
         allowed = [hit for hit in live if hit.bank.kind is BankKind.ALLOW]
         banks = [] if allowed else [hit for hit in live if hit.bank.kind is not BankKind.ALLOW]
         suppressed = [hit for hit in live if allowed and hit.bank.kind is not BankKind.ALLOW]
-        cache = sorted(
-            {c for h in usable for c in self._cache_hits(h, tenant)},
-            key=lambda c: (c[0].signal != "pdq", c[0].distance),
-        )
+        cache = sorted(self._cache_hits(queries, tenant), key=lambda c: (RANK[c[0].signal], c[0].distance))
         return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache)
 
-    def _bank_hits(self, image: ImageHashes) -> list[BankHit]:
-        radius_pdq = max((b.pdq_distance for b in self.banks.values()), default=0)
-        radius_phash = max((b.phash_distance for b in self.banks.values()), default=0)
-        found = [("pdq", i, d) for i, d in self._pdq.search(to_words(image.pdq, PDQ_BITS), radius_pdq)]
-        found += [("phash", i, d) for i, d in self._phash.search(to_words(image.phash, PHASH_BITS), radius_phash)]
+    def _bank_hits(self, queries: dict[str, list[str]]) -> list[BankHit]:
+        """Every enabled bank's entries within that bank's distance for the type, each type in its index."""
         hits = []
-        for signal, hash_id, distance in found:
-            bank = self.banks.get(self._hash_bank.get(hash_id, -1))
-            if bank is None or not bank.enabled:
-                continue
-            if distance <= (bank.pdq_distance if signal == "pdq" else bank.phash_distance):
-                hits.append(BankHit(bank, hash_id, signal, distance))
+        for name, values in queries.items():
+            radius = max((b.distance(name) for b in self.banks.values()), default=0)
+            for value in values:
+                for hash_id, distance in self._banks[name].search(value, radius):
+                    bank = self.banks.get(self._hash_bank.get(hash_id, -1))
+                    if bank is not None and bank.enabled and distance <= bank.distance(name):
+                        hits.append(BankHit(bank, hash_id, name, distance))
         return hits
 
-    def _cache_hits(self, image: ImageHashes, tenant: str) -> list[tuple[CacheHit, str]]:
-        """Earlier jobs with a near image (PDQ, else pHash) that this tenant may reuse."""
-        found = [("pdq", *hit) for hit in self._jobs.search(to_words(image.pdq, PDQ_BITS), CACHE_PDQ_DISTANCE)]
-        found += [
-            ("phash", *hit) for hit in self._jobs_phash.search(to_words(image.phash, PHASH_BITS), CACHE_PHASH_DISTANCE)
-        ]
+    def _cache_hits(self, queries: dict[str, list[str]], tenant: str) -> list[tuple[CacheHit, str]]:
+        """Earlier jobs with a near image (by any type, at its default distance) that this tenant may reuse;
+        the nearest hit of each job, the first type's when several."""
         out: dict[uuid.UUID, tuple[CacheHit, str]] = {}
-        for signal, row_id, distance in found:
+        found = [
+            (name, row_id, distance)
+            for name, values in queries.items()
+            for value in values
+            for row_id, distance in self._jobs[name].search(value, SIGNAL_TYPES[name].default_distance)
+        ]
+        for name, row_id, distance in sorted(found, key=lambda f: (RANK[f[0]], f[2])):
             meta = self._jobs_meta[row_id]
             if meta.tenant == tenant or (tenant in self.shared and meta.tenant in self.shared):
-                out.setdefault(meta.job_id, (CacheHit(meta.job_id, meta.tenant, distance, signal), meta.text))
+                out.setdefault(meta.job_id, (CacheHit(meta.job_id, meta.tenant, distance, name), meta.text))
         return list(out.values())
 
     @staticmethod
@@ -175,18 +172,13 @@ class Matcher:
 
     def _add_bank_hashes(self, rows: list[bank_store.HashRecord]) -> None:
         rows = [r for r in rows if r.id not in self._hash_bank]
-        pdq = [(r.id, int(r.pdq, 16)) for r in rows if r.pdq]
-        phash = [(r.id, int(r.phash, 16)) for r in rows if r.phash]
-        _add(self._pdq, pdq, PDQ_BITS)
-        _add(self._phash, phash, PHASH_BITS)
+        _add(self._banks, [(r.id, r.signals) for r in rows])
         self._hash_bank.update({r.id: r.bank_id for r in rows})
         self._hash_mark = max([self._hash_mark, *(r.id for r in rows)])
 
     def _add_fingerprints(self, rows: list[FingerprintRecord]) -> None:
         rows = [r for r in rows if r.id not in self._jobs_meta]
-        usable = [r for r in rows if r.pdq_quality >= 50]
-        _add(self._jobs, [(r.id, int(r.pdq, 16)) for r in usable], PDQ_BITS)
-        _add(self._jobs_phash, [(r.id, int(r.phash, 16)) for r in usable], PHASH_BITS)
+        _add(self._jobs, [(r.id, r.signals) for r in rows if r.quality >= MIN_QUALITY])
         self._jobs_meta.update({r.id: r for r in rows})
         self._job_mark = max([self._job_mark, *(r.id for r in rows)])
 
@@ -195,14 +187,14 @@ class Matcher:
         old = [i for i, r in self._jobs_meta.items() if r.created_at < cutoff]
         if not old:
             return
-        for index in (self._jobs, self._jobs_phash):
+        for index in self._jobs.values():
             index.remove(old)
         for i in old:
             del self._jobs_meta[i]
         self._expired += len(old)
         if self._expired * 10 >= max(1, len(self._jobs_meta)):
-            self._jobs.compact()
-            self._jobs_phash.compact()
+            for index in self._jobs.values():
+                index.compact()
             self._expired = 0
 
     @property
@@ -211,6 +203,7 @@ class Matcher:
         return len(self._jobs_meta)
 
 
-def _add(index: MultiIndexHash, items: list[tuple[int, int]], bits: int) -> None:
-    if items:
-        index.add(np.array([i for i, _ in items], np.int64), np.vstack([to_words(v, bits) for _, v in items]))
+def _add(indexes: dict[str, SignalIndex], rows: list[tuple[int, dict[str, str]]]) -> None:
+    """Each row's value of each type into that type's index (types the registry no longer has are skipped)."""
+    for name, index in indexes.items():
+        index.add([(row_id, signals[name]) for row_id, signals in rows if name in signals])

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
+from banks.signals import MIN_QUALITY, FrameHash, hash_frames
 from jobs import store
 from memeguard.metrics import CACHE_HITS
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer
-from worker.fingerprints.hashing import ImageHashes, caption, hash_frames
+from worker.fingerprints.captions import caption
 from worker.fingerprints.matcher import BankHit, ImageMatch, Matcher
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ BANK_CONFIDENCE = 0.95
 @dataclass(frozen=True)
 class Fingerprinted:
     verdict: Verdict
-    hashes: ImageHashes | None  # the first frame's, stored for the cache
+    hashes: list[FrameHash]  # the sampled frames', stored for the cache as every type's value
     caption: str
     timings: dict[str, float]  # fingerprint_ms, and the analyzer's own stages when it ran
 
@@ -77,12 +78,13 @@ def screen(
     started = time.perf_counter()
     match = stage.matcher.match(hash_frames(frames), tenant, item_key)
     hashed_ms = (time.perf_counter() - started) * 1000
-    first = match.hashes[0] if match.hashes else None
     timings = {"fingerprint_ms": round(hashed_ms, 3)}
     if match.harmful:
         CACHE_HITS.labels("harmful_bank").inc()
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
-        return Screened(Fingerprinted(verdict, first, caption("", post_text), timings), None, match, hashed_ms, timings)
+        return Screened(
+            Fingerprinted(verdict, match.hashes, caption("", post_text), timings), None, match, hashed_ms, timings
+        )
     started = time.perf_counter()
     ocr_text = known_text
     if ocr_text is None and stage.ocr is not None and match.cache:
@@ -90,7 +92,7 @@ def screen(
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
         CACHE_HITS.labels("verdict_cache").inc()
-        known = Fingerprinted(reused, first, caption(ocr_text or "", post_text), timings)
+        known = Fingerprinted(reused, match.hashes, caption(ocr_text or "", post_text), timings)
         return Screened(known, None, match, hashed_ms, timings)
     context = {**context, "templates": match.templates} if match.templates else context
     item = AnalysisInput(frames, post_text, context, ocr_text=ocr_text, tenant=tenant)
@@ -103,9 +105,8 @@ def finish(screened: Screened, result: AnalysisResult) -> Fingerprinted:
         update={"signals": [*result.verdict.signals, _signal(screened.match, screened.hashed_ms)]}
     )
     timings = {**screened.timings, **{k: round(v, 3) for k, v in result.timings.items() if k not in screened.timings}}
-    first = screened.match.hashes[0] if screened.match.hashes else None
     post_text = screened.pending.post_text if screened.pending else ""
-    return Fingerprinted(verdict, first, caption(verdict.ocr_text, post_text), timings)
+    return Fingerprinted(verdict, screened.match.hashes, caption(verdict.ocr_text, post_text), timings)
 
 
 def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting, hashed_ms: float) -> Verdict | None:
@@ -160,7 +161,7 @@ def _signal(match: ImageMatch, hashed_ms: float) -> Signal:
     if match.cache:  # reached the analyzer, so no caption matched: the same picture with other words
         evidence.append(f"image matches {len(match.cache)} earlier job(s) with another caption: template only")
     if match.hashes and not any(h.matchable for h in match.hashes):
-        evidence.append(f"PDQ quality {max(h.quality for h in match.hashes)} < 50: not matched")
+        evidence.append(f"PDQ quality {max(h.quality for h in match.hashes)} < {MIN_QUALITY}: not matched")
     return Signal(
         source="fingerprint", decided=[], evidence=evidence or ["no known meme"], latency_ms=round(hashed_ms, 2)
     )

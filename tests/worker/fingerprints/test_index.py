@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.fingerprints.index import COMPACT_AFTER, MultiIndexHash, brute_force, to_words
+from banks.index import COMPACT_AFTER, MultiIndexHash, brute_force, to_words
 
 RNG = np.random.default_rng(3)
 

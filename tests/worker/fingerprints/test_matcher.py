@@ -8,10 +8,11 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from banks import store as banks
+from banks.signals import FrameHash as ImageHashes
+from banks.signals import compute, hash_frame
 from banks.store import NewHash
 from memeguard.db import BankKind
 from memeguard.imaging import decode_frames
-from worker.fingerprints.hashing import ImageHashes, hash_frame
 from worker.fingerprints.matcher import Matcher
 from worker.samples import render_meme
 
@@ -31,9 +32,7 @@ DOGE = hashes("笑死")
 def add_bank(sessions: sessionmaker[Session], name: str, kind: BankKind, label: str, image: ImageHashes) -> list[int]:
     with sessions() as session:
         banks.create_bank(session, name, kind, label, actor="test")
-        ids = banks.add_hashes(
-            session, name, [NewHash(image.pdq_hex, image.quality, image.phash_hex)], actor="test", source="unit"
-        )
+        ids = banks.add_hashes(session, name, [NewHash(compute([image]), image.quality)], actor="test", source="unit")
         session.commit()
     return ids
 
@@ -118,9 +117,8 @@ def test_a_row_committed_late_below_the_mark_is_still_picked_up(pg_sessions: ses
                 BankHash(
                     id=row_id,
                     bank_id=bank_id,
-                    pdq=image.pdq_hex,
-                    pdq_quality=image.quality,
-                    phash=image.phash_hex,
+                    signals=compute([image]),
+                    quality=image.quality,
                     note="",
                     source="late",
                     added_by="t",
@@ -154,7 +152,7 @@ def test_cache_entries_older_than_the_retention_are_never_loaded_and_are_dropped
     def remember(content_id: str, image: ImageHashes, age: timedelta) -> None:
         with pg_sessions() as session:
             job = store.insert_jobs(session, [store.NewJob("keep", content_id, JobStatus.RUNNING)])[0]
-            banks.save_fingerprint(session, job.id, "keep", image.pdq_hex, image.quality, image.phash_hex, "t")
+            banks.save_fingerprint(session, job.id, "keep", compute([image]), image.quality, "t")
             session.execute(
                 sa.update(JobFingerprint).where(JobFingerprint.job_id == job.id).values(created_at=utcnow() - age)
             )

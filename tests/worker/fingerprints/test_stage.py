@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from banks import store as banks
+from banks.signals import Vpdq, compute, hash_frame, hash_frames
 from banks.store import NewHash
 from jobs import store
 from memeguard.blobs import LocalBlobStore
@@ -19,9 +20,9 @@ from memeguard.queue import InlineQueue
 from policies import load_policy
 from producer.service import Producer
 from producer.validation import Limits
+from tests.helpers.images import animation, scenes
 from worker.analyzers.base import AnalysisInput, AnalysisResult
 from worker.analyzers.embedded import EmbeddedAnalyzer
-from worker.fingerprints.hashing import hash_frame
 from worker.fingerprints.matcher import Matcher
 from worker.fingerprints.stage import Fingerprinting
 from worker.pipeline import Deps, process_job
@@ -120,9 +121,7 @@ def test_a_known_harmful_bank_decides_without_the_model(setup, pg_sessions: sess
     image = hash_frame(decode_frames(meme, 1)[0])
     with pg_sessions() as session:
         banks.create_bank(session, "known-bad", BankKind.HARMFUL, "targeted_harm", actor="t")
-        banks.add_hashes(
-            session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)], actor="t", source="unit"
-        )
+        banks.add_hashes(session, "known-bad", [NewHash(compute([image]), image.quality)], actor="t", source="unit")
         session.commit()
     verdict = run(reencode(meme), "c1")
     assert analyzer.calls == [] and verdict.harm_type.value == "targeted_harm"
@@ -134,7 +133,7 @@ def test_a_template_bank_reaches_the_analyzer_as_a_cue(setup, pg_sessions: sessi
     image = hash_frame(decode_frames(render_meme("你个sb", "doge"), 1)[0])
     with pg_sessions() as session:
         banks.create_bank(session, "doge", BankKind.TEMPLATE, "狗头", actor="t")
-        banks.add_hashes(session, "doge", [NewHash(None, None, image.phash_hex)], actor="t", source="unit")
+        banks.add_hashes(session, "doge", [NewHash({"phash": compute([image])["phash"]})], actor="t", source="unit")
         session.commit()
     verdict = run(render_meme("你个sb", "doge"), "c1")
     assert any("template 狗头" in e for s in verdict.signals for e in s.evidence)
@@ -157,9 +156,28 @@ def test_any_sampled_frame_of_an_animation_matches_a_bank(setup, pg_sessions: se
     image = hash_frame(second)
     with pg_sessions() as session:
         banks.create_bank(session, "known-bad", BankKind.HARMFUL, "sexual_innuendo", actor="t")
-        banks.add_hashes(
-            session, "known-bad", [NewHash(image.pdq_hex, image.quality, image.phash_hex)], actor="t", source="unit"
-        )
+        banks.add_hashes(session, "known-bad", [NewHash(compute([image]), image.quality)], actor="t", source="unit")
         session.commit()
     verdict = run(out.getvalue(), "gif1")
     assert verdict.harm_type.value == "sexual_innuendo" and analyzer.calls == []
+
+
+def test_an_animation_trimmed_or_reencoded_is_recognised_as_a_whole(setup, pg_sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    """vPDQ end to end: a harmful animation banked from its file (every frame); uploads of it with the first
+    frames cut, or re-encoded to WebP at another size, are decided by the bank through the frame-level hash
+    (no sampled frame of the cut copy is the banked first frame, so PDQ and pHash alone miss it)."""
+    analyzer, run = setup
+    original = scenes(11, 12)
+    frames = hash_frames(decode_frames(animation(original), Vpdq.MAX_FRAMES))
+    with pg_sessions() as session:
+        banks.create_bank(session, "bad-gifs", BankKind.HARMFUL, "sexual_innuendo", actor="t")
+        banks.add_hashes(session, "bad-gifs", [NewHash(compute(frames), frames[0].quality)], actor="t", source="unit")
+        session.commit()
+    trimmed = run(animation(original[5:]), "cut")
+    resized = run(animation([f.resize((160, 160)) for f in original], "WEBP", quality=50), "webp")
+    assert analyzer.calls == []
+    for verdict in (trimmed, resized):
+        assert verdict.analyzer == "fingerprint" and verdict.harm_type.value == "sexual_innuendo"
+    assert "VPDQ" in trimmed.explanation and any("vpdq" in e for s in trimmed.signals for e in s.evidence)
+    run(animation(scenes(12, 12)), "other")  # another animation: read by the model
+    assert len(analyzer.calls) == 1

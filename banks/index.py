@@ -14,6 +14,7 @@ tombstoned. One writer at a time (the worker's refresh thread); searches read an
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -181,3 +182,77 @@ def _gather(order: np.ndarray, starts: np.ndarray, ends: np.ndarray, chunks: int
     first = table_start + starts  # flat position of each bucket in ``order``
     flat = np.repeat(first - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(total)
     return np.take(order.ravel(), flat).astype(np.int64)
+
+
+class HammingIndex:
+    """A ``SignalIndex`` over one fixed-width hash per id, given as hex (PDQ, pHash)."""
+
+    def __init__(self, bits: int) -> None:
+        self.bits, self._index = bits, MultiIndexHash(bits)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def add(self, items: list[tuple[int, str]]) -> None:
+        if items:
+            ids = np.array([i for i, _ in items], np.int64)
+            self._index.add(ids, np.vstack([to_words(int(value, 16), self.bits) for _, value in items]))
+
+    def remove(self, ids: list[int]) -> None:
+        self._index.remove(ids)
+
+    def compact(self) -> None:
+        self._index.compact()
+
+    def search(self, value: str, radius: int) -> list[tuple[int, int]]:
+        return self._index.search(to_words(int(value, 16), self.bits), radius)
+
+
+class FrameSetIndex:
+    """A ``SignalIndex`` over animations, each a set of frame PDQ hashes (vPDQ-style, given as
+    space-separated hex). Every frame is a row of one multi-index hash, its row id ``id * slots + frame``;
+    a search looks each query frame up, keeps each animation's nearest distance per query frame, and
+    reports the animations where ``share`` of the query frames found a match, with the distance at which
+    that share is reached (so a bank's distance threshold applies to it as to any other type)."""
+
+    def __init__(self, share: float, slots: int) -> None:
+        self.share, self.slots = share, slots
+        self._frames = MultiIndexHash(256)
+        self._counts: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def add(self, items: list[tuple[int, str]]) -> None:
+        rows: list[np.ndarray] = []
+        ids: list[int] = []
+        for item_id, value in items:
+            frames = value.split()[: self.slots]
+            self._counts[item_id] = len(frames)
+            ids += [item_id * self.slots + k for k in range(len(frames))]
+            rows += [to_words(int(frame, 16), 256) for frame in frames]
+        if rows:
+            self._frames.add(np.array(ids, np.int64), np.vstack(rows))
+
+    def remove(self, ids: list[int]) -> None:
+        gone = [i for i in ids if i in self._counts]
+        self._frames.remove([i * self.slots + k for i in gone for k in range(self._counts[i])])
+        for i in gone:
+            del self._counts[i]
+
+    def compact(self) -> None:
+        self._frames.compact()
+
+    def search(self, value: str, radius: int) -> list[tuple[int, int]]:
+        frames = value.split()
+        nearest: dict[int, dict[int, int]] = {}  # animation id -> query frame -> nearest distance
+        for number, frame in enumerate(frames):
+            for row_id, distance in self._frames.search(to_words(int(frame, 16), 256), radius):
+                best = nearest.setdefault(row_id // self.slots, {})
+                best[number] = min(distance, best.get(number, distance))
+        needed = max(1, math.ceil(self.share * len(frames) - 1e-9))
+        found = []
+        for item_id, per_frame in nearest.items():
+            if len(per_frame) >= needed:
+                found.append((item_id, sorted(per_frame.values())[needed - 1]))
+        return sorted(found, key=lambda hit: (hit[1], hit[0]))
