@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -125,3 +127,27 @@ def test_no_import_cycle_between_first_party_modules() -> None:
         if module not in index:
             visit(module)
     assert cycles == []
+
+
+@pytest.mark.integration  # a fresh interpreter of its own
+def test_importing_the_application_builds_nothing() -> None:
+    """No work at import time: importing the adapters and the composition creates no Celery app, no console
+    router or template environment, no ASGI app and no password hash (each is made by a function the
+    composition calls, or on first use). A fresh interpreter, so no other test's app counts."""
+    import subprocess
+    import sys
+
+    code = """
+import celery._state
+from fastapi import APIRouter
+import composition.cli, composition.webapp, composition.worker_app
+import console.app, console.dashboard, console.items, console.web, review.users, worker.tasks
+assert not list(celery._state._get_active_apps()), "a Celery app was built at import"
+modules = (console.app, console.dashboard, console.items, console.web)
+assert not [n for m in modules for n, v in vars(m).items() if isinstance(v, APIRouter)], "a router at import"
+assert console.web.templates.cache_info().currsize == 0, "templates loaded at import"
+assert review.users._dummy_hash.cache_info().currsize == 0, "a password hashed at import"
+assert "app" not in vars(composition.webapp) and "app" not in vars(composition.worker_app), "an app at import"
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

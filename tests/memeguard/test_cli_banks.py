@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.cli import demo_content_id, memeguard
 from tests.helpers.images import animation, scenes
 from worker.samples import render_meme
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_bank_lifecycle_from_the_command_line(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     image = tmp_path / "doge.png"
@@ -35,6 +38,7 @@ def test_bank_lifecycle_from_the_command_line(tmp_path: Path) -> None:
     assert "doge" in listing and "ratio=0.5" in listing and "copy" in listing
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_refused_changes_exit_2_with_the_reason(tmp_path: Path) -> None:
     assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
     bad = tmp_path / "bad.csv"
@@ -46,6 +50,7 @@ def test_refused_changes_exit_2_with_the_reason(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no bank named 'missing'" in result.stderr
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_a_finished_job_can_be_added_to_a_bank(tmp_path: Path) -> None:
     demo = memeguard("demo", data_dir=tmp_path)
     assert demo.returncode == 0, demo.stderr
@@ -62,6 +67,7 @@ def test_a_finished_job_can_be_added_to_a_bank(tmp_path: Path) -> None:
     assert added.returncode == 0 and "added job" in added.stdout, added.stderr
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_an_animation_is_banked_by_every_hash_type_and_exported_per_type(tmp_path: Path) -> None:
     """``banks add`` on a GIF hashes every frame (vPDQ) besides the first frame's PDQ and pHash; distances
     and CSV files are per hash type, the registry's names."""

@@ -81,6 +81,7 @@ def test_unknown_analyzer_name_is_an_error() -> None:
         build_analyzer("gpt")
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_embedded_analyzer_runs_without_torch() -> None:
     code = (
         "import sys; from worker.samples import render_meme; from memeguard.imaging import decode_frames;"

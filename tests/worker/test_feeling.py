@@ -256,6 +256,7 @@ def test_an_entry_with_a_neutral_intent_leaves_the_intent_to_the_emotion(analyze
     assert "由情绪推断" in verdict.explanation
 
 
+@pytest.mark.integration  # runs the command as a process of its own
 def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
     import subprocess
     import sys

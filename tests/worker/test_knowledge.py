@@ -188,6 +188,7 @@ def test_everyday_mentions_of_groups_are_not_read_as_attacks() -> None:
         assert attacks_per_thousand(kb, EVERYDAY) <= 20
 
 
+@pytest.mark.slow  # reads the whole ToxiCN text and MM train sets
 @pytest.mark.skipif(not (DATASETS / "toxicn_text" / "train.json").exists(), reason="ToxiCN text not present")
 def test_harmless_training_sentences_rarely_hold_an_attack() -> None:
     """2,000 harmless sentences of the train splits (ToxiCN comments labelled non-toxic, ToxiCN MM captions
