@@ -140,7 +140,14 @@ def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -
 
 
 def add_hashes(
-    session: Session, name: str, hashes: list[NewHash], *, actor: str, source: str, job_id: uuid.UUID | None = None
+    session: Session,
+    name: str,
+    hashes: list[NewHash],
+    *,
+    actor: str,
+    source: str,
+    job_id: uuid.UUID | None = None,
+    reason: str = "",
 ) -> list[int]:
     """Insert hashes (validated by their types' formats) and audit the batch (against the job the image
     came from, when it came from one, so the item's history shows it)."""
@@ -164,7 +171,8 @@ def add_hashes(
         session,
         actor,
         "bank.hashes_added",
-        {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]},
+        {"bank": name, "count": len(rows), "source": source, "ids": [r.id for r in rows][:100]}
+        | ({"reason": reason} if reason else {}),
         job_id,
     )
     return [r.id for r in rows]
@@ -189,7 +197,7 @@ def add_job(session: Session, name: str, job_id: uuid.UUID, *, actor: str, note:
     if row is None:
         raise BankError(f"job {job_id} has no fingerprint (not finished, or fingerprints were off)", "not_finished")
     new = NewHash(dict(row.signals), row.quality, note or f"job {job_id}")
-    return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}", job_id=job_id)
+    return add_hashes(session, name, [new], actor=actor, source=f"job:{job_id}", job_id=job_id, reason=note)
 
 
 def list_banks(session: Session) -> list[tuple[BankRecord, int]]:

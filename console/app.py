@@ -14,7 +14,16 @@ from fastapi import APIRouter, Cookie, FastAPI, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from console import dashboard, items, sessions
-from console.web import Refused, SignedIn, console_services, create_router, page, refused_page, set_cookie
+from console.web import (
+    Refused,
+    SignedIn,
+    console_services,
+    create_router,
+    not_found,
+    page,
+    refused_page,
+    set_cookie,
+)
 from review import reviews, users
 
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -26,6 +35,7 @@ def install(app: FastAPI) -> None:
     router = create_router()
     for module_routes in (dashboard.add_routes, items.add_routes, add_routes):
         module_routes(router)
+    router.api_route("/{path:path}", methods=["GET", "POST"])(not_found)  # last: what no page matched
     app.add_exception_handler(Refused, refused_page)
     app.include_router(router)
 

@@ -19,12 +19,14 @@ ROW_HEIGHT = 26
 
 @dataclass(frozen=True)
 class Bar:
-    """One chart row: the stricter part (reviewers chose a harsher action) and the looser part, in px."""
+    """One chart row: the stricter part (reviewers chose a harsher action), the looser part and the part
+    relabelled under the same action, in px: together they are the overturn rate."""
 
     y: int
     label: str
     stricter_px: float
     looser_px: float
+    relabel_px: float
     text: str
 
 
@@ -37,6 +39,7 @@ def bars(stats: list[review_views.OverturnStat]) -> list[Bar]:
             s.key,
             BAR_WIDTH * s.stricter / s.reviewed,
             BAR_WIDTH * s.looser / s.reviewed,
+            BAR_WIDTH * s.relabelled / s.reviewed,
             f"{s.rate:.0%}（{s.overturned}/{s.reviewed}）",
         )
         for i, s in enumerate(rows)

@@ -20,6 +20,7 @@ from review import reviews
 from review import views as review_views
 
 DECISIONS = ("confirm", "overturn", "escalate")
+BANK_REFUSALS = {"not_found": "没有这个指纹库。", "not_finished": "该条目还没有指纹（任务未完成，或指纹功能已关闭）。"}
 
 
 def _item_url(job_id: uuid.UUID, queue: str, **extra: object) -> str:
@@ -123,7 +124,7 @@ def _decision(decision: str, reason: str, action: str, harm_type: str, intent: s
             if v
         }
     except ValueError as exc:
-        raise Refused(400, f"无效的选项：{exc}") from exc
+        raise Refused(400, "无效的选项，请重新选择。") from exc
     return {"reason": reason.strip() or "确认原处置", "action": chosen, "labels": labels}
 
 
@@ -133,18 +134,24 @@ def add_to_bank(
     bank: Annotated[str, Form()],
     csrf: Annotated[str, Form()] = "",
     note: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
     q: Annotated[str, Form()] = "tagged",
 ) -> Response:
     """Senior reviewers and admins put a reviewed item's image into a bank (known harmful, template,
-    allow-list): from then on, workers recognise it. Audited like every bank change."""
+    allow-list): from then on, workers recognise it. A bank decides every later copy of the image, so it
+    takes a reason (kept with the hash and in the audit log) and an explicit confirmation, not one click."""
     me.check_csrf(csrf)
     _senior(me)
+    if not note.strip():
+        raise Refused(400, "加入指纹库需要填写理由（记入审计日志）。")
+    if confirm != "yes":
+        raise Refused(400, "加入指纹库前请勾选确认：之后所有相同图片都会按此库处理。")
     with me.services.sessions() as session:
         try:
             reviews.owned_job(session, job_id, me.user)
             banks.add_job(session, bank, job_id, actor=f"reviewer:{me.user.username}", note=note.strip())
         except banks.BankError as exc:  # no such bank, or the item has no fingerprint
-            raise Refused(409, str(exc)) from exc
+            raise Refused(409, BANK_REFUSALS.get(exc.code, "无法加入指纹库。")) from exc
         session.commit()
     return RedirectResponse(_item_url(job_id, q, done="bank"), status_code=303)
 

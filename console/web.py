@@ -13,12 +13,14 @@ from functools import lru_cache
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Cookie, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session, sessionmaker
 
 from console import sessions
+from console.signals import describe as describe_signal
 from memeguard.blobs import BlobStore
 from memeguard.db import User
 from memeguard.schemas import label_zh
@@ -43,7 +45,8 @@ class ConsoleServices(Protocol):
 
 class ConsoleRoute(APIRoute):
     """A console route: a review step refused (``ReviewError``) becomes the console's refusal page with the
-    error's status — the one place the console translates them, so no route repeats it."""
+    error's status and Chinese message, and so does a request the route cannot read (a malformed item id
+    is no such item: 404) — the one place the console translates them, so no route repeats it."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -52,7 +55,9 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except reviews.ReviewError as exc:
-                raise Refused(exc.status, str(exc)) from exc
+                raise Refused(exc.status, exc.zh) from exc
+            except RequestValidationError as exc:  # a page's own refusal, not the API's JSON
+                raise _invalid(exc) from exc
 
         return translated
 
@@ -80,6 +85,7 @@ def templates() -> Environment:
     environment.filters["zh"] = label_zh
     environment.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
     environment.globals["queue_names"] = QUEUE_NAMES
+    environment.filters["signal_view"] = describe_signal
     return environment
 
 
@@ -91,6 +97,17 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
+
+
+def _invalid(exc: RequestValidationError) -> Refused:
+    if any(error.get("loc", ("",))[0] == "path" for error in exc.errors()):
+        return Refused(404, "没有这个条目或页面。")
+    return Refused(400, "请求无效：表单或参数不完整，请返回重试。")
+
+
+def not_found() -> Response:
+    """Every other path under /review: the console's own 404 page (registered last)."""
+    raise Refused(404, "没有这个页面。")
 
 
 class Refused(Exception):

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from memeguard.db import ActionRow, AuditEntry, Job, VerdictRow, utcnow
 from memeguard.schemas import Decision, JobStatus, ModerationAction, Signal, Verdict
@@ -437,17 +437,50 @@ def count_verdicts(session: Session, job_id: uuid.UUID) -> tuple[int, int]:
     return verdicts, actions
 
 
-def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[tuple[uuid.UUID, Verdict, ActionRecord | None]]:
-    """Every stored verdict with its job's current action, for policy replay (read-only)."""
+@dataclass(frozen=True)
+class StoredDecision:
+    """A stored verdict with the action the policy last took on it and the job's current action (a
+    reviewer's, when one overturned the policy)."""
+
+    job_id: uuid.UUID
+    verdict: Verdict
+    policy_action: ActionRecord | None
+    current: ActionRecord | None
+
+    @property
+    def overridden(self) -> bool:
+        """A reviewer (or appeal) left the item on another action than the policy's."""
+        return (
+            self.policy_action is not None
+            and self.current is not None
+            and self.current.action is not self.policy_action.action
+        )
+
+
+def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[StoredDecision]:
+    """Every stored verdict with the policy's last action and the current action, for policy replay
+    (read-only): a replay compares a policy with the policy's own decisions, not with reviewers'."""
+    policy_action = aliased(ActionRow)
+    current = aliased(ActionRow)
+    last_policy = (
+        sa.select(sa.func.max(ActionRow.id)).where(ActionRow.source == "policy").group_by(ActionRow.job_id)
+    ).scalar_subquery()
     latest = sa.select(sa.func.max(ActionRow.id)).group_by(ActionRow.job_id).scalar_subquery()
     query = (
-        sa.select(VerdictRow, ActionRow)
-        .outerjoin(ActionRow, sa.and_(ActionRow.job_id == VerdictRow.job_id, ActionRow.id.in_(latest)))
+        sa.select(VerdictRow, policy_action, current)
+        .select_from(VerdictRow)
+        .outerjoin(policy_action, sa.and_(policy_action.job_id == VerdictRow.job_id, policy_action.id.in_(last_policy)))
+        .outerjoin(current, sa.and_(current.job_id == VerdictRow.job_id, current.id.in_(latest)))
         .order_by(VerdictRow.id)
         .execution_options(yield_per=batch)
     )
-    for verdict_row, action_row in session.execute(query).tuples():
-        yield verdict_row.job_id, _verdict(verdict_row), action_record(action_row) if action_row else None
+    for verdict_row, policy_row, current_row in session.execute(query).tuples():
+        yield StoredDecision(
+            verdict_row.job_id,
+            _verdict(verdict_row),
+            action_record(policy_row) if policy_row else None,
+            action_record(current_row) if current_row else None,
+        )
 
 
 def stale_jobs(session: Session, older_than: timedelta, limit: int = 1000) -> list[tuple[uuid.UUID, bool]]:

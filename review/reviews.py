@@ -45,8 +45,9 @@ class ReviewError(ValueError):
     the HTTP status that says what kind of refusal it is: 404 no such item or queue, 403 wrong role,
     400 a malformed request, 409 the item's state does not allow it (claimed by another, not finished)."""
 
-    def __init__(self, message: str, status: int = 409, code: str = "") -> None:
+    def __init__(self, message: str, status: int = 409, code: str = "", zh: str = "") -> None:
         super().__init__(message)
+        self.zh = zh or message  # what the console shows (its pages are Chinese); the API answers ``message``
         self.status = status
         self.code = code or {404: "not_found", 403: "forbidden", 400: "bad_request"}.get(status, "conflict")
 
@@ -126,9 +127,11 @@ def _any(condition: Any) -> Any:
 
 def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float) -> Any:
     if name not in QUEUES:
-        raise ReviewError(f"unknown queue {name!r}: one of {', '.join(QUEUES)}", 404)
+        raise ReviewError(f"unknown queue {name!r}: one of {', '.join(QUEUES)}", 404, zh="没有这个队列。")
     if name == "escalated" and user.role is Role.REVIEWER:
-        raise ReviewError("the escalation queue is for senior reviewers and admins", 403)
+        raise ReviewError(
+            "the escalation queue is for senior reviewers and admins", 403, zh="升级队列只对资深审核员和管理员开放。"
+        )
     later = aliased(ActionRow)
     current = sa.select(later.action).where(later.job_id == Job.id).order_by(later.id.desc()).limit(1).scalar_subquery()
     query = (
@@ -186,13 +189,16 @@ def claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime |
     owned_job(session, job_id, user)
     current = session.get(ReviewClaim, job_id)
     if current is not None and current.username != user.username and current.expires_at > now:
-        raise ReviewError(f"claimed by {current.username} until {current.expires_at:%H:%M:%S}")
+        raise ReviewError(
+            f"claimed by {current.username} until {current.expires_at:%H:%M:%S}",
+            zh=f"{current.username} 正在审核此条目（领取到 {current.expires_at:%H:%M:%S}）。",
+        )
     if current is None:
         try:
             with session.begin_nested():
                 session.add(ReviewClaim(job_id=job_id, username=user.username, expires_at=now + CLAIM_TTL))
         except IntegrityError as exc:  # someone claimed it between our read and our insert
-            raise ReviewError("claimed by someone else just now") from exc
+            raise ReviewError("claimed by someone else just now", zh="刚刚被其他审核员领取。") from exc
     else:
         current.username, current.expires_at = user.username, now + CLAIM_TTL
     session.flush()
@@ -257,14 +263,25 @@ def decide(
     labels: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> ModerationAction:
-    """confirm | overturn (with the correct action) | escalate. Returns the item's action afterwards."""
+    """confirm | overturn (with the correct action) | escalate. Returns the item's action afterwards.
+
+    Deciding takes the claim when nobody holds the item (one step less per item: the claim exists so two
+    reviewers never work one item at once, and taking it here is as race-safe as the claim button); an
+    item someone else holds is refused. An overturn must change something — the action or a label — or
+    it would be counted as an overturn that changed nothing."""
     now = now or utcnow()
     job = owned_job(session, job_id, user)
-    _holds_claim(session, job_id, user, now)
+    claim(session, job_id, user, now)
     before = store.current_action(session, job_id)
     if before is None:
-        raise ReviewError("the item has no action yet (not finished)")
+        raise ReviewError("the item has no action yet (not finished)", zh="该条目还没有处置（任务未完成）。")
     after = _after(decision, before.action, action, user, session, job_id)
+    if decision == "overturn" and after is before.action and not _relabels(session, job_id, labels or {}):
+        raise ReviewError(
+            "an overturn must change the action or a label; to keep both, confirm",
+            400,
+            zh="推翻必须改变处置或标签；两者都不改，请选择“确认原处置”。",
+        )
     session.add(
         ReviewRow(
             job_id=job_id,
@@ -382,13 +399,15 @@ def _after(
         return before
     if decision == "overturn":
         if action is None:
-            raise ReviewError("an overturn needs the correct action", 400)
+            raise ReviewError("an overturn needs the correct action", 400, zh="推翻需要选择正确的处置。")
         return action
     if decision == "escalate":
         if user.role is Role.REVIEWER or not _escalated(session, job_id):
             return None
-        raise ReviewError("already escalated: decide it (confirm or overturn)")
-    raise ReviewError(f"unknown decision {decision!r}: confirm, overturn or escalate", 400)
+        raise ReviewError("already escalated: decide it (confirm or overturn)", zh="已经升级过：请确认或推翻。")
+    raise ReviewError(
+        f"unknown decision {decision!r}: confirm, overturn or escalate", 400, zh="未知的决定：确认、推翻或升级。"
+    )
 
 
 def _escalated(session: Session, job_id: uuid.UUID) -> bool:
@@ -427,13 +446,14 @@ def owned_job(session: Session, job_id: uuid.UUID, user: UserRecord) -> store.Jo
     """The item if it belongs to one of the reviewer's tenants; otherwise it does not exist (404)."""
     job = store.get_job(session, job_id)
     if job is None or job.tenant not in user.tenants:
-        raise ReviewError("no such item in your tenants", 404)
+        raise ReviewError("no such item in your tenants", 404, zh="你负责的租户里没有这个条目。")
     if user.disabled:
-        raise ReviewError("account disabled", 403)
+        raise ReviewError("account disabled", 403, zh="账号已停用。")
     return job
 
 
-def _holds_claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime) -> None:
-    current = session.get(ReviewClaim, job_id)
-    if current is None or current.username != user.username or current.expires_at <= now:
-        raise ReviewError(f"claim the item first (claims expire after {CLAIM_TTL.total_seconds() / 60:g} minutes)")
+def _relabels(session: Session, job_id: uuid.UUID, labels: dict[str, Any]) -> bool:
+    """Whether the reviewer's labels differ from the verdict's (harm type, intent)."""
+    verdict = store.verdict_of(session, job_id)
+    current = {"harm_type": verdict.harm_type.value, "intent": verdict.intent.value} if verdict else {}
+    return any(value and value != current.get(key) for key, value in labels.items())

@@ -51,6 +51,15 @@ class UserRecord:
     tenants: tuple[str, ...]
     disabled: bool
     last_login_at: datetime | None
+    locked_until: datetime | None = None  # too many wrong passwords: refused until then (``unlock_user``)
+
+    def state(self, now: datetime | None = None) -> str:
+        """disabled, locked (until a time) or active — what ``users list`` and the admin pages show."""
+        if self.disabled:
+            return "disabled"
+        if self.locked_until is not None and self.locked_until > (now or utcnow()):
+            return f"locked until {self.locked_until:%Y-%m-%d %H:%M} UTC"
+        return "active"
 
 
 def add_user(
@@ -79,6 +88,17 @@ def disable_user(session: Session, username: str, *, actor: str) -> UserRecord:
     row.disabled = True
     session.flush()
     store.audit(session, "user.disabled", actor=actor, detail={"user": username})
+    return record(row)
+
+
+def unlock_user(session: Session, username: str, *, actor: str) -> UserRecord:
+    """Lift a lock from wrong passwords (the person proved who they are another way); audited."""
+    row = _row(session, username)
+    before = row.locked_until
+    row.failed_logins, row.locked_until = 0, None
+    session.flush()
+    detail = {"user": username, "was_locked_until": before.isoformat() if before else None}
+    store.audit(session, "user.unlocked", actor=actor, detail=detail)
     return record(row)
 
 
@@ -137,4 +157,6 @@ def _row(session: Session, username: str) -> User:
 
 def record(row: User) -> UserRecord:
     """A users row as a plain record (the console's session lookup uses it too)."""
-    return UserRecord(row.id, row.username, row.role, tuple(row.tenants), row.disabled, row.last_login_at)
+    return UserRecord(
+        row.id, row.username, row.role, tuple(row.tenants), row.disabled, row.last_login_at, row.locked_until
+    )

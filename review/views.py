@@ -66,6 +66,13 @@ class AppealLine:
 
 
 @dataclass(frozen=True)
+class EscalationLine:
+    reason: str
+    username: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class ItemDetail:
     """Everything the item page shows."""
 
@@ -77,6 +84,11 @@ class ItemDetail:
     appeals: list[AppealLine]
     claimed_by: str | None
     identical: list[uuid.UUID]
+    escalations: list[EscalationLine]
+
+    @property
+    def open_appeals(self) -> list[AppealLine]:
+        return [a for a in self.appeals if a.status == "open"]
 
     @property
     def policy_action(self) -> store.ActionRecord | None:
@@ -100,6 +112,7 @@ def item_detail(session: Session, user: UserRecord, job_id: uuid.UUID, now: date
         _appeals(session, job_id),
         _claimant(session, job_id, now or utcnow()),
         identical_items(session, user, job),
+        _escalations(session, job_id),
     )
 
 
@@ -148,6 +161,14 @@ def _callbacks(session: Session, job_id: uuid.UUID) -> list[CallbackLine]:
     ]
 
 
+def _escalations(session: Session, job_id: uuid.UUID) -> list[EscalationLine]:
+    """Why the item was escalated, by whom: shown first on the item page, where a senior decides."""
+    rows = session.scalars(
+        sa.select(ReviewRow).where(ReviewRow.job_id == job_id, ReviewRow.decision == "escalate").order_by(ReviewRow.id)
+    )
+    return [EscalationLine(r.reason, r.username, r.created_at) for r in rows]
+
+
 def _appeals(session: Session, job_id: uuid.UUID) -> list[AppealLine]:
     rows = session.scalars(sa.select(Appeal).where(Appeal.job_id == job_id).order_by(Appeal.id))
     return [AppealLine(r.reason, r.status, r.created_at) for r in rows]
@@ -163,13 +184,15 @@ class OverturnStat:
     """How reviewers judged one policy rule's (or one analyzer's) automatic decisions.
 
     ``stricter``: reviewers chose a harsher action (the threshold lets harm through); ``looser``: a milder one
-    (the threshold is too strict). Both count toward ``overturned``."""
+    (the threshold is too strict); ``relabelled``: the same action with corrected labels (harm type, intent:
+    the model misread it, the action held). All three count toward ``overturned``."""
 
     key: str
     reviewed: int
     overturned: int
     stricter: int
     looser: int
+    relabelled: int
 
     @property
     def rate(self) -> float:
@@ -184,7 +207,7 @@ def overturn_stats(session: Session, user: UserRecord, by: str) -> list[Overturn
         "analyzer": (VerdictRow.analyzer, VerdictRow.analyzer_version),
     }
     if by not in keys:
-        raise ReviewError(f"unknown grouping {by!r}: rule or analyzer", 400)
+        raise ReviewError(f"unknown grouping {by!r}: rule or analyzer", 400, zh="未知的分组：按规则或按分析器。")
     latest = (
         sa.select(sa.func.max(ReviewRow.id))
         .where(ReviewRow.decision.in_(("confirm", "overturn")))
@@ -199,6 +222,7 @@ def overturn_stats(session: Session, user: UserRecord, by: str) -> list[Overturn
             _count(overturned),
             _count(overturned & (after > before)),
             _count(overturned & (after < before)),
+            _count(overturned & (after == before)),
         )
         .join(Job, Job.id == ReviewRow.job_id)
         .join(VerdictRow, VerdictRow.job_id == ReviewRow.job_id)

@@ -43,15 +43,19 @@ def policy_replay(
         raise typer.Exit(1) from exc
     sessions = open_sessions()
     moves: Counter[tuple[str, str, str]] = Counter()
+    overridden = 0
     with sessions() as session:
-        for _, verdict, action in store.iter_verdicts(session):
-            before = action.action.value if action else "none"
-            decision = evaluate(policy, verdict)
+        for stored in store.iter_verdicts(session):
+            before = stored.policy_action.action.value if stored.policy_action else "none"
+            decision = evaluate(policy, stored.verdict)
             moves[(before, decision.action.value, decision.rule_id)] += 1
-    _report_replay(policy.ref, moves, as_json)
+            overridden += stored.overridden
+    _report_replay(policy.ref, moves, overridden, as_json)
 
 
-def _report_replay(ref: str, moves: Counter[tuple[str, str, str]], as_json: bool) -> None:
+def _report_replay(ref: str, moves: Counter[tuple[str, str, str]], overridden: int, as_json: bool) -> None:
+    """What would move, compared with the policy's own last decision on each item (a reviewer's overturn is
+    not a change the policy makes); items reviewers left on another action are counted apart."""
     transitions: dict[tuple[str, str], Counter[str]] = {}
     for (before, after, rule), count in sorted(moves.items()):
         transitions.setdefault((before, after), Counter())[rule] += count
@@ -63,6 +67,7 @@ def _report_replay(ref: str, moves: Counter[tuple[str, str, str]], as_json: bool
                 "policy": ref,
                 "items": total,
                 "moved": moved,
+                "reviewer_overrides": overridden,
                 "transitions": [
                     {"from": a, "to": b, "count": sum(rules.values()), "rules": dict(rules)}
                     for (a, b), rules in transitions.items()
@@ -70,7 +75,10 @@ def _report_replay(ref: str, moves: Counter[tuple[str, str, str]], as_json: bool
             }
         )
         return
-    typer.echo(f"policy {ref}: {total} stored verdicts, {moved} would change action")
+    typer.echo(
+        f"policy {ref}: {total} stored verdicts, {moved} would change action "
+        f"(compared with the policy's own decisions; {overridden} items stand on a reviewer's action)"
+    )
     for (before, after), rules in transitions.items():
         marker = "  " if before == after else "->"
         by_rule = ", ".join(f"{rule} {n}" for rule, n in rules.most_common())

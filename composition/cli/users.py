@@ -52,8 +52,7 @@ def list_() -> None:
     with open_session() as session:
         rows = users.list_users(session)
     for user in rows:
-        state = "disabled" if user.disabled else "active"
-        typer.echo(f"{user.username:<24}{user.role.value:<10}{state:<10}{','.join(user.tenants)}")
+        typer.echo(f"{user.username:<24}{user.role.value:<10}{user.state():<34}{','.join(user.tenants)}")
 
 
 @users_app.command("disable")
@@ -66,3 +65,16 @@ def disable(username: str, actor: str | None = None) -> None:
             raise typer.Exit(EXIT_REJECTED) from exc
         session.commit()
     typer.echo(f"disabled {username}")
+
+
+@users_app.command("unlock")
+def unlock(username: str, actor: str | None = None) -> None:
+    """Lift the lock that repeated wrong passwords put on an account (audited)."""
+    with open_session() as session:
+        try:
+            users.unlock_user(session, username, actor=actor or f"cli:{getpass.getuser()}")
+        except users.UserError as exc:
+            typer.echo(f"refused: {exc}", err=True)
+            raise typer.Exit(EXIT_REJECTED) from exc
+        session.commit()
+    typer.echo(f"unlocked {username}")

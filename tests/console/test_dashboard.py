@@ -12,11 +12,24 @@ from review.views import OverturnStat
 from tests.helpers.console import add_item, csrf_of, login
 
 
-def test_bars_split_stricter_and_looser_overturns() -> None:
-    drawn = bars([OverturnStat("r1", 4, 3, 1, 2), OverturnStat("r2", 0, 0, 0, 0)])
+def test_bars_split_stricter_looser_and_relabelled_overturns() -> None:
+    drawn = bars([OverturnStat("r1", 4, 3, 1, 1, 1), OverturnStat("r2", 0, 0, 0, 0, 0)])
     assert len(drawn) == 1  # nothing reviewed: nothing to draw
-    assert (drawn[0].stricter_px, drawn[0].looser_px) == (BAR_WIDTH / 4, BAR_WIDTH / 2)
+    assert (drawn[0].stricter_px, drawn[0].looser_px, drawn[0].relabel_px) == (BAR_WIDTH / 4,) * 3
     assert drawn[0].text == "75%（3/4）"
+
+
+def test_an_overturn_that_only_relabels_is_drawn_not_an_empty_bar(client: TestClient, runtime: Runtime) -> None:
+    """Regression: a 100 % overturn rate drew an empty bar when reviewers kept the action (it was neither
+    stricter nor looser). Same-action overturns must now change a label, and they are drawn in their own
+    colour."""
+    job_id = add_item(runtime, "tenant-a", "relabel")
+    login(client)
+    form = {"csrf": csrf_of(client), "decision": "overturn", "action": "tag", "harm_type": "none", "reason": "读错了"}
+    assert client.post(f"/review/item/{job_id}/decide", data=form).status_code == 303
+    page = client.get("/review/stats").text
+    widths = re.findall(r'width="([\d.]+)" height="\d+" class="relabel"', page)
+    assert widths and float(widths[0]) == BAR_WIDTH and "100%（1/1）" in page
 
 
 def test_the_dashboard_charts_overturns_of_my_tenants(client: TestClient, runtime: Runtime) -> None:

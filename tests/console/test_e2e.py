@@ -128,7 +128,7 @@ def test_a_reviewer_overturns_an_item_and_the_platform_hears_of_it(
 
     page.keyboard.press("n")  # claim the next item
     page.wait_for_url("**/review/item/**")
-    assert "你已领取此条目" in page.inner_text("section.decide")
+    assert "你已领取此条目" in page.inner_text("aside.decide")
     assert page.eval_on_selector("img.meme", "img => img.naturalWidth") > 0  # the image reached the browser
     page.screenshot(path=str(SCREENSHOTS / "item.png"), full_page=True)
     opened = page.url.split("/review/item/")[1].split("?")[0]
@@ -180,3 +180,22 @@ def test_access_control_in_the_browser(browser: Any, server: str, deployment: Ru
     with page.expect_navigation() as response:
         page.click("#claim-form button[type=submit]")
     assert response.value.status == 403 and "CSRF" in page.inner_text("main")
+
+
+def test_the_decision_panel_is_above_the_fold_at_1366_by_900(
+    browser: Any, server: str, deployment: Runtime, platform: Platform
+) -> None:
+    """Regression: the decision forms sat below the fold on a common laptop screen. The panel stands beside
+    the image and verdict, so confirm, overturn and escalate are all visible without scrolling."""
+    mine = upload(server, "tenant-a", "meme-fold", "你说得对，但是我不听", "doge", platform.url)
+    page = browser.new_page(base_url=server, viewport={"width": 1366, "height": 900})
+    page.goto("/review/login")
+    page.fill("input[name=username]", "ann")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/review/queue/tagged")
+    page.goto(f"/review/item/{mine}")
+    for form in ("#confirm-form", "#overturn-form", "#escalate-form"):
+        box = page.locator(form).bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, (form, box)
+    page.screenshot(path=str(SCREENSHOTS / "item-1366x900.png"))

@@ -30,6 +30,7 @@ def add_item(
     harm: HarmType = HarmType.GENERAL_OFFENSE,
     confidence: float = 0.7,
     callback_url: str | None = None,
+    signals: list[Signal] | None = None,
 ) -> uuid.UUID:
     """A finished job (verdict + the default policy's action), as the worker leaves it."""
     sha = runtime.blobs.put(image) if image else None
@@ -59,7 +60,8 @@ def add_item(
             ocr_text="你说得对 但是我不听",
             analyzer="embedded",
             analyzer_version="3",
-            signals=[
+            signals=signals
+            or [
                 Signal(
                     source="kb",
                     decided=["intent"],

@@ -187,6 +187,11 @@ def test_users_add_list_disable(tmp_path: Path) -> None:
     )
     assert added.returncode == 0 and "added ann (senior) for tenants: acme" in added.stdout, added.stderr
     assert "ann" in memeguard("users", "list", data_dir=tmp_path).stdout
+    _lock(tmp_path, "ann")
+    assert "locked until" in memeguard("users", "list", data_dir=tmp_path).stdout
+    unlocked = memeguard("users", "unlock", "ann", data_dir=tmp_path)
+    assert unlocked.returncode == 0 and "unlocked ann" in unlocked.stdout
+    assert "active" in memeguard("users", "list", data_dir=tmp_path).stdout
     assert memeguard("users", "disable", "ann", data_dir=tmp_path).returncode == 0
     assert "disabled" in memeguard("users", "list", data_dir=tmp_path).stdout
     refused = memeguard("users", "disable", "nobody", data_dir=tmp_path)
@@ -393,3 +398,51 @@ def test_callbacks_deliver_runs_one_pass_of_the_sender(tmp_path: Path, sqlite_ur
     done = memeguard("callbacks", "deliver", data_dir=tmp_path, env={"MEMEGUARD_DATABASE_URL": sqlite_url})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "delivered 0, retrying 0, failed 0"
+
+
+@pytest.mark.integration  # runs the command as a process of its own
+def test_replaying_the_unchanged_policy_moves_nothing_and_counts_reviewer_overrides_apart(tmp_path: Path) -> None:
+    """A reviewer overturned the policy's block to allow: replaying the same policy compares with the
+    policy's own decision (nothing moves) and reports the override on its own line."""
+    from jobs import store
+    from memeguard.db import Role, make_engine, make_sessions
+    from memeguard.migrate import upgrade
+    from memeguard.schemas import Emotion, HarmType, Intent, JobStatus, ModerationAction, Verdict
+    from policies import evaluate, load_policy
+    from review import reviews, users
+
+    url = f"sqlite:///{tmp_path / 'memeguard.db'}"
+    upgrade(url)
+    sessions = make_sessions(make_engine(url))
+    verdict = Verdict(
+        emotion=Emotion.ANGER,
+        intent=Intent.SARCASM,
+        harm_type=HarmType.GENERAL_OFFENSE,
+        confidence=0.7,
+        explanation="测试",
+        analyzer="embedded",
+        analyzer_version="t",
+    )
+    with sessions.begin() as session:
+        job = store.insert_jobs(session, [store.NewJob("t", "c", JobStatus.RUNNING)])[0]
+        decision = evaluate(load_policy(), verdict)
+        store.finish_jobs(session, [(job.id, verdict, decision, {})])
+        ann = users.add_user(session, "ann", "a long enough password", Role.REVIEWER, ["t"], actor="t")
+        other = next(a for a in ModerationAction if a is not decision.action)
+        reviews.decide(session, job.id, ann, "overturn", reason="误判", action=other)
+    replay = memeguard("policy", "replay", "policies/default.yaml", "--json", data_dir=tmp_path)
+    report = json.loads(replay.stdout)
+    assert (report["moved"], report["reviewer_overrides"]) == (0, 1), report
+    text = memeguard("policy", "replay", "policies/default.yaml", data_dir=tmp_path).stdout
+    assert "0 would change action" in text and "1 items stand on a reviewer's action" in text
+
+
+def _lock(data_dir: Path, username: str) -> None:
+    """Wrong passwords until the account locks, in the CLI's database (as the console's login would)."""
+    from memeguard.db import make_engine, make_sessions
+    from review import users
+
+    sessions = make_sessions(make_engine(f"sqlite:///{data_dir / 'memeguard.db'}"))
+    with sessions.begin() as session:
+        for _ in range(users.LOCK_AFTER):
+            users.authenticate(session, username, "not the password at all")

@@ -90,8 +90,9 @@ def test_claims_lock_an_item_for_one_reviewer(
     reviews.claim(pg_session, job_id, ann)
     with pytest.raises(ReviewError, match="claimed by ann"):
         reviews.claim(pg_session, job_id, sam)
-    with pytest.raises(ReviewError, match="claim the item first"):
+    with pytest.raises(ReviewError, match="claimed by ann") as refused:
         reviews.decide(pg_session, job_id, sam, "confirm", reason="")
+    assert refused.value.zh.startswith("ann 正在审核此条目")  # the console's words
     reviews.claim(pg_session, job_id, sam, now=utcnow() + timedelta(minutes=11))  # ann's claim expired
 
 
@@ -256,3 +257,20 @@ def test_queue_sizes_count_what_each_queue_lists(
         assert sizes == listed
     assert "escalated" not in reviews.queue_sizes(pg_session, ann) and sizes["escalated"] == 1
     assert sizes["appeals"] == 1 and sizes["tagged"] == 0 and sizes["qa_sample"] == 3
+
+
+def test_deciding_an_unclaimed_item_claims_it_and_an_overturn_must_change_something(
+    pg_session: Session, ann: users.UserRecord
+) -> None:
+    job_id = item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
+    with pytest.raises(ReviewError, match="must change the action or a label") as same:
+        reviews.decide(pg_session, job_id, ann, "overturn", reason="r", action=ModerationAction.TAG)
+    assert same.value.status == 400
+    same_labels = {"harm_type": HarmType.GENERAL_OFFENSE.value}
+    with pytest.raises(ReviewError, match="must change"):
+        reviews.decide(pg_session, job_id, ann, "overturn", reason="r", action=ModerationAction.TAG, labels=same_labels)
+    after = reviews.decide(
+        pg_session, job_id, ann, "overturn", reason="r", action=ModerationAction.TAG, labels={"harm_type": "none"}
+    )
+    assert after is ModerationAction.TAG  # a relabel is an overturn (the training data learns from it)
+    assert "review.overturn" in store.audit_events(pg_session, job_id)

@@ -62,3 +62,16 @@ def test_repeated_wrong_passwords_lock_the_account_for_a_while(pg_session: Sessi
     assert users.authenticate(pg_session, "locky", "correct horse battery", later) is not None
     events = pg_session.scalars(sa.select(AuditEntry.event).where(AuditEntry.detail["user"].as_string() == "locky"))
     assert list(events).count("user.locked") == 1
+
+
+def test_a_locked_account_shows_as_locked_and_an_admin_can_unlock_it(pg_session: Session) -> None:
+    users.add_user(pg_session, "locky", "correct horse battery", Role.REVIEWER, ["t"], actor="admin")
+    now = utcnow()
+    for _ in range(users.LOCK_AFTER):
+        users.authenticate(pg_session, "locky", "wrong password!!", now)
+    [listed] = users.list_users(pg_session)
+    assert listed.state(now).startswith("locked until ")  # not "active"
+    assert users.unlock_user(pg_session, "locky", actor="cli:admin").state(now) == "active"
+    assert users.authenticate(pg_session, "locky", "correct horse battery", now) is not None
+    events = pg_session.scalars(sa.select(AuditEntry.event).where(AuditEntry.detail["user"].as_string() == "locky"))
+    assert "user.unlocked" in list(events)
