@@ -10,12 +10,16 @@ from fastapi import FastAPI
 
 from composition.runtime import Runtime
 from console.app import install as install_console
+from console.web import ConsoleServices
 from producer.api import create_app
 
 
 def build_app(runtime: Runtime) -> FastAPI:
-    """The API, with the console at /review when MEMEGUARD_CONSOLE_SECRET is set."""
+    """The API, with the console at /review when MEMEGUARD_CONSOLE_SECRET is set. Both adapters read the
+    same ``app.state.services``; typing it as each one's protocol has mypy check the runtime satisfies both."""
+    console: ConsoleServices = runtime
     app = create_app(runtime)
+    assert app.state.services is console
     install_console(app)
     return app
 

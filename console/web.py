@@ -7,6 +7,7 @@ the console's own origin only.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from console import sessions
 from console.signals import describe as describe_signal
+from jobs.store import JobView
 from memeguard.blobs import BlobStore
 from memeguard.db import User
 from memeguard.schemas import label_zh
@@ -41,6 +43,25 @@ class ConsoleServices(Protocol):
 
     @property
     def blobs(self) -> BlobStore: ...
+
+    @property
+    def producer(self) -> Uploads: ...
+
+    def view(self, job_id: uuid.UUID) -> JobView | None: ...
+
+
+class Submitted(Protocol):
+    @property
+    def job_id(self) -> uuid.UUID: ...
+
+
+class Uploads(Protocol):
+    """The upload path, as the try-it page uses it (``producer.service.Producer`` satisfies it): the same
+    validation, storage, queue and pipeline as the API. Refusals raise ``memeguard.schemas.Rejected``."""
+
+    def submit(
+        self, image: bytes, content_id: str, *, tenant: str, post_text: str = "", context: dict[str, Any] | None = None
+    ) -> Submitted: ...
 
 
 class ConsoleRoute(APIRoute):

@@ -178,3 +178,15 @@ class Decision:
     policy_version: str
     rule_id: str
     reason: str
+
+
+TRIAL_TENANT = "memeguard-trial"  # the console's "try it" page: never a platform's, never in queues or training
+
+
+class Rejected(Exception):
+    """A refused input with a stable ``code`` (clients branch on it) and a ``message`` saying why in words;
+    the upload path's refusals are these (``producer.validation.UploadRejected`` adds the HTTP status)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message

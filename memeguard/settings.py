@@ -17,6 +17,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from memeguard.blobs import S3Options
+from memeguard.schemas import TRIAL_TENANT
 
 PLACEHOLDER_SECRETS = frozenset(
     {
@@ -275,6 +276,8 @@ class Settings(BaseSettings):
     @classmethod
     def _api_keys_are_real(cls, keys: dict[str, SecretStr]) -> dict[str, SecretStr]:
         for tenant, key in keys.items():
+            if tenant == TRIAL_TENANT:
+                raise ValueError(f"tenant {TRIAL_TENANT!r} is reserved for the console's try-it page")
             raw = key.get_secret_value()
             if is_placeholder(raw) or len(raw) < MIN_API_KEY_LENGTH:
                 raise ValueError(

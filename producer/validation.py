@@ -18,6 +18,7 @@ from memeguard.imaging import (
     sniff_media_type,
     verify_frames,
 )
+from memeguard.schemas import Rejected
 from memeguard.settings import Settings
 
 # matched with fullmatch: a `$`-anchored ``match`` also accepts a trailing newline ("nl-dup\n" beside "nl-dup")
@@ -41,12 +42,8 @@ HTTP_STATUS = {
 }
 
 
-class UploadRejected(Exception):
+class UploadRejected(Rejected):
     """A refused upload. ``code`` is stable (clients branch on it); ``message`` says why in words."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code, self.message = code, message
 
     @property
     def http_status(self) -> int:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from jobs import store
 from memeguard.db import Role, User, utcnow
+from memeguard.schemas import TRIAL_TENANT
 from memeguard.settings import is_placeholder
 
 MIN_PASSWORD = 12
@@ -72,6 +73,8 @@ def add_user(
         raise UserError(f"password must be at least {MIN_PASSWORD} characters and not a placeholder")
     if session.scalar(sa.select(User.id).where(User.username == username)) is not None:
         raise UserError(f"user {username!r} already exists")
+    if TRIAL_TENANT in tenants:  # the try-it page's items never reach a review queue
+        raise UserError(f"tenant {TRIAL_TENANT!r} is reserved for the console's try-it page")
     row = User(
         username=username, password_hash=_HASHER.hash(password), role=role, tenants=sorted(set(tenants)), disabled=False
     )
