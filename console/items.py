@@ -13,10 +13,11 @@ from fastapi.responses import RedirectResponse, Response
 
 from banks import store as banks
 from console.web import Refused, Reviewer, SignedIn, page
+from jobs import store
 from memeguard.blobs import BlobNotFound, BlobUnavailable
 from memeguard.db import Role
 from memeguard.schemas import HarmType, Intent, ModerationAction
-from review import reviews
+from review import reviews, wellness
 from review import views as review_views
 
 DECISIONS = ("confirm", "overturn", "escalate")
@@ -33,10 +34,12 @@ def item_page(me: SignedIn, job_id: uuid.UUID, q: str = "tagged", done: str = ""
     with me.services.sessions() as session:
         detail = review_views.item_detail(session, me.user, job_id)
         bank_names = [b.name for b, _ in banks.list_banks(session)] if me.user.role is not Role.REVIEWER else []
+    harmful = detail.verdict is not None and detail.verdict.harm_type is not HarmType.NONE
     return page(
         "item.html",
         me=me,
         item=detail,
+        shield=harmful and me.user.shield_images,
         queue=q,
         done=done,
         bulk_done=n,
@@ -51,6 +54,9 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
     """The uploaded image, to a signed-in reviewer of its tenant only, never cached by anyone else."""
     with me.services.sessions() as session:
         job = reviews.owned_job(session, job_id, me.user)
+        verdict = store.verdict_of(session, job_id)
+        wellness.record_exposure(session, me.user.username, verdict is not None and verdict.harm_type.value != "none")
+        session.commit()
     if not job.image_sha256:
         raise Refused(404, "这条内容没有图片。")
     try:

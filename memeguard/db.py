@@ -6,7 +6,7 @@ Migrations in ``migrations/`` are the only schema source; these classes must mir
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -229,6 +229,19 @@ class User(Base):
     sessions_valid_after: Mapped[datetime | None]  # logout ends every session issued before it
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")  # consecutive, reset on success
     locked_until: Mapped[datetime | None]
+    shield_images: Mapped[bool] = mapped_column(default=True, server_default=sa.true())  # blur harmful images
+
+
+class Exposure(Base):
+    """How many item images a reviewer opened on a day, and how many of them were harmful: what a lead
+    watches to spread the load (T&S wellness practice)."""
+
+    __tablename__ = "review_exposures"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    images: Mapped[int] = mapped_column(default=0)
+    harmful: Mapped[int] = mapped_column(default=0)
 
 
 class ReviewClaim(Base):

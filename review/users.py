@@ -53,6 +53,7 @@ class UserRecord:
     disabled: bool
     last_login_at: datetime | None
     locked_until: datetime | None = None  # too many wrong passwords: refused until then (``unlock_user``)
+    shield_images: bool = True  # harmful images open blurred (``review.wellness.set_shield``)
 
     def state(self, now: datetime | None = None) -> str:
         """disabled, locked (until a time) or active — what ``users list`` and the admin pages show."""
@@ -161,5 +162,12 @@ def _row(session: Session, username: str) -> User:
 def record(row: User) -> UserRecord:
     """A users row as a plain record (the console's session lookup uses it too)."""
     return UserRecord(
-        row.id, row.username, row.role, tuple(row.tenants), row.disabled, row.last_login_at, row.locked_until
+        row.id,
+        row.username,
+        row.role,
+        tuple(row.tenants),
+        row.disabled,
+        row.last_login_at,
+        row.locked_until,
+        row.shield_images is not False,
     )

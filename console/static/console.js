@@ -1,5 +1,6 @@
 // Keyboard shortcuts for the common decisions (no build step). Keys are ignored while typing in a field.
 // k: claim · c: confirm · o: overturn (focus the action) · e: escalate (focus the reason) · n: next item
+// v: show (or hide again) a harmful image that opened blurred; clicking it does the same
 (function () {
   "use strict";
   function submit(id) {
@@ -12,7 +13,18 @@
     if (el) { el.focus(); return true; }
     return false;
   }
+  function reveal() {
+    var image = document.getElementById("meme");
+    if (!image || !document.getElementById("reveal")) { return false; }
+    image.classList.toggle("shielded");
+    return true;
+  }
+  document.addEventListener("click", function (event) {
+    var id = event.target && event.target.id;
+    if (id === "reveal" || id === "meme") { reveal(); }
+  });
   var keys = {
+    v: reveal,
     k: function () { return submit("claim-form"); },
     c: function () { return submit("confirm-form"); },
     o: function () { return focus("overturn-action"); },
