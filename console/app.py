@@ -7,10 +7,12 @@ assigned to them, and the escalation queue only with a senior or admin role.
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Annotated
 
-from fastapi import APIRouter, Cookie, FastAPI, Form, Request
+from fastapi import APIRouter, Cookie, FastAPI, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from console import dashboard, items, sessions, trial, wellness
@@ -24,6 +26,8 @@ from console.web import (
     refused_page,
     set_cookie,
 )
+from memeguard.db import utcnow
+from memeguard.schemas import HarmType, ModerationAction
 from review import reviews, users
 
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
@@ -93,11 +97,101 @@ def logout(me: SignedIn, csrf: Annotated[str, Form()] = "") -> Response:
     return response
 
 
-def queue_page(me: SignedIn, name: str, rule: str | None = None, empty: int = 0) -> Response:
+PAGE_SIZE = 50
+
+
+def queue_page(
+    me: SignedIn,
+    name: str,
+    rule: str | None = None,
+    harm: str = "",
+    analyzer: str = "",
+    since: str = "",
+    until: str = "",
+    q: str = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=10_000)] = 1,
+    empty: int = 0,
+    done: int = 0,
+) -> Response:
+    """A queue as a list with thumbnails, filters (rule, harm type, analyzer, dates), search (job id, image
+    hash, content id) and pages of ``PAGE_SIZE``."""
+    filters = _filters(rule, harm, analyzer, since, until, q)
     with me.services.sessions() as session:
-        found = reviews.queue(session, me.user, name, rule=rule, qa_share=me.qa_share)
+        found = reviews.queue(
+            session,
+            me.user,
+            name,
+            filters=filters,
+            limit=PAGE_SIZE + 1,
+            offset=(page_no - 1) * PAGE_SIZE,
+            qa_share=me.qa_share,
+        )
         sizes = reviews.queue_sizes(session, me.user, me.qa_share)
-    return page("queue.html", me=me, name=name, rule=rule, items=found, sizes=sizes, empty=empty)
+    query = {
+        k: v
+        for k, v in {"rule": rule, "harm": harm, "analyzer": analyzer, "since": since, "until": until, "q": q}.items()
+        if v
+    }
+    return page(
+        "queue.html",
+        me=me,
+        name=name,
+        rule=rule,
+        filters=query,
+        items=found[:PAGE_SIZE],
+        more=len(found) > PAGE_SIZE,
+        page_no=page_no,
+        sizes=sizes,
+        empty=empty,
+        done=done,
+        harm_types=list(HarmType),
+        sla_h=me.services.settings.review_sla_h,
+        now=utcnow(),
+    )
+
+
+def _filters(rule: str | None, harm: str, analyzer: str, since: str, until: str, q: str) -> reviews.QueueFilter:
+    """The queue page's query parameters as a filter; a malformed one is refused by name."""
+    try:
+        return reviews.QueueFilter(
+            rule=rule or None,
+            harm_type=HarmType(harm) if harm else None,
+            analyzer=analyzer or None,
+            since=datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None,
+            until=datetime.fromisoformat(until).replace(tzinfo=UTC) + timedelta(days=1) if until else None,
+            search=q[:200],
+        )
+    except ValueError as exc:
+        raise Refused(400, "筛选条件无效：日期写作 2026-12-01，危害类型从列表中选。") from exc
+
+
+def bulk_decide(
+    me: SignedIn,
+    name: str,
+    job: Annotated[list[uuid.UUID], Form()],
+    decision: Annotated[str, Form()],
+    csrf: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "",
+) -> Response:
+    """The same decision for the items ticked in a queue: each claimed, decided, audited and called back on
+    its own (``reviews.decide_many``); an item someone else holds is left out."""
+    me.check_csrf(csrf)
+    if decision not in ("confirm", "overturn", "escalate"):
+        raise Refused(400, "请选择要做的决定。")
+    if decision != "confirm" and not reason.strip():
+        raise Refused(400, "推翻或升级需要填写理由。")
+    try:
+        chosen = ModerationAction(action) if decision == "overturn" else None
+    except ValueError as exc:
+        raise Refused(400, "推翻需要选择正确的处置。") from exc
+    with me.services.sessions() as session:
+        outcome = reviews.decide_many(
+            session, job[:PAGE_SIZE], me.user, decision, reason=reason.strip() or "确认原处置", action=chosen
+        )
+        session.commit()
+    decided = sum(1 for text in outcome.values() if not text.startswith("skipped"))
+    return RedirectResponse(f"/review/queue/{name}?done={decided}", status_code=303)
 
 
 def claim_next(
@@ -122,3 +216,4 @@ def add_routes(router: APIRouter) -> None:
     router.post("/logout")(logout)
     router.get("/queue/{name}")(queue_page)
     router.post("/queue/{name}/next")(claim_next)
+    router.post("/queue/{name}/bulk")(bulk_decide)

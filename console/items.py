@@ -4,6 +4,7 @@ image to a fingerprint bank. The image is served only here, to a signed-in revie
 
 from __future__ import annotations
 
+import io
 import uuid
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -16,6 +17,7 @@ from console.web import Refused, Reviewer, SignedIn, page
 from jobs import store
 from memeguard.blobs import BlobNotFound, BlobUnavailable
 from memeguard.db import Role
+from memeguard.imaging import decode_frames
 from memeguard.schemas import HarmType, Intent, ModerationAction
 from review import reviews, wellness
 from review import views as review_views
@@ -74,6 +76,34 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
             "Content-Disposition": "inline",
         },
     )
+
+
+THUMB_SIDE = 96
+
+
+def item_thumb(me: SignedIn, job_id: uuid.UUID) -> Response:
+    """A small copy of the item's image for the queue list (first frame, at most ``THUMB_SIDE`` px), served
+    as the image is: to a signed-in reviewer of its tenant, never cached by anyone else."""
+    with me.services.sessions() as session:
+        job = reviews.owned_job(session, job_id, me.user)
+    if not job.image_sha256:
+        raise Refused(404, "这条内容没有图片。")
+    try:
+        data = me.services.blobs.get(job.image_sha256)
+    except BlobNotFound as exc:
+        raise Refused(404, "图片已不在存储中。") from exc
+    except BlobUnavailable as exc:
+        raise Refused(503, "图片存储暂时不可用，请稍后重试。") from exc
+    return Response(_thumbnail(data), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+def _thumbnail(data: bytes) -> bytes:
+    """The first frame scaled down, as JPEG (EXIF orientation applied, as everywhere else)."""
+    frame = decode_frames(data, 1)[0]
+    frame.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    out = io.BytesIO()
+    frame.convert("RGB").save(out, "JPEG", quality=80)
+    return out.getvalue()
 
 
 def claim_item(
@@ -171,6 +201,7 @@ def add_routes(router: APIRouter) -> None:
     """Register this module's pages on the console's router (built by ``console.app.install``)."""
     router.get("/item/{job_id}")(item_page)
     router.get("/item/{job_id}/image")(item_image)
+    router.get("/item/{job_id}/thumb")(item_thumb)
     router.post("/item/{job_id}/claim")(claim_item)
     router.post("/item/{job_id}/decide")(decide_item)
     router.post("/item/{job_id}/bank")(add_to_bank)

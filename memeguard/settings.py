@@ -187,6 +187,9 @@ class Settings(BaseSettings):
         default=None, description="signs review console sessions; unset = console off"
     )
     console_secure_cookies: bool = Field(default=True, description="session cookie only over HTTPS")
+    review_sla_h: float = Field(
+        default=24.0, gt=0, description="hours within which a queued review item should be decided (the console's SLA)"
+    )
     review_qa_share: float = Field(
         default=0.02, ge=0, le=1, description="share of automatic allow/block decisions sampled for QA review"
     )

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from jobs import callbacks, store
-from memeguard.db import ActionRow, Appeal, Job, ReviewClaim, ReviewRow, Role, VerdictRow, utcnow
+from memeguard.db import ActionRow, Appeal, Job, JobFingerprint, ReviewClaim, ReviewRow, Role, VerdictRow, utcnow
 from memeguard.schemas import HarmType, ModerationAction
 from review.users import UserRecord
 
@@ -61,7 +62,29 @@ class QueueItem:
     confidence: float
     rule_id: str
     created_at: datetime
+    content_id: str
+    analyzer: str
+    has_image: bool
     claimed_by: str | None
+
+    def sla(self, hours: float, now: datetime | None = None) -> str:
+        """ok, near (three quarters of the SLA gone) or late: how urgent the item is by its age."""
+        age_h = ((now or utcnow()) - self.created_at).total_seconds() / 3600
+        return "late" if age_h > hours else "near" if age_h > 0.75 * hours else "ok"
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What a reviewer narrows a queue to: the policy rule that fired, the harm type, the analyzer, a date
+    range (submitted on or after ``since``, before ``until``), and a search — a job id, an image's sha256 or
+    PDQ hash (64 hex digits), or the start of a content id."""
+
+    rule: str | None = None
+    harm_type: HarmType | None = None
+    analyzer: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str = ""
 
 
 def queue(
@@ -70,16 +93,44 @@ def queue(
     name: str,
     *,
     rule: str | None = None,
+    filters: QueueFilter | None = None,
     limit: int = 50,
+    offset: int = 0,
     qa_share: float = 0.02,
     now: datetime | None = None,
 ) -> list[QueueItem]:
     """Items waiting in a queue for this reviewer's tenants: most severe harm first, then oldest first,
-    sorted and cut in the database (a queue of 10k items reads 50 rows)."""
-    query = _queue_query(user, name, rule, qa_share).add_columns(_live_claimant(now or utcnow()))
+    sorted and cut in the database (a queue of 10k items reads 50 rows); ``offset`` pages through it."""
+    wanted = filters or QueueFilter(rule=rule)
+    query = _narrow(_queue_query(user, name, wanted.rule, qa_share), wanted)
+    query = query.add_columns(_live_claimant(now or utcnow()))
     severity = sa.case({h.value: s for h, s in SEVERITY.items()}, value=sa.cast(VerdictRow.harm_type, sa.String))
-    query = query.order_by(severity.desc(), Job.created_at, Job.id).limit(limit)
+    query = query.order_by(severity.desc(), Job.created_at, Job.id).limit(limit).offset(max(0, offset))
     return [QueueItem(*row) for row in session.execute(query)]
+
+
+def _narrow(query: Any, wanted: QueueFilter) -> Any:
+    if wanted.harm_type is not None:
+        query = query.where(VerdictRow.harm_type == wanted.harm_type)
+    if wanted.analyzer:
+        query = query.where(VerdictRow.analyzer == wanted.analyzer)
+    if wanted.since is not None:
+        query = query.where(Job.created_at >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(Job.created_at < wanted.until)
+    return query.where(_search(wanted.search.strip())) if wanted.search.strip() else query
+
+
+def _search(text: str) -> Any:
+    """A job id, an image hash (sha256 of the bytes, or the PDQ hash), or the start of a content id."""
+    try:
+        return Job.id == uuid.UUID(text)
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        pdq = sa.select(JobFingerprint.job_id).where(JobFingerprint.signals["pdq"].as_string() == text.lower())
+        return sa.or_(Job.image_sha256 == text.lower(), Job.id.in_(pdq))
+    return Job.content_id.startswith(text, autoescape=True)
 
 
 def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, int]:
@@ -136,7 +187,16 @@ def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float)
     current = sa.select(later.action).where(later.job_id == Job.id).order_by(later.id.desc()).limit(1).scalar_subquery()
     query = (
         sa.select(
-            Job.id, Job.tenant, current, VerdictRow.harm_type, VerdictRow.confidence, ActionRow.rule_id, Job.created_at
+            Job.id,
+            Job.tenant,
+            current,
+            VerdictRow.harm_type,
+            VerdictRow.confidence,
+            ActionRow.rule_id,
+            Job.created_at,
+            Job.content_id,
+            VerdictRow.analyzer,
+            Job.image_sha256.is_not(None),
         )
         .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
         .join(VerdictRow, VerdictRow.job_id == Job.id)

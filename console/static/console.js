@@ -23,7 +23,14 @@
     var id = event.target && event.target.id;
     if (id === "reveal" || id === "meme") { reveal(); }
   });
+  function help() {
+    var panel = document.getElementById("shortcuts");
+    if (!panel) { return false; }
+    panel.hidden = !panel.hidden;
+    return true;
+  }
   var keys = {
+    "?": help,
     v: reveal,
     k: function () { return submit("claim-form"); },
     c: function () { return submit("confirm-form"); },

@@ -199,3 +199,9 @@ def test_the_decision_panel_is_above_the_fold_at_1366_by_900(
         box = page.locator(form).bounding_box()
         assert box is not None and box["y"] + box["height"] <= 900, (form, box)
     page.screenshot(path=str(SCREENSHOTS / "item-1366x900.png"))
+    assert not page.is_visible("#shortcuts")
+    page.keyboard.press("?")  # every shortcut, on any page
+    assert page.is_visible("#shortcuts") and "领取下一条" in page.inner_text("#shortcuts")
+    page.goto("/review/queue/tagged")
+    assert page.eval_on_selector("img.thumb", "img => img.naturalWidth") > 0  # thumbnails reach the browser
+    page.screenshot(path=str(SCREENSHOTS / "queue-1366x900.png"))
