@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, load_settings
+from composition.cli.common import EXIT_REJECTED, load_settings, progress
 
 
 def analyze(
@@ -82,7 +82,7 @@ def demo(
     samples_dir.mkdir(parents=True, exist_ok=True)
     run = time.strftime("%Y%m%d%H%M%S")
     rows = []
-    for sample in DEMO_MEMES:
+    for sample in progress(DEMO_MEMES, "analysing the sample memes"):
         data = sample.image()
         (samples_dir / f"{sample.content_id}.png").write_bytes(data)
         ref = runtime.producer.submit(

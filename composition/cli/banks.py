@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from banks import store as banks
 from banks.signals import SIGNAL_TYPES
 from banks.store import BankError, NewHash
-from composition.cli.common import EXIT_REJECTED, open_session
+from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, progress, table
 from memeguard.db import BankKind
 
 banks_app = typer.Typer(no_args_is_help=True, help="Hash banks: known memes, templates, allow-lists.")
@@ -76,15 +76,23 @@ def create(
 
 
 @banks_app.command("list")
-def list_() -> None:
+def list_(as_json: JsonOpt = False) -> None:
+    """Every bank with its kind, label, live hash count, state, rollout ratio and distance per hash type."""
     with open_session() as session:
-        rows = banks.list_banks(session)
-    for bank, count in rows:
-        state = "on" if bank.enabled else "off"
-        typer.echo(
-            f"{bank.name:<24}{bank.kind.value:<10}{bank.label:<18}{count:>8} hashes  {state} "
-            f"ratio={bank.enabled_ratio:g} " + " ".join(f"{t}<={d}" for t, d in bank.distances.items())
-        )
+        found = banks.list_banks(session)
+    rows = [
+        {
+            "name": bank.name,
+            "kind": bank.kind.value,
+            "label": bank.label,
+            "hashes": count,
+            "enabled": bank.enabled,
+            "ratio": bank.enabled_ratio,
+            "distances": " ".join(f"{t}<={d}" for t, d in bank.distances.items()),
+        }
+        for bank, count in found
+    ]
+    table(rows, as_json, "banks")
 
 
 @banks_app.command("set")
@@ -117,7 +125,7 @@ def add(
     from memeguard.imaging import decode_frames
 
     new = []
-    for path in images:
+    for path in progress(images, "hashing"):
         frames = hash_frames(decode_frames(path.read_bytes(), Vpdq.MAX_FRAMES))
         new.append(NewHash(compute(frames), frames[0].quality, note or path.name))
     ids = _run(lambda s: banks.add_hashes(s, name, new, actor=_actor(actor), source="cli"))
@@ -133,6 +141,7 @@ def add_job(name: str, job_id: uuid.UUID, note: str = "", actor: ActorOpt = None
 
 @banks_app.command("remove")
 def remove(name: str, ids: list[int], actor: ActorOpt = None) -> None:
+    """Remove hashes by id (soft: workers drop them at their next refresh); audited."""
     count = _run(lambda s: banks.remove_hashes(s, name, ids, actor=_actor(actor)))
     typer.echo(f"removed {count} hashes from {name}")
 

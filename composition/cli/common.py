@@ -4,9 +4,9 @@ way a command opens a database session, and JSON output. The command modules imp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from memeguard.db import make_engine, make_sessions
 from memeguard.settings import Settings
 
+T = TypeVar("T")
+JsonOpt = Annotated[bool, typer.Option("--json", help="the rows as a JSON array")]
 EXIT_REJECTED = 2  # a refused command: bad input or a refused change, said on stderr
 
 
@@ -42,3 +44,29 @@ def open_session() -> Iterator[Session]:
 def emit(data: Any) -> None:
     """Print a command's result as indented JSON (Chinese left readable)."""
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def progress(items: Sequence[T], description: str) -> Iterator[T]:
+    """Iterate with a progress bar on stderr (rich), drawn only on a terminal: stdout stays the command's
+    output, and logs and pipes get no control characters."""
+    from rich.console import Console
+    from rich.progress import track
+
+    console = Console(stderr=True)
+    yield from track(items, description=description, console=console, transient=True, disable=not console.is_terminal)
+
+
+def table(rows: list[dict[str, Any]], as_json: bool, title: str = "") -> None:
+    """A list command's output: a rich table on stdout, or with ``--json`` the rows as a JSON array."""
+    if as_json:
+        emit(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = Table(title=title or None)
+    for column in rows[0] if rows else ["(none)"]:
+        shown.add_column(column)
+    for row in rows:
+        shown.add_row(*("" if value is None else str(value) for value in row.values()))
+    Console(width=200).print(shown)

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, open_session
+from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, table
 from memeguard.db import Role
 from review import users
 
@@ -34,6 +34,7 @@ def add(
     password_stdin: bool = False,
     actor: str | None = None,
 ) -> None:
+    """Add a console account (argon2id; at least 12 characters; prompted, or read from stdin)."""
     password = _password(password_stdin)
     with open_session() as session:
         try:
@@ -48,15 +49,26 @@ def add(
 
 
 @users_app.command("list")
-def list_() -> None:
+def list_(as_json: JsonOpt = False) -> None:
+    """Every console account: role, state (active, disabled, locked until a time), tenants, last login."""
     with open_session() as session:
-        rows = users.list_users(session)
-    for user in rows:
-        typer.echo(f"{user.username:<24}{user.role.value:<10}{user.state():<34}{','.join(user.tenants)}")
+        found = users.list_users(session)
+    rows = [
+        {
+            "username": user.username,
+            "role": user.role.value,
+            "state": user.state(),
+            "tenants": ",".join(user.tenants),
+            "last_login": user.last_login_at.isoformat(timespec="minutes") if user.last_login_at else None,
+        }
+        for user in found
+    ]
+    table(rows, as_json, "users")
 
 
 @users_app.command("disable")
 def disable(username: str, actor: str | None = None) -> None:
+    """Disable an account (its sessions stop working at once); audited."""
     with open_session() as session:
         try:
             users.disable_user(session, username, actor=actor or f"cli:{getpass.getuser()}")

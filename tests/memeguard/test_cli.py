@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -446,3 +447,20 @@ def _lock(data_dir: Path, username: str) -> None:
     with sessions.begin() as session:
         for _ in range(users.LOCK_AFTER):
             users.authenticate(session, username, "not the password at all")
+
+
+def test_every_command_has_help_text() -> None:
+    """``memeguard … --help`` says what each command does (their docstrings)."""
+    import typer.main
+
+    from composition.cli import app
+
+    def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, (*path, name))
+        else:
+            yield " ".join(path), command
+
+    silent = [path for path, command in walk(typer.main.get_command(app)) if not (command.help or "").strip()]
+    assert silent == []
