@@ -171,3 +171,16 @@ def record(row: User) -> UserRecord:
         row.locked_until,
         row.shield_images is not False,
     )
+
+
+def update_user(session: Session, username: str, *, role: Role, tenants: list[str], actor: str) -> UserRecord:
+    """Change an account's role and tenants (before and after audited); the reserved trial tenant refused."""
+    if TRIAL_TENANT in tenants:
+        raise UserError(f"tenant {TRIAL_TENANT!r} is reserved for the console's try-it page")
+    row = _row(session, username)
+    before = {"role": row.role.value, "tenants": list(row.tenants)}
+    row.role, row.tenants = role, sorted({t.strip() for t in tenants if t.strip()})
+    session.flush()
+    after = {"role": role.value, "tenants": row.tenants}
+    store.audit(session, "user.updated", actor=actor, detail={"user": username, "before": before, "after": after})
+    return record(row)
