@@ -30,7 +30,7 @@ from banks.signals import (
     validate_signals,
 )
 from jobs import store
-from memeguard.db import Bank, BankHash, BankKind, JobFingerprint, utcnow
+from memeguard.db import Bank, BankHash, BankKind, JobFingerprint, VerdictRow, utcnow
 
 BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 T = TypeVar("T")
@@ -119,7 +119,7 @@ def create_bank(
     return _bank(row)
 
 
-def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -> BankRecord:
+def configure_bank(session: Session, name: str, *, actor: str, reason: str = "", **changes: Any) -> BankRecord:
     """Change enabled, enabled_ratio (0..1, gradual rollout), label or ``distances`` (a mapping of the hash
     types to change; the others keep theirs)."""
     row = _bank_row(session, name)
@@ -135,7 +135,8 @@ def configure_bank(session: Session, name: str, *, actor: str, **changes: Any) -
         setattr(row, key, value)
     row.updated_at = utcnow()
     session.flush()
-    _audit(session, actor, "bank.configured", {"bank": name, "before": before, "after": changes})
+    detail = {"bank": name, "before": before, "after": changes} | ({"reason": reason} if reason else {})
+    _audit(session, actor, "bank.configured", detail)
     return _bank(row)
 
 
@@ -178,7 +179,7 @@ def add_hashes(
     return [r.id for r in rows]
 
 
-def remove_hashes(session: Session, name: str, ids: list[int], *, actor: str) -> int:
+def remove_hashes(session: Session, name: str, ids: list[int], *, actor: str, reason: str = "") -> int:
     """Soft-delete (``removed_at``), so every worker's incremental refresh sees the removal."""
     row = _bank_row(session, name)
     result = session.execute(
@@ -187,7 +188,8 @@ def remove_hashes(session: Session, name: str, ids: list[int], *, actor: str) ->
         .values(removed_at=utcnow())
     )
     count = int(getattr(result, "rowcount", 0) or 0)
-    _audit(session, actor, "bank.hashes_removed", {"bank": name, "count": count, "ids": ids[:100]})
+    detail = {"bank": name, "count": count, "ids": ids[:100]} | ({"reason": reason} if reason else {})
+    _audit(session, actor, "bank.hashes_removed", detail)
     return count
 
 
@@ -207,7 +209,9 @@ def list_banks(session: Session) -> list[tuple[BankRecord, int]]:
     return [(_bank(bank), int(count)) for bank, count in session.execute(query)]
 
 
-def import_csv(session: Session, name: str, text: str, *, actor: str, source: str, signal: str = "pdq") -> list[int]:
+def import_csv(
+    session: Session, name: str, text: str, *, actor: str, source: str, signal: str = "pdq", reason: str = ""
+) -> list[int]:
     """ThreatExchange-style CSV of one hash type (``value,quality[,note]``; ``pdq`` by default); a bad line
     fails the whole import with its number."""
     kind = _checked(signal_type, signal).name
@@ -219,7 +223,7 @@ def import_csv(session: Session, name: str, text: str, *, actor: str, source: st
         ]
     except csv.Error as exc:  # a stray carriage return or quote: the text is not CSV
         raise BankError(f"not CSV: {exc}") from exc
-    return add_hashes(session, name, hashes, actor=actor, source=source)
+    return add_hashes(session, name, hashes, actor=actor, source=source, reason=reason)
 
 
 def _csv_hash(number: int, fields: list[str], signal: str) -> NewHash | None:
@@ -338,3 +342,25 @@ def _bank(row: Bank) -> BankRecord:
 
 def _hash(row: BankHash) -> HashRecord:
     return HashRecord(row.id, row.bank_id, dict(row.signals), row.quality, row.note, row.source, row.removed_at)
+
+
+def recent_matches(session: Session, since: datetime) -> dict[str, int]:
+    """How many jobs each known-harmful bank decided since ``since`` (their verdicts name the bank), by name."""
+    query = (
+        sa.select(VerdictRow.analyzer_version, sa.func.count())
+        .where(VerdictRow.analyzer == "fingerprint", VerdictRow.created_at >= since)
+        .group_by(VerdictRow.analyzer_version)
+    )
+    return {str(version).removeprefix("bank:"): int(n) for version, n in session.execute(query)}
+
+
+def live_hashes(session: Session, name: str, limit: int = 100) -> list[HashRecord]:
+    """The bank's live hashes, newest first (the admin page lists them for removal)."""
+    row = _bank_row(session, name)
+    query = (
+        sa.select(BankHash)
+        .where(BankHash.bank_id == row.id, BankHash.removed_at.is_(None))
+        .order_by(BankHash.id.desc())
+        .limit(limit)
+    )
+    return [_hash(h) for h in session.scalars(query)]

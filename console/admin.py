@@ -1,18 +1,24 @@
-"""Admin pages: people (add, disable, unlock, change role and tenants). Admins only; every change audited
-and CSRF-checked, as the CLI's ``memeguard users`` does the same."""
+"""Admin and lead pages: people (admins: add, disable, unlock, change role and tenants) and hash banks
+(seniors and admins: state, rollout ratio, hash counts, recent matches, removal and CSV import with a reason
+and a confirmation, CSV export). Every change audited and CSRF-checked, as the CLI does the same."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Form
+from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from banks import store as banks
+from banks.signals import SIGNAL_TYPES
 from console.web import Refused, Reviewer, SignedIn, page
-from memeguard.db import Role
+from memeguard.db import BankKind, Role, utcnow
 from review import users
+
+MAX_CSV_BYTES = 10_000_000
 
 
 def _admin(me: Reviewer) -> None:
@@ -102,3 +108,131 @@ def add_routes(router: APIRouter) -> None:
     router.post("/admin/users/{username}")(update_user)
     router.post("/admin/users/{username}/disable")(disable_user)
     router.post("/admin/users/{username}/unlock")(unlock_user)
+    add_bank_routes(router)
+
+
+def banks_page(me: SignedIn, done: str = "") -> Response:
+    """Every bank: kind, label, live hashes, state, rollout ratio, distances, jobs it decided this week."""
+    _lead(me)
+    with me.services.sessions() as session:
+        found = banks.list_banks(session)
+        matches = banks.recent_matches(session, utcnow() - timedelta(days=7))
+    return page(
+        "banks.html", me=me, banks=found, matches=matches, kinds=list(BankKind), signals=list(SIGNAL_TYPES), done=done
+    )
+
+
+def bank_page(me: SignedIn, name: str) -> Response:
+    _lead(me)
+    with me.services.sessions() as session:
+        try:
+            hashes = banks.live_hashes(session, name)
+        except banks.BankError as exc:
+            raise Refused(404, "没有这个指纹库。") from exc
+    return page("bank.html", me=me, name=name, hashes=hashes, signals=list(SIGNAL_TYPES))
+
+
+def configure_bank(
+    me: SignedIn,
+    name: str,
+    ratio: Annotated[float, Form(ge=0.0, le=1.0)],
+    enabled: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Enable or disable a bank and set its rollout ratio, with a reason kept in the audit log."""
+    _reasoned(reason)
+    return _bank_change(
+        me,
+        csrf,
+        lambda s: banks.configure_bank(
+            s, name, actor=_actor(me), reason=reason.strip(), enabled=enabled == "on", enabled_ratio=ratio
+        ),
+    )
+
+
+def remove_hashes(
+    me: SignedIn,
+    name: str,
+    ids: Annotated[list[int], Form()],
+    reason: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Remove hashes: a reason and an explicit confirmation (workers stop matching them within a refresh)."""
+    _reasoned(reason, confirm)
+    return _bank_change(
+        me, csrf, lambda s: banks.remove_hashes(s, name, ids, actor=_actor(me), reason=reason.strip()), name
+    )
+
+
+async def import_csv(
+    me: SignedIn,
+    name: str,
+    file: Annotated[UploadFile, File()],
+    signal: Annotated[str, Form()] = "pdq",
+    reason: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """A CSV file of one hash type into the bank (one bad line rejects the file), with a reason."""
+    _reasoned(reason, confirm)
+    try:
+        text = (await file.read(MAX_CSV_BYTES + 1)).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(400, "CSV 文件须为 UTF-8 编码。") from exc
+    if len(text.encode()) > MAX_CSV_BYTES:
+        raise Refused(413, "CSV 文件过大。")
+    source = f"console:{file.filename or 'upload.csv'}"
+    return _bank_change(
+        me,
+        csrf,
+        lambda s: banks.import_csv(
+            s, name, text, actor=_actor(me), source=source, signal=signal, reason=reason.strip()
+        ),
+        name,
+    )
+
+
+def export_csv(me: SignedIn, name: str, signal: str = "pdq") -> Response:
+    _lead(me)
+    with me.services.sessions() as session:
+        try:
+            text = banks.export_csv(session, name, signal)
+        except banks.BankError as exc:
+            raise Refused(404, "没有这个指纹库或哈希类型。") from exc
+    disposition = f'attachment; filename="{name}-{signal}.csv"'
+    return Response(text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition})
+
+
+def _bank_change(me: SignedIn, csrf: str, change: Callable[[Session], object], name: str = "") -> Response:
+    me.check_csrf(csrf)
+    _lead(me)
+    with me.services.sessions() as session:
+        try:
+            change(session)
+        except banks.BankError as exc:
+            raise Refused(400, f"未能完成：{exc}") from exc
+        session.commit()
+    return RedirectResponse(f"/review/admin/banks/{name}" if name else "/review/admin/banks?done=1", status_code=303)
+
+
+def _lead(me: Reviewer) -> None:
+    if me.user.role is Role.REVIEWER:
+        raise Refused(403, "只有资深审核员和管理员可以管理指纹库。")
+
+
+def _reasoned(reason: str, confirm: str = "yes") -> None:
+    if not reason.strip():
+        raise Refused(400, "指纹库的改动需要填写理由（记入审计日志）。")
+    if confirm != "yes":
+        raise Refused(400, "请勾选确认：这会改变之后所有相同图片的处理。")
+
+
+def add_bank_routes(router: APIRouter) -> None:
+    router.get("/admin/banks")(banks_page)
+    router.get("/admin/banks/{name}")(bank_page)
+    router.post("/admin/banks/{name}")(configure_bank)
+    router.post("/admin/banks/{name}/remove")(remove_hashes)
+    router.post("/admin/banks/{name}/import")(import_csv)
+    router.get("/admin/banks/{name}/export")(export_csv)

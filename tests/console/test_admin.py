@@ -59,3 +59,37 @@ def test_only_admins_manage_accounts(client: TestClient) -> None:
     token = csrf_of(client)
     assert client.post("/review/admin/users/sam/disable", data={"csrf": token}).status_code == 403
     assert client.post("/review/admin/users/sam", data={"role": "admin", "tenants": ""}).status_code == 403
+
+
+def test_leads_curate_banks_from_a_page_with_reasons(client: TestClient, runtime: Runtime) -> None:
+    from banks import store as banks
+    from memeguard.db import BankKind
+
+    with runtime.sessions() as session:
+        banks.create_bank(session, "bad-gifs", BankKind.HARMFUL, "sexual_innuendo", actor="t")
+        session.commit()
+    login(client)
+    assert client.get("/review/admin/banks").status_code == 403  # reviewers do not curate banks
+    senior = TestClient(client.app, follow_redirects=False)
+    login(senior, "sam")
+    listing = senior.get("/review/admin/banks").text
+    assert "bad-gifs" in listing and "vpdq≤31" in listing
+    token = csrf_of(senior, "/review/admin/banks")
+    csv = ("hash\n" + "a" * 64 + ",90,first\n").encode()
+    upload = {"file": ("bank.csv", csv, "text/csv")}
+    refused = senior.post("/review/admin/banks/bad-gifs/import", data={"csrf": token, "signal": "pdq"}, files=upload)
+    assert refused.status_code == 400 and "理由" in refused.text  # no reason, no import
+    form = {"csrf": token, "signal": "pdq", "reason": "ThreatExchange 共享", "confirm": "yes"}
+    assert senior.post("/review/admin/banks/bad-gifs/import", data=form, files=upload).status_code == 303
+    exported = senior.get("/review/admin/banks/bad-gifs/export?signal=pdq")
+    assert exported.text == "a" * 64 + ",90,first\n" and "attachment" in exported.headers["content-disposition"]
+    [added] = banks.live_hashes(runtime.sessions(), "bad-gifs")
+    configured = {"csrf": token, "ratio": "0.5", "enabled": "on", "reason": "灰度一半"}
+    assert senior.post("/review/admin/banks/bad-gifs", data=configured).status_code == 303
+    removed = {"csrf": token, "ids": [str(added.id)], "reason": "误收", "confirm": "yes"}
+    assert senior.post("/review/admin/banks/bad-gifs/remove", data=removed).status_code == 303
+    with runtime.sessions() as session:
+        [(bank, count)] = banks.list_banks(session)
+        reasons = list(session.scalars(sa.select(AuditEntry.detail).where(AuditEntry.event.like("bank.%"))))
+    assert (bank.enabled_ratio, count) == (0.5, 0)
+    assert {d.get("reason") for d in reasons} >= {"ThreatExchange 共享", "灰度一半", "误收"}
