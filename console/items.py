@@ -140,7 +140,18 @@ def decide_item(
         outcome = reviews.decide_many(session, others, me.user, decision, **choice)
         session.commit()
     decided = sum(1 for text in outcome.values() if not text.startswith("skipped"))
-    return RedirectResponse(_item_url(job_id, q, done=decision, n=decided), status_code=303)
+    following = _next_item(me, q) if me.user.auto_next else None
+    return RedirectResponse(_item_url(following or job_id, q, done=decision, n=decided), status_code=303)
+
+
+def _next_item(me: SignedIn, queue: str) -> uuid.UUID | None:
+    """The reviewer's setting "open the next item after a decision": claim the queue's next free item."""
+    if queue not in reviews.QUEUES:
+        return None
+    with me.services.sessions() as session:
+        following = reviews.claim_next(session, me.user, queue, qa_share=me.qa_share)
+        session.commit()
+    return following
 
 
 def _decision(decision: str, reason: str, action: str, harm_type: str, intent: str) -> dict[str, Any]:

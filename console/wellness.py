@@ -17,10 +17,15 @@ def my_settings(me: SignedIn, saved: int = 0) -> Response:
     return page("me.html", me=me, saved=saved)
 
 
-def set_shield(me: SignedIn, csrf: Annotated[str, Form()] = "", shield: Annotated[str, Form()] = "") -> Response:
+def set_preferences(
+    me: SignedIn,
+    csrf: Annotated[str, Form()] = "",
+    shield: Annotated[str, Form()] = "",
+    auto_next: Annotated[str, Form()] = "",
+) -> Response:
     me.check_csrf(csrf)
     with me.services.sessions() as session:
-        wellness.set_shield(session, me.user, shield == "on")
+        wellness.set_preferences(session, me.user, shield_images=shield == "on", auto_next=auto_next == "on")
         session.commit()
     return RedirectResponse("/review/me?saved=1", status_code=303)
 
@@ -47,6 +52,6 @@ def exposure_page(me: SignedIn) -> Response:
 def add_routes(router: APIRouter) -> None:
     """Register this module's pages on the console's router (built by ``console.app.install``)."""
     router.get("/me")(my_settings)
-    router.post("/me/shield")(set_shield)
+    router.post("/me")(set_preferences)
     router.post("/queue/{name}/break")(take_break)
     router.get("/admin/exposure")(exposure_page)

@@ -230,6 +230,7 @@ class User(Base):
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")  # consecutive, reset on success
     locked_until: Mapped[datetime | None]
     shield_images: Mapped[bool] = mapped_column(default=True, server_default=sa.true())  # blur harmful images
+    auto_next: Mapped[bool] = mapped_column(default=False, server_default=sa.false())  # open the next after deciding
 
 
 class Exposure(Base):

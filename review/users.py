@@ -53,7 +53,8 @@ class UserRecord:
     disabled: bool
     last_login_at: datetime | None
     locked_until: datetime | None = None  # too many wrong passwords: refused until then (``unlock_user``)
-    shield_images: bool = True  # harmful images open blurred (``review.wellness.set_shield``)
+    shield_images: bool = True  # harmful images open blurred (``review.wellness.set_preferences``)
+    auto_next: bool = False  # after a decision the console opens the queue's next item
 
     def state(self, now: datetime | None = None) -> str:
         """disabled, locked (until a time) or active — what ``users list`` and the admin pages show."""
@@ -170,6 +171,7 @@ def record(row: User) -> UserRecord:
         row.last_login_at,
         row.locked_until,
         row.shield_images is not False,
+        row.auto_next is True,
     )
 
 

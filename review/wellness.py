@@ -50,10 +50,12 @@ def exposures(session: Session, days: int = 14, now: datetime | None = None) -> 
     return [ExposureDay(e.username, e.day, e.images, e.harmful) for e in session.scalars(query)]
 
 
-def set_shield(session: Session, user: UserRecord, on: bool) -> None:
-    """The reviewer's own choice: harmful images blurred until revealed (on, the default) or shown as is."""
-    session.execute(sa.update(User).where(User.id == user.id).values(shield_images=on))
-    store.audit(session, "user.shield_images", actor=f"reviewer:{user.username}", detail={"on": on})
+def set_preferences(session: Session, user: UserRecord, *, shield_images: bool, auto_next: bool) -> None:
+    """The reviewer's own choices: harmful images blurred until revealed (on by default) or shown as is, and
+    whether the queue's next item opens by itself after a decision (off by default)."""
+    chosen = {"shield_images": shield_images, "auto_next": auto_next}
+    session.execute(sa.update(User).where(User.id == user.id).values(**chosen))
+    store.audit(session, "user.preferences", actor=f"reviewer:{user.username}", detail=chosen)
 
 
 def take_break(session: Session, user: UserRecord, queue: str) -> int:

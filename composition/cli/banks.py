@@ -9,7 +9,7 @@ import getpass
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy.orm import Session
@@ -102,12 +102,13 @@ def set_(
     ratio: Annotated[float | None, typer.Option(help="share of items the bank applies to")] = None,
     distance: DistanceOpt = None,
     label: str | None = None,
+    reason: Annotated[str, typer.Option(help="why (kept in the audit log)")] = "",
     actor: ActorOpt = None,
 ) -> None:
     """Configure a bank (takes effect on every worker within MEMEGUARD_BANK_REFRESH_S)."""
     given = {"enabled": enabled, "enabled_ratio": ratio, "distances": _distances(distance) or None, "label": label}
-    changes = {k: v for k, v in given.items() if v is not None}
-    bank = _run(lambda s: banks.configure_bank(s, name, actor=_actor(actor), **changes))
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    bank = _run(lambda s: banks.configure_bank(s, name, actor=_actor(actor), reason=reason, **changes))
     typer.echo(f"bank {bank.name}: enabled={bank.enabled} ratio={bank.enabled_ratio:g}")
 
 

@@ -24,10 +24,10 @@ def test_harmful_images_open_blurred_until_the_reviewer_turns_it_off(
         and 'id="reveal"' in client.get(f"/review/item/{mine}").text
     )
     assert "shielded" not in client.get(f"/review/item/{harmless}").text  # nothing to protect from
-    saved = client.post("/review/me/shield", data={"csrf": csrf_of(client, "/review/me")})  # unchecked: off
+    saved = client.post("/review/me", data={"csrf": csrf_of(client, "/review/me")})  # unchecked: off
     assert saved.status_code == 303
     assert "shielded" not in client.get(f"/review/item/{mine}").text
-    client.post("/review/me/shield", data={"csrf": csrf_of(client, "/review/me"), "shield": "on"})
+    client.post("/review/me", data={"csrf": csrf_of(client, "/review/me"), "shield": "on"})
     assert 'class="meme shielded"' in client.get(f"/review/item/{mine}").text
 
 
@@ -55,3 +55,17 @@ def test_admins_see_each_reviewers_daily_exposure(
     login(admin, "ada")
     table = admin.get("/review/admin/exposure").text.split('id="exposure"')[1]
     assert "<td>ann</td><td>3</td><td>2</td>" in table  # three images opened, two of them harmful
+
+
+def test_with_the_setting_on_the_next_item_opens_after_a_decision(
+    client: TestClient, runtime: Runtime, mine: uuid.UUID
+) -> None:
+    following = add_item(runtime, "tenant-a", "following")
+    login(client)
+    form = {"csrf": csrf_of(client), "decision": "confirm"}
+    assert f"/review/item/{mine}?" in client.post(f"/review/item/{mine}/decide", data=form).headers["location"]
+    client.post("/review/me", data={"csrf": csrf_of(client, "/review/me"), "shield": "on", "auto_next": "on"})
+    other = add_item(runtime, "tenant-a", "another")
+    decided = client.post(f"/review/item/{following}/decide", data={**form, "csrf": csrf_of(client)})
+    assert f"/review/item/{other}?" in decided.headers["location"] and "done=confirm" in decided.headers["location"]
+    assert "你已领取此条目" in client.get(decided.headers["location"]).text  # opened, and claimed for me
