@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session
 from banks import store as banks
 from banks.signals import SIGNAL_TYPES
 from console.web import Refused, Reviewer, SignedIn, page
+from jobs.replay import replay
 from memeguard.db import BankKind, Role, utcnow
+from policies import Policy, PolicyError, load_policy, parse_policy
 from review import users
 
 MAX_CSV_BYTES = 10_000_000
@@ -109,6 +111,7 @@ def add_routes(router: APIRouter) -> None:
     router.post("/admin/users/{username}/disable")(disable_user)
     router.post("/admin/users/{username}/unlock")(unlock_user)
     add_bank_routes(router)
+    add_policy_routes(router)
 
 
 def banks_page(me: SignedIn, done: str = "") -> Response:
@@ -236,3 +239,37 @@ def add_bank_routes(router: APIRouter) -> None:
     router.post("/admin/banks/{name}/remove")(remove_hashes)
     router.post("/admin/banks/{name}/import")(import_csv)
     router.get("/admin/banks/{name}/export")(export_csv)
+
+
+def policy_page(me: SignedIn) -> Response:
+    """The policy in force: name@version, default action, every rule in order with its conditions."""
+    _lead(me)
+    return page("policy.html", me=me, policy=_policy_in_force(me), report=None, days=7)
+
+
+async def policy_preview(
+    me: SignedIn,
+    file: Annotated[UploadFile, File()],
+    days: Annotated[int, Form(ge=1, le=365)] = 7,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """A candidate policy replayed over the last ``days`` days' verdicts before it ships: how many actions
+    would change, per transition and per rule, with example items. Nothing is written."""
+    me.check_csrf(csrf)
+    _lead(me)
+    try:
+        candidate = parse_policy((await file.read(MAX_CSV_BYTES)).decode("utf-8"), source=file.filename or "upload")
+    except (PolicyError, UnicodeDecodeError) as exc:
+        raise Refused(400, f"策略文件无效：{exc}") from exc
+    with me.services.sessions() as session:
+        report = replay(session, candidate, since=utcnow() - timedelta(days=days))
+    return page("policy.html", me=me, policy=_policy_in_force(me), report=report, candidate=candidate, days=days)
+
+
+def _policy_in_force(me: SignedIn) -> Policy:
+    return load_policy(me.services.settings.policy_file)
+
+
+def add_policy_routes(router: APIRouter) -> None:
+    router.get("/admin/policy")(policy_page)
+    router.post("/admin/policy")(policy_preview)

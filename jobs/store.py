@@ -457,7 +457,7 @@ class StoredDecision:
         )
 
 
-def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[StoredDecision]:
+def iter_verdicts(session: Session, batch: int = 1000, since: datetime | None = None) -> Iterator[StoredDecision]:
     """Every stored verdict with the policy's last action and the current action, for policy replay
     (read-only): a replay compares a policy with the policy's own decisions, not with reviewers'."""
     policy_action = aliased(ActionRow)
@@ -471,6 +471,7 @@ def iter_verdicts(session: Session, batch: int = 1000) -> Iterator[StoredDecisio
         .select_from(VerdictRow)
         .outerjoin(policy_action, sa.and_(policy_action.job_id == VerdictRow.job_id, policy_action.id.in_(last_policy)))
         .outerjoin(current, sa.and_(current.job_id == VerdictRow.job_id, current.id.in_(latest)))
+        .where(VerdictRow.created_at >= since if since is not None else sa.true())
         .order_by(VerdictRow.id)
         .execution_options(yield_per=batch)
     )

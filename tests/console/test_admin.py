@@ -93,3 +93,26 @@ def test_leads_curate_banks_from_a_page_with_reasons(client: TestClient, runtime
         reasons = list(session.scalars(sa.select(AuditEntry.detail).where(AuditEntry.event.like("bank.%"))))
     assert (bank.enabled_ratio, count) == (0.5, 0)
     assert {d.get("reason") for d in reasons} >= {"ThreatExchange 共享", "灰度一半", "误收"}
+
+
+STRICT = 'name: strict\nversion: "1"\ndefault: block\nrules: []\n'
+
+
+def test_leads_read_the_policy_in_force_and_preview_a_candidate(
+    client: TestClient, runtime: Runtime, mine: object
+) -> None:
+    """The rules in force, and a candidate replayed over the last days' verdicts before it ships."""
+    login(client)
+    assert client.get("/review/admin/policy").status_code == 403
+    senior = TestClient(client.app, follow_redirects=False)
+    login(senior, "sam")
+    page = senior.get("/review/admin/policy").text
+    assert "default@3" in page and "high.targeted-or-sexual" in page
+    token = csrf_of(senior, "/review/admin/policy")
+    files = {"file": ("strict.yaml", STRICT.encode(), "application/yaml")}
+    preview = senior.post("/review/admin/policy", data={"csrf": token, "days": "7"}, files=files).text
+    report = preview.split('id="report"')[1]
+    assert "strict@1：1 条判定中 1 条处置会改变" in report and f"/review/item/{mine}" in report
+    broken = {"file": ("bad.yaml", b"name: x\n", "application/yaml")}
+    refused = senior.post("/review/admin/policy", data={"csrf": token}, files=broken)
+    assert refused.status_code == 400 and "策略文件无效" in refused.text
