@@ -72,6 +72,7 @@ class Runtime:
             max_frames=self.settings.max_frames,
             fingerprinting=self.fingerprinting,
             gpu_queue=self.gpu_queue,
+            hands_off=self.settings.hands_off,
         )
 
     @cached_property

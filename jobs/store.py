@@ -222,8 +222,14 @@ def claim_job(session: Session, job_id: uuid.UUID, max_attempts: int) -> Claim:
     return claim_jobs(session, [job_id], max_attempts)[job_id]
 
 
-def claim_jobs(session: Session, job_ids: list[uuid.UUID], max_attempts: int) -> dict[uuid.UUID, Claim]:
-    """``claim_job`` for a batch in one statement; jobs it cannot claim take the slow path one by one."""
+def claim_jobs(
+    session: Session, job_ids: list[uuid.UUID], max_attempts: int, *, skip_handed_off: bool = False
+) -> dict[uuid.UUID, Claim]:
+    """``claim_job`` for a batch in one statement; jobs it cannot claim take the slow path one by one.
+
+    ``skip_handed_off``: a CPU worker of a two-queue fleet never claims a job it already handed to the GPU
+    tier. Its message can come back (Redis redelivers a message whose batch outlived the visibility timeout);
+    claiming it again would hand it off twice and take it from under the GPU worker running it."""
     now = utcnow()
     if session.get_bind().dialect.name == "postgresql":
         # Losing a claim in a database crash is harmless (the redelivery claims again), so skip the fsync.
@@ -231,6 +237,7 @@ def claim_jobs(session: Session, job_ids: list[uuid.UUID], max_attempts: int) ->
     rows = session.scalars(
         sa.update(Job)
         .where(Job.id.in_(job_ids), Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]), Job.attempts < max_attempts)
+        .where(Job.handed_off_at.is_(None) if skip_handed_off else sa.true())
         .values(status=JobStatus.RUNNING, attempts=Job.attempts + 1, started_at=now, updated_at=now)
         .returning(Job)
         .execution_options(synchronize_session=False)
@@ -238,11 +245,14 @@ def claim_jobs(session: Session, job_ids: list[uuid.UUID], max_attempts: int) ->
     claims = {row.id: Claim(_record(row), "claimed") for row in rows}
     for job_id in job_ids:
         if job_id not in claims:
-            claims[job_id] = _why_unclaimed(session, job_id)
+            claims[job_id] = _why_unclaimed(session, job_id, skip_handed_off)
     return claims
 
 
-def _why_unclaimed(session: Session, job_id: uuid.UUID) -> Claim:
+HANDED_OFF = "handed off to the GPU tier"  # an unclaimed job's reason: with the GPU tier, not this worker's
+
+
+def _why_unclaimed(session: Session, job_id: uuid.UUID, skip_handed_off: bool = False) -> Claim:
     """The slow path of a claim: say why the job cannot run, dead-lettering it (with its audit entry, in
     the same transaction) when out of attempts."""
     job = session.get(Job, job_id, with_for_update=True)
@@ -250,6 +260,8 @@ def _why_unclaimed(session: Session, job_id: uuid.UUID) -> Claim:
         return Claim(None, "missing")
     if JobStatus(job.status).is_final:
         return Claim(None, f"already {job.status}", job.tenant)
+    if skip_handed_off and job.handed_off_at is not None:
+        return Claim(None, HANDED_OFF, job.tenant)
     _fail(job, "max_attempts", f"gave up after {job.attempts} attempts (worker lost or crashed)")
     audit(session, "job.failed", actor="worker", tenant=job.tenant, job_id=job_id, detail={"code": "max_attempts"})
     return Claim(None, "max_attempts", job.tenant)

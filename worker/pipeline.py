@@ -68,6 +68,7 @@ class Deps:
     max_frames: int
     fingerprinting: Fingerprinting | None = None
     gpu_queue: JobQueue | None = None  # where a CPU cascade worker hands the items it is unsure of
+    hands_off: bool = False  # this worker hands items off (a CPU worker of a two-queue fleet), never takes them back
 
 
 def _ms(started: float) -> float:
@@ -191,14 +192,14 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
     if deps.fingerprinting is not None:
         deps.fingerprinting.matcher.maybe_refresh()
     with deps.sessions() as session:
-        claims = store.claim_jobs(session, unique, deps.max_attempts)
+        claims = store.claim_jobs(session, unique, deps.max_attempts, skip_handed_off=deps.hands_off)
         session.commit()
     outcomes: dict[uuid.UUID, Outcome] = {}
     prepared: list[tuple[store.JobRecord, Prepared]] = []
     for job_id in unique:
         claim = claims[job_id]
         if claim.job is None:
-            outcomes[job_id] = _unclaimed(job_id, claim.reason, claim.tenant)
+            outcomes[job_id] = _unclaimed(job_id, claim.reason, claim.tenant, deps)
             continue
         with job_context(job_id):
             ready = _guarded(claim.job, deps, partial(_prepare, claim.job, deps))
@@ -317,13 +318,27 @@ def _guarded(job: store.JobRecord, deps: Deps, step: Callable[[], T]) -> T | Out
         )
 
 
-def _unclaimed(job_id: uuid.UUID, reason: str, tenant: str | None) -> Outcome:
+def _unclaimed(job_id: uuid.UUID, reason: str, tenant: str | None, deps: Deps) -> Outcome:
+    if reason == store.HANDED_OFF and deps.gpu_queue is not None:
+        return _hand_on(job_id, deps.gpu_queue)
     if reason == "max_attempts":
         metrics.JOBS.labels("failed", tenant or "unknown").inc()
         log.error("job dead-lettered after max attempts")
         return Outcome(job_id, "failed", reason)
     log.info("job not run: %s", reason)
     return Outcome(job_id, "skipped", reason)
+
+
+def _hand_on(job_id: uuid.UUID, gpu_queue: JobQueue) -> Outcome:
+    """A CPU queue message of a job already with the GPU tier (redelivered: the worker died before acking,
+    or its batch outlived the visibility timeout): publish it to the GPU queue again, unread and untouched —
+    not claimed, so a GPU worker running it keeps it; a duplicate GPU message is settled by the claim and
+    the one-verdict constraint. Recovers a lost hand-off publish at once, not only at the sweeper's pass."""
+    try:
+        gpu_queue.enqueue_many([job_id])
+    except QueueUnavailable as exc:
+        log.warning("hand-off not published again (the sweeper will): %s", exc)
+    return Outcome(job_id, "handed_off", gpu_queue.name)
 
 
 def _prepare(job: store.JobRecord, deps: Deps) -> Prepared:

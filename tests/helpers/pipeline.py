@@ -50,4 +50,5 @@ def cpu_deps(
         max_attempts=3,
         max_frames=4,
         gpu_queue=gpu,
+        hands_off=gpu is not None,
     )

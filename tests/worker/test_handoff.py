@@ -94,7 +94,8 @@ def test_a_handed_off_job_delivered_again_to_a_cpu_worker_is_handed_on_unread(
     embedded_analyzer: Any,
     meme_png: bytes,
 ) -> None:
-    """E.g. the CPU worker died after committing the hand-off but before acking its message."""
+    """E.g. the CPU worker died after committing the hand-off but before acking its message: the job is
+    published to the GPU queue again, not claimed (a GPU worker running it keeps it)."""
     published: list[uuid.UUID] = []
     deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append, GPU_QUEUE))
     job_id = submit(pg_sessions, blobs, meme_png)
@@ -105,7 +106,7 @@ def test_a_handed_off_job_delivered_again_to_a_cpu_worker_is_handed_on_unread(
     again = store.get_job(pg_session, job_id)
     assert first is not None and again is not None and published == [job_id, job_id]
     assert again.handoff == first.handoff  # the embedded tier did not read it twice: same findings, same timings
-    assert again.attempts == 2 and store.count_verdicts(pg_session, job_id) == (0, 0)
+    assert again.attempts == 1 and store.count_verdicts(pg_session, job_id) == (0, 0)
 
 
 def test_a_lost_hand_off_publish_loses_nothing_the_sweeper_sends_it_to_the_gpu_queue(
@@ -182,3 +183,24 @@ def test_one_process_refuses_to_hand_off_and_says_what_to_set(
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(app, ["analyze", str(image)])
     assert result.exit_code == 2 and "unset MEMEGUARD_VLM_QUEUE" in result.output
+
+
+def test_a_redelivered_cpu_message_never_hands_a_job_off_twice(
+    pg_sessions: sessionmaker[Session],
+    pg_session: Session,
+    blobs: LocalBlobStore,
+    embedded_analyzer: Any,
+    meme_png: bytes,
+) -> None:
+    """Regression (seen in CI under load): a CPU batch that outlived Redis's visibility timeout got its
+    message redelivered, and the job, already with the GPU tier, was claimed and handed off a second time.
+    A hand-off worker now leaves a handed-off job's state alone: one hand-off, the GPU tier keeps it."""
+    published: list[uuid.UUID] = []
+    job_id = submit(pg_sessions, blobs, meme_png, post_text="手动狗头")
+    deps = cpu_deps(pg_sessions, blobs, embedded_analyzer, InlineQueue(published.append, GPU_QUEUE))
+    assert process_jobs([job_id], deps)[0].status == "handed_off"
+    [again] = process_jobs([job_id], deps)  # the CPU queue's message, delivered once more
+    assert (again.status, again.detail) == ("handed_off", GPU_QUEUE)  # published on, not handed off again
+    assert published == [job_id, job_id] and store.audit_events(pg_session, job_id) == ["job.handed_off"]
+    job = store.get_job(pg_session, job_id)
+    assert job is not None and job.status is JobStatus.QUEUED and job.attempts == 1  # untouched
