@@ -1,15 +1,20 @@
-"""The policy owner's dashboard: overturn rate per policy rule and per analyzer, as server-drawn SVG bar
-charts (no JavaScript, no chart library) and tables, so a threshold that reviewers keep overturning stands out.
+"""The policy owner's dashboard (统计: overturn rate per policy rule and per analyzer) and the leads' overview
+(总览: actions per day, automated vs human, pending per queue with the oldest wait, top harm types, QA
+agreement per reviewer and per rule, over a date range), as server-drawn SVG charts (no JavaScript, no chart
+library) and tables.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from console.web import SignedIn, page
+from console.web import Refused, SignedIn, page
+from memeguard.db import Role, utcnow
+from review import overview as review_overview
 from review import reviews
 from review import views as review_views
 
@@ -58,3 +63,64 @@ def stats_page(me: SignedIn) -> Response:
 def add_routes(router: APIRouter) -> None:
     """Register this module's pages on the console's router (built by ``console.app.install``)."""
     router.get("/stats")(stats_page)
+    add_overview_routes(router)
+
+
+ACTION_ORDER = ("allow", "throttle", "tag", "block")
+DAY_WIDTH, CHART_HEIGHT = 28, 160
+
+
+@dataclass(frozen=True)
+class Column:
+    """One day's stacked bar: (action, y, height) segments in px, and the day's label."""
+
+    x: int
+    label: str
+    segments: list[tuple[str, float, float]]
+    total: int
+
+
+def columns(daily: dict[date, dict[str, int]]) -> list[Column]:
+    """Stacked bars of the actions taken per day, scaled to the busiest day."""
+    peak = max((sum(d.values()) for d in daily.values()), default=0) or 1
+    out = []
+    for i, (day, counts) in enumerate(daily.items()):
+        y, segments = float(CHART_HEIGHT), []
+        for action in ACTION_ORDER:
+            height = CHART_HEIGHT * counts.get(action, 0) / peak
+            y -= height
+            segments.append((action, y, height))
+        out.append(Column(i * DAY_WIDTH, day.strftime("%m-%d"), segments, sum(counts.values())))
+    return out
+
+
+def overview_page(me: SignedIn, since: str = "", until: str = "") -> Response:
+    """Leads' overview over a date range (default: the last 14 days), within the reader's tenants."""
+    if me.user.role is Role.REVIEWER:
+        raise Refused(403, "总览只对资深审核员和管理员开放。")
+    try:
+        end = date.fromisoformat(until) if until else utcnow().date()
+        start = date.fromisoformat(since) if since else end - timedelta(days=13)
+    except ValueError as exc:
+        raise Refused(400, "日期写作 2026-12-01。") from exc
+    with me.services.sessions() as session:
+        data = review_overview.overview(session, me.user, _at(start), _at(end + timedelta(days=1)), me.qa_share)
+    return page(
+        "overview.html",
+        me=me,
+        data=data,
+        since=start.isoformat(),
+        until=end.isoformat(),
+        columns=columns(data.daily),
+        day_width=DAY_WIDTH,
+        chart_height=CHART_HEIGHT,
+        now=utcnow(),
+    )
+
+
+def _at(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def add_overview_routes(router: APIRouter) -> None:
+    router.get("/overview")(overview_page)

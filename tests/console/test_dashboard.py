@@ -49,3 +49,30 @@ def test_the_dashboard_charts_overturns_of_my_tenants(client: TestClient, runtim
     assert len(looser) == 2  # one bar per chart: the rule and the analyzer
     anonymous = TestClient(client.app, follow_redirects=False)
     assert anonymous.get("/review/stats").headers["location"] == "/review/login"
+
+
+def test_the_overview_charts_actions_queues_harms_and_qa_agreement(client: TestClient, runtime: Runtime) -> None:
+    """总览 (seniors and admins): actions per day as stacked SVG bars, automated vs human, pending per queue
+    with the oldest wait, top harm types, QA agreement per reviewer and per rule, over a date range."""
+    from memeguard.schemas import HarmType
+
+    runtime.settings.review_qa_share = 1.0  # every automatic allow and block is in the QA sample
+    sampled = [add_item(runtime, "tenant-a", f"qa-{i}", harm=HarmType.NONE) for i in range(2)]
+    add_item(runtime, "tenant-a", "waiting")
+    login(client)
+    assert client.get("/review/overview").status_code == 403  # reviewers work queues; leads read this
+    for job_id, decision in zip(sampled, ["confirm", "overturn"], strict=True):
+        form = {"csrf": csrf_of(client), "decision": decision, "action": "tag", "reason": "质检"}
+        assert client.post(f"/review/item/{job_id}/decide", data=form).status_code == 303
+    senior = TestClient(client.app, follow_redirects=False)
+    login(senior, "sam")
+    page = senior.get("/review/overview").text
+    assert page.count('class="act-allow"') + page.count('class="act-tag"') >= 1  # the day's stacked bar
+    assert "自动处置 3，人工处置 1" in page and "人工占 25.0%" in page
+    pending = page.split('id="pending"')[1].split("</table>")[0]
+    assert "打标" in pending and "小时" in pending
+    qa = page.split("按审核员")[1].split("</table>")[0]
+    assert "<td>ann</td><td>2</td><td>1</td><td>50.0%</td>" in qa
+    empty = senior.get("/review/overview?since=2020-01-01&until=2020-01-02").text
+    assert "这段时间没有处置" in empty
+    assert senior.get("/review/overview?since=someday").status_code == 400

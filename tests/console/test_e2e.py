@@ -211,6 +211,7 @@ PAGES = [
     "/review/queue/tagged",
     "/review/item/{item}",
     "/review/stats",
+    "/review/overview",
     "/review/try",
     "/review/me",
     "/review/admin/users",
