@@ -3,8 +3,10 @@ a real HTTP client with a reviewer's session, server-side rendering included.
 
 Seeds a fresh database with N finished items (default 10,000; the default policy decides their actions, so
 the tagged / throttled / low-confidence / QA queues fill as in production), some reviewed (for the
-dashboard), then times each page R times and prints p50 / p95 / max per page. ``--json PATH`` writes the
-rows. Target (issue 5): every page under 300 ms with 10k items in the queue.
+dashboard), each with an image (20 distinct rendered memes in the blob store, so queues show thumbnails),
+then times each page R times and prints p50 / p95 / max per page, the thumbnail and the overview included.
+``--json PATH`` writes the rows. Targets: every page under 300 ms with 10k items in the queue (issue 5);
+p95 <= 50 ms per page at 10k with thumbnails on (issue 18).
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ HARMS = (
 def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
     """N finished items (90 % in the reviewer's tenant), 2 % reviewed. Returns one tagged item's id."""
     policy = load_policy()
+    from worker.samples import render_meme
+
+    images = [runtime.blobs.put(render_meme(f"基准测试第{i}张", ("doge", "panda", "plain")[i % 3])) for i in range(20)]
     with runtime.sessions() as session:
         reviewer = users.add_user(session, "bench", PASSWORD, Role.SENIOR, ["bench"], actor="bench")
         for start in range(0, items, 1000):
@@ -61,6 +66,8 @@ def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
                     JobStatus.RUNNING,
                     post_text="你说得对，但是我不听",
                     callback_url="https://p.example/hook",
+                    image_sha256=images[i % len(images)],
+                    media_type="image/png",
                 )
                 for i in range(start, min(items, start + 1000))
             ]
@@ -166,7 +173,11 @@ def measure(runtime: Runtime, url: str, items: int, repeats: int, rng: random.Ra
             csrf = login(client)
             pages = [("GET", f"/review/queue/{q}", None) for q in reviews.QUEUES] + [
                 ("GET", f"/review/item/{item}", None),
+                ("GET", f"/review/item/{item}/thumb", None),
                 ("GET", "/review/stats", None),
+                ("GET", "/review/overview", None),
+                ("GET", "/review/admin/banks", None),
+                ("GET", "/review/admin/policy", None),
                 ("POST", "/review/queue/tagged/next", {"csrf": csrf}),
             ]
             return [{"items": items, **time_page(client, m, p, repeats, d)} for m, p, d in pages]

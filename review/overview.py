@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from memeguard.db import ActionRow, Job, ReviewRow, VerdictRow
-from review.reviews import QUEUES, in_qa_sample, queue, queue_sizes
+from review.reviews import QUEUES, in_qa_sample, queue_stats
 from review.users import UserRecord
 
 
@@ -70,12 +70,8 @@ def overview(session: Session, user: UserRecord, since: datetime, until: datetim
 
 
 def _pending(session: Session, user: UserRecord, qa_share: float) -> dict[str, tuple[int, datetime | None]]:
-    sizes = queue_sizes(session, user, qa_share)
-    oldest: dict[str, tuple[int, datetime | None]] = {}
-    for name in (q for q in QUEUES if q in sizes):
-        items = queue(session, user, name, limit=500, qa_share=qa_share)
-        oldest[name] = (sizes[name], min((i.created_at for i in items), default=None))
-    return oldest
+    stats = queue_stats(session, user, qa_share)
+    return {name: stats[name] for name in QUEUES if name in stats}
 
 
 def _qa(

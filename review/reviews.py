@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -136,6 +136,14 @@ def _search(text: str) -> Any:
 def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, int]:
     """How many items wait in each queue this reviewer may open: one pass over the reviewer's items
     (conditional counts), not one count query per queue."""
+    return {name: size for name, (size, _) in queue_stats(session, user, qa_share, oldest=False).items()}
+
+
+def queue_stats(
+    session: Session, user: UserRecord, qa_share: float = 0.02, *, oldest: bool = True
+) -> dict[str, tuple[int, datetime | None]]:
+    """Each queue's size and (``oldest``) its oldest waiting item's submission time, in the same single pass
+    (every queue page shows the sizes, so they are asked for without the oldest)."""
     judged = (
         sa.select(
             ReviewRow.job_id,
@@ -157,8 +165,10 @@ def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> d
         "appeals": appealed.c.job_id.is_not(None),
         "escalated": (judged.c.escalated == 1) & (judged.c.decided == 0),
     }
+    sizes = (sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0) for c in counts.values())
+    firsts = [sa.func.min(sa.case((c, Job.created_at), else_=None)) for c in counts.values()] if oldest else []
     query = (
-        sa.select(*(sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0) for c in counts.values()))
+        sa.select(*sizes, *firsts)
         .select_from(Job)
         .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
         .join(VerdictRow, VerdictRow.job_id == Job.id)
@@ -166,10 +176,19 @@ def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> d
         .outerjoin(appealed, appealed.c.job_id == Job.id)
         .where(Job.tenant.in_(user.tenants))
     )
-    sizes = dict(zip(counts, map(int, session.execute(query).one()), strict=True))
+    row = list(session.execute(query).one())
+    stats = {name: (int(row[i]), _aware(row[len(counts) + i]) if oldest else None) for i, name in enumerate(counts)}
     if user.role is Role.REVIEWER:
-        del sizes["escalated"]
-    return sizes
+        del stats["escalated"]
+    return stats
+
+
+def _aware(value: Any) -> datetime | None:
+    """A MIN over timestamps comes back naive on SQLite: the database stores UTC."""
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _any(condition: Any) -> Any:
