@@ -10,7 +10,7 @@ jobs get ``image_deleted_at``; a dry run only lists. The job rows and verdicts s
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -113,6 +113,7 @@ def collect(
     limit: int = 10_000,
     actor: str = "gc",
     now: Callable[[], datetime] = utcnow,
+    progress: Callable[[list[str], str], Iterable[str]] = lambda items, _description: items,
 ) -> GcResult:
     """One pass: find the expired images, delete each (unless ``dry_run``) and audit it."""
     with sessions() as session:
@@ -120,7 +121,7 @@ def collect(
         if dry_run:
             return GcResult(expired, True)
         deleted = []
-        for sha in expired:
+        for sha in progress(expired, "deleting expired images"):
             if not _still_expired(session, sha, now() - older_than, qa_share):
                 continue
             deleted.append(sha)

@@ -30,7 +30,7 @@ import random
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,7 +144,16 @@ def sampled(items: list[LabelledItem], limit: int | None, seed: int) -> list[Lab
     return random.Random(seed).sample(items, min(limit, len(items)))
 
 
-def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -> dict[str, Any]:
+Progress = Callable[[Sequence[Any], str], Iterable[Any]]  # the CLI's progress bar; by default, none
+
+
+def no_progress(items: Sequence[Any], _description: str) -> Iterable[Any]:
+    return items
+
+
+def run(
+    config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None, progress: Progress = no_progress
+) -> dict[str, Any]:
     """Train, predict, score; returns the report (memeguard, baseline and their difference)."""
     kb = build_kb(config.kb_external)
     if config.render and ocr is None:
@@ -174,7 +183,10 @@ def run(config: EvalConfig, ocr: Callable[[Sequence[Any]], str] | None = None) -
         thresholds.append(classifier.threshold)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
         started = time.perf_counter()
-        predictions += [_predict(analyzer, policy, item, config.render, _context(item, config)) for item in evaluation]
+        predictions += [
+            _predict(analyzer, policy, item, config.render, _context(item, config))
+            for item in progress(evaluation, "evaluating")
+        ]
         elapsed += time.perf_counter() - started
         truth += evaluation
         baseline += baseline_predict(training.items, evaluation)
@@ -433,7 +445,7 @@ class JsonlConfig:
     baseline_sources: list[Source] = field(default_factory=list)
 
 
-def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer) -> dict[str, Any]:
+def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer, progress: Progress = no_progress) -> dict[str, Any]:
     """A platform's labelled items through ``analyzer`` as configured (its own classifier, knowledge base and
     the policy in force), beside the baseline trained on ``baseline_sources`` (the classifier's own training
     sources). Binary figures always; harm-type figures when every item gives ``harm_type``."""
@@ -442,7 +454,10 @@ def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer) -> dict[str, Any
     items = sampled(load_jsonl(config.path), config.limit, config.seed)
     policy = config.policy or load_policy()
     started = time.perf_counter()
-    predictions = [_predict(analyzer, policy, item, config.render, item.context, item.scene) for item in items]
+    predictions = [
+        _predict(analyzer, policy, item, config.render, item.context, item.scene)
+        for item in progress(items, "evaluating")
+    ]
     elapsed = time.perf_counter() - started
     training = TrainingSet.of(config.baseline_sources)
     baseline = baseline_predict(training.items, items) if training.items else [0] * len(items)

@@ -19,7 +19,7 @@ def gc(
 ) -> None:
     """Delete the images of finished jobs older than --older-than days that no review, appeal, reviewer
     decision or bank entry still needs; each deletion is audited (``blob.deleted``)."""
-    from composition.cli.common import load_settings
+    from composition.cli.common import load_settings, progress
     from composition.runtime import Runtime
     from review.retention import collect
 
@@ -33,6 +33,7 @@ def gc(
         dry_run=dry_run,
         limit=limit,
         actor=f"cli:{getpass.getuser()}",
+        progress=progress,
     )
     for sha in result.deleted:
         typer.echo(f"{'would delete' if dry_run else 'deleted'} {sha}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, load_settings, open_sessions
+from composition.cli.common import EXIT_REJECTED, load_settings, open_sessions, progress
 from memeguard.settings import Settings
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
@@ -295,7 +295,7 @@ def _run_eval(
         policy=_policy(settings),
         max_false_alarm=max_false_alarm,
     )
-    _report(lambda: run(config), _print_eval, as_json)
+    _report(lambda: run(config, progress=progress), _print_eval, as_json)
 
 
 def _dataset_dir(settings: Settings, folder: str) -> Path:
@@ -379,7 +379,9 @@ def eval_jsonl_command(
         trained = analyzer.classifier.trained.get("sources", []) if analyzer.classifier else []
         sources = [Source(s["name"], Path(s["path"]), s.get("weight", 1.0)).load() for s in trained if "path" in s]
         report = eval_jsonl(
-            JsonlConfig(file, render, limit, policy=_policy(settings), baseline_sources=sources), analyzer
+            JsonlConfig(file, render, limit, policy=_policy(settings), baseline_sources=sources),
+            analyzer,
+            progress,
         )
     except (DataError, ValueError, FileNotFoundError) as exc:
         typer.echo(f"refused: {exc}", err=True)

@@ -464,3 +464,13 @@ def test_every_command_has_help_text() -> None:
 
     silent = [path for path, command in walk(typer.main.get_command(app)) if not (command.help or "").strip()]
     assert silent == []
+
+
+def test_progress_passes_every_item_through_and_stays_off_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """Long commands iterate through ``progress``: every item, in order; nothing on stdout (the command's
+    output), and no bar at all when stderr is not a terminal (logs and pipes stay clean)."""
+    from composition.cli.common import progress
+
+    assert list(progress([3, 1, 2], "working")) == [3, 1, 2]
+    captured = capsys.readouterr()
+    assert captured.out == "" and "working" not in captured.err

@@ -35,7 +35,22 @@ def sha_of(session: Session, job_id: uuid.UUID) -> str:
 
 
 def run(sessions: sessionmaker[Session], blobs: LocalBlobStore, dry_run: bool = False) -> list[str]:
-    result = collect(sessions, blobs, timedelta(days=30), qa_share=0.0, dry_run=dry_run, now=lambda: utcnow() + LATER)
+    shown: list[str] = []
+
+    def progress(items: list[str], description: str) -> list[str]:  # what the CLI draws a bar over
+        shown.extend(items)
+        return items
+
+    result = collect(
+        sessions,
+        blobs,
+        timedelta(days=30),
+        qa_share=0.0,
+        dry_run=dry_run,
+        now=lambda: utcnow() + LATER,
+        progress=progress,
+    )
+    assert dry_run or set(result.deleted) <= set(shown)  # every deletion went through the progress hook
     return result.deleted
 
 
