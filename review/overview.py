@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from memeguard.db import ActionRow, Job, ReviewRow, VerdictRow
+from memeguard.schemas import HarmType
 from review.reviews import QUEUES, in_qa_sample, queue_stats
 from review.users import UserRecord
 
@@ -35,7 +36,7 @@ class Overview:
     automated: int  # actions the policy took
     human: int  # actions reviewers took
     pending: dict[str, tuple[int, datetime | None]]  # queue -> (size, oldest waiting item's submission)
-    harms: list[tuple[str, int]]  # harm type -> verdicts, most first
+    harms: list[tuple[HarmType, int]]  # harm type -> verdicts, most first
     qa_by_reviewer: list[Agreement]
     qa_by_rule: list[Agreement]
 
@@ -55,11 +56,14 @@ def overview(session: Session, user: UserRecord, since: datetime, until: datetim
     }
     harms = sa.select(VerdictRow.harm_type, sa.func.count()).join(Job, Job.id == VerdictRow.job_id)
     harms = harms.where(mine, VerdictRow.created_at >= since, VerdictRow.created_at < until)
-    top = sorted(
-        ((str(h.value), int(n)) for h, n in session.execute(harms.group_by(VerdictRow.harm_type))), key=lambda x: -x[1]
-    )
+    counted = session.execute(harms.group_by(VerdictRow.harm_type))
+    top = sorted(((HarmType(h), int(n)) for h, n in counted), key=lambda x: -x[1])
+    every_day = {
+        since.date() + timedelta(days=n): daily.get(since.date() + timedelta(days=n), {})
+        for n in range((until - since).days)
+    }
     return Overview(
-        dict(sorted(daily.items())),
+        every_day,
         int(by_source.get("policy", 0)),
         int(by_source.get("review", 0)),
         _pending(session, user, qa_share),
