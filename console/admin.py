@@ -77,15 +77,21 @@ def unlock_user(me: SignedIn, username: str, csrf: Annotated[str, Form()] = "") 
 
 
 def _change(me: SignedIn, csrf: str, change: Callable[[Session], object], done: str) -> Response:
-    me.check_csrf(csrf)
     _admin(me)
+    return _commit(me, csrf, change, f"/review/admin/users?done={done}")
+
+
+def _commit(me: SignedIn, csrf: str, change: Callable[[Session], object], then: str) -> Response:
+    """Every admin page's change: the CSRF token checked, the change in one transaction with its audit entry,
+    a refusal of the domain (``UserError``, ``BankError``) shown as a Chinese page, then ``then``."""
+    me.check_csrf(csrf)
     with me.services.sessions() as session:
         try:
             change(session)
-        except users.UserError as exc:
+        except (users.UserError, banks.BankError) as exc:
             raise Refused(400, f"未能完成：{exc}") from exc
         session.commit()
-    return RedirectResponse(f"/review/admin/users?done={done}", status_code=303)
+    return RedirectResponse(then, status_code=303)
 
 
 def _role(value: str) -> Role:
@@ -209,15 +215,8 @@ def export_csv(me: SignedIn, name: str, signal: str = "pdq") -> Response:
 
 
 def _bank_change(me: SignedIn, csrf: str, change: Callable[[Session], object], name: str = "") -> Response:
-    me.check_csrf(csrf)
     _lead(me)
-    with me.services.sessions() as session:
-        try:
-            change(session)
-        except banks.BankError as exc:
-            raise Refused(400, f"未能完成：{exc}") from exc
-        session.commit()
-    return RedirectResponse(f"/review/admin/banks/{name}" if name else "/review/admin/banks?done=1", status_code=303)
+    return _commit(me, csrf, change, f"/review/admin/banks/{name}" if name else "/review/admin/banks?done=1")
 
 
 def _lead(me: Reviewer) -> None:

@@ -13,9 +13,8 @@ from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 
 from banks import store as banks
-from console.web import Refused, Reviewer, SignedIn, page
+from console.web import IMAGE_HEADERS, Refused, Reviewer, SignedIn, image_of, page
 from jobs import store
-from memeguard.blobs import BlobNotFound, BlobUnavailable
 from memeguard.db import Role
 from memeguard.imaging import decode_frames
 from memeguard.schemas import HarmType, Intent, ModerationAction
@@ -59,23 +58,8 @@ def item_image(me: SignedIn, job_id: uuid.UUID) -> Response:
         verdict = store.verdict_of(session, job_id)
         wellness.record_exposure(session, me.user.username, verdict is not None and verdict.harm_type.value != "none")
         session.commit()
-    if not job.image_sha256:
-        raise Refused(404, "这条内容没有图片。")
-    try:
-        data = me.services.blobs.get(job.image_sha256)
-    except BlobNotFound as exc:
-        raise Refused(404, "图片已不在存储中。") from exc
-    except BlobUnavailable as exc:  # the object store did not answer: transient, say so
-        raise Refused(503, "图片存储暂时不可用，请稍后重试。") from exc
-    return Response(
-        data,
-        media_type=job.media_type or "application/octet-stream",
-        headers={
-            "Cache-Control": "private, no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": "inline",
-        },
-    )
+    data = image_of(me.services, job.image_sha256)
+    return Response(data, media_type=job.media_type or "application/octet-stream", headers=IMAGE_HEADERS)
 
 
 THUMB_SIDE = 96
@@ -86,15 +70,8 @@ def item_thumb(me: SignedIn, job_id: uuid.UUID) -> Response:
     as the image is: to a signed-in reviewer of its tenant, never cached by anyone else."""
     with me.services.sessions() as session:
         job = reviews.owned_job(session, job_id, me.user)
-    if not job.image_sha256:
-        raise Refused(404, "这条内容没有图片。")
-    try:
-        data = me.services.blobs.get(job.image_sha256)
-    except BlobNotFound as exc:
-        raise Refused(404, "图片已不在存储中。") from exc
-    except BlobUnavailable as exc:
-        raise Refused(503, "图片存储暂时不可用，请稍后重试。") from exc
-    return Response(_thumbnail(data), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+    thumb = _thumbnail(image_of(me.services, job.image_sha256))
+    return Response(thumb, media_type="image/jpeg", headers=IMAGE_HEADERS)
 
 
 def _thumbnail(data: bytes) -> bytes:

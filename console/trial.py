@@ -20,10 +20,9 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from console.web import Refused, SignedIn, page
+from console.web import IMAGE_HEADERS, Refused, SignedIn, image_of, page
 from jobs.payloads import job_json
 from jobs.store import JobView
-from memeguard.blobs import BlobNotFound
 from memeguard.db import Role
 from memeguard.schemas import TRIAL_TENANT, JobStatus, Rejected
 
@@ -84,14 +83,8 @@ def try_result(me: SignedIn, job_id: uuid.UUID) -> Response:
 
 def try_image(me: SignedIn, job_id: uuid.UUID) -> Response:
     view = _own_trial(me, job_id)
-    if not view.job.image_sha256:
-        raise Refused(404, "这次试用没有图片。")
-    try:
-        data = me.services.blobs.get(view.job.image_sha256)
-    except BlobNotFound as exc:
-        raise Refused(404, "图片已不在存储中。") from exc
-    headers = {"Cache-Control": "private, no-store", "Content-Disposition": "inline"}
-    return Response(data, media_type=view.job.media_type or "application/octet-stream", headers=headers)
+    data = image_of(me.services, view.job.image_sha256)
+    return Response(data, media_type=view.job.media_type or "application/octet-stream", headers=IMAGE_HEADERS)
 
 
 def _own_trial(me: SignedIn, job_id: uuid.UUID) -> JobView:

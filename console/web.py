@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from console import sessions
 from console.signals import describe as describe_signal
 from jobs.store import JobView
-from memeguard.blobs import BlobStore
+from memeguard.blobs import BlobNotFound, BlobStore, BlobUnavailable
 from memeguard.db import User
 from memeguard.schemas import label_zh
 from memeguard.settings import Settings
@@ -129,6 +129,26 @@ def _invalid(exc: RequestValidationError) -> Refused:
 def not_found() -> Response:
     """Every other path under /review: the console's own 404 page (registered last)."""
     raise Refused(404, "没有这个页面。")
+
+
+IMAGE_HEADERS = {
+    "Cache-Control": "private, no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Disposition": "inline",
+}
+
+
+def image_of(services: ConsoleServices, sha256: str | None) -> bytes:
+    """An item's image bytes, or the console's refusal: no image, gone from the store (retention), or the
+    store not answering (503: transient, try again). Every page that serves an image comes through here."""
+    if not sha256:
+        raise Refused(404, "这条内容没有图片。")
+    try:
+        return services.blobs.get(sha256)
+    except BlobNotFound as exc:
+        raise Refused(404, "图片已不在存储中。") from exc
+    except BlobUnavailable as exc:
+        raise Refused(503, "图片存储暂时不可用，请稍后重试。") from exc
 
 
 class Refused(Exception):

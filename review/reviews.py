@@ -316,14 +316,13 @@ def decide_many(
     labels: dict[str, Any] | None = None,
     now: datetime | None = None,
 ) -> dict[uuid.UUID, str]:
-    """One decision over several items (identical fingerprints): each is claimed and decided on its own,
-    exactly as if done one by one; an item someone else holds is left out. Returns job id -> outcome
+    """One decision over several items (identical fingerprints): each is decided (and so claimed) on its
+    own, exactly as if done one by one; an item someone else holds is left out. Returns job id -> outcome
     ("overturn: block" or the reason it was left out)."""
     outcome: dict[uuid.UUID, str] = {}
     for job_id in job_ids:
         try:
             with session.begin_nested():
-                claim(session, job_id, user, now)
                 after = decide(session, job_id, user, decision, reason=reason, action=action, labels=labels, now=now)
             outcome[job_id] = f"{decision}: {after.value}"
         except ReviewError as exc:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from banks import store as banks
 from banks.signals import SIGNAL_TYPES
 from banks.store import BankError, NewHash
-from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, progress, table
+from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, progress, run_change, table
 from memeguard.db import BankKind
 
 banks_app = typer.Typer(no_args_is_help=True, help="Hash banks: known memes, templates, allow-lists.")
@@ -29,15 +29,8 @@ def _actor(actor: str | None) -> str:
 
 
 def _run(change: Callable[[Session], T]) -> T:
-    """Run one change in one transaction; a refusal prints its reason and exits 2."""
-    with open_session() as session:
-        try:
-            result = change(session)
-        except BankError as exc:
-            typer.echo(f"refused: {exc}", err=True)
-            raise typer.Exit(EXIT_REJECTED) from exc
-        session.commit()
-    return result
+    """One bank change in one transaction; a refusal prints its reason and exits 2."""
+    return run_change(change, (BankError,))
 
 
 ActorOpt = Annotated[str | None, typer.Option(help="who makes the change (audit log); default cli:<user>")]

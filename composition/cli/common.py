@@ -4,7 +4,7 @@ way a command opens a database session, and JSON output. The command modules imp
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -70,3 +70,16 @@ def table(rows: list[dict[str, Any]], as_json: bool, title: str = "") -> None:
     for row in rows:
         shown.add_row(*("" if value is None else str(value) for value in row.values()))
     Console(width=200).print(shown)
+
+
+def run_change(change: Callable[[Session], T], refused: tuple[type[Exception], ...]) -> T:
+    """One change in one transaction (with its audit entry); a refusal of the domain (one of ``refused``)
+    prints its reason on stderr and exits ``EXIT_REJECTED``, committing nothing."""
+    with open_session() as session:
+        try:
+            result = change(session)
+        except refused as exc:
+            typer.echo(f"refused: {exc}", err=True)
+            raise typer.Exit(EXIT_REJECTED) from exc
+        session.commit()
+    return result
