@@ -6,6 +6,7 @@ import uuid
 
 from fastapi.testclient import TestClient
 
+from banks import store as banks
 from composition.runtime import Runtime
 from jobs import store
 from memeguard.schemas import HarmType, ModerationAction
@@ -31,6 +32,10 @@ def test_the_queue_lists_thumbnails_and_narrows_by_filters_and_search(
     with runtime.sessions() as session:
         sha = store.get_job(session, mine).image_sha256  # type: ignore[union-attr]
     assert rows(client.get(f"/review/queue/tagged?q={sha}").text) == 2  # same bytes: both
+    with runtime.sessions() as session:
+        banks.save_fingerprint(session, other, "tenant-a", {"pdq": "e" * 64}, 90, "text")
+        session.commit()
+    assert rows(client.get(f"/review/queue/tagged?q={'E' * 64}").text) == 1  # the PDQ hash, any case
     assert rows(client.get("/review/queue/tagged?analyzer=vlm").text) == 0
     assert rows(client.get("/review/queue/tagged?since=2099-01-01").text) == 0
     assert client.get("/review/queue/tagged?since=yesterday").status_code == 400
