@@ -75,6 +75,7 @@ def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
             jobs = store.insert_jobs(session, news)
             done = [(job.id, v, evaluate(policy, v), {}) for job, v in zip(jobs, verdicts, strict=True)]
             store.finish_jobs(session, done)
+        _spread_over_days(session, 14)
         session.commit()
         tagged = reviews.queue(session, reviewer, "tagged", limit=max(1, items // 50))
         for item in tagged[1:]:
@@ -88,10 +89,20 @@ def seed(runtime: Runtime, items: int, rng: random.Random) -> uuid.UUID:
                 action=ModerationAction.ALLOW,
             )
         session.commit()
-    with runtime.sessions() as session:  # what autovacuum does after a bulk load in production
-        session.execute(sa.text("ANALYZE"))
-        session.commit()
+    engine = runtime.sessions.kw["bind"]  # what autovacuum does after a bulk load (PostgreSQL >= 13 vacuums inserts)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE"))
     return tagged[0].job_id
+
+
+def _spread_over_days(session: Any, days: int) -> None:
+    """Submissions spread evenly over the ``days`` before now, as a platform's are (the overview's default
+    range is 14 days; its ended days are read from daily counts, so where items fall matters)."""
+    session.execute(sa.text("SELECT setseed(0.7)"))
+    session.execute(sa.text(f"UPDATE jobs SET created_at = now() - random() * interval '{days} days'"))
+    for table in ("verdicts", "actions", "pending_reviews"):
+        stamp = "j.created_at" if table == "pending_reviews" else "j.created_at + interval '2 seconds'"
+        session.execute(sa.text(f"UPDATE {table} t SET created_at = {stamp} FROM jobs j WHERE j.id = t.job_id"))
 
 
 def _verdict(rng: random.Random) -> Verdict:

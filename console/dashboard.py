@@ -94,6 +94,9 @@ def columns(daily: dict[date, dict[str, int]]) -> list[Column]:
     return out
 
 
+MAX_RANGE = timedelta(days=366)
+
+
 def overview_page(me: SignedIn, since: str = "", until: str = "") -> Response:
     """Leads' overview over a date range (default: the last 14 days), within the reader's tenants."""
     if me.user.role is Role.REVIEWER:
@@ -103,8 +106,11 @@ def overview_page(me: SignedIn, since: str = "", until: str = "") -> Response:
         start = date.fromisoformat(since) if since else end - timedelta(days=13)
     except ValueError as exc:
         raise Refused(400, "日期写作 2026-12-01。") from exc
+    if not timedelta(0) <= end - start < MAX_RANGE:
+        raise Refused(400, f"起始日期须不晚于结束日期，范围最长 {MAX_RANGE.days} 天。")
     with me.services.sessions() as session:
         data = review_overview.overview(session, me.user, _at(start), _at(end + timedelta(days=1)), me.qa_share)
+        session.commit()  # the ended days it counted for the first time (daily_counts)
     return page(
         "overview.html",
         me=me,

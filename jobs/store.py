@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from memeguard.db import ActionRow, AuditEntry, Job, VerdictRow, utcnow
-from memeguard.schemas import Decision, JobStatus, ModerationAction, Signal, Verdict
+from memeguard.db import ActionRow, AuditEntry, Job, PendingReview, VerdictRow, sample_slot, utcnow
+from memeguard.schemas import HARM_SEVERITY, Decision, JobStatus, ModerationAction, Signal, Verdict
 
 
 @dataclass(frozen=True)
@@ -327,6 +327,33 @@ def finish_jobs(session: Session, done: list[tuple[uuid.UUID, Verdict, Decision,
         ],
     )
     session.flush()
+    _await_review(session, [job_id for job_id, _, _, _ in done])
+
+
+def _await_review(session: Session, job_ids: list[uuid.UUID]) -> None:
+    """Every finished job waits for a possible review (``PendingReview``) until someone reviews it: one
+    INSERT … SELECT in the transaction that stores the verdict, so the two never disagree."""
+    top = max(HARM_SEVERITY.values())
+    rank = sa.case({h.value: top - n for h, n in HARM_SEVERITY.items()}, value=sa.cast(VerdictRow.harm_type, sa.String))
+    rows = (
+        sa.select(
+            Job.id,
+            Job.tenant,
+            ActionRow.action,
+            VerdictRow.harm_type,
+            rank,
+            VerdictRow.confidence,
+            sample_slot(VerdictRow.id),
+            ActionRow.rule_id,
+            VerdictRow.analyzer,
+            Job.created_at,
+        )
+        .join(VerdictRow, VerdictRow.job_id == Job.id)
+        .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
+        .where(Job.id.in_(job_ids))
+    )
+    columns = ["job_id", "tenant", "action", "harm_type", "harm_rank", "confidence", "qa_slot", "rule_id"]
+    session.execute(sa.insert(PendingReview).from_select([*columns, "analyzer", "created_at"], rows))
 
 
 def hand_off_jobs(session: Session, handoffs: list[tuple[uuid.UUID, Handoff]]) -> list[uuid.UUID]:

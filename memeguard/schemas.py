@@ -54,6 +54,16 @@ class HarmType(StrEnum):
     DISPIRITED_CULTURE = "dispirited_culture"
 
 
+# How urgent a harm type is for review: queues put the most severe first.
+HARM_SEVERITY = {
+    HarmType.TARGETED_HARM: 4,
+    HarmType.SEXUAL_INNUENDO: 3,
+    HarmType.GENERAL_OFFENSE: 2,
+    HarmType.DISPIRITED_CULTURE: 1,
+    HarmType.NONE: 0,
+}
+
+
 class ModerationAction(StrEnum):
     ALLOW = "allow"
     THROTTLE = "throttle"

@@ -12,6 +12,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass
@@ -23,22 +24,26 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from jobs import callbacks, store
-from memeguard.db import ActionRow, Appeal, Job, JobFingerprint, ReviewClaim, ReviewRow, Role, VerdictRow, utcnow
-from memeguard.schemas import HarmType, ModerationAction
+from memeguard.db import (
+    SAMPLE_SLOTS,
+    ActionRow,
+    Appeal,
+    Job,
+    JobFingerprint,
+    PendingReview,
+    ReviewClaim,
+    ReviewRow,
+    Role,
+    VerdictRow,
+    sample_slot,
+    utcnow,
+)
+from memeguard.schemas import HARM_SEVERITY, HarmType, ModerationAction
 from review.users import UserRecord
 
 CLAIM_TTL = timedelta(minutes=10)
 LOW_CONFIDENCE = 0.6
 QUEUES = ("tagged", "throttled", "low_confidence", "qa_sample", "appeals", "escalated")
-SEVERITY = {
-    HarmType.TARGETED_HARM: 4,
-    HarmType.SEXUAL_INNUENDO: 3,
-    HarmType.GENERAL_OFFENSE: 2,
-    HarmType.DISPIRITED_CULTURE: 1,
-    HarmType.NONE: 0,
-}
-SAMPLE_SLOTS = 65536  # QA sample: Knuth's multiplicative hash of the verdict id into 16 bits
-_GOLDEN16 = 40503
 
 
 class ReviewError(ValueError):
@@ -87,6 +92,9 @@ class QueueFilter:
     search: str = ""
 
 
+PENDING_QUEUES = ("tagged", "throttled", "low_confidence", "qa_sample")  # read from ``pending_reviews``
+
+
 def queue(
     session: Session,
     user: UserRecord,
@@ -100,24 +108,58 @@ def queue(
     now: datetime | None = None,
 ) -> list[QueueItem]:
     """Items waiting in a queue for this reviewer's tenants: most severe harm first, then oldest first,
-    sorted and cut in the database (a queue of 10k items reads 50 rows); ``offset`` pages through it."""
+    sorted and cut in the database; ``offset`` pages through it. The four automatic queues read the
+    unreviewed items' index (``pending_reviews``): a page reads its rows, whatever the tenant's volume."""
+    _check_queue(user, name)
     wanted = filters or QueueFilter(rule=rule)
-    query = _narrow(_queue_query(user, name, wanted.rule, qa_share), wanted)
-    query = query.add_columns(_live_claimant(now or utcnow()))
-    severity = sa.case({h.value: s for h, s in SEVERITY.items()}, value=sa.cast(VerdictRow.harm_type, sa.String))
-    query = query.order_by(severity.desc(), Job.created_at, Job.id).limit(limit).offset(max(0, offset))
+    cols = _PENDING if name in PENDING_QUEUES else _JUDGED
+    query = _pending_query(user, name, qa_share) if name in PENDING_QUEUES else _judged_query(user, name)
+    query = _narrow(query, wanted, cols).add_columns(_live_claimant(now or utcnow()))
+    query = query.order_by(cols.rank, cols.created_at, cols.key).limit(limit).offset(max(0, offset))
     return [QueueItem(*row) for row in session.execute(query)]
 
 
-def _narrow(query: Any, wanted: QueueFilter) -> Any:
+@dataclass(frozen=True)
+class _Columns:
+    """Where a queue's query finds what filters and sorting need (the pending index, or the job's rows)."""
+
+    harm_type: Any
+    analyzer: Any
+    rule_id: Any
+    created_at: Any
+    rank: Any  # ascending: the most severe harm first
+    key: Any  # the job id, last in the order so pages never overlap
+
+
+_PENDING = _Columns(
+    PendingReview.harm_type,
+    PendingReview.analyzer,
+    PendingReview.rule_id,
+    PendingReview.created_at,
+    PendingReview.harm_rank,
+    PendingReview.job_id,
+)
+_JUDGED = _Columns(
+    VerdictRow.harm_type,
+    VerdictRow.analyzer,
+    ActionRow.rule_id,
+    Job.created_at,
+    sa.case({h.value: -n for h, n in HARM_SEVERITY.items()}, value=sa.cast(VerdictRow.harm_type, sa.String)),
+    Job.id,
+)
+
+
+def _narrow(query: Any, wanted: QueueFilter, cols: _Columns) -> Any:
+    if wanted.rule:
+        query = query.where(cols.rule_id == wanted.rule)
     if wanted.harm_type is not None:
-        query = query.where(VerdictRow.harm_type == wanted.harm_type)
+        query = query.where(cols.harm_type == wanted.harm_type)
     if wanted.analyzer:
-        query = query.where(VerdictRow.analyzer == wanted.analyzer)
+        query = query.where(cols.analyzer == wanted.analyzer)
     if wanted.since is not None:
-        query = query.where(Job.created_at >= wanted.since)
+        query = query.where(cols.created_at >= wanted.since)
     if wanted.until is not None:
-        query = query.where(Job.created_at < wanted.until)
+        query = query.where(cols.created_at < wanted.until)
     return query.where(_search(wanted.search.strip())) if wanted.search.strip() else query
 
 
@@ -134,53 +176,53 @@ def _search(text: str) -> Any:
 
 
 def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, int]:
-    """How many items wait in each queue this reviewer may open: one pass over the reviewer's items
-    (conditional counts), not one count query per queue."""
+    """How many items wait in each queue this reviewer may open (every queue page shows them)."""
     return {name: size for name, (size, _) in queue_stats(session, user, qa_share, oldest=False).items()}
 
 
 def queue_stats(
     session: Session, user: UserRecord, qa_share: float = 0.02, *, oldest: bool = True
 ) -> dict[str, tuple[int, datetime | None]]:
-    """Each queue's size and (``oldest``) its oldest waiting item's submission time, in the same single pass
-    (every queue page shows the sizes, so they are asked for without the oldest)."""
-    judged = (
-        sa.select(
-            ReviewRow.job_id,
-            _any(ReviewRow.decision != "escalate").label("decided"),
-            _any(ReviewRow.decision == "escalate").label("escalated"),
-        )
+    """Each queue's size and (``oldest``) its oldest waiting item's submission time, in one round trip: per
+    queue an index(-only) range scan of its own rows — cheaper than one pass over the union of the queues,
+    which reads every low-confidence item to count the QA sample."""
+    names = tuple(n for n in QUEUES if n != "escalated" or user.role is not Role.REVIEWER)
+    params = {"tenants": list(user.tenants), "slots": sample_threshold(qa_share)}
+    rows = {int(i): (int(n), _aware(first)) for i, n, first in session.execute(_stats_statement(names, oldest), params)}
+    return {name: rows[i] for i, name in enumerate(names)}
+
+
+@functools.cache
+def _stats_statement(names: tuple[str, ...], oldest: bool) -> Any:
+    """Built once per shape with bound parameters (every page asks for it; building and hashing the
+    statement each time cost more than running it)."""
+    tenants: Any = sa.bindparam("tenants", expanding=True)
+    slots: Any = sa.bindparam("slots", type_=sa.Integer)
+    parts = []
+    for i, name in enumerate(names):
+        waiting = _waiting(tenants, name, slots)
+        first = sa.func.min(waiting.selected_columns[0]) if oldest else sa.null()
+        parts.append(waiting.with_only_columns(sa.literal(i), sa.func.count(), first, maintain_column_froms=True))
+    return sa.union_all(*parts)
+
+
+def _waiting(tenants: Any, name: str, slots: Any) -> Any:
+    """The items waiting in a queue of these tenants (their submission time as the only column)."""
+    if name in PENDING_QUEUES:
+        return sa.select(PendingReview.created_at).where(PendingReview.tenant.in_(tenants), _membership(name, slots))
+    ids = (
+        sa.select(Appeal.job_id).where(Appeal.status == "open") if name == "appeals" else _escalated_ids()
+    ).subquery()
+    return sa.select(Job.created_at).join(ids, ids.c.job_id == Job.id).where(Job.tenant.in_(tenants))
+
+
+def _escalated_ids() -> Any:
+    """Items escalated and not decided since (an escalation is a review; a decision after it ends it)."""
+    return (
+        sa.select(ReviewRow.job_id)
         .group_by(ReviewRow.job_id)
-        .subquery()
+        .having(_any(ReviewRow.decision == "escalate") == 1, _any(ReviewRow.decision != "escalate") == 0)
     )
-    appealed = sa.select(Appeal.job_id).where(Appeal.status == "open").distinct().subquery()
-    open_ = judged.c.job_id.is_(None)
-    counts = {
-        "tagged": open_ & (ActionRow.action == ModerationAction.TAG),
-        "throttled": open_ & (ActionRow.action == ModerationAction.THROTTLE),
-        "low_confidence": open_ & (VerdictRow.confidence < LOW_CONFIDENCE),
-        "qa_sample": open_
-        & ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK))
-        & in_qa_sample(VerdictRow.id, qa_share),
-        "appeals": appealed.c.job_id.is_not(None),
-        "escalated": (judged.c.escalated == 1) & (judged.c.decided == 0),
-    }
-    sizes = (sa.func.coalesce(sa.func.sum(sa.case((c, 1), else_=0)), 0) for c in counts.values())
-    firsts = [sa.func.min(sa.case((c, Job.created_at), else_=None)) for c in counts.values()] if oldest else []
-    query = (
-        sa.select(*sizes, *firsts)
-        .select_from(Job)
-        .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
-        .join(VerdictRow, VerdictRow.job_id == Job.id)
-        .outerjoin(judged, judged.c.job_id == Job.id)
-        .outerjoin(appealed, appealed.c.job_id == Job.id)
-        .where(Job.tenant.in_(user.tenants))
-    )
-    row = list(session.execute(query).one())
-    stats = {name: (int(row[i]), _aware(row[len(counts) + i]) if oldest else None) for i, name in enumerate(counts)}
-    if user.role is Role.REVIEWER:
-        del stats["escalated"]
-    return stats
 
 
 def _aware(value: Any) -> datetime | None:
@@ -195,13 +237,49 @@ def _any(condition: Any) -> Any:
     return sa.func.max(sa.case((condition, 1), else_=0))
 
 
-def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float) -> Any:
+def _check_queue(user: UserRecord, name: str) -> None:
     if name not in QUEUES:
         raise ReviewError(f"unknown queue {name!r}: one of {', '.join(QUEUES)}", 404, zh="没有这个队列。")
     if name == "escalated" and user.role is Role.REVIEWER:
         raise ReviewError(
             "the escalation queue is for senior reviewers and admins", 403, zh="升级队列只对资深审核员和管理员开放。"
         )
+
+
+def _membership(name: str, slots: Any) -> Any:
+    """Which unreviewed items an automatic queue holds: tagged or throttled by the policy, decided with
+    low confidence, or allowed / blocked and in the QA sample."""
+    if name == "tagged":
+        return PendingReview.action == ModerationAction.TAG
+    if name == "throttled":
+        return PendingReview.action == ModerationAction.THROTTLE
+    if name == "low_confidence":
+        return PendingReview.confidence < LOW_CONFIDENCE
+    return PendingReview.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK)) & (PendingReview.qa_slot < slots)
+
+
+def _pending_query(user: UserRecord, name: str, qa_share: float) -> Any:
+    """An automatic queue: nobody has reviewed its items, so their action is still the policy's."""
+    return (
+        sa.select(
+            Job.id,
+            Job.tenant,
+            PendingReview.action,
+            PendingReview.harm_type,
+            PendingReview.confidence,
+            PendingReview.rule_id,
+            Job.created_at,
+            Job.content_id,
+            PendingReview.analyzer,
+            Job.image_sha256.is_not(None),
+        )
+        .join(Job, Job.id == PendingReview.job_id)
+        .where(PendingReview.tenant.in_(user.tenants), _membership(name, sample_threshold(qa_share)))
+    )
+
+
+def _judged_query(user: UserRecord, name: str) -> Any:
+    """Appeals and escalations: reviewed or contested items, shown with their current action."""
     later = aliased(ActionRow)
     current = sa.select(later.action).where(later.job_id == Job.id).order_by(later.id.desc()).limit(1).scalar_subquery()
     query = (
@@ -221,9 +299,9 @@ def _queue_query(user: UserRecord, name: str, rule: str | None, qa_share: float)
         .join(VerdictRow, VerdictRow.job_id == Job.id)
         .where(Job.tenant.in_(user.tenants))
     )
-    if rule:
-        query = query.where(ActionRow.rule_id == rule)
-    return _filter(query, name, qa_share)
+    if name == "appeals":
+        return query.where(Job.id.in_(sa.select(Appeal.job_id).where(Appeal.status == "open")))
+    return query.where(Job.id.in_(_escalated_ids()))
 
 
 def _live_claimant(now: datetime) -> Any:
@@ -234,32 +312,15 @@ def _live_claimant(now: datetime) -> Any:
     )
 
 
-def _filter(query: Any, name: str, qa_share: float) -> Any:
-    unreviewed = ~sa.exists().where(ReviewRow.job_id == Job.id)
-    if name in ("tagged", "throttled"):
-        action = ModerationAction.TAG if name == "tagged" else ModerationAction.THROTTLE
-        return query.where(ActionRow.action == action, unreviewed)
-    if name == "low_confidence":
-        return query.where(VerdictRow.confidence < LOW_CONFIDENCE, unreviewed)
-    if name == "qa_sample":
-        return query.where(
-            ActionRow.action.in_((ModerationAction.ALLOW, ModerationAction.BLOCK)),
-            in_qa_sample(VerdictRow.id, qa_share),
-            unreviewed,
-        )
-    if name == "appeals":
-        return query.where(Job.id.in_(sa.select(Appeal.job_id).where(Appeal.status == "open")))
-    escalated = sa.select(ReviewRow.job_id).where(ReviewRow.decision == "escalate")
-    decided = sa.select(ReviewRow.job_id).where(ReviewRow.decision != "escalate")
-    return query.where(Job.id.in_(escalated), Job.id.not_in(decided))
-
-
 def in_qa_sample(verdict_id: Any, share: float) -> Any:
-    """A stable, content-blind sample of ``share`` of the automatic decisions: the verdict id hashed into
-    16 bits (multiplicative hashing spreads consecutive ids, so the sample is even over time, not clumped).
-    Raising the share only adds items; nothing sampled before leaves the sample."""
-    slot = sa.cast(verdict_id, sa.BigInteger) * _GOLDEN16 % SAMPLE_SLOTS
-    return slot < round(max(0.0, min(1.0, share)) * SAMPLE_SLOTS)
+    """A stable, content-blind sample of ``share`` of the automatic decisions (``sample_slot``). Raising
+    the share only adds items; nothing sampled before leaves the sample."""
+    return sample_slot(verdict_id) < sample_threshold(share)
+
+
+def sample_threshold(share: float) -> int:
+    """How many of the ``SAMPLE_SLOTS`` a QA share takes (clamped to 0 .. 1)."""
+    return round(max(0.0, min(1.0, share)) * SAMPLE_SLOTS)
 
 
 def claim(session: Session, job_id: uuid.UUID, user: UserRecord, now: datetime | None = None) -> datetime:
@@ -360,6 +421,7 @@ def decide(
             400,
             zh="推翻必须改变处置或标签；两者都不改，请选择“确认原处置”。",
         )
+    session.execute(sa.delete(PendingReview).where(PendingReview.job_id == job_id))  # reviewed: off the queues
     session.add(
         ReviewRow(
             job_id=job_id,

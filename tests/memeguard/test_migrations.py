@@ -168,3 +168,36 @@ def test_the_signal_types_revision_moves_pdq_and_phash_values_and_back(fresh_url
             "e" * 16,
         )
     engine.dispose()
+
+
+def test_the_read_models_revision_copies_the_unreviewed_jobs_into_pending_reviews(fresh_url: str) -> None:
+    """0015 fills pending_reviews from the jobs already finished and not reviewed, with the same rank and
+    QA slot the worker writes for new ones; reviewed jobs stay out."""
+    from memeguard.db import ActionRow, PendingReview, ReviewRow, VerdictRow, make_sessions, sample_slot
+
+    downgrade(fresh_url, "0014")
+    engine = make_engine(fresh_url)
+    jobs = [uuid.uuid4() for _ in range(3)]
+    harms = ["targeted_harm", "none", "general_offense"]
+    with engine.begin() as conn:
+        for n, (job_id, harm) in enumerate(zip(jobs, harms, strict=True)):
+            conn.execute(
+                sa.insert(Job.__table__).values(id=job_id, tenant="t", content_id=f"c{n}", status=JobStatus.DONE)
+            )
+            verdict = {"id": 10 + n, "job_id": job_id, "emotion": "neutral", "intent": "neutral", "harm_type": harm}
+            verdict |= {"confidence": 0.5 + n / 10, "explanation": "", "ocr_text": "", "signals": []}
+            verdict |= {"analyzer": "embedded", "analyzer_version": "1", "latency_ms": 1.0, "created_at": utcnow()}
+            conn.execute(sa.insert(VerdictRow.__table__).values(**verdict))
+            action = {"job_id": job_id, "verdict_id": 10 + n, "action": "tag", "source": "policy", "reason": ""}
+            action |= {"policy_name": "p", "policy_version": "1", "rule_id": f"r{n}", "created_at": utcnow()}
+            conn.execute(sa.insert(ActionRow.__table__).values(**action))
+        review = {"job_id": jobs[1], "username": "u", "decision": "confirm", "before_action": "tag", "labels": {}}
+        conn.execute(sa.insert(ReviewRow.__table__).values(**review, reason="", created_at=utcnow()))
+    upgrade(fresh_url)
+    with make_sessions(engine)() as session:
+        rows = session.execute(
+            sa.select(PendingReview.job_id, PendingReview.harm_rank, PendingReview.qa_slot, PendingReview.rule_id)
+        ).all()
+        slots = {n: session.scalar(sa.select(sample_slot(sa.literal(10 + n)))) for n in (0, 2)}
+        assert sorted(tuple(r) for r in rows) == sorted([(jobs[0], 0, slots[0], "r0"), (jobs[2], 2, slots[2], "r2")])
+    engine.dispose()

@@ -12,7 +12,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from jobs import store
-from memeguard.db import AuditEntry, CallbackRow, Role, utcnow
+from memeguard.db import (
+    SAMPLE_SLOTS,
+    ActionRow,
+    Appeal,
+    AuditEntry,
+    CallbackRow,
+    Job,
+    PendingReview,
+    ReviewRow,
+    Role,
+    VerdictRow,
+    utcnow,
+)
 from memeguard.schemas import HarmType, ModerationAction
 from review import reviews, users
 from review.reviews import ReviewError
@@ -274,3 +286,68 @@ def test_deciding_an_unclaimed_item_claims_it_and_an_overturn_must_change_someth
     )
     assert after is ModerationAction.TAG  # a relabel is an overturn (the training data learns from it)
     assert "review.overturn" in store.audit_events(pg_session, job_id)
+
+
+def _recount(session: Session, user: users.UserRecord, qa_share: float) -> dict[str, set[uuid.UUID]]:
+    """Each queue's items by its definition, read from the jobs, verdicts, actions, reviews and appeals
+    themselves — what ``pending_reviews`` must agree with."""
+    rows = session.execute(
+        sa.select(Job.id, ActionRow.action, VerdictRow.confidence, VerdictRow.id)
+        .join(ActionRow, sa.and_(ActionRow.job_id == Job.id, ActionRow.source == "policy"))
+        .join(VerdictRow, VerdictRow.job_id == Job.id)
+        .where(Job.tenant.in_(user.tenants))
+    ).all()
+    decisions: dict[uuid.UUID, set[str]] = {}
+    for job_id, decision in session.execute(sa.select(ReviewRow.job_id, ReviewRow.decision)):
+        decisions.setdefault(job_id, set()).add(decision)
+    appealed = set(session.scalars(sa.select(Appeal.job_id).where(Appeal.status == "open")))
+    slots = round(qa_share * SAMPLE_SLOTS)
+    open_ = [(j, a, c, v) for j, a, c, v in rows if j not in decisions]
+    return {
+        "tagged": {j for j, a, _, _ in open_ if a is ModerationAction.TAG},
+        "throttled": {j for j, a, _, _ in open_ if a is ModerationAction.THROTTLE},
+        "low_confidence": {j for j, _, c, _ in open_ if c < reviews.LOW_CONFIDENCE},
+        "qa_sample": {
+            j
+            for j, a, _, v in open_
+            if a in (ModerationAction.ALLOW, ModerationAction.BLOCK) and v * 40503 % 65536 < slots
+        },
+        "appeals": {j for j, *_ in rows if j in appealed},
+        "escalated": {j for j, *_ in rows if decisions.get(j) == {"escalate"}},
+    }
+
+
+def test_queues_agree_with_a_recount_from_the_items_themselves(
+    pg_session: Session, ann: users.UserRecord, sam: users.UserRecord
+) -> None:
+    """The automatic queues read ``pending_reviews`` (written with the policy's action, deleted by the first
+    review): after confirms, overturns, escalations, decisions after an escalation and appeals, every queue
+    and every size equals a recount by the queue's definition, in the expected order."""
+    harms = [HarmType.NONE, HarmType.GENERAL_OFFENSE, HarmType.TARGETED_HARM, HarmType.DISPIRITED_CULTURE]
+    jobs = [item(pg_session, harms[n % 4], (0.3, 0.55, 0.7, 0.95)[n % 4 - n % 3]) for n in range(40)]
+    for n, job_id in enumerate(jobs[:24]):
+        decision = ("confirm", "escalate", "overturn")[n % 3]
+        before = store.current_action(pg_session, job_id)
+        assert before is not None
+        to = ModerationAction.TAG if before.action is not ModerationAction.TAG else ModerationAction.ALLOW
+        action = to if decision == "overturn" else None
+        reviews.decide(pg_session, job_id, sam, decision, reason="r", action=action)
+        if n % 6 == 1:  # a senior decides after the escalation: off the escalation queue
+            reviews.decide(pg_session, job_id, sam, "confirm", reason="r")
+    for job_id in jobs[20:30:3]:
+        reviews.file_appeal(pg_session, "rev", job_id, "误判")
+    assert (
+        pg_session.scalar(sa.select(sa.func.count()).select_from(PendingReview).where(PendingReview.tenant == "rev"))
+        == 16
+    )
+    for user in (ann, sam):
+        expected = _recount(pg_session, user, 0.5)
+        sizes = reviews.queue_sizes(pg_session, user, 0.5)
+        for name, size in sizes.items():
+            listed = reviews.queue(pg_session, user, name, limit=1000, qa_share=0.5)
+            assert {i.job_id for i in listed} == expected[name], name
+            assert size == len(expected[name]), name
+            keys = [(-reviews.HARM_SEVERITY[i.harm_type], i.created_at, str(i.job_id)) for i in listed]
+            assert keys == sorted(keys), name  # the most severe first, then the oldest
+    assert "escalated" not in reviews.queue_sizes(pg_session, ann)
+    assert len(_recount(pg_session, sam, 0.5)["escalated"]) >= 2 and len(_recount(pg_session, sam, 0.5)["appeals"]) == 4
