@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -26,6 +26,7 @@ from worker.analyzers.base import AnalyzerError
 
 MODEL = "multilingual-e5-small-q4"
 DEFAULT_CACHE = 4096  # texts remembered per process (post texts and captions repeat)
+CHUNK = 256  # texts per engine call in a large batch (each text's vector is its own: chunking changes nothing)
 
 
 class SentenceEncoder:
@@ -51,6 +52,8 @@ class SentenceEncoder:
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # a batch job's progress bar over chunks of ``CHUNK`` texts (the CLI's ``progress``); none when serving
+        self.progress: Callable[[Sequence[Any], str], Iterable[Any]] | None = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """One row per text, in order; texts seen recently are not encoded again."""
@@ -60,8 +63,12 @@ class SentenceEncoder:
                 if text in self._memo:
                     self._memo.move_to_end(text)
             missing = [t for t in unique if t not in self._memo]
-            if missing:
-                self._remember(missing, np.asarray(self._engine.query(missing), dtype=np.float32))
+            chunks = [missing[i : i + CHUNK] for i in range(0, len(missing), CHUNK)]
+            shown = (
+                self.progress(chunks, f"encoding {len(missing)} texts") if self.progress and len(chunks) > 1 else chunks
+            )
+            for chunk in shown:
+                self._remember(chunk, np.asarray(self._engine.query(chunk), dtype=np.float32))
             while len(self._memo) > max(self._cache_size, len(unique)):
                 self._memo.popitem(last=False)
             rows = [self._memo[t] for t in texts]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from banks import store as banks
 from banks.signals import SIGNAL_TYPES
 from banks.store import BankError, NewHash
-from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, progress, run_change, table
+from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, progress, run_change, step, table
 from memeguard.db import BankKind
 
 banks_app = typer.Typer(no_args_is_help=True, help="Hash banks: known memes, templates, allow-lists.")
@@ -151,7 +151,9 @@ def import_(
     the file."""
     text = csv_file.read_text(encoding="utf-8")
     source = f"csv:{csv_file.name}"
-    ids = _run(lambda s: banks.import_csv(s, name, text, actor=_actor(actor), source=source, signal=signal))
+    lines = text.count("\n") + 1
+    with step(f"importing {lines} lines of {signal} hashes into {name}"):
+        ids = _run(lambda s: banks.import_csv(s, name, text, actor=_actor(actor), source=source, signal=signal))
     typer.echo(f"imported {len(ids)} hashes into {name}")
 
 

