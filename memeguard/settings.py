@@ -6,6 +6,7 @@ runs without any service. Secrets that look like placeholders fail at start-up, 
 
 from __future__ import annotations
 
+import hmac
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -413,6 +414,16 @@ class Settings(BaseSettings):
     @property
     def is_inline(self) -> bool:
         return self.broker_url == INLINE_BROKER
+
+    def tenant_for_key(self, presented: str) -> str | None:
+        """The tenant owning an API key, compared in constant time against every key (no early exit that
+        would time which one matched); None for an empty or unknown key."""
+        given = presented.strip().encode()
+        found = None
+        for tenant, key in self.api_keys.items():
+            if hmac.compare_digest(key.get_secret_value().encode(), given) and given:
+                found = tenant
+        return found
 
     def callback_secret(self, tenant: str) -> bytes | None:
         """The tenant's callback signing secret: its own entry, else its API key, else None."""

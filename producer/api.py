@@ -112,7 +112,6 @@ def create_app(services: ApiServices) -> FastAPI:
     # FastAPIOffline: /docs and /redoc load Swagger UI and ReDoc from the installed package, not a CDN
     app = FastAPIOffline(title="memeguard ingestion API", version=__version__, description=DESCRIPTION)
     app.state.services = services
-    app.state.api_keys = [(k.get_secret_value().encode(), t) for t, k in services.settings.api_keys.items()]
     app.state.registry = build_registry(services.queue.depths, services.queue_ages, services.ops_collectors())
     app.state.quotas = _quotas(services)
     app.add_middleware(BodyLimit, caps=_body_caps(services))
@@ -258,10 +257,8 @@ def tenant_of(
     """The tenant owning the presented API key (constant-time comparison); 401 otherwise. A client that
     names its tenant (``X-Memeguard-Tenant``) gets 403 if the key belongs to another: a misconfigured
     pipeline fails loudly instead of filing uploads under the wrong platform."""
-    presented = (x_api_key or (bearer.credentials if bearer else "")).strip().encode()
-    keys: list[tuple[bytes, str]] = request.app.state.api_keys
-    tenant = next((t for key, t in keys if hmac.compare_digest(key, presented)), None)
-    if not presented or tenant is None:
+    tenant = services_of(request).settings.tenant_for_key(x_api_key or (bearer.credentials if bearer else ""))
+    if tenant is None:
         raise HTTPException(
             401,
             {"error": "unauthorized", "message": "missing or unknown API key"},

@@ -207,6 +207,26 @@ def test_the_decision_panel_is_above_the_fold_at_1366_by_900(
     page.screenshot(path=str(SCREENSHOTS / "queue-1366x900.png"))
 
 
+def test_a_product_manager_tries_a_meme_with_an_api_key(browser: Any, server: str, tmp_path: Path) -> None:
+    """试用 without a console account: the API key typed into the page, a meme dropped, a scene picked; the
+    verdict page shows as a person reads it, and its image loads (the trial cookie, not a session)."""
+    meme = tmp_path / "meme.png"
+    meme.write_bytes(render_meme("你说得对，但是我不听", "doge"))
+    page = browser.new_page(base_url=server, viewport={"width": 1366, "height": 900})
+    page.goto("/review/try")
+    page.fill("input[name=api_key]", API_KEYS["tenant-a"])
+    page.set_input_files("input[name=image]", str(meme))
+    page.fill("textarea[name=post_text]", "评论区看到的")
+    page.check("input[name=scene][value=customer_service]")
+    page.click("#try-form button[type=submit]")
+    page.wait_for_url("**/review/try/*")
+    page.wait_for_selector("#try-verdict", timeout=60_000)  # the page refreshes until the verdict is in
+    assert "客服" in page.inner_text("#result") and page.inner_text("#try-action")
+    assert page.eval_on_selector("img.meme", "img => img.naturalWidth") > 0
+    page.screenshot(path=str(SCREENSHOTS / "try-with-key-result.png"), full_page=True)
+    page.close()
+
+
 PAGES = [
     "/review/queue/tagged",
     "/review/item/{item}",
@@ -238,6 +258,9 @@ def test_every_page_is_accessible_and_photographed_on_a_laptop_and_a_phone(
     axe, problems = Axe(), {}
     for size, (width, height) in VIEWPORTS.items():
         page = browser.new_page(base_url=server, viewport={"width": width, "height": height})
+        page.goto("/review/try")  # no account: the trial page asks for an API key
+        problems.update(_serious(axe, page, f"try-with-key@{size}"))
+        page.screenshot(path=str(SCREENSHOTS / f"try-with-key-{size}.png"), full_page=True)
         page.goto("/review/login")
         problems.update(_serious(axe, page, f"login@{size}"))
         page.screenshot(path=str(SCREENSHOTS / f"login-{size}.png"), full_page=True)
