@@ -13,7 +13,7 @@ import csv
 import io
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -30,7 +30,7 @@ from banks.signals import (
     validate_signals,
 )
 from jobs import store
-from memeguard.db import Bank, BankHash, BankKind, JobFingerprint, VerdictRow, utcnow
+from memeguard.db import Bank, BankHash, BankKind, BankMatch, JobFingerprint, utcnow
 
 BANK_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,127}$")
 T = TypeVar("T")
@@ -275,11 +275,35 @@ def removed_since(session: Session, since: datetime) -> list[int]:
     return [int(i) for i in session.scalars(query)]
 
 
+@dataclass(frozen=True)
+class NewMatch:
+    """A bank entry an image matched and what the match did (``BankMatch.effect``)."""
+
+    bank_id: int
+    hash_id: int
+    signal: str
+    distance: int
+    effect: str
+
+
 def save_fingerprint(
-    session: Session, job_id: uuid.UUID, tenant: str, signals: dict[str, str], quality: int, text: str
+    session: Session,
+    job_id: uuid.UUID,
+    tenant: str,
+    signals: dict[str, str],
+    quality: int,
+    text: str,
+    matches: Sequence[NewMatch] = (),
 ) -> None:
-    """A finished job's image signals (every type the image has) and caption: the verdict cache's key."""
+    """A finished job's image signals (every type the image has) and caption — the verdict cache's key —
+    and the bank entries it matched."""
     session.add(JobFingerprint(job_id=job_id, tenant=tenant, signals=signals, quality=quality, text=text))
+    session.add_all(
+        BankMatch(
+            job_id=job_id, bank_id=m.bank_id, hash_id=m.hash_id, signal=m.signal, distance=m.distance, effect=m.effect
+        )
+        for m in matches
+    )
 
 
 def fingerprints_after(
@@ -345,13 +369,15 @@ def _hash(row: BankHash) -> HashRecord:
 
 
 def recent_matches(session: Session, since: datetime) -> dict[str, int]:
-    """How many jobs each known-harmful bank decided since ``since`` (their verdicts name the bank), by name."""
+    """How many jobs matched each bank since ``since``, by bank name — every kind, an allow-list's
+    suppressed matches included (counted for the bank that was suppressed)."""
     query = (
-        sa.select(VerdictRow.analyzer_version, sa.func.count())
-        .where(VerdictRow.analyzer == "fingerprint", VerdictRow.created_at >= since)
-        .group_by(VerdictRow.analyzer_version)
+        sa.select(Bank.name, sa.func.count(sa.distinct(BankMatch.job_id)))
+        .join(Bank, Bank.id == BankMatch.bank_id)
+        .where(BankMatch.created_at >= since)
+        .group_by(Bank.name)
     )
-    return {str(version).removeprefix("bank:"): int(n) for version, n in session.execute(query)}
+    return {str(name): int(n) for name, n in session.execute(query)}
 
 
 def live_hashes(session: Session, name: str, limit: int = 100) -> list[HashRecord]:

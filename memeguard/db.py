@@ -207,6 +207,25 @@ class JobFingerprint(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BankMatch(Base):
+    """A bank entry a finished job's image matched, whatever the bank's kind, and what the match did:
+    ``harmful`` (decided the verdict), ``template`` (a cue for the analyzer), ``allow`` (suppressed the
+    others) or ``suppressed`` (an allow-list match cancelled it). The banks page counts recent matches per
+    bank from here; verdicts only name the harmful bank that decided them."""
+
+    __tablename__ = "bank_matches"
+    __table_args__ = (Index("ix_bank_matches_bank_created", "bank_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    bank_id: Mapped[int] = mapped_column(ForeignKey("banks.id", ondelete="CASCADE"))
+    hash_id: Mapped[int]
+    signal: Mapped[str] = mapped_column(String(16))
+    distance: Mapped[int]
+    effect: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Role(StrEnum):
     """Review console roles: a senior reviewer also takes escalations; an admin also manages people."""
 

@@ -410,7 +410,8 @@ def _remember(session: Session, job: store.JobRecord, result: PipelineResult) ->
     if known is None or not known.hashes:
         return
     signals = compute_signals(known.hashes)  # every hash type's value (banks.signals' registry)
-    banks.save_fingerprint(session, job.id, job.tenant, signals, known.hashes[0].quality, known.caption)
+    quality = known.hashes[0].quality
+    banks.save_fingerprint(session, job.id, job.tenant, signals, quality, known.caption, known.matches)
 
 
 def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:

@@ -62,6 +62,7 @@ class ImageMatch:
     banks: list[BankHit] = field(default_factory=list)
     suppressed: list[BankHit] = field(default_factory=list)  # matches an allow-list bank cancelled
     cache: list[tuple[CacheHit, str]] = field(default_factory=list)  # (hit, its caption)
+    allowed: list[BankHit] = field(default_factory=list)  # allow-list matches (they emptied ``banks``)
 
     @property
     def harmful(self) -> list[BankHit]:
@@ -70,6 +71,12 @@ class ImageMatch:
     @property
     def templates(self) -> list[str]:
         return sorted({h.bank.label or h.bank.name for h in self.banks if h.bank.kind is BankKind.TEMPLATE})
+
+    def bank_matches(self) -> list[bank_store.NewMatch]:
+        """Every bank entry matched and its effect, for the record (``BankMatch``)."""
+        effects = [(h, h.bank.kind.value) for h in [*self.banks, *self.allowed]]
+        effects += [(h, "suppressed") for h in self.suppressed]
+        return [bank_store.NewMatch(h.bank.id, h.hash_id, h.signal, h.distance, e) for h, e in effects]
 
     def reusable(self, caption: str) -> CacheHit | None:
         """The nearest earlier job whose caption matches this one (never on a changed caption)."""
@@ -132,7 +139,7 @@ class Matcher:
         banks = [] if allowed else [hit for hit in live if hit.bank.kind is not BankKind.ALLOW]
         suppressed = [hit for hit in live if allowed and hit.bank.kind is not BankKind.ALLOW]
         cache = sorted(self._cache_hits(queries, tenant), key=lambda c: (RANK[c[0].signal], c[0].distance))
-        return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache)
+        return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache, allowed)
 
     def _bank_hits(self, queries: dict[str, list[str]]) -> list[BankHit]:
         """Every enabled bank's entries within that bank's distance for the type, each type in its index."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy.orm import Session, sessionmaker
 
 from banks.signals import MIN_QUALITY, FrameHash, hash_frames
+from banks.store import NewMatch
 from jobs import store
 from memeguard.metrics import CACHE_HITS
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
@@ -40,6 +41,7 @@ class Fingerprinted:
     hashes: list[FrameHash]  # the sampled frames', stored for the cache as every type's value
     caption: str
     timings: dict[str, float]  # fingerprint_ms, and the analyzer's own stages when it ran
+    matches: list[NewMatch] = field(default_factory=list)  # the bank entries matched, stored with the hashes
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,11 @@ def screen(
         CACHE_HITS.labels("harmful_bank").inc()
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
         return Screened(
-            Fingerprinted(verdict, match.hashes, caption("", post_text), timings), None, match, hashed_ms, timings
+            Fingerprinted(verdict, match.hashes, caption("", post_text), timings, match.bank_matches()),
+            None,
+            match,
+            hashed_ms,
+            timings,
         )
     started = time.perf_counter()
     ocr_text = known_text
@@ -92,7 +98,7 @@ def screen(
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
         CACHE_HITS.labels("verdict_cache").inc()
-        known = Fingerprinted(reused, match.hashes, caption(ocr_text or "", post_text), timings)
+        known = Fingerprinted(reused, match.hashes, caption(ocr_text or "", post_text), timings, match.bank_matches())
         return Screened(known, None, match, hashed_ms, timings)
     context = {**context, "templates": match.templates} if match.templates else context
     item = AnalysisInput(frames, post_text, context, ocr_text=ocr_text, tenant=tenant)
@@ -106,7 +112,8 @@ def finish(screened: Screened, result: AnalysisResult) -> Fingerprinted:
     )
     timings = {**screened.timings, **{k: round(v, 3) for k, v in result.timings.items() if k not in screened.timings}}
     post_text = screened.pending.post_text if screened.pending else ""
-    return Fingerprinted(verdict, screened.match.hashes, caption(verdict.ocr_text, post_text), timings)
+    text = caption(verdict.ocr_text, post_text)
+    return Fingerprinted(verdict, screened.match.hashes, text, timings, screened.match.bank_matches())
 
 
 def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting, hashed_ms: float) -> Verdict | None:

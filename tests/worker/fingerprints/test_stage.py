@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from banks import store as banks
@@ -14,7 +15,7 @@ from banks.signals import Vpdq, compute, hash_frame, hash_frames
 from banks.store import NewHash
 from jobs import store
 from memeguard.blobs import LocalBlobStore
-from memeguard.db import BankKind
+from memeguard.db import BankKind, BankMatch
 from memeguard.imaging import decode_frames
 from memeguard.queue import InlineQueue
 from policies import load_policy
@@ -181,3 +182,33 @@ def test_an_animation_trimmed_or_reencoded_is_recognised_as_a_whole(setup, pg_se
     assert "VPDQ" in trimmed.explanation and any("vpdq" in e for s in trimmed.signals for e in s.evidence)
     run(animation(scenes(12, 12)), "other")  # another animation: read by the model
     assert len(analyzer.calls) == 1
+
+
+def test_every_bank_match_is_recorded_with_its_effect(setup, pg_sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    """Template, harmful, allow-list and suppressed matches are all stored with the job (``bank_matches``),
+    so the banks page counts each bank's recent matches — not only the harmful bank that decided."""
+    from datetime import timedelta
+
+    from memeguard.db import utcnow
+
+    _, run = setup
+    doge = render_meme("你个sb", "doge")
+    panda = render_meme("一段看似无害的文字", "panda")
+    with pg_sessions() as session:
+        for name, kind, label, meme in [
+            ("doge-t", BankKind.TEMPLATE, "狗头", doge),
+            ("bad", BankKind.HARMFUL, "general_offense", panda),
+            ("fine", BankKind.ALLOW, "", panda),
+        ]:
+            frame = hash_frame(decode_frames(meme, 1)[0])
+            banks.create_bank(session, name, kind, label, actor="t")
+            banks.add_hashes(session, name, [NewHash(compute([frame]), frame.quality)], actor="t", source="unit")
+        session.commit()
+    run(doge, "c1")
+    run(reencode(doge), "c2")
+    verdict = run(panda, "c3")  # harmful and allow-listed: the allow-list wins, the model reads it
+    assert verdict.analyzer != "fingerprint"
+    with pg_sessions() as session:
+        assert banks.recent_matches(session, utcnow() - timedelta(hours=1)) == {"doge-t": 2, "bad": 1, "fine": 1}
+        effects = {m.effect for m in session.scalars(sa.select(BankMatch))}
+    assert effects == {"template", "allow", "suppressed"}
