@@ -159,6 +159,51 @@ def find_jobs(session: Session, tenant: str, content_ids: list[str]) -> dict[str
     return {job.content_id: _record(job) for job in session.scalars(query)}
 
 
+@dataclass(frozen=True)
+class JobLine:
+    """A job as a list shows it: where it stands and, once finished, its verdict and current action."""
+
+    id: uuid.UUID
+    tenant: str
+    content_id: str
+    status: JobStatus
+    harm_type: str | None
+    confidence: float | None
+    action: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def recent_jobs(
+    session: Session, *, tenant: str | None = None, status: JobStatus | None = None, limit: int = 50
+) -> list[JobLine]:
+    """The newest jobs (of a tenant, in a status), newest first, with verdict and current action."""
+    later = aliased(ActionRow)
+    newest = sa.select(sa.func.max(later.id)).where(later.job_id == Job.id).scalar_subquery()
+    query = (
+        sa.select(
+            Job.id,
+            Job.tenant,
+            Job.content_id,
+            Job.status,
+            sa.cast(VerdictRow.harm_type, sa.String),
+            VerdictRow.confidence,
+            sa.cast(ActionRow.action, sa.String),
+            Job.created_at,
+            Job.finished_at,
+        )
+        .outerjoin(VerdictRow, VerdictRow.job_id == Job.id)
+        .outerjoin(ActionRow, ActionRow.id == newest)
+        .order_by(Job.created_at.desc(), Job.id)
+        .limit(limit)
+    )
+    if tenant is not None:
+        query = query.where(Job.tenant == tenant)
+    if status is not None:
+        query = query.where(Job.status == status)
+    return [JobLine(*row) for row in session.execute(query)]
+
+
 def count_queued(session: Session, tenant: str) -> int:
     """Jobs of ``tenant`` waiting for a worker (the partial index ``ix_jobs_tenant_queued`` keeps it cheap)."""
     query = sa.select(sa.func.count()).select_from(Job).where(Job.tenant == tenant, Job.status == JobStatus.QUEUED)

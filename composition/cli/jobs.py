@@ -1,4 +1,5 @@
-"""``jobs show``, ``jobs requeue`` and ``callbacks deliver``: inspect and recover jobs and their callbacks."""
+"""``jobs list``, ``jobs show``, ``jobs requeue`` and ``callbacks deliver``: inspect and recover jobs and
+their callbacks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from composition.cli.common import emit, load_settings, open_sessions
+from composition.cli.common import EXIT_REJECTED, JsonOpt, emit, load_settings, open_sessions, table
 
 jobs_app = typer.Typer(no_args_is_help=True, help="Inspect and recover jobs.")
 callbacks_app = typer.Typer(no_args_is_help=True, help="Signed callbacks to platforms.")
@@ -35,6 +36,41 @@ def jobs_show(
         typer.echo("no such job (give JOB_ID, or --tenant and --content-id)", err=True)
         raise typer.Exit(1)
     emit({**job_json(view), "audit": events})
+
+
+@jobs_app.command("list")
+def jobs_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's jobs")] = None,
+    status: Annotated[str | None, typer.Option(help="queued, running, done, failed or rejected")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="how many, newest first")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """The newest jobs with their status, harm type, confidence and current action (a table, or --json)."""
+    from jobs import store
+    from memeguard.schemas import JobStatus
+
+    try:
+        wanted = JobStatus(status) if status else None
+    except ValueError as exc:
+        typer.echo(f"refused: unknown status {status!r}: one of {', '.join(s.value for s in JobStatus)}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    with open_sessions()() as session:
+        lines = store.recent_jobs(session, tenant=tenant, status=wanted, limit=limit)
+    rows = [
+        {
+            "job_id": str(j.id),
+            "tenant": j.tenant,
+            "content_id": j.content_id,
+            "status": j.status.value,
+            "harm_type": j.harm_type,
+            "confidence": j.confidence,
+            "action": j.action,
+            "created_at": j.created_at.isoformat(timespec="seconds"),
+            "finished_at": j.finished_at.isoformat(timespec="seconds") if j.finished_at else None,
+        }
+        for j in lines
+    ]
+    table(rows, as_json, title="jobs, newest first")
 
 
 @jobs_app.command("requeue")

@@ -511,3 +511,36 @@ def test_the_encoder_reports_a_large_batch_in_chunks_and_its_vectors_do_not_chan
     chunked.progress = bar
     assert np.allclose(chunked.encode(texts)[-3:], alone, atol=1e-5)
     assert seen == [f"encoding {CHUNK + 10} texts: 2 chunks"]
+
+
+@pytest.mark.integration  # runs the command as a process of its own
+def test_jobs_list_shows_the_newest_jobs_as_a_table_or_json(tmp_path: Path) -> None:
+    """``jobs list``: newest first, filtered by tenant and status, with the verdict's harm type and the
+    current action (a reviewer's overturn shows, not the policy's first action)."""
+    from jobs import store
+    from memeguard.db import Role, make_engine, make_sessions
+    from memeguard.schemas import HarmType, JobStatus, ModerationAction
+    from review import reviews, users
+    from tests.helpers.jobs import finished_job
+
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    sessions = make_sessions(make_engine(f"sqlite:///{tmp_path / 'memeguard.db'}"))
+    with sessions() as session:
+        offence = finished_job(session, "acme", HarmType.GENERAL_OFFENSE, 0.7)
+        store.insert_jobs(session, [store.NewJob("acme", "waiting", JobStatus.QUEUED)])
+        finished_job(session, "other", HarmType.NONE, 0.9)
+        ann = users.add_user(session, "ann", "correct horse battery", Role.REVIEWER, ["acme"], actor="t")
+        reviews.decide(session, offence, ann, "overturn", action=ModerationAction.BLOCK, reason="辱骂")
+        session.commit()
+    rows = json.loads(memeguard("jobs", "list", "--tenant", "acme", "--json", data_dir=tmp_path).stdout)
+    assert [(r["content_id"] == "waiting", r["status"], r["action"]) for r in rows] == [
+        (True, "queued", None),
+        (False, "done", "block"),
+    ]
+    assert rows[1]["harm_type"] == "general_offense" and rows[1]["job_id"] == str(offence)
+    done = json.loads(memeguard("jobs", "list", "--status", "done", "--json", data_dir=tmp_path).stdout)
+    assert {r["tenant"] for r in done} == {"acme", "other"}
+    shown = memeguard("jobs", "list", data_dir=tmp_path).stdout
+    assert "jobs, newest first" in shown and "general_offense" in shown and "waiting" in shown
+    refused = memeguard("jobs", "list", "--status", "lost", data_dir=tmp_path)
+    assert refused.returncode == 2 and "unknown status 'lost'" in refused.stderr
