@@ -226,6 +226,49 @@ class BankMatch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RadarKey(Base):
+    """Something the 新梗雷达 watches: an image cluster (``kind`` "image", ``key`` the id of the cluster's first
+    job) or a phrase (``kind`` "phrase"), with when it was first seen and what leads decided about it
+    (``status``: new, dismissed, banked, drafted)."""
+
+    __tablename__ = "radar_keys"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_seen: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+
+
+class RadarCount(Base):
+    """Occurrences of a radar key per UTC day and tenant: incremented by each finished job in its own
+    transaction (rows locked in key order, so concurrent workers never deadlock); the radar reads a row per
+    key, day and tenant, not every job."""
+
+    __tablename__ = "radar_counts"
+    __table_args__ = (Index("ix_radar_counts_day", "day", "kind"),)
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int]
+
+
+class RadarSighting(Base):
+    """A finished job's image in an image cluster (the radar's examples and thumbnails), or a phrase in its
+    text: the job, the key, when."""
+
+    __tablename__ = "radar_sightings"
+    __table_args__ = (Index("ix_radar_sightings_key", "kind", "key", "created_at"),)
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime]
+
+
 class Role(StrEnum):
     """Review console roles: a senior reviewer also takes escalations; an admin also manages people."""
 

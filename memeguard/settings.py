@@ -169,6 +169,10 @@ class Settings(BaseSettings):
         ge=0,
         description="how long a moderated image stays in the workers' verdict cache (memory); 0 = for ever",
     )
+    radar: bool = Field(
+        default=True,
+        description="count each finished job's new image cluster and phrases for 新梗雷达 (memeguard radar)",
+    )
     cache_shared_tenants: list[str] = Field(
         default_factory=list, description="tenants whose verdict caches are shared with each other"
     )

@@ -280,6 +280,15 @@ class KnowledgeBase:
                 found.setdefault(match.entry.id, match)
         return sorted(found.values(), key=lambda m: self._order[m.entry.id])
 
+    def words(self, text: str) -> tuple[str, list[tuple[int, str]]]:
+        """The normalised text and its words with their starts, cut as matching cuts them."""
+        marks = marked(text)
+        return marks.norm, self._segmenter.cut(marks)
+
+    def frequency(self, word: str) -> int:
+        """How common a word is in the segmenter's dictionary (0: unknown)."""
+        return self._segmenter.frequency(word)
+
     def _phonetic(self, norm: str) -> list[Match]:
         """Homophone hits (the phrase's pinyin in the text's pinyin) and initials hits (a Latin run that
         spells a phrase's initials). Skipped entirely for text without Hanzi or Latin letters to read."""
@@ -309,6 +318,24 @@ class Segmenter:
 
     def warm(self) -> None:
         _tokenizer(self._words)
+
+    def cut(self, text: Marked) -> list[tuple[int, str]]:
+        """The normalised text's words with where each starts (each piece between punctuation edges cut
+        on its own, as ``boundaries`` does)."""
+        tokenizer = _tokenizer(self._words)
+        norm = text.norm
+        cuts = sorted({0, len(norm), *text.edges})
+        out = []
+        for begin, end in itertools.pairwise(cuts):
+            at = begin
+            for word in tokenizer.cut(norm[begin:end], HMM=False):
+                out.append((at, word))
+                at += len(word)
+        return out
+
+    def frequency(self, word: str) -> int:
+        """How common jieba's dictionary says a word is (0: not a dictionary word)."""
+        return int(_tokenizer(self._words).FREQ.get(word, 0))
 
     def boundaries(self, text: Marked) -> frozenset[int]:
         """Positions in the normalised text where a word starts or ends (each piece between punctuation

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ from memeguard.logs import job_context
 from memeguard.queue import JobQueue, QueueUnavailable
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, evaluate
+from radar import store as radar
 from worker.analyzers import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
 from worker.analyzers.base import analyze_each, is_transient
 
@@ -412,6 +414,24 @@ def _remember(session: Session, job: store.JobRecord, result: PipelineResult) ->
     signals = compute_signals(known.hashes)  # every hash type's value (banks.signals' registry)
     quality = known.hashes[0].quality
     banks.save_fingerprint(session, job.id, job.tenant, signals, quality, known.caption, known.matches)
+    if known.phrases is not None:  # the radar is on (MEMEGUARD_RADAR)
+        radar.record(session, job.id, job.tenant, job.created_at, _radar_keys(session, job, known, known.phrases))
+
+
+def _radar_keys(
+    session: Session, job: store.JobRecord, known: Fingerprinted, phrases: list[str]
+) -> list[tuple[str, str, datetime]]:
+    """What the radar counts for this job: its image cluster — the nearest earlier near-duplicate's, or a
+    new one named after this job — unless the image matched a bank (known, not new), and its new phrases."""
+    keys = [(radar.PHRASE, phrase, job.created_at) for phrase in phrases]
+    if known.matches or not any(h.matchable for h in known.hashes):
+        return keys
+    near = known.neighbour
+    cluster = radar.cluster_of(session, near.job_id) if near is not None else None
+    if near is not None and cluster is None:  # an image from before the radar, or one that matched a bank then
+        cluster = str(near.job_id)
+    first_seen = near.created_at if near is not None and near.created_at is not None else job.created_at
+    return [*keys, (radar.IMAGE, cluster or str(job.id), first_seen)]
 
 
 def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:

@@ -18,6 +18,7 @@ import typer
 from composition.cli import analyze, jobs, models, policy, serve
 from composition.cli.banks import banks_app
 from composition.cli.blobs import blobs_app
+from composition.cli.radar import radar_app
 from composition.cli.users import users_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="memeguard: read Chinese memes, moderate them.")
@@ -31,6 +32,7 @@ for group, name in (
     (banks_app, "banks"),
     (blobs_app, "blobs"),
     (users_app, "users"),
+    (radar_app, "radar"),
     (jobs.callbacks_app, "callbacks"),
 ):
     app.add_typer(group, name=name)

@@ -52,6 +52,7 @@ class CacheHit:
     tenant: str
     distance: int
     signal: str = "pdq"
+    created_at: datetime | None = None  # when the earlier job's fingerprint was stored
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class ImageMatch:
     suppressed: list[BankHit] = field(default_factory=list)  # matches an allow-list bank cancelled
     cache: list[tuple[CacheHit, str]] = field(default_factory=list)  # (hit, its caption)
     allowed: list[BankHit] = field(default_factory=list)  # allow-list matches (they emptied ``banks``)
+    neighbour: CacheHit | None = None  # the nearest earlier job's image, whatever its tenant (the radar's cluster)
 
     @property
     def harmful(self) -> list[BankHit]:
@@ -138,8 +140,14 @@ class Matcher:
         allowed = [hit for hit in live if hit.bank.kind is BankKind.ALLOW]
         banks = [] if allowed else [hit for hit in live if hit.bank.kind is not BankKind.ALLOW]
         suppressed = [hit for hit in live if allowed and hit.bank.kind is not BankKind.ALLOW]
-        cache = sorted(self._cache_hits(queries, tenant), key=lambda c: (RANK[c[0].signal], c[0].distance))
-        return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache, allowed)
+        found = self._job_hits(queries)
+        cache = sorted(self._cache_hits(found, tenant), key=lambda c: (RANK[c[0].signal], c[0].distance))
+        nearest = min(found, key=lambda f: (f[2], RANK[f[0]]), default=None)
+        neighbour = None
+        if nearest is not None:
+            meta = self._jobs_meta[nearest[1]]
+            neighbour = CacheHit(meta.job_id, meta.tenant, nearest[2], nearest[0], meta.created_at)
+        return ImageMatch(hashes, sorted(banks, key=lambda h: h.distance), suppressed, cache, allowed, neighbour)
 
     def _bank_hits(self, queries: dict[str, list[str]]) -> list[BankHit]:
         """Every enabled bank's entries within that bank's distance for the type, each type in its index."""
@@ -153,20 +161,24 @@ class Matcher:
                         hits.append(BankHit(bank, hash_id, name, distance))
         return hits
 
-    def _cache_hits(self, queries: dict[str, list[str]], tenant: str) -> list[tuple[CacheHit, str]]:
-        """Earlier jobs with a near image (by any type, at its default distance) that this tenant may reuse;
-        the nearest hit of each job, the first type's when several."""
-        out: dict[uuid.UUID, tuple[CacheHit, str]] = {}
-        found = [
+    def _job_hits(self, queries: dict[str, list[str]]) -> list[tuple[str, int, int]]:
+        """Earlier jobs with a near image, any tenant: (type, fingerprint row, distance) within each type's
+        default distance."""
+        return [
             (name, row_id, distance)
             for name, values in queries.items()
             for value in values
             for row_id, distance in self._jobs[name].search(value, SIGNAL_TYPES[name].default_distance)
         ]
+
+    def _cache_hits(self, found: list[tuple[str, int, int]], tenant: str) -> list[tuple[CacheHit, str]]:
+        """The earlier jobs this tenant may reuse; the nearest hit of each job, the first type's when several."""
+        out: dict[uuid.UUID, tuple[CacheHit, str]] = {}
         for name, row_id, distance in sorted(found, key=lambda f: (RANK[f[0]], f[2])):
             meta = self._jobs_meta[row_id]
             if meta.tenant == tenant or (tenant in self.shared and meta.tenant in self.shared):
-                out.setdefault(meta.job_id, (CacheHit(meta.job_id, meta.tenant, distance, name), meta.text))
+                hit = CacheHit(meta.job_id, meta.tenant, distance, name, meta.created_at)
+                out.setdefault(meta.job_id, (hit, meta.text))
         return list(out.values())
 
     @staticmethod

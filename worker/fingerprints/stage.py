@@ -26,7 +26,9 @@ from memeguard.metrics import CACHE_HITS
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer
 from worker.fingerprints.captions import caption
-from worker.fingerprints.matcher import BankHit, ImageMatch, Matcher
+from worker.fingerprints.matcher import BankHit, CacheHit, ImageMatch, Matcher
+from worker.knowledge import KnowledgeBase
+from worker.radar import new_phrases
 
 if TYPE_CHECKING:
     from memeguard.settings import Settings
@@ -42,6 +44,8 @@ class Fingerprinted:
     caption: str
     timings: dict[str, float]  # fingerprint_ms, and the analyzer's own stages when it ran
     matches: list[NewMatch] = field(default_factory=list)  # the bank entries matched, stored with the hashes
+    neighbour: CacheHit | None = None  # the nearest earlier image, any tenant: the radar's cluster
+    phrases: list[str] | None = None  # the text's candidate new phrases (worker.radar); None: no radar
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class Fingerprinting:
     matcher: Matcher
     ocr: OcrFn | None
     load_verdict: Callable[[uuid.UUID], Verdict | None]
+    phrases: Callable[[str], list[str]] | None = None  # the radar's reading of a text (None: no radar)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Screened:
     match: ImageMatch
     hashed_ms: float
     timings: dict[str, float]
+    stage: Fingerprinting | None = None  # for the analyzer's half (``finish``): the radar's reading
 
 
 def screen(
@@ -85,7 +91,9 @@ def screen(
         CACHE_HITS.labels("harmful_bank").inc()
         verdict = _bank_verdict(match.harmful[0], hashed_ms)
         return Screened(
-            Fingerprinted(verdict, match.hashes, caption("", post_text), timings, match.bank_matches()),
+            Fingerprinted(
+                verdict, match.hashes, caption("", post_text), timings, match.bank_matches(), match.neighbour
+            ),
             None,
             match,
             hashed_ms,
@@ -98,11 +106,14 @@ def screen(
         timings["ocr_ms"] = round((time.perf_counter() - started) * 1000, 3)
     if (reused := _reuse(match, ocr_text or "", post_text, stage, hashed_ms)) is not None:
         CACHE_HITS.labels("verdict_cache").inc()
-        known = Fingerprinted(reused, match.hashes, caption(ocr_text or "", post_text), timings, match.bank_matches())
+        text = caption(ocr_text or "", post_text)
+        known = Fingerprinted(
+            reused, match.hashes, text, timings, match.bank_matches(), match.neighbour, _phrases(stage, text)
+        )
         return Screened(known, None, match, hashed_ms, timings)
     context = {**context, "templates": match.templates} if match.templates else context
     item = AnalysisInput(frames, post_text, context, ocr_text=ocr_text, tenant=tenant)
-    return Screened(None, item, match, hashed_ms, timings)
+    return Screened(None, item, match, hashed_ms, timings, stage)
 
 
 def finish(screened: Screened, result: AnalysisResult) -> Fingerprinted:
@@ -113,7 +124,13 @@ def finish(screened: Screened, result: AnalysisResult) -> Fingerprinted:
     timings = {**screened.timings, **{k: round(v, 3) for k, v in result.timings.items() if k not in screened.timings}}
     post_text = screened.pending.post_text if screened.pending else ""
     text = caption(verdict.ocr_text, post_text)
-    return Fingerprinted(verdict, screened.match.hashes, text, timings, screened.match.bank_matches())
+    match = screened.match
+    phrases = _phrases(screened.stage, text) if screened.stage else None
+    return Fingerprinted(verdict, match.hashes, text, timings, match.bank_matches(), match.neighbour, phrases)
+
+
+def _phrases(stage: Fingerprinting, text: str) -> list[str] | None:
+    return stage.phrases(text) if stage.phrases is not None else None
 
 
 def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting, hashed_ms: float) -> Verdict | None:
@@ -194,4 +211,15 @@ def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: S
         with sessions() as session:
             return store.verdict_of(session, job_id)
 
-    return Fingerprinting(matcher, ocr, load_verdict)
+    kb = _knowledge_of(analyzer)
+    phrases = (lambda text: new_phrases(kb, text)) if kb is not None and settings.radar else None
+    return Fingerprinting(matcher, ocr, load_verdict, phrases)
+
+
+def _knowledge_of(analyzer: Any) -> KnowledgeBase | None:
+    """The knowledge base of the analyzer, or of the embedded tier inside it (cascade, VLM reader)."""
+    for candidate in (analyzer, getattr(analyzer, "fast", None), getattr(analyzer, "reader", None)):
+        kb = getattr(candidate, "kb", None)
+        if isinstance(kb, KnowledgeBase):
+            return kb
+    return None

@@ -1,0 +1,218 @@
+"""The radar's storage: counting a finished job's keys, ranking what rises, and the leads' decisions.
+
+Rules:
+- a key is an image cluster (named by its first job's id: a job joins the cluster of the nearest earlier
+  near-duplicate image, any tenant) or a phrase; an image that matched any bank is known, never a key;
+- each finished job adds one to its keys' counts for its tenant and UTC day, in the transaction that stores
+  its verdict — rows taken in key order, so concurrent workers never deadlock on a shared phrase;
+- growth is the last ``RECENT_DAYS`` days' daily rate against the rate before, since the key was first seen;
+  spread is how many tenants showed it — counting only tenants the reader may see, and other tenants only
+  when the reader's tenants share with them (``MEMEGUARD_CACHE_SHARED_TENANTS``, as the verdict cache does);
+- only keys first seen within the window are new: a steady old template never rises.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from banks import store as banks
+from jobs import store
+from memeguard.db import Job, JobFingerprint, RadarCount, RadarKey, RadarSighting, VerdictRow, utcnow
+
+IMAGE, PHRASE = "image", "phrase"
+KINDS = (IMAGE, PHRASE)
+STATUSES = ("new", "dismissed", "banked", "drafted")
+WINDOW_DAYS = 14
+RECENT_DAYS = 2  # today and yesterday (UTC): the ranking does not reset at midnight
+MIN_RECENT = 3  # occurrences in the recent days before a key is ranked at all
+
+
+class RadarError(ValueError):
+    """A radar decision refused (no such key, an unknown status)."""
+
+
+def cluster_of(session: Session, job_id: uuid.UUID) -> str | None:
+    """The image cluster an earlier job belongs to (None: it was never counted, e.g. it matched a bank)."""
+    query = sa.select(RadarSighting.key).where(RadarSighting.job_id == job_id, RadarSighting.kind == IMAGE)
+    return session.scalar(query)
+
+
+def record(
+    session: Session,
+    job_id: uuid.UUID,
+    tenant: str,
+    at: datetime,
+    keys: Sequence[tuple[str, str, datetime]],
+) -> None:
+    """Count a finished job's keys — (kind, key, first seen) — for its tenant and the UTC day of ``at``."""
+    wanted = sorted({(kind, key): seen for kind, key, seen in keys}.items())
+    if not wanted:
+        return
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    for (kind, key), seen in wanted:
+        session.execute(
+            insert(RadarKey)
+            .values(kind=kind, key=key, first_seen=min(seen, at), status="new")
+            .on_conflict_do_nothing(index_elements=["kind", "key"])
+        )
+        counted = insert(RadarCount).values(kind=kind, key=key, day=at.date(), tenant=tenant, count=1)
+        session.execute(
+            counted.on_conflict_do_update(
+                index_elements=["kind", "key", "day", "tenant"], set_={"count": RadarCount.count + 1}
+            )
+        )
+    session.add_all(RadarSighting(job_id=job_id, kind=k, key=key, created_at=at) for (k, key), _ in wanted)
+
+
+@dataclass(frozen=True)
+class Rising:
+    """A key on the radar: occurrences in the recent days and before (within the window), tenants that
+    showed it, its score, examples (newest jobs, with their caption text) and, for images, the verdicts so far."""
+
+    kind: str
+    key: str
+    first_seen: datetime
+    status: str
+    recent: int
+    before: int
+    tenants: int
+    growth: float
+    score: float
+    examples: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+
+def visible_tenants(reader: Sequence[str] | None, shared: Sequence[str]) -> list[str] | None:
+    """Whose counts a reader sees: their own tenants, plus every sharing tenant when one of theirs shares
+    (None: every tenant — the CLI, run by operators)."""
+    if reader is None:
+        return None
+    mine = set(reader)
+    return sorted(mine | set(shared) if mine & set(shared) else mine)
+
+
+def rising(
+    session: Session,
+    tenants: Sequence[str] | None,
+    *,
+    now: datetime | None = None,
+    kind: str | None = None,
+    status: str = "new",
+    limit: int = 20,
+) -> list[Rising]:
+    """The keys first seen within ``WINDOW_DAYS`` that rise fastest, most first (``status``: which leads'
+    decision to list; "new" is what nobody has decided yet)."""
+    today = (now or utcnow()).date()
+    recent_from, start = today - timedelta(days=RECENT_DAYS - 1), today - timedelta(days=WINDOW_DAYS - 1)
+    seen = _in(RadarCount.tenant, tenants)
+    recent = sa.func.sum(sa.case((RadarCount.day >= recent_from, RadarCount.count), else_=0))
+    query = (
+        sa.select(
+            RadarCount.kind,
+            RadarCount.key,
+            RadarKey.first_seen,
+            RadarKey.status,
+            recent,
+            sa.func.sum(RadarCount.count) - recent,
+            sa.func.count(sa.distinct(RadarCount.tenant)),
+        )
+        .join(RadarKey, sa.and_(RadarKey.kind == RadarCount.kind, RadarKey.key == RadarCount.key))
+        .where(RadarCount.kind.in_([kind] if kind else KINDS), RadarCount.day >= start, seen)
+        .where(
+            RadarKey.status == status, RadarKey.first_seen >= datetime(start.year, start.month, start.day, tzinfo=UTC)
+        )
+        .where(RadarCount.key.in_(_recently_counted(recent_from, kind, tenants)))
+        .group_by(RadarCount.kind, RadarCount.key, RadarKey.first_seen, RadarKey.status)
+    )
+    found = [_scored(row, recent_from) for row in session.execute(query)]
+    top = sorted((r for r in found if r.recent >= MIN_RECENT), key=lambda r: (-r.score, -r.recent, r.key))[:limit]
+    return [_with_examples(session, r, tenants) for r in top]
+
+
+def _in(column: Any, tenants: Sequence[str] | None) -> Any:
+    return sa.true() if tenants is None else column.in_(list(tenants))
+
+
+def _recently_counted(recent_from: date, kind: str | None, tenants: Sequence[str] | None) -> Any:
+    """Keys with at least ``MIN_RECENT`` occurrences in the recent days: the rest of the window is only read
+    for them (most keys are seen once and never again)."""
+    return (
+        sa.select(RadarCount.key)
+        .where(
+            RadarCount.day >= recent_from,
+            RadarCount.kind.in_([kind] if kind else KINDS),
+            _in(RadarCount.tenant, tenants),
+        )
+        .group_by(RadarCount.key)
+        .having(sa.func.sum(RadarCount.count) >= MIN_RECENT)
+    )
+
+
+def _scored(row: Any, recent_from: date) -> Rising:
+    kind, key, first_seen, status, recent, before, tenants = row
+    days_before = max(0, (recent_from - first_seen.date()).days)
+    rate_now, rate_before = int(recent) / RECENT_DAYS, int(before) / max(1, days_before)
+    growth = rate_now / (rate_before + 1.0)
+    score = growth * (1.0 + math.log1p(int(recent))) * (1.0 + 0.5 * (int(tenants) - 1))
+    return Rising(
+        kind, key, first_seen, status, int(recent), int(before), int(tenants), round(growth, 3), round(score, 3)
+    )
+
+
+def _with_examples(session: Session, rising: Rising, tenants: Sequence[str] | None, count: int = 3) -> Rising:
+    """The newest jobs that showed the key (within the reader's tenants), with their caption text; for an
+    image cluster, its verdicts so far by harm type."""
+    members = (
+        sa.select(RadarSighting.job_id)
+        .join(Job, Job.id == RadarSighting.job_id)
+        .where(RadarSighting.kind == rising.kind, RadarSighting.key == rising.key, _in(Job.tenant, tenants))
+    )
+    newest = members.add_columns(sa.func.coalesce(JobFingerprint.text, Job.post_text)).outerjoin(
+        JobFingerprint, JobFingerprint.job_id == RadarSighting.job_id
+    )
+    examples = [
+        (j, str(t or "")) for j, t in session.execute(newest.order_by(RadarSighting.created_at.desc()).limit(count))
+    ]
+    verdicts: dict[str, int] = {}
+    if rising.kind == IMAGE:
+        mix = sa.select(sa.cast(VerdictRow.harm_type, sa.String), sa.func.count()).where(VerdictRow.job_id.in_(members))
+        verdicts = {str(h): int(n) for h, n in session.execute(mix.group_by(VerdictRow.harm_type))}
+    return Rising(**{**rising.__dict__, "examples": examples, "verdicts": verdicts})
+
+
+def decide(session: Session, kind: str, key: str, status: str, *, actor: str, why: str = "") -> None:
+    """A lead's decision on a key (dismissed, banked, drafted): it leaves the "new" list; audited."""
+    if status not in STATUSES:
+        raise RadarError(f"unknown status {status!r}: one of {', '.join(STATUSES)}")
+    row = session.get(RadarKey, (kind, key))
+    if row is None:
+        raise RadarError(f"no {kind} {key!r} on the radar")
+    row.status, row.decided_by, row.decided_at = status, actor, utcnow()
+    store.audit(session, f"radar.{status}", actor=actor, detail={"kind": kind, "key": key, "why": why})
+
+
+def bank_cluster(session: Session, key: str, bank: str, *, actor: str, why: str) -> list[int]:
+    """Put an image cluster into a bank — its first job's image, the cluster's name — so every later copy
+    is decided (or suppressed, or cued) by the bank; the cluster is marked banked. Returns the new hash ids."""
+    if session.get(RadarKey, (IMAGE, key)) is None:
+        raise RadarError(f"no image cluster {key!r} on the radar")
+    first = session.scalar(
+        sa.select(RadarSighting.job_id)
+        .where(RadarSighting.kind == IMAGE, RadarSighting.key == key)
+        .order_by(RadarSighting.created_at)
+        .limit(1)
+    )
+    if first is None:
+        raise RadarError(f"image cluster {key!r} has no job left to take its image from")
+    ids = banks.add_job(session, bank, first, actor=actor, note=f"radar cluster {key}: {why}")
+    decide(session, IMAGE, key, "banked", actor=actor, why=why)
+    return ids
