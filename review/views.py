@@ -23,6 +23,7 @@ from memeguard.db import (
     CallbackRow,
     Job,
     JobFingerprint,
+    PendingReview,
     ReviewClaim,
     ReviewRow,
     VerdictRow,
@@ -119,7 +120,8 @@ def item_detail(session: Session, user: UserRecord, job_id: uuid.UUID, now: date
 
 def identical_items(session: Session, user: UserRecord, job: store.JobRecord, limit: int = 500) -> list[uuid.UUID]:
     """Other items awaiting review in the reviewer's tenants with the same image: the same bytes (sha256)
-    or the same PDQ hash. These can be decided together (bulk)."""
+    or the same PDQ hash. These can be decided together (bulk). Awaiting review = in ``pending_reviews``
+    (a viral image's copies are many; the index keeps this to the unreviewed ones)."""
     same = [Job.image_sha256 == job.image_sha256] if job.image_sha256 else []
     pdq_of = JobFingerprint.signals["pdq"].as_string()
     pdq = session.scalar(sa.select(pdq_of).where(JobFingerprint.job_id == job.id))
@@ -129,13 +131,8 @@ def identical_items(session: Session, user: UserRecord, job: store.JobRecord, li
         return []
     query = (
         sa.select(Job.id)
-        .join(VerdictRow, VerdictRow.job_id == Job.id)
-        .where(
-            sa.or_(*same),
-            Job.id != job.id,
-            Job.tenant.in_(user.tenants),
-            ~sa.exists().where(ReviewRow.job_id == Job.id),
-        )
+        .join(PendingReview, PendingReview.job_id == Job.id)
+        .where(sa.or_(*same), Job.id != job.id, PendingReview.tenant.in_(user.tenants))
         .order_by(Job.created_at)
         .limit(limit)
     )
