@@ -66,6 +66,16 @@ SIGNALS_SCHEMA: dict[str, Any] = {
 }
 
 
+def _not_null(value: object) -> object:
+    """An object field may be left out, never sent as null: the document declares it an object."""
+    if value is None:
+        raise ValueError("an object, not null (leave the field out instead)")
+    return value
+
+
+Given = BeforeValidator(_not_null)
+
+
 def _not_bool(value: object) -> object:
     if isinstance(value, bool):
         raise ValueError("a number, not true/false")
@@ -95,7 +105,7 @@ class BankIn(BaseModel):
     name: str = Field(json_schema_extra={"pattern": BANK_NAME.pattern})
     kind: BankKind
     label: str = ""
-    distances: dict[str, Whole] | None = Field(
+    distances: Annotated[dict[str, Whole] | None, Given] = Field(
         default=None,
         description="match distance per hash type; the type's default where not given",
         json_schema_extra=DISTANCES_SCHEMA,
@@ -113,7 +123,7 @@ class BankPatch(BaseModel):
     enabled: StrictBool | None = None
     enabled_ratio: Annotated[float, Strict()] | None = Field(default=None, ge=0.0, le=1.0)
     label: StrictStr | None = None
-    distances: dict[str, Whole] | None = Field(
+    distances: Annotated[dict[str, Whole] | None, Given] = Field(
         default=None, description="the hash types whose distance changes", json_schema_extra=DISTANCES_SCHEMA
     )
     pdq_distance: Whole | None = Field(default=None, deprecated=True, json_schema_extra=_distance("pdq"))
@@ -137,7 +147,7 @@ class HashIn(BaseModel):
             ]
         }
     )
-    signals: dict[str, str] | None = Field(default=None, json_schema_extra=SIGNALS_SCHEMA)
+    signals: Annotated[dict[str, str] | None, Given] = Field(default=None, json_schema_extra=SIGNALS_SCHEMA)
     pdq: str | None = Field(default=None, deprecated=True, json_schema_extra=_pattern("pdq"))
     quality: Whole | None = Field(default=None, json_schema_extra={"minimum": 0, "maximum": 100})
     phash: str | None = Field(default=None, deprecated=True, json_schema_extra=_pattern("phash"))

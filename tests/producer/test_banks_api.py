@@ -62,6 +62,14 @@ def test_refusals_carry_the_reason(client: TestClient) -> None:
     client.post("/v1/banks", json={"name": "t", "kind": "template"}, headers=ADMIN)
     bad = client.post("/v1/banks/t/hashes", json=[{"pdq": "xyz"}], headers=ADMIN)
     assert bad.status_code == 422 and "64 lower-case hex" in bad.json()["message"]
+    # objects the document declares may be left out, never sent as null (found by the contract test)
+    for method, path, body in [
+        ("POST", "/v1/banks", {"name": "gh", "kind": "harmful", "distances": None}),
+        ("PATCH", "/v1/banks/t", {"distances": None}),
+        ("POST", "/v1/banks/t/hashes", [{"signals": None, "pdq": "a" * 64}]),
+    ]:
+        refused = client.request(method, path, json=body, headers=ADMIN)
+        assert refused.status_code == 422 and "not null" in refused.json()["fields"][0]["reason"], (path, refused.text)
 
 
 def test_a_bank_added_over_the_api_decides_the_next_upload(client: TestClient) -> None:
