@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import math
 import uuid
 from collections.abc import Sequence
@@ -46,31 +47,55 @@ def cluster_of(session: Session, job_id: uuid.UUID) -> str | None:
     return session.scalar(query)
 
 
-def record(
-    session: Session,
-    job_id: uuid.UUID,
-    tenant: str,
-    at: datetime,
-    keys: Sequence[tuple[str, str, datetime]],
-) -> None:
-    """Count a finished job's keys — (kind, key, first seen) — for its tenant and the UTC day of ``at``."""
-    wanted = sorted({(kind, key): seen for kind, key, seen in keys}.items())
-    if not wanted:
+@dataclass(frozen=True)
+class Counted:
+    """A finished job's radar keys — (kind, key, first seen) — for its tenant, at its submission time."""
+
+    job_id: uuid.UUID
+    tenant: str
+    at: datetime
+    keys: Sequence[tuple[str, str, datetime]]
+
+
+def record(session: Session, job_id: uuid.UUID, tenant: str, at: datetime, keys: Sequence[Any]) -> None:
+    """Count one finished job's keys (``record_many`` of one)."""
+    record_many(session, [Counted(job_id, tenant, at, keys)])
+
+
+def record_many(session: Session, jobs: Sequence[Counted]) -> None:
+    """Count a batch of finished jobs' keys for their tenants and UTC days, in the caller's transaction:
+    three statements whatever the batch. Rows are written in one global order (kind, key, day, tenant), so
+    two workers' batches that share keys lock them in the same order and never deadlock."""
+    first: dict[tuple[str, str], datetime] = {}
+    counts: dict[tuple[str, str, date, str], int] = {}
+    sightings: dict[tuple[uuid.UUID, str, str], datetime] = {}
+    for job in jobs:
+        for (kind, key), seen in {(k, key): seen for k, key, seen in job.keys}.items():  # once per job
+            first[kind, key] = min(first.get((kind, key), seen), seen, job.at)
+            counts[kind, key, job.at.date(), job.tenant] = counts.get((kind, key, job.at.date(), job.tenant), 0) + 1
+            sightings[job.job_id, kind, key] = job.at
+    if not first:
         return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    for (kind, key), seen in wanted:
-        session.execute(
-            insert(RadarKey)
-            .values(kind=kind, key=key, first_seen=min(seen, at), status="new")
-            .on_conflict_do_nothing(index_elements=["kind", "key"])
-        )
-        counted = insert(RadarCount).values(kind=kind, key=key, day=at.date(), tenant=tenant, count=1)
-        session.execute(
-            counted.on_conflict_do_update(
-                index_elements=["kind", "key", "day", "tenant"], set_={"count": RadarCount.count + 1}
-            )
-        )
-    session.add_all(RadarSighting(job_id=job_id, kind=k, key=key, created_at=at) for (k, key), _ in wanted)
+    new_keys, add_counts = _statements(session.get_bind().dialect.name)
+    session.execute(new_keys, [{"kind": k, "key": key, "first_seen": at} for (k, key), at in sorted(first.items())])
+    rows = [{"kind": k, "key": key, "day": d, "tenant": t, "count": n} for (k, key, d, t), n in sorted(counts.items())]
+    session.execute(add_counts, rows)
+    session.execute(
+        sa.insert(RadarSighting),
+        [{"job_id": j, "kind": k, "key": key, "created_at": at} for (j, k, key), at in sightings.items()],
+    )
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """INSERT a key unless it exists; add to a (key, day, tenant) count, creating it."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    new_keys = insert(RadarKey).values(status="new").on_conflict_do_nothing(index_elements=["kind", "key"])
+    counts = insert(RadarCount)
+    counts = counts.on_conflict_do_update(
+        index_elements=["kind", "key", "day", "tenant"], set_={"count": RadarCount.count + counts.excluded.count}
+    )
+    return new_keys, counts
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,8 @@ class KnowledgeBase:
             key: (phrase, e) for phrase, _, e in self._phrases if e.phonetic and (key := initials(phrase))
         }
         self._segmenter = Segmenter(phrase for phrase, _, _ in self._phrases)
+        self._known = {phrase for phrase, _, _ in self._phrases if len(phrase) >= 2}
+        self._known_parts = {p[i:j] for p in self._known for i in range(len(p)) for j in range(i + 2, len(p) + 1)}
 
     @classmethod
     def bundled(cls) -> KnowledgeBase:
@@ -288,6 +290,13 @@ class KnowledgeBase:
     def frequency(self, word: str) -> int:
         """How common a word is in the segmenter's dictionary (0: unknown)."""
         return self._segmenter.frequency(word)
+
+    def knows(self, phrase: str) -> bool:
+        """Whether ``phrase`` is one of the entries' phrases, contains one, or is part of one (normalised)."""
+        norm = marked(phrase).norm
+        if norm in self._known_parts:
+            return True
+        return any(norm[i:j] in self._known for i in range(len(norm)) for j in range(i + 2, len(norm) + 1))
 
     def _phonetic(self, norm: str) -> list[Match]:
         """Homophone hits (the phrase's pinyin in the text's pinyin) and initials hits (a Latin run that

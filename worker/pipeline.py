@@ -379,8 +379,9 @@ def _store_all(
     try:
         with sessions() as session:
             store.finish_jobs(session, [(j.id, r.verdict, r.decision, t) for j, r, t in ready])
+            counted = [_remember(session, job, result) for job, result, _ in ready]
+            radar.record_many(session, [c for c in counted if c is not None])  # one order for the batch
             for job, result, _ in ready:
-                _remember(session, job, result)
                 callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
     except IntegrityError:
@@ -397,7 +398,8 @@ def _store(
     with sessions() as session:
         try:
             store.finish_job(session, job.id, result.verdict, result.decision, timings)
-            _remember(session, job, result)
+            counted = _remember(session, job, result)
+            radar.record_many(session, [counted] if counted else [])
             callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
         except IntegrityError:
@@ -406,16 +408,18 @@ def _store(
     return _done(job, result, {**timings, "store_ms": _ms(started)})
 
 
-def _remember(session: Session, job: store.JobRecord, result: PipelineResult) -> None:
-    """Store the image hashes and caption with the verdict (same transaction), so repeats find it."""
+def _remember(session: Session, job: store.JobRecord, result: PipelineResult) -> radar.Counted | None:
+    """Store the image hashes and caption with the verdict (same transaction), so repeats find it; return
+    what the radar counts for the job (None: no image, or the radar is off), which the caller records."""
     known = result.known
     if known is None or not known.hashes:
-        return
+        return None
     signals = compute_signals(known.hashes)  # every hash type's value (banks.signals' registry)
     quality = known.hashes[0].quality
     banks.save_fingerprint(session, job.id, job.tenant, signals, quality, known.caption, known.matches)
-    if known.phrases is not None:  # the radar is on (MEMEGUARD_RADAR)
-        radar.record(session, job.id, job.tenant, job.created_at, _radar_keys(session, job, known, known.phrases))
+    if known.phrases is None:  # the radar is off (MEMEGUARD_RADAR=false)
+        return None
+    return radar.Counted(job.id, job.tenant, job.created_at, _radar_keys(session, job, known, known.phrases))
 
 
 def _radar_keys(

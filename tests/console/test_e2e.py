@@ -232,6 +232,7 @@ PAGES = [
     "/review/item/{item}",
     "/review/stats",
     "/review/overview",
+    "/review/radar",
     "/review/try",
     "/review/me",
     "/review/admin/users",

@@ -6,10 +6,12 @@ a lead banks the new meme so its next copy is decided by the bank."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -41,7 +43,8 @@ def test_new_phrases_are_rare_words_coinages_and_abbreviations_the_knowledge_bas
     assert new_phrases(kb, "哈基米哈基米南北绿豆") == ["哈基米哈基米", "绿豆"]  # a coinage, cut into pieces
     assert new_phrases(kb, "这个泰裤辣真的泰裤辣") == []  # the knowledge base knows it (twice)
     assert new_phrases(kb, "我们的手机不错") == []  # common words are never candidates
-    assert new_phrases(kb, "绝绝子yyds") == ["yyds"]
+    assert new_phrases(kb, "这也太qwer了") == ["qwer"]  # a Latin abbreviation nobody listed
+    assert new_phrases(kb, "绝绝子yyds") == []  # both in the knowledge base
     assert len(new_phrases(kb, "，".join(f"新词{c}{d}" for c in "甲乙丙丁戊己庚辛" for d in "子丑"))) <= 8
 
 
@@ -141,3 +144,100 @@ def _any_job_with(session: Session, post_text: str) -> uuid.UUID:
     job_id = session.scalar(sa.select(Job.id).where(Job.post_text == post_text).limit(1))
     assert job_id is not None
     return job_id
+
+
+@pytest.mark.integration  # runs the command as a process of its own
+def test_the_radar_from_the_command_line(tmp_path: Path) -> None:
+    """``memeguard radar list --json`` ranks what the workers counted; ``dismiss`` takes a key off the new
+    list (audited); an unknown key or bank is refused with exit 2."""
+    from memeguard.db import make_engine, make_sessions
+    from memeguard.schemas import JobStatus
+    from tests.helpers.cli import memeguard
+
+    assert memeguard("db", "upgrade", data_dir=tmp_path).returncode == 0
+    sessions = make_sessions(make_engine(f"sqlite:///{tmp_path / 'memeguard.db'}"))
+    now = datetime.now(UTC)
+    with sessions() as session:
+        jobs = store.insert_jobs(session, [store.NewJob("acme", f"c{n}", JobStatus.DONE) for n in range(4)])
+        for n, job in enumerate(jobs):
+            tenant = "acme" if n % 2 else "beta"
+            radar.record(session, job.id, tenant, now, [(radar.PHRASE, "哈基米", now), (radar.IMAGE, "c1", now)])
+        session.commit()
+    rows = json.loads(memeguard("radar", "list", "--json", data_dir=tmp_path).stdout)
+    assert {(r["kind"], r["key"], r["recent"], r["tenants"]) for r in rows} == {
+        ("phrase", "哈基米", 4, 2),
+        ("image", "c1", 4, 2),
+    }
+    only = json.loads(
+        memeguard("radar", "list", "--kind", "phrase", "--tenant", "acme", "--json", data_dir=tmp_path).stdout
+    )
+    assert [(r["key"], r["recent"], r["tenants"]) for r in only] == []  # 2 in acme: under the 3 a key needs
+    done = memeguard("radar", "dismiss", "phrase", "哈基米", "--reason", "普通用语", data_dir=tmp_path)
+    assert done.returncode == 0 and "dismissed phrase 哈基米" in done.stdout
+    assert [r["key"] for r in json.loads(memeguard("radar", "list", "--json", data_dir=tmp_path).stdout)] == ["c1"]
+    refused = memeguard("radar", "dismiss", "phrase", "无此词", data_dir=tmp_path)
+    assert refused.returncode == 2 and "no phrase '无此词' on the radar" in refused.stderr
+    no_bank = memeguard("radar", "bank", "c1", "--bank", "nowhere", "--reason", "x", data_dir=tmp_path)
+    assert no_bank.returncode == 2
+
+
+@pytest.mark.integration
+def test_concurrent_workers_count_shared_keys_exactly_and_never_deadlock() -> None:
+    """Four workers store batches whose jobs share keys in every order at once: each batch's rows are taken
+    in one global order, so no transaction deadlocks, and every count equals the occurrences."""
+    import threading
+
+    from memeguard.db import make_engine
+    from memeguard.schemas import JobStatus
+    from tests.helpers.services import create_pg_database, drop_pg_database
+
+    url = create_pg_database("memeguard_radar")
+    engine = make_engine(url)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    keys = [(radar.PHRASE, f"词{n}") for n in range(6)] + [(radar.IMAGE, f"cluster-{n}") for n in range(3)]
+    expected: dict[tuple[str, str], int] = {}
+    batches: list[list[radar.Counted]] = []
+    rng = random.Random(3)
+    try:
+        with sessions() as session:
+            jobs = store.insert_jobs(session, [store.NewJob("acme", f"c{n}", JobStatus.DONE) for n in range(160)])
+            session.commit()
+        for start in range(0, 160, 4):  # 40 batches of 4 jobs, keys in shuffled order
+            batch = []
+            for job in jobs[start : start + 4]:
+                chosen = rng.sample(keys, 4)
+                for k in chosen:
+                    expected[k] = expected.get(k, 0) + 1
+                batch.append(radar.Counted(job.id, "acme", NOW, [(kind, key, NOW) for kind, key in chosen]))
+            batches.append(batch)
+        errors: list[BaseException] = []
+
+        def work(mine: list[list[radar.Counted]]) -> None:
+            try:
+                for batch in mine:
+                    with sessions() as session:
+                        radar.record_many(session, batch)
+                        session.commit()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        workers = [threading.Thread(target=work, args=(batches[n::4],)) for n in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(120)
+        assert errors == []
+        with sessions() as session:
+            counted = {
+                (k, key): int(n)
+                for k, key, n in session.execute(
+                    sa.select(RadarCount.kind, RadarCount.key, sa.func.sum(RadarCount.count)).group_by(
+                        RadarCount.kind, RadarCount.key
+                    )
+                )
+            }
+            assert session.scalar(sa.select(sa.func.count()).select_from(RadarSighting)) == 160 * 4
+        assert counted == expected
+    finally:
+        engine.dispose()
+        drop_pg_database(url)
