@@ -1,8 +1,9 @@
 """新梗雷达: what it adds per finished job, and how long its ranking takes at 1 M jobs.
 
 1. Cost per job: a worker reads the job's text for new phrases (``worker.radar.new_phrases``: jieba's cut and
-   the knowledge base's match) and counts its keys (``radar.store.record``: an upsert per key and a sighting
-   row, in the job's own transaction) on PostgreSQL. Captions are ToxiCN MM **train** captions when the dataset
+   a knowledge-base phrase lookup) and counts its keys (``radar.store.record``: three statements inside the
+   transaction that stores the job's verdict; that transaction's commit is the job's, not counted) on
+   PostgreSQL. Captions are ToxiCN MM **train** captions when the dataset
    is there (the test split is never read), else the demo memes' texts. Reported: process CPU time per job
    (the target is <= 1 ms) and wall time per job, each part alone.
 2. Query time: a fresh database seeded with the radar rows of ``--jobs`` finished jobs over 14 days (3
@@ -31,7 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-from memeguard.db import make_engine, make_sessions  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from memeguard.db import RadarSighting, make_engine, make_sessions  # noqa: E402
 from memeguard.migrate import create_database, drop_database  # noqa: E402
 from radar import store as radar  # noqa: E402
 from worker.knowledge import KnowledgeBase  # noqa: E402
@@ -67,15 +70,41 @@ def per_job(texts: list[str], url: str) -> dict[str, float]:
         jobs = store.insert_jobs(session, [store.NewJob("acme", f"c{i}", JobStatus.DONE) for i in range(len(texts))])
         session.commit()
     now = datetime.now(UTC)
-    cpu, wall = time.process_time(), time.perf_counter()
+    record_cpu = record_wall = 0.0
     for job, phrases in zip(jobs, found, strict=True):
-        with sessions() as session:
+        with sessions() as session:  # the job's own transaction, as the worker's (its commit is not the radar's)
+            session.connection()
             keys = [(radar.PHRASE, p, now) for p in phrases] + [(radar.IMAGE, str(jobs[job.id.int % 50].id), now)]
+            cpu, wall = time.process_time(), time.perf_counter()
             radar.record(session, job.id, "acme", now, keys)
+            session.flush()
+            record_cpu += time.process_time() - cpu
+            record_wall += time.perf_counter() - wall
             session.commit()
-    record_cpu, record_wall = time.process_time() - cpu, time.perf_counter() - wall
+    batched_cpu = batched_wall = 0.0
+    batch = 8  # MEMEGUARD_WORKER_BATCH_SIZE's default: a worker stores a batch's jobs in one transaction
+    for start in range(0, len(jobs), batch):
+        with sessions() as session:
+            session.connection()
+            counted = [
+                radar.Counted(
+                    job.id,
+                    "beta",
+                    now,
+                    [(radar.PHRASE, p, now) for p in phrases] + [(radar.IMAGE, str(jobs[job.id.int % 50].id), now)],
+                )
+                for job, phrases in zip(jobs[start : start + batch], found[start : start + batch], strict=True)
+            ]
+            session.execute(sa.delete(RadarSighting).where(RadarSighting.job_id.in_([c.job_id for c in counted])))
+            cpu, wall = time.process_time(), time.perf_counter()
+            radar.record_many(session, counted)
+            batched_cpu += time.process_time() - cpu
+            batched_wall += time.perf_counter() - wall
+            session.commit()
     n = len(texts)
     return {
+        "batched_record_cpu_ms": round(batched_cpu * 1000 / n, 3),
+        "batched_record_wall_ms": round(batched_wall * 1000 / n, 3),
         "jobs": n,
         "phrases_per_job": round(sum(map(len, found)) / n, 2),
         "read_cpu_ms": round(read_cpu * 1000 / n, 3),
@@ -85,9 +114,9 @@ def per_job(texts: list[str], url: str) -> dict[str, float]:
     }
 
 
-def seed(url: str, jobs: int, now: datetime, rng: random.Random) -> None:
+def seed(url: str, jobs: int, now: datetime, rng: random.Random) -> tuple[str, str]:
     """The radar rows ``jobs`` finished jobs leave over 14 days, written with COPY (the counts aggregated
-    as workers would leave them)."""
+    as workers would leave them). Returns the spreading new cluster and phrase."""
     import psycopg
 
     clusters = [str(uuid.uuid4()) for _ in range(max(10, jobs // 200))]
@@ -124,13 +153,14 @@ def seed(url: str, jobs: int, now: datetime, rng: random.Random) -> None:
         conn.commit()
     with psycopg.connect(raw, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
+    return new_cluster, new_phrase
 
 
 def _zipf(rng: random.Random, size: int) -> int:
     return min(size - 1, int(rng.paretovariate(1.1)) - 1)
 
 
-def query_times(url: str, now: datetime, repeats: int) -> list[dict[str, Any]]:
+def query_times(url: str, now: datetime, repeats: int, new: tuple[str, str]) -> list[dict[str, Any]]:
     sessions = make_sessions(make_engine(url))
     rows = []
     for label, tenants, kind in [
@@ -151,6 +181,7 @@ def query_times(url: str, now: datetime, repeats: int) -> list[dict[str, Any]]:
                 "p50_ms": round(statistics.median(timings), 1),
                 "max_ms": round(timings[-1], 1),
                 "top": top[0].key if top else None,
+                "top_is_the_new_one": bool(top) and top[0].key in new,
             }
         )
     return rows
@@ -173,20 +204,26 @@ def main() -> None:
     url = create_database(PG, f"memeguard_bench_radar_{uuid.uuid4().hex[:8]}")
     try:
         started = time.perf_counter()
-        seed(url, args.jobs, now, random.Random(11))
+        new = seed(url, args.jobs, now, random.Random(11))
         seeded_s = round(time.perf_counter() - started, 1)
-        queries = query_times(url, now, args.repeats)
+        queries = query_times(url, now, args.repeats, new)
     finally:
         drop_database(PG, url)
     print(f"新梗雷达 — {_cpu()}, PostgreSQL")
     print(f"per job ({cost['jobs']} jobs, {cost['phrases_per_job']} phrases each on average):")
     print(f"  read phrases   CPU {cost['read_cpu_ms']:.3f} ms   wall {cost['read_wall_ms']:.3f} ms")
-    print(
-        f"  record keys    CPU {cost['record_cpu_ms']:.3f} ms   wall {cost['record_wall_ms']:.3f} ms (own transaction)"
-    )
+    record = f"CPU {cost['record_cpu_ms']:.3f} ms   wall {cost['record_wall_ms']:.3f} ms"
+    print(f"  record keys    {record} (in the job's transaction)")
+    batched = f"CPU {cost['batched_record_cpu_ms']:.3f} ms   wall {cost['batched_record_wall_ms']:.3f} ms"
+    print(f"  record keys    {batched} (a worker's batch of 8 in one transaction)")
+    for label, part in (("one job per transaction", "record_cpu_ms"), ("batches of 8", "batched_record_cpu_ms")):
+        total = cost["read_cpu_ms"] + cost[part]
+        verdict = "met" if total <= 1 else "missed"
+        print(f"  together       CPU {total:.3f} ms per job, {label} (target <= 1 ms: {verdict})")
     print(f"ranking at {args.jobs:,} jobs over 14 days (seeded in {seeded_s} s):")
     for row in queries:
-        print(f"  {row['query']:<34} p50 {row['p50_ms']:>8.1f} ms   max {row['max_ms']:>8.1f} ms   top {row['top']}")
+        which = "the seeded new one" if row["top_is_the_new_one"] else f"{row['top']} (not the seeded new one)"
+        print(f"  {row['query']:<34} p50 {row['p50_ms']:>8.1f} ms   max {row['max_ms']:>8.1f} ms   top: {which}")
     if args.json:
         report = {"cpu": _cpu(), "per_job": cost, "jobs": args.jobs, "queries": queries}
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
