@@ -107,6 +107,7 @@ def templates() -> Environment:
     environment.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
     environment.globals["queue_names"] = QUEUE_NAMES
     environment.filters["signal_view"] = describe_signal
+    environment.filters["queue_size"] = lambda n: f"{reviews.SIZE_CAP:,}+" if n > reviews.SIZE_CAP else str(n)
     return environment
 
 

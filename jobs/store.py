@@ -559,7 +559,7 @@ def iter_verdicts(session: Session, batch: int = 1000, since: datetime | None = 
         .order_by(VerdictRow.id)
         .execution_options(yield_per=batch)
     )
-    for verdict_row, policy_row, current_row in session.execute(query).tuples():
+    for verdict_row, policy_row, current_row in session.execute(query):
         yield StoredDecision(
             verdict_row.job_id,
             _verdict(verdict_row),

@@ -175,33 +175,50 @@ def _search(text: str) -> Any:
     return Job.content_id.startswith(text, autoescape=True)
 
 
-def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, int]:
-    """How many items wait in each queue this reviewer may open (every queue page shows them)."""
-    return {name: size for name, (size, _) in queue_stats(session, user, qa_share, oldest=False).items()}
+SIZE_CAP = 10_000  # the queue sizes every page shows count this far, then say "more"
 
 
-def queue_stats(
-    session: Session, user: UserRecord, qa_share: float = 0.02, *, oldest: bool = True
-) -> dict[str, tuple[int, datetime | None]]:
-    """Each queue's size and (``oldest``) its oldest waiting item's submission time, in one round trip: per
-    queue an index(-only) range scan of its own rows — cheaper than one pass over the union of the queues,
-    which reads every low-confidence item to count the QA sample."""
+def queue_sizes(session: Session, user: UserRecord, qa_share: float = 0.02, cap: int = SIZE_CAP) -> dict[str, int]:
+    """How many items wait in each queue this reviewer may open (every queue page shows them), counted up to
+    ``cap`` + 1: a size above ``cap`` means "more than cap" — exact counts of a large queue grow with it, and
+    nobody works a queue differently at 10,001 than at 40,000."""
     names = tuple(n for n in QUEUES if n != "escalated" or user.role is not Role.REVIEWER)
     params = {"tenants": list(user.tenants), "slots": sample_threshold(qa_share)}
-    rows = {int(i): (int(n), _aware(first)) for i, n, first in session.execute(_stats_statement(names, oldest), params)}
+    rows = {int(i): int(n) for i, n in session.execute(_sizes_statement(names, cap), params)}
     return {name: rows[i] for i, name in enumerate(names)}
 
 
 @functools.cache
-def _stats_statement(names: tuple[str, ...], oldest: bool) -> Any:
-    """Built once per shape with bound parameters (every page asks for it; building and hashing the
-    statement each time cost more than running it)."""
+def _sizes_statement(names: tuple[str, ...], cap: int) -> Any:
+    """Per queue, the count of at most ``cap`` + 1 of its rows (an index range scan that stops there)."""
+    tenants: Any = sa.bindparam("tenants", expanding=True)
+    slots: Any = sa.bindparam("slots", type_=sa.Integer)
+    parts = []
+    for i, name in enumerate(names):
+        first = _waiting(tenants, name, slots).limit(cap + 1).subquery()
+        parts.append(sa.select(sa.literal(i), sa.func.count()).select_from(first))
+    return sa.union_all(*parts)
+
+
+def queue_stats(session: Session, user: UserRecord, qa_share: float = 0.02) -> dict[str, tuple[int, datetime | None]]:
+    """Each queue's exact size and its oldest waiting item's submission time (the overview), in one round
+    trip: per queue an index(-only) range scan of its own rows."""
+    names = tuple(n for n in QUEUES if n != "escalated" or user.role is not Role.REVIEWER)
+    params = {"tenants": list(user.tenants), "slots": sample_threshold(qa_share)}
+    rows = {int(i): (int(n), _aware(first)) for i, n, first in session.execute(_stats_statement(names), params)}
+    return {name: rows[i] for i, name in enumerate(names)}
+
+
+@functools.cache
+def _stats_statement(names: tuple[str, ...]) -> Any:
+    """Built once per shape with bound parameters (building and hashing the statement each time cost more
+    than running it)."""
     tenants: Any = sa.bindparam("tenants", expanding=True)
     slots: Any = sa.bindparam("slots", type_=sa.Integer)
     parts = []
     for i, name in enumerate(names):
         waiting = _waiting(tenants, name, slots)
-        first = sa.func.min(waiting.selected_columns[0]) if oldest else sa.null()
+        first = sa.func.min(waiting.selected_columns[0])
         parts.append(waiting.with_only_columns(sa.literal(i), sa.func.count(), first, maintain_column_froms=True))
     return sa.union_all(*parts)
 

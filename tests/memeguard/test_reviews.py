@@ -351,3 +351,17 @@ def test_queues_agree_with_a_recount_from_the_items_themselves(
             assert keys == sorted(keys), name  # the most severe first, then the oldest
     assert "escalated" not in reviews.queue_sizes(pg_session, ann)
     assert len(_recount(pg_session, sam, 0.5)["escalated"]) >= 2 and len(_recount(pg_session, sam, 0.5)["appeals"]) == 4
+
+
+def test_queue_sizes_count_up_to_a_cap_and_say_more(pg_session: Session, ann: users.UserRecord) -> None:
+    """The sizes every page shows stop counting past the cap (a large queue's exact count grows with it);
+    the console writes "10,000+" for more than ``SIZE_CAP``."""
+    from console.web import templates
+
+    for _ in range(4):
+        item(pg_session, HarmType.GENERAL_OFFENSE, 0.7)
+    assert reviews.queue_sizes(pg_session, ann)["tagged"] == 4
+    capped = reviews.queue_sizes(pg_session, ann, cap=2)
+    assert capped["tagged"] == 3 and capped["throttled"] == 0  # 3 = "more than 2"
+    shown = templates().filters["queue_size"]
+    assert shown(reviews.SIZE_CAP + 1) == "10,000+" and shown(reviews.SIZE_CAP) == "10000" and shown(4) == "4"
