@@ -29,6 +29,7 @@ from memeguard.schemas import label_zh
 from memeguard.settings import Settings
 from review import reviews, users
 from review.users import UserRecord
+from review.views import IDENTICAL_SHOWN
 
 
 class ConsoleServices(Protocol):
@@ -106,6 +107,7 @@ def templates() -> Environment:
     environment.filters["zh"] = label_zh
     environment.globals["claim_minutes"] = int(reviews.CLAIM_TTL.total_seconds() // 60)
     environment.globals["queue_names"] = QUEUE_NAMES
+    environment.globals["identical_shown"] = IDENTICAL_SHOWN
     environment.filters["signal_view"] = describe_signal
     environment.filters["queue_size"] = lambda n: f"{reviews.SIZE_CAP:,}+" if n > reviews.SIZE_CAP else str(n)
     return environment

@@ -85,7 +85,7 @@ class ItemDetail:
     callbacks: list[CallbackLine]
     appeals: list[AppealLine]
     claimed_by: str | None
-    identical: list[uuid.UUID]
+    identical: int  # items awaiting review with the same image (IDENTICAL_SHOWN + 1: more than that)
     escalations: list[EscalationLine]
 
     @property
@@ -113,7 +113,7 @@ def item_detail(session: Session, user: UserRecord, job_id: uuid.UUID, now: date
         _callbacks(session, job_id),
         _appeals(session, job_id),
         _claimant(session, job_id, now or utcnow()),
-        identical_items(session, user, job),
+        identical_count(session, user, job),
         _escalations(session, job_id),
     )
 
@@ -122,21 +122,35 @@ def identical_items(session: Session, user: UserRecord, job: store.JobRecord, li
     """Other items awaiting review in the reviewer's tenants with the same image: the same bytes (sha256)
     or the same PDQ hash. These can be decided together (bulk). Awaiting review = in ``pending_reviews``
     (a viral image's copies are many; the index keeps this to the unreviewed ones)."""
+    query = _identical(session, user, job)
+    return [] if query is None else list(session.scalars(query.order_by(Job.created_at).limit(limit)))
+
+
+IDENTICAL_SHOWN = 100  # the item page counts this many copies, then says "100+"
+
+
+def identical_count(session: Session, user: UserRecord, job: store.JobRecord, limit: int = IDENTICAL_SHOWN + 1) -> int:
+    """How many items ``identical_items`` would decide together, counted up to ``limit`` (the item page shows
+    the number only; a viral image's hundreds of copies need not all be read to say "100+")."""
+    query = _identical(session, user, job)
+    if query is None:
+        return 0
+    return int(session.scalar(sa.select(sa.func.count()).select_from(query.limit(limit).subquery())) or 0)
+
+
+def _identical(session: Session, user: UserRecord, job: store.JobRecord) -> Any:
     same = [Job.image_sha256 == job.image_sha256] if job.image_sha256 else []
     pdq_of = JobFingerprint.signals["pdq"].as_string()
     pdq = session.scalar(sa.select(pdq_of).where(JobFingerprint.job_id == job.id))
     if pdq:
         same.append(Job.id.in_(sa.select(JobFingerprint.job_id).where(pdq_of == pdq)))
     if not same:
-        return []
-    query = (
+        return None
+    return (
         sa.select(Job.id)
         .join(PendingReview, PendingReview.job_id == Job.id)
         .where(sa.or_(*same), Job.id != job.id, PendingReview.tenant.in_(user.tenants))
-        .order_by(Job.created_at)
-        .limit(limit)
     )
-    return list(session.scalars(query))
 
 
 def _actions(session: Session, job_id: uuid.UUID) -> list[store.ActionRecord]:

@@ -99,6 +99,7 @@ def test_identical_items_share_bytes_or_pdq_and_await_review(pg_session: Session
         banks.save_fingerprint(pg_session, jid, "rev", {"pdq": pdq, "phash": "0" * 16}, 100, "text")
     job = store.get_job(pg_session, job_id)
     assert set(review_views.identical_items(pg_session, ann, job)) == {same_bytes, same_pdq}  # type: ignore[arg-type]
+    assert review_views.identical_count(pg_session, ann, job) == 2  # type: ignore[arg-type]
 
 
 def test_overturn_stats_per_rule_and_per_analyzer(pg_session: Session, ann: users.UserRecord) -> None:
