@@ -9,18 +9,19 @@ from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from banks import store as banks
 from banks.signals import SIGNAL_TYPES
-from console.web import Refused, Reviewer, SignedIn, page
+from console.web import Refused, Reviewer, SignedIn, commit_change, page, require_reason
 from jobs.replay import replay
 from memeguard.db import BankKind, Role, utcnow
 from policies import Policy, PolicyError, load_policy, parse_policy
 from review import users
 
 MAX_CSV_BYTES = 10_000_000
+REFUSALS = (users.UserError, banks.BankError)  # the domain's refusals, shown as a Chinese page
 
 
 def _admin(me: Reviewer) -> None:
@@ -78,20 +79,7 @@ def unlock_user(me: SignedIn, username: str, csrf: Annotated[str, Form()] = "") 
 
 def _change(me: SignedIn, csrf: str, change: Callable[[Session], object], done: str) -> Response:
     _admin(me)
-    return _commit(me, csrf, change, f"/review/admin/users?done={done}")
-
-
-def _commit(me: SignedIn, csrf: str, change: Callable[[Session], object], then: str) -> Response:
-    """Every admin page's change: the CSRF token checked, the change in one transaction with its audit entry,
-    a refusal of the domain (``UserError``, ``BankError``) shown as a Chinese page, then ``then``."""
-    me.check_csrf(csrf)
-    with me.services.sessions() as session:
-        try:
-            change(session)
-        except (users.UserError, banks.BankError) as exc:
-            raise Refused(400, f"未能完成：{exc}") from exc
-        session.commit()
-    return RedirectResponse(then, status_code=303)
+    return commit_change(me, csrf, change, f"/review/admin/users?done={done}", REFUSALS)
 
 
 def _role(value: str) -> Role:
@@ -150,7 +138,7 @@ def configure_bank(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Enable or disable a bank and set its rollout ratio, with a reason kept in the audit log."""
-    _reasoned(reason)
+    require_reason(reason)
     return _bank_change(
         me,
         csrf,
@@ -169,7 +157,7 @@ def remove_hashes(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Remove hashes: a reason and an explicit confirmation (workers stop matching them within a refresh)."""
-    _reasoned(reason, confirm)
+    require_reason(reason, confirm)
     return _bank_change(
         me, csrf, lambda s: banks.remove_hashes(s, name, ids, actor=_actor(me), reason=reason.strip()), name
     )
@@ -185,7 +173,7 @@ async def import_csv(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """A CSV file of one hash type into the bank (one bad line rejects the file), with a reason."""
-    _reasoned(reason, confirm)
+    require_reason(reason, confirm)
     try:
         text = (await file.read(MAX_CSV_BYTES + 1)).decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -216,19 +204,13 @@ def export_csv(me: SignedIn, name: str, signal: str = "pdq") -> Response:
 
 def _bank_change(me: SignedIn, csrf: str, change: Callable[[Session], object], name: str = "") -> Response:
     _lead(me)
-    return _commit(me, csrf, change, f"/review/admin/banks/{name}" if name else "/review/admin/banks?done=1")
+    then = f"/review/admin/banks/{name}" if name else "/review/admin/banks?done=1"
+    return commit_change(me, csrf, change, then, REFUSALS)
 
 
 def _lead(me: Reviewer) -> None:
     if me.user.role is Role.REVIEWER:
         raise Refused(403, "只有资深审核员和管理员可以管理指纹库。")
-
-
-def _reasoned(reason: str, confirm: str = "yes") -> None:
-    if not reason.strip():
-        raise Refused(400, "指纹库的改动需要填写理由（记入审计日志）。")
-    if confirm != "yes":
-        raise Refused(400, "请勾选确认：这会改变之后所有相同图片的处理。")
 
 
 def add_bank_routes(router: APIRouter) -> None:

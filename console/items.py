@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 
 from banks import store as banks
-from console.web import IMAGE_HEADERS, Refused, Reviewer, SignedIn, image_of, page
+from console.web import IMAGE_HEADERS, Refused, Reviewer, SignedIn, image_of, page, require_reason
 from jobs import store
 from memeguard.db import Role
 from memeguard.imaging import decode_frames
@@ -166,10 +166,7 @@ def add_to_bank(
     takes a reason (kept with the hash and in the audit log) and an explicit confirmation, not one click."""
     me.check_csrf(csrf)
     _senior(me)
-    if not note.strip():
-        raise Refused(400, "加入指纹库需要填写理由（记入审计日志）。")
-    if confirm != "yes":
-        raise Refused(400, "加入指纹库前请勾选确认：之后所有相同图片都会按此库处理。")
+    require_reason(note, confirm)
     with me.services.sessions() as session:
         try:
             reviews.owned_job(session, job_id, me.user)

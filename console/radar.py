@@ -10,11 +10,11 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from banks import store as banks
-from console.web import Refused, Reviewer, SignedIn, page
+from console.web import Refused, Reviewer, SignedIn, commit_change, page, require_reason
 from memeguard.db import Role
 from radar import store as radar
 
@@ -60,23 +60,17 @@ def bank(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """The cluster's image into a bank: every later copy is then decided (or cued, or allowed) by it."""
-    if confirm != "yes":
-        raise Refused(400, "请勾选确认：这会改变之后所有相同图片的处理。")
-    return _decide(me, csrf, reason, lambda s: radar.bank_cluster(s, key, bank_name, actor=_actor(me), why=reason))
+    return _decide(
+        me, csrf, reason, lambda s: radar.bank_cluster(s, key, bank_name, actor=_actor(me), why=reason), confirm
+    )
 
 
-def _decide(me: Reviewer, csrf: str, reason: str, change: Callable[[Session], object]) -> Response:
+def _decide(
+    me: Reviewer, csrf: str, reason: str, change: Callable[[Session], object], confirm: str = "yes"
+) -> Response:
     _lead(me)
-    me.check_csrf(csrf)
-    if not reason.strip():
-        raise Refused(400, "请填写理由（记入审计日志）。")
-    with me.services.sessions() as session:
-        try:
-            change(session)
-        except (radar.RadarError, banks.BankError) as exc:
-            raise Refused(400, f"未能完成：{exc}") from exc
-        session.commit()
-    return RedirectResponse("/review/radar?done=1", status_code=303)
+    require_reason(reason, confirm)
+    return commit_change(me, csrf, change, "/review/radar?done=1", (radar.RadarError, banks.BankError))
 
 
 def _lead(me: Reviewer) -> None:

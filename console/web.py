@@ -222,6 +222,34 @@ def refused_page(_: Request, exc: Exception) -> Response:
     return page("error.html", exc.status, code=exc.status, message=exc.message)
 
 
+def require_reason(reason: str, confirm: str = "yes") -> None:
+    """A change a lead makes to banks or the radar carries a reason (kept in the audit log); one that changes
+    how every later copy of an image is handled also an explicit confirmation, not one click."""
+    if not reason.strip():
+        raise Refused(400, "这项改动需要填写理由（记入审计日志）。")
+    if confirm != "yes":
+        raise Refused(400, "请勾选确认：这会改变之后所有相同图片的处理。")
+
+
+def commit_change(
+    me: Reviewer,
+    csrf: str,
+    change: Callable[[Session], object],
+    then: str,
+    refusals: tuple[type[Exception], ...],
+) -> Response:
+    """A console form's change: the CSRF token checked, the change in one transaction with its audit entry,
+    a refusal of the domain (one of ``refusals``) shown as a Chinese page, then a redirect to ``then``."""
+    me.check_csrf(csrf)
+    with me.services.sessions() as session:
+        try:
+            change(session)
+        except refusals as exc:
+            raise Refused(400, f"未能完成：{exc}") from exc
+        session.commit()
+    return RedirectResponse(then, status_code=303)
+
+
 def set_cookie(response: Response, services: ConsoleServices, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
