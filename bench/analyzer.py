@@ -26,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from hardware import cpu_model  # noqa: E402  (bench/, the script's own folder)
+
 from memeguard.imaging import decode_frames  # noqa: E402
 from worker.analyzers import AnalysisInput  # noqa: E402
 from worker.analyzers.embedded import EmbeddedAnalyzer  # noqa: E402
@@ -40,14 +42,6 @@ def captions(data_dir: Path, n: int, seed: int) -> list[str]:
     rows = json.loads((data_dir / "train_2.0.json").read_text(encoding="utf-8"))
     random.Random(seed).shuffle(rows)
     return [str(r["text"]).strip() or " " for r in rows[:n]]
-
-
-def cpu_model() -> str:
-    """The CPU's name: figures from different machine instances differ by 2x here, so say which."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn, items):  # type: ignore[no-untyped-def]

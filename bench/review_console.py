@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import re
 import socket
@@ -30,6 +29,8 @@ import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from hardware import cpu_model  # noqa: E402  (bench/, the script's own folder)
 
 from composition.runtime import Runtime  # noqa: E402
 from jobs import store  # noqa: E402
@@ -213,24 +214,13 @@ def main() -> None:
             runtime.sessions.kw["bind"].dispose()
         finally:
             drop_database(args.pg_url, url)
-    print(
-        f"review console page loads — {_cpu()}, PostgreSQL, uvicorn in its own process, {args.repeats} loads per page"
-    )
+    where = f"{cpu_model()}, PostgreSQL, uvicorn in its own process"
+    print(f"review console page loads — {where}, {args.repeats} loads per page")
     print(f"{'items':>8} {'page':<34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for r in rows:
         print(f"{r['items']:>8} {r['page']:<34} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} {r['max_ms']:>8.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": _cpu(), "rows": rows}, indent=2) + "\n", encoding="utf-8")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.machine()
+        args.json.write_text(json.dumps({"cpu": cpu_model(), "rows": rows}, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
