@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import uuid
@@ -22,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from banks import store as banks
@@ -41,10 +42,15 @@ class RadarError(ValueError):
     """A radar decision refused (no such key, an unknown status)."""
 
 
-def cluster_of(session: Session, job_id: uuid.UUID) -> str | None:
-    """The image cluster an earlier job belongs to (None: it was never counted, e.g. it matched a bank)."""
-    query = sa.select(RadarSighting.key).where(RadarSighting.job_id == job_id, RadarSighting.kind == IMAGE)
-    return session.scalar(query)
+def clusters_of(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The image clusters earlier jobs belong to, in one read (a job never counted — it matched a bank,
+    or came before the radar — is absent)."""
+    if not job_ids:
+        return {}
+    query = sa.select(RadarSighting.job_id, RadarSighting.key).where(
+        RadarSighting.job_id.in_(list(job_ids)), RadarSighting.kind == IMAGE
+    )
+    return {job_id: str(key) for job_id, key in session.execute(query)}
 
 
 @dataclass(frozen=True)
@@ -63,8 +69,8 @@ def record(session: Session, job_id: uuid.UUID, tenant: str, at: datetime, keys:
 
 
 def record_many(session: Session, jobs: Sequence[Counted]) -> None:
-    """Count a batch of finished jobs' keys for their tenants and UTC days, in the caller's transaction:
-    three statements whatever the batch. Rows are written in one global order (kind, key, day, tenant), so
+    """Count a batch of finished jobs' keys for their tenants and UTC days, in the caller's transaction: one
+    statement whatever the batch on PostgreSQL, three on SQLite. Rows are written in one global order (kind, key, day, tenant), so
     two workers' batches that share keys lock them in the same order and never deadlock."""
     first: dict[tuple[str, str], datetime] = {}
     counts: dict[tuple[str, str, date, str], int] = {}
@@ -80,7 +86,7 @@ def record_many(session: Session, jobs: Sequence[Counted]) -> None:
     if connection.dialect.name == "postgresql":
         _record_in_one(connection, first, counts, sightings)
         return
-    new_keys, add_counts, seen = _statements(connection.dialect.name)
+    new_keys, add_counts, seen = _sqlite_statements()
     connection.execute(new_keys, [{"kind": k, "key": key, "first_seen": at} for (k, key), at in sorted(first.items())])
     rows = [{"kind": k, "key": key, "day": d, "tenant": t, "count": n} for (k, key, d, t), n in sorted(counts.items())]
     connection.execute(add_counts, rows)
@@ -145,9 +151,10 @@ def _record_in_one(
 
 
 @functools.cache
-def _statements(dialect: str) -> tuple[Any, Any, Any]:
-    """INSERT a key unless it exists; add to a (key, day, tenant) count, creating it; a sighting."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _sqlite_statements() -> tuple[Any, Any, Any]:
+    """SQLite (the embedded deployment): INSERT a key unless it exists; add to a (key, day, tenant) count,
+    creating it; a sighting — three statements, each over the batch's rows."""
+    insert = sqlite.insert
     keys: Any = RadarKey.__table__
     counted: Any = RadarCount.__table__
     sighting: Any = RadarSighting.__table__
@@ -272,7 +279,7 @@ def _with_examples(session: Session, rising: Rising, tenants: Sequence[str] | No
     if rising.kind == IMAGE:
         mix = sa.select(sa.cast(VerdictRow.harm_type, sa.String), sa.func.count()).where(VerdictRow.job_id.in_(members))
         verdicts = {str(h): int(n) for h, n in session.execute(mix.group_by(VerdictRow.harm_type))}
-    return Rising(**{**rising.__dict__, "examples": examples, "verdicts": verdicts})
+    return dataclasses.replace(rising, examples=examples, verdicts=verdicts)
 
 
 def decide(session: Session, kind: str, key: str, status: str, *, actor: str, why: str = "") -> None:

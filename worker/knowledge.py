@@ -329,8 +329,8 @@ class Segmenter:
         _tokenizer(self._words)
 
     def cut(self, text: Marked) -> list[tuple[int, str]]:
-        """The normalised text's words with where each starts (each piece between punctuation edges cut
-        on its own, as ``boundaries`` does)."""
+        """The normalised text's words with where each starts (each piece between punctuation edges is
+        segmented on its own)."""
         tokenizer = _tokenizer(self._words)
         norm = text.norm
         cuts = sorted({0, len(norm), *text.edges})
@@ -347,19 +347,12 @@ class Segmenter:
         return int(_tokenizer(self._words).FREQ.get(word, 0))
 
     def boundaries(self, text: Marked) -> frozenset[int]:
-        """Positions in the normalised text where a word starts or ends (each piece between punctuation
-        edges is segmented on its own)."""
-        tokenizer = _tokenizer(self._words)
-        norm = text.norm
-        cuts = sorted({0, len(norm), *text.edges})
-        out = set(cuts)
-        for begin, end in itertools.pairwise(cuts):
-            at = begin
-            for word in tokenizer.cut(norm[begin:end], HMM=False):
-                at += len(word)
-                out.add(at)
-                if len(word) >= 3 and word[-1] in PARTICLES:  # 去死吧 is a dictionary word: 去死 + 吧
-                    out.add(at - 1)
+        """Positions in the normalised text where a word starts or ends (the words of ``cut``)."""
+        out = {0, len(text.norm), *text.edges}
+        for start, word in self.cut(text):
+            out.add(start + len(word))
+            if len(word) >= 3 and word[-1] in PARTICLES:  # 去死吧 is a dictionary word: 去死 + 吧
+                out.add(start + len(word) - 1)
         return frozenset(out)
 
 

@@ -379,8 +379,7 @@ def _store_all(
     try:
         with sessions() as session:
             store.finish_jobs(session, [(j.id, r.verdict, r.decision, t) for j, r, t in ready])
-            counted = [_remember(session, job, result) for job, result, _ in ready]
-            radar.record_many(session, [c for c in counted if c is not None])  # one order for the batch
+            _count(session, [(job, _remember(session, job, result)) for job, result, _ in ready])
             for job, result, _ in ready:
                 callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
@@ -398,8 +397,7 @@ def _store(
     with sessions() as session:
         try:
             store.finish_job(session, job.id, result.verdict, result.decision, timings)
-            counted = _remember(session, job, result)
-            radar.record_many(session, [counted] if counted else [])
+            _count(session, [(job, _remember(session, job, result))])
             callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
         except IntegrityError:
@@ -408,34 +406,49 @@ def _store(
     return _done(job, result, {**timings, "store_ms": _ms(started)})
 
 
-def _remember(session: Session, job: store.JobRecord, result: PipelineResult) -> radar.Counted | None:
+def _remember(session: Session, job: store.JobRecord, result: PipelineResult) -> Fingerprinted | None:
     """Store the image hashes and caption with the verdict (same transaction), so repeats find it; return
-    what the radar counts for the job (None: no image, or the radar is off), which the caller records."""
+    what the radar reads of the job (None: no image, or the radar is off), which ``_count`` counts."""
     known = result.known
     if known is None or not known.hashes:
         return None
     signals = compute_signals(known.hashes)  # every hash type's value (banks.signals' registry)
     quality = known.hashes[0].quality
     banks.save_fingerprint(session, job.id, job.tenant, signals, quality, known.caption, known.matches)
-    if known.phrases is None:  # the radar is off (MEMEGUARD_RADAR=false)
-        return None
-    return radar.Counted(job.id, job.tenant, job.created_at, _radar_keys(session, job, known, known.phrases))
+    return known if known.phrases is not None else None  # phrases None: the radar is off (MEMEGUARD_RADAR)
+
+
+def _count(session: Session, seen: list[tuple[store.JobRecord, Fingerprinted | None]]) -> None:
+    """The radar's counts for a stored batch, in its transaction: the neighbours' clusters in one read, the
+    batch's keys in one write (one row order for the whole batch)."""
+    counted = [(job, known) for job, known in seen if known is not None]
+    near = [k.neighbour.job_id for _, k in counted if k.neighbour is not None and _new_image(k)]
+    clusters = radar.clusters_of(session, near)
+    radar.record_many(
+        session,
+        [radar.Counted(job.id, job.tenant, job.created_at, _radar_keys(job, k, clusters)) for job, k in counted],
+    )
+
+
+def _new_image(known: Fingerprinted) -> bool:
+    """An image the radar clusters: one that matched no bank (those are known, not new) and can be matched."""
+    return not known.matches and any(h.matchable for h in known.hashes)
 
 
 def _radar_keys(
-    session: Session, job: store.JobRecord, known: Fingerprinted, phrases: list[str]
+    job: store.JobRecord, known: Fingerprinted, clusters: dict[uuid.UUID, str]
 ) -> list[tuple[str, str, datetime]]:
-    """What the radar counts for this job: its image cluster — the nearest earlier near-duplicate's, or a
-    new one named after this job — unless the image matched a bank (known, not new), and its new phrases."""
-    keys = [(radar.PHRASE, phrase, job.created_at) for phrase in phrases]
-    if known.matches or not any(h.matchable for h in known.hashes):
+    """What the radar counts for this job: its new phrases and, for a new image, its cluster — the nearest
+    earlier near-duplicate's (that job's id when it was never counted: from before the radar, or it matched a
+    bank then), or a new one named after this job."""
+    keys = [(radar.PHRASE, phrase, job.created_at) for phrase in known.phrases or []]
+    if not _new_image(known):
         return keys
     near = known.neighbour
-    cluster = radar.cluster_of(session, near.job_id) if near is not None else None
-    if near is not None and cluster is None:  # an image from before the radar, or one that matched a bank then
-        cluster = str(near.job_id)
-    first_seen = near.created_at if near is not None and near.created_at is not None else job.created_at
-    return [*keys, (radar.IMAGE, cluster or str(job.id), first_seen)]
+    if near is None:
+        return [*keys, (radar.IMAGE, str(job.id), job.created_at)]
+    first_seen = near.created_at if near.created_at is not None else job.created_at
+    return [*keys, (radar.IMAGE, clusters.get(near.job_id, str(near.job_id)), first_seen)]
 
 
 def _done(job: store.JobRecord, result: PipelineResult, timings: dict[str, float]) -> Outcome:
