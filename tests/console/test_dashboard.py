@@ -84,3 +84,6 @@ def test_the_overview_charts_actions_queues_harms_and_qa_agreement(client: TestC
     empty = senior.get("/review/overview?since=2020-01-01&until=2020-01-02").text
     assert "这段时间没有处置" in empty
     assert senior.get("/review/overview?since=someday").status_code == 400
+    too_long = senior.get("/review/overview?since=2020-01-01&until=2026-01-01")  # counted days: at most a year
+    assert too_long.status_code == 400 and "366" in too_long.text
+    assert senior.get("/review/overview?since=2026-01-02&until=2026-01-01").status_code == 400

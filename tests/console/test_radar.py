@@ -67,4 +67,5 @@ def test_leads_see_what_rises_and_bank_a_cluster_or_dismiss_a_phrase(
         assert [h.note for h in banks.live_hashes(session, "radar-found")] == [f"radar cluster {cluster}: 新的辱骂梗"]
         events = {e.event for e in session.query(AuditEntry).filter(AuditEntry.event.like("radar.%"))}
     assert events == {"radar.banked", "radar.dismissed"}
+    assert lead.get("/review/radar?status=everything").status_code == 400
     assert lead.post("/review/radar/phrase/无此词/dismiss", data={"csrf": csrf, "reason": "x"}).status_code == 400

@@ -116,7 +116,8 @@ def test_a_new_meme_and_a_new_phrase_rise_to_the_top_and_a_lead_banks_the_meme(
         phrases = [r for r in top if r.kind == radar.PHRASE]
         assert top[0].kind == radar.IMAGE and top[0].recent == 12 and top[0].tenants == 3
         assert phrases[0].key == "哈基米哈基米" and phrases[0].recent == 12
-        old = radar.cluster_of(session, _any_job_with(session, "今天天气真好"))
+        old_job = _any_job_with(session, "今天天气真好")
+        old = radar.clusters_of(session, [old_job]).get(old_job)
         assert old is not None and all(r.key != old for r in top)  # first seen before the window: not new
         assert all(r.key != "今天天气" for r in top)
         assert clusters[0].verdicts and sum(clusters[0].verdicts.values()) == 12
@@ -241,3 +242,31 @@ def test_concurrent_workers_count_shared_keys_exactly_and_never_deadlock() -> No
     finally:
         engine.dispose()
         drop_pg_database(url)
+
+
+@pytest.mark.integration
+def test_with_the_radar_off_a_finished_job_counts_nothing(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_analyzer
+) -> None:  # type: ignore[no-untyped-def]
+    """MEMEGUARD_RADAR=false: the stage reads no phrases and the worker writes no radar row; on, it does."""
+    from memeguard.settings import Settings
+    from worker.fingerprints.stage import build_stage
+
+    producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), Limits(2_000_000, 4_000_000, 4, 200, 512))
+    for on in (False, True):
+        stage = build_stage(pg_sessions, embedded_analyzer, Settings(radar=on))
+        assert (stage.phrases is not None) is on
+        deps = Deps(
+            sessions=pg_sessions,
+            blobs=blobs,
+            analyzer=embedded_analyzer,
+            policy=load_policy(),
+            max_attempts=3,
+            max_frames=4,
+            fingerprinting=stage,
+        )
+        job_id = producer.submit(render_meme("哈基米来了", "panda"), uuid.uuid4().hex, tenant="acme").job_id
+        assert process_job(job_id, deps).status == "done"
+        with pg_sessions() as session:
+            rows = session.scalar(sa.select(sa.func.count()).where(RadarSighting.job_id == job_id))
+        assert (rows or 0) > 0 if on else rows == 0
