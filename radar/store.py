@@ -70,8 +70,8 @@ def record(session: Session, job_id: uuid.UUID, tenant: str, at: datetime, keys:
 
 def record_many(session: Session, jobs: Sequence[Counted]) -> None:
     """Count a batch of finished jobs' keys for their tenants and UTC days, in the caller's transaction: one
-    statement whatever the batch on PostgreSQL, three on SQLite. Rows are written in one global order (kind, key, day, tenant), so
-    two workers' batches that share keys lock them in the same order and never deadlock."""
+    statement whatever the batch on PostgreSQL, three on SQLite. Rows are written in one global order (kind,
+    key, day, tenant), so two workers' batches that share keys lock them in the same order and never deadlock."""
     first: dict[tuple[str, str], datetime] = {}
     counts: dict[tuple[str, str, date, str], int] = {}
     sightings: dict[tuple[uuid.UUID, str, str], datetime] = {}
