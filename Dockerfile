@@ -19,6 +19,7 @@ COPY policies ./policies
 COPY jobs ./jobs
 COPY review ./review
 COPY banks ./banks
+COPY lexicon ./lexicon
 COPY radar ./radar
 COPY producer ./producer
 COPY console ./console

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import store
 from jobs.backlogs import seconds_since
+from lexicon.store import Check
 from memeguard.blobs import BlobStore, open_blob_store
 from memeguard.db import make_engine, make_sessions, utcnow
 from memeguard.egress import EgressPolicy
@@ -57,7 +58,14 @@ class Runtime:
     def analyzer(self) -> Analyzer:
         from worker.analyzers import build_analyzer
 
-        return build_analyzer(self.settings.analyzer, self.settings)
+        return build_analyzer(self.settings.analyzer, self.settings, self.sessions)
+
+    @cached_property
+    def kb_check(self) -> Check:
+        """The matcher's check of a knowledge-base entry before it is drafted or approved (the console)."""
+        from worker.overlay import checker
+
+        return checker()
 
     @cached_property
     def deps(self) -> Deps:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from console import sessions
 from console.signals import describe as describe_signal
 from jobs.store import JobView
+from lexicon.store import Check
 from memeguard.blobs import BlobNotFound, BlobStore, BlobUnavailable
 from memeguard.db import User
 from memeguard.schemas import label_zh
@@ -47,6 +48,9 @@ class ConsoleServices(Protocol):
 
     @property
     def producer(self) -> Uploads: ...
+
+    @property
+    def kb_check(self) -> Check: ...
 
     def view(self, job_id: uuid.UUID) -> JobView | None: ...
 

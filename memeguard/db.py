@@ -269,6 +269,47 @@ class RadarSighting(Base):
     created_at: Mapped[datetime]
 
 
+class KbEntryRow(Base):
+    """A knowledge-base entry of the overlay (the bundled knowledge base grows without a deploy): drafted by
+    a lead (often from a radar phrase), approved or rejected by another senior, retired when no longer
+    right. ``replaces`` names the approved entry a revision takes the place of. Workers read the approved
+    ones as ``overlay.<id>``."""
+
+    __tablename__ = "kb_entries"
+    __table_args__ = (Index("ix_kb_entries_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    phrases: Mapped[list[str]] = mapped_column(JSON, default=list)
+    meaning: Mapped[str] = mapped_column(Text)
+    emotion: Mapped[str | None] = mapped_column(String(32))
+    intent: Mapped[str | None] = mapped_column(String(32))
+    harm: Mapped[str | None] = mapped_column(String(32))
+    evidence: Mapped[bool] = mapped_column(default=False)
+    weight: Mapped[float] = mapped_column(default=0.5)
+    examples: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    replaces: Mapped[int | None] = mapped_column(ForeignKey("kb_entries.id"))
+    radar_key: Mapped[str | None] = mapped_column(String(64))
+    drafted_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime | None]
+    why: Mapped[str] = mapped_column(Text, default="")
+
+
+class KbOverlayVersion(Base):
+    """One change to what the overlay serves (an entry approved or retired): the overlay's version is the
+    highest ``version``; a worker that sees it move reloads the approved entries."""
+
+    __tablename__ = "kb_overlay_versions"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("kb_entries.id"))
+    change: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Role(StrEnum):
     """Review console roles: a senior reviewer also takes escalations; an admin also manages people."""
 

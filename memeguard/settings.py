@@ -164,6 +164,13 @@ class Settings(BaseSettings):
     kb_external: list[Path] = Field(default_factory=list, description="extra knowledge bases (C-HarmKB JSON, our YAML)")
     fingerprints: bool = Field(default=True, description="hash banks + verdict cache in front of the analyzer")
     bank_refresh_s: float = Field(default=30.0, gt=0, le=60, description="how stale a worker's bank view may get")
+    kb_overlay: bool = Field(
+        default=True,
+        description="workers read the approved knowledge-base overlay (memeguard kb) on top of the bundled one",
+    )
+    kb_refresh_s: float = Field(
+        default=30.0, gt=0, le=60, description="how stale a worker's view of the knowledge-base overlay may get"
+    )
     cache_retention_days: float = Field(
         default=30.0,
         ge=0,

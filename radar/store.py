@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 
 from banks import store as banks
 from jobs import store
-from memeguard.db import Job, JobFingerprint, RadarCount, RadarKey, RadarSighting, VerdictRow, utcnow
+from lexicon import store as lexicon
+from memeguard.db import Job, JobFingerprint, KbEntryRow, RadarCount, RadarKey, RadarSighting, VerdictRow, utcnow
 
 IMAGE, PHRASE = "image", "phrase"
 KINDS = (IMAGE, PHRASE)
@@ -264,22 +265,35 @@ def _scored(row: Any, recent_from: date) -> Rising:
 def _with_examples(session: Session, rising: Rising, tenants: Sequence[str] | None, count: int = 3) -> Rising:
     """The newest jobs that showed the key (within the reader's tenants), with their caption text; for an
     image cluster, its verdicts so far by harm type."""
-    members = (
-        sa.select(RadarSighting.job_id)
-        .join(Job, Job.id == RadarSighting.job_id)
-        .where(RadarSighting.kind == rising.kind, RadarSighting.key == rising.key, _in(Job.tenant, tenants))
-    )
-    newest = members.add_columns(sa.func.coalesce(JobFingerprint.text, Job.post_text)).outerjoin(
-        JobFingerprint, JobFingerprint.job_id == RadarSighting.job_id
-    )
-    examples = [
-        (j, str(t or "")) for j, t in session.execute(newest.order_by(RadarSighting.created_at.desc()).limit(count))
-    ]
+    examples = examples_of(session, rising.kind, rising.key, tenants, count)
     verdicts: dict[str, int] = {}
     if rising.kind == IMAGE:
+        members = _members(rising.kind, rising.key, tenants)
         mix = sa.select(sa.cast(VerdictRow.harm_type, sa.String), sa.func.count()).where(VerdictRow.job_id.in_(members))
         verdicts = {str(h): int(n) for h, n in session.execute(mix.group_by(VerdictRow.harm_type))}
     return dataclasses.replace(rising, examples=examples, verdicts=verdicts)
+
+
+def examples_of(
+    session: Session, kind: str, key: str, tenants: Sequence[str] | None, count: int = 3
+) -> list[tuple[uuid.UUID, str]]:
+    """The newest jobs (within ``tenants``; None: all) that showed a key, with their text (OCR, else the
+    post's)."""
+    newest = (
+        _members(kind, key, tenants)
+        .add_columns(sa.func.coalesce(JobFingerprint.text, Job.post_text))
+        .outerjoin(JobFingerprint, JobFingerprint.job_id == RadarSighting.job_id)
+    )
+    rows = session.execute(newest.order_by(RadarSighting.created_at.desc()).limit(count))
+    return [(job_id, str(text or "")) for job_id, text in rows]
+
+
+def _members(kind: str, key: str, tenants: Sequence[str] | None) -> Any:
+    return (
+        sa.select(RadarSighting.job_id)
+        .join(Job, Job.id == RadarSighting.job_id)
+        .where(RadarSighting.kind == kind, RadarSighting.key == key, _in(Job.tenant, tenants))
+    )
 
 
 def decide(session: Session, kind: str, key: str, status: str, *, actor: str, why: str = "") -> None:
@@ -291,6 +305,16 @@ def decide(session: Session, kind: str, key: str, status: str, *, actor: str, wh
         raise RadarError(f"no {kind} {key!r} on the radar")
     row.status, row.decided_by, row.decided_at = status, actor, utcnow()
     store.audit(session, f"radar.{status}", actor=actor, detail={"kind": kind, "key": key, "why": why})
+
+
+def draft_entry(session: Session, phrase: str, entry: lexicon.Draft, *, actor: str, check: lexicon.Check) -> KbEntryRow:
+    """Draft a knowledge-base entry for a rising phrase: the draft remembers the phrase it came from, and
+    the phrase leaves the new list (drafted). Approval is the overlay's (another senior)."""
+    if session.get(RadarKey, (PHRASE, phrase)) is None:
+        raise RadarError(f"no phrase {phrase!r} on the radar")
+    row = lexicon.draft(session, entry, actor=actor, check=check, radar_key=phrase)
+    decide(session, PHRASE, phrase, "drafted", actor=actor, why=f"knowledge-base draft {row.id}")
+    return row
 
 
 def bank_cluster(session: Session, key: str, bank: str, *, actor: str, why: str) -> list[int]:

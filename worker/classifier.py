@@ -450,12 +450,14 @@ class HarmClassifier:
 
     def check_kb(self, kb: KnowledgeBase) -> None:
         """Refuse a knowledge base other than the one training read: the model weighs its entries' features,
-        and those of another base (or none, C-HarmKB left out) are features it never saw."""
-        if kb.version != self.trained.get("kb_version"):
+        and those of another base (or none, C-HarmKB left out) are features it never saw. The overlay on top is
+        allowed: its approved entries reach the model through the features every entry has (harm, intent,
+        meaning), never as columns of their own, so they add reviewed knowledge without changing the model."""
+        if kb.base_version != self.trained.get("kb_version"):
             raise ValueError(
                 f"classifier {self.version} was trained with knowledge base "
                 f"{self.trained.get('kb_version')!r} (external: {self.trained.get('kb_external', [])}); "
-                f"this worker has {kb.version!r}: set MEMEGUARD_KB_EXTERNAL to the files it was trained "
+                f"this worker has {kb.base_version!r}: set MEMEGUARD_KB_EXTERNAL to the files it was trained "
                 f"with (or leave it unset), or retrain"
             )
 

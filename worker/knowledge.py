@@ -170,8 +170,12 @@ class Match:
 
 
 class KnowledgeBase:
-    def __init__(self, entries: list[Entry], version: str) -> None:
+    """Entries and how to find them. ``version`` names everything read (bundled + external + overlay);
+    ``base_version`` leaves out the overlay — what a classifier was trained with."""
+
+    def __init__(self, entries: list[Entry], version: str, base_version: str | None = None) -> None:
         self.entries, self.version = entries, version
+        self.base_version = base_version or version
         self._order = {entry.id: index for index, entry in enumerate(entries)}
         self._phrases = [(m.norm, m.breaks, e) for e in entries for p in e.phrases if (m := marked(p)).norm]
         self._sounds = [
@@ -254,6 +258,11 @@ class KnowledgeBase:
 
     def merged(self, other: KnowledgeBase) -> KnowledgeBase:
         return KnowledgeBase([*self.entries, *other.entries], f"{self.version}+{other.version}")
+
+    def overlaid(self, entries: list[Entry], version: int) -> KnowledgeBase:
+        """This knowledge base with the overlay's approved entries after its own (ties in a vote go to the
+        bundled entry), versioned ``<base>+overlay<version>``."""
+        return KnowledgeBase([*self.entries, *entries], f"{self.base_version}+overlay{version}", self.base_version)
 
     def warm(self) -> KnowledgeBase:
         """Load the segmenter now (a worker does at start-up) rather than on the first text it reads."""

@@ -18,6 +18,7 @@ import typer
 from composition.cli import analyze, jobs, models, policy, serve
 from composition.cli.banks import banks_app
 from composition.cli.blobs import blobs_app
+from composition.cli.kb import kb_app
 from composition.cli.radar import radar_app
 from composition.cli.users import users_app
 
@@ -33,6 +34,7 @@ for group, name in (
     (blobs_app, "blobs"),
     (users_app, "users"),
     (radar_app, "radar"),
+    (kb_app, "kb"),
     (jobs.callbacks_app, "callbacks"),
 ):
     app.add_typer(group, name=name)

@@ -19,8 +19,10 @@ def analyze(
     context: Annotated[str, typer.Option("--context", help="post context as a JSON object")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object on stdout")] = False,
 ) -> None:
-    """Run the pipeline (validate -> analyze -> policy) in-process on one image; print the verdict."""
-    from composition.runtime import Runtime
+    """Run the pipeline (validate -> analyze -> policy) in-process on one image; print the verdict. It reads
+    no database: the bundled knowledge base (and the classifier), not the overlay workers follow — the
+    console's 试用 page goes through a worker."""
+    from policies import load_policy
     from producer.validation import Limits, UploadRejected, validate_fields, validate_image
     from worker.analyzers.base import AnalyzerError
     from worker.pipeline import analyze_bytes
@@ -34,11 +36,11 @@ def analyze(
     except UploadRejected as exc:
         typer.echo(json.dumps({"error": exc.code, "message": exc.message}, ensure_ascii=False))
         raise typer.Exit(EXIT_REJECTED) from exc
-    runtime = Runtime(settings)
+    from worker.analyzers import build_analyzer
+
     try:
-        result = analyze_bytes(
-            data, text, ctx, analyzer=runtime.analyzer, policy=runtime.policy, max_frames=settings.max_frames
-        )
+        analyzer, policy = build_analyzer(settings.analyzer, settings), load_policy(settings.policy_file)
+        result = analyze_bytes(data, text, ctx, analyzer=analyzer, policy=policy, max_frames=settings.max_frames)
     except (AnalyzerError, ValueError, FileNotFoundError) as exc:  # incl. a classifier this node cannot load
         typer.echo(f"refused: {exc}", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc

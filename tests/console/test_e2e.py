@@ -22,6 +22,7 @@ import pytest
 from composition.runtime import Runtime
 from composition.webapp import build_app as create_app
 from jobs import callbacks
+from lexicon import store as lexicon
 from memeguard.db import Role
 from memeguard.egress import EgressPolicy
 from memeguard.settings import Settings
@@ -233,6 +234,8 @@ PAGES = [
     "/review/stats",
     "/review/overview",
     "/review/radar",
+    "/review/kb",
+    "/review/kb/new",
     "/review/try",
     "/review/me",
     "/review/admin/users",
@@ -255,6 +258,9 @@ def test_every_page_is_accessible_and_photographed_on_a_laptop_and_a_phone(
     with deployment.sessions() as session:
         if "ada" not in {u.username for u in users.list_users(session)}:
             users.add_user(session, "ada", PASSWORD, Role.ADMIN, ["tenant-a"], actor="e2e")
+        if not lexicon.entries(session, "draft"):  # the overlay page with a draft's approve / reject forms
+            cat = lexicon.Draft(("哈基米",), "猫（网络流行语）", examples=("哈基米来了",))
+            lexicon.draft(session, cat, actor="e2e")
         session.commit()
     axe, problems = Axe(), {}
     for size, (width, height) in VIEWPORTS.items():

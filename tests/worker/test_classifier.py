@@ -316,6 +316,28 @@ def test_a_classifier_refuses_a_knowledge_base_it_was_not_trained_with(classifie
         classifier.check_kb(KnowledgeBase(KB.entries[:10], "other"))
 
 
+def test_the_reviewed_overlay_reaches_a_classifier_through_the_features_every_entry_has(
+    classifier: HarmClassifier,
+) -> None:
+    """An approved overlay entry is allowed on top of the training knowledge base (not on another one) and
+    reaches the model through the harm / intent / meaning features, with no column of its own."""
+    from lexicon.store import Draft
+    from worker.overlay import entry_of
+
+    slur = entry_of(1, Draft(("臭鱼烂虾",), "骂人无能的蔑称", harm="general_offense", evidence=True, weight=0.9))
+    overlaid = KB.overlaid([slur], 3)
+    assert overlaid.version == f"{KB.version}+overlay3" and overlaid.base_version == KB.version
+    classifier.check_kb(overlaid)
+    with pytest.raises(ValueError, match="MEMEGUARD_KB_EXTERNAL"):
+        classifier.check_kb(KnowledgeBase(KB.entries[:10], "other").overlaid([slur], 3))
+    text = "你真是个臭鱼烂虾"
+    assert kb_features(overlaid.match(text)) == {"kb_harm=general_offense": 0.9}
+    assert not kb_features(KB.match(text))
+    before, after = classifier.predict([text], KB)[0], classifier.predict([text], overlaid)[0]
+    offence = CLASSES.index(HarmType.GENERAL_OFFENSE.value)
+    assert after.shares[offence] > before.shares[offence]  # the model weighs what the entry says
+
+
 LABELS_BY_ID = [h.value for h in HarmType]
 
 

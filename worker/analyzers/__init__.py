@@ -7,29 +7,34 @@ from typing import TYPE_CHECKING
 from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from memeguard.settings import Settings
 
 ANALYZERS = ("embedded", "vlm", "cascade", "noop")
 
 
-def build_analyzer(name: str, settings: Settings | None = None) -> Analyzer:
-    """The analyzer called ``name``. Unknown names are an error, never a silent fallback."""
+def build_analyzer(
+    name: str, settings: Settings | None = None, sessions: sessionmaker[Session] | None = None
+) -> Analyzer:
+    """The analyzer called ``name``. Unknown names are an error, never a silent fallback. With the
+    database's ``sessions`` (a worker), the embedded tier follows the knowledge-base overlay."""
     if name == "embedded":
         from worker.analyzers.embedded import EmbeddedAnalyzer
 
-        return EmbeddedAnalyzer.default(settings)
+        return EmbeddedAnalyzer.default(settings, sessions)
     if name == "noop":
         from worker.analyzers.noop import NoopAnalyzer
 
         return NoopAnalyzer()
     if name == "cascade" and settings is not None and settings.hands_off:
-        return _handoff_cascade(settings)
+        return _handoff_cascade(settings, sessions)
     if name in ("vlm", "cascade"):
-        return _gpu_tier(name, settings)
+        return _gpu_tier(name, settings, sessions)
     raise ValueError(f"unknown analyzer {name!r}; available: {', '.join(ANALYZERS)}")
 
 
-def _gpu_tier(name: str, settings: Settings | None) -> Analyzer:
+def _gpu_tier(name: str, settings: Settings | None, sessions: sessionmaker[Session] | None) -> Analyzer:
     """The VLM, alone or behind the embedded tier (which also reads the text the VLM gets as context)."""
     from memeguard.settings import Settings
     from policies import load_policy
@@ -38,7 +43,7 @@ def _gpu_tier(name: str, settings: Settings | None) -> Analyzer:
     from worker.vlm.build import build_vlm
 
     settings = settings or Settings()
-    embedded = EmbeddedAnalyzer.default(settings)
+    embedded = EmbeddedAnalyzer.default(settings, sessions)
     vlm = build_vlm(settings, reader=embedded if name == "vlm" else None)
     if name == "vlm":
         return vlm
@@ -51,7 +56,7 @@ def _gpu_tier(name: str, settings: Settings | None) -> Analyzer:
     )
 
 
-def _handoff_cascade(settings: Settings) -> Analyzer:
+def _handoff_cascade(settings: Settings, sessions: sessionmaker[Session] | None) -> Analyzer:
     """A CPU worker of a two-queue fleet: the embedded tier, handing what it is unsure of to the GPU queue
     (MEMEGUARD_VLM_QUEUE). It never loads torch or the model."""
     from policies import load_policy
@@ -59,7 +64,7 @@ def _handoff_cascade(settings: Settings) -> Analyzer:
     from worker.analyzers.embedded import EmbeddedAnalyzer
 
     return CascadeAnalyzer(
-        EmbeddedAnalyzer.default(settings),
+        EmbeddedAnalyzer.default(settings, sessions),
         None,
         load_policy(settings.policy_file),
         settings.cascade_min_confidence,

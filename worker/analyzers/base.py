@@ -48,8 +48,13 @@ class AnalysisResult:
 
 class Analyzer(Protocol):
     name: str
-    version: str
     needs_pixels: bool  # False: the pipeline skips decoding (only the no-op benchmark analyzer)
+
+    @property
+    def version(self) -> str:
+        """What read the item, as verdicts name it (the embedded tier's moves with the knowledge-base
+        overlay)."""
+        ...
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult: ...
 

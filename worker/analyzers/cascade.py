@@ -54,8 +54,10 @@ class CascadeAnalyzer:
     name: str = "cascade"
     needs_pixels: bool = True
 
-    def __post_init__(self) -> None:
-        self.version = f"{self.fast.version}>{self.slow.version if self.slow else 'handoff'}"
+    @property
+    def version(self) -> str:
+        """Both tiers' versions (the embedded one moves with the knowledge-base overlay)."""
+        return f"{self.fast.version}>{self.slow.version if self.slow else 'handoff'}"
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         return analyze_one(self, item)

@@ -19,8 +19,11 @@ from worker.knowledge import ATTACK_HARMS, KnowledgeBase, Match, joined
 from worker.match_reading import mentioned_groups, read
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from memeguard.settings import Settings
     from worker.classifier import HarmClassifier, Reading
+    from worker.overlay import Overlay
 
 E = TypeVar("E", bound=StrEnum)
 SOFTENER_HARM_FACTOR = 0.6
@@ -82,16 +85,34 @@ class EmbeddedAnalyzer:
     name = "embedded"
     needs_pixels = True
 
-    def __init__(self, kb: KnowledgeBase, ocr: OcrFn, classifier: HarmClassifier | None = None) -> None:
-        self.kb, self._ocr, self.classifier = kb.warm(), ocr, classifier.warm() if classifier else None
-        learned = f"+{classifier.version}" if classifier else ""
-        self.version = f"2+kb{kb.version}{learned}"
+    def __init__(
+        self, kb: KnowledgeBase, ocr: OcrFn, classifier: HarmClassifier | None = None, overlay: Overlay | None = None
+    ) -> None:
+        self._base, self._ocr, self.classifier = kb.warm(), ocr, classifier.warm() if classifier else None
+        self.overlay = overlay
+
+    @property
+    def kb(self) -> KnowledgeBase:
+        """The knowledge base the next item is read with: the overlay's current one when this analyzer
+        follows the overlay (refreshed when stale), else the one it was built with."""
+        return self.overlay.current() if self.overlay is not None else self._base
+
+    @property
+    def version(self) -> str:
+        return self._version_of(self.kb)
+
+    def _version_of(self, kb: KnowledgeBase) -> str:
+        learned = f"+{self.classifier.version}" if self.classifier else ""
+        return f"2+kb{kb.version}{learned}"
 
     @classmethod
-    def default(cls, settings: Settings | None = None) -> EmbeddedAnalyzer:
+    def default(
+        cls, settings: Settings | None = None, sessions: sessionmaker[Session] | None = None
+    ) -> EmbeddedAnalyzer:
         """The bundled knowledge base and, when settings have one, the classifier (MEMEGUARD_CLASSIFIER_PATH,
         else the shipped ``data_dir/models/current.joblib``) with the external knowledge bases it was trained
-        with (or MEMEGUARD_KB_EXTERNAL, which must then be the same)."""
+        with (or MEMEGUARD_KB_EXTERNAL, which must then be the same). Given the database's ``sessions`` (a
+        worker) and unless MEMEGUARD_KB_OVERLAY is off, it follows the approved overlay."""
         from worker.ocr import ChineseOcr
 
         classifier, externals = None, list(settings.kb_external) if settings else []
@@ -111,7 +132,12 @@ class EmbeddedAnalyzer:
             kb = kb.merged(KnowledgeBase.load_any(external))
         if classifier is not None:
             classifier.check_kb(kb)
-        return cls(kb, ChineseOcr(settings.ocr_threads if settings else -1).read, classifier)
+        overlay = None
+        if settings is not None and sessions is not None and settings.kb_overlay:
+            from worker.overlay import Overlay
+
+            overlay = Overlay(kb.warm(), sessions, settings.kb_refresh_s)
+        return cls(kb, ChineseOcr(settings.ocr_threads if settings else -1).read, classifier, overlay)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
         started = time.perf_counter()
@@ -128,19 +154,19 @@ class EmbeddedAnalyzer:
     ) -> AnalysisResult:
         """Everything after OCR (the evaluation harness's ``--no-render`` mode starts here)."""
         started = time.perf_counter()
+        kb = self.kb  # one knowledge base for the whole item, even if the overlay moves meanwhile
         templates = " ".join(str(t) for t in (context or {}).get("templates", []))
         text = joined(ocr_text, post_text, templates)  # a matched template (狗头, 熊猫头) reads as a cue
-        matches = read(self.kb.match(text), text)
-        learned = self._learned(ocr_text, post_text, matches)
-        verdict = self._verdict(
-            ocr_text, post_text, matches, ocr_ms, learned, {**(context or {}), "_self": is_self_directed(text)}
-        )
+        matches = read(kb.match(text), text)
+        learned = self._learned(kb, ocr_text, post_text, matches)
+        context = {**(context or {}), "_self": is_self_directed(text), "_version": self._version_of(kb)}
+        verdict = self._verdict(ocr_text, post_text, matches, ocr_ms, learned, context)
         return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
 
-    def _learned(self, ocr_text: str, post_text: str, matches: list[Match]) -> Reading | None:
+    def _learned(self, kb: KnowledgeBase, ocr_text: str, post_text: str, matches: list[Match]) -> Reading | None:
         if self.classifier is None:
             return None
-        return self.classifier.predict([ocr_text], self.kb, [matches], [post_text])[0]
+        return self.classifier.predict([ocr_text], kb, [matches], [post_text])[0]
 
     def _verdict(
         self,
@@ -202,7 +228,7 @@ class EmbeddedAnalyzer:
             explanation=explanation + _advice(intent, context, learned),
             signals=_signals(ocr_text, ocr_ms, matches, learned, backed, emotion, intent, harm),
             analyzer=self.name,
-            analyzer_version=self.version,
+            analyzer_version=str(context["_version"]),
         )
 
     @staticmethod

@@ -211,15 +211,15 @@ def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: S
         with sessions() as session:
             return store.verdict_of(session, job_id)
 
-    kb = _knowledge_of(analyzer)
-    phrases = (lambda text: new_phrases(kb, text)) if kb is not None and settings.radar else None
+    reader = _knowledge_reader(analyzer)
+    phrases = (lambda text: new_phrases(reader.kb, text)) if reader is not None and settings.radar else None
     return Fingerprinting(matcher, ocr, load_verdict, phrases)
 
 
-def _knowledge_of(analyzer: Any) -> KnowledgeBase | None:
-    """The knowledge base of the analyzer, or of the embedded tier inside it (cascade, VLM reader)."""
+def _knowledge_reader(analyzer: Any) -> Any:
+    """The analyzer, or the embedded tier inside it (cascade, VLM reader), whose ``kb`` is the knowledge
+    base it reads — read at each use, so an overlay phrase approved since is no longer new to the radar."""
     for candidate in (analyzer, getattr(analyzer, "fast", None), getattr(analyzer, "reader", None)):
-        kb = getattr(candidate, "kb", None)
-        if isinstance(kb, KnowledgeBase):
-            return kb
+        if isinstance(getattr(candidate, "kb", None), KnowledgeBase):
+            return candidate
     return None
