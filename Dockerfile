@@ -21,6 +21,7 @@ COPY review ./review
 COPY banks ./banks
 COPY lexicon ./lexicon
 COPY radar ./radar
+COPY releases ./releases
 COPY producer ./producer
 COPY console ./console
 COPY worker ./worker

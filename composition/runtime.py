@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from worker.analyzers import Analyzer
     from worker.fingerprints.stage import Fingerprinting
     from worker.pipeline import Deps
+    from worker.releases import Releases
 
 
 @dataclass
@@ -81,7 +82,20 @@ class Runtime:
             fingerprinting=self.fingerprinting,
             gpu_queue=self.gpu_queue,
             hands_off=self.settings.hands_off,
+            releases=self.releases,
         )
+
+    @cached_property
+    def releases(self) -> Releases | None:
+        """What serves and the candidate tried beside it (MEMEGUARD_RELEASES); a classifier applies to the
+        embedded analyzer only (in a cascade the verdict may be the VLM's: no like-for-like comparison)."""
+        if not self.settings.releases:
+            return None
+        from worker.analyzers.embedded import EmbeddedAnalyzer
+        from worker.releases import Releases
+
+        embedded = self.analyzer if isinstance(self.analyzer, EmbeddedAnalyzer) else None
+        return Releases(self.sessions, self.blobs, embedded, self.policy, self.settings.release_refresh_s)
 
     @cached_property
     def fingerprinting(self) -> Fingerprinting | None:

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Cookie, FastAPI, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from console import admin, dashboard, items, kb, radar, sessions, trial, wellness
+from console import admin, dashboard, items, kb, radar, releases, sessions, trial, wellness
 from console.web import (
     Refused,
     SignedIn,
@@ -37,7 +37,7 @@ def install(app: FastAPI) -> None:
     """Mount the console on the API app, with its own (HTML) refusal pages. The router and its routes are
     built here, per app, not when the modules are imported."""
     router = create_router()
-    pages = (dashboard, items, trial, wellness, admin, radar, kb)
+    pages = (dashboard, items, trial, wellness, admin, radar, kb, releases)
     for module_routes in (*(module.add_routes for module in pages), add_routes):
         module_routes(router)
     router.api_route("/{path:path}", methods=["GET", "POST"])(not_found)  # last: what no page matched

@@ -310,6 +310,66 @@ class KbOverlayVersion(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class Artefact(Base):
+    """Something that can serve, registered with its evaluation report and who registered it: a classifier
+    artefact or a policy file (their bytes in the blob store, ``sha256``), a knowledge-base version or a VLM
+    calibration. ``version`` is the artefact's own (a classifier's, ``policy@version`` …)."""
+
+    __tablename__ = "artefacts"
+    __table_args__ = (UniqueConstraint("kind", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    version: Mapped[str] = mapped_column(String(160))
+    name: Mapped[str] = mapped_column(String(120), default="")
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    registered_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Rollout(Base):
+    """A candidate beside what serves: ``shadow`` (read, stored, never acted on) or ``canary`` (serves for
+    real) on a stable ``share`` of live jobs, then ``promoted`` (serves for all), ``stopped`` or
+    ``rolled_back``. What serves a kind is the candidate of its newest promoted rollout (none: the
+    deployment's configured one)."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_kind_status", "kind", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("artefacts.id"))
+    mode: Mapped[str] = mapped_column(String(8))
+    share: Mapped[float]
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    started_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None]
+
+
+class ShadowVerdict(Base):
+    """A candidate's reading of a live job beside the serving one's: its verdict and would-be action, never
+    acted on or called back (in a canary, the roles swap: ``served`` says which one the job got)."""
+
+    __tablename__ = "shadow_verdicts"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), primary_key=True, index=True)
+    harm_type: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    rule_id: Mapped[str] = mapped_column(String(120))
+    serving_harm_type: Mapped[str] = mapped_column(String(32))
+    serving_action: Mapped[str] = mapped_column(String(16))
+    serving_rule_id: Mapped[str] = mapped_column(String(120))
+    latency_ms: Mapped[float]
+    serving_ms: Mapped[float]
+    served: Mapped[str] = mapped_column(String(16), default="serving")
+    verdict: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Role(StrEnum):
     """Review console roles: a senior reviewer also takes escalations; an admin also manages people."""
 

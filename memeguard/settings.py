@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     kb_refresh_s: float = Field(
         default=30.0, gt=0, le=60, description="how stale a worker's view of the knowledge-base overlay may get"
     )
+    releases: bool = Field(
+        default=True, description="workers follow the releases (memeguard shadow): promoted artefacts, candidates"
+    )
+    release_refresh_s: float = Field(
+        default=30.0, gt=0, le=60, description="how stale a worker's view of the releases may get"
+    )
     cache_retention_days: float = Field(
         default=30.0,
         ge=0,

@@ -32,11 +32,14 @@ from memeguard.queue import JobQueue, QueueUnavailable
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, evaluate
 from radar import store as radar
+from releases import store as releases
+from releases.store import in_share
 from worker.analyzers import AnalysisInput, AnalysisResult, Analyzer, AnalyzerError
 from worker.analyzers.base import analyze_each, is_transient
 
 if TYPE_CHECKING:
     from worker.fingerprints.stage import Fingerprinted, Fingerprinting, Screened
+    from worker.releases import Releases, Running
 
 log = logging.getLogger(__name__)
 ACTOR = "worker"
@@ -49,6 +52,7 @@ class PipelineResult:
     decision: Decision
     timings: dict[str, float]
     known: Fingerprinted | None = None  # image hashes + caption to store for the cache
+    shadow: dict[str, Any] | None = None  # a release candidate's reading (a shadow_verdicts row)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Deps:
     fingerprinting: Fingerprinting | None = None
     gpu_queue: JobQueue | None = None  # where a CPU cascade worker hands the items it is unsure of
     hands_off: bool = False  # this worker hands items off (a CPU worker of a two-queue fleet), never takes them back
+    releases: Releases | None = None  # what serves (promoted) and the candidate tried beside it
 
 
 def _ms(started: float) -> float:
@@ -209,7 +214,8 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
             outcomes[job_id] = ready
         else:
             prepared.append((claim.job, ready))
-    finished = _analyze_all(prepared, deps)
+    running = deps.releases.current() if deps.releases is not None else None
+    finished = _analyze_all(prepared, deps, running)
     outcomes.update({job.id: r for job, r in finished if isinstance(r, Outcome)})
     outcomes.update(_hand_off_all([(job, r) for job, r in finished if isinstance(r, store.Handoff)], deps))
     outcomes.update(
@@ -225,7 +231,7 @@ Finished = PipelineResult | Outcome | store.Handoff
 
 
 def _analyze_all(
-    prepared: list[tuple[store.JobRecord, Prepared]], deps: Deps
+    prepared: list[tuple[store.JobRecord, Prepared]], deps: Deps, running: Running | None = None
 ) -> list[tuple[store.JobRecord, Finished]]:
     """One ``analyze_each`` over the jobs still pending, then each job's verdict and decision (or hand-off)."""
     pending = [(job, p) for job, p in prepared if p.pending is not None]
@@ -237,12 +243,17 @@ def _analyze_all(
     for job, p in prepared:
         result = by_job.get(job.id)
         with job_context(job.id):
-            done.append((job, _guarded(job, deps, partial(_complete, job, p, result, deps, model_ms))))
+            done.append((job, _guarded(job, deps, partial(_complete, job, p, result, deps, model_ms, running))))
     return done
 
 
 def _complete(
-    job: store.JobRecord, prepared: Prepared, result: AnalysisResult | Exception | None, deps: Deps, model_ms: float
+    job: store.JobRecord,
+    prepared: Prepared,
+    result: AnalysisResult | Exception | None,
+    deps: Deps,
+    model_ms: float,
+    running: Running | None = None,
 ) -> PipelineResult | store.Handoff:
     if isinstance(result, Exception):
         raise result
@@ -250,7 +261,16 @@ def _complete(
         return _handoff(job, result, deps)
     if result is not None and job.handoff is not None:
         result = _after_handoff(job.handoff, result, model_ms)
-    return complete(prepared, result, deps.policy, model_ms if result is not None else 0.0)
+    policy = running.policy if running is not None else deps.policy
+    done = complete(prepared, result, policy, model_ms if result is not None else 0.0)
+    trial = running.trial if running is not None else None
+    if trial is None or result is None or prepared.pending is None or not in_share(job.id, trial.share):
+        return done  # a bank or the verdict cache decided: no model ran to compare
+    from worker.releases import tried
+
+    both = tried(job.id, prepared.pending, (done.verdict, done.decision), trial, policy, result.timings.get("kb_ms", 0))
+    verdict = both.verdict.model_copy(update={"latency_ms": done.verdict.latency_ms})
+    return dataclasses.replace(done, verdict=verdict, decision=both.decision, shadow=both.shadow)
 
 
 def _handoff(job: store.JobRecord, result: AnalysisResult, deps: Deps) -> store.Handoff:
@@ -380,6 +400,7 @@ def _store_all(
         with sessions() as session:
             store.finish_jobs(session, [(j.id, r.verdict, r.decision, t) for j, r, t in ready])
             _count(session, [(job, _remember(session, job, result)) for job, result, _ in ready])
+            releases.record_shadow(session, [result.shadow for _, result, _ in ready if result.shadow is not None])
             for job, result, _ in ready:
                 callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
@@ -398,6 +419,7 @@ def _store(
         try:
             store.finish_job(session, job.id, result.verdict, result.decision, timings)
             _count(session, [(job, _remember(session, job, result))])
+            releases.record_shadow(session, [result.shadow] if result.shadow is not None else [])
             callbacks.enqueue_action(session, job, result.verdict, result.decision)
             session.commit()
         except IntegrityError:

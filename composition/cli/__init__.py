@@ -20,6 +20,7 @@ from composition.cli.banks import banks_app
 from composition.cli.blobs import blobs_app
 from composition.cli.kb import kb_app
 from composition.cli.radar import radar_app
+from composition.cli.releases import registry_app, shadow_app
 from composition.cli.users import users_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="memeguard: read Chinese memes, moderate them.")
@@ -35,6 +36,8 @@ for group, name in (
     (users_app, "users"),
     (radar_app, "radar"),
     (kb_app, "kb"),
+    (registry_app, "registry"),
+    (shadow_app, "shadow"),
     (jobs.callbacks_app, "callbacks"),
 ):
     app.add_typer(group, name=name)

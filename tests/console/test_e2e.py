@@ -236,6 +236,7 @@ PAGES = [
     "/review/radar",
     "/review/kb",
     "/review/kb/new",
+    "/review/releases",
     "/review/try",
     "/review/me",
     "/review/admin/users",

@@ -91,6 +91,11 @@ class EmbeddedAnalyzer:
         self._base, self._ocr, self.classifier = kb.warm(), ocr, classifier.warm() if classifier else None
         self.overlay = overlay
 
+    def with_classifier(self, classifier: HarmClassifier | None) -> EmbeddedAnalyzer:
+        """This analyzer with another classifier (a release candidate): the same knowledge base, overlay and
+        OCR."""
+        return EmbeddedAnalyzer(self._base, self._ocr, classifier, self.overlay)
+
     @property
     def kb(self) -> KnowledgeBase:
         """The knowledge base the next item is read with: the overlay's current one when this analyzer

@@ -1,0 +1,182 @@
+"""Releases as a worker carries them out: what serves (a promoted classifier or policy, loaded from the
+blob store) and the candidate tried beside it on its share of live jobs.
+
+Every ``refresh_s`` seconds (MEMEGUARD_RELEASE_REFRESH_S) the worker reads the releases' state (a few indexed
+reads); when it moved, it loads what changed — artefacts are cached by their sha256 — and swaps it in
+between batches, no restart. A classifier candidate reads the job's OCR text again with its own model (OCR
+is shared: the comparison is of reading, not of OCR); a policy candidate decides the serving verdict again.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from memeguard.blobs import BlobStore
+from memeguard.db import Artefact
+from memeguard.schemas import Verdict
+from policies import Decision, Policy, evaluate, parse_policy
+from releases import store as releases
+from worker.analyzers.base import AnalysisInput
+from worker.analyzers.embedded import EmbeddedAnalyzer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """The running rollout as this worker runs it."""
+
+    rollout_id: int
+    kind: str
+    mode: str
+    share: float
+    analyzer: EmbeddedAnalyzer | None  # a classifier candidate
+    policy: Policy | None  # a policy candidate
+
+
+@dataclass(frozen=True)
+class Running:
+    policy: Policy  # the serving policy
+    trial: Trial | None
+
+
+@dataclass(frozen=True)
+class Tried:
+    """One job read by both: what serves it and what the candidate says."""
+
+    verdict: Verdict
+    decision: Decision
+    shadow: dict[str, Any]  # a shadow_verdicts row
+
+
+class Releases:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        embedded: EmbeddedAnalyzer | None,
+        policy: Policy,
+        refresh_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sessions, self._blobs, self._embedded, self._clock = sessions, blobs, embedded, clock
+        self.refresh_s, self._configured_policy = refresh_s, policy
+        self._configured_classifier = embedded.classifier if embedded is not None else None
+        self._running, self._checked_at = Running(policy, None), float("-inf")
+        self._seen: dict[str, Any] | None = None
+        self._loaded: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def current(self) -> Running:
+        if self._clock() - self._checked_at >= self.refresh_s:
+            self.refresh()
+        return self._running
+
+    def refresh(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            with self._sessions() as session:
+                state = releases.live(session)
+                seen = {k: (s.serving.id if s.serving else None, _key(s)) for k, s in state.items()}
+                if seen != self._seen:
+                    self._running = self._apply(state)
+                    self._seen = seen
+            self._checked_at = self._clock()
+        finally:
+            self._lock.release()
+
+    def _apply(self, state: dict[str, releases.Live]) -> Running:
+        serving_classifier = state["classifier"].serving
+        if self._embedded is not None:
+            self._embedded.classifier = (
+                self._classifier(serving_classifier) if serving_classifier else self._configured_classifier
+            )
+        elif serving_classifier is not None:
+            log.warning("a promoted classifier does not apply to this worker's analyzer (not the embedded one)")
+        policy = self._policy(state["policy"].serving) if state["policy"].serving else self._configured_policy
+        trial = next((self._trial(s) for s in state.values() if s.rollout is not None), None)
+        log.info("releases: policy %s@%s, trial %s", policy.name, policy.version, trial and trial.rollout_id)
+        return Running(policy, trial)
+
+    def _trial(self, state: releases.Live) -> Trial | None:
+        rollout, candidate = state.rollout, state.candidate
+        assert rollout is not None and candidate is not None
+        if rollout.kind == "classifier":
+            if self._embedded is None:
+                return None  # a classifier is compared with the embedded reading only
+            analyzer = self._embedded.with_classifier(self._classifier(candidate))
+            return Trial(rollout.id, rollout.kind, rollout.mode, rollout.share, analyzer, None)
+        return Trial(rollout.id, rollout.kind, rollout.mode, rollout.share, None, self._policy(candidate))
+
+    def _classifier(self, artefact: Artefact) -> Any:
+        from worker.classifier import HarmClassifier
+
+        if artefact.sha256 not in self._loaded:
+            assert artefact.sha256 is not None and self._embedded is not None
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "classifier.joblib"
+                path.write_bytes(self._blobs.get(artefact.sha256))
+                classifier = HarmClassifier.load(path)
+            classifier.check_kb(self._embedded.kb)
+            self._loaded[artefact.sha256] = classifier.warm()
+        return self._loaded[artefact.sha256]
+
+    def _policy(self, artefact: Artefact) -> Policy:
+        if artefact.sha256 not in self._loaded:
+            assert artefact.sha256 is not None
+            text = self._blobs.get(artefact.sha256).decode("utf-8")
+            self._loaded[artefact.sha256] = parse_policy(text, f"artefact {artefact.id}")
+        policy: Policy = self._loaded[artefact.sha256]
+        return policy
+
+
+def _key(state: releases.Live) -> tuple[Any, ...] | None:
+    rollout = state.rollout
+    return (rollout.id, rollout.mode, rollout.share) if rollout is not None else None
+
+
+def tried(
+    job_id: uuid.UUID,
+    item: AnalysisInput,
+    served: tuple[Verdict, Decision],
+    trial: Trial,
+    policy: Policy,
+    serving_ms: float,
+) -> Tried:
+    """The candidate's reading of one job of the trial's share beside the serving one (``served``, decided by
+    the serving ``policy``): a classifier candidate reads the OCR text again, a policy candidate decides the
+    serving verdict again. A shadow serves the serving one; a canary the candidate's."""
+    verdict, decision = served
+    started = time.perf_counter()
+    theirs = verdict
+    if trial.analyzer is not None:
+        theirs = trial.analyzer.read_text(verdict.ocr_text, item.post_text, item.context).verdict
+    their_decision = evaluate(trial.policy or policy, theirs)
+    latency_ms = (time.perf_counter() - started) * 1000
+    canary = trial.mode == "canary"
+    shadow = dict(
+        job_id=job_id,
+        rollout_id=trial.rollout_id,
+        harm_type=theirs.harm_type.value,
+        action=their_decision.action.value,
+        rule_id=their_decision.rule_id,
+        serving_harm_type=verdict.harm_type.value,
+        serving_action=decision.action.value,
+        serving_rule_id=decision.rule_id,
+        latency_ms=round(latency_ms if trial.analyzer is not None else 0.0, 3),
+        serving_ms=round(serving_ms, 3),
+        served="candidate" if canary else "serving",
+        verdict=theirs.model_dump(mode="json"),
+    )
+    return Tried(theirs, their_decision, shadow) if canary else Tried(verdict, decision, shadow)
