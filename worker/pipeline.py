@@ -198,6 +198,7 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
     unique = list(dict.fromkeys(job_ids))
     if deps.fingerprinting is not None:
         deps.fingerprinting.matcher.maybe_refresh()
+    running = deps.releases.current() if deps.releases is not None else None  # before claiming: may raise
     with deps.sessions() as session:
         claims = store.claim_jobs(session, unique, deps.max_attempts, skip_handed_off=deps.hands_off)
         session.commit()
@@ -214,7 +215,6 @@ def process_jobs(job_ids: list[uuid.UUID], deps: Deps) -> list[Outcome]:
             outcomes[job_id] = ready
         else:
             prepared.append((claim.job, ready))
-    running = deps.releases.current() if deps.releases is not None else None
     finished = _analyze_all(prepared, deps, running)
     outcomes.update({job.id: r for job, r in finished if isinstance(r, Outcome)})
     outcomes.update(_hand_off_all([(job, r) for job, r in finished if isinstance(r, store.Handoff)], deps))

@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from memeguard.blobs import BlobStore
+from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.db import Artefact
 from memeguard.schemas import Verdict
-from policies import Decision, Policy, evaluate, parse_policy
+from policies import Decision, Policy, PolicyError, evaluate, parse_policy
 from releases import store as releases
 from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
@@ -90,22 +90,32 @@ class Releases:
                 state = releases.live(session)
                 seen = {k: (s.serving.id if s.serving else None, _key(s)) for k, s in state.items()}
                 if seen != self._seen:
-                    self._running = self._apply(state)
+                    self._running = self._applied(state)
                     self._seen = seen
             self._checked_at = self._clock()
         finally:
             self._lock.release()
 
+    def _applied(self, state: dict[str, releases.Live]) -> Running:
+        """The new state, or — when an artefact cannot be loaded here (its bytes gone, a knowledge base this
+        worker lacks) — the one before, with the reason logged as an error: a bad release never stops a worker
+        from serving. Database errors propagate (transient: the batch is retried)."""
+        try:
+            return self._apply(state)
+        except (ValueError, FileNotFoundError, BlobNotFound, PolicyError) as exc:
+            log.error("releases not applied on this worker, serving what it had: %s", exc)
+            return self._running
+
     def _apply(self, state: dict[str, releases.Live]) -> Running:
-        serving_classifier = state["classifier"].serving
-        if self._embedded is not None:
-            self._embedded.classifier = (
-                self._classifier(serving_classifier) if serving_classifier else self._configured_classifier
-            )
-        elif serving_classifier is not None:
+        """Load everything the state names first, then swap it in (a failed load changes nothing)."""
+        promoted = state["classifier"].serving
+        classifier = self._classifier(promoted) if promoted and self._embedded else self._configured_classifier
+        if promoted is not None and self._embedded is None:
             log.warning("a promoted classifier does not apply to this worker's analyzer (not the embedded one)")
         policy = self._policy(state["policy"].serving) if state["policy"].serving else self._configured_policy
         trial = next((self._trial(s) for s in state.values() if s.rollout is not None), None)
+        if self._embedded is not None:
+            self._embedded.classifier = classifier
         log.info("releases: policy %s@%s, trial %s", policy.name, policy.version, trial and trial.rollout_id)
         return Running(policy, trial)
 

@@ -259,3 +259,20 @@ def test_the_lifecycle_from_the_command_line(tmp_path: Path) -> None:
     assert rolled.returncode == 0 and "as configured" in rolled.stdout
     nothing = memeguard("shadow", "rollback", "classifier", data_dir=tmp_path)
     assert nothing.returncode == 2 and "release_nothing_promoted" in nothing.stderr
+
+
+def test_a_release_a_worker_cannot_load_never_stops_it_serving(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A promoted classifier whose bytes are gone: the worker logs why and keeps serving what it had."""
+    serving = HarmClassifier.fit(TEXTS, LABELS, KB, source="month-1")
+    analyzer = EmbeddedAnalyzer(KB, lambda frames: "", serving)
+    worker = Releases(pg_sessions, blobs, analyzer, load_policy(), refresh_s=0)
+    with pg_sessions() as session:
+        lost = releases.register(session, "classifier", "lost-1", actor="o", report={}, sha256="f" * 64)
+        releases.start(session, str(lost.id), share=1.0, actor="o")
+        releases.promote(session, "classifier", actor="o")
+        session.commit()
+    running = worker.current()
+    assert analyzer.classifier is serving and running.trial is None
+    assert "releases not applied on this worker" in caplog.text
