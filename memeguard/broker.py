@@ -73,11 +73,18 @@ def _rabbitmq(settings: Settings) -> dict[str, Any]:
     }
 
 
+REDELIVERY_MUTEX_CHECKS = 3
+
+
 def _transport_options(settings: Settings) -> dict[str, Any]:
     options: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout_s,
         "unacked_restore_interval": settings.redelivery_check_s,
         "unacked_restore_throttle": 1,
+        # the lock a worker takes while it restores expired unacked messages: kombu's default (300 s) means a
+        # worker killed while holding it stops every redelivery for five minutes; a restore takes milliseconds,
+        # and a second restorer only causes a duplicate delivery, which the job claim settles
+        "unacked_mutex_expire": REDELIVERY_MUTEX_CHECKS * settings.redelivery_check_s,
         "socket_timeout": settings.broker_timeout_s,
         "socket_connect_timeout": settings.broker_timeout_s,
     }
