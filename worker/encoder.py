@@ -74,6 +74,11 @@ class SentenceEncoder:
             rows = [self._memo[t] for t in texts]
         return np.stack(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
+    def forget(self) -> None:
+        """Drop the memo (benchmarks measure encoding, not the memo)."""
+        with self._lock:
+            self._memo.clear()
+
     def _remember(self, texts: list[str], vectors: np.ndarray) -> None:
         for text, vector in zip(texts, vectors.reshape(len(texts), -1), strict=True):
             self._memo[text] = vector
