@@ -218,11 +218,16 @@ def wait_done(api: httpx.Client, job_ids: list[str], timeout: float) -> list[dic
     deadline = time.monotonic() + timeout
     jobs: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        jobs = [api.get(f"/v1/jobs/{j}", headers=AUTH).json() for j in job_ids]
+        answers = [api.get(f"/v1/jobs/{j}", headers=AUTH) for j in job_ids]
+        if busy := [a for a in answers if a.status_code in (429, 503)]:  # under load: wait as it says
+            time.sleep(float(busy[0].headers.get("Retry-After", "1")))
+            continue
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+        jobs = [a.json() for a in answers]
         if all(j["status"] in ("done", "failed") for j in jobs):
             return jobs
         time.sleep(0.5)
-    raise AssertionError(f"not done: {[j['status'] for j in jobs]}")
+    raise AssertionError(f"not done: {[j.get('status') for j in jobs]}")
 
 
 def test_api_cpu_and_gpu_hosts_share_no_disk(network: Network, tmp_path: Path) -> None:
