@@ -5,7 +5,6 @@ Every command is one transaction with its audit entry; a refused change prints i
 
 from __future__ import annotations
 
-import getpass
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -17,15 +16,21 @@ from sqlalchemy.orm import Session
 from banks import store as banks
 from banks.signals import SIGNAL_TYPES
 from banks.store import BankError, NewHash
-from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, progress, run_change, step, table
+from composition.cli.common import (
+    EXIT_REJECTED,
+    ActorOpt,
+    JsonOpt,
+    actor_of,
+    open_session,
+    progress,
+    run_change,
+    step,
+    table,
+)
 from memeguard.db import BankKind
 
 banks_app = typer.Typer(no_args_is_help=True, help="Hash banks: known memes, templates, allow-lists.")
 T = TypeVar("T")
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"
 
 
 def _run(change: Callable[[Session], T]) -> T:
@@ -33,7 +38,6 @@ def _run(change: Callable[[Session], T]) -> T:
     return run_change(change, (BankError,))
 
 
-ActorOpt = Annotated[str | None, typer.Option(help="who makes the change (audit log); default cli:<user>")]
 DistanceOpt = Annotated[
     list[str] | None,
     typer.Option("--distance", help=f"TYPE=N, a match distance per hash type ({', '.join(SIGNAL_TYPES)}); repeat"),
@@ -64,7 +68,7 @@ def create(
     """A bank: template (label = template name), harmful (label = harm type) or allow (allow-list). Each
     hash type matches within its default distance unless --distance TYPE=N says otherwise."""
     distances = _distances(distance)
-    bank = _run(lambda s: banks.create_bank(s, name, kind, label, actor=_actor(actor), distances=distances))
+    bank = _run(lambda s: banks.create_bank(s, name, kind, label, actor=actor_of(actor), distances=distances))
     typer.echo(f"created bank {bank.name} ({bank.kind.value})")
 
 
@@ -101,7 +105,7 @@ def set_(
     """Configure a bank (takes effect on every worker within MEMEGUARD_BANK_REFRESH_S)."""
     given = {"enabled": enabled, "enabled_ratio": ratio, "distances": _distances(distance) or None, "label": label}
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
-    bank = _run(lambda s: banks.configure_bank(s, name, actor=_actor(actor), reason=reason, **changes))
+    bank = _run(lambda s: banks.configure_bank(s, name, actor=actor_of(actor), reason=reason, **changes))
     typer.echo(f"bank {bank.name}: enabled={bank.enabled} ratio={bank.enabled_ratio:g}")
 
 
@@ -122,21 +126,21 @@ def add(
     for path in progress(images, "hashing"):
         frames = hash_frames(decode_frames(path.read_bytes(), Vpdq.MAX_FRAMES))
         new.append(NewHash(compute(frames), frames[0].quality, note or path.name))
-    ids = _run(lambda s: banks.add_hashes(s, name, new, actor=_actor(actor), source="cli"))
+    ids = _run(lambda s: banks.add_hashes(s, name, new, actor=actor_of(actor), source="cli"))
     typer.echo(f"added {len(ids)} hashes to {name}: {ids}")
 
 
 @banks_app.command("add-job")
 def add_job(name: str, job_id: uuid.UUID, note: str = "", actor: ActorOpt = None) -> None:
     """Put a moderated job's image into a bank (e.g. confirmed harmful, benign template)."""
-    ids = _run(lambda s: banks.add_job(s, name, job_id, actor=_actor(actor), note=note))
+    ids = _run(lambda s: banks.add_job(s, name, job_id, actor=actor_of(actor), note=note))
     typer.echo(f"added job {job_id} to {name}: {ids}")
 
 
 @banks_app.command("remove")
 def remove(name: str, ids: list[int], actor: ActorOpt = None) -> None:
     """Remove hashes by id (soft: workers drop them at their next refresh); audited."""
-    count = _run(lambda s: banks.remove_hashes(s, name, ids, actor=_actor(actor)))
+    count = _run(lambda s: banks.remove_hashes(s, name, ids, actor=actor_of(actor)))
     typer.echo(f"removed {count} hashes from {name}")
 
 
@@ -153,7 +157,7 @@ def import_(
     source = f"csv:{csv_file.name}"
     lines = text.count("\n") + 1
     with step(f"importing {lines} lines of {signal} hashes into {name}"):
-        ids = _run(lambda s: banks.import_csv(s, name, text, actor=_actor(actor), source=source, signal=signal))
+        ids = _run(lambda s: banks.import_csv(s, name, text, actor=actor_of(actor), source=source, signal=signal))
     typer.echo(f"imported {len(ids)} hashes into {name}")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from datetime import timedelta
 from typing import Annotated
 
@@ -19,7 +18,7 @@ def gc(
 ) -> None:
     """Delete the images of finished jobs older than --older-than days that no review, appeal, reviewer
     decision or bank entry still needs; each deletion is audited (``blob.deleted``)."""
-    from composition.cli.common import load_settings, progress
+    from composition.cli.common import actor_of, load_settings, progress
     from composition.runtime import Runtime
     from review.retention import collect
 
@@ -32,7 +31,7 @@ def gc(
         qa_share=settings.review_qa_share,
         dry_run=dry_run,
         limit=limit,
-        actor=f"cli:{getpass.getuser()}",
+        actor=actor_of(None),
         progress=progress,
     )
     for sha in result.deleted:

@@ -3,6 +3,7 @@ way a command opens a database session, and JSON output. The command modules imp
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,13 @@ from memeguard.settings import Settings
 T = TypeVar("T")
 JsonOpt = Annotated[bool, typer.Option("--json", help="the rows as a JSON array")]
 EXIT_REJECTED = 2  # a refused command: bad input or a refused change, said on stderr
+ActorOpt = Annotated[str | None, typer.Option(help="who acts (kept in the audit log); default cli:<user>")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="why (kept in the audit log)")]
+
+
+def actor_of(actor: str | None) -> str:
+    """Who a command acts as in the audit log: ``--actor``, else ``cli:<login name>``."""
+    return actor or f"cli:{getpass.getuser()}"
 
 
 def load_settings() -> Settings:

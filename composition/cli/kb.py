@@ -3,16 +3,23 @@ retire. Approval runs the matcher's check (every example matches its entry, no p
 
 from __future__ import annotations
 
-import getpass
 from typing import Annotated, Any
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, JsonOpt, emit, open_session, run_change, table
+from composition.cli.common import (
+    EXIT_REJECTED,
+    ActorOpt,
+    JsonOpt,
+    ReasonOpt,
+    actor_of,
+    emit,
+    open_session,
+    run_change,
+    table,
+)
 
 kb_app = typer.Typer(no_args_is_help=True, help="The knowledge-base overlay: entries that serve without a deploy.")
-ActorOpt = Annotated[str | None, typer.Option(help="who acts (audit log); default cli:<user>")]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="why (kept with the entry and in the audit log)")]
 
 
 @kb_app.command("list")
@@ -54,7 +61,7 @@ def kb_draft(
     from radar import store as radars
 
     entry = lexicon.Draft(tuple(phrase), meaning, emotion, intent, harm, evidence, weight, tuple(example))
-    check, who = _check(), _actor(actor)
+    check, who = _check(), actor_of(actor)
 
     def change(session: Any) -> int:
         if radar:
@@ -72,7 +79,7 @@ def kb_approve(entry: int, reason: ReasonOpt = "", actor: ActorOpt = None) -> No
 
     check = _check()
     version = run_change(
-        lambda s: lexicon.approve(s, entry, actor=_actor(actor), why=reason, check=check), (lexicon.LexiconError,)
+        lambda s: lexicon.approve(s, entry, actor=actor_of(actor), why=reason, check=check), (lexicon.LexiconError,)
     )
     typer.echo(f"approved entry {entry}: overlay version {version}")
 
@@ -82,7 +89,7 @@ def kb_reject(entry: int, reason: ReasonOpt = "", actor: ActorOpt = None) -> Non
     """Turn a draft down (kept, with the reason); audited."""
     from lexicon import store as lexicon
 
-    run_change(lambda s: lexicon.reject(s, entry, actor=_actor(actor), why=reason), (lexicon.LexiconError,))
+    run_change(lambda s: lexicon.reject(s, entry, actor=actor_of(actor), why=reason), (lexicon.LexiconError,))
     typer.echo(f"rejected entry {entry}")
 
 
@@ -91,7 +98,7 @@ def kb_retire(entry: int, reason: ReasonOpt = "", actor: ActorOpt = None) -> Non
     """Stop serving an approved entry: workers drop it within MEMEGUARD_KB_REFRESH_S; audited."""
     from lexicon import store as lexicon
 
-    version = run_change(lambda s: lexicon.retire(s, entry, actor=_actor(actor), why=reason), (lexicon.LexiconError,))
+    version = run_change(lambda s: lexicon.retire(s, entry, actor=actor_of(actor), why=reason), (lexicon.LexiconError,))
     typer.echo(f"retired entry {entry}: overlay version {version}")
 
 
@@ -128,7 +135,3 @@ def _row(r: Any) -> dict[str, Any]:
         "decided_by": r.decided_by,
         "why": r.why,
     }
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Annotated
 
 import typer
 
-from composition.cli.common import JsonOpt, open_session, run_change, table
+from composition.cli.common import ActorOpt, JsonOpt, ReasonOpt, actor_of, open_session, run_change, table
 
 radar_app = typer.Typer(no_args_is_help=True, help="新梗雷达: new image clusters and phrases, rising.")
-ActorOpt = Annotated[str | None, typer.Option(help="who decides (audit log); default cli:<user>")]
-ReasonOpt = Annotated[str, typer.Option("--reason", help="why (kept in the audit log)")]
 
 
 @radar_app.command("list")
@@ -53,7 +50,9 @@ def radar_dismiss(kind: str, key: str, reason: ReasonOpt = "", actor: ActorOpt =
     """Take a cluster or phrase off the new list (not new slang, not worth a bank); audited."""
     from radar import store as radar
 
-    run_change(lambda s: radar.decide(s, kind, key, "dismissed", actor=_actor(actor), why=reason), (radar.RadarError,))
+    run_change(
+        lambda s: radar.decide(s, kind, key, "dismissed", actor=actor_of(actor), why=reason), (radar.RadarError,)
+    )
     typer.echo(f"dismissed {kind} {key}")
 
 
@@ -70,10 +69,6 @@ def radar_bank(
     from radar import store as radar
 
     ids = run_change(
-        lambda s: radar.bank_cluster(s, cluster, bank, actor=_actor(actor), why=reason), (radar.RadarError, BankError)
+        lambda s: radar.bank_cluster(s, cluster, bank, actor=actor_of(actor), why=reason), (radar.RadarError, BankError)
     )
     typer.echo(f"banked cluster {cluster} in {bank}: hashes {ids}")
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"

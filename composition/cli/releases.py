@@ -3,18 +3,26 @@ shadow on a share of live jobs, the report, canary, promote, roll back (each one
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, JsonOpt, emit, load_settings, open_session, run_change, table
+from composition.cli.common import (
+    EXIT_REJECTED,
+    ActorOpt,
+    JsonOpt,
+    actor_of,
+    emit,
+    load_settings,
+    open_session,
+    run_change,
+    table,
+)
 
 registry_app = typer.Typer(no_args_is_help=True, help="What can serve, with its evaluation report.")
 shadow_app = typer.Typer(no_args_is_help=True, help="Shadow, canary, promote and roll back a candidate.")
-ActorOpt = Annotated[str | None, typer.Option(help="who acts (audit log); default cli:<user>")]
 KindArg = Annotated[str, typer.Argument(help="classifier or policy")]
 
 
@@ -35,7 +43,7 @@ def registry_add(
     found = json.loads(report.read_text(encoding="utf-8")) if report else found
     sha = _put(data) if data is not None and kind in releases.LIVE_KINDS else None
     row = run_change(
-        lambda s: releases.register(s, kind, version, actor=_actor(actor), report=found, sha256=sha, name=name),
+        lambda s: releases.register(s, kind, version, actor=actor_of(actor), report=found, sha256=sha, name=name),
         (releases.ReleaseError,),
     )
     typer.echo(f"registered {kind} {version} as artefact {row.id}")
@@ -78,7 +86,7 @@ def shadow_start(
 
     mode = "canary" if canary else "shadow"
     row = run_change(
-        lambda s: releases.start(s, candidate, share=share, actor=_actor(actor), mode=mode), (releases.ReleaseError,)
+        lambda s: releases.start(s, candidate, share=share, actor=actor_of(actor), mode=mode), (releases.ReleaseError,)
     )
     typer.echo(f"rollout {row.id}: {row.kind} candidate {candidate} in {mode} on {share:.0%} of live jobs")
 
@@ -111,7 +119,7 @@ def shadow_canary(kind: KindArg, share: Annotated[float, typer.Option()], actor:
     """The running rollout serves its share for real."""
     from releases import store as releases
 
-    run_change(lambda s: releases.canary(s, kind, share=share, actor=_actor(actor)), (releases.ReleaseError,))
+    run_change(lambda s: releases.canary(s, kind, share=share, actor=actor_of(actor)), (releases.ReleaseError,))
     typer.echo(f"{kind} candidate now serves {share:.0%} of live jobs")
 
 
@@ -120,7 +128,7 @@ def shadow_promote(kind: KindArg, actor: ActorOpt = None) -> None:
     """The running rollout's candidate serves every job (workers within MEMEGUARD_RELEASE_REFRESH_S)."""
     from releases import store as releases
 
-    row = run_change(lambda s: releases.promote(s, kind, actor=_actor(actor)), (releases.ReleaseError,))
+    row = run_change(lambda s: releases.promote(s, kind, actor=actor_of(actor)), (releases.ReleaseError,))
     typer.echo(f"promoted rollout {row.id}: artefact {row.candidate_id} serves every {kind} job")
 
 
@@ -129,7 +137,7 @@ def shadow_stop(kind: KindArg, actor: ActorOpt = None) -> None:
     """End the running rollout; what serves keeps serving."""
     from releases import store as releases
 
-    row = run_change(lambda s: releases.stop(s, kind, actor=_actor(actor)), (releases.ReleaseError,))
+    row = run_change(lambda s: releases.stop(s, kind, actor=actor_of(actor)), (releases.ReleaseError,))
     typer.echo(f"stopped rollout {row.id}")
 
 
@@ -138,7 +146,7 @@ def shadow_rollback(kind: KindArg, actor: ActorOpt = None) -> None:
     """Undo the newest promotion: what served before it serves again."""
     from releases import store as releases
 
-    back = run_change(lambda s: releases.rollback(s, kind, actor=_actor(actor)), (releases.ReleaseError,))
+    back = run_change(lambda s: releases.rollback(s, kind, actor=actor_of(actor)), (releases.ReleaseError,))
     typer.echo(f"rolled back: {kind} {back.version if back else 'as configured'} serves again")
 
 
@@ -203,7 +211,3 @@ def _print_report(r: Any) -> None:
         typer.echo(
             f"  {c.rule_id}: {c.serving_action} -> {c.action} ×{c.count}  e.g. {', '.join(map(str, c.examples))}"
         )
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from composition.cli.common import EXIT_REJECTED, JsonOpt, open_session, run_change, table
+from composition.cli.common import EXIT_REJECTED, JsonOpt, actor_of, open_session, run_change, table
 from memeguard.db import Role
 from review import users
 
@@ -37,7 +37,7 @@ def add(
     """Add a console account (argon2id; at least 12 characters; prompted, or read from stdin)."""
     password = _password(password_stdin)
     user = run_change(
-        lambda s: users.add_user(s, username, password, role, tenant or [], actor=_actor(actor)), (users.UserError,)
+        lambda s: users.add_user(s, username, password, role, tenant or [], actor=actor_of(actor)), (users.UserError,)
     )
     typer.echo(f"added {user.username} ({user.role.value}) for tenants: {', '.join(user.tenants) or 'none'}")
 
@@ -63,16 +63,12 @@ def list_(as_json: JsonOpt = False) -> None:
 @users_app.command("disable")
 def disable(username: str, actor: str | None = None) -> None:
     """Disable an account (its sessions stop working at once); audited."""
-    run_change(lambda s: users.disable_user(s, username, actor=_actor(actor)), (users.UserError,))
+    run_change(lambda s: users.disable_user(s, username, actor=actor_of(actor)), (users.UserError,))
     typer.echo(f"disabled {username}")
 
 
 @users_app.command("unlock")
 def unlock(username: str, actor: str | None = None) -> None:
     """Lift the lock that repeated wrong passwords put on an account (audited)."""
-    run_change(lambda s: users.unlock_user(s, username, actor=_actor(actor)), (users.UserError,))
+    run_change(lambda s: users.unlock_user(s, username, actor=actor_of(actor)), (users.UserError,))
     typer.echo(f"unlocked {username}")
-
-
-def _actor(actor: str | None) -> str:
-    return actor or f"cli:{getpass.getuser()}"
