@@ -14,21 +14,12 @@ from fastapi import APIRouter, Form
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from console.web import Refused, Reviewer, SignedIn, commit_change, page, require_reason
+from console.web import Refused, Reviewer, SignedIn, commit_change, page, require_lead, require_reason, reviewer_actor
 from lexicon import store as lexicon
-from memeguard.db import KbEntryRow, Role
+from memeguard.db import KbEntryRow
 from memeguard.schemas import Emotion, HarmType, Intent
 from radar import store as radar
 
-REFUSALS_ZH = {
-    "kb_invalid": "词条不完整或有误",
-    "kb_examples_unmatched": "词条匹配不到它的例句（按词和分句边界匹配，与线上一致）",
-    "kb_phrase_known": "知识库里已经有这个词",
-    "kb_own_draft": "自己起草的词条需要另一位资深审核员批准",
-    "kb_not_draft": "这条词条已经不是草稿",
-    "kb_not_approved": "这条词条不在生效中",
-    "kb_unknown_entry": "没有这条词条",
-}
 EXAMPLE_PREFILL = 3
 
 
@@ -47,7 +38,7 @@ def kb_page(me: SignedIn, done: str = "") -> Response:
         serving=serving,
         decided=decided,
         done=done,
-        me_actor=_actor(me),
+        me_actor=reviewer_actor(me),
     )
 
 
@@ -99,12 +90,12 @@ def create(
     with me.services.sessions() as session:
         try:
             if radar_key:
-                radar.draft_entry(session, radar_key, entry, actor=_actor(me), check=check)
+                radar.draft_entry(session, radar_key, entry, actor=reviewer_actor(me), check=check)
             else:
-                lexicon.draft(session, entry, actor=_actor(me), check=check, replaces=replaced)
+                lexicon.draft(session, entry, actor=reviewer_actor(me), check=check, replaces=replaced)
         except (lexicon.LexiconError, radar.RadarError) as exc:
             typed = {**dataclasses.asdict(entry), "phrases": phrases, "examples": examples, "replaces": replaced}
-            return _form(me, {**typed, "radar_key": radar_key}, _zh(exc), status=400)
+            return _form(me, {**typed, "radar_key": radar_key}, getattr(exc, "zh", str(exc)), status=400)
         session.commit()
     return RedirectResponse("/review/kb?done=1", status_code=303)
 
@@ -119,14 +110,18 @@ def approve(
     """Serve a draft on every worker (within MEMEGUARD_KB_REFRESH_S): a reason and a confirmation."""
     check = me.services.kb_check
     return _decide(
-        me, csrf, reason, lambda s: lexicon.approve(s, entry, actor=_actor(me), why=reason, check=check), confirm
+        me,
+        csrf,
+        reason,
+        lambda s: lexicon.approve(s, entry, actor=reviewer_actor(me), why=reason, check=check),
+        confirm,
     )
 
 
 def reject(
     me: SignedIn, entry: int, reason: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = ""
 ) -> Response:
-    return _decide(me, csrf, reason, lambda s: lexicon.reject(s, entry, actor=_actor(me), why=reason))
+    return _decide(me, csrf, reason, lambda s: lexicon.reject(s, entry, actor=reviewer_actor(me), why=reason))
 
 
 def retire(
@@ -137,7 +132,7 @@ def retire(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Stop serving an entry on every worker: a reason and a confirmation."""
-    return _decide(me, csrf, reason, lambda s: lexicon.retire(s, entry, actor=_actor(me), why=reason), confirm)
+    return _decide(me, csrf, reason, lambda s: lexicon.retire(s, entry, actor=reviewer_actor(me), why=reason), confirm)
 
 
 def _decide(
@@ -145,12 +140,7 @@ def _decide(
 ) -> Response:
     _lead(me)
     require_reason(reason, confirm)
-    try:
-        return commit_change(me, csrf, change, "/review/kb?done=1", (lexicon.LexiconError,))
-    except Refused as exc:
-        if isinstance(exc.__cause__, lexicon.LexiconError):
-            raise Refused(400, f"未能完成：{_zh(exc.__cause__)}") from exc.__cause__
-        raise
+    return commit_change(me, csrf, change, "/review/kb?done=1", (lexicon.LexiconError,))
 
 
 def _form(me: Reviewer, values: dict[str, object], error: str = "", status: int = 200) -> Response:
@@ -167,25 +157,15 @@ def _form(me: Reviewer, values: dict[str, object], error: str = "", status: int 
     )
 
 
-def _zh(exc: Exception) -> str:
-    code = getattr(exc, "code", "")
-    return f"{REFUSALS_ZH[code]}：{exc}" if code in REFUSALS_ZH else str(exc)
-
-
 def _refusing(read: Callable[[], KbEntryRow]) -> KbEntryRow:
     try:
         return read()
     except lexicon.LexiconError as exc:
-        raise Refused(404, _zh(exc)) from exc
+        raise Refused(404, exc.zh) from exc
 
 
 def _lead(me: Reviewer) -> None:
-    if me.user.role is Role.REVIEWER:
-        raise Refused(403, "知识库词条只对资深审核员和管理员开放。")
-
-
-def _actor(me: Reviewer) -> str:
-    return f"reviewer:{me.user.username}"
+    require_lead(me, "知识库词条只对资深审核员和管理员开放。")
 
 
 def add_routes(router: APIRouter) -> None:

@@ -14,8 +14,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from banks import store as banks
-from console.web import Refused, Reviewer, SignedIn, commit_change, page, require_reason
-from memeguard.db import Role
+from console.web import Refused, Reviewer, SignedIn, commit_change, page, require_lead, require_reason, reviewer_actor
 from radar import store as radar
 
 
@@ -48,7 +47,9 @@ def dismiss(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     """Not new slang, not worth a bank: off the new list, with the reason in the audit log."""
-    return _decide(me, csrf, reason, lambda s: radar.decide(s, kind, key, "dismissed", actor=_actor(me), why=reason))
+    return _decide(
+        me, csrf, reason, lambda s: radar.decide(s, kind, key, "dismissed", actor=reviewer_actor(me), why=reason)
+    )
 
 
 def bank(
@@ -61,7 +62,7 @@ def bank(
 ) -> Response:
     """The cluster's image into a bank: every later copy is then decided (or cued, or allowed) by it."""
     return _decide(
-        me, csrf, reason, lambda s: radar.bank_cluster(s, key, bank_name, actor=_actor(me), why=reason), confirm
+        me, csrf, reason, lambda s: radar.bank_cluster(s, key, bank_name, actor=reviewer_actor(me), why=reason), confirm
     )
 
 
@@ -74,12 +75,7 @@ def _decide(
 
 
 def _lead(me: Reviewer) -> None:
-    if me.user.role is Role.REVIEWER:
-        raise Refused(403, "新梗雷达只对资深审核员和管理员开放。")
-
-
-def _actor(me: Reviewer) -> str:
-    return f"reviewer:{me.user.username}"
+    require_lead(me, "新梗雷达只对资深审核员和管理员开放。")
 
 
 def add_routes(router: APIRouter) -> None:

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from console.web import Refused, Reviewer, SignedIn, page
-from memeguard.db import Role, Rollout
+from console.web import Refused, Reviewer, SignedIn, page, require_lead
+from memeguard.db import Rollout
 from releases import store as releases
 from releases.report import report
 
@@ -32,8 +32,7 @@ def releases_page(me: SignedIn, rollout: int | None = None) -> Response:
 
 
 def _lead(me: Reviewer) -> None:
-    if me.user.role is Role.REVIEWER:
-        raise Refused(403, "发布与影子对比只对资深审核员和管理员开放。")
+    require_lead(me, "发布与影子对比只对资深审核员和管理员开放。")
 
 
 def add_routes(router: APIRouter) -> None:

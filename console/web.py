@@ -25,7 +25,7 @@ from console.signals import describe as describe_signal
 from jobs.store import JobView
 from lexicon.store import Check
 from memeguard.blobs import BlobNotFound, BlobStore, BlobUnavailable
-from memeguard.db import User
+from memeguard.db import Role, User
 from memeguard.schemas import label_zh
 from memeguard.settings import Settings
 from review import reviews, users
@@ -235,6 +235,17 @@ def require_reason(reason: str, confirm: str = "yes") -> None:
         raise Refused(400, "请勾选确认：这会改变之后所有相同图片的处理。")
 
 
+def require_lead(me: Reviewer, zh: str) -> None:
+    """The leads' pages (radar, knowledge-base overlay, releases): seniors and admins only; ``zh`` says so."""
+    if me.user.role is Role.REVIEWER:
+        raise Refused(403, zh)
+
+
+def reviewer_actor(me: Reviewer) -> str:
+    """Who a console change is by, as the audit log names them."""
+    return f"reviewer:{me.user.username}"
+
+
 def commit_change(
     me: Reviewer,
     csrf: str,
@@ -248,8 +259,8 @@ def commit_change(
     with me.services.sessions() as session:
         try:
             change(session)
-        except refusals as exc:
-            raise Refused(400, f"未能完成：{exc}") from exc
+        except refusals as exc:  # a domain error may say itself in Chinese (``zh``)
+            raise Refused(400, f"未能完成：{getattr(exc, 'zh', exc)}") from exc
         session.commit()
     return RedirectResponse(then, status_code=303)
 

@@ -30,13 +30,26 @@ MAX_PHRASE, MAX_MEANING, MAX_EXAMPLE = 32, 500, 200
 WEIGHTS = (0.1, 0.9)  # an overlay entry never outweighs the strongest bundled cue (0.95)
 
 
+REFUSALS_ZH = {
+    "kb_invalid": "词条不完整或有误",
+    "kb_examples_unmatched": "词条匹配不到它的例句（按词和分句边界匹配，与线上一致）",
+    "kb_phrase_known": "知识库里已经有这个词",
+    "kb_own_draft": "自己起草的词条需要另一位资深审核员批准",
+    "kb_not_draft": "这条词条已经不是草稿",
+    "kb_not_approved": "这条词条不在生效中",
+    "kb_unknown_entry": "没有这条词条",
+}
+
+
 class LexiconError(ValueError):
     """A refused overlay change, with a stable ``code`` (kb_invalid, kb_unknown_entry, kb_not_draft,
-    kb_not_approved, kb_own_draft, kb_examples_unmatched, kb_phrase_known)."""
+    kb_not_approved, kb_own_draft, kb_examples_unmatched, kb_phrase_known) and ``zh``, what the console
+    shows (the reason in Chinese, then the detail)."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{message} ({code})")
         self.code = code
+        self.zh = f"{REFUSALS_ZH[code]}：{message}"
 
 
 @dataclass(frozen=True)
