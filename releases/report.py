@@ -61,7 +61,7 @@ def report(session: Session, rollout_id: int | None = None, kind: str = "classif
             "release_unknown", f"no {kind} rollout" if rollout_id is None else f"no rollout {rollout_id}"
         )
     rows = list(session.scalars(sa.select(ShadowVerdict).where(ShadowVerdict.rollout_id == rollout.id)))
-    reviewed = _reviewer_actions(session, rollout, [r.job_id for r in rows])
+    reviewed = _reviewer_actions(session, rollout)
     candidate = session.get(Artefact, rollout.candidate_id)
     return Report(
         rollout.id,
@@ -93,15 +93,16 @@ def _changes(rows: list[ShadowVerdict]) -> list[Change]:
     return [Change(*key, n, examples[key]) for key, n in counts.most_common()]
 
 
-def _reviewer_actions(session: Session, rollout: Rollout, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """The action reviewers settled on (the newest decision that is not an escalation) for the jobs reviewed
-    since the rollout started."""
-    if not job_ids:
-        return {}
+def _reviewer_actions(session: Session, rollout: Rollout) -> dict[uuid.UUID, str]:
+    """The action reviewers settled on (the newest decision that is not an escalation) for the rollout's
+    jobs reviewed since it started."""
     query = (
         sa.select(ReviewRow.job_id, sa.func.coalesce(ReviewRow.after_action, ReviewRow.before_action))
+        .join(ShadowVerdict, ShadowVerdict.job_id == ReviewRow.job_id)
         .where(
-            ReviewRow.job_id.in_(job_ids), ReviewRow.created_at >= rollout.started_at, ReviewRow.decision != "escalate"
+            ShadowVerdict.rollout_id == rollout.id,
+            ReviewRow.created_at >= rollout.started_at,
+            ReviewRow.decision != "escalate",
         )
         .order_by(ReviewRow.id)
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lexicon import store as lexicon
 from memeguard.schemas import Emotion, HarmType, Intent
 from worker.knowledge import Entry, KnowledgeBase, marked
+from worker.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,9 @@ class Overlay:
         refresh_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.base, self.refresh_s, self._sessions, self._clock = base, refresh_s, sessions, clock
-        self._kb, self._version, self._checked_at = base, -1, float("-inf")
-        self._lock = threading.Lock()
+        self.base, self._sessions = base, sessions
+        self._kb, self._version = base, -1
+        self._stale = Periodic(self._reload, refresh_s, clock)
 
     @property
     def version(self) -> int:
@@ -83,24 +83,16 @@ class Overlay:
 
     def current(self) -> KnowledgeBase:
         """The knowledge base to read the next item with (refreshed first when the view is stale)."""
-        if self._clock() - self._checked_at >= self.refresh_s:
-            self.refresh()
+        self._stale()
         return self._kb
 
-    def refresh(self) -> None:
+    def _reload(self) -> None:
         """Re-read the overlay when its version moved (one thread rebuilds; the others keep reading)."""
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            with self._sessions() as session:
-                moved = lexicon.version(session) != self._version
-                version, served = lexicon.approved(session) if moved else (self._version, [])
-            if moved:
-                self._kb = self._built(version, served)
-                self._version = version
-            self._checked_at = self._clock()
-        finally:
-            self._lock.release()
+        with self._sessions() as session:
+            moved = lexicon.version(session) != self._version
+            version, served = lexicon.approved(session) if moved else (self._version, [])
+        if moved:
+            self._kb, self._version = self._built(version, served), version
 
     def _built(self, version: int, served: list[tuple[int, lexicon.Draft]]) -> KnowledgeBase:
         if version == 0:

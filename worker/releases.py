@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from policies import Decision, Policy, PolicyError, evaluate, parse_policy
 from releases import store as releases
 from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -69,32 +69,25 @@ class Releases:
         refresh_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sessions, self._blobs, self._embedded, self._clock = sessions, blobs, embedded, clock
-        self.refresh_s, self._configured_policy = refresh_s, policy
+        self._sessions, self._blobs, self._embedded = sessions, blobs, embedded
+        self._configured_policy = policy
         self._configured_classifier = embedded.classifier if embedded is not None else None
-        self._running, self._checked_at = Running(policy, None), float("-inf")
+        self._running = Running(policy, None)
         self._seen: dict[str, Any] | None = None
         self._loaded: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._stale = Periodic(self._reload, refresh_s, clock)
 
     def current(self) -> Running:
-        if self._clock() - self._checked_at >= self.refresh_s:
-            self.refresh()
+        """What to serve the next batch with (re-read first when the view is stale)."""
+        self._stale()
         return self._running
 
-    def refresh(self) -> None:
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            with self._sessions() as session:
-                state = releases.live(session)
-                seen = {k: (s.serving.id if s.serving else None, _key(s)) for k, s in state.items()}
-                if seen != self._seen:
-                    self._running = self._applied(state)
-                    self._seen = seen
-            self._checked_at = self._clock()
-        finally:
-            self._lock.release()
+    def _reload(self) -> None:
+        with self._sessions() as session:
+            state = releases.live(session)
+            seen = {k: (s.serving.id if s.serving else None, _key(s)) for k, s in state.items()}
+            if seen != self._seen:
+                self._running, self._seen = self._applied(state), seen
 
     def _applied(self, state: dict[str, releases.Live]) -> Running:
         """The new state, or — when an artefact cannot be loaded here (its bytes gone, a knowledge base this
