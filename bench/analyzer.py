@@ -44,6 +44,21 @@ def captions(data_dir: Path, n: int, seed: int) -> list[str]:
     return [str(r["text"]).strip() or " " for r in rows[:n]]
 
 
+def classifier_and_kb(path: Path | None, none: bool):  # type: ignore[no-untyped-def]
+    """The classifier to measure (``path``, else the shipped one when present; none with ``none``) and the
+    knowledge base it was trained with, checked against each other."""
+    classifier = None
+    path = None if none else path or (SHIPPED if SHIPPED.exists() else None)
+    if path is not None:
+        from worker.classifier import HarmClassifier
+
+        classifier = HarmClassifier.load(path)
+    kb = build_kb(classifier.kb_external if classifier else [])
+    if classifier is not None:
+        classifier.check_kb(kb)
+    return classifier, kb
+
+
 def timed(fn, items):  # type: ignore[no-untyped-def]
     fn(items[0])  # warm-up
     out = []
@@ -88,15 +103,7 @@ def main() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     frames = [decode_frames(render_meme(c), 1) for c in captions(args.data_dir, args.memes, args.seed)]
     ocr = ChineseOcr(threads=1)
-    classifier = None
-    path = None if args.no_classifier else args.classifier or (SHIPPED if SHIPPED.exists() else None)
-    if path is not None:
-        from worker.classifier import HarmClassifier
-
-        classifier = HarmClassifier.load(path)
-    kb = build_kb(classifier.kb_external if classifier else [])
-    if classifier is not None:
-        classifier.check_kb(kb)
+    classifier, kb = classifier_and_kb(args.classifier, args.no_classifier)
     analyzer = EmbeddedAnalyzer(kb, ocr.read, classifier)
     rows = {"ocr": timed(ocr.read, frames)}
     if classifier is not None and classifier.semantic is not None:

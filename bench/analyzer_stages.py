@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hardware import cpu_model  # noqa: E402  (bench/, the script's own folder)
+from analyzer import captions, classifier_and_kb  # noqa: E402  (bench/, the script's own folder)
+from hardware import cpu_model  # noqa: E402
 
 from memeguard.imaging import decode_frames  # noqa: E402
 from worker.analyzers import AnalysisInput  # noqa: E402
@@ -45,15 +45,6 @@ from worker.knowledge import joined  # noqa: E402
 from worker.match_reading import read  # noqa: E402
 from worker.ocr import MAX_SIDE, MIN_SCORE, ChineseOcr  # noqa: E402
 from worker.samples import render_meme  # noqa: E402
-from worker.training import build_kb  # noqa: E402
-
-SHIPPED = ROOT / ".memeguard" / "models" / "current.joblib"
-
-
-def captions(data_dir: Path, n: int, seed: int) -> list[str]:
-    rows = json.loads((data_dir / "train_2.0.json").read_text(encoding="utf-8"))
-    random.Random(seed).shuffle(rows)
-    return [str(r["text"]).strip() or " " for r in rows[:n]]
 
 
 def clock(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -106,15 +97,9 @@ def main() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     images = [render_meme(c) for c in captions(args.data_dir, args.memes, args.seed)]
     ocr = ChineseOcr(threads=1)
-    classifier = None
-    path = None if args.no_classifier else args.classifier or (SHIPPED if SHIPPED.exists() else None)
-    if path is not None:
-        from worker.classifier import HarmClassifier
-
-        classifier = HarmClassifier.load(path)
-    kb = build_kb(classifier.kb_external if classifier else []).warm()
+    classifier, kb = classifier_and_kb(args.classifier, args.no_classifier)
+    kb.warm()
     if classifier is not None:
-        classifier.check_kb(kb)
         classifier.warm()
     analyzer = EmbeddedAnalyzer(kb, ocr.read, classifier)
     stages: dict[str, list[float]] = {}
