@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     )
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
     ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
+    ocr_rec_batch: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="text lines per OCR recogniser call; 1 is fastest on one thread (bench/README.md)",
+    )
     classifier_path: Path | None = Field(
         default=None,
         description="artefact from `memeguard train`; unset = the "

@@ -1,0 +1,96 @@
+"""The OCR reader: exact graph rewrites, the detector's scale, and batched reading equal to reading one by one."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from memeguard.imaging import decode_frames
+from worker.ocr import ChineseOcr, detector_side, fused_model, models_dir
+from worker.samples import find_cjk_font, render_meme
+
+CAPTIONS = ["你说得对，但是这版本就是不行", "前方高能预警", "我破防了", "早上好，今天也要开心"]
+
+
+@pytest.fixture(scope="module")
+def ocr() -> ChineseOcr:
+    return ChineseOcr(threads=1)
+
+
+def frames(caption: str, **kwargs: object) -> list[Image.Image]:
+    return decode_frames(render_meme(caption, **kwargs), 4)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [(ChineseOcr.DETECTOR, (1, 3, 320, 288)), (ChineseOcr.RECOGNISER, (2, 3, 48, 480))],
+)
+def test_the_rewritten_graphs_compute_what_the_wheels_do(name: str, shape: tuple[int, ...]) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    original = (models_dir() / name).read_bytes()
+    rewritten = fused_model(name)
+    ops = [node.op_type for node in onnx.load_from_string(rewritten).graph.node]
+    assert "Clip" not in ops and ops.count("Conv") == [
+        n.op_type for n in onnx.load_from_string(original).graph.node
+    ].count("Conv")
+    assert len(ops) < len(onnx.load_from_string(original).graph.node) * 0.6  # the element-wise chains are gone
+    x = np.random.default_rng(7).uniform(-1, 1, shape).astype(np.float32)
+    before, after = (ort.InferenceSession(m, providers=["CPUExecutionProvider"]) for m in (original, rewritten))
+    expected = before.run(None, {before.get_inputs()[0].name: x})[0]
+    got = after.run(None, {after.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_the_recogniser_keeps_its_character_table() -> None:
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load_from_string(fused_model(ChineseOcr.RECOGNISER)).metadata_props}
+    assert "character" in meta and "的" in meta["character"]
+
+
+@pytest.mark.parametrize(
+    ("longest", "side"), [(200, 320), (480, 320), (700, 350), (960, 480), (1280, 640), (4000, 960)]
+)
+def test_the_detector_reads_at_half_the_longest_side_within_bounds(longest: int, side: int) -> None:
+    assert detector_side(longest) == side
+
+
+def test_reads_rendered_captions(ocr: ChineseOcr) -> None:
+    for caption in CAPTIONS:
+        assert ocr.read(frames(caption)).replace("\n", "") == caption
+
+
+def test_small_text_on_a_large_canvas_is_still_read(ocr: ChineseOcr) -> None:
+    """The detector's side follows the image: 22 px text on a 960 px meme is read at 480 px, not lost at 320."""
+    assert ocr.read(frames("这个表情包的字很小但是要读出来", size=(960, 800), font_size=22)).replace("\n", "") == (
+        "这个表情包的字很小但是要读出来"
+    )
+
+
+def test_a_thin_strip_is_letterboxed_and_read(ocr: ChineseOcr) -> None:
+    font = ImageFont.truetype(str(find_cjk_font()), 20)
+    strip = Image.new("RGB", (600, 28), "white")
+    ImageDraw.Draw(strip).text((10, 2), "弹幕护体前方高能", font=font, fill="black")
+    assert ocr.read([strip]) == "弹幕护体前方高能"
+
+
+def test_a_batch_reads_what_each_meme_reads_alone(ocr: ChineseOcr) -> None:
+    blank = Image.new("RGB", (320, 240), "white")
+    animated = io.BytesIO()
+    first, second = (decode_frames(render_meme(c), 1)[0] for c in ("第一帧的字", "第二帧的字"))
+    first.save(animated, format="GIF", save_all=True, append_images=[second, first], duration=100)
+    items = [frames(c) for c in CAPTIONS] + [[blank], decode_frames(animated.getvalue(), 4), []]
+    alone = [ocr.read(item) for item in items]
+    assert ocr.read_many(items) == alone
+    assert alone[4] == "" and alone[5] == "第一帧的字\n第二帧的字" and alone[6] == ""
+
+
+def test_batched_recognition_reads_the_same_lines() -> None:
+    """Padding lines to the widest of a batch changes the cost, not the text (bench/ocr_readback.py)."""
+    items = [frames(c) for c in CAPTIONS]
+    assert ChineseOcr(threads=1, rec_batch=8).read_many(items) == ChineseOcr(threads=1, rec_batch=1).read_many(items)
