@@ -128,6 +128,16 @@ def semantic() -> HarmClassifier:
     return HarmClassifier.fit(TEXTS, LABELS, KB, source="unit", encoder=shared_encoder())
 
 
+def test_a_batch_is_read_as_each_text_alone(semantic: HarmClassifier) -> None:
+    """The analyzer reads a worker batch's texts in one classifier pass (one encoder call)."""
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+
+    analyzer = EmbeddedAnalyzer(KB, lambda frames: "", semantic)
+    texts = [("你就是个垃圾", ""), ("早上好呀", "周末去爬山"), ("躺平摆烂", ""), ("", "")]
+    together = analyzer.read_texts([(t, p, {}, 0.0) for t, p in texts])
+    assert [r.verdict for r in together] == [analyzer.read_text(t, p).verdict for t, p in texts]
+
+
 def test_sentence_encoder_block_is_part_of_the_features(semantic: HarmClassifier, classifier: HarmClassifier) -> None:
     assert semantic.semantic is not None and semantic.semantic.mean is not None
     plain = classifier._features(["早上好"], [""], [[]])

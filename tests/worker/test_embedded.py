@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from memeguard.imaging import decode_frames
+from memeguard.schemas import Verdict
 from policies import evaluate, load_policy
 from worker.analyzers import AnalysisInput, build_analyzer
 from worker.analyzers.embedded import EmbeddedAnalyzer
@@ -140,3 +141,22 @@ def test_topic_words_alone_never_decide_a_harm_type(embedded_analyzer: EmbeddedA
     verdict = embedded_analyzer.read_text("我的同性恋朋友要结婚了，真替他们高兴").verdict
     assert verdict.harm_type.value == "none"
     assert "targeted.lgbt-topic" in " ".join(s for sig in verdict.signals for s in sig.evidence)
+
+
+def test_a_batch_gets_the_verdicts_each_meme_gets_alone(embedded_analyzer: EmbeddedAnalyzer) -> None:
+    """One OCR pass and one classifier pass over a worker batch change the cost, not a verdict; a meme whose
+    text the fingerprint stage already read is not read again."""
+    memes = [("你个sb赶紧去死", ""), ("笑死我了", "狗头保命"), ("我直接躺平摆烂了", ""), ("早上好，今天也要开心", "")]
+    items = [AnalysisInput(decode_frames(render_meme(c), 4), p) for c, p in memes]
+    items.append(AnalysisInput([], "", ocr_text="你就是个垃圾"))
+    alone = [embedded_analyzer.analyze(item) for item in items]
+    together = embedded_analyzer.analyze_batch(items)
+    assert [_timeless(r.verdict) for r in together] == [_timeless(r.verdict) for r in alone]
+    assert together[-1].timings["ocr_ms"] == 0.0 and together[0].timings["ocr_ms"] > 0
+
+
+def _timeless(verdict: Verdict) -> dict[str, object]:
+    """A verdict without its stage latencies (what differs between two readings of the same meme)."""
+    return verdict.model_dump(exclude={"signals"}) | {
+        "signals": [s.model_dump(exclude={"latency_ms"}) for s in verdict.signals]
+    }

@@ -31,6 +31,7 @@ NO_EVIDENCE_CONFIDENCE = 0.5
 MAX_CONFIDENCE = 0.97
 
 OcrFn = Callable[[Sequence[Image.Image]], str]
+OcrManyFn = Callable[[Sequence[Sequence[Image.Image]]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,11 @@ OTHER_WORDS = ("你", "您", "他", "她", "它", "你们", "他们", "她们", 
 ATTACKS = (Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK)
 
 
+def _templates(context: dict[str, Any]) -> str:
+    """The matched templates' names (狗头, 熊猫头), which read as cues beside the text."""
+    return " ".join(str(t) for t in context.get("templates", []))
+
+
 def is_self_directed(text: str) -> bool:
     """First person and no one else named: an insult aimed at oneself (我就是个废物) is self-deprecation."""
     return any(w in text for w in SELF_WORDS) and not any(w in text for w in OTHER_WORDS)
@@ -86,15 +92,23 @@ class EmbeddedAnalyzer:
     needs_pixels = True
 
     def __init__(
-        self, kb: KnowledgeBase, ocr: OcrFn, classifier: HarmClassifier | None = None, overlay: Overlay | None = None
+        self,
+        kb: KnowledgeBase,
+        ocr: OcrFn,
+        classifier: HarmClassifier | None = None,
+        overlay: Overlay | None = None,
+        ocr_many: OcrManyFn | None = None,
     ) -> None:
+        """``ocr`` reads one meme's frames; ``ocr_many``, when given, reads a batch's memes in one pass (the
+        OCR reader's ``read_many``), else the batch is read meme by meme."""
         self._base, self._ocr, self.classifier = kb.warm(), ocr, classifier.warm() if classifier else None
+        self._ocr_many: OcrManyFn = ocr_many or (lambda items: [ocr(frames) for frames in items])
         self.overlay = overlay
 
     def with_classifier(self, classifier: HarmClassifier | None) -> EmbeddedAnalyzer:
         """This analyzer with another classifier (a release candidate): the same knowledge base, overlay and
         OCR."""
-        return EmbeddedAnalyzer(self._base, self._ocr, classifier, self.overlay)
+        return EmbeddedAnalyzer(self._base, self._ocr, classifier, self.overlay, self._ocr_many)
 
     @property
     def kb(self) -> KnowledgeBase:
@@ -142,13 +156,28 @@ class EmbeddedAnalyzer:
             from worker.overlay import Overlay
 
             overlay = Overlay(kb.warm(), sessions, settings.kb_refresh_s)
-        return cls(kb, ChineseOcr(settings.ocr_threads if settings else -1).read, classifier, overlay)
+        reader = ChineseOcr(settings.ocr_threads if settings else -1, settings.ocr_rec_batch if settings else 1)
+        return cls(kb, reader.read, classifier, overlay, reader.read_many)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
+        return self.analyze_batch([item])[0]
+
+    def analyze_batch(self, items: list[AnalysisInput]) -> list[AnalysisResult]:
+        """A worker batch in two passes instead of one per meme: the OCR of every meme not yet read (the text
+        lines of all of them recognised together) and the classifier over every text (one sentence-encoder
+        call). Each verdict is the one ``analyze`` gives the item alone; ``ocr_ms`` is the batch's OCR time
+        shared equally by the memes it read."""
+        unread = [i for i, item in enumerate(items) if item.ocr_text is None]
         started = time.perf_counter()
-        ocr_text = item.ocr_text if item.ocr_text is not None else self._ocr(item.frames)
-        ocr_ms = (time.perf_counter() - started) * 1000
-        return self.read_text(ocr_text, item.post_text, item.context, ocr_ms)
+        read = dict(zip(unread, self._ocr_many([items[i].frames for i in unread]) if unread else [], strict=True))
+        ocr_ms = (time.perf_counter() - started) * 1000 / max(1, len(unread))
+        texts = [read[i] if i in read else str(item.ocr_text) for i, item in enumerate(items)]
+        return self.read_texts(
+            [
+                (text, item.post_text, item.context, ocr_ms if i in read else 0.0)
+                for i, (text, item) in enumerate(zip(texts, items, strict=True))
+            ]
+        )
 
     def read_image_text(self, frames: Sequence[Image.Image]) -> str:
         """The OCR this analyzer uses (the fingerprint stage reads text once and passes it on)."""
@@ -158,20 +187,39 @@ class EmbeddedAnalyzer:
         self, ocr_text: str, post_text: str = "", context: dict[str, Any] | None = None, ocr_ms: float = 0.0
     ) -> AnalysisResult:
         """Everything after OCR (the evaluation harness's ``--no-render`` mode starts here)."""
-        started = time.perf_counter()
-        kb = self.kb  # one knowledge base for the whole item, even if the overlay moves meanwhile
-        templates = " ".join(str(t) for t in (context or {}).get("templates", []))
-        text = joined(ocr_text, post_text, templates)  # a matched template (狗头, 熊猫头) reads as a cue
-        matches = read(kb.match(text), text)
-        learned = self._learned(kb, ocr_text, post_text, matches)
-        context = {**(context or {}), "_self": is_self_directed(text), "_version": self._version_of(kb)}
-        verdict = self._verdict(ocr_text, post_text, matches, ocr_ms, learned, context)
-        return AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": (time.perf_counter() - started) * 1000})
+        return self.read_texts([(ocr_text, post_text, context or {}, ocr_ms)])[0]
 
-    def _learned(self, kb: KnowledgeBase, ocr_text: str, post_text: str, matches: list[Match]) -> Reading | None:
-        if self.classifier is None:
-            return None
-        return self.classifier.predict([ocr_text], kb, [matches], [post_text])[0]
+    def read_texts(self, items: Sequence[tuple[str, str, dict[str, Any], float]]) -> list[AnalysisResult]:
+        """``read_text`` for (OCR text, post text, context, OCR ms) tuples, the classifier run once over all.
+        ``kb_ms`` is the time after OCR shared equally by the items."""
+        started = time.perf_counter()
+        kb = self.kb  # one knowledge base for the whole batch, even if the overlay moves meanwhile
+        texts = [joined(ocr, post, _templates(context)) for ocr, post, context, _ in items]
+        matches = [read(kb.match(text), text) for text in texts]
+        learned = self._learned(kb, [(ocr, post) for ocr, post, _, _ in items], matches)
+        verdicts = [
+            self._verdict(
+                ocr,
+                post,
+                found,
+                ocr_ms,
+                reading,
+                {**context, "_self": is_self_directed(text), "_version": self._version_of(kb)},
+            )
+            for (ocr, post, context, ocr_ms), text, found, reading in zip(items, texts, matches, learned, strict=True)
+        ]
+        kb_ms = (time.perf_counter() - started) * 1000 / max(1, len(items))
+        return [
+            AnalysisResult(verdict, {"ocr_ms": ocr_ms, "kb_ms": kb_ms})
+            for verdict, (_, _, _, ocr_ms) in zip(verdicts, items, strict=True)
+        ]
+
+    def _learned(
+        self, kb: KnowledgeBase, texts: list[tuple[str, str]], matches: list[list[Match]]
+    ) -> list[Reading | None]:
+        if self.classifier is None or not texts:
+            return [None] * len(texts)
+        return list(self.classifier.predict([t for t, _ in texts], kb, matches, [p for _, p in texts]))
 
     def _verdict(
         self,
