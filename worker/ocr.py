@@ -4,11 +4,12 @@ nothing is downloaded), run by ONNX Runtime on graphs made cheaper by exact rewr
 What it does per meme, and why (measured on one core with ToxiCN train captions rendered as memes, issue 20,
 bench/README.md):
 
-- **Detection on the image scaled to half its longest side, at least 320 and at most 960 px** (never upscaled).
-  RapidOCR's ``max`` limit ran every image under 960 px at full size and larger ones at 960-1500 px. Meme captions
-  are large: halving the side reads the same text (exact-match and character error rate equal on the rendered
-  captions, and on 22 px text on 960 px canvases) at a third of the detector's time. A fixed 320 px side lost small
-  text on large canvases, which is why the side follows the image.
+- **Detection on the image scaled to half its longest side, at least 320 and at most 960 px** (never upscaled),
+  then **again at full size when the lines found are small** (median line height under 20 px at that scale).
+  RapidOCR's ``max`` limit ran every image at full size (up to this reader's 1280 px). Meme captions are large:
+  at half the side the rendered captions read back as well or better at a third of the detector's time. Small
+  text does not: 22 px text on a 960 px canvas lost characters at 480 px (exact match 0.92 -> 0.88), so such
+  images are detected again at full size and read as before; a fixed 320 px side lost even more.
 - **No text-angle classifier**: meme captions are upright.
 - **Recognition one line per call** by default (``rec_batch``): padding every line of a batch to the widest
   costs more on one core than the per-call overhead saves, even with the lines of a whole worker batch sorted by
@@ -36,6 +37,7 @@ from worker.analyzers.base import AnalyzerError
 MIN_SCORE = 0.5  # lines recognised with less confidence are dropped (RapidOCR's text_score)
 MAX_SIDE = 1280  # frames are scaled down to this first
 DET_MIN_SIDE, DET_MAX_SIDE = 320, 960
+SMALL_TEXT_PX = 20  # lines this short at the detector's scale are detected again at full size
 DET_MIN_HEIGHT, DET_MAX_RATIO = 30, 8  # thin strips are letterboxed before detection, as RapidOCR does
 REC_HEIGHT, REC_MIN_WIDTH = 48, 320
 MEAN = STD = 0.5
@@ -127,18 +129,25 @@ class ChineseOcr:
     def _detect(self, item: int, index: int, frame: Image.Image) -> list[Line]:
         image = _pixels(frame)
         padded, top_pad = _letterboxed(image)
-        scaled = _resized(padded, detector_side(max(padded.shape[:2])))
+        longest = max(padded.shape[:2])
+        side = detector_side(longest)
+        boxes = self._boxes_at(padded, side)
+        if side < longest and boxes and _median_height(boxes) * side / longest < SMALL_TEXT_PX:
+            boxes = self._boxes_at(padded, longest)  # small text: detected again at full size, as before
+        lines = []
+        for corners in boxes:
+            top, left = float(corners[0][1]) - top_pad, float(corners[0][0])
+            lines.append(Line(item, index, top, left, _crop(padded, corners)))
+        return lines
+
+    def _boxes_at(self, image: np.ndarray, side: int) -> list[np.ndarray]:
+        """The text lines' corners (clockwise from top-left, in ``image``'s pixels), detected at ``side``."""
+        scaled = _resized(image, side)
         x = ((scaled.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)[np.newaxis]
         probabilities = self._det.run(None, {self._det.get_inputs()[0].name: x})[0]
-        boxes, _ = self._boxes(probabilities, padded.shape[:2])
-        lines = []
-        for box in boxes:
-            corners = _clipped(_clockwise(np.asarray(box, dtype=np.float32)), padded.shape[:2])
-            width, height = np.linalg.norm(corners[0] - corners[1]), np.linalg.norm(corners[0] - corners[3])
-            if width > 3 and height > 3:
-                top, left = float(corners[0][1]) - top_pad, float(corners[0][0])
-                lines.append(Line(item, index, top, left, _crop(padded, corners)))
-        return lines
+        found, _ = self._boxes(probabilities, image.shape[:2])
+        boxes = [_clipped(_clockwise(np.asarray(box, dtype=np.float32)), image.shape[:2]) for box in found]
+        return [b for b in boxes if np.linalg.norm(b[0] - b[1]) > 3 and np.linalg.norm(b[0] - b[3]) > 3]
 
     # -- recognition ---------------------------------------------------------------------------------------
 
@@ -159,6 +168,10 @@ class ChineseOcr:
 def detector_side(longest: int) -> int:
     """The detector's longest side for an image whose longest side is ``longest`` (see the module docstring)."""
     return min(DET_MAX_SIDE, max(DET_MIN_SIDE, longest // 2))
+
+
+def _median_height(boxes: list[np.ndarray]) -> float:
+    return float(np.median([np.linalg.norm(b[0] - b[3]) for b in boxes]))
 
 
 def _session(model: bytes, threads: int) -> Any:

@@ -94,3 +94,15 @@ def test_batched_recognition_reads_the_same_lines() -> None:
     """Padding lines to the widest of a batch changes the cost, not the text (bench/ocr_readback.py)."""
     items = [frames(c) for c in CAPTIONS]
     assert ChineseOcr(threads=1, rec_batch=8).read_many(items) == ChineseOcr(threads=1, rec_batch=1).read_many(items)
+
+
+def test_small_lines_are_detected_again_at_full_size(ocr: ChineseOcr, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half the side reads large captions as well; small text is detected again at the image's own size."""
+    sides: list[int] = []
+    real = ocr._boxes_at
+    monkeypatch.setattr(ocr, "_boxes_at", lambda image, side: sides.append(side) or real(image, side))
+    ocr.read(frames("大字幕", size=(480, 400), font_size=34))
+    assert sides == [320]
+    sides.clear()
+    ocr.read(frames("这个表情包的字很小但是要读出来", size=(960, 800), font_size=22))
+    assert sides == [480, 960]
