@@ -190,7 +190,13 @@ class Settings(BaseSettings):
         default_factory=list, description="tenants whose verdict caches are shared with each other"
     )
     datasets_dir: Path = Field(default=Path("../shared/datasets"), description="ToxiCN MM, C-HarmKB (not bundled)")
-    ocr_threads: int = Field(default=-1, description="ONNX Runtime threads for OCR; -1 = all cores")
+    ocr_threads: int = Field(
+        default=1,
+        ge=-1,
+        description="ONNX Runtime threads for OCR per worker process; -1 = all cores. One worker process per core "
+        "with one thread each reads the most memes per core (bench/threads.py: 2x1 26.9 memes/s on 2 cores, "
+        "1x2 17.3, 2 processes x all cores 17.1)",
+    )
     ocr_rec_batch: int = Field(
         default=1,
         ge=1,
