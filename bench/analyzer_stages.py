@@ -4,8 +4,9 @@ Each rendered meme (ToxiCN MM train-split captions; the test split is never read
 stage, with nothing memoised between memes:
 
 - ``decode``: the image bytes to frames (what the pipeline does before the analyzer);
-- ``ocr_det`` / ``ocr_rec``: RapidOCR's own timings of text detection and recognition (ONNX Runtime, one
-  thread); ``ocr_other``: the rest of the OCR call (resizing, cropping the lines, post-processing);
+- ``ocr_det`` / ``ocr_rec``: text detection (with cropping the lines) and recognition (ONNX Runtime, one
+  thread); ``ocr_other``: the rest of the OCR call. ``--before``: the reader before issue 20
+  (bench/baseline_ocr.py), with RapidOCR's own detection and recognition timings;
 - ``kb``: knowledge-base matching and the reading of the matches (negation, contrast, counter-speech);
 - ``encoder``: the sentence encoder on the meme's text and on its (empty) post context, a fresh encoder so
   nothing is memoised (only with a classifier trained with the encoder);
@@ -36,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analyzer import captions, classifier_and_kb  # noqa: E402  (bench/, the script's own folder)
+from baseline_ocr import BaselineOcr  # noqa: E402
 from hardware import cpu_model  # noqa: E402
 
 from memeguard.imaging import decode_frames  # noqa: E402
@@ -54,7 +56,17 @@ def clock(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def ocr_stages(ocr: ChineseOcr, frame: Any) -> tuple[str, dict[str, float]]:
-    """The OCR of one frame as ``ChineseOcr.read`` does it, with RapidOCR's detection and recognition times."""
+    """The OCR of one frame: detection (with the crops) and recognition timed apart, then the whole ``read``
+    (``ocr_other``: what it spends beyond those two — ordering, filtering, the image copy)."""
+    crops, det = clock(lambda: ocr.detect_lines(frame))
+    _, rec = clock(lambda: ocr.recognise(crops))
+    text, total = clock(lambda: ocr.read([frame]))
+    return text, {"ocr_det": det, "ocr_rec": rec, "ocr_other": max(0.0, total - det - rec)}
+
+
+def ocr_stages_before(ocr: BaselineOcr, frame: Any) -> tuple[str, dict[str, float]]:
+    """The OCR of one frame as the reader before issue 20 did it, with RapidOCR's detection and recognition
+    times."""
     image = frame.copy()
     image.thumbnail((MAX_SIDE, MAX_SIDE))
     (result, elapse), total = clock(lambda: ocr._engine(np.asarray(image.convert("RGB"))))
@@ -64,10 +76,11 @@ def ocr_stages(ocr: ChineseOcr, frame: Any) -> tuple[str, dict[str, float]]:
     return text, {"ocr_det": det, "ocr_rec": rec, "ocr_other": max(0.0, total - det - rec)}
 
 
-def read_one(data: bytes, ocr: ChineseOcr, kb: Any, classifier: Any, analyzer: Any, encoder: Any) -> dict[str, float]:
+def read_one(data: bytes, ocr: Any, kb: Any, classifier: Any, analyzer: Any, encoder: Any) -> dict[str, float]:
     """One meme, stage by stage, then whole; the encoder's memo is emptied before each encoding."""
     frames, decode_ms = clock(lambda: decode_frames(data, 1))
-    text, ocr_ms = ocr_stages(ocr, frames[0])
+    stages = ocr_stages_before if isinstance(ocr, BaselineOcr) else ocr_stages
+    text, ocr_ms = stages(ocr, frames[0])
     whole_text = joined(text, "", "")
     matches, kb_ms = clock(lambda: read(kb.match(whole_text), whole_text))
     timings = {"decode": decode_ms, **ocr_ms, "kb": kb_ms}
@@ -92,11 +105,12 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "toxicn_mm")
     parser.add_argument("--classifier", type=Path, help="artefact (default: the shipped one when present)")
     parser.add_argument("--no-classifier", action="store_true", help="OCR and the bundled knowledge base only")
+    parser.add_argument("--before", action="store_true", help="the OCR reader before issue 20 (baseline_ocr.py)")
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     images = [render_meme(c) for c in captions(args.data_dir, args.memes, args.seed)]
-    ocr = ChineseOcr(threads=1)
+    ocr: Any = BaselineOcr(threads=1) if args.before else ChineseOcr(threads=1)
     classifier, kb = classifier_and_kb(args.classifier, args.no_classifier)
     kb.warm()
     if classifier is not None:
@@ -129,7 +143,8 @@ def main() -> None:
     }
     hardware = f"{cpu_model()} ({platform.machine()}), 1 pinned core of {os.cpu_count()}, {platform.python_version()}"
     print(
-        f"embedded analyzer per stage — {hardware}, {args.memes} rendered train captions, "
+        f"embedded analyzer per stage ({'before issue 20' if args.before else 'today'}) — {hardware}, "
+        f"{args.memes} rendered train captions, "
         f"classifier={classifier.version if classifier else 'no'}, knowledge base {kb.version}"
     )
     print(f"{'stage':<12}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}{'share':>8}")
