@@ -116,7 +116,7 @@ class ChineseOcr:
         return [_joined(found) for found in read]
 
     def detect_lines(self, frame: Image.Image) -> list[np.ndarray]:
-        """One frame's text-line crops in reading order (the stage profile times detection alone)."""
+        """One frame's text-line crops as detected (the stage profile times detection alone)."""
         with self._lock:
             return [line.crop for line in self._detect(0, 0, frame)]
 
