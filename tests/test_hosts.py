@@ -292,6 +292,10 @@ def test_api_cpu_and_gpu_hosts_share_no_disk(network: Network, tmp_path: Path) -
             "MEMEGUARD_CONSOLE_SECURE_COOKIES": "false",
             "MEMEGUARD_VISIBILITY_TIMEOUT_S": "5",
             "MEMEGUARD_REDELIVERY_CHECK_S": "1",
+            # the sweeper is the safety net for a message a killed worker held: a kill -9 mid-batch left one of
+            # two hand-offs queued with no message (2026-12-03); the sweeper re-publishes it
+            "MEMEGUARD_REQUEUE_AFTER_S": "20",
+            "MEMEGUARD_SWEEP_EVERY_S": "5",
             "MEMEGUARD_WORKER_OPS_PORT": "9108",
             "MEMEGUARD_CALLBACK_ALLOW": "[]",
             "MEMEGUARD_CALLBACK_HTTP_TENANTS": "[]",
