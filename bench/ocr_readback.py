@@ -109,6 +109,7 @@ def int8_reader(calibration: list[Frames]) -> ChineseOcr:
     reader = ChineseOcr(threads=1)
     reader._det = ocr_module._session(paths[ChineseOcr.DETECTOR].read_bytes(), 1)
     reader._rec = ocr_module._session(paths[ChineseOcr.RECOGNISER].read_bytes(), 1)
+    reader._det_input, reader._rec_input = reader._det.get_inputs()[0].name, reader._rec.get_inputs()[0].name
     return reader
 
 
@@ -151,8 +152,7 @@ def calibration_inputs(memes: list[Frames]) -> dict[str, list[np.ndarray]]:
     reader, det, rec = ChineseOcr(threads=1), [], []
     for frames in memes:
         image = ocr_module._pixels(frames[0])
-        scaled = ocr_module._resized(image, ocr_module.detector_side(max(image.shape[:2])))
-        det.append(((scaled.astype(np.float32) / 255.0 - 0.5) / 0.5).transpose(2, 0, 1)[np.newaxis])
+        det.append(ocr_module.detector_input(image, ocr_module.detector_side(max(image.shape[:2]))))
         for crop in reader.detect_lines(frames[0]):
             ratio = max(ocr_module.REC_MIN_WIDTH / ocr_module.REC_HEIGHT, crop.shape[1] / crop.shape[0])
             rec.append(ocr_module._normalised_line(crop, ratio)[np.newaxis])

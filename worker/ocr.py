@@ -88,6 +88,7 @@ class ChineseOcr:
 
         self._det = _session(fused_model(self.DETECTOR), threads)
         self._rec = _session(fused_model(self.RECOGNISER), threads)
+        self._det_input, self._rec_input = self._det.get_inputs()[0].name, self._rec.get_inputs()[0].name
         characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._decode = CTCLabelDecode(character=characters)
         self._boxes = DBPostProcess(
@@ -142,9 +143,7 @@ class ChineseOcr:
 
     def _boxes_at(self, image: np.ndarray, side: int) -> list[np.ndarray]:
         """The text lines' corners (clockwise from top-left, in ``image``'s pixels), detected at ``side``."""
-        scaled = _resized(image, side)
-        x = ((scaled.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)[np.newaxis]
-        probabilities = self._det.run(None, {self._det.get_inputs()[0].name: x})[0]
+        probabilities = self._det.run(None, {self._det_input: detector_input(image, side)})[0]
         found, _ = self._boxes(probabilities, image.shape[:2])
         boxes = [_clipped(_clockwise(np.asarray(box, dtype=np.float32)), image.shape[:2]) for box in found]
         return [b for b in boxes if np.linalg.norm(b[0] - b[1]) > 3 and np.linalg.norm(b[0] - b[3]) > 3]
@@ -159,7 +158,7 @@ class ChineseOcr:
             chosen = order[start : start + self.rec_batch]
             ratio = max([REC_MIN_WIDTH / REC_HEIGHT] + [crops[i].shape[1] / crops[i].shape[0] for i in chosen])
             batch = np.stack([_normalised_line(crops[i], ratio) for i in chosen])
-            logits = self._rec.run(None, {self._rec.get_inputs()[0].name: batch})[0]
+            logits = self._rec.run(None, {self._rec_input: batch})[0]
             for i, (text, score) in zip(chosen, self._decode(logits), strict=True):
                 out[i] = (str(text), float(score))
         return out
@@ -168,6 +167,12 @@ class ChineseOcr:
 def detector_side(longest: int) -> int:
     """The detector's longest side for an image whose longest side is ``longest`` (see the module docstring)."""
     return min(DET_MAX_SIDE, max(DET_MIN_SIDE, longest // 2))
+
+
+def detector_input(image: np.ndarray, side: int) -> np.ndarray:
+    """The detector's input tensor: ``image`` scaled to ``side`` (see ``_resized``), normalised, NCHW."""
+    scaled = _resized(image, side)
+    return ((scaled.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)[np.newaxis]
 
 
 def _median_height(boxes: list[np.ndarray]) -> float:

@@ -167,15 +167,16 @@ class EmbeddedAnalyzer:
         lines of all of them recognised together) and the classifier over every text (one sentence-encoder
         call). Each verdict is the one ``analyze`` gives the item alone; ``ocr_ms`` is the batch's OCR time
         shared equally by the memes it read."""
-        unread = [i for i, item in enumerate(items) if item.ocr_text is None]
+        unread = [item.frames for item in items if item.ocr_text is None]
         started = time.perf_counter()
-        read = dict(zip(unread, self._ocr_many([items[i].frames for i in unread]) if unread else [], strict=True))
+        read = iter(self._ocr_many(unread) if unread else [])
         ocr_ms = (time.perf_counter() - started) * 1000 / max(1, len(unread))
-        texts = [read[i] if i in read else str(item.ocr_text) for i, item in enumerate(items)]
         return self.read_texts(
             [
-                (text, item.post_text, item.context, ocr_ms if i in read else 0.0)
-                for i, (text, item) in enumerate(zip(texts, items, strict=True))
+                (next(read), item.post_text, item.context, ocr_ms)
+                if item.ocr_text is None
+                else (item.ocr_text, item.post_text, item.context, 0.0)
+                for item in items
             ]
         )
 
