@@ -48,7 +48,7 @@ from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import LABELS, MAX_FALSE_ALARM
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, load_toxicn_text
 from worker.encoder import SentenceEncoder
-from worker.samples import render_meme
+from worker.samples import drawn_text, render_meme
 from worker.training import TrainingSet, build_kb
 
 PAPER = {
@@ -97,7 +97,8 @@ class Prediction:
     latency_ms: float
     action: str
     intent: str
-    text_only_agrees: bool | None = None  # rendered runs: the text-only verdict has the same harm and action
+    text_only_agrees: bool | None = None  # rendered runs: the drawn text's text-only verdict is the same
+    caption_agrees: bool | None = None  # rendered runs: the whole caption's text-only verdict is the same
     emotion: str = ""
 
 
@@ -242,6 +243,8 @@ def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: 
     agreement = [p.text_only_agrees for p in predictions if p.text_only_agrees is not None]
     if agreement:
         report["render_agreement"] = sum(agreement) / len(agreement)
+        caption = [p.caption_agrees for p in predictions if p.caption_agrees is not None]
+        report["render_agreement_caption"] = sum(caption) / len(caption)
     report.update(label_agreement(truth, predictions))
     return report
 
@@ -330,13 +333,17 @@ def _predict(
 ) -> Prediction:
     started = time.perf_counter()
     extra = {"scene": scene} if scene else {}
-    agrees = None
+    agrees = caption_agrees = None
     if render or item.image:
         frames = decode_frames(Path(item.image).read_bytes() if item.image else render_meme(item.text or " "), 8)
         verdict = analyzer.analyze(AnalysisInput(frames, post_text=context, context=extra)).verdict
         if not item.image:
-            text_only = analyzer.read_text(item.text, post_text=context, context=extra).verdict
+            drawn = drawn_text(item.text)
+            text_only = analyzer.read_text(drawn, post_text=context, context=extra).verdict
             agrees = _same(verdict, text_only, policy)
+            if drawn != item.text:
+                text_only = analyzer.read_text(item.text, post_text=context, context=extra).verdict
+            caption_agrees = _same(verdict, text_only, policy)
     else:
         verdict = analyzer.read_text(item.text, post_text=context, context=extra).verdict
     latency = (time.perf_counter() - started) * 1000
@@ -347,6 +354,7 @@ def _predict(
         evaluate(policy, verdict).action.value,
         verdict.intent.value,
         agrees,
+        caption_agrees,
         verdict.emotion.value,
     )
 

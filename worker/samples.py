@@ -84,6 +84,12 @@ def render_meme(
     return out.getvalue()
 
 
+def drawn_text(caption: str, font_size: int = 34) -> str:
+    """The caption as :func:`render_meme` draws it: without the characters the font has no glyph for. A
+    rendered sample holds this text, not the caption — what an OCR read-back can be compared with."""
+    return drawable(caption, ImageFont.truetype(str(find_cjk_font()), font_size))
+
+
 NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: what the font draws for a missing glyph
 
 

@@ -422,7 +422,11 @@ def _print_eval(r: dict[str, Any]) -> None:
     typer.echo(
         f"ECE {r['ece']:.4f}   items/s {r['items_per_s']:.1f}   p50 {r['p50_ms']:.0f} ms   "
         f"p95 {r['p95_ms']:.0f} ms"
-        + (f"   text-only agreement {r['render_agreement']:.3f}" if "render_agreement" in r else "")
+        + (
+            f"   text-only agreement {r['render_agreement']:.3f} (whole caption {r['render_agreement_caption']:.3f})"
+            if "render_agreement" in r
+            else ""
+        )
     )
     for name, row in r.get("per_class", {}).items():
         typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")

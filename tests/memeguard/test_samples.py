@@ -29,3 +29,11 @@ def test_characters_the_font_cannot_draw_are_left_out_not_drawn_as_boxes() -> No
     font = ImageFont.truetype(str(find_cjk_font()), 34)
     # an emoji drawn in a CJK text font is an empty box, which OCR reads back as 口
     assert drawable("就是种族歧视🐶😅 ok，粿籹", font) == "就是种族歧视 ok，粿籹"
+
+
+def test_drawn_text_is_what_a_rendered_sample_holds() -> None:
+    """The render-agreement reference: a rendered sample holds the caption without its undrawable characters."""
+    from worker.samples import drawn_text
+
+    assert drawn_text("炸🐔 好吃") == "炸 好吃"
+    assert drawn_text("地域黑要不得，哪里都有好人坏人") == "地域黑要不得，哪里都有好人坏人"
