@@ -66,7 +66,8 @@ class LabelledItem:
 
 def load_toxicn(path: Path) -> list[LabelledItem]:
     """ToxiCN MM v2 (``train_2.0.json`` / ``test_2.0.json``): the meme's text and its harm type, the dataset's
-    description of the image as context, and its LLM-written reading of the caption (``text_discription``)."""
+    description of the image as context, and its LLM-written reading of the caption (``text_discription``).
+    The id is the meme's image path (the dataset's own name for it)."""
     rows = _json(path)
     return [
         LabelledItem(
@@ -75,8 +76,9 @@ def load_toxicn(path: Path) -> list[LabelledItem]:
             str(r.get("meme_discription", "")),
             str(r.get("text_discription", "")),
             group=HARM_TYPES[int(r["type"])],
+            id=str(r.get("path", number)),
         )
-        for r in rows
+        for number, r in enumerate(rows)
     ]
 
 
@@ -86,11 +88,12 @@ EXPRESSIONS = {0: "non_hate", 1: "explicit", 2: "implicit", 3: "reporting"}
 
 def load_toxicn_text(path: Path) -> list[LabelledItem]:
     """ToxiCN (ACL 2023) comments, mapped as ``TOXICN_TEXT_MAPPING`` says. ``group`` is the expression
-    (non_toxic, offensive, explicit, implicit, reporting); ``targets`` the groups the comment is about."""
-    return [_toxicn_text_item(row) for row in _json(path)]
+    (non_toxic, offensive, explicit, implicit, reporting); ``targets`` the groups the comment is about; the id
+    is the comment's position in the file (the dataset gives none)."""
+    return [_toxicn_text_item(row, number) for number, row in enumerate(_json(path))]
 
 
-def _toxicn_text_item(row: Mapping[str, Any]) -> LabelledItem:
+def _toxicn_text_item(row: Mapping[str, Any], number: int = 0) -> LabelledItem:
     toxic, kind, expression = int(row["toxic"]), int(row["toxic_type"]), int(row["expression"])
     targets = tuple(name for name, on in zip(TARGETS, row.get("target", []), strict=False) if on)
     if expression == 3:
@@ -109,6 +112,7 @@ def _toxicn_text_item(row: Mapping[str, Any]) -> LabelledItem:
         intent=intent.value if intent else "",
         group=group,
         targets=targets,
+        id=str(number),
     )
 
 

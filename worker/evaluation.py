@@ -245,6 +245,9 @@ def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: 
         report["render_agreement"] = sum(agreement) / len(agreement)
         caption = [p.caption_agrees for p in predictions if p.caption_agrees is not None]
         report["render_agreement_caption"] = sum(caption) / len(caption)
+        report["render_disagreements"] = [
+            item.id for item, p in zip(truth, predictions, strict=True) if p.text_only_agrees is False
+        ]
     report.update(label_agreement(truth, predictions))
     return report
 

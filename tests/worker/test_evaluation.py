@@ -240,6 +240,8 @@ def test_a_comment_rendered_as_a_meme_reads_as_its_text() -> None:
     assert report["render_agreement"] >= 0.95, report["render_agreement"]
     # the whole caption (emoji the sample font cannot draw included) is compared as well
     assert 0.9 <= report["render_agreement_caption"] <= 1.0, report["render_agreement_caption"]
+    # the items that differ are named, so a platform can look at them
+    assert len(report["render_disagreements"]) == round((1 - report["render_agreement"]) * report["n"])
 
 
 @needs_data
