@@ -29,6 +29,7 @@ import os
 import random
 import statistics
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -157,10 +158,12 @@ def run(
 ) -> dict[str, Any]:
     """Train, predict, score; returns the report (memeguard, baseline and their difference)."""
     kb = build_kb(config.kb_external)
+    charset: frozenset[str] | None = None
     if config.render and ocr is None:
         from worker.ocr import ChineseOcr
 
-        ocr = ChineseOcr().read
+        reader = ChineseOcr()
+        ocr, charset = reader.read, reader.charset
     policy = config.policy or load_policy()
     others = [
         _sampled_source(Source.parse(name, config.data_dir.parent).load(), config) for name in config.other_sources
@@ -213,9 +216,30 @@ def run(
             "trained_on": [config.source_name, *config.other_sources],
         }
     )
+    if charset is not None and "render_agreement" in report:
+        report.update(charset_agreement(truth, predictions, charset))
     if config.dataset == "toxicn":
         report["paper"] = PAPER
     return report
+
+
+def outside_charset(text: str, charset: frozenset[str]) -> bool:
+    """The text shows a character the OCR cannot output (spaces, format and combining marks aside)."""
+    return any(not c.isspace() and unicodedata.category(c)[0] not in "CM" and c not in charset for c in text)
+
+
+def charset_agreement(
+    truth: list[LabelledItem], predictions: list[Prediction], charset: frozenset[str]
+) -> dict[str, Any]:
+    """Render agreement apart for the rendered items whose drawn text lies within the OCR's character set and
+    for those that show a character outside it — which the OCR cannot read back, whatever the normalisation."""
+    pairs = zip(truth, predictions, strict=True)
+    rendered = [(item, p.text_only_agrees) for item, p in pairs if p.text_only_agrees is not None]
+    inside = [agrees for item, agrees in rendered if not outside_charset(drawn_text(item.text), charset)]
+    return {
+        "render_outside_charset": len(rendered) - len(inside),
+        "render_agreement_in_charset": sum(inside) / len(inside) if inside else None,
+    }
 
 
 def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: list[int]) -> dict[str, Any]:

@@ -91,6 +91,8 @@ class ChineseOcr:
         self._det_input, self._rec_input = self._det.get_inputs()[0].name, self._rec.get_inputs()[0].name
         characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._decode = CTCLabelDecode(character=characters)
+        # what the recogniser can output: a character outside it is dropped or read as another
+        self.charset = frozenset(characters)
         self._boxes = DBPostProcess(
             thresh=0.3, box_thresh=0.5, max_candidates=1000, unclip_ratio=1.6, score_mode="fast", use_dilation=True
         )

@@ -411,6 +411,17 @@ def _policy(settings: Settings) -> Any:
     return load_policy(settings.policy_file)
 
 
+def _render_agreement(r: dict[str, Any]) -> str:
+    """Rendered runs: how often the rendered + OCR verdict equals the text-only one, and the breakdown."""
+    if "render_agreement" not in r:
+        return ""
+    line = f"   text-only agreement {r['render_agreement']:.3f} (whole caption {r['render_agreement_caption']:.3f}"
+    if r.get("render_agreement_in_charset") is not None:
+        outside, rest = r["render_outside_charset"], r["render_agreement_in_charset"]
+        line += f"; {outside} outside the OCR's charset, {rest:.3f} on the rest"
+    return line + ")"
+
+
 def _print_eval(r: dict[str, Any]) -> None:
     base = r["baseline"]
     head = f"{r.get('dataset', 'jsonl')} {r.get('split', r.get('file', ''))}"
@@ -421,12 +432,7 @@ def _print_eval(r: dict[str, Any]) -> None:
             typer.echo(f"{key:<18}{r[key]:>12.4f}{base[key]:>12.4f}{r['delta'][key]:>+10.4f}")
     typer.echo(
         f"ECE {r['ece']:.4f}   items/s {r['items_per_s']:.1f}   p50 {r['p50_ms']:.0f} ms   "
-        f"p95 {r['p95_ms']:.0f} ms"
-        + (
-            f"   text-only agreement {r['render_agreement']:.3f} (whole caption {r['render_agreement_caption']:.3f})"
-            if "render_agreement" in r
-            else ""
-        )
+        f"p95 {r['p95_ms']:.0f} ms" + _render_agreement(r)
     )
     for name, row in r.get("per_class", {}).items():
         typer.echo(f"  {name:<20} P {row['precision']:.3f}  R {row['recall']:.3f}  n {row['support']}")

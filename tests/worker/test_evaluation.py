@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.evaluation import EvalConfig, expected_calibration_error, run, score
+from worker.evaluation import EvalConfig, expected_calibration_error, outside_charset, run, score
 from worker.knowledge import KnowledgeBase
 
 pytestmark = pytest.mark.slow  # train and evaluate on the real datasets: minutes, left out of `make unit`
@@ -33,6 +33,13 @@ def test_score_and_ece_on_known_values() -> None:
     assert report["confusion"][0][:2] == [1, 1]
     assert expected_calibration_error([1, 1], [1.0, 1.0]) == 0.0
     assert expected_calibration_error([0, 0], [0.9, 0.9]) == pytest.approx(0.9)
+
+
+def test_a_character_the_ocr_cannot_output_is_outside_its_charset() -> None:
+    charset = frozenset("蝻人男拍的")
+    assert outside_charset("蝻人拍的", charset) is False
+    assert outside_charset("龜男", charset) is True  # 龜 is not in the set: the OCR cannot read it back
+    assert outside_charset("男 人\ufe0f", charset) is False  # spaces and a variation selector are not shown
 
 
 @needs_data
@@ -242,6 +249,9 @@ def test_a_comment_rendered_as_a_meme_reads_as_its_text() -> None:
     assert 0.9 <= report["render_agreement_caption"] <= 1.0, report["render_agreement_caption"]
     # the items that differ are named, so a platform can look at them
     assert len(report["render_disagreements"]) == round((1 - report["render_agreement"]) * report["n"])
+    # and the agreement is given apart for the items the OCR's character set can spell
+    assert 0 <= report["render_outside_charset"] < report["n"]
+    assert 0.95 <= report["render_agreement_in_charset"] <= 1.0
 
 
 @needs_data
