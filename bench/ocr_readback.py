@@ -36,20 +36,19 @@ sys.path.insert(0, str(ROOT))
 from analyzer import captions  # noqa: E402  (bench/, the script's own folder)
 from baseline_ocr import BaselineOcr  # noqa: E402
 from hardware import cpu_model  # noqa: E402
-from PIL import Image, ImageFont  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from memeguard.imaging import decode_frames  # noqa: E402
 from worker.ocr import ChineseOcr  # noqa: E402
-from worker.samples import drawable, find_cjk_font, render_meme  # noqa: E402
+from worker.samples import drawn_text, render_meme  # noqa: E402
 
 CACHE = ROOT / ".memeguard" / "cache" / "ocr-int8"
 Frames = list[Image.Image]
 
 
 def rendered(texts: list[str], size: tuple[int, int], font_size: int) -> tuple[list[Frames], list[str]]:
-    font = ImageFont.truetype(str(find_cjk_font()), font_size)
     memes = [decode_frames(render_meme(t, size=size, font_size=font_size), 1) for t in texts]
-    return memes, [normal(drawable(t, font)) for t in texts]
+    return memes, [normal(drawn_text(t, font_size)) for t in texts]
 
 
 def normal(text: str) -> str:

@@ -93,7 +93,7 @@ def load_toxicn_text(path: Path) -> list[LabelledItem]:
     return [_toxicn_text_item(row, number) for number, row in enumerate(_json(path))]
 
 
-def _toxicn_text_item(row: Mapping[str, Any], number: int = 0) -> LabelledItem:
+def _toxicn_text_item(row: Mapping[str, Any], number: int) -> LabelledItem:
     toxic, kind, expression = int(row["toxic"]), int(row["toxic_type"]), int(row["expression"])
     targets = tuple(name for name, on in zip(TARGETS, row.get("target", []), strict=False) if on)
     if expression == 3:

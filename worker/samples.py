@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ FONT_CANDIDATES = (
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
 )
 TEMPLATES = ("doge", "panda", "crying_cat", "question", "plain")
+FONT_SIZE = 34  # the captions' size in a sample meme
 
 
 def find_cjk_font() -> Path:
@@ -62,13 +64,13 @@ def render_meme(
     template: str = "plain",
     size: tuple[int, int] = (480, 400),
     fmt: str = "PNG",
-    font_size: int = 34,
+    font_size: int = FONT_SIZE,
     seed_colour: int = 0,
 ) -> bytes:
     """A meme image: a face template on top, the caption (wrapped) below; the canvas grows downwards when
     the caption needs more lines than ``size`` holds. Returns encoded bytes."""
     width = size[0]
-    font = ImageFont.truetype(str(find_cjk_font()), font_size)
+    font = _font(str(find_cjk_font()), font_size)
     lines = _wrap(ImageDraw.Draw(Image.new("RGB", (1, 1))), drawable(caption, font), font, width - 40)
     height = max(size[1], 220 + len(lines) * (font_size + 10) + 20)
     image = Image.new("RGB", (width, height), (255, 255 - seed_colour % 50, 255))
@@ -84,10 +86,16 @@ def render_meme(
     return out.getvalue()
 
 
-def drawn_text(caption: str, font_size: int = 34) -> str:
+def drawn_text(caption: str, font_size: int = FONT_SIZE) -> str:
     """The caption as :func:`render_meme` draws it: without the characters the font has no glyph for. A
     rendered sample holds this text, not the caption — what an OCR read-back can be compared with."""
-    return drawable(caption, ImageFont.truetype(str(find_cjk_font()), font_size))
+    return drawable(caption, _font(str(find_cjk_font()), font_size))
+
+
+@lru_cache(maxsize=8)
+def _font(path: str, size: int) -> Any:
+    """A loaded font, kept: evaluations render and compare thousands of captions with the same one."""
+    return ImageFont.truetype(path, size)
 
 
 NO_GLYPH = "\U0010fffd"  # a private-use code point no font draws: what the font draws for a missing glyph

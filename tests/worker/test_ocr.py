@@ -53,6 +53,11 @@ def test_the_recogniser_keeps_its_character_table() -> None:
     assert "character" in meta and "的" in meta["character"]
 
 
+def test_the_charset_is_what_the_recogniser_can_output(ocr: ChineseOcr) -> None:
+    """Evaluations count text the OCR cannot read back: 蝻 (an evasive spelling of 男) is outside its table."""
+    assert {"的", "男", "人"} <= ocr.charset and "蝻" not in ocr.charset
+
+
 @pytest.mark.parametrize(
     ("longest", "side"), [(200, 320), (480, 320), (700, 350), (960, 480), (1280, 640), (4000, 960)]
 )
