@@ -1,11 +1,12 @@
 """The meme/slang knowledge base: load entries from YAML and find them in noisy text.
 
-Matching runs on normalised text (NFKC: full-width to half-width, lower case; traditional characters to
-simplified; whitespace and punctuation removed) so OCR spacing, line breaks, inserted symbols and 繁体 do not
-hide a phrase. Evasions that change the characters are caught by sound: a phrase also matches when its
-toneless pinyin appears in the text's pinyin (尼玛 for 你妈, 草泥马 for 操你妈), and when a run of Latin letters
-in the text spells its pinyin initials (nmsl for 你妈死了). Phonetic matching applies to the project's own
-entries only, and only to phrases long enough that a chance homophone is unlikely (``PHONETIC_MIN``).
+Matching runs on normalised text (NFKC: full-width to half-width, lower case; traditional characters and
+Japanese forms such as 黒 to simplified; whitespace and punctuation removed) so OCR spacing, line breaks,
+inserted symbols, 繁体 and borrowed Japanese forms do not hide a phrase. Evasions that change the characters
+are caught by sound: a phrase also matches when its toneless pinyin appears in the text's pinyin (尼玛 for 你妈,
+草泥马 for 操你妈), and when a run of Latin letters in the text spells its pinyin initials (nmsl for 你妈死了).
+Phonetic matching applies to the project's own entries only, and only to phrases long enough that a chance
+homophone is unlikely (``PHONETIC_MIN``).
 
 A match must not over-reach, because a slur found inside an ordinary word blocks ordinary people:
 
@@ -49,6 +50,22 @@ PARTICLES = frozenset("吧了啊呀的呢吗啦哦嘛呗")  # sentence-final par
 INITIALS_MIN = 3  # two-letter initials (sb, tm) are too ambiguous to derive; entries list them explicitly
 
 
+# Japanese forms (shinjitai) that OpenCC's t2s leaves alone, each mapped to its simplified Chinese character:
+# evasive spellings borrow them (黒人 for 黑人) and the OCR reads most of them as the Chinese form, so the text
+# path must too. Hand-checked; every source is outside GB2312 (no simplified Chinese text uses it) and every
+# target inside it (tested). Each maps to its simplified form but 挙 (举), which Chinese text borrows for its
+# look, in 男挙 / 女挙 for 男拳 / 女拳, and which the OCR reads as 拳. OpenCC's jp2t is not used: on the training
+# texts it rewrites ordinary Chinese characters (沪 -> 滤, 欠 -> 缺, 概 -> 槪).
+JAPANESE_FORMS = str.maketrans(
+    "黒仏沢広気竜変単戦労桜歳様亜悪圧囲栄駅円価絵拡観関歓挙県険験権済雑児焼乗剰浄畳譲醸図粋穂専銭総蔵臓続団"
+    "鋳庁聴鉄転伝闘読弐悩脳廃売髪抜払歩豊満黙訳薬頼両猟塁霊鉱辺発効隠姉毎徳巣逓渋摂稲斉剤縄縦獣瀬繊勲懐壊"
+    "拝騒桟嬢寛覚営蛍郷碁経軽圏巻姫恵掲渓鶏実帯暁焔粛穏錬亀滝唖溌醤蝋砕酔掻薫厳勧陥鹸倹剣検弾斎齢歯覧蝿縁",
+    "黑佛泽广气龙变单战劳樱岁样亚恶压围荣驿圆价绘扩观关欢拳县险验权济杂儿烧乘剩净叠让酿图粹穗专钱总藏脏续团"
+    "铸厅听铁转传斗读贰恼脑废卖发拔拂步丰满默译药赖两猎垒灵矿边发效隐姊每德巢递涩摄稻齐剂绳纵兽濑纤勋怀坏"
+    "拜骚栈娘宽觉营萤乡棋经轻圈卷姬惠揭溪鸡实带晓焰肃稳炼龟泷哑泼酱蜡碎醉搔薰严劝陷碱俭剑检弹斋龄齿览蝇缘",
+)
+
+
 @lru_cache(maxsize=1)
 def _to_simplified() -> Any:
     import opencc
@@ -56,9 +73,14 @@ def _to_simplified() -> Any:
     return opencc.OpenCC("t2s")
 
 
+def simplified(text: str) -> str:
+    """Traditional (OpenCC t2s) and Japanese (``JAPANESE_FORMS``) characters in their simplified Chinese form."""
+    return str(_to_simplified().convert(text)).translate(JAPANESE_FORMS)
+
+
 def normalize(text: str) -> str:
-    """NFKC + lower case + traditional to simplified, dropping whitespace, punctuation and symbols (emoji
-    that carry meaning stay)."""
+    """NFKC + lower case + traditional and Japanese forms to simplified, dropping whitespace, punctuation and
+    symbols (emoji that carry meaning stay)."""
     return marked(text).norm
 
 
@@ -76,8 +98,7 @@ def marked(text: str) -> Marked:
     out: list[str] = []
     breaks: set[int] = set()
     edges: set[int] = set()
-    simplified = _to_simplified().convert(unicodedata.normalize("NFKC", text).lower())
-    for char in simplified:
+    for char in simplified(unicodedata.normalize("NFKC", text).lower()):
         category = unicodedata.category(char)
         if char in KEEP_SYMBOLS or not (category[0] in "PZC" or category in ("Sm", "Sk")):
             out.append(char)

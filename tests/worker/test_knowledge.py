@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from memeguard.schemas import HarmType
-from worker.knowledge import Entry, KnowledgeBase, initials, joined, normalize, syllables
+from worker.knowledge import JAPANESE_FORMS, Entry, KnowledgeBase, initials, joined, normalize, syllables
 from worker.match_reading import read
 
 KB = KnowledgeBase.bundled()
@@ -36,10 +36,22 @@ def test_every_example_matches_its_entry(entry) -> None:  # type: ignore[no-unty
         ("你说得对…但是！", "你说得对但是"),
         ("手动🐶", "手动🐶"),  # meaningful emoji stay
         ("我媽說你這個垃圾", "我妈说你这个垃圾"),  # traditional -> simplified
+        ("黒人都是這様", "黑人都是这样"),  # Japanese forms -> simplified
+        ("女挙", "女拳"),  # 挙 borrowed for its look
     ],
 )
 def test_normalize(raw: str, expected: str) -> None:
     assert normalize(raw) == expected
+
+
+def test_japanese_forms_map_only_what_chinese_text_never_uses() -> None:
+    """Every source is outside GB2312 (so no simplified Chinese text changes) and every target inside it."""
+    for source, target in JAPANESE_FORMS.items():
+        with pytest.raises(UnicodeEncodeError):
+            chr(source).encode("gb2312")
+        assert chr(target).encode("gb2312")
+        assert chr(source) != chr(target)
+    assert "insult.laji" in {m.entry.id for m in KB.match("你就是个廃物")}
 
 
 def test_matching_survives_noise() -> None:

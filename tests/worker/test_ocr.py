@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from memeguard.imaging import decode_frames
+from worker.knowledge import normalize
 from worker.ocr import ChineseOcr, detector_side, fused_model, models_dir
 from worker.samples import find_cjk_font, render_meme
 
@@ -63,6 +64,12 @@ def test_the_charset_is_what_the_recogniser_can_output(ocr: ChineseOcr) -> None:
 )
 def test_the_detector_reads_at_half_the_longest_side_within_bounds(longest: int, side: int) -> None:
     assert detector_side(longest) == side
+
+
+@pytest.mark.parametrize("caption", ["如何歧视黒人", "男挙就是这样"])
+def test_japanese_forms_read_back_as_the_text_path_normalises_them(ocr: ChineseOcr, caption: str) -> None:
+    """The OCR reads 黒 as 黑 and 挙 as 拳; the text path maps them the same way, so the verdicts agree."""
+    assert normalize(ocr.read(frames(caption))) == normalize(caption)
 
 
 def test_reads_rendered_captions(ocr: ChineseOcr) -> None:
