@@ -101,6 +101,7 @@ class Prediction:
     text_only_agrees: bool | None = None  # rendered runs: the drawn text's text-only verdict is the same
     caption_agrees: bool | None = None  # rendered runs: the whole caption's text-only verdict is the same
     emotion: str = ""
+    drawn: str | None = None  # rendered runs: the text the sample shows (what the text-only verdict read)
 
 
 Fold = tuple[list[LabelledItem], list[LabelledItem]]
@@ -217,7 +218,7 @@ def run(
         }
     )
     if charset is not None and "render_agreement" in report:
-        report.update(charset_agreement(truth, predictions, charset))
+        report.update(charset_agreement(predictions, charset))
     if config.dataset == "toxicn":
         report["paper"] = PAPER
     return report
@@ -228,14 +229,11 @@ def outside_charset(text: str, charset: frozenset[str]) -> bool:
     return any(not c.isspace() and unicodedata.category(c)[0] not in "CM" and c not in charset for c in text)
 
 
-def charset_agreement(
-    truth: list[LabelledItem], predictions: list[Prediction], charset: frozenset[str]
-) -> dict[str, Any]:
+def charset_agreement(predictions: list[Prediction], charset: frozenset[str]) -> dict[str, Any]:
     """Render agreement apart for the rendered items whose drawn text lies within the OCR's character set and
     for those that show a character outside it — which the OCR cannot read back, whatever the normalisation."""
-    pairs = zip(truth, predictions, strict=True)
-    rendered = [(item, p.text_only_agrees) for item, p in pairs if p.text_only_agrees is not None]
-    inside = [agrees for item, agrees in rendered if not outside_charset(drawn_text(item.text), charset)]
+    rendered = [(p.drawn, p.text_only_agrees) for p in predictions if p.text_only_agrees is not None]
+    inside = [agrees for drawn, agrees in rendered if not outside_charset(drawn or "", charset)]
     return {
         "render_outside_charset": len(rendered) - len(inside),
         "render_agreement_in_charset": sum(inside) / len(inside) if inside else None,
@@ -360,7 +358,7 @@ def _predict(
 ) -> Prediction:
     started = time.perf_counter()
     extra = {"scene": scene} if scene else {}
-    agrees = caption_agrees = None
+    agrees = caption_agrees = drawn = None
     if render or item.image:
         frames = decode_frames(Path(item.image).read_bytes() if item.image else render_meme(item.text or " "), 8)
         verdict = analyzer.analyze(AnalysisInput(frames, post_text=context, context=extra)).verdict
@@ -383,6 +381,7 @@ def _predict(
         agrees,
         caption_agrees,
         verdict.emotion.value,
+        drawn,
     )
 
 
