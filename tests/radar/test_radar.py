@@ -28,7 +28,7 @@ from producer.service import Producer
 from producer.validation import Limits
 from radar import store as radar
 from worker.fingerprints.matcher import Matcher
-from worker.fingerprints.stage import Fingerprinting
+from worker.fingerprints.stage import Fingerprinting, tier_versions
 from worker.knowledge import KnowledgeBase
 from worker.pipeline import Deps, process_job
 from worker.radar import new_phrases
@@ -69,6 +69,7 @@ def run(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_anal
         Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]),
         embedded_analyzer.read_image_text,
         load,
+        tier_versions(embedded_analyzer),
         lambda text: new_phrases(kb, text),
     )
     deps = Deps(

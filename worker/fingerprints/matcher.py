@@ -80,9 +80,15 @@ class ImageMatch:
         effects += [(h, "suppressed") for h in self.suppressed]
         return [bank_store.NewMatch(h.bank.id, h.hash_id, h.signal, h.distance, e) for h, e in effects]
 
-    def reusable(self, caption: str) -> CacheHit | None:
-        """The nearest earlier job whose caption matches this one (never on a changed caption)."""
-        return next((hit for hit, text in self.cache if same_caption(text, caption)), None)
+    def reusable(self, caption: str) -> list[CacheHit]:
+        """The earlier jobs whose caption matches this one (never on a changed caption): nearest first and,
+        equally near, the newest first — after a new classifier the latest reading of a meme is the one that
+        can still stand."""
+        newest_first = sorted(
+            ((hit, text) for hit, text in self.cache if same_caption(text, caption)),
+            key=lambda c: -(c[0].created_at.timestamp() if c[0].created_at else 0.0),
+        )
+        return [hit for hit, _ in sorted(newest_first, key=lambda c: (RANK[c[0].signal], c[0].distance))]
 
 
 class Matcher:

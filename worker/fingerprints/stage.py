@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 OcrFn = Callable[[Sequence[Image.Image]], str]
 BANK_CONFIDENCE = 0.95
+FINGERPRINT = "fingerprint"  # the analyzer a bank's verdict names
+REUSE_TRIES = 4  # earlier jobs of a repeat whose verdicts are read before the analyzer reads it afresh
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,14 @@ class Fingerprinted:
 @dataclass(frozen=True)
 class Fingerprinting:
     """What the stage needs: the matcher, how to read text (None: no OCR, post text only), how to load an
-    earlier job's verdict."""
+    earlier job's verdict, and the version each tier this worker runs stamps on its verdicts now, by the
+    tier's name (``tier_versions``: read at each use, since a promoted classifier or an approved overlay
+    phrase moves it)."""
 
     matcher: Matcher
     ocr: OcrFn | None
     load_verdict: Callable[[uuid.UUID], Verdict | None]
+    versions: Callable[[], Mapping[str, str]]
     phrases: Callable[[str], list[str]] | None = None  # the radar's reading of a text (None: no radar)
 
 
@@ -134,10 +139,17 @@ def _phrases(stage: Fingerprinting, text: str) -> list[str] | None:
 
 
 def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinting, hashed_ms: float) -> Verdict | None:
-    hit = match.reusable(caption(ocr_text, post_text))
-    earlier = stage.load_verdict(hit.job_id) if hit is not None else None
-    if hit is None or earlier is None:
+    """The verdict of the first earlier job with the same image and caption whose verdict still stands
+    (``still_stands``), looking at no more than ``REUSE_TRIES`` of them (each is a read from the store)."""
+    hits = match.reusable(caption(ocr_text, post_text))[:REUSE_TRIES]
+    versions = stage.versions() if hits else {}
+    found = next(
+        ((hit, v) for hit in hits if (v := stage.load_verdict(hit.job_id)) is not None and still_stands(v, versions)),
+        None,
+    )
+    if found is None:
         return None
+    hit, earlier = found
     evidence = [f"reused verdict of job {hit.job_id}", f"{hit.signal} distance {hit.distance}", "caption matches"]
     signal = Signal(
         source="fingerprint",
@@ -150,6 +162,32 @@ def _reuse(match: ImageMatch, ocr_text: str, post_text: str, stage: Fingerprinti
     return earlier.model_copy(
         update={"signals": [signal, *earlier.signals], "latency_ms": round(hashed_ms, 2), "explanation": explanation}
     )
+
+
+def still_stands(earlier: Verdict, versions: Mapping[str, str]) -> bool:
+    """Whether an earlier job's verdict may be reused for a repeat of its meme.
+
+    - Never a bank's: the bank decides afresh each time, so an entry removed since does not live on in the
+      cache.
+    - A tier's this worker runs: only when that tier made it at the version it runs now. A promoted
+      classifier or an approved overlay phrase must reach repeats of memes read before, or a retrained
+      model's fixes (fewer wrongful blocks) would never apply to the memes that recur most.
+    - A tier's this worker does not run — the GPU tier's verdict, on a CPU worker that hands its unsure items
+      off: reused. The GPU tier's own workers hold the version to check it against (they screen a handed-off
+      job again), and reusing it is what saves the GPU a second reading of a repeat; a new VLM build therefore
+      reaches repeats that a CPU worker answers only once those verdicts leave the cache (its retention).
+    """
+    if earlier.analyzer == FINGERPRINT:
+        return False
+    running = versions.get(earlier.analyzer)
+    return running is None or running == earlier.analyzer_version
+
+
+def tier_versions(analyzer: Any) -> Callable[[], dict[str, str]]:
+    """The version each tier of ``analyzer`` stamps on its verdicts now, by the tier's name: the analyzer
+    and the tiers inside it (a cascade's fast and slow ones, the VLM's embedded reader)."""
+    tiers = [analyzer, *(getattr(analyzer, name, None) for name in ("fast", "slow", "reader"))]
+    return lambda: {str(t.name): str(t.version) for t in tiers if t is not None}
 
 
 def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
@@ -173,7 +211,7 @@ def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
                 latency_ms=round(hashed_ms, 2),
             )
         ],
-        analyzer="fingerprint",
+        analyzer=FINGERPRINT,
         analyzer_version=f"bank:{hit.bank.name}",
         latency_ms=round(hashed_ms, 2),
     )
@@ -213,7 +251,7 @@ def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: S
 
     reader = _knowledge_reader(analyzer)
     phrases = (lambda text: new_phrases(reader.kb, text)) if reader is not None and settings.radar else None
-    return Fingerprinting(matcher, ocr, load_verdict, phrases)
+    return Fingerprinting(matcher, ocr, load_verdict, tier_versions(analyzer), phrases)
 
 
 def _knowledge_reader(analyzer: Any) -> Any:

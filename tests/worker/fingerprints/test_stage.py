@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -18,15 +19,19 @@ from memeguard.blobs import LocalBlobStore
 from memeguard.db import BankKind, BankMatch
 from memeguard.imaging import decode_frames
 from memeguard.queue import InlineQueue
+from memeguard.schemas import Emotion, HarmType, Intent, Verdict
 from policies import load_policy
 from producer.service import Producer
 from producer.validation import Limits
+from releases import store as releases
 from tests.helpers.images import animation, scenes
 from worker.analyzers.base import AnalysisInput, AnalysisResult
 from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.classifier import HarmClassifier
 from worker.fingerprints.matcher import Matcher
-from worker.fingerprints.stage import Fingerprinting
+from worker.fingerprints.stage import Fingerprinting, still_stands, tier_versions
 from worker.pipeline import Deps, process_job
+from worker.releases import Releases
 from worker.samples import render_meme
 
 LIMITS = Limits(2_000_000, 4_000_000, 4, 200, 512)
@@ -62,7 +67,10 @@ def setup(pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_an
             return store.verdict_of(session, job_id)
 
     stage = Fingerprinting(
-        Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]), embedded_analyzer.read_image_text, load
+        Matcher(pg_sessions, refresh_s=0, shared_tenants=["acme", "beta"]),
+        embedded_analyzer.read_image_text,
+        load,
+        tier_versions(embedded_analyzer),
     )
     deps = Deps(
         sessions=pg_sessions,
@@ -212,3 +220,87 @@ def test_every_bank_match_is_recorded_with_its_effect(setup, pg_sessions: sessio
         assert banks.recent_matches(session, utcnow() - timedelta(hours=1)) == {"doge-t": 2, "bad": 1, "fine": 1}
         effects = {m.effect for m in session.scalars(sa.select(BankMatch))}
     assert effects == {"template", "allow", "suppressed"}
+
+
+def _verdict(analyzer: str, version: str) -> Verdict:
+    return Verdict(
+        emotion=Emotion.NEUTRAL,
+        intent=Intent.NEUTRAL,
+        harm_type=HarmType.NONE,
+        confidence=0.9,
+        explanation="无害",
+        signals=[],
+        analyzer=analyzer,
+        analyzer_version=version,
+    )
+
+
+def test_an_earlier_verdict_stands_only_while_what_made_it_still_reads_the_same() -> None:
+    running = {"embedded": "2+kb7+clf-b", "cascade": "2+kb7+clf-b>handoff"}
+    assert still_stands(_verdict("embedded", "2+kb7+clf-b"), running)
+    assert not still_stands(_verdict("embedded", "2+kb7+clf-a"), running)  # read by the classifier before
+    assert not still_stands(_verdict("embedded", "2+kb6+clf-b"), running)  # read before an overlay phrase
+    assert not still_stands(_verdict("fingerprint", "bank:known-bad"), running)  # the bank decides afresh
+    # the GPU tier's verdict on a CPU worker that hands off: that tier's workers hold its version
+    assert still_stands(_verdict("vlm", "glm4v:int8:p1234abcd"), running)
+
+
+TEXTS = (
+    ["今天天气真好", "早上好呀", "周末去爬山", "这个视频好看"] * 8
+    + ["你个傻逼", "滚蛋吧废物", "蠢货闭嘴", "你就是个垃圾"] * 8
+    + ["不想活了", "躺平摆烂", "人间不值得", "努力有什么用"] * 8
+)
+LABELS = [0] * 32 + [3] * 32 + [4] * 32
+EXTRA = ["臭鱼烂虾滚出去", "你们这群臭鱼烂虾", "臭鱼烂虾也配说话", "一群臭鱼烂虾"] * 8  # what only the candidate learns
+
+
+def test_a_promoted_classifier_reads_repeats_the_classifier_before_it_read(  # type: ignore[no-untyped-def]
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, embedded_analyzer, tmp_path: Path
+) -> None:
+    """The cache must not keep a retrained model's fixes from the memes that recur most: after a promotion a
+    repeat is read again by the new classifier, and the repeat after that reuses the new reading."""
+    kb = embedded_analyzer.kb
+    serving = HarmClassifier.fit(TEXTS, LABELS, kb, source="month-1")
+    candidate = HarmClassifier.fit([*TEXTS, *EXTRA], [*LABELS, *[3] * len(EXTRA)], kb, source="month-2")
+    inner = EmbeddedAnalyzer(kb, embedded_analyzer.read_image_text, serving)
+    analyzer = Counting(inner)
+    policy = load_policy()
+
+    def load(job_id: uuid.UUID) -> Verdict | None:
+        with pg_sessions() as session:
+            return store.verdict_of(session, job_id)
+
+    deps = Deps(
+        sessions=pg_sessions, blobs=blobs, analyzer=analyzer, policy=policy, max_attempts=3, max_frames=4,
+        fingerprinting=Fingerprinting(
+            Matcher(pg_sessions, refresh_s=0), inner.read_image_text, load, tier_versions(inner)
+        ),
+        releases=Releases(pg_sessions, blobs, inner, policy, refresh_s=0),
+    )  # fmt: skip
+    producer = Producer(pg_sessions, blobs, InlineQueue(lambda _: None), LIMITS)
+    meme = render_meme("你们这群臭鱼烂虾", "doge")
+
+    def run(data: bytes) -> Verdict:
+        job_id = producer.submit(data, uuid.uuid4().hex, tenant="acme").job_id
+        assert process_job(job_id, deps).status == "done"
+        verdict = load(job_id)
+        assert verdict is not None
+        return verdict
+
+    first, repeat = run(meme), run(reencode(meme))
+    assert len(analyzer.calls) == 1 and first.analyzer_version.endswith(serving.version)
+    assert "reused verdict" in repeat.signals[0].evidence[0]
+    path = candidate.save(tmp_path / "candidate.joblib")
+    with pg_sessions() as session:
+        artefact = releases.register(
+            session, "classifier", candidate.version, actor="ops", report={}, sha256=blobs.put(path.read_bytes())
+        )
+        releases.start(session, str(artefact.id), share=1.0, actor="ops")
+        releases.promote(session, "classifier", actor="lead")
+        session.commit()
+    promoted = run(reencode(meme))
+    assert len(analyzer.calls) == 2 and promoted.analyzer_version.endswith(candidate.version)
+    assert not any("reused" in e for s in promoted.signals for e in s.evidence)
+    again = run(meme)
+    assert len(analyzer.calls) == 2 and "reused verdict" in again.signals[0].evidence[0]
+    assert again.analyzer_version == promoted.analyzer_version
