@@ -87,15 +87,23 @@ class Runtime:
 
     @cached_property
     def releases(self) -> Releases | None:
-        """What serves and the candidate tried beside it (MEMEGUARD_RELEASES); a classifier applies to the
-        embedded analyzer only (in a cascade the verdict may be the VLM's: no like-for-like comparison)."""
+        """What serves and the candidate tried beside it (MEMEGUARD_RELEASES). A promoted classifier serves in
+        the embedded tier of every analyzer (a cascade's fast tier, the VLM's reader); a classifier candidate
+        is tried only on an embedded worker (in a cascade the verdict may be the VLM's: no like-for-like
+        comparison)."""
         if not self.settings.releases:
             return None
-        from worker.analyzers.embedded import EmbeddedAnalyzer
-        from worker.releases import Releases
+        from worker.releases import Releases, embedded_tier
 
-        embedded = self.analyzer if isinstance(self.analyzer, EmbeddedAnalyzer) else None
-        return Releases(self.sessions, self.blobs, embedded, self.policy, self.settings.release_refresh_s)
+        tier = embedded_tier(self.analyzer)
+        return Releases(
+            self.sessions,
+            self.blobs,
+            tier,
+            self.policy,
+            self.settings.release_refresh_s,
+            classifier_trials=tier is not None and tier is self.analyzer,
+        )
 
     @cached_property
     def fingerprinting(self) -> Fingerprinting | None:

@@ -68,8 +68,14 @@ class Releases:
         policy: Policy,
         refresh_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        classifier_trials: bool = True,
     ) -> None:
+        """``embedded``: the embedded tier whose classifier a promotion swaps (``embedded_tier``: the
+        analyzer itself, a cascade's fast tier, the VLM's reader). ``classifier_trials``: whether a classifier
+        candidate is tried beside it — only where the verdict served is that tier's (in a cascade it may be the
+        VLM's: no like-for-like comparison)."""
         self._sessions, self._blobs, self._embedded = sessions, blobs, embedded
+        self._classifier_trials = classifier_trials
         self._configured_policy = policy
         self._configured_classifier = embedded.classifier if embedded is not None else None
         self._running = Running(policy, None)
@@ -104,7 +110,7 @@ class Releases:
         promoted = state["classifier"].serving
         classifier = self._classifier(promoted) if promoted and self._embedded else self._configured_classifier
         if promoted is not None and self._embedded is None:
-            log.warning("a promoted classifier does not apply to this worker's analyzer (not the embedded one)")
+            log.warning("a promoted classifier does not apply to this worker's analyzer (it has no embedded tier)")
         policy = self._policy(state["policy"].serving) if state["policy"].serving else self._configured_policy
         trial = next((self._trial(s) for s in state.values() if s.rollout is not None), None)
         if self._embedded is not None:
@@ -116,7 +122,7 @@ class Releases:
         rollout, candidate = state.rollout, state.candidate
         assert rollout is not None and candidate is not None
         if rollout.kind == "classifier":
-            if self._embedded is None:
+            if self._embedded is None or not self._classifier_trials:
                 return None  # a classifier is compared with the embedded reading only
             analyzer = self._embedded.with_classifier(self._classifier(candidate))
             return Trial(rollout.id, rollout.kind, rollout.mode, rollout.share, analyzer, None)
@@ -142,6 +148,15 @@ class Releases:
             self._loaded[artefact.sha256] = parse_policy(text, f"artefact {artefact.id}")
         policy: Policy = self._loaded[artefact.sha256]
         return policy
+
+
+def embedded_tier(analyzer: Any) -> EmbeddedAnalyzer | None:
+    """The embedded tier an analyzer reads with — itself, a cascade's fast tier, or the VLM's reader — which a
+    promoted classifier applies to on every kind of worker (None: a worker without one, the no-op)."""
+    for candidate in (analyzer, getattr(analyzer, "fast", None), getattr(analyzer, "reader", None)):
+        if isinstance(candidate, EmbeddedAnalyzer):
+            return candidate
+    return None
 
 
 def _key(state: releases.Live) -> tuple[Any, ...] | None:

@@ -23,6 +23,7 @@ from producer.validation import Limits
 from releases import store as releases
 from releases.report import report
 from review import reviews, users
+from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import HarmClassifier
 from worker.knowledge import KnowledgeBase
@@ -276,3 +277,56 @@ def test_a_release_a_worker_cannot_load_never_stops_it_serving(
     running = worker.current()
     assert analyzer.classifier is serving and running.trial is None
     assert "releases not applied on this worker" in caplog.text
+
+
+def test_a_promoted_classifier_serves_in_every_worker_s_embedded_tier(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    """A two-queue fleet's CPU workers run a cascade: a promotion reaches its fast tier (and the VLM's
+    reader), or the fleet would keep serving the classifier it started with; a candidate is still tried only
+    on an embedded worker, where the verdict served is the one it is compared with."""
+    from worker.analyzers.cascade import CascadeAnalyzer
+    from worker.releases import embedded_tier
+
+    serving = HarmClassifier.fit(TEXTS, LABELS, KB, source="month-1")
+    candidate = HarmClassifier.fit([*TEXTS, *EXTRA], [*LABELS, *[3] * len(EXTRA)], KB, source="month-2")
+    fast = EmbeddedAnalyzer(KB, lambda frames: "", serving)
+    cascade = CascadeAnalyzer(fast, None, load_policy())
+    assert embedded_tier(cascade) is fast and embedded_tier(fast) is fast and embedded_tier(object()) is None
+    worker = Releases(pg_sessions, blobs, embedded_tier(cascade), load_policy(), refresh_s=0, classifier_trials=False)
+    path = candidate.save(tmp_path / "candidate.joblib")
+    with pg_sessions() as session:
+        artefact = releases.register(
+            session, "classifier", candidate.version, actor="o", report={}, sha256=blobs.put(path.read_bytes())
+        )
+        releases.start(session, str(artefact.id), share=1.0, actor="o")
+        session.commit()
+    assert worker.current().trial is None and fast.classifier is serving  # no trial in a cascade
+    with pg_sessions() as session:
+        releases.promote(session, "classifier", actor="o")
+        session.commit()
+    worker.current()
+    assert fast.classifier is not None and fast.classifier.version == candidate.version
+    assert cascade.version.startswith(fast.version) and fast.version.endswith(candidate.version)
+    verdict = cascade.fast.analyze(AnalysisInput([], "", {}, ocr_text="你们这群臭鱼烂虾")).verdict
+    assert verdict.analyzer_version.endswith(candidate.version)
+
+
+def test_the_runtime_gives_a_cascade_worker_s_fast_tier_to_the_releases(tmp_path: Path, sqlite_url: str) -> None:
+    """The wiring behind the test above: a CPU worker of a two-queue fleet (cascade, hand-off) follows
+    promotions in its fast tier and tries no classifier candidate."""
+    from composition.runtime import Runtime
+    from memeguard.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=sqlite_url,
+        broker_url="redis://127.0.0.1:6379/15",
+        analyzer="cascade",
+        vlm_queue="mg.vlm",
+        fingerprints=False,
+    )
+    runtime = Runtime(settings)
+    worker = runtime.releases
+    assert worker is not None and worker._embedded is runtime.analyzer.fast  # type: ignore[attr-defined]
+    assert worker._classifier_trials is False
