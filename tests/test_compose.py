@@ -249,3 +249,42 @@ def test_no_two_services_share_a_disk() -> None:
         name for name, service in SERVICES.items() for m in service.get("volumes", []) if not str(m).endswith(":ro")
     ]
     assert len(owners) == len(set(owners)) and set(owners) <= {"redis", "postgres", "minio"}
+
+
+def _documented(name: str) -> str:
+    """A variable's value as the compose file's header documents it (``NAME=value``)."""
+    header = (ROOT / "docker-compose.yml").read_text(encoding="utf-8").split("x-app:")[0]
+    found = re.search(rf"{name}=(\S+)", header)
+    assert found, f"the header documents {name}"
+    return found.group(1).rstrip(".")
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path of a service's read-only bind mounts."""
+    return {m.split(":")[1]: m.split(":")[0] for m in service.get("volumes", []) if str(m).endswith(":ro")}
+
+
+@pytest.mark.parametrize("name", ["worker-cpu", "worker-gpu"])
+def test_workers_read_the_trained_classifier_and_its_knowledge_bases_as_documented(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fleet serves the classifier `make model` trains, with the external knowledge bases it was trained
+    with (a worker refuses another): the header's values point inside the workers' read-only mounts, the
+    mounts default to where `make model` writes, and the knowledge bases are the ones training reads."""
+    from worker.training import SHIPPED_KNOWLEDGE
+
+    given = {var: _documented(var) for var in ("MEMEGUARD_CLASSIFIER_PATH", "MEMEGUARD_KB_EXTERNAL")}
+    service = interpolated(COMPOSE, {**REQUIRED, **given})["services"][name]
+    mounts = _mounts(service)
+    for key in [k for k in os.environ if k.startswith("MEMEGUARD_")]:
+        monkeypatch.delenv(key)
+    for key, value in service["environment"].items():
+        monkeypatch.setenv(key, str(value))
+    settings = Settings()
+    assert settings.classifier_path is not None and settings.classifier_path.name == "current.joblib"
+    assert mounts[str(settings.classifier_path.parent)] == "./.memeguard/models"  # where `make model` writes
+    datasets = Path("/srv/memeguard/datasets")
+    assert mounts[str(datasets)] == "./.memeguard/datasets"
+    assert settings.kb_external == [datasets / path for path in SHIPPED_KNOWLEDGE]
+    unset = interpolated(COMPOSE, REQUIRED)["services"][name]["environment"]
+    assert unset["MEMEGUARD_CLASSIFIER_PATH"] == "" and unset["MEMEGUARD_KB_EXTERNAL"] == ""  # bundled KB only

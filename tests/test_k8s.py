@@ -5,8 +5,10 @@ properties the fleet relies on hold."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,7 @@ KEDA_SCHEMA: dict[str, Any] = {
 }
 
 
-def render(target: str) -> list[dict[str, Any]]:
+def render(target: str | Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.fail("no kubectl: its built-in kustomize renders deploy/k8s")
@@ -96,7 +98,22 @@ def render(target: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-RENDERS = {target: render(target) for target in ("base", "overlays/gpu")}
+def with_classifier(overlay: str) -> list[dict[str, Any]]:
+    """``overlay`` with components/classifier added, as an operator's own overlay would add it."""
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [os.path.relpath(K8S / p, folder) for p in (overlay, "components/classifier")]
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": paths[:1],
+            "components": paths[1:],
+        }
+        (Path(folder) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+        return render(Path(folder))
+
+
+RENDERS = {target: render(target) for target in ("base", "overlays/gpu", "overlays/classifier")}
+RENDERS["overlays/gpu+classifier"] = with_classifier("overlays/gpu")
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
@@ -183,3 +200,36 @@ def test_workers_shut_down_warm_with_time_for_a_batch() -> None:
         for e in deployments["memeguard-worker-cpu"]["spec"]["template"]["spec"]["containers"][0]["env"]
     }
     assert cpu_env["MEMEGUARD_ANALYZER"] == "cascade"  # hands off to the GPU queue in the overlay
+
+
+@pytest.mark.parametrize("target", ["overlays/classifier", "overlays/gpu+classifier"])
+def test_every_worker_reads_the_trained_classifier_and_its_knowledge_bases(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """components/classifier: every worker tier mounts the knowledge volume read-only, and its settings name
+    the classifier `make model` writes and the knowledge bases training reads, inside that mount; the API and
+    beat, which read no meme, do not mount it."""
+    from memeguard.settings import Settings
+    from worker.training import SHIPPED_KNOWLEDGE
+
+    deployments = of_kind(RENDERS[target], "Deployment")
+    workers = [name for name in deployments if name.startswith("memeguard-worker-")]
+    assert len(workers) == (2 if "gpu" in target else 1)
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        mounts = {m["name"]: m for m in container.get("volumeMounts", [])}
+        if name not in workers:
+            assert "knowledge" not in mounts, name
+            continue
+        [volume] = [v for v in pod["volumes"] if v["name"] == "knowledge"]
+        assert volume["persistentVolumeClaim"] == {"claimName": "memeguard-knowledge", "readOnly": True}
+        assert mounts["knowledge"]["readOnly"] and mounts["knowledge"]["mountPath"] == "/srv/memeguard"
+        for key in [k for k in os.environ if k.startswith("MEMEGUARD_")]:
+            monkeypatch.delenv(key)
+        for env in container["env"]:
+            monkeypatch.setenv(env["name"], env["value"])
+        settings = Settings()
+        root = Path("/srv/memeguard")
+        assert settings.classifier_path == root / "models" / "current.joblib", name
+        assert settings.kb_external == [root / "datasets" / path for path in SHIPPED_KNOWLEDGE], name
