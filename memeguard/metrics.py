@@ -53,6 +53,10 @@ HTTP_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 CASCADE = Counter("memeguard_cascade_total", "Cascade outcomes: where each item's verdict came from", ["tier"])
+RELEASE_FAILURES = Counter(
+    "memeguard_release_failures_total",
+    "Tries to apply what the releases serve that failed on a worker (it serves what it had; retried each refresh)",
+)
 
 
 def observe_stages(timings_ms: dict[str, float], stages: tuple[str, ...] = WORKER_STAGES) -> None:

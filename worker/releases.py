@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memeguard.blobs import BlobNotFound, BlobStore
 from memeguard.db import Artefact
+from memeguard.metrics import RELEASE_FAILURES
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, PolicyError, evaluate, parse_policy
 from releases import store as releases
@@ -81,6 +82,7 @@ class Releases:
         self._running = Running(policy, None)
         self._seen: dict[str, Any] | None = None
         self._loaded: dict[str, Any] = {}
+        self._failing = False  # the last try to apply the releases' state failed: try again at each refresh
         self._stale = Periodic(self._reload, refresh_s, clock)
 
     def current(self) -> Running:
@@ -89,20 +91,27 @@ class Releases:
         return self._running
 
     def _reload(self) -> None:
+        """Apply the releases' state when it moved — or, while the last try failed, again at each refresh: the
+        cause (bytes restored to the blob store, a knowledge base mounted) may have been fixed since."""
         with self._sessions() as session:
             state = releases.live(session)
             seen = {k: (s.serving.id if s.serving else None, _key(s)) for k, s in state.items()}
-            if seen != self._seen:
+            if seen != self._seen or self._failing:
                 self._running, self._seen = self._applied(state), seen
 
     def _applied(self, state: dict[str, releases.Live]) -> Running:
         """The new state, or — when an artefact cannot be loaded here (its bytes gone, a knowledge base this
-        worker lacks) — the one before, with the reason logged as an error: a bad release never stops a worker
-        from serving. Database errors propagate (transient: the batch is retried)."""
+        worker lacks) — the one before, with the reason logged as an error and counted
+        (``memeguard_release_failures_total``, the MemeguardReleaseNotApplied alert): a bad release never
+        stops a worker from serving, and the fleet never serves two versions unnoticed. Database errors
+        propagate (transient: the batch is retried)."""
         try:
-            return self._apply(state)
+            running, self._failing = self._apply(state), False
+            return running
         except (ValueError, FileNotFoundError, BlobNotFound, PolicyError) as exc:
             log.error("releases not applied on this worker, serving what it had: %s", exc)
+            RELEASE_FAILURES.inc()
+            self._failing = True
             return self._running
 
     def _apply(self, state: dict[str, releases.Live]) -> Running:

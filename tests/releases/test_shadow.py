@@ -330,3 +330,39 @@ def test_the_runtime_gives_a_cascade_worker_s_fast_tier_to_the_releases(tmp_path
     worker = runtime.releases
     assert worker is not None and worker._embedded is runtime.analyzer.fast  # type: ignore[attr-defined]
     assert worker._classifier_trials is False
+
+
+def test_a_worker_that_cannot_load_a_promotion_says_so_and_takes_it_once_it_can(
+    pg_sessions: sessionmaker[Session], blobs: LocalBlobStore, tmp_path: Path
+) -> None:
+    """A promoted classifier whose bytes are not (yet) in the blob store: each refresh tries again and counts
+    the failure (the MemeguardReleaseNotApplied alert reads it), and once the bytes are there the worker
+    serves it without a restart or a new promotion."""
+    import hashlib
+
+    from prometheus_client import REGISTRY
+
+    def failures() -> float:
+        return REGISTRY.get_sample_value("memeguard_release_failures_total") or 0.0
+
+    serving = HarmClassifier.fit(TEXTS, LABELS, KB, source="month-1")
+    candidate = HarmClassifier.fit([*TEXTS, *EXTRA], [*LABELS, *[3] * len(EXTRA)], KB, source="month-2")
+    data = candidate.save(tmp_path / "candidate.joblib").read_bytes()
+    analyzer = EmbeddedAnalyzer(KB, lambda frames: "", serving)
+    worker = Releases(pg_sessions, blobs, analyzer, load_policy(), refresh_s=0)
+    with pg_sessions() as session:
+        artefact = releases.register(
+            session, "classifier", candidate.version, actor="o", report={}, sha256=hashlib.sha256(data).hexdigest()
+        )
+        releases.start(session, str(artefact.id), share=1.0, actor="o")
+        releases.promote(session, "classifier", actor="o")
+        session.commit()
+    before = failures()
+    worker.current()
+    worker.current()
+    assert analyzer.classifier is serving and failures() == before + 2  # tried at each refresh, counted
+    blobs.put(data)  # the bytes restored
+    worker.current()
+    worker.current()
+    assert analyzer.classifier is not None and analyzer.classifier.version == candidate.version
+    assert failures() == before + 2
