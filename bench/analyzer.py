@@ -150,7 +150,9 @@ def encoder_rows(texts):  # type: ignore[no-untyped-def]
 
 def feeling_stage(classifier, kb, texts):  # type: ignore[no-untyped-def]
     """What the emotion and attack-style readers add per meme: their reading of one text whose knowledge-base
-    matches and sentence vector the analyzer has already computed for the harm classifier."""
+    matches and sentence vector the analyzer has already computed for the harm classifier (the emotion
+    reader's word cut included)."""
+    from worker.feeling import words_of
     from worker.match_reading import read
 
     matches = [read(kb.match(t), t) for t in texts]
@@ -158,9 +160,10 @@ def feeling_stage(classifier, kb, texts):  # type: ignore[no-untyped-def]
 
     def one(i: int) -> None:
         row = None if vectors is None else vectors[i : i + 1]
-        for reader in (classifier.emotion, classifier.attack):
-            if reader is not None:
-                reader.read([texts[i]], [matches[i]], row)
+        if classifier.emotion is not None:
+            classifier.emotion.read([texts[i]], [matches[i]], row, words_of(kb, [texts[i]]))
+        if classifier.attack is not None:
+            classifier.attack.read([texts[i]], [matches[i]], row)
 
     return one
 

@@ -56,7 +56,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from memeguard.schemas import HarmType, Intent
 from worker.encoder import SentenceEncoder, encoder_for
-from worker.feeling import AttackReader, EmotionReader, Feeling, Style
+from worker.feeling import AttackReader, EmotionReader, Feeling, Style, words_of
 from worker.knowledge import KnowledgeBase, Match, clauses, joined, normalize
 from worker.match_reading import read
 
@@ -304,7 +304,9 @@ class HarmClassifier:
         decisions = self.decide(shares, attack_strengths(matches))
         confidence = self.calibrator(decisions, similarity)
         feelings: list[Feeling | None] = (
-            list(self.emotion.read(texts, matches, vectors)) if self.emotion else [None] * len(texts)
+            list(self.emotion.read(texts, matches, vectors, words_of(kb, texts)))
+            if self.emotion
+            else [None] * len(texts)
         )
         styles: list[Style | None] = (
             list(self.attack.read(texts, matches, vectors)) if self.attack else [None] * len(texts)
@@ -339,7 +341,7 @@ class HarmClassifier:
             matches = _read_all(kb, texts, [""] * len(texts))
             vectors = self.semantic.vectors(texts) if self.semantic is not None else None
             if name == "emotion":
-                self.emotion = EmotionReader.fit(texts, labels, matches, vectors)
+                self.emotion = EmotionReader.fit(texts, labels, matches, vectors, words_of(kb, texts))
                 self.trained["emotion"] = self.emotion.trained
             else:
                 self.attack = AttackReader.fit(texts, labels, matches, vectors)

@@ -2,10 +2,10 @@
 
 The reader is trained in the run exactly as the shipped classifier's is (``EmotionReader.fit`` on the
 training file, ``valid.txt`` — the release's train split is not available — over the same features: character
-n-grams, the bundled knowledge base's cues, the sentence encoder's vector) and scored on the held-out
-``test.txt`` (or, with ``--split train``, a seeded 20 % of the training file). Beside it, in the same run and
-on the same items, the reference baseline: character 1-3-gram TF-IDF + class-balanced logistic regression on
-the same training items.
+n-grams, the words as the bundled knowledge base's segmenter cuts them, its cues, the sentence encoder's
+vector) and scored on the held-out ``test.txt`` (or, with ``--split train``, a seeded 20 % of the training
+file). Beside it, in the same run and on the same items, the reference baseline: character 1-3-gram TF-IDF +
+class-balanced logistic regression on the same training items.
 
 Two sets of figures:
 
@@ -33,7 +33,7 @@ from worker.classifier import for_encoder
 from worker.datasets import CLUE_EMOTION_LABELS, LabelledItem, load_clue_emotion
 from worker.encoder import SentenceEncoder
 from worker.evaluation import expected_calibration_error, reference_predict, sampled
-from worker.feeling import EmotionReader, settle_emotion, strongest_cue
+from worker.feeling import EmotionReader, settle_emotion, strongest_cue, words_of
 from worker.knowledge import KnowledgeBase, Match
 from worker.match_reading import read
 
@@ -80,12 +80,16 @@ def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> di
     started = time.perf_counter()
     train_matches, eval_matches = _read(kb, train), _read(kb, evaluation)
     train_vectors, eval_vectors = (_vectors(encoder, train), _vectors(encoder, evaluation)) if encoder else (None, None)
-    reader = EmotionReader.fit([i.text for i in train], [i.emotion for i in train], train_matches, train_vectors)
+    train_texts = [i.text for i in train]
+    reader = EmotionReader.fit(
+        train_texts, [i.emotion for i in train], train_matches, train_vectors, words_of(kb, train_texts)
+    )
     trained_s = time.perf_counter() - started
     started = time.perf_counter()
     texts = [i.text for i in evaluation]
-    native = reader.native_proba(texts, eval_matches, eval_vectors)
-    feelings = reader.read(texts, eval_matches, eval_vectors)
+    words = words_of(kb, texts)
+    native = reader.native_proba(texts, eval_matches, eval_vectors, words)
+    feelings = reader.read(texts, eval_matches, eval_vectors, words)
     calls = [settle_emotion(*strongest_cue(m)[:2], f) for m, f in zip(eval_matches, feelings, strict=True)]
     elapsed = time.perf_counter() - started
     truth = [i.emotion for i in evaluation]

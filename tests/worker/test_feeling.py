@@ -13,7 +13,7 @@ from memeguard.schemas import Emotion, Intent
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import HarmClassifier
 from worker.datasets import DataError, Source, load_clue_emotion, load_jsonl
-from worker.feeling import Feeling, choose_threshold, settle_emotion, strongest_cue
+from worker.feeling import Feeling, LabelModel, choose_threshold, settle_emotion, strongest_cue, words_of
 from worker.knowledge import KnowledgeBase
 from worker.match_reading import read
 
@@ -101,11 +101,36 @@ def analyzer(classifier: HarmClassifier) -> EmbeddedAnalyzer:
 def test_the_emotion_reader_maps_its_labels_onto_memeguards_emotions(classifier: HarmClassifier) -> None:
     assert classifier.emotion is not None
     assert classifier.emotion.emotions == [Emotion.JOY, Emotion.SADNESS, Emotion.ANGER]  # like + happiness: joy
-    felt = classifier.emotion.read(["开心到飞起", "伤心透了", "气死我了"], [[], [], []], None)
+    texts = ["开心到飞起", "伤心透了", "气死我了"]
+    felt = classifier.emotion.read(texts, [[], [], []], None, words_of(KB, texts))
     assert [f.likeliest for f in felt] == [Emotion.JOY, Emotion.SADNESS, Emotion.ANGER]
     assert all(abs(sum(f.probabilities.values()) - 1.0) < 1e-6 for f in felt)
     assert classifier.trained["emotion"]["mapping"]["like"] == "joy"
     assert "out_of_fold" in classifier.trained["emotion"] and "attack_style" in classifier.trained
+
+
+def test_the_emotion_reader_learns_the_words_the_segmenter_cuts(classifier: HarmClassifier) -> None:
+    """Words beside the character n-grams: a knowledge-base phrase is one word (破防, not 破 + 防), the reader
+    keeps its word block in the artefact and refuses to read without the words rather than read less."""
+    assert words_of(KB, ["看完直接破防，一晚上睡不着"]) == ["看 完 直接 破防 一 晚上 睡不着"]
+    reader = classifier.emotion
+    assert reader is not None and reader.labels.words is not None and reader.labels.word_weight > 0
+    assert {"开心", "伤心"} <= set(reader.labels.words.vocabulary_)
+    assert reader.trained["word_weight"] == reader.labels.word_weight
+    with pytest.raises(ValueError, match="words_of"):
+        reader.read(["开心"], [[]], None, None)
+
+
+def test_a_reader_trained_before_words_still_reads() -> None:
+    """An artefact from before the word block (its LabelModel was pickled without the word fields) reads as it
+    did: the class's defaults say it has none."""
+    texts, labels = [t for t, _ in EMOTION_PAIRS], [label for _, label in EMOTION_PAIRS]
+    old, _ = LabelModel.fit(sorted(set(labels)), texts, labels, [[] for _ in texts], None)
+    for name in ("word_weight", "words"):
+        old.__dict__.pop(name)
+    assert old.word_weight == 0.0 and old.words is None
+    [row] = old.proba(["开心到飞起"], [[]], None)
+    assert abs(row.sum() - 1.0) < 1e-6 and old.labels[int(row.argmax())] in {"happiness", "like"}
 
 
 def test_neutral_only_when_no_emotion_is_likely_enough() -> None:
