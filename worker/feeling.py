@@ -98,7 +98,8 @@ def _word_block(words: Sequence[str]) -> TfidfVectorizer | None:
 
 
 def _split(doc: str) -> list[str]:
-    """The word block's tokens: every word the segmenter cut, one character ones included (一个 字 is a word)."""
+    """The word block's tokens: every word the segmenter cut, single characters included (了, 吗 and 啊 carry
+    feeling too)."""
     return doc.split()
 
 
