@@ -21,6 +21,25 @@ SERVICES = COMPOSE["services"]
 APP_SERVICES = ("api", "worker-cpu", "worker-gpu", "beat")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as compose reads it: a key twice in one mapping (two ``<<`` merges included) is an error there,
+    while PyYAML keeps the last silently."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [key.value for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+        repeated = {key for key in keys if keys.count(key) > 1}
+        if repeated:
+            raise yaml.constructor.ConstructorError(None, None, f"repeated keys {repeated}", node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def test_no_mapping_repeats_a_key() -> None:
+    """Compose refuses a file whose mapping repeats a key — merging two anchors takes ``<<: [*a, *b]``."""
+    yaml.load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"), Loader=_StrictLoader)
+    with pytest.raises(yaml.constructor.ConstructorError, match="repeated keys"):
+        yaml.load("a: &a {x: 1}\nb: &b {y: 2}\nc:\n  <<: *a\n  <<: *b\n", Loader=_StrictLoader)
+
+
 def test_all_services_are_present() -> None:
     assert set(SERVICES) == {
         "redis",
