@@ -183,6 +183,18 @@ def test_access_control_in_the_browser(browser: Any, server: str, deployment: Ru
     assert response.value.status == 403 and "CSRF" in page.inner_text("main")
 
 
+def image_width(page: Any, selector: str, timeout_ms: int = 15_000) -> int:
+    """The natural width of the first image ``selector`` finds once the browser has finished with it (0: it
+    loaded nothing — a broken image is complete too)."""
+    page.wait_for_function(
+        "s => { const i = document.querySelector(s); return i !== null && i.complete; }",
+        arg=selector,
+        timeout=timeout_ms,
+    )
+    width: int = page.eval_on_selector(selector, "img => img.naturalWidth")
+    return width
+
+
 def test_the_decision_panel_is_above_the_fold_at_1366_by_900(
     browser: Any, server: str, deployment: Runtime, platform: Platform
 ) -> None:
@@ -204,7 +216,8 @@ def test_the_decision_panel_is_above_the_fold_at_1366_by_900(
     page.keyboard.press("?")  # every shortcut, on any page
     assert page.is_visible("#shortcuts") and "领取下一条" in page.inner_text("#shortcuts")
     page.goto("/review/queue/tagged")
-    assert page.eval_on_selector("img.thumb", "img => img.naturalWidth") > 0  # thumbnails reach the browser
+    # thumbnails are lazy (loading="lazy"): the page's load event does not wait for them, so wait for the first
+    assert image_width(page, "img.thumb") > 0  # thumbnails reach the browser
     page.screenshot(path=str(SCREENSHOTS / "queue-1366x900.png"))
 
 
