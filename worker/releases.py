@@ -26,7 +26,7 @@ from memeguard.metrics import RELEASE_FAILURES
 from memeguard.schemas import Verdict
 from policies import Decision, Policy, PolicyError, evaluate, parse_policy
 from releases import store as releases
-from worker.analyzers.base import AnalysisInput
+from worker.analyzers.base import AnalysisInput, tiers
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.periodic import Periodic
 
@@ -162,10 +162,7 @@ class Releases:
 def embedded_tier(analyzer: Any) -> EmbeddedAnalyzer | None:
     """The embedded tier an analyzer reads with — itself, a cascade's fast tier, or the VLM's reader — which a
     promoted classifier applies to on every kind of worker (None: a worker without one, the no-op)."""
-    for candidate in (analyzer, getattr(analyzer, "fast", None), getattr(analyzer, "reader", None)):
-        if isinstance(candidate, EmbeddedAnalyzer):
-            return candidate
-    return None
+    return next((tier for tier in tiers(analyzer) if isinstance(tier, EmbeddedAnalyzer)), None)
 
 
 def _key(state: releases.Live) -> tuple[Any, ...] | None:

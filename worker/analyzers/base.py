@@ -65,6 +65,16 @@ class BatchAnalyzer(Analyzer, Protocol):
     def analyze_batch(self, items: list[AnalysisInput]) -> list[AnalysisResult | AnalyzerError]: ...
 
 
+def tiers(analyzer: Any) -> list[Any]:
+    """The analyzer, then the tiers inside it: a cascade's fast and slow ones, the VLM's embedded reader.
+
+    One walk for everything that asks what a worker reads with — the version each tier stamps, the embedded
+    tier a promotion swaps, the knowledge base the radar compares with — so a new kind of nesting is taught
+    here once rather than to each of them."""
+    inner = (getattr(analyzer, name, None) for name in ("fast", "slow", "reader"))
+    return [analyzer, *(tier for tier in inner if tier is not None)]
+
+
 def analyze_one(analyzer: BatchAnalyzer, item: AnalysisInput) -> AnalysisResult:
     """A batch analyzer's ``analyze``: a batch of one, its error raised."""
     result = analyzer.analyze_batch([item])[0]

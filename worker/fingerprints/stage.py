@@ -24,7 +24,7 @@ from banks.store import NewMatch
 from jobs import store
 from memeguard.metrics import CACHE_HITS
 from memeguard.schemas import Emotion, HarmType, Intent, Signal, Verdict
-from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer
+from worker.analyzers.base import AnalysisInput, AnalysisResult, Analyzer, tiers
 from worker.fingerprints.captions import caption
 from worker.fingerprints.matcher import BankHit, CacheHit, ImageMatch, Matcher
 from worker.knowledge import KnowledgeBase
@@ -186,8 +186,8 @@ def still_stands(earlier: Verdict, versions: Mapping[str, str]) -> bool:
 def tier_versions(analyzer: Any) -> Callable[[], dict[str, str]]:
     """The version each tier of ``analyzer`` stamps on its verdicts now, by the tier's name: the analyzer
     and the tiers inside it (a cascade's fast and slow ones, the VLM's embedded reader)."""
-    tiers = [analyzer, *(getattr(analyzer, name, None) for name in ("fast", "slow", "reader"))]
-    return lambda: {str(t.name): str(t.version) for t in tiers if t is not None}
+    walked = tiers(analyzer)
+    return lambda: {str(t.name): str(t.version) for t in walked}
 
 
 def _bank_verdict(hit: BankHit, hashed_ms: float) -> Verdict:
@@ -257,7 +257,4 @@ def build_stage(sessions: sessionmaker[Session], analyzer: Analyzer, settings: S
 def _knowledge_reader(analyzer: Any) -> Any:
     """The analyzer, or the embedded tier inside it (cascade, VLM reader), whose ``kb`` is the knowledge
     base it reads — read at each use, so an overlay phrase approved since is no longer new to the radar."""
-    for candidate in (analyzer, getattr(analyzer, "fast", None), getattr(analyzer, "reader", None)):
-        if isinstance(getattr(candidate, "kb", None), KnowledgeBase):
-            return candidate
-    return None
+    return next((tier for tier in tiers(analyzer) if isinstance(getattr(tier, "kb", None), KnowledgeBase)), None)

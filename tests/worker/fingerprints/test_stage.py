@@ -25,8 +25,10 @@ from producer.service import Producer
 from producer.validation import Limits
 from releases import store as releases
 from tests.helpers.images import animation, scenes
-from worker.analyzers.base import AnalysisInput, AnalysisResult
+from worker.analyzers.base import AnalysisInput, AnalysisResult, tiers
+from worker.analyzers.cascade import CascadeAnalyzer
 from worker.analyzers.embedded import EmbeddedAnalyzer
+from worker.analyzers.noop import NoopAnalyzer
 from worker.classifier import HarmClassifier
 from worker.fingerprints.matcher import Matcher
 from worker.fingerprints.stage import Fingerprinting, still_stands, tier_versions
@@ -243,6 +245,18 @@ def test_an_earlier_verdict_stands_only_while_what_made_it_still_reads_the_same(
     assert not still_stands(_verdict("fingerprint", "bank:known-bad"), running)  # the bank decides afresh
     # the GPU tier's verdict on a CPU worker that hands off: that tier's workers hold its version
     assert still_stands(_verdict("vlm", "glm4v:int8:p1234abcd"), running)
+
+
+def test_tier_versions_name_each_tier_a_worker_runs_and_read_them_at_each_use(embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
+    """A cascade stamps its own version and each of its tiers' (a hand-off cascade has no slow tier)."""
+    noop = NoopAnalyzer()
+    cascade = CascadeAnalyzer(embedded_analyzer, noop, load_policy())
+    assert tiers(cascade) == [cascade, embedded_analyzer, noop]
+    assert tiers(CascadeAnalyzer(embedded_analyzer, None, load_policy()))[1:] == [embedded_analyzer]
+    versions = tier_versions(cascade)
+    assert versions() == {"cascade": cascade.version, "embedded": embedded_analyzer.version, "noop": "1"}
+    noop.version = "2"  # a tier that moves on (a promotion, an overlay phrase) is seen at the next use
+    assert versions()["noop"] == "2" and versions()["cascade"].endswith(">2")
 
 
 TEXTS = (
