@@ -13,6 +13,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 GPU_TRANSFORMERS ?= 5.17.0
 GPU_HF_HUB       ?= 1.33.0
 COMPAT  := $(VENV)/compat/transformers-$(GPU_TRANSFORMERS)
+LEXICON := .memeguard/lexicons/zh_common_DUTIR.yaml
 
 .PHONY: demo test lint fmt typecheck unit suite vlm-compat system-deps clean bench model lock
 
@@ -31,11 +32,16 @@ demo: system-deps $(STAMP)
 	$(VENV)/bin/memeguard demo
 
 # The classifier as shipped (README, "How good it is"): ToxiCN MM + ToxiCN text for harm, CLUEmotion for the
-# emotion reader, C-HarmKB and ToxiCN's lexicon where present under MEMEGUARD_DATASETS_DIR (../shared/datasets),
-# into .memeguard/models/current.joblib, which workers and `memeguard analyze` load by default. About 15-20
+# emotion reader with the DUTIR emotion lexicon (fetched below), C-HarmKB and ToxiCN's lexicon where present
+# under MEMEGUARD_DATASETS_DIR (../shared/datasets), into .memeguard/models/current.joblib, which workers and `memeguard analyze` load by default. About 15-20
 # minutes on 2 cores (the sentence encoder reads every text).
-model: $(STAMP)
+model: $(STAMP) $(LEXICON)
 	$(VENV)/bin/memeguard train --shipped
+
+# DUTIR, the emotion lexicon the emotion reader learns from (README, "Emotion and intent"): its data file only,
+# from the cntext wheel on PyPI, pinned by hash (tools/fetch_lexicon.py)
+$(LEXICON): | $(STAMP)
+	$(PY) tools/fetch_lexicon.py $@
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

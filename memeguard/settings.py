@@ -42,6 +42,7 @@ PLACEHOLDER_SECRETS = frozenset(
 MIN_API_KEY_LENGTH = 16
 INLINE_BROKER = "inline"
 SHIPPED_CLASSIFIER = Path("models") / "current.joblib"  # under data_dir: what `make model` writes
+SHIPPED_EMOTION_LEXICON = Path("lexicons") / "zh_common_DUTIR.yaml"  # under data_dir: what `make model` fetches
 
 
 def is_placeholder(secret: str) -> bool:
@@ -207,6 +208,12 @@ class Settings(BaseSettings):
         default=None,
         description="artefact from `memeguard train`; unset = the "
         "shipped one, data_dir/models/current.joblib (`make model`), when it exists",
+    )
+    emotion_lexicon: Path | None = Field(
+        default=None,
+        description="emotion lexicon the emotion reader learns from (`memeguard train`, `eval clue-emotion`; "
+        "the artefact keeps it, workers never read the file); unset = data_dir/lexicons/zh_common_DUTIR.yaml "
+        "(`make model` fetches it) when it exists",
     )
     api_keys: dict[str, SecretStr] = Field(default_factory=dict, description="tenant -> API key")
     admin_api_key: SecretStr | None = Field(default=None, description="key for /v1/banks (bank curation)")
@@ -414,6 +421,14 @@ class Settings(BaseSettings):
         if self.classifier_path is not None:
             return self.classifier_path
         shipped = self.data_dir / SHIPPED_CLASSIFIER
+        return shipped if shipped.exists() else None
+
+    @property
+    def effective_emotion_lexicon(self) -> Path | None:
+        """MEMEGUARD_EMOTION_LEXICON, else the shipped lexicon (`make model`) when it exists, else None."""
+        if self.emotion_lexicon is not None:
+            return self.emotion_lexicon
+        shipped = self.data_dir / SHIPPED_EMOTION_LEXICON
         return shipped if shipped.exists() else None
 
     @property

@@ -55,6 +55,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from memeguard.schemas import HarmType, Intent
+from worker.emotion_lexicon import EmotionLexicon
 from worker.encoder import SentenceEncoder, encoder_for
 from worker.feeling import AttackReader, EmotionReader, Feeling, Style, words_of
 from worker.knowledge import KnowledgeBase, Match, clauses, joined, normalize
@@ -328,12 +329,17 @@ class HarmClassifier:
         ]
 
     def learn_feelings(
-        self, kb: KnowledgeBase, emotions: Sequence[tuple[str, str]], attacks: Sequence[tuple[str, str]]
+        self,
+        kb: KnowledgeBase,
+        emotions: Sequence[tuple[str, str]],
+        attacks: Sequence[tuple[str, str]],
+        lexicon: EmotionLexicon | None = None,
     ) -> HarmClassifier:
-        """Add the emotion reader ((text, CLUEmotion-style label) pairs) and the attack-style reader ((text,
-        explicit_attack | implicit_attack) pairs), each over the same features as prediction uses, and record
-        what they learned from in the artefact (its version changes with their data)."""
-        digest = hashlib.sha256()
+        """Add the emotion reader ((text, CLUEmotion-style label) pairs; with ``lexicon``, its block too) and the
+        attack-style reader ((text, explicit_attack | implicit_attack) pairs), each over the same features as
+        prediction uses, and record what they learned from in the artefact (its version changes with their data
+        and the lexicon)."""
+        digest = hashlib.sha256(lexicon.sha256.encode() if lexicon is not None and emotions else b"")
         for name, pairs in (("emotion", emotions), ("attack", attacks)):
             if not pairs:
                 continue
@@ -341,7 +347,7 @@ class HarmClassifier:
             matches = _read_all(kb, texts, [""] * len(texts))
             vectors = self.semantic.vectors(texts) if self.semantic is not None else None
             if name == "emotion":
-                self.emotion = EmotionReader.fit(texts, labels, matches, vectors, words_of(kb, texts))
+                self.emotion = EmotionReader.fit(texts, labels, matches, vectors, words_of(kb, texts), lexicon=lexicon)
                 self.trained["emotion"] = self.emotion.trained
             else:
                 self.attack = AttackReader.fit(texts, labels, matches, vectors)

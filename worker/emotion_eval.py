@@ -3,9 +3,9 @@
 The reader is trained in the run exactly as the shipped classifier's is (``EmotionReader.fit`` on the
 training file, ``valid.txt`` — the release's train split is not available — over the same features: character
 n-grams, the words as the bundled knowledge base's segmenter cuts them, its cues, the sentence encoder's
-vector) and scored on the held-out ``test.txt`` (or, with ``--split train``, a seeded 20 % of the training
-file). Beside it, in the same run and on the same items, the reference baseline: character 1-3-gram TF-IDF +
-class-balanced logistic regression on the same training items.
+vector, the emotion lexicon's counts when one is given) and scored on the held-out ``test.txt`` (or, with
+``--split train``, a seeded 20 % of the training file). Beside it, in the same run and on the same items, the
+reference baseline: character 1-3-gram TF-IDF + class-balanced logistic regression on the same training items.
 
 Two sets of figures:
 
@@ -31,6 +31,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from memeguard.schemas import Emotion
 from worker.classifier import for_encoder
 from worker.datasets import CLUE_EMOTION_LABELS, LabelledItem, load_clue_emotion
+from worker.emotion_lexicon import EmotionLexicon
 from worker.encoder import SentenceEncoder
 from worker.evaluation import expected_calibration_error, reference_predict, sampled
 from worker.feeling import EmotionReader, settle_emotion, strongest_cue, words_of
@@ -74,7 +75,9 @@ def split_items(config: EmotionEvalConfig) -> tuple[list[LabelledItem], list[Lab
     return sampled(train, config.train_limit, config.seed), sampled(evaluation, config.limit, config.seed)
 
 
-def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> dict[str, Any]:
+def run(
+    config: EmotionEvalConfig, encoder: SentenceEncoder | None = None, lexicon: EmotionLexicon | None = None
+) -> dict[str, Any]:
     train, evaluation = split_items(config)
     kb = KnowledgeBase.bundled().warm()
     started = time.perf_counter()
@@ -82,7 +85,12 @@ def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> di
     train_vectors, eval_vectors = (_vectors(encoder, train), _vectors(encoder, evaluation)) if encoder else (None, None)
     train_texts = [i.text for i in train]
     reader = EmotionReader.fit(
-        train_texts, [i.emotion for i in train], train_matches, train_vectors, words_of(kb, train_texts)
+        train_texts,
+        [i.emotion for i in train],
+        train_matches,
+        train_vectors,
+        words_of(kb, train_texts),
+        lexicon=lexicon,
     )
     trained_s = time.perf_counter() - started
     started = time.perf_counter()
@@ -115,6 +123,7 @@ def run(config: EmotionEvalConfig, encoder: SentenceEncoder | None = None) -> di
             "trained_on": len(train),
             "encoder": encoder.id if encoder else None,
             "kb": kb.version,
+            "lexicon": reader.trained["lexicon"],
             "threshold": reader.threshold,
             "temperature": reader.labels.temperature,
             "mapping": reader.trained["mapping"],

@@ -14,6 +14,7 @@ from typing import Any
 
 from worker.classifier import MAX_FALSE_ALARM, HarmClassifier
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source
+from worker.emotion_lexicon import EmotionLexicon
 from worker.encoder import SentenceEncoder
 from worker.feeling import ATTACK_STYLES
 from worker.knowledge import KnowledgeBase
@@ -65,9 +66,11 @@ class TrainingSet:
         encoder: SentenceEncoder | None,
         kb_external: Sequence[Path] = (),
         max_false_alarm: float = MAX_FALSE_ALARM,
+        emotion_lexicon: EmotionLexicon | None = None,
     ) -> HarmClassifier:
-        """The harm classifier, then the emotion reader (from the emotion-labelled items) and the attack-style
-        reader (from the items whose intent says explicit or implicit attack) on the same features."""
+        """The harm classifier, then the emotion reader (from the emotion-labelled items, with the lexicon's
+        block when one is given) and the attack-style reader (from the items whose intent says explicit or
+        implicit attack) on the same features."""
         model = HarmClassifier.fit(
             [i.text for i in self.items],
             [i.training_class for i in self.items],
@@ -86,6 +89,7 @@ class TrainingSet:
             kb,
             [(i.text, i.emotion) for i in self.emotions],
             styles if len({label for _, label in styles}) == len(ATTACK_STYLES) else [],
+            emotion_lexicon,
         )
 
 

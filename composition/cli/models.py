@@ -95,9 +95,10 @@ def train(
         if shipped and not settings.kb_external_given
         else list(settings.kb_external)
     )
+    lexicon = _emotion_lexicon(settings) if training.emotions else None
     with step(f"training on {len(training.items)} items (features, cross-validation, readers)"):
         classifier = training.fit(
-            build_kb(externals), _sentence_encoder() if encoder else None, externals, max_false_alarm
+            build_kb(externals), _sentence_encoder() if encoder else None, externals, max_false_alarm, lexicon
         )
     named = Path("models") / f"{classifier.version}.joblib"
     default_out = settings.data_dir / (SHIPPED_CLASSIFIER if shipped else named)
@@ -110,6 +111,8 @@ def train(
     for name in ("emotion", "attack_style"):
         if name in classifier.trained:
             typer.echo(f"  {name} reader: out of fold {classifier.trained[name]['out_of_fold']}")
+    if lexicon is not None:
+        typer.echo(f"  emotion lexicon: {lexicon.name} ({len(lexicon.words)} words)")
 
 
 def _reviewed_items(settings: Settings) -> list[Any]:
@@ -305,6 +308,19 @@ def _run_eval(
     _report(lambda: run(config, progress=progress), _print_eval, as_json)
 
 
+def _emotion_lexicon(settings: Settings) -> Any:
+    """The emotion lexicon the emotion reader learns from (``Settings.effective_emotion_lexicon``), None when
+    there is none; a file that is not one is refused (exit 2), never skipped."""
+    from worker.emotion_lexicon import EmotionLexicon, LexiconError
+
+    path = settings.effective_emotion_lexicon
+    try:
+        return EmotionLexicon.load(path) if path is not None else None
+    except (OSError, LexiconError) as exc:
+        typer.echo(f"refused: emotion lexicon {path}: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+
+
 def _dataset_dir(settings: Settings, folder: str) -> Path:
     """A dataset's directory under MEMEGUARD_DATASETS_DIR, or a refusal that says where it was looked for."""
     data_dir = settings.datasets_dir / folder
@@ -347,11 +363,15 @@ def eval_clue_emotion(
     as_json: JsonOption = False,
 ) -> None:
     """Score the emotion reader and the reference baseline on CLUEmotion 2020 (Weibo posts, seven emotions):
-    the model in the dataset's labels, and the tier's stated emotion (knowledge-base cues, neutral threshold)."""
+    the model in the dataset's labels, and the tier's stated emotion (knowledge-base cues, neutral threshold).
+    The reader learns with the emotion lexicon as `memeguard train` does (MEMEGUARD_EMOTION_LEXICON, else the
+    one `make model` fetched, where present)."""
     from worker.emotion_eval import EmotionEvalConfig, run
 
-    config = EmotionEvalConfig(_dataset_dir(load_settings(), "clue_emotion"), split, limit, train_limit, encoder)
-    scored = lambda: run(config, _sentence_encoder() if encoder else None)  # noqa: E731
+    settings = load_settings()
+    config = EmotionEvalConfig(_dataset_dir(settings, "clue_emotion"), split, limit, train_limit, encoder)
+    lexicon = _emotion_lexicon(settings)
+    scored = lambda: run(config, _sentence_encoder() if encoder else None, lexicon)  # noqa: E731
     _report(lambda: _in_step("scoring the emotion reader on CLUEmotion", scored), _print_emotion_eval, as_json)
 
 
@@ -359,7 +379,7 @@ def _print_emotion_eval(r: dict[str, Any]) -> None:
     base, tier = r["baseline"], r["tier"]
     typer.echo(
         f"clue-emotion {r['split']}, n={r['n']}, trained on {r['trained_on']}, encoder={r['encoder']}, "
-        f"kb={r['kb']}, neutral below {r['threshold']:.2f}"
+        f"kb={r['kb']}, lexicon={(r['lexicon'] or {}).get('name')}, neutral below {r['threshold']:.2f}"
     )
     typer.echo(f"{'metric':<18}{'memeguard':>12}{'baseline':>12}{'delta':>10}")
     for key in ("accuracy", "macro_f1"):

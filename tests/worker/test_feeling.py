@@ -13,6 +13,7 @@ from memeguard.schemas import Emotion, Intent
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import HarmClassifier
 from worker.datasets import DataError, Source, load_clue_emotion, load_jsonl
+from worker.emotion_lexicon import EmotionLexicon, LexiconError
 from worker.feeling import Feeling, LabelModel, choose_threshold, settle_emotion, strongest_cue, words_of
 from worker.knowledge import KnowledgeBase
 from worker.match_reading import read
@@ -126,9 +127,9 @@ def test_a_reader_trained_before_words_still_reads() -> None:
     did: the class's defaults say it has none."""
     texts, labels = [t for t, _ in EMOTION_PAIRS], [label for _, label in EMOTION_PAIRS]
     old, _ = LabelModel.fit(sorted(set(labels)), texts, labels, [[] for _ in texts], None)
-    for name in ("word_weight", "words"):
+    for name in ("word_weight", "words", "lexicon", "lexicon_weight"):
         old.__dict__.pop(name)
-    assert old.word_weight == 0.0 and old.words is None
+    assert old.word_weight == 0.0 and old.words is None and old.lexicon is None
     [row] = old.proba(["开心到飞起"], [[]], None)
     assert abs(row.sum() - 1.0) < 1e-6 and old.labels[int(row.argmax())] in {"happiness", "like"}
 
@@ -197,6 +198,115 @@ def test_the_readers_survive_the_artefact_round_trip(classifier: HarmClassifier,
     loaded = HarmClassifier.load(classifier.save(tmp_path / "m.joblib"))
     assert loaded.version == classifier.version and "-f" in loaded.version  # the readers' data is in the version
     assert loaded.predict(["伤心透了"], KB)[0].feeling == classifier.predict(["伤心透了"], KB)[0].feeling
+
+
+# an emotion lexicon in cntext's layout: 凄凉 and 悲戚 are in no training text, only in the lexicon
+LEXICON_YAML = """Name: 测试情感词典
+Category: [乐, 哀, 怒]
+Dictionary:
+  乐: [开心, 快乐, 高兴]
+  哀: [伤心, 难过, 凄凉, 悲戚]
+  怒: [生气, 愤怒]
+"""
+
+
+@pytest.fixture(scope="module")
+def lexicon(tmp_path_factory: pytest.TempPathFactory) -> EmotionLexicon:
+    path = tmp_path_factory.mktemp("lexicon") / "lexicon.yaml"
+    path.write_text(LEXICON_YAML, encoding="utf-8")
+    return EmotionLexicon.load(path)
+
+
+def test_an_emotion_lexicon_counts_whole_words_per_category(lexicon: EmotionLexicon) -> None:
+    assert lexicon.name == "测试情感词典" and lexicon.categories == ("乐", "哀", "怒")
+    words = words_of(KB, ["开心开心，又伤心", "好像没什么", "凄凉"])
+    counts = lexicon.counts(words)
+    assert np.allclose(counts[0], np.log1p([2, 1, 0]))  # each whole word once per occurrence
+    assert not counts[1].any()  # no listed word in it
+    assert counts[2][1] > 0 and lexicon.summary()["words"] == 9
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("Dictionary: [开心]\n", "no Dictionary of category -> words"),
+        ("Dictionary:\n  乐: 开心\n", "category '乐' does not list words"),
+        ("Dictionary:\n  乐: []\n", "the categories list no words"),
+        ("Dictionary: {乐: [\n", "not YAML"),
+    ],
+)
+def test_a_file_that_is_not_an_emotion_lexicon_is_refused_with_the_reason(tmp_path: Path, text: str, why: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(LexiconError, match=why) as refused:
+        EmotionLexicon.load(path)
+    assert refused.value.code == "lexicon_invalid"
+
+
+def test_the_emotion_reader_learns_the_lexicon_and_keeps_it_in_the_artefact(
+    lexicon: EmotionLexicon, tmp_path: Path
+) -> None:
+    """Words no training text has move the reading towards the category the lexicon files them under; the
+    artefact carries the lexicon (workers never read the file) and its version says which lexicon it learned."""
+    plain = HarmClassifier.fit(HARM_TEXTS, HARM_LABELS, KB, source="unit").learn_feelings(KB, EMOTION_PAIRS, [])
+    read = HarmClassifier.fit(HARM_TEXTS, HARM_LABELS, KB, source="unit").learn_feelings(KB, EMOTION_PAIRS, [], lexicon)
+    assert read.emotion is not None and plain.emotion is not None and read.version != plain.version
+    assert read.trained["emotion"]["lexicon"]["sha256"] == lexicon.sha256
+    assert plain.trained["emotion"]["lexicon"] is None
+    texts = ["凄凉悲戚"]
+    sad = [c.emotion.read(texts, [[]], None, words_of(KB, texts))[0].probabilities for c in (plain, read)]
+    assert sad[1][Emotion.SADNESS] > sad[0][Emotion.SADNESS] + 0.05
+    loaded = HarmClassifier.load(read.save(tmp_path / "m.joblib"))
+    assert loaded.emotion is not None and loaded.emotion.labels.lexicon == lexicon
+    assert loaded.predict(texts, KB)[0].feeling == read.predict(texts, KB)[0].feeling
+
+
+def test_the_shipped_emotion_lexicon_is_used_where_make_model_put_it(tmp_path: Path) -> None:
+    from memeguard.settings import SHIPPED_EMOTION_LEXICON, Settings
+
+    assert Settings(data_dir=tmp_path).effective_emotion_lexicon is None
+    (tmp_path / SHIPPED_EMOTION_LEXICON).parent.mkdir(parents=True)
+    (tmp_path / SHIPPED_EMOTION_LEXICON).write_text(LEXICON_YAML, encoding="utf-8")
+    assert Settings(data_dir=tmp_path).effective_emotion_lexicon == tmp_path / SHIPPED_EMOTION_LEXICON
+    given = tmp_path / "other.yaml"
+    assert Settings(data_dir=tmp_path, emotion_lexicon=given).effective_emotion_lexicon == given
+
+
+@needs_clue
+@pytest.mark.slow
+def test_train_teaches_the_emotion_reader_the_lexicon_it_is_given(tmp_path: Path) -> None:
+    """`memeguard train` reads MEMEGUARD_EMOTION_LEXICON (else the one `make model` fetched) into the emotion
+    reader and says so."""
+    import subprocess
+    import sys
+
+    data, lexicon = tmp_path / "harm.jsonl", tmp_path / "lexicon.yaml"
+    rows = [{"text": t, "harm_type": h} for t, h in zip(HARM_TEXTS, HARM_LABELS, strict=True)]
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    lexicon.write_text(LEXICON_YAML, encoding="utf-8")
+    env = {
+        **os.environ,
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+        "MEMEGUARD_DATASETS_DIR": str(DATASETS),
+        "MEMEGUARD_EMOTION_LEXICON": str(lexicon),
+    }
+    command = [
+        "train",
+        "--data",
+        str(data),
+        "--source",
+        "clue-emotion",
+        "--no-encoder",
+        "--out",
+        str(tmp_path / "m.joblib"),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "composition.cli", *command], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "emotion lexicon: 测试情感词典 (9 words)" in result.stdout
+    trained = HarmClassifier.load(tmp_path / "m.joblib").trained["emotion"]
+    assert trained["lexicon"]["sha256"] == EmotionLexicon.load(lexicon).sha256 and trained["items"] > 3000
 
 
 def test_jsonl_items_may_give_acceptable_emotions_and_intents(tmp_path: Path) -> None:
@@ -286,8 +396,9 @@ def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    def cli(*args: str, datasets: Path) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(datasets)}
+    def cli(*args: str, datasets: Path, lexicon: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(datasets), "MEMEGUARD_DATA_DIR": str(datasets / "data")}
+        env.update({"MEMEGUARD_EMOTION_LEXICON": str(lexicon)} if lexicon else {})
         return subprocess.run(
             [sys.executable, "-m", "composition.cli", "eval", "clue-emotion", *args],
             capture_output=True,
@@ -308,3 +419,7 @@ def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
     )
     wrong = cli("--split", "dev", "--no-encoder", datasets=tmp_path)
     assert wrong.returncode == 2 and "unknown split 'dev'" in wrong.stderr
+    (tmp_path / "not-a-lexicon.yaml").write_text("Name: 空\nDictionary: [开心]\n", encoding="utf-8")
+    unreadable = cli("--split", "train", "--no-encoder", datasets=tmp_path, lexicon=tmp_path / "not-a-lexicon.yaml")
+    assert unreadable.returncode == 2 and "refused: emotion lexicon" in unreadable.stderr
+    assert "no Dictionary of category -> words" in unreadable.stderr
