@@ -418,18 +418,18 @@ class Settings(BaseSettings):
     @property
     def effective_classifier_path(self) -> Path | None:
         """MEMEGUARD_CLASSIFIER_PATH, else the shipped classifier (`make model`) when it exists, else None."""
-        if self.classifier_path is not None:
-            return self.classifier_path
-        shipped = self.data_dir / SHIPPED_CLASSIFIER
-        return shipped if shipped.exists() else None
+        return self._given_or_shipped(self.classifier_path, SHIPPED_CLASSIFIER)
 
     @property
     def effective_emotion_lexicon(self) -> Path | None:
         """MEMEGUARD_EMOTION_LEXICON, else the shipped lexicon (`make model`) when it exists, else None."""
-        if self.emotion_lexicon is not None:
-            return self.emotion_lexicon
-        shipped = self.data_dir / SHIPPED_EMOTION_LEXICON
-        return shipped if shipped.exists() else None
+        return self._given_or_shipped(self.emotion_lexicon, SHIPPED_EMOTION_LEXICON)
+
+    def _given_or_shipped(self, given: Path | None, shipped: Path) -> Path | None:
+        """A path set in the settings wins; else what `make model` writes under data_dir, when it is there."""
+        if given is not None:
+            return given
+        return self.data_dir / shipped if (self.data_dir / shipped).exists() else None
 
     @property
     def kb_external_given(self) -> bool:
