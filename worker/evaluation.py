@@ -48,6 +48,7 @@ from worker.analyzers.base import AnalysisInput
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import LABELS, MAX_FALSE_ALARM
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, load_toxicn_text
+from worker.emotion_lexicon import EmotionLexicon
 from worker.encoder import SentenceEncoder
 from worker.samples import drawn_text, render_meme
 from worker.training import TrainingSet, build_kb
@@ -79,6 +80,7 @@ class EvalConfig:
     also_train: tuple[str, ...] | None = None  # other training sources (None: the other shipped ones)
     policy: Policy | None = None  # for the action shares (None: the bundled default)
     max_false_alarm: float = MAX_FALSE_ALARM  # the classifier's operating-point bound (``train --max-false-alarm``)
+    emotion_lexicon: EmotionLexicon | None = None  # the emotion reader's lexicon, as `memeguard train` reads it
 
     @property
     def source_name(self) -> str:
@@ -183,7 +185,7 @@ def run(
             [_with_context(i, config) for i in train],
         )
         training = TrainingSet.of([own, *others])
-        classifier = training.fit(kb, encoder, config.kb_external, config.max_false_alarm)
+        classifier = training.fit(kb, encoder, config.kb_external, config.max_false_alarm, config.emotion_lexicon)
         versions.append(classifier.version)
         thresholds.append(classifier.threshold)
         analyzer = EmbeddedAnalyzer(kb, ocr or (lambda _frames: ""), classifier)
@@ -214,6 +216,7 @@ def run(
             "threshold": thresholds,
             "policy": policy.ref,
             "max_false_alarm": config.max_false_alarm,
+            "emotion_lexicon": config.emotion_lexicon.summary() if config.emotion_lexicon else None,
             "trained_on": [config.source_name, *config.other_sources],
         }
     )

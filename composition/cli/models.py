@@ -304,6 +304,7 @@ def _run_eval(
         also_train=() if only else None,
         policy=_policy(settings),
         max_false_alarm=max_false_alarm,
+        emotion_lexicon=_emotion_lexicon(settings),
     )
     _report(lambda: run(config, progress=progress), _print_eval, as_json)
 

@@ -69,6 +69,21 @@ def test_sentence_encoder_run_trains_on_a_seeded_sample() -> None:
 
 
 @needs_data
+def test_an_evaluation_run_trains_the_emotion_reader_with_the_lexicon_as_train_does(tmp_path: Path) -> None:
+    from worker.emotion_lexicon import EmotionLexicon
+
+    path = tmp_path / "lexicon.yaml"
+    path.write_text("Name: 小词典\nDictionary:\n  乐: [开心, 快乐]\n  哀: [伤心, 难过]\n", encoding="utf-8")
+    lexicon = EmotionLexicon.load(path)
+    config = EvalConfig(
+        TOXICN, "train", render=False, limit=30, train_limit=300, encoder=False, also_train=("clue-emotion",)
+    )
+    read, plain = run(replace(config, emotion_lexicon=lexicon)), run(config)
+    assert read["emotion_lexicon"]["sha256"] == lexicon.sha256 and plain["emotion_lexicon"] is None
+    assert read["classifier"] != plain["classifier"]  # the lexicon the reader learned is in the version
+
+
+@needs_data
 def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  # type: ignore[no-untyped-def]
     report = run(
         EvalConfig(TOXICN, "train", render=True, limit=12, train_limit=400, also_train=()), ocr=embedded_analyzer._ocr
