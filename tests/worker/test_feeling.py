@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -259,6 +260,22 @@ def test_the_emotion_reader_learns_the_lexicon_and_keeps_it_in_the_artefact(
     loaded = HarmClassifier.load(read.save(tmp_path / "m.joblib"))
     assert loaded.emotion is not None and loaded.emotion.labels.lexicon == lexicon
     assert loaded.predict(texts, KB)[0].feeling == read.predict(texts, KB)[0].feeling
+
+
+def test_the_lexicon_fetcher_takes_only_the_pinned_release() -> None:
+    """`make model` fetches the lexicon from PyPI (tools/fetch_lexicon.py): bytes whose hash is not the pinned
+    one are refused, never written. (The download itself needs the package index, which tests do not reach.)"""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "fetch_lexicon", Path(__file__).parents[2] / "tools" / "fetch_lexicon.py"
+    )
+    assert spec is not None and spec.loader is not None
+    fetcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fetcher)
+    fetcher._check("lexicon", LEXICON_YAML.encode(), hashlib.sha256(LEXICON_YAML.encode()).hexdigest())
+    with pytest.raises(SystemExit, match="not the pinned release"):
+        fetcher._check(fetcher.MEMBER, LEXICON_YAML.encode(), fetcher.FILE_SHA256)
 
 
 def test_the_shipped_emotion_lexicon_is_used_where_make_model_put_it(tmp_path: Path) -> None:
