@@ -141,22 +141,30 @@ class LabelModel:
             self.vectorizer.fit_transform(docs) if fit else self.vectorizer.transform(docs),
             self.cues.fit_transform(cues) if fit else self.cues.transform(cues),
         ]
-        if (self.word_weight or self.lexicon is not None) and words is None:
-            raise ValueError("this reader learned from words: pass each text's words (feeling.words_of)")
-        if self.lexicon is not None and words is not None:
-            parts.append(sparse.csr_matrix(self.lexicon.counts(words) * self.lexicon_weight))
-        if self.word_weight and words is not None:
-            if fit:
-                self.words = _word_block(words)
-                self.word_weight = self.word_weight if self.words is not None else 0.0
-            if self.words is not None:
-                parts.append(self.words.transform(words) * self.word_weight)
+        parts += self._word_parts(words, fit)
         if vectors is not None:
             if fit:
                 self.mean, self.scale = vectors.mean(axis=0), vectors.std(axis=0) + 1e-6
             if self.mean is not None and self.scale is not None:
                 parts.append(sparse.csr_matrix((vectors - self.mean) / self.scale * VECTOR_WEIGHT))
         return sparse.hstack(parts).tocsr()
+
+    def _word_parts(self, words: Sequence[str] | None, fit: bool) -> list[sparse.csr_matrix]:
+        """The blocks read from the text's words — the lexicon's counts, the word TF-IDF — each only when the
+        reader learned with it; such a reader refuses to read without the words rather than read less."""
+        if not (self.word_weight or self.lexicon is not None):
+            return []
+        if words is None:
+            raise ValueError("this reader learned from words: pass each text's words (feeling.words_of)")
+        parts = (
+            [sparse.csr_matrix(self.lexicon.counts(words) * self.lexicon_weight)] if self.lexicon is not None else []
+        )
+        if fit and self.word_weight:
+            self.words = _word_block(words)
+            self.word_weight = self.word_weight if self.words is not None else 0.0
+        if self.word_weight and self.words is not None:
+            parts.append(self.words.transform(words) * self.word_weight)
+        return parts
 
     @classmethod
     def fit(
