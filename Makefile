@@ -33,8 +33,8 @@ demo: system-deps $(STAMP)
 
 # The classifier as shipped (README, "How good it is"): ToxiCN MM + ToxiCN text for harm, CLUEmotion for the
 # emotion reader with the DUTIR emotion lexicon (fetched below), C-HarmKB and ToxiCN's lexicon where present
-# under MEMEGUARD_DATASETS_DIR (../shared/datasets), into .memeguard/models/current.joblib, which workers and `memeguard analyze` load by default. About 15-20
-# minutes on 2 cores (the sentence encoder reads every text).
+# under MEMEGUARD_DATASETS_DIR (../shared/datasets), into .memeguard/models/current.joblib, which workers and
+# `memeguard analyze` load by default. About 15-20 minutes on 2 cores (the sentence encoder reads every text).
 model: $(STAMP) $(LEXICON)
 	$(VENV)/bin/memeguard train --shipped
 

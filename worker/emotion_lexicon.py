@@ -23,9 +23,13 @@ import yaml
 
 
 class LexiconError(ValueError):
-    """The file is not an emotion lexicon memeguard can read (stable code: ``lexicon_invalid``)."""
+    """The file is not an emotion lexicon memeguard can read; the message ends with the stable ``code``
+    (``lexicon_invalid``), as the other refusals' do."""
 
     code = "lexicon_invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message} ({self.code})")
 
 
 @dataclass(frozen=True)

@@ -180,8 +180,8 @@ class LabelModel:
     ) -> tuple[LabelModel, np.ndarray]:
         """The fitted model and its out-of-fold calibrated probabilities on the training data (what a
         threshold is chosen on)."""
-        model = cls(list(labels), word_weight=word_weight, lexicon=lexicon)
-        model.lexicon_weight = EMOTION_LEXICON_WEIGHT if lexicon is not None else 0.0
+        lexicon_weight = EMOTION_LEXICON_WEIGHT if lexicon is not None else 0.0
+        model = cls(list(labels), word_weight=word_weight, lexicon=lexicon, lexicon_weight=lexicon_weight)
         target = np.asarray([model.labels.index(label) for label in y])
         counts = np.bincount(target, minlength=len(model.labels))
         model.model.set_params(

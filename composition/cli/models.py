@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from composition.cli.common import EXIT_REJECTED, load_settings, open_sessions, progress, step
 from memeguard.settings import Settings
+
+if TYPE_CHECKING:
+    from worker.emotion_lexicon import EmotionLexicon
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate against labelled public data.")
 
@@ -309,16 +312,20 @@ def _run_eval(
     _report(lambda: run(config, progress=progress), _print_eval, as_json)
 
 
-def _emotion_lexicon(settings: Settings) -> Any:
+def _emotion_lexicon(settings: Settings) -> EmotionLexicon | None:
     """The emotion lexicon the emotion reader learns from (``Settings.effective_emotion_lexicon``), None when
-    there is none; a file that is not one is refused (exit 2), never skipped."""
+    there is none; a file that is not one (``lexicon_invalid``) or cannot be read (``lexicon_unreadable``) is
+    refused (exit 2), never skipped."""
     from worker.emotion_lexicon import EmotionLexicon, LexiconError
 
     path = settings.effective_emotion_lexicon
     try:
         return EmotionLexicon.load(path) if path is not None else None
-    except (OSError, LexiconError) as exc:
-        typer.echo(f"refused: emotion lexicon {path}: {exc}", err=True)
+    except LexiconError as exc:
+        typer.echo(f"refused: emotion lexicon: {exc}", err=True)
+        raise typer.Exit(EXIT_REJECTED) from exc
+    except OSError as exc:
+        typer.echo(f"refused: emotion lexicon {path}: {exc.strerror} (lexicon_unreadable)", err=True)
         raise typer.Exit(EXIT_REJECTED) from exc
 
 

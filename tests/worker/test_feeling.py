@@ -439,4 +439,6 @@ def test_eval_clue_emotion_refuses_what_it_cannot_score(tmp_path: Path) -> None:
     (tmp_path / "not-a-lexicon.yaml").write_text("Name: 空\nDictionary: [开心]\n", encoding="utf-8")
     unreadable = cli("--split", "train", "--no-encoder", datasets=tmp_path, lexicon=tmp_path / "not-a-lexicon.yaml")
     assert unreadable.returncode == 2 and "refused: emotion lexicon" in unreadable.stderr
-    assert "no Dictionary of category -> words" in unreadable.stderr
+    assert "no Dictionary of category -> words (lexicon_invalid)" in unreadable.stderr
+    missing_file = cli("--split", "train", "--no-encoder", datasets=tmp_path, lexicon=tmp_path / "nowhere.yaml")
+    assert missing_file.returncode == 2 and "(lexicon_unreadable)" in missing_file.stderr
