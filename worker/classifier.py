@@ -338,7 +338,7 @@ class HarmClassifier:
         """Add the emotion reader ((text, CLUEmotion-style label) pairs; with ``lexicon``, its block too) and the
         attack-style reader ((text, explicit_attack | implicit_attack) pairs), each over the same features as
         prediction uses, and record what they learned from in the artefact (its version changes with their data
-        and the lexicon)."""
+        and the lexicon, and with how the emotion reader weighs its blocks)."""
         digest = hashlib.sha256(lexicon.sha256.encode() if lexicon is not None and emotions else b"")
         for name, pairs in (("emotion", emotions), ("attack", attacks)):
             if not pairs:
@@ -349,6 +349,7 @@ class HarmClassifier:
             if name == "emotion":
                 self.emotion = EmotionReader.fit(texts, labels, matches, vectors, words_of(kb, texts), lexicon=lexicon)
                 self.trained["emotion"] = self.emotion.trained
+                digest.update(json.dumps(self.emotion.settings(), sort_keys=True).encode())
             else:
                 self.attack = AttackReader.fit(texts, labels, matches, vectors)
                 self.trained["attack_style"] = self.attack.trained

@@ -11,11 +11,20 @@ import numpy as np
 import pytest
 
 from memeguard.schemas import Emotion, Intent
+from worker import feeling
 from worker.analyzers.embedded import EmbeddedAnalyzer
 from worker.classifier import HarmClassifier
 from worker.datasets import DataError, Source, load_clue_emotion, load_jsonl
 from worker.emotion_lexicon import EmotionLexicon, LexiconError
-from worker.feeling import Feeling, LabelModel, choose_threshold, settle_emotion, strongest_cue, words_of
+from worker.feeling import (
+    CountVote,
+    Feeling,
+    LabelModel,
+    choose_threshold,
+    settle_emotion,
+    strongest_cue,
+    words_of,
+)
 from worker.knowledge import KnowledgeBase
 from worker.match_reading import read
 
@@ -128,11 +137,61 @@ def test_a_reader_trained_before_words_still_reads() -> None:
     did: the class's defaults say it has none."""
     texts, labels = [t for t, _ in EMOTION_PAIRS], [label for _, label in EMOTION_PAIRS]
     old, _ = LabelModel.fit(sorted(set(labels)), texts, labels, [[] for _ in texts], None)
-    for name in ("word_weight", "words", "lexicon", "lexicon_weight"):
+    for name in ("word_weight", "words", "lexicon", "lexicon_weight", "vote"):
         old.__dict__.pop(name)
-    assert old.word_weight == 0.0 and old.words is None and old.lexicon is None
+    assert old.word_weight == 0.0 and old.words is None and old.lexicon is None and old.vote is None
     [row] = old.proba(["开心到飞起"], [[]], None)
     assert abs(row.sum() - 1.0) < 1e-6 and old.labels[int(row.argmax())] in {"happiness", "like"}
+
+
+def test_the_emotion_reader_fuses_a_count_vote_with_its_regression(classifier: HarmClassifier) -> None:
+    """The emotion reader asks complement naive Bayes over character and word counts beside its regression and
+    adds its log-probabilities at the vote's weight before calibration; the attack reader has no vote."""
+    reader = classifier.emotion
+    assert reader is not None and reader.labels.vote is not None and classifier.attack is not None
+    assert reader.labels.vote.weight == feeling.EMOTION_VOTE_WEIGHT == reader.trained["vote_weight"] > 0
+    assert classifier.attack.labels.vote is None
+    texts = ["伤心透了", "气死我了", "超级喜欢你"]
+    words = words_of(KB, texts)
+    vote = reader.labels.vote
+    counts = vote.counts(texts, words)
+    assert {"伤心", "开心"} <= set(vote.words.vocabulary_)  # the words, beside the characters
+    said = [reader.labels.labels[i] for i in vote.model.predict(counts)]
+    assert said == ["sadness", "anger", "like"]  # the vote reads on its own
+    fused = reader.labels.proba(texts, [[], [], []], None, words)
+    reader.labels.vote = None
+    try:
+        alone = reader.labels.proba(texts, [[], [], []], None, words)
+    finally:
+        reader.labels.vote = vote
+    assert np.allclose(fused.sum(axis=1), 1.0) and not np.allclose(fused, alone)
+
+
+def test_a_label_the_vote_never_learned_gets_no_say_from_it() -> None:
+    """A fold without any item of a label: the vote neither raises nor lowers it (the mean of its others)."""
+    vote = CountVote(1.0)
+    texts, labels = ["开心开心", "好开心", "伤心伤心", "好伤心"], np.array([0, 0, 2, 2])
+    counts = vote.counts(texts, words_of(KB, texts), fit=True)
+    assert vote.words is not None and set(vote.words.vocabulary_) == {"开心", "伤心", "好"}
+    learned = CountVote.learn(counts, labels)
+    proba = np.full((1, 3), 1 / 3)
+    fused = vote.fuse(proba, learned, counts[:1])
+    assert fused[0, 0] > fused[0, 1] > fused[0, 2]  # the vote's joy up, its sadness down, the unseen between
+    bare = CountVote(1.0)
+    bare.counts(["开心", "开怀"], ["开心", "开怀"], fit=True)  # characters repeat, words do not
+    assert bare.words is None and bare.counts(["开心"], ["开心"]).shape == (1, len(bare.chars.vocabulary_))
+
+
+def test_the_artefact_version_names_how_the_emotion_reader_weighs_its_blocks(
+    classifier: HarmClassifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same data, a reader without the vote: another version (a verdict cached under one is not the other's)."""
+    monkeypatch.setattr(feeling, "EMOTION_VOTE_WEIGHT", 0.0)
+    without = HarmClassifier.fit(HARM_TEXTS, HARM_LABELS, KB, source="unit").learn_feelings(
+        KB, EMOTION_PAIRS, ATTACK_PAIRS
+    )
+    assert without.emotion is not None and without.emotion.labels.vote is None
+    assert without.version != classifier.version and without.version.split("-f")[0] == classifier.version.split("-f")[0]
 
 
 def test_neutral_only_when_no_emotion_is_likely_enough() -> None:
