@@ -307,7 +307,8 @@ def _run_eval(
         also_train=() if only else None,
         policy=_policy(settings),
         max_false_alarm=max_false_alarm,
-        emotion_lexicon=_emotion_lexicon(settings),
+        # --only trains no emotion reader (no emotion-labelled source), so it needs no lexicon and refuses none
+        emotion_lexicon=None if only else _emotion_lexicon(settings),
     )
     _report(lambda: run(config, progress=progress), _print_eval, as_json)
 

@@ -94,7 +94,14 @@ def test_rendered_run_reads_captions_back_with_ocr(embedded_analyzer) -> None:  
 
 @needs_data
 def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
-    env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
+    """With --only no emotion reader is trained, so a lexicon file that is not one is never read (no refusal)."""
+    (tmp_path / "not-a-lexicon.yaml").write_text("Name: 空\n", encoding="utf-8")
+    env = {
+        **os.environ,
+        "MEMEGUARD_DATASETS_DIR": str(DATASETS),
+        "MEMEGUARD_DATA_DIR": str(tmp_path),
+        "MEMEGUARD_EMOTION_LEXICON": str(tmp_path / "not-a-lexicon.yaml"),
+    }
     result = subprocess.run(
         [
             sys.executable,
@@ -122,6 +129,7 @@ def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert {"binary_macro_f1", "type_macro_f1", "accuracy", "n"} <= set(report)
     assert report["n"] == 100 and report["encoder"].startswith("multilingual-e5-small")
+    assert report["emotion_lexicon"] is None
 
 
 @needs_data
