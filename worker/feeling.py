@@ -112,6 +112,13 @@ def _word_block(words: Sequence[str]) -> TfidfVectorizer | None:
         return None
 
 
+def _words_needed(words: Sequence[str] | None) -> Sequence[str]:
+    """A reader that learned from words refuses to read without them rather than read less."""
+    if words is None:
+        raise ValueError("this reader learned from words: pass each text's words (feeling.words_of)")
+    return words
+
+
 def _split(doc: str) -> list[str]:
     """The word block's tokens: every word the segmenter cut, single characters included (了, 吗 and 啊 carry
     feeling too)."""
@@ -202,8 +209,7 @@ class LabelModel:
         reader learned with it; such a reader refuses to read without the words rather than read less."""
         if not (self.word_weight or self.lexicon is not None):
             return []
-        if words is None:
-            raise ValueError("this reader learned from words: pass each text's words (feeling.words_of)")
+        words = _words_needed(words)
         parts = (
             [sparse.csr_matrix(self.lexicon.counts(words) * self.lexicon_weight)] if self.lexicon is not None else []
         )
@@ -238,21 +244,13 @@ class LabelModel:
             class_weight={i: (len(target) / (len(shares) * c)) ** CLASS_WEIGHT_POWER for i, c in enumerate(shares) if c}
         )
         features = model.features(texts, matches, vectors, fit=True, words=words)
-        counts = model._counts(texts, words, fit=True)
+        counts = model.vote.counts(texts, _words_needed(words), fit=True) if model.vote is not None else None
         raw = model._out_of_fold(features, counts, target)
         model.temperature = _temperature(raw, target)
         model.model.fit(features, target)
         if model.vote is not None and counts is not None:
             model.vote.model = CountVote.learn(counts, target)
         return model, _softmax(np.log(raw.clip(1e-12)) / model.temperature)
-
-    def _counts(self, texts: Sequence[str], words: Sequence[str] | None, fit: bool = False) -> sparse.csr_matrix | None:
-        """The vote's counts, None without a vote."""
-        if self.vote is None:
-            return None
-        if words is None:
-            raise ValueError("this reader learned from words: pass each text's words (feeling.words_of)")
-        return self.vote.counts(texts, words, fit)
 
     def _out_of_fold(
         self, features: sparse.csr_matrix, counts: sparse.csr_matrix | None, target: np.ndarray
@@ -277,9 +275,8 @@ class LabelModel:
     ) -> np.ndarray:
         raw = np.zeros((len(texts), len(self.labels)))
         raw[:, self.model.classes_] = self.model.predict_proba(self.features(texts, matches, vectors, words=words))
-        counts = self._counts(texts, words)
-        if self.vote is not None and counts is not None:
-            raw = self.vote.fuse(raw, self.vote.model, counts)
+        if self.vote is not None:
+            raw = self.vote.fuse(raw, self.vote.model, self.vote.counts(texts, _words_needed(words)))
         return _softmax(np.log(raw.clip(1e-12)) / self.temperature)
 
 
@@ -410,8 +407,7 @@ class EmotionReader:
             "temperature": model.temperature,
             "threshold": reader.threshold,
             "wrong_cost": WRONG_COST,
-            "word_weight": EMOTION_WORD_WEIGHT,
-            "vote_weight": model.vote.weight if model.vote is not None else 0.0,
+            **reader.settings(),
             "lexicon": {**lexicon.summary(), "weight": model.lexicon_weight} if lexicon is not None else None,
             "out_of_fold": {
                 "accuracy": round(float((out_of_fold.argmax(axis=1) == _index(labels, y)).mean()), 4),
