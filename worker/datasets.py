@@ -89,7 +89,8 @@ EXPRESSIONS = {0: "non_hate", 1: "explicit", 2: "implicit", 3: "reporting"}
 def load_toxicn_text(path: Path) -> list[LabelledItem]:
     """ToxiCN (ACL 2023) comments, mapped as ``TOXICN_TEXT_MAPPING`` says. ``group`` is the expression
     (non_toxic, offensive, explicit, implicit, reporting); ``targets`` the groups the comment is about; the id
-    is the comment's position in the file (the dataset gives none)."""
+    is the comment's position in the file (the dataset gives none). Hate speech and reporting give an intent
+    (explicit / implicit attack, counter-speech), which evaluation scores the verdict's intent against."""
     return [_toxicn_text_item(row, number) for number, row in enumerate(_json(path))]
 
 
@@ -113,6 +114,7 @@ def _toxicn_text_item(row: Mapping[str, Any], number: int) -> LabelledItem:
         group=group,
         targets=targets,
         id=str(number),
+        intents=(intent.value,) if intent else (),
     )
 
 

@@ -176,7 +176,7 @@ def run(
     truth: list[LabelledItem] = []
     predictions: list[Prediction] = []
     baseline: list[int] = []
-    elapsed, versions, thresholds = 0.0, [], []
+    elapsed, versions, thresholds, intent_baseline = 0.0, [], [], []
     for train, evaluation in folds:
         own = Source(
             config.source_name,
@@ -197,7 +197,8 @@ def run(
         elapsed += time.perf_counter() - started
         truth += evaluation
         baseline += baseline_predict(training.items, evaluation)
-    report = _report(truth, predictions, baseline)
+        intent_baseline += baseline_intents(training.items, evaluation)
+    report = _report(truth, predictions, baseline, intent_baseline)
     latencies = [p.latency_ms for p in predictions]
     report.update(
         {
@@ -243,8 +244,11 @@ def charset_agreement(predictions: list[Prediction], charset: frozenset[str]) ->
     }
 
 
-def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: list[int]) -> dict[str, Any]:
-    """Scores, the baseline's, their difference, and the per-group / per-target slices."""
+def _report(
+    truth: list[LabelledItem], predictions: list[Prediction], baseline: list[int], intent_baseline: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Scores, the baseline's, their difference, the per-group / per-target slices, and the agreement with the
+    items' emotion / intent labels (the intent's beside the baseline's intents when given)."""
     types = [i.harm_type for i in truth]
     typed = all(t is not None for t in types)
     report = score(
@@ -273,37 +277,47 @@ def _report(truth: list[LabelledItem], predictions: list[Prediction], baseline: 
         report["render_disagreements"] = [
             item.id for item, p in zip(truth, predictions, strict=True) if p.text_only_agrees is False
         ]
-    report.update(label_agreement(truth, predictions))
+    report.update(label_agreement(truth, predictions, intent_baseline))
     return report
 
 
-def label_agreement(truth: list[LabelledItem], predictions: list[Prediction]) -> dict[str, Any]:
+def label_agreement(
+    truth: list[LabelledItem], predictions: list[Prediction], intent_baseline: Sequence[str] = ()
+) -> dict[str, Any]:
     """For the items that give an emotion (or an intent): how often the verdict's is one of the acceptable
-    ones, and how often it is neutral — overall and per group."""
+    ones, and how often it is neutral — overall and per group; for the intent, the in-run baseline's figures
+    beside them when ``intent_baseline`` (one intent per item) is given."""
     out: dict[str, Any] = {}
     for name in ("emotion", "intent"):
-        labelled = [(item, p) for item, p in zip(truth, predictions, strict=True) if getattr(item, f"{name}s")]
-        if not labelled:
+        accepted = [getattr(item, f"{name}s") for item in truth]
+        at = [i for i, labels in enumerate(accepted) if labels]
+        if not at:
             continue
-        by_group: dict[str, list[tuple[LabelledItem, Prediction]]] = {}
-        for item, p in labelled:
-            by_group.setdefault(item.group, []).append((item, p))
-        out[name] = {
-            **_agreeing(name, labelled),
-            "groups": {g: _agreeing(name, rows) for g, rows in sorted(by_group.items()) if g},
-        }
+        groups = [item.group for item in truth]
+        out[name] = _agreeing(at, accepted, [getattr(p, name) for p in predictions], groups)
+        if name == "intent" and intent_baseline:
+            out[name]["baseline"] = _agreeing(at, accepted, list(intent_baseline), groups)
     return out
 
 
-def _agreeing(name: str, rows: list[tuple[LabelledItem, Prediction]]) -> dict[str, Any]:
-    got = [getattr(p, name) for _, p in rows]
-    agree = sum(g in getattr(item, f"{name}s") for g, (item, _) in zip(got, rows, strict=True))
-    return {
-        "n": len(rows),
-        "agreement": agree / len(rows),
-        "neutral": sum(g == "neutral" for g in got) / len(rows),
+def _agreeing(
+    at: list[int], accepted: list[tuple[str, ...]], read: list[str], groups: list[str] | None = None
+) -> dict[str, Any]:
+    """How often ``read`` (one label per item) is one of the item's ``accepted`` labels over the items ``at``,
+    how often it is neutral and what it was; per group too when ``groups`` are given."""
+    got = [read[i] for i in at]
+    out: dict[str, Any] = {
+        "n": len(at),
+        "agreement": sum(read[i] in accepted[i] for i in at) / len(at),
+        "neutral": sum(g == "neutral" for g in got) / len(at),
         "read_as": dict(Counter(got).most_common()),
     }
+    if groups is not None:
+        members: dict[str, list[int]] = {}
+        for i in at:
+            members.setdefault(groups[i], []).append(i)
+        out["groups"] = {g: _agreeing(rows, accepted, read) for g, rows in sorted(members.items()) if g}
+    return out
 
 
 def slices(
@@ -399,6 +413,17 @@ def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) 
         int(p)
         for p in reference_predict([i.text for i in train], [i.harm_type for i in train], [i.text for i in evaluation])
     ]
+
+
+def baseline_intents(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[str]:
+    """The reference over the intents the training items give (an item without one is ``other``, which no label
+    accepts): what a char n-gram model learns of attack style and counter-speech from the same data."""
+    if not any(item.intents for item in evaluation):
+        return []
+    labels = [item.intent or "other" for item in train]
+    if len(set(labels)) < 2:
+        return [labels[0] if labels else "other"] * len(evaluation)
+    return [str(p) for p in reference_predict([i.text for i in train], labels, [i.text for i in evaluation])]
 
 
 def reference_predict(texts: Sequence[str], labels: Sequence[Any], evaluation: Sequence[str]) -> list[Any]:
@@ -498,7 +523,7 @@ def eval_jsonl(config: JsonlConfig, analyzer: EmbeddedAnalyzer, progress: Progre
     elapsed = time.perf_counter() - started
     training = TrainingSet.of(config.baseline_sources)
     baseline = baseline_predict(training.items, items) if training.items else [0] * len(items)
-    report = _report(items, predictions, baseline)
+    report = _report(items, predictions, baseline, baseline_intents(training.items, items))
     latencies = [p.latency_ms for p in predictions]
     classifier = analyzer.classifier
     report.update(

@@ -474,9 +474,14 @@ def _print_eval(r: dict[str, Any]) -> None:
             )
     for field_name in ("emotion", "intent"):
         if field_name in r:
-            row = r[field_name]
-            typer.echo(f"{field_name}: agreement {row['agreement']:.3f}, neutral {row['neutral']:.3f} (n {row['n']})")
+            row, base = r[field_name], r[field_name].get("baseline")
+            beside = f", baseline {base['agreement']:.3f}" if base else ""
+            typer.echo(
+                f"{field_name}: agreement {row['agreement']:.3f}{beside}, neutral {row['neutral']:.3f} (n {row['n']})"
+            )
             for name, g in row["groups"].items():
+                beside = f"  baseline {base['groups'][name]['agreement']:.3f}" if base else ""
                 typer.echo(
-                    f"  group {name:<14} n {g['n']:<5} agreement {g['agreement']:.3f}  neutral {g['neutral']:.3f}"
+                    f"  group {name:<14} n {g['n']:<5} agreement {g['agreement']:.3f}{beside}  "
+                    f"neutral {g['neutral']:.3f}"
                 )

@@ -54,6 +54,8 @@ def test_toxicn_text_labels_map_onto_harm_types_and_intents(tmp_path: Path) -> N
         (0, "counter_speech", "reporting", ("region",), COUNTER_CLASS),  # reporting: harmless counter-speech
     ]
     assert [i.is_harmful for i in items] == [False, True, True, True, False]
+    # the intent the expression gives is what evaluation scores the verdict's intent against
+    assert [i.intents for i in items] == [(), (), ("explicit_attack",), ("implicit_attack",), ("counter_speech",)]
     assert [i.id for i in items] == ["0", "1", "2", "3", "4"]  # the position in the file: a report can name it
 
 

@@ -12,7 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from worker.evaluation import EvalConfig, expected_calibration_error, outside_charset, run, score
+from worker.datasets import LabelledItem
+from worker.evaluation import (
+    EvalConfig,
+    Prediction,
+    baseline_intents,
+    expected_calibration_error,
+    label_agreement,
+    outside_charset,
+    run,
+    score,
+)
 from worker.knowledge import KnowledgeBase
 
 pytestmark = pytest.mark.slow  # train and evaluate on the real datasets: minutes, left out of `make unit`
@@ -40,6 +50,34 @@ def test_a_character_the_ocr_cannot_output_is_outside_its_charset() -> None:
     assert outside_charset("蝻人拍的", charset) is False
     assert outside_charset("龜男", charset) is True  # 龜 is not in the set: the OCR cannot read it back
     assert outside_charset("男 人\ufe0f", charset) is False  # spaces and a variation selector are not shown
+
+
+def test_intent_agreement_is_reported_beside_the_in_run_baseline_per_group() -> None:
+    def item(text: str, intent: str = "", group: str = "") -> LabelledItem:
+        return LabelledItem(
+            text, 1 if "attack" in intent else 0, intent=intent, group=group, intents=(intent,) * bool(intent)
+        )
+
+    train = [
+        *[item(t, "explicit_attack") for t in ("你个傻逼", "滚你妈的", "傻逼东西")] * 4,
+        *[item(t, "counter_speech") for t in ("地域黑要不得", "这是刻板印象", "不要歧视")] * 4,
+        *[item(t) for t in ("早上好", "今天吃什么", "天气不错")] * 4,
+    ]
+    evaluation = [
+        item("傻逼", "explicit_attack", "explicit"),
+        item("歧视要不得", "counter_speech", "reporting"),
+        item("早"),
+    ]
+    baseline = baseline_intents(train, evaluation)
+    assert len(baseline) == 3 and set(baseline) <= {"explicit_attack", "counter_speech", "other"}
+    assert baseline[:2] == ["explicit_attack", "counter_speech"]  # the char n-grams learn these two
+    assert baseline_intents(train, [item("早")]) == []  # nothing to score: no baseline is trained
+    read = [Prediction(1, 0.9, 1.0, "block", "sarcasm"), Prediction(0, 0.9, 1.0, "allow", "counter_speech")]
+    report = label_agreement(evaluation, [*read, Prediction(0, 0.9, 1.0, "allow", "neutral")], baseline)["intent"]
+    assert report["n"] == 2 and report["agreement"] == 0.5 and report["read_as"] == {"sarcasm": 1, "counter_speech": 1}
+    assert report["groups"]["explicit"] == {"n": 1, "agreement": 0.0, "neutral": 0.0, "read_as": {"sarcasm": 1}}
+    assert report["baseline"]["agreement"] == 1.0 and set(report["baseline"]["groups"]) == {"explicit", "reporting"}
+    assert "baseline" not in label_agreement(evaluation, [*read, read[1]])["intent"]  # none given, none shown
 
 
 @needs_data
@@ -248,6 +286,16 @@ def test_toxicn_text_run_slices_by_expression_and_target_with_the_policys_action
             "block",
         }
     assert report["groups"]["non_toxic"]["flagged"] < report["groups"]["explicit"]["flagged"]
+    # the intent the expression gives (hate speech's attack style, reporting's counter-speech) is scored, with the
+    # baseline trained on the same items beside it
+    intent = report["intent"]
+    assert set(intent["groups"]) <= {"explicit", "implicit", "reporting"} and intent["groups"]
+    assert intent["n"] == sum(g["n"] for g in intent["groups"].values())
+    assert (
+        intent["groups"]["reporting"]["agreement"]
+        == intent["groups"]["reporting"]["read_as"].get("counter_speech", 0) / intent["groups"]["reporting"]["n"]
+    )
+    assert 0.0 <= intent["baseline"]["agreement"] <= 1.0 and intent["baseline"]["n"] == intent["n"]
     # reporting counts as harmless: the binary truth of a reporting item is "not harmful"
     assert report["baseline"]["binary_macro_f1"] > 0.5 and report["binary_macro_f1"] > 0.5
 
@@ -345,6 +393,7 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     emotion, intent = report["emotion"], report["intent"]  # only the items that give one are scored
     assert emotion["n"] == 2 and set(emotion["groups"]) == {"insult", "everyday"} and 0 <= emotion["neutral"] <= 1
     assert intent["n"] == 1 and intent["agreement"] == 1.0 and intent["read_as"] == {"explicit_attack": 1}
+    assert intent["baseline"]["agreement"] == 0.0  # its training items give no intent: the baseline learned none
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
     refused = subprocess.run(
