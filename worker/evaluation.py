@@ -294,10 +294,25 @@ def label_agreement(
         if not at:
             continue
         groups = [item.group for item in truth]
-        out[name] = _agreeing(at, accepted, [getattr(p, name) for p in predictions], groups)
+        read = [getattr(p, name) for p in predictions]
+        out[name] = {**_agreeing(at, accepted, read, groups), "unlabelled_read_as": _elsewhere(at, accepted, read)}
         if name == "intent" and intent_baseline:
-            out[name]["baseline"] = _agreeing(at, accepted, list(intent_baseline), groups)
+            base = list(intent_baseline)
+            out[name]["baseline"] = {
+                **_agreeing(at, accepted, base, groups),
+                "unlabelled_read_as": _elsewhere(at, accepted, base),
+            }
     return out
+
+
+def _elsewhere(at: list[int], accepted: list[tuple[str, ...]], read: list[str]) -> dict[str, float]:
+    """The share of the items without a label read as each label the labelled items give: agreement alone
+    rewards saying "attack" to everything, this is what that costs (on ToxiCN text: the harmless and merely
+    offensive comments read as an attack or as counter-speech)."""
+    labelled = set(at)
+    rest = [read[i] for i in range(len(read)) if i not in labelled]
+    given = sorted({label for i in at for label in accepted[i]})
+    return {label: sum(r == label for r in rest) / len(rest) for label in given} if rest else {}
 
 
 def _agreeing(

@@ -479,6 +479,10 @@ def _print_eval(r: dict[str, Any]) -> None:
             typer.echo(
                 f"{field_name}: agreement {row['agreement']:.3f}{beside}, neutral {row['neutral']:.3f} (n {row['n']})"
             )
+            for who, figures in (("", row), (" (baseline)", base or {})):
+                elsewhere = "  ".join(f"{k} {v:.3f}" for k, v in figures.get("unlabelled_read_as", {}).items())
+                if elsewhere:
+                    typer.echo(f"  items without a label read as{who}: {elsewhere}")
             for name, g in row["groups"].items():
                 beside = f"  baseline {base['groups'][name]['agreement']:.3f}" if base else ""
                 typer.echo(

@@ -77,7 +77,14 @@ def test_intent_agreement_is_reported_beside_the_in_run_baseline_per_group() -> 
     assert report["n"] == 2 and report["agreement"] == 0.5 and report["read_as"] == {"sarcasm": 1, "counter_speech": 1}
     assert report["groups"]["explicit"] == {"n": 1, "agreement": 0.0, "neutral": 0.0, "read_as": {"sarcasm": 1}}
     assert report["baseline"]["agreement"] == 1.0 and set(report["baseline"]["groups"]) == {"explicit", "reporting"}
+    # the unlabelled item: what it was read as among the labels the others give (the tier: neutral, neither)
+    assert report["unlabelled_read_as"] == {"counter_speech": 0.0, "explicit_attack": 0.0}
+    assert report["baseline"]["unlabelled_read_as"] == {
+        "counter_speech": float(baseline[2] == "counter_speech"),
+        "explicit_attack": float(baseline[2] == "explicit_attack"),
+    }
     assert "baseline" not in label_agreement(evaluation, [*read, read[1]])["intent"]  # none given, none shown
+    assert label_agreement(evaluation, [*read, read[1]])["intent"]["unlabelled_read_as"]["counter_speech"] == 1.0
 
 
 @needs_data
@@ -296,6 +303,9 @@ def test_toxicn_text_run_slices_by_expression_and_target_with_the_policys_action
         == intent["groups"]["reporting"]["read_as"].get("counter_speech", 0) / intent["groups"]["reporting"]["n"]
     )
     assert 0.0 <= intent["baseline"]["agreement"] <= 1.0 and intent["baseline"]["n"] == intent["n"]
+    # and what the comments without an intent (non-toxic, offensive) were read as, among those intents
+    assert set(intent["unlabelled_read_as"]) == set(intent["baseline"]["unlabelled_read_as"])
+    assert set(intent["unlabelled_read_as"]) <= {"explicit_attack", "implicit_attack", "counter_speech"}
     # reporting counts as harmless: the binary truth of a reporting item is "not harmful"
     assert report["baseline"]["binary_macro_f1"] > 0.5 and report["binary_macro_f1"] > 0.5
 
@@ -394,6 +404,17 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     assert emotion["n"] == 2 and set(emotion["groups"]) == {"insult", "everyday"} and 0 <= emotion["neutral"] <= 1
     assert intent["n"] == 1 and intent["agreement"] == 1.0 and intent["read_as"] == {"explicit_attack": 1}
     assert intent["baseline"]["agreement"] == 0.0  # its training items give no intent: the baseline learned none
+    shown = subprocess.run(  # the table a person reads says the same
+        [sys.executable, "-m", "composition.cli", "eval", "jsonl", str(items)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "intent: agreement 1.000, baseline 0.000, neutral 0.000 (n 1)" in shown.stdout
+    assert "items without a label read as (baseline): explicit_attack 0.000" in shown.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
     refused = subprocess.run(
