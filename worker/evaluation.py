@@ -432,9 +432,10 @@ def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) 
 
 def baseline_intents(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[str]:
     """The reference over the intents the training items give (an item without one is ``other``, which no label
-    accepts): what a char n-gram model learns of attack style and counter-speech from the same data."""
+    accepts): what a char n-gram model learns of attack style and counter-speech from the same data. One intent
+    per evaluation item, so folds line up; none is learned when no evaluation item gives one to score."""
     if not any(item.intents for item in evaluation):
-        return []
+        return ["other"] * len(evaluation)
     labels = [item.intent or "other" for item in train]
     if len(set(labels)) < 2:
         return [labels[0] if labels else "other"] * len(evaluation)
