@@ -31,6 +31,20 @@ DATASETS = Path(os.environ.get("MEMEGUARD_DATASETS_DIR", Path(__file__).resolve(
 TOXICN = DATASETS / "toxicn_mm"
 TOXICN_TEXT = DATASETS / "toxicn_text"
 C_HARMKB = DATASETS / "c_harmkb" / "C-harmKB.json"
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float | None = 300) -> subprocess.CompletedProcess[str]:
+    """``memeguard ARGS`` in a child process with ``env``; its exit code and output, never raising."""
+    return subprocess.run(
+        [sys.executable, "-m", "composition.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=timeout,
+    )
+
+
 needs_data = pytest.mark.skipif(
     not (TOXICN.exists() and TOXICN_TEXT.exists()), reason=f"ToxiCN MM / ToxiCN text not present under {DATASETS}"
 )
@@ -147,11 +161,8 @@ def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
         "MEMEGUARD_DATA_DIR": str(tmp_path),
         "MEMEGUARD_EMOTION_LEXICON": str(tmp_path / "not-a-lexicon.yaml"),
     }
-    result = subprocess.run(
+    result = _cli(
         [
-            sys.executable,
-            "-m",
-            "composition.cli",
             "eval",
             "toxicn",
             "--split",
@@ -164,11 +175,7 @@ def test_cli_json_has_the_documented_keys(tmp_path: Path) -> None:
             "--only",
             "--json",
         ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
+        env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
@@ -183,13 +190,7 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
     rows = [{"text": t, "harm_type": h} for t, h in [("早上好", 0), ("你个傻逼", 3), ("躺平了", 4)] * 10]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     env = {**os.environ, "MEMEGUARD_DATA_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "composition.cli", "train", "--data", str(data), "--out", str(tmp_path / "m.joblib")],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    result = _cli(["train", "--data", str(data), "--out", str(tmp_path / "m.joblib")], env, timeout=None)
     assert result.returncode == 0 and "trained tfidf-lr-" in result.stdout, result.stderr[-2000:]
     from memeguard.settings import Settings
     from worker.analyzers.embedded import EmbeddedAnalyzer
@@ -198,23 +199,7 @@ def test_train_command_writes_an_artefact_the_analyzer_loads(tmp_path: Path) -> 
     assert analyzer.classifier is not None and analyzer.classifier.version in analyzer.version
     assert analyzer.classifier.semantic is not None  # the sentence encoder is on by default
     assert analyzer.read_text("你个傻逼").verdict.harm_type.value == "general_offense"
-    plain = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "composition.cli",
-            "train",
-            "--data",
-            str(data),
-            "--no-encoder",
-            "--out",
-            str(tmp_path / "p.joblib"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    plain = _cli(["train", "--data", str(data), "--no-encoder", "--out", str(tmp_path / "p.joblib")], env, timeout=None)
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert json.loads((tmp_path / "p.json").read_text())["encoder"] == "none"
 
@@ -349,23 +334,9 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
         for t, h in [("早上好", 0), ("你个傻逼", 3), ("躺平了", 4), ("今天吃什么", 0), ("滚你妈的", 3)] * 8
     ]
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
-    trained = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "composition.cli",
-            "train",
-            "--source",
-            f"jsonl={data}",
-            "--no-encoder",
-            "--out",
-            str(tmp_path / "models" / "current.joblib"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
+    trained = _cli(
+        ["train", "--source", f"jsonl={data}", "--no-encoder", "--out", str(tmp_path / "models" / "current.joblib")],
+        env,
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
     items = tmp_path / "platform.jsonl"
@@ -383,14 +354,7 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
         {"id": "d", "text": "今天吃什么呢", "post_text": "午饭", "scene": "评论", "label": 0, "group": "everyday"},
     ]
     items.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in lines), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "composition.cli", "eval", "jsonl", str(items), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    result = _cli(["eval", "jsonl", str(items), "--json"], env)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["n"] == 4 and {"binary_macro_f1", "accuracy", "ece", "baseline", "groups", "classifier"} <= set(
@@ -404,27 +368,13 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     assert emotion["n"] == 2 and set(emotion["groups"]) == {"insult", "everyday"} and 0 <= emotion["neutral"] <= 1
     assert intent["n"] == 1 and intent["agreement"] == 1.0 and intent["read_as"] == {"explicit_attack": 1}
     assert intent["baseline"]["agreement"] == 0.0  # its training items give no intent: the baseline learned none
-    shown = subprocess.run(  # the table a person reads says the same
-        [sys.executable, "-m", "composition.cli", "eval", "jsonl", str(items)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    shown = _cli(["eval", "jsonl", str(items)], env)  # the table a person reads says the same
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "intent: agreement 1.000, baseline 0.000, neutral 0.000 (n 1)" in shown.stdout
     assert "items without a label read as (baseline): explicit_attack 0.000" in shown.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
-    refused = subprocess.run(
-        [sys.executable, "-m", "composition.cli", "eval", "jsonl", str(bad)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    refused = _cli(["eval", "jsonl", str(bad)], env)
     assert refused.returncode == 2 and "bad.jsonl:1: label must be 1" in refused.stderr
 
 
@@ -432,12 +382,5 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
 def test_training_sources_refuse_held_out_test_splits(tmp_path: Path) -> None:
     env = {**os.environ, "MEMEGUARD_DATASETS_DIR": str(DATASETS), "MEMEGUARD_DATA_DIR": str(tmp_path)}
     for spec in (f"toxicn-text={TOXICN_TEXT / 'test.json'}", f"toxicn-mm={TOXICN / 'test_2.0.json'}"):
-        result = subprocess.run(
-            [sys.executable, "-m", "composition.cli", "train", "--source", spec, "--no-encoder"],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-            timeout=120,
-        )
+        result = _cli(["train", "--source", spec, "--no-encoder"], env, timeout=120)
         assert result.returncode == 2 and "held-out test split" in result.stderr
