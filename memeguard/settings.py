@@ -204,6 +204,11 @@ class Settings(BaseSettings):
         le=64,
         description="text lines per OCR recogniser call; 1 is fastest on one thread (bench/README.md)",
     )
+    ocr_recogniser: Literal["ppocrv5", "ppocrv4"] = Field(
+        default="ppocrv5",
+        description="OCR text recogniser: ppocrv5 writes 18,383 characters (traditional and rare evasive spellings "
+        "included), ppocrv4 6,623 at about a seventh less recogniser time (bench/README.md)",
+    )
     classifier_path: Path | None = Field(
         default=None,
         description="artefact from `memeguard train`; unset = the "

@@ -80,6 +80,7 @@ class EvalConfig:
     also_train: tuple[str, ...] | None = None  # other training sources (None: the other shipped ones)
     policy: Policy | None = None  # for the action shares (None: the bundled default)
     max_false_alarm: float = MAX_FALSE_ALARM  # the classifier's operating-point bound (``train --max-false-alarm``)
+    ocr_recogniser: str = "ppocrv5"  # the OCR's recogniser in rendered runs (worker.ocr.RECOGNISERS)
     emotion_lexicon: EmotionLexicon | None = None  # the emotion reader's lexicon, as `memeguard train` reads it
 
     @property
@@ -162,11 +163,12 @@ def run(
     """Train, predict, score; returns the report (memeguard, baseline and their difference)."""
     kb = build_kb(config.kb_external)
     charset: frozenset[str] | None = None
+    recogniser = None
     if config.render and ocr is None:
         from worker.ocr import ChineseOcr
 
-        reader = ChineseOcr()
-        ocr, charset = reader.read, reader.charset
+        reader = ChineseOcr(recogniser=config.ocr_recogniser)
+        ocr, charset, recogniser = reader.read, reader.charset, reader.recogniser
     policy = config.policy or load_policy()
     others = [
         _sampled_source(Source.parse(name, config.data_dir.parent).load(), config) for name in config.other_sources
@@ -206,6 +208,7 @@ def run(
             "p50_ms": statistics.median(latencies),
             "p95_ms": float(np.percentile(latencies, 95)),
             "render": config.render,
+            "ocr_recogniser": recogniser,
             "context": config.context,
             "caption_reading": config.caption_reading,
             "encoder": encoder.id if encoder else None,

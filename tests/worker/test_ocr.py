@@ -9,8 +9,9 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from memeguard.imaging import decode_frames
+from worker.analyzers.base import AnalyzerError
 from worker.knowledge import normalize
-from worker.ocr import ChineseOcr, detector_side, fused_model, models_dir
+from worker.ocr import DETECTOR, RECOGNISERS, ChineseOcr, detector_side, fused_model, model_path
 from worker.samples import find_cjk_font, render_meme
 
 CAPTIONS = ["你说得对，但是这版本就是不行", "前方高能预警", "我破防了", "早上好，今天也要开心"]
@@ -26,19 +27,24 @@ def frames(caption: str, **kwargs: object) -> list[Image.Image]:
 
 
 @pytest.mark.parametrize(
-    ("name", "shape"),
-    [(ChineseOcr.DETECTOR, (1, 3, 320, 288)), (ChineseOcr.RECOGNISER, (2, 3, 48, 480))],
+    ("model", "shape"),
+    [
+        (DETECTOR, (1, 3, 320, 288)),
+        (RECOGNISERS["ppocrv4"], (2, 3, 48, 480)),
+        (RECOGNISERS["ppocrv5"], (2, 3, 48, 480)),
+    ],
 )
-def test_the_rewritten_graphs_compute_what_the_wheels_do(name: str, shape: tuple[int, ...]) -> None:
+def test_the_rewritten_graphs_compute_what_the_wheels_do(model: tuple[str, str], shape: tuple[int, ...]) -> None:
+    """PP-OCRv4 spells hard-swish as four operators; PP-OCRv5's export passes tensors through Identity nodes and
+    adds each convolution's bias as a reshaped constant: both end as fused convolutions, the same outputs."""
     import onnx
     import onnxruntime as ort
 
-    original = (models_dir() / name).read_bytes()
-    rewritten = fused_model(name)
+    original = model_path(model).read_bytes()
+    rewritten = fused_model(model)
     ops = [node.op_type for node in onnx.load_from_string(rewritten).graph.node]
-    assert "Clip" not in ops and ops.count("Conv") == [
-        n.op_type for n in onnx.load_from_string(original).graph.node
-    ].count("Conv")
+    assert "Clip" not in ops and "Identity" not in ops
+    assert ops.count("Conv") == [n.op_type for n in onnx.load_from_string(original).graph.node].count("Conv")
     assert len(ops) < len(onnx.load_from_string(original).graph.node) * 0.6  # the element-wise chains are gone
     x = np.random.default_rng(7).uniform(-1, 1, shape).astype(np.float32)
     before, after = (ort.InferenceSession(m, providers=["CPUExecutionProvider"]) for m in (original, rewritten))
@@ -47,16 +53,37 @@ def test_the_rewritten_graphs_compute_what_the_wheels_do(name: str, shape: tuple
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_the_recogniser_keeps_its_character_table() -> None:
+@pytest.mark.parametrize("name", list(RECOGNISERS))
+def test_the_recogniser_keeps_its_character_table(name: str) -> None:
     import onnx
 
-    meta = {p.key: p.value for p in onnx.load_from_string(fused_model(ChineseOcr.RECOGNISER)).metadata_props}
+    meta = {p.key: p.value for p in onnx.load_from_string(fused_model(RECOGNISERS[name])).metadata_props}
     assert "character" in meta and "的" in meta["character"]
 
 
 def test_the_charset_is_what_the_recogniser_can_output(ocr: ChineseOcr) -> None:
-    """Evaluations count text the OCR cannot read back: 蝻 (an evasive spelling of 男) is outside its table."""
-    assert {"的", "男", "人"} <= ocr.charset and "蝻" not in ocr.charset
+    """Evaluations count text the OCR cannot read back. PP-OCRv5 writes traditional and evasive spellings
+    PP-OCRv4 cannot (蝻, an evasive 男; 龜, traditional 龟); neither writes 畒."""
+    older = ChineseOcr(threads=1, recogniser="ppocrv4")
+    assert ocr.recogniser == "ppocrv5" and len(ocr.charset) > 2 * len(older.charset)
+    assert {"的", "男", "蝻", "龜"} <= ocr.charset and "畒" not in ocr.charset
+    assert "的" in older.charset and not {"蝻", "龜"} & older.charset
+
+
+@pytest.mark.parametrize("caption", ["龜男又在吹牛", "蝻人都这样"])
+def test_evasive_and_traditional_spellings_are_read_back(ocr: ChineseOcr, caption: str) -> None:
+    """The characters an evasive spelling hides behind are read, not dropped (PP-OCRv4 lost them)."""
+    assert ocr.read(frames(caption)) == caption
+
+
+def test_an_unknown_recogniser_is_refused() -> None:
+    with pytest.raises(AnalyzerError, match="unknown OCR recogniser 'ppocrv9'"):
+        ChineseOcr(threads=1, recogniser="ppocrv9")
+
+
+def test_a_missing_model_wheel_says_what_to_install() -> None:
+    with pytest.raises(AnalyzerError, match=r"needs OCR \(no_such_wheel: models/x.onnx\).*memeguard\[cpu\]"):
+        model_path(("no_such_wheel", "models/x.onnx"))
 
 
 @pytest.mark.parametrize(
@@ -68,7 +95,7 @@ def test_the_detector_reads_at_half_the_longest_side_within_bounds(longest: int,
 
 @pytest.mark.parametrize("caption", ["如何歧视黒人", "男挙就是这样"])
 def test_japanese_forms_read_back_as_the_text_path_normalises_them(ocr: ChineseOcr, caption: str) -> None:
-    """The OCR reads 黒 as 黑 and 挙 as 拳; the text path maps them the same way, so the verdicts agree."""
+    """Whether the OCR writes 黒 or 黑, 挙 or 拳, the text path maps both to one form, so the verdicts agree."""
     assert normalize(ocr.read(frames(caption))) == normalize(caption)
 
 

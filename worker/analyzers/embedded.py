@@ -156,7 +156,11 @@ class EmbeddedAnalyzer:
             from worker.overlay import Overlay
 
             overlay = Overlay(kb.warm(), sessions, settings.kb_refresh_s)
-        reader = ChineseOcr(settings.ocr_threads if settings else -1, settings.ocr_rec_batch if settings else 1)
+        reader = (
+            ChineseOcr(settings.ocr_threads, settings.ocr_rec_batch, settings.ocr_recogniser)
+            if settings
+            else ChineseOcr()
+        )
         return cls(kb, reader.read, classifier, overlay, reader.read_many)
 
     def analyze(self, item: AnalysisInput) -> AnalysisResult:
