@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,24 @@ def test_small_lines_are_detected_again_at_full_size(ocr: ChineseOcr, monkeypatc
     sides.clear()
     ocr.read(frames("这个表情包的字很小但是要读出来", size=(960, 800), font_size=22))
     assert sides == [480, 960]
+
+
+def test_the_setting_chooses_the_analyzers_recogniser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MEMEGUARD_OCR_RECOGNISER reaches the analyzer a worker builds; a name it does not know is refused."""
+    from pydantic import ValidationError
+
+    from memeguard.settings import Settings
+    from worker.analyzers.embedded import EmbeddedAnalyzer
+
+    monkeypatch.setenv("MEMEGUARD_OCR_RECOGNISER", "ppocrv4")
+    analyzer = EmbeddedAnalyzer.default(Settings(data_dir=tmp_path))
+    assert analyzer.read_image_text(frames("蝻人都这样")) != "蝻人都这样"  # PP-OCRv4 cannot write 蝻
+    assert (
+        EmbeddedAnalyzer.default(Settings(data_dir=tmp_path, ocr_recogniser="ppocrv5")).read_image_text(
+            frames("蝻人都这样")
+        )
+        == "蝻人都这样"
+    )
+    monkeypatch.setenv("MEMEGUARD_OCR_RECOGNISER", "tesseract")
+    with pytest.raises(ValidationError, match="ocr_recogniser"):
+        Settings(data_dir=tmp_path)
