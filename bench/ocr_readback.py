@@ -6,6 +6,9 @@ them (480 px canvas, 34 px text), and a harder set of the same captions with sma
 (960 px, 22 px text) — the case a smaller detector input would lose first. Each caption's truth is the text the
 font can draw, whitespace removed; a reading is compared after NFKC (full- and half-width punctuation alike).
 
+A third set is ToxiCN **train** comments that show a character PP-OCRv4's recogniser cannot write (``--rare``):
+what the PP-OCRv5 recogniser was adopted for.
+
 Figures per variant: exact-match rate (the whole caption read back), character error rate (edit distance /
 caption length, over all captions), and OCR time per meme (mean, p95). Recognition batching is measured as
 ``read_many`` over groups of 1, 8 and 32 memes with 1, 8 and 32 lines per recogniser call. The int8 variants are
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import sys
 import time
 import unicodedata
@@ -39,10 +43,11 @@ from hardware import cpu_model  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from memeguard.imaging import decode_frames  # noqa: E402
-from worker.ocr import ChineseOcr  # noqa: E402
+from worker.ocr import RECOGNISERS, ChineseOcr  # noqa: E402
 from worker.samples import drawn_text, render_meme  # noqa: E402
 
 CACHE = ROOT / ".memeguard" / "cache" / "ocr-int8"
+PPOCRV4 = RECOGNISERS["ppocrv4"]
 Frames = list[Image.Image]
 
 
@@ -63,6 +68,18 @@ def edits(a: str, b: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
         previous = current
     return previous[-1]
+
+
+def rare_comments(data_dir: Path, n: int, seed: int) -> list[str]:
+    """The first 60 characters of ``n`` ToxiCN **train** comments that show a CJK character outside PP-OCRv4's
+    table: evasive and traditional spellings (龜男, 蝻人), the text a moderator most needs read."""
+    table = ChineseOcr(threads=1, recogniser="ppocrv4").charset
+    rows = json.loads((data_dir / "train.json").read_text(encoding="utf-8"))
+    found = [
+        str(r["content"])[:60] for r in rows if any("\u4e00" <= c <= "\u9fff" and c not in table for c in r["content"])
+    ]
+    random.Random(seed).shuffle(found)
+    return found[:n]
 
 
 def scored(texts: Sequence[str], truth: Sequence[str], times: Sequence[float]) -> dict[str, float]:
@@ -102,17 +119,17 @@ def int8_reader(calibration: list[Frames]) -> ChineseOcr:
     """Today's reader with statically quantised models (made once, then cached)."""
     import worker.ocr as ocr_module
 
-    paths = {name: CACHE / f"{name}.int8.onnx" for name in (ChineseOcr.DETECTOR, ChineseOcr.RECOGNISER)}
+    paths = {model: CACHE / f"{Path(model[1]).stem}.int8.onnx" for model in (ocr_module.DETECTOR, PPOCRV4)}
     if not all(p.exists() for p in paths.values()):
         quantise(calibration, paths)
-    reader = ChineseOcr(threads=1)
-    reader._det = ocr_module._session(paths[ChineseOcr.DETECTOR].read_bytes(), 1)
-    reader._rec = ocr_module._session(paths[ChineseOcr.RECOGNISER].read_bytes(), 1)
+    reader = ChineseOcr(threads=1, recogniser="ppocrv4")
+    reader._det = ocr_module._session(paths[ocr_module.DETECTOR].read_bytes(), 1)
+    reader._rec = ocr_module._session(paths[PPOCRV4].read_bytes(), 1)
     reader._det_input, reader._rec_input = reader._det.get_inputs()[0].name, reader._rec.get_inputs()[0].name
     return reader
 
 
-def quantise(calibration: list[Frames], paths: dict[str, Path]) -> None:
+def quantise(calibration: list[Frames], paths: dict[tuple[str, str], Path]) -> None:
     import onnx
     from onnx import version_converter
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -129,13 +146,13 @@ def quantise(calibration: list[Frames], paths: dict[str, Path]) -> None:
             return next(self.rows, None)
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    for name, path in paths.items():
-        source = CACHE / f"{name}.opset17.onnx"
-        onnx.save(version_converter.convert_version(onnx.load_from_string(ocr_module.fused_model(name)), 17), source)
+    for model, path in paths.items():
+        source = CACHE / f"{Path(model[1]).stem}.opset17.onnx"
+        onnx.save(version_converter.convert_version(onnx.load_from_string(ocr_module.fused_model(model)), 17), source)
         quantize_static(
             str(source),
             str(path),
-            Reader(ocr_module._session(source.read_bytes(), 1).get_inputs()[0].name, inputs[name]),
+            Reader(ocr_module._session(source.read_bytes(), 1).get_inputs()[0].name, inputs[model]),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -144,25 +161,27 @@ def quantise(calibration: list[Frames], paths: dict[str, Path]) -> None:
         )
 
 
-def calibration_inputs(memes: list[Frames]) -> dict[str, list[np.ndarray]]:
+def calibration_inputs(memes: list[Frames]) -> dict[tuple[str, str], list[np.ndarray]]:
     """The detector's and the recogniser's inputs for ``memes``, as today's reader prepares them."""
     import worker.ocr as ocr_module
 
-    reader, det, rec = ChineseOcr(threads=1), [], []
+    reader, det, rec = ChineseOcr(threads=1, recogniser="ppocrv4"), [], []
     for frames in memes:
         image = ocr_module._pixels(frames[0])
         det.append(ocr_module.detector_input(image, ocr_module.detector_side(max(image.shape[:2]))))
         for crop in reader.detect_lines(frames[0]):
             ratio = max(ocr_module.REC_MIN_WIDTH / ocr_module.REC_HEIGHT, crop.shape[1] / crop.shape[0])
             rec.append(ocr_module._normalised_line(crop, ratio)[np.newaxis])
-    return {ChineseOcr.DETECTOR: det, ChineseOcr.RECOGNISER: rec}
+    return {ocr_module.DETECTOR: det, PPOCRV4: rec}
 
 
 def variants(args: argparse.Namespace, calibration: list[Frames]) -> dict[str, Callable[[list[Frames]], Any]]:
     baseline, today = BaselineOcr(threads=1), ChineseOcr(threads=1)
+    older = ChineseOcr(threads=1, recogniser="ppocrv4")
     found: dict[str, Callable[[list[Frames]], Any]] = {
         "before (4336611)": lambda memes: per_meme(baseline.read, memes),
         "today": lambda memes: per_meme(today.read, memes),
+        "today, PP-OCRv4 recogniser": lambda memes: per_meme(older.read, memes),
     }
     for group, lines in ((8, 1), (8, 8), (32, 1), (32, 32)):
         reader = ChineseOcr(threads=1, rec_batch=lines)
@@ -171,7 +190,7 @@ def variants(args: argparse.Namespace, calibration: list[Frames]) -> dict[str, C
         )
     if not args.no_int8:
         quantised = int8_reader(calibration)
-        found["today + int8 models (not adopted)"] = lambda memes: per_meme(quantised.read, memes)
+        found["today, PP-OCRv4 + int8 models (not adopted)"] = lambda memes: per_meme(quantised.read, memes)
     return found
 
 
@@ -182,6 +201,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "toxicn_mm")
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument("--rare", type=int, default=100, help="comments showing a character PP-OCRv4 cannot write")
+    parser.add_argument("--text-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "toxicn_text")
     parser.add_argument("--json", type=Path, dest="json_path")
     args = parser.parse_args()
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -190,6 +211,8 @@ def main() -> None:
         "480 px, 34 px text": rendered(texts[: args.memes], (480, 400), 34),
         "960 px, 22 px text": rendered(texts[: args.small], (960, 800), 22),
     }
+    if args.rare:
+        sets["rare characters, 480 px"] = rendered(rare_comments(args.text_dir, args.rare, args.seed), (480, 400), 34)
     calibration = rendered(texts[args.memes :], (480, 400), 34)[0]
     report: dict[str, dict[str, dict[str, float]]] = {}
     for name, measure in variants(args, calibration).items():
