@@ -50,6 +50,7 @@ from worker.classifier import LABELS, MAX_FALSE_ALARM
 from worker.datasets import SHIPPED_SOURCES, LabelledItem, Source, load_toxicn, load_toxicn_text
 from worker.emotion_lexicon import EmotionLexicon
 from worker.encoder import SentenceEncoder
+from worker.ocr import DEFAULT_RECOGNISER
 from worker.samples import drawn_text, render_meme
 from worker.training import TrainingSet, build_kb
 
@@ -80,7 +81,7 @@ class EvalConfig:
     also_train: tuple[str, ...] | None = None  # other training sources (None: the other shipped ones)
     policy: Policy | None = None  # for the action shares (None: the bundled default)
     max_false_alarm: float = MAX_FALSE_ALARM  # the classifier's operating-point bound (``train --max-false-alarm``)
-    ocr_recogniser: str = "ppocrv5"  # the OCR's recogniser in rendered runs (worker.ocr.RECOGNISERS)
+    ocr_recogniser: str = DEFAULT_RECOGNISER  # the OCR's recogniser in rendered runs (worker.ocr.RECOGNISERS)
     emotion_lexicon: EmotionLexicon | None = None  # the emotion reader's lexicon, as `memeguard train` reads it
 
     @property

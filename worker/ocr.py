@@ -6,7 +6,7 @@ cheaper by exact rewrites (``worker.ocr_graph``).
 write 18,383 characters where PP-OCRv4's writes 6,623. Evasive and traditional spellings — 龜男, 蝻人, 虛偽, 豬 —
 are outside PP-OCRv4's table, so it dropped or replaced exactly the characters a moderator most needs read, and a
 meme's verdict differed from its own text's. On 100 ToxiCN comments that show such a character, rendered as
-memes, the whole text came back right for 57 against 5; on 300 ToxiCN MM captions the character error rate fell
+memes, the whole text came back right for 57 against 11; on 300 ToxiCN MM captions the character error rate fell
 from 0.75 % to 0.56 %. It costs about a seventh more recogniser time on one core (bench/ocr_readback.py).
 
 What it does per meme, and why (measured on one core with ToxiCN train captions rendered as memes, issue 20,

@@ -68,9 +68,8 @@ class _Graph:
             elif node.op_type == "Identity" and node.output[0] not in self.outputs:
                 same[node.output[0]] = same.get(node.input[0], node.input[0])
             else:
-                node.input[:] = [same.get(name, name) for name in node.input]
                 self.nodes.append(node)
-        for node in self.nodes:  # an Identity read before it was seen (graphs are topologically sorted)
+        for node in self.nodes:  # readers of a dropped Identity read its input
             node.input[:] = [same.get(name, name) for name in node.input]
 
     # -- queries -------------------------------------------------------------------------------------------
@@ -160,10 +159,8 @@ class _Graph:
             rest = [name for name in add.input if name != conv.output[0]] if add is not None else []
             shift = self.constants.get(rest[0]) if len(rest) == 1 else None
             weight, bias = self._conv_params(conv)
-            if add is None or shift is None or shift.size != weight.shape[0] or shift.ndim < 3:
-                continue
-            if shift.shape[-1] != 1 or shift.shape[-2] != 1:
-                continue  # not per channel over NCHW
+            if add is None or shift is None or shift.size != weight.shape[0] or shift.shape[-3:] != (len(bias), 1, 1):
+                continue  # not one constant per output channel over NCHW
             self._set_conv(conv, conv.input[0], weight, bias + shift.reshape(-1), "bias")
             conv.output[0] = add.output[0]
             gone.add(id(add))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -164,6 +165,7 @@ def test_the_setting_chooses_the_analyzers_recogniser(tmp_path: Path, monkeypatc
         )
         == "蝻人都这样"
     )
+    assert set(get_args(Settings.model_fields["ocr_recogniser"].annotation)) == set(RECOGNISERS)  # no drift
     monkeypatch.setenv("MEMEGUARD_OCR_RECOGNISER", "tesseract")
     with pytest.raises(ValidationError, match="ocr_recogniser"):
         Settings(data_dir=tmp_path)
