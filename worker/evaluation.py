@@ -282,7 +282,39 @@ def _report(
             item.id for item, p in zip(truth, predictions, strict=True) if p.text_only_agrees is False
         ]
     report.update(label_agreement(truth, predictions, intent_baseline))
+    report["stated"] = stated(truth, predictions)
     return report
+
+
+# the intents that read a text as hostile to someone (what a label of "offensive intention" asks of the tier)
+HOSTILE_INTENTS = frozenset({Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK, Intent.PROVOCATION, Intent.SARCASM})
+
+
+def stated(truth: list[LabelledItem], predictions: list[Prediction]) -> dict[str, Any]:
+    """What the verdicts state as emotion and intent, whether or not the items carry such labels — over all
+    items and over the harmful and the harmless ones apart: the share stated neutral, the share read as
+    hostile (``HOSTILE_INTENTS``) and how often each value was stated. A data set labelled only for harm (ToxiCN
+    MM's memes) still shows how often the tier names a feeling for real meme text rather than saying neutral."""
+    parts = {
+        "all": list(range(len(truth))),
+        "harmful": [i for i, item in enumerate(truth) if item.is_harmful],
+        "harmless": [i for i, item in enumerate(truth) if not item.is_harmful],
+    }
+    return {name: _stated_over([predictions[i] for i in rows]) for name, rows in parts.items() if rows}
+
+
+def _stated_over(predictions: list[Prediction]) -> dict[str, Any]:
+    n = len(predictions)
+    emotions, intents = Counter(p.emotion for p in predictions), Counter(p.intent for p in predictions)
+    return {
+        "n": n,
+        "emotion": {"neutral": emotions["neutral"] / n, "read_as": dict(emotions.most_common())},
+        "intent": {
+            "neutral": intents["neutral"] / n,
+            "hostile": sum(c for i, c in intents.items() if i in HOSTILE_INTENTS) / n,
+            "read_as": dict(intents.most_common()),
+        },
+    }
 
 
 def label_agreement(

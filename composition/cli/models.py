@@ -490,3 +490,8 @@ def _print_eval(r: dict[str, Any]) -> None:
                     f"  group {name:<14} n {g['n']:<5} agreement {g['agreement']:.3f}{beside}  "
                     f"neutral {g['neutral']:.3f}"
                 )
+    for name, row in r.get("stated", {}).items():
+        typer.echo(
+            f"stated ({name}, n {row['n']}): emotion neutral {row['emotion']['neutral']:.3f}, "
+            f"intent neutral {row['intent']['neutral']:.3f}, hostile {row['intent']['hostile']:.3f}"
+        )

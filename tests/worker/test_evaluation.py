@@ -22,6 +22,7 @@ from worker.evaluation import (
     outside_charset,
     run,
     score,
+    stated,
 )
 from worker.knowledge import KnowledgeBase
 
@@ -99,6 +100,22 @@ def test_intent_agreement_is_reported_beside_the_in_run_baseline_per_group() -> 
     }
     assert "baseline" not in label_agreement(evaluation, [*read, read[1]])["intent"]  # none given, none shown
     assert label_agreement(evaluation, [*read, read[1]])["intent"]["unlabelled_read_as"]["counter_speech"] == 1.0
+
+
+def test_what_the_verdicts_state_is_reported_without_emotion_or_intent_labels() -> None:
+    truth = [LabelledItem(text, harm) for text, harm in (("你个傻逼", 1), ("他们都一样", 1), ("早上好", 0), ("哈", 0))]
+    read = [
+        Prediction(3, 0.9, 1.0, "block", "explicit_attack", emotion="contempt"),
+        Prediction(0, 0.6, 1.0, "allow", "venting", emotion="neutral"),
+        Prediction(0, 0.9, 1.0, "allow", "neutral", emotion="joy"),
+        Prediction(0, 0.8, 1.0, "allow", "sarcasm", emotion="neutral"),
+    ]
+    report = stated(truth, read)
+    assert [report[k]["n"] for k in ("all", "harmful", "harmless")] == [4, 2, 2]
+    assert report["all"]["emotion"] == {"neutral": 0.5, "read_as": {"neutral": 2, "contempt": 1, "joy": 1}}
+    assert report["harmful"]["intent"]["hostile"] == 0.5 and report["harmful"]["intent"]["neutral"] == 0.0
+    assert report["harmless"]["intent"] == {"neutral": 0.5, "hostile": 0.5, "read_as": {"neutral": 1, "sarcasm": 1}}
+    assert set(stated(truth[2:], read[2:])) == {"all", "harmless"}  # no harmful item: no harmful slice
 
 
 @needs_data
@@ -372,6 +389,10 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "intent: agreement 1.000, baseline 0.000, neutral 0.000 (n 1)" in shown.stdout
     assert "items without a label read as (baseline): explicit_attack 0.000" in shown.stdout
+    said = report["stated"]  # every item, labelled for emotion / intent or not
+    assert [said[k]["n"] for k in ("all", "harmful", "harmless")] == [4, 1, 3]
+    assert said["harmful"]["intent"] == {"neutral": 0.0, "hostile": 1.0, "read_as": {"explicit_attack": 1}}
+    assert "stated (harmful, n 1): emotion neutral" in shown.stdout and "hostile 1.000" in shown.stdout
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": 3}\n', encoding="utf-8")
     refused = _cli(["eval", "jsonl", str(bad)], env)
