@@ -292,15 +292,23 @@ HOSTILE_INTENTS = frozenset({Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK, Int
 
 def stated(truth: list[LabelledItem], predictions: list[Prediction]) -> dict[str, Any]:
     """What the verdicts state as emotion and intent, whether or not the items carry such labels — over all
-    items and over the harmful and the harmless ones apart: the share stated neutral, the share read as
-    hostile (``HOSTILE_INTENTS``) and how often each value was stated. A data set labelled only for harm (ToxiCN
-    MM's memes) still shows how often the tier names a feeling for real meme text rather than saying neutral."""
+    items, over the harmful and the harmless ones apart, and per ``group`` (ToxiCN MM: the true harm type): the
+    share stated neutral, the share read as hostile (``HOSTILE_INTENTS``) and how often each value was stated.
+    A data set labelled only for harm (ToxiCN MM's memes) still shows how often the tier names a feeling for
+    real meme text rather than saying neutral, and which harmful memes it reads as a joke."""
     parts = {
         "all": list(range(len(truth))),
         "harmful": [i for i, item in enumerate(truth) if item.is_harmful],
         "harmless": [i for i, item in enumerate(truth) if not item.is_harmful],
     }
-    return {name: _stated_over([predictions[i] for i in rows]) for name, rows in parts.items() if rows}
+    out: dict[str, Any] = {name: _stated_over([predictions[i] for i in rows]) for name, rows in parts.items() if rows}
+    members: dict[str, list[Prediction]] = {}
+    for item, prediction in zip(truth, predictions, strict=True):
+        if item.group:
+            members.setdefault(item.group, []).append(prediction)
+    if members:
+        out["groups"] = {group: _stated_over(rows) for group, rows in sorted(members.items())}
+    return out
 
 
 def _stated_over(predictions: list[Prediction]) -> dict[str, Any]:

@@ -491,6 +491,8 @@ def _print_eval(r: dict[str, Any]) -> None:
                     f"neutral {g['neutral']:.3f}"
                 )
     for name, row in r.get("stated", {}).items():
+        if name == "groups":
+            continue
         typer.echo(
             f"stated ({name}, n {row['n']}): emotion neutral {row['emotion']['neutral']:.3f}, "
             f"intent neutral {row['intent']['neutral']:.3f}, hostile {row['intent']['hostile']:.3f}"

@@ -103,7 +103,15 @@ def test_intent_agreement_is_reported_beside_the_in_run_baseline_per_group() -> 
 
 
 def test_what_the_verdicts_state_is_reported_without_emotion_or_intent_labels() -> None:
-    truth = [LabelledItem(text, harm) for text, harm in (("你个傻逼", 1), ("他们都一样", 1), ("早上好", 0), ("哈", 0))]
+    truth = [
+        LabelledItem(text, harm, group=group)
+        for text, harm, group in (
+            ("你个傻逼", 1, "insult"),
+            ("他们都一样", 1, ""),
+            ("早上好", 0, "insult"),
+            ("哈", 0, ""),
+        )
+    ]
     read = [
         Prediction(3, 0.9, 1.0, "block", "explicit_attack", emotion="contempt"),
         Prediction(0, 0.6, 1.0, "allow", "venting", emotion="neutral"),
@@ -115,7 +123,9 @@ def test_what_the_verdicts_state_is_reported_without_emotion_or_intent_labels() 
     assert report["all"]["emotion"] == {"neutral": 0.5, "read_as": {"neutral": 2, "contempt": 1, "joy": 1}}
     assert report["harmful"]["intent"]["hostile"] == 0.5 and report["harmful"]["intent"]["neutral"] == 0.0
     assert report["harmless"]["intent"] == {"neutral": 0.5, "hostile": 0.5, "read_as": {"neutral": 1, "sarcasm": 1}}
-    assert set(stated(truth[2:], read[2:])) == {"all", "harmless"}  # no harmful item: no harmful slice
+    assert report["groups"]["insult"]["intent"]["read_as"] == {"explicit_attack": 1, "neutral": 1}
+    assert set(report["groups"]) == {"insult"}  # items without a group are in no group's slice
+    assert set(stated(truth[3:], read[3:])) == {"all", "harmless"}  # no harmful item, no group: no such slice
 
 
 @needs_data
@@ -391,6 +401,7 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     assert "items without a label read as (baseline): explicit_attack 0.000" in shown.stdout
     said = report["stated"]  # every item, labelled for emotion / intent or not
     assert [said[k]["n"] for k in ("all", "harmful", "harmless")] == [4, 1, 3]
+    assert {g: row["n"] for g, row in said["groups"].items()} == {"insult": 1, "everyday": 2, "counter": 1}
     assert said["harmful"]["intent"] == {"neutral": 0.0, "hostile": 1.0, "read_as": {"explicit_attack": 1}}
     assert "stated (harmful, n 1): emotion neutral" in shown.stdout and "hostile 1.000" in shown.stdout
     bad = tmp_path / "bad.jsonl"
