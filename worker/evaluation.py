@@ -179,7 +179,8 @@ def run(
     truth: list[LabelledItem] = []
     predictions: list[Prediction] = []
     baseline: list[int] = []
-    elapsed, versions, thresholds, intent_baseline = 0.0, [], [], []
+    elapsed, versions, thresholds = 0.0, [], []
+    intent_baseline: list[str] | None = []
     for train, evaluation in folds:
         own = Source(
             config.source_name,
@@ -200,7 +201,8 @@ def run(
         elapsed += time.perf_counter() - started
         truth += evaluation
         baseline += baseline_predict(training.items, evaluation)
-        intent_baseline += baseline_intents(training.items, evaluation)
+        fold_intents = baseline_intents(training.items, evaluation)
+        intent_baseline = None if intent_baseline is None or fold_intents is None else intent_baseline + fold_intents
     report = _report(truth, predictions, baseline, intent_baseline)
     latencies = [p.latency_ms for p in predictions]
     report.update(
@@ -249,7 +251,10 @@ def charset_agreement(predictions: list[Prediction], charset: frozenset[str]) ->
 
 
 def _report(
-    truth: list[LabelledItem], predictions: list[Prediction], baseline: list[int], intent_baseline: Sequence[str] = ()
+    truth: list[LabelledItem],
+    predictions: list[Prediction],
+    baseline: list[int],
+    intent_baseline: Sequence[str] | None = (),
 ) -> dict[str, Any]:
     """Scores, the baseline's, their difference, the per-group / per-target slices, and the agreement with the
     items' emotion / intent labels (the intent's beside the baseline's intents when given)."""
@@ -285,6 +290,8 @@ def _report(
     report["stated"] = stated(truth, predictions)
     return report
 
+
+NO_INTENT_BASELINE = "the training sources give no intent labels: no intent baseline can be learned"
 
 # the intents that read a text as hostile to someone (what a label of "offensive intention" asks of the tier)
 HOSTILE_INTENTS = frozenset({Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK, Intent.PROVOCATION, Intent.SARCASM})
@@ -326,11 +333,12 @@ def _stated_over(predictions: list[Prediction]) -> dict[str, Any]:
 
 
 def label_agreement(
-    truth: list[LabelledItem], predictions: list[Prediction], intent_baseline: Sequence[str] = ()
+    truth: list[LabelledItem], predictions: list[Prediction], intent_baseline: Sequence[str] | None = ()
 ) -> dict[str, Any]:
     """For the items that give an emotion (or an intent): how often the verdict's is one of the acceptable
     ones, and how often it is neutral — overall and per group; for the intent, the in-run baseline's figures
-    beside them when ``intent_baseline`` (one intent per item) is given."""
+    beside them when ``intent_baseline`` (one intent per item) is given, and ``baseline: null`` with the
+    reason when it is None (none could be learned: a reference that can say only one thing is no baseline)."""
     out: dict[str, Any] = {}
     for name in ("emotion", "intent"):
         accepted = [getattr(item, f"{name}s") for item in truth]
@@ -340,7 +348,9 @@ def label_agreement(
         groups = [item.group for item in truth]
         read = [getattr(p, name) for p in predictions]
         out[name] = {**_agreeing(at, accepted, read, groups), "unlabelled_read_as": _elsewhere(at, accepted, read)}
-        if name == "intent" and intent_baseline:
+        if name == "intent" and intent_baseline is None:
+            out[name].update({"baseline": None, "baseline_unavailable": NO_INTENT_BASELINE})
+        elif name == "intent" and intent_baseline:
             base = list(intent_baseline)
             out[name]["baseline"] = {
                 **_agreeing(at, accepted, base, groups),
@@ -474,15 +484,17 @@ def baseline_predict(train: list[LabelledItem], evaluation: list[LabelledItem]) 
     ]
 
 
-def baseline_intents(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[str]:
+def baseline_intents(train: list[LabelledItem], evaluation: list[LabelledItem]) -> list[str] | None:
     """The reference over the intents the training items give (an item without one is ``other``, which no label
     accepts): what a char n-gram model learns of attack style and counter-speech from the same data. One intent
-    per evaluation item, so folds line up; none is learned when no evaluation item gives one to score."""
+    per evaluation item, so folds line up; none is learned when no evaluation item gives one to score. None
+    when the training items give no intent at all: a model that learned one answer would score 0 agreement
+    and read like a measured baseline; the report says there is none instead."""
     if not any(item.intents for item in evaluation):
         return ["other"] * len(evaluation)
     labels = [item.intent or "other" for item in train]
     if len(set(labels)) < 2:
-        return [labels[0] if labels else "other"] * len(evaluation)
+        return None
     return [str(p) for p in reference_predict([i.text for i in train], labels, [i.text for i in evaluation])]
 
 

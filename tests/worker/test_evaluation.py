@@ -14,6 +14,7 @@ import pytest
 
 from worker.datasets import LabelledItem
 from worker.evaluation import (
+    NO_INTENT_BASELINE,
     EvalConfig,
     Prediction,
     baseline_intents,
@@ -87,6 +88,12 @@ def test_intent_agreement_is_reported_beside_the_in_run_baseline_per_group() -> 
     assert len(baseline) == 3 and set(baseline) <= {"explicit_attack", "counter_speech", "other"}
     assert baseline[:2] == ["explicit_attack", "counter_speech"]  # the char n-grams learn these two
     assert baseline_intents(train, [item("早")]) == ["other"]  # nothing to score: no baseline is trained
+    # training data without intents: no baseline, said so — not one that answers "other" and scores 0
+    unlabelled = [item(t) for t in ("你个傻逼", "地域黑要不得", "早上好")]
+    assert baseline_intents(unlabelled, evaluation) is None
+    without = label_agreement(evaluation, [Prediction(1, 0.9, 1.0, "block", "sarcasm")] * 3, None)["intent"]
+    assert without["baseline"] is None and without["baseline_unavailable"] == NO_INTENT_BASELINE
+    assert without["n"] == 2 and without["agreement"] == 0.0  # the tier's own figures are still given
     read = [Prediction(1, 0.9, 1.0, "block", "sarcasm"), Prediction(0, 0.9, 1.0, "allow", "counter_speech")]
     report = label_agreement(evaluation, [*read, Prediction(0, 0.9, 1.0, "allow", "neutral")], baseline)["intent"]
     assert report["n"] == 2 and report["agreement"] == 0.5 and report["read_as"] == {"sarcasm": 1, "counter_speech": 1}
@@ -394,11 +401,12 @@ def test_eval_jsonl_scores_a_platforms_own_items_with_the_configured_classifier(
     emotion, intent = report["emotion"], report["intent"]  # only the items that give one are scored
     assert emotion["n"] == 2 and set(emotion["groups"]) == {"insult", "everyday"} and 0 <= emotion["neutral"] <= 1
     assert intent["n"] == 1 and intent["agreement"] == 1.0 and intent["read_as"] == {"explicit_attack": 1}
-    assert intent["baseline"]["agreement"] == 0.0  # its training items give no intent: the baseline learned none
+    # its training items give no intent: no baseline is learned, and the report says so rather than score one
+    assert intent["baseline"] is None and intent["baseline_unavailable"] == NO_INTENT_BASELINE
     shown = _cli(["eval", "jsonl", str(items)], env)  # the table a person reads says the same
     assert shown.returncode == 0, shown.stderr[-2000:]
-    assert "intent: agreement 1.000, baseline 0.000, neutral 0.000 (n 1)" in shown.stdout
-    assert "items without a label read as (baseline): explicit_attack 0.000" in shown.stdout
+    assert f"intent: agreement 1.000, no baseline ({NO_INTENT_BASELINE}), neutral 0.000 (n 1)" in shown.stdout
+    assert "(baseline)" not in shown.stdout
     said = report["stated"]  # every item, labelled for emotion / intent or not
     assert [said[k]["n"] for k in ("all", "harmful", "harmless")] == [4, 1, 3]
     assert {g: row["n"] for g, row in said["groups"].items()} == {"insult": 1, "everyday": 2, "counter": 1}
