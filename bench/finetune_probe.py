@@ -47,6 +47,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,10 +154,10 @@ def _emotion_probe(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         train = train[: args.limit]
     raw, texts = [i.text for i in items], [for_encoder(i.text) for i in items]
-    frozen = np.asarray(_frozen_vectors(texts))
+    frozen, inputs = np.asarray(_frozen_vectors(texts)), _ReaderInputs.of(raw)
     rows = {
         "baseline": _baseline_proba(raw, y, train, held, labels),
-        "reader": _reader_proba(raw, y, frozen, train, held, labels),
+        "reader": _reader_proba(inputs, y, frozen, train, held, labels),
     }
     shares = np.bincount(y[train], minlength=len(labels))
     weight = torch.tensor((len(train) / (len(labels) * shares.clip(1))) ** CLASS_WEIGHT_POWER, dtype=torch.float32)
@@ -168,7 +169,7 @@ def _emotion_probe(args: argparse.Namespace) -> dict[str, Any]:
     rows["on the grid, C engine"] = _engine_proba(grid, head, [texts[i] for i in held])
     rows["on the grid, blend"] = _geometric(rows["reader"], rows["on the grid, C engine"])
     tuned = _engine_vectors(grid, texts)
-    rows["reader, tuned vectors"] = _reader_proba(raw, y, tuned, train, held, labels)
+    rows["reader, tuned vectors"] = _reader_proba(inputs, y, tuned, train, held, labels)
     base = float(f1_score(y[held], rows["baseline"].argmax(axis=1), average="macro"))
     return {
         "dataset": "clue_emotion valid.txt (held-out fifth; test.txt not read)",
@@ -191,27 +192,46 @@ def _frozen_vectors(texts: list[str]) -> np.ndarray:
     return SentenceEncoder(threads=torch.get_num_threads()).encode(texts)
 
 
+@dataclass(frozen=True)
+class _ReaderInputs:
+    """What the emotion reader reads beside the vector, computed once for every post (both readers use it)."""
+
+    texts: list[str]
+    matches: list[Any]  # the knowledge base's readings
+    words: list[str]  # its segmenter's cut
+    lexicon: Any  # the emotion lexicon ``make model`` fetched, or None
+
+    @classmethod
+    def of(cls, texts: list[str]) -> _ReaderInputs:
+        from worker.emotion_lexicon import EmotionLexicon
+        from worker.feeling import words_of
+        from worker.knowledge import KnowledgeBase
+        from worker.match_reading import read
+
+        kb = KnowledgeBase.bundled().warm()
+        path = Settings().effective_emotion_lexicon
+        lexicon = EmotionLexicon.load(path) if path is not None else None
+        return cls(texts, [read(kb.match(t), t) for t in texts], words_of(kb, texts), lexicon)
+
+
 def _reader_proba(
-    raw: list[str], y: np.ndarray, vectors: np.ndarray, train: np.ndarray, held: np.ndarray, labels: list[str]
+    inputs: _ReaderInputs, y: np.ndarray, vectors: np.ndarray, train: np.ndarray, held: np.ndarray, labels: list[str]
 ) -> np.ndarray:
     """The shipped emotion reader's recipe fitted on ``train``; its native probabilities on ``held``."""
-    from worker.emotion_lexicon import EmotionLexicon
-    from worker.feeling import EmotionReader, words_of
-    from worker.knowledge import KnowledgeBase
-    from worker.match_reading import read
+    from worker.feeling import EmotionReader
 
-    kb = KnowledgeBase.bundled().warm()
-    path = Settings().effective_emotion_lexicon
-    lexicon = EmotionLexicon.load(path) if path is not None else None
+    def part(index: np.ndarray) -> tuple[list[str], list[Any], np.ndarray, list[str]]:
+        return (
+            [inputs.texts[i] for i in index],
+            [inputs.matches[i] for i in index],
+            vectors[index],
+            [inputs.words[i] for i in index],
+        )
 
-    def part(index: np.ndarray) -> tuple[list[str], list[Any], list[str]]:
-        texts = [raw[i] for i in index]
-        return texts, [read(kb.match(t), t) for t in texts], words_of(kb, texts)
-
-    texts, matches, words = part(train)
-    reader = EmotionReader.fit(texts, [labels[v] for v in y[train]], matches, vectors[train], words, lexicon=lexicon)
-    texts, matches, words = part(held)
-    native = reader.native_proba(texts, matches, vectors[held], words)
+    texts, matches, part_vectors, words = part(train)
+    truth = [labels[v] for v in y[train]]
+    reader = EmotionReader.fit(texts, truth, matches, part_vectors, words, lexicon=inputs.lexicon)
+    native = reader.native_proba(*part(held))
     out = np.zeros((len(held), len(labels)))
     out[:, [labels.index(label) for label in reader.labels.labels]] = native
     return out
@@ -226,8 +246,9 @@ def _baseline_proba(
 
 
 def _geometric(one: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The normalised geometric mean of two readings (the mean of their log-probabilities)."""
-    logp = (np.log(one.clip(1e-9)) + np.log(other.clip(1e-9))) / 2
+    """The normalised geometric mean of two readings (the mean of their log-probabilities; for two classes, the
+    mean of their log-odds)."""
+    logp = (np.log(one.clip(1e-6)) + np.log(other.clip(1e-6))) / 2
     out = np.exp(logp - logp.max(axis=1, keepdims=True))
     return np.asarray(out / out.sum(axis=1, keepdims=True))
 
@@ -351,11 +372,8 @@ def _engine_vectors(model: E5Port, texts: list[str]) -> np.ndarray:
 
 
 def _blend(one: np.ndarray, other: np.ndarray) -> np.ndarray:
-    def logit(p: np.ndarray) -> np.ndarray:
-        p = p.clip(1e-6, 1 - 1e-6)
-        return np.asarray(np.log(p / (1 - p)))
-
-    return np.asarray(1 / (1 + np.exp(-(logit(one) + logit(other)) / 2)))
+    """Two probabilities of the positive class blended as their mean log-odds (``_geometric`` of the two rows)."""
+    return _geometric(np.stack([1 - one, one], axis=1), np.stack([1 - other, other], axis=1))[:, 1]
 
 
 def _figures(p: np.ndarray, y: np.ndarray, reporting: np.ndarray) -> dict[str, float]:

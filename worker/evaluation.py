@@ -291,7 +291,10 @@ def _report(
     return report
 
 
-NO_INTENT_BASELINE = "the training sources give no intent labels: no intent baseline can be learned"
+NO_INTENT_BASELINE = (
+    "the training sources give fewer than two intents (an item without one counts as other): "
+    "no intent baseline can be learned"
+)
 
 # the intents that read a text as hostile to someone (what a label of "offensive intention" asks of the tier)
 HOSTILE_INTENTS = frozenset({Intent.EXPLICIT_ATTACK, Intent.IMPLICIT_ATTACK, Intent.PROVOCATION, Intent.SARCASM})
@@ -488,8 +491,8 @@ def baseline_intents(train: list[LabelledItem], evaluation: list[LabelledItem]) 
     """The reference over the intents the training items give (an item without one is ``other``, which no label
     accepts): what a char n-gram model learns of attack style and counter-speech from the same data. One intent
     per evaluation item, so folds line up; none is learned when no evaluation item gives one to score. None
-    when the training items give no intent at all: a model that learned one answer would score 0 agreement
-    and read like a measured baseline; the report says there is none instead."""
+    when the training items give fewer than two intents (typically none at all): a model that learned one
+    answer would score as if measured; the report says there is none instead."""
     if not any(item.intents for item in evaluation):
         return ["other"] * len(evaluation)
     labels = [item.intent or "other" for item in train]

@@ -477,7 +477,8 @@ def _print_eval(r: dict[str, Any]) -> None:
         if field_name in r:
             row, base = r[field_name], r[field_name].get("baseline")
             beside = f", baseline {base['agreement']:.3f}" if base else ""
-            beside = f", no baseline ({row['baseline_unavailable']})" if "baseline_unavailable" in row else beside
+            if row.get("baseline_unavailable"):
+                beside = f", no baseline ({row['baseline_unavailable']})"
             typer.echo(
                 f"{field_name}: agreement {row['agreement']:.3f}{beside}, neutral {row['neutral']:.3f} (n {row['n']})"
             )
