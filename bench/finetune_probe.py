@@ -326,7 +326,7 @@ def _fine_tune(
             logits = _logits(model, head, [sequences[i] for i in batch])
             loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y[batch]), weight=weight)
             optimiser.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             schedule.step()
@@ -343,7 +343,8 @@ def _proba(model: E5Port, head: torch.nn.Linear, sequences: list[list[int]], ind
     with torch.no_grad():
         for batch in _by_length(sequences, index, 64):
             out[batch] = torch.softmax(_logits(model, head, [sequences[i] for i in batch]), -1).numpy()
-    return out[index]
+    held: np.ndarray = out[index]
+    return held
 
 
 def _logits(model: E5Port, head: torch.nn.Linear, sequences: list[list[int]]) -> torch.Tensor:
