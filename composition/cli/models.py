@@ -476,9 +476,8 @@ def _print_eval(r: dict[str, Any]) -> None:
     for field_name in ("emotion", "intent"):
         if field_name in r:
             row, base = r[field_name], r[field_name].get("baseline")
-            beside = f", baseline {base['agreement']:.3f}" if base else ""
-            if row.get("baseline_unavailable"):
-                beside = f", no baseline ({row['baseline_unavailable']})"
+            missing = row.get("baseline_unavailable")
+            beside = f", baseline {base['agreement']:.3f}" if base else f", no baseline ({missing})" if missing else ""
             typer.echo(
                 f"{field_name}: agreement {row['agreement']:.3f}{beside}, neutral {row['neutral']:.3f} (n {row['n']})"
             )
